@@ -1,0 +1,225 @@
+//! The settings the engine runs on, as read from the TOML configuration.
+//!
+//! The daemon shell (`src/config.rs`) loads and validates the file; this module only
+//! holds the schema and its defaults. Every bound a peer can push against has a default
+//! here, and `config/xmppd.toml` documents each one.
+
+use serde::{Deserialize, Serialize};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Settings {
+    /// Where the embedded database, generated certificates and other state live.
+    pub data_dir: PathBuf,
+    /// Major | Problems | Low-Level | All Info (see `LogLevel`).
+    pub log_level: LogLevel,
+    /// Per-tag log level overrides, e.g. `{ XMPPI = "all" }`.
+    pub log_tags: std::collections::BTreeMap<String, LogLevel>,
+    /// Maximum concurrent connections; 0 means no listener at all.
+    pub channels: usize,
+    /// Worker arbiters for connections; 0 means one per core.
+    pub workers: usize,
+    #[serde(rename = "domain")]
+    pub domains: Vec<DomainSettings>,
+    #[serde(rename = "listener")]
+    pub listeners: Vec<ListenerSettings>,
+    pub tls: TlsSettings,
+    pub auth: AuthSettings,
+    pub limits: LimitSettings,
+    pub storage: StorageSettings,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            data_dir: PathBuf::from("./data"),
+            log_level: LogLevel::Problems,
+            log_tags: Default::default(),
+            channels: 20_000,
+            workers: 0,
+            domains: vec![DomainSettings::named("localhost")],
+            listeners: vec![
+                ListenerSettings {
+                    address: "0.0.0.0:5222".parse().expect("literal"),
+                    tls: ListenerTls::Starttls,
+                },
+                ListenerSettings {
+                    address: "0.0.0.0:5269".parse().expect("literal"),
+                    tls: ListenerTls::Starttls,
+                },
+                ListenerSettings {
+                    address: "0.0.0.0:5223".parse().expect("literal"),
+                    tls: ListenerTls::Direct,
+                },
+            ],
+            tls: TlsSettings::default(),
+            auth: AuthSettings::default(),
+            limits: LimitSettings::default(),
+            storage: StorageSettings::default(),
+        }
+    }
+}
+
+impl Settings {
+    pub fn domain(&self, name: &str) -> Option<&DomainSettings> {
+        self.domains.iter().find(|d| d.name == name)
+    }
+}
+
+/// Log levels, from least to most verbose (CommuniGate Pro's names).
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, PartialOrd, Ord)]
+pub enum LogLevel {
+    #[serde(rename = "none")]
+    None,
+    /// Message transfer reports and fatal errors.
+    #[serde(rename = "major", alias = "Major")]
+    Major,
+    /// Plus transfer and non-fatal errors.
+    #[serde(rename = "problems", alias = "Problems")]
+    Problems,
+    /// Plus protocol and link level events.
+    #[serde(rename = "low-level", alias = "Low-Level")]
+    LowLevel,
+    /// Plus the XML itself (passwords masked).
+    #[serde(rename = "all", alias = "All Info", alias = "all-info")]
+    AllInfo,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct DomainSettings {
+    pub name: String,
+    /// TLS must be negotiated before authentication.
+    pub require_tls: bool,
+    /// Offer PLAIN (and legacy plaintext auth) on streams without TLS.
+    pub plain_without_tls: bool,
+    /// Offer SASL ANONYMOUS: a throwaway account for the length of the session.
+    pub anonymous: bool,
+    /// PEM certificate chain and key for this domain; empty uses `[tls]`.
+    pub certificate: String,
+    pub key: String,
+}
+
+impl DomainSettings {
+    pub fn named(name: &str) -> Self {
+        DomainSettings {
+            name: name.to_string(),
+            ..Default::default()
+        }
+    }
+}
+
+impl Default for DomainSettings {
+    fn default() -> Self {
+        DomainSettings {
+            name: String::new(),
+            require_tls: true,
+            plain_without_tls: false,
+            anonymous: false,
+            certificate: String::new(),
+            key: String::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ListenerSettings {
+    pub address: SocketAddr,
+    #[serde(default)]
+    pub tls: ListenerTls,
+}
+
+/// How TLS starts on a listener: in-band (STARTTLS, RFC 6120) or at connect (XEP-0368).
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum ListenerTls {
+    #[default]
+    Starttls,
+    Direct,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct TlsSettings {
+    /// PEM certificate chain; empty: a self-signed certificate is generated under
+    /// `data_dir/certs` on first start and reused after.
+    pub certificate: String,
+    pub key: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthSettings {
+    /// `scram`: only SCRAM keys are stored; `plain`: the password is also kept in a
+    /// reversible form so that legacy digest authentication can be offered.
+    pub password_format: PasswordFormat,
+    pub scram_iterations: u32,
+    /// XEP-0078 `jabber:iq:auth` for old clients.
+    pub legacy_auth: bool,
+    /// Failed attempts on one stream before it is closed.
+    pub max_failures: u32,
+}
+
+impl Default for AuthSettings {
+    fn default() -> Self {
+        AuthSettings {
+            password_format: PasswordFormat::Scram,
+            scram_iterations: 4096,
+            legacy_auth: true,
+            max_failures: 3,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum PasswordFormat {
+    #[default]
+    Scram,
+    Plain,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitSettings {
+    /// Largest stanza accepted, in bytes; larger ones end the stream with policy-violation.
+    pub max_stanza_size: usize,
+    /// Deepest element nesting inside a stanza.
+    pub max_depth: usize,
+    /// Bytes queued for a peer that does not read before it is disconnected.
+    pub write_buffer: usize,
+    /// Seconds a connection may take to authenticate and bind.
+    pub auth_timeout: u64,
+    /// Seconds for a TLS handshake.
+    pub tls_timeout: u64,
+}
+
+impl Default for LimitSettings {
+    fn default() -> Self {
+        LimitSettings {
+            max_stanza_size: 256 * 1024,
+            max_depth: 32,
+            write_buffer: 1024 * 1024,
+            auth_timeout: 60,
+            tls_timeout: 20,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct StorageSettings {
+    /// SQLite database file, relative to `data_dir` unless absolute.
+    pub database: PathBuf,
+}
+
+impl Default for StorageSettings {
+    fn default() -> Self {
+        StorageSettings {
+            database: PathBuf::from("xmppd.sqlite"),
+        }
+    }
+}

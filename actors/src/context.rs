@@ -1,0 +1,97 @@
+//! What every actor shares: live settings, storage, TLS, the registry, counters.
+
+use crate::config::Settings;
+use crate::registry::Registry;
+use crate::sasl::DecoyKey;
+use crate::storage::Storage;
+use crate::tls::TlsContext;
+use actix::Addr;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::Instant;
+
+/// A value an administrator can replace while the server runs. Readers take a cheap
+/// snapshot (`Arc`) and keep it for the work at hand.
+pub struct Live<T>(RwLock<Arc<T>>);
+
+impl<T> Live<T> {
+    pub fn new(v: T) -> Self {
+        Live(RwLock::new(Arc::new(v)))
+    }
+
+    pub fn get(&self) -> Arc<T> {
+        match self.0.read() {
+            Ok(g) => g.clone(),
+            Err(p) => p.into_inner().clone(),
+        }
+    }
+
+    pub fn set(&self, v: T) {
+        match self.0.write() {
+            Ok(mut g) => *g = Arc::new(v),
+            Err(p) => *p.into_inner() = Arc::new(v),
+        }
+    }
+}
+
+/// Counters the monitoring page and the tests read.
+#[derive(Debug, Default)]
+pub struct Stats {
+    pub connections: AtomicUsize,
+    pub connection_actors: AtomicUsize,
+    pub session_actors: AtomicUsize,
+    pub io_tasks: AtomicUsize,
+    pub stanzas_in: AtomicU64,
+    pub stanzas_out: AtomicU64,
+    pub auth_failures: AtomicU64,
+    pub refused_connections: AtomicU64,
+}
+
+/// Increments one of the [`Stats`] gauges for as long as it lives.
+pub struct Gauge(fn(&Stats) -> &AtomicUsize, Arc<Stats>);
+
+impl Gauge {
+    pub fn new(stats: &Arc<Stats>, which: fn(&Stats) -> &AtomicUsize) -> Self {
+        which(stats).fetch_add(1, Ordering::Relaxed);
+        Gauge(which, stats.clone())
+    }
+}
+
+impl Drop for Gauge {
+    fn drop(&mut self) {
+        (self.0)(&self.1).fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+impl Stats {
+    pub fn snapshot(&self) -> serde_json::Value {
+        let l = |a: &AtomicUsize| a.load(Ordering::Relaxed);
+        let l64 = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        serde_json::json!({
+            "connections": l(&self.connections),
+            "connection_actors": l(&self.connection_actors),
+            "session_actors": l(&self.session_actors),
+            "io_tasks": l(&self.io_tasks),
+            "stanzas_in": l64(&self.stanzas_in),
+            "stanzas_out": l64(&self.stanzas_out),
+            "auth_failures": l64(&self.auth_failures),
+            "refused_connections": l64(&self.refused_connections),
+        })
+    }
+}
+
+/// Shared by every connection and session.
+pub struct ServerContext {
+    pub settings: Live<Settings>,
+    pub storage: Storage,
+    pub tls: TlsContext,
+    pub registry: Addr<Registry>,
+    pub log: slog::Logger,
+    pub decoy: DecoyKey,
+    pub stats: Arc<Stats>,
+    pub started: Instant,
+    /// Flips to true when the server shuts down; every connection watches it.
+    pub shutdown: tokio::sync::watch::Sender<bool>,
+}
+
+pub type Ctx = Arc<ServerContext>;

@@ -1,0 +1,74 @@
+//! XEP-0030 service discovery: what the server and its accounts say about themselves.
+
+use crate::ns;
+use crate::stanza::set_attr;
+use minidom::Element;
+
+/// Features the server itself implements (only what works end to end).
+pub const SERVER_FEATURES: &[&str] = &[ns::DISCO_INFO, ns::DISCO_ITEMS, ns::PING, ns::VERSION];
+
+/// Features answered for an account's bare JID.
+pub const ACCOUNT_FEATURES: &[&str] = &[ns::DISCO_INFO];
+
+fn identity(category: &str, ty: &str, name: Option<&str>) -> Element {
+    let mut i = Element::bare("identity", ns::DISCO_INFO);
+    set_attr(&mut i, "category", category);
+    set_attr(&mut i, "type", ty);
+    if let Some(n) = name {
+        set_attr(&mut i, "name", n);
+    }
+    i
+}
+
+fn info(node: Option<&str>, identities: Vec<Element>, features: &[&str]) -> Element {
+    let mut q = Element::bare("query", ns::DISCO_INFO);
+    if let Some(n) = node {
+        set_attr(&mut q, "node", n);
+    }
+    for i in identities {
+        q.append_child(i);
+    }
+    for f in features {
+        let mut e = Element::bare("feature", ns::DISCO_INFO);
+        set_attr(&mut e, "var", f);
+        q.append_child(e);
+    }
+    q
+}
+
+/// disco#info of the server.
+pub fn server_info(query: &Element) -> Result<Element, crate::stanza::ErrorCondition> {
+    if query.attr("node").is_some() {
+        return Err(crate::stanza::ErrorCondition::ItemNotFound);
+    }
+    Ok(info(
+        None,
+        vec![identity("server", "im", Some("xmppd"))],
+        SERVER_FEATURES,
+    ))
+}
+
+/// disco#items of the server (components and administrator items come later).
+pub fn server_items(query: &Element) -> Result<Element, crate::stanza::ErrorCondition> {
+    if query.attr("node").is_some() {
+        return Err(crate::stanza::ErrorCondition::ItemNotFound);
+    }
+    Ok(Element::bare("query", ns::DISCO_ITEMS))
+}
+
+/// disco#info of an account (answered by the server on the account's behalf).
+pub fn account_info(query: &Element) -> Result<Element, crate::stanza::ErrorCondition> {
+    if query.attr("node").is_some() {
+        return Err(crate::stanza::ErrorCondition::ItemNotFound);
+    }
+    Ok(info(
+        None,
+        vec![identity("account", "registered", None)],
+        ACCOUNT_FEATURES,
+    ))
+}
+
+/// disco#items of an account: none.
+pub fn account_items(_query: &Element) -> Result<Element, crate::stanza::ErrorCondition> {
+    Ok(Element::bare("query", ns::DISCO_ITEMS))
+}

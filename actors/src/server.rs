@@ -1,0 +1,111 @@
+//! Wiring: start the registry, the worker arbiters and the listener; stop them again.
+
+use crate::config::{ListenerTls, Settings};
+use crate::context::{Live, ServerContext, Stats};
+use crate::listener::{self, Listener};
+use crate::registry::Registry;
+use crate::sasl::DecoyKey;
+use crate::storage::Storage;
+use crate::tls::TlsContext;
+use actix::prelude::*;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    #[error("cannot listen on {0}")]
+    Listen(#[from] std::io::Error),
+}
+
+/// A running server.
+pub struct Server {
+    pub ctx: Arc<ServerContext>,
+    /// The addresses actually bound (ports resolved when 0 was configured).
+    pub listening: Vec<(SocketAddr, ListenerTls)>,
+    listener: Option<Addr<Listener>>,
+    workers: Vec<Arbiter>,
+}
+
+impl Server {
+    /// Start everything on the current actix system.
+    pub async fn start(
+        settings: Settings,
+        storage: Storage,
+        tls: TlsContext,
+        log: slog::Logger,
+    ) -> Result<Server, ServerError> {
+        let sockets = listener::bind_all(&settings).await?;
+        let listening = sockets
+            .iter()
+            .filter_map(|(s, t)| s.local_addr().ok().map(|a| (a, *t)))
+            .collect();
+        let registry = Registry::new(
+            settings.domains.iter().map(|d| d.name.clone()),
+            log.new(slog::o!("actor" => "registry")),
+        )
+        .start();
+        let n = if settings.workers == 0 {
+            std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1)
+        } else {
+            settings.workers
+        };
+        let workers: Vec<Arbiter> = (0..n).map(|_| Arbiter::new()).collect();
+        let (shutdown, _) = tokio::sync::watch::channel(false);
+        let ctx = Arc::new(ServerContext {
+            settings: Live::new(settings),
+            storage,
+            tls,
+            registry,
+            log,
+            decoy: DecoyKey::random(),
+            stats: Arc::new(Stats::default()),
+            started: Instant::now(),
+            shutdown,
+        });
+        let listener = (!sockets.is_empty()).then(|| {
+            Listener::new(
+                ctx.clone(),
+                sockets,
+                workers.iter().map(|a| a.handle()).collect(),
+            )
+            .start()
+        });
+        Ok(Server {
+            ctx,
+            listening,
+            listener,
+            workers,
+        })
+    }
+
+    /// Graceful shutdown: stop accepting, end every stream with `system-shutdown`, wait
+    /// (up to `grace`) for the connections to close.
+    pub async fn shutdown(mut self, grace: Duration) {
+        if let Some(l) = self.listener.take() {
+            l.do_send(StopListening);
+        }
+        let _ = self.ctx.shutdown.send(true);
+        let deadline = Instant::now() + grace;
+        while self.ctx.stats.connections.load(Ordering::Relaxed) > 0 && Instant::now() < deadline {
+            actix::clock::sleep(Duration::from_millis(20)).await;
+        }
+        for w in self.workers.drain(..) {
+            w.stop();
+        }
+    }
+}
+
+#[derive(actix::Message)]
+#[rtype(result = "()")]
+struct StopListening;
+
+impl Handler<StopListening> for Listener {
+    type Result = ();
+    fn handle(&mut self, _: StopListening, ctx: &mut Context<Self>) {
+        ctx.stop();
+    }
+}

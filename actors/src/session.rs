@@ -1,0 +1,317 @@
+//! The account session: one per bound resource. It acts on the account's behalf:
+//! stamps and checks what the client sends, answers what the server answers for the
+//! account, hands the rest to the registry as signals, and writes what is delivered
+//! to it to the client.
+
+use crate::context::{Ctx, Gauge};
+use crate::io::{Inbound, Outbox, WriteError};
+use crate::ns;
+use crate::registry::{Availability, Unbind};
+use crate::server_iq::{self, Addressee};
+use crate::signals::Signal;
+use crate::stanza::{self, ErrorCondition, Kind};
+use crate::stream_error::{Condition, StreamError};
+use actix::prelude::*;
+use minidom::Element;
+use std::sync::atomic::Ordering;
+use xmpp_parsers::jid::{BareJid, FullJid, Jid};
+
+/// Signals waiting for one session before the registry refuses more.
+pub const MAILBOX: usize = 1024;
+
+pub struct Session {
+    jid: FullJid,
+    bare: BareJid,
+    ctx: Ctx,
+    out: Outbox,
+    log: slog::Logger,
+    available: bool,
+    priority: i8,
+    /// The client is gone; what still arrives is returned to its senders.
+    closing: bool,
+    _gauge: Gauge,
+}
+
+impl Session {
+    pub fn new(jid: FullJid, ctx: Ctx, out: Outbox, log: slog::Logger) -> Self {
+        let gauge = Gauge::new(&ctx.stats, |s| &s.session_actors);
+        let bare = jid.to_bare();
+        Session {
+            jid,
+            bare,
+            ctx,
+            out,
+            log,
+            available: false,
+            priority: 0,
+            closing: false,
+            _gauge: gauge,
+        }
+    }
+
+    /// End the stream with a stream error (the connection then reports it closed).
+    fn stream_error(&mut self, err: StreamError) {
+        slog::info!(self.log, # "XMPPI", "stream error"; "error" => %err);
+        let _ = self.out.send_str(&err.to_xml());
+        self.out.close();
+    }
+
+    fn write(&mut self, el: &Element) -> Result<(), WriteError> {
+        let r = self.out.send_element(el);
+        if r.is_ok() {
+            self.ctx.stats.stanzas_out.fetch_add(1, Ordering::Relaxed);
+        }
+        r
+    }
+
+    fn reply(&mut self, el: Option<Element>) {
+        if let Some(el) = el {
+            let _ = self.write(&el);
+        }
+    }
+
+    fn route(&self, from: Jid, to: Jid, el: Element) {
+        if let Some(sig) = Signal::new(from, to, el) {
+            self.ctx.registry.do_send(sig);
+        }
+    }
+
+    fn client_stanza(&mut self, mut el: Element) {
+        self.ctx.stats.stanzas_in.fetch_add(1, Ordering::Relaxed);
+        let Some(kind) = Kind::of(&el) else {
+            return self.stream_error(StreamError::with_text(
+                Condition::UnsupportedStanzaType,
+                el.name().to_string(),
+            ));
+        };
+        if !el.has_ns(ns::CLIENT) {
+            return self.stream_error(StreamError::new(Condition::InvalidNamespace));
+        }
+        // RFC 6120 §8.1.2.1: a client may only use its own address.
+        if let Some(f) = el.attr("from") {
+            let own = match Jid::new(f) {
+                Ok(j) => j.as_str() == self.jid.as_str() || j.as_str() == self.bare.as_str(),
+                Err(_) => false,
+            };
+            if !own {
+                return self.stream_error(StreamError::new(Condition::InvalidFrom));
+            }
+        }
+        stanza::set_attr(&mut el, "from", self.jid.as_str());
+        let to = match stanza::jid_attr(&el, "to") {
+            Ok(t) => t,
+            Err(_) => {
+                stanza::remove_attr(&mut el, "to");
+                let r = stanza::error_reply(&el, ErrorCondition::JidMalformed, None);
+                return self.reply(r);
+            }
+        };
+        match kind {
+            Kind::Iq => self.client_iq(el, to),
+            Kind::Message => {
+                let to = to.unwrap_or_else(|| Jid::from(self.bare.clone()));
+                self.route(Jid::from(self.jid.clone()), to, el);
+            }
+            Kind::Presence => self.client_presence(el, to),
+        }
+    }
+
+    fn client_iq(&mut self, el: Element, to: Option<Jid>) {
+        let ty = el.attr("type");
+        let valid = el.attr("id").is_some()
+            && match ty {
+                Some("get") | Some("set") => server_iq::single_payload(&el).is_some(),
+                Some("result") => el.children().count() <= 1,
+                Some("error") => true,
+                _ => false,
+            };
+        if !valid {
+            let r = stanza::error_reply(&el, ErrorCondition::BadRequest, Some("malformed iq"));
+            return self.reply(r);
+        }
+        let to_domain = to
+            .as_ref()
+            .is_some_and(|t| t.node().is_none() && t.domain() == self.jid.domain());
+        let to_self = to.as_ref().is_none_or(|t| t.as_str() == self.bare.as_str());
+        if to_self || to_domain {
+            let mut reply = if to_self {
+                self.own_iq(&el)
+            } else {
+                server_iq::handle(&el, Addressee::Server)
+            };
+            if let Some(r) = reply.as_mut() {
+                // answers come from the address the request went to
+                match &to {
+                    Some(t) => stanza::set_attr(r, "from", t.as_str()),
+                    None => stanza::remove_attr(r, "from"),
+                }
+            }
+            return self.reply(reply);
+        }
+        let Some(to) = to else { return };
+        self.route(Jid::from(self.jid.clone()), to, el);
+    }
+
+    /// iq for the account itself (no `to`, or its own bare JID).
+    fn own_iq(&mut self, el: &Element) -> Option<Element> {
+        let payload = server_iq::single_payload(el)?;
+        if payload.is("session", ns::SESSION) && el.attr("type") == Some("set") {
+            // RFC 3921 session establishment: a no-op kept for old clients.
+            return Some(stanza::iq_result(el, None));
+        }
+        if payload.is("bind", ns::BIND) {
+            return stanza::error_reply(el, ErrorCondition::NotAllowed, Some("already bound"));
+        }
+        match server_iq::handle(el, Addressee::Account) {
+            Some(r) if is_service_unavailable(&r) => server_iq::handle(el, Addressee::Server),
+            other => other,
+        }
+    }
+
+    fn client_presence(&mut self, el: Element, to: Option<Jid>) {
+        if let Some(to) = to {
+            return self.route(Jid::from(self.jid.clone()), to, el);
+        }
+        match el.attr("type") {
+            None => {
+                let priority = match el
+                    .get_child("priority", ns::CLIENT)
+                    .map(|p| p.text().trim().parse::<i8>())
+                {
+                    None => 0,
+                    Some(Ok(p)) => p,
+                    Some(Err(_)) => {
+                        let r = stanza::error_reply(
+                            &el,
+                            ErrorCondition::BadRequest,
+                            Some("priority must be -128..127"),
+                        );
+                        return self.reply(r);
+                    }
+                };
+                self.set_availability(true, priority);
+            }
+            Some("unavailable") => self.set_availability(false, 0),
+            _ => {}
+        }
+    }
+
+    fn set_availability(&mut self, available: bool, priority: i8) {
+        self.available = available;
+        self.priority = priority;
+        self.ctx.registry.do_send(Availability {
+            jid: self.jid.clone(),
+            available,
+            priority,
+        });
+    }
+
+    fn deliver(&mut self, sig: Signal) {
+        if self.closing {
+            return self.undeliverable(sig, ErrorCondition::RecipientUnavailable);
+        }
+        match self.write(sig.stanza()) {
+            Ok(()) => {}
+            Err(WriteError::Overflow) => {
+                slog::warn!(self.log, # "XMPPI", "peer not reading: write buffer full, disconnecting");
+                self.undeliverable(sig, ErrorCondition::ResourceConstraint);
+            }
+            Err(WriteError::Closed) => {
+                self.undeliverable(sig, ErrorCondition::RecipientUnavailable)
+            }
+        }
+    }
+
+    fn undeliverable(&mut self, sig: Signal, cond: ErrorCondition) {
+        if let Some(b) = sig.bounce(cond, None) {
+            self.ctx.registry.do_send(b);
+        }
+    }
+}
+
+fn is_service_unavailable(el: &Element) -> bool {
+    el.get_child("error", ns::CLIENT)
+        .is_some_and(|e| e.has_child("service-unavailable", ns::STANZAS))
+}
+
+impl Actor for Session {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        ctx.set_mailbox_capacity(MAILBOX);
+        slog::info!(self.log, "session started"; "jid" => %self.jid);
+    }
+
+    fn stopped(&mut self, _: &mut Context<Self>) {
+        slog::info!(self.log, "session ended"; "jid" => %self.jid);
+    }
+}
+
+impl Handler<Inbound> for Session {
+    type Result = ();
+    fn handle(&mut self, msg: Inbound, _: &mut Context<Self>) {
+        for el in msg.0 {
+            if self.closing || self.out.is_closed() {
+                break;
+            }
+            self.client_stanza(el);
+        }
+    }
+}
+
+impl Handler<Signal> for Session {
+    type Result = ();
+    fn handle(&mut self, sig: Signal, _: &mut Context<Self>) {
+        self.deliver(sig);
+    }
+}
+
+/// Close the client's stream with a stream error (shutdown, conflict, admin).
+#[derive(actix::Message)]
+#[rtype(result = "()")]
+pub struct CloseStream(pub StreamError);
+
+impl Handler<CloseStream> for Session {
+    type Result = ();
+    fn handle(&mut self, c: CloseStream, _: &mut Context<Self>) {
+        self.stream_error(c.0);
+    }
+}
+
+/// The connection under this session is gone.
+#[derive(actix::Message)]
+#[rtype(result = "()")]
+pub struct Ended;
+
+impl Handler<Ended> for Session {
+    type Result = ();
+    fn handle(&mut self, _: Ended, ctx: &mut Context<Self>) {
+        if self.closing {
+            return;
+        }
+        self.closing = true;
+        let unbind = Unbind {
+            jid: self.jid.clone(),
+            session: ctx.address(),
+        };
+        // Once the registry has forgotten us nothing new is routed here; what is already
+        // in the mailbox is returned to its senders, then the session stops.
+        self.ctx
+            .registry
+            .send(unbind)
+            .into_actor(self)
+            .map(|_, _, ctx| ctx.address().do_send(Stop))
+            .spawn(ctx);
+    }
+}
+
+#[derive(actix::Message)]
+#[rtype(result = "()")]
+struct Stop;
+
+impl Handler<Stop> for Session {
+    type Result = ();
+    fn handle(&mut self, _: Stop, ctx: &mut Context<Self>) {
+        ctx.stop();
+    }
+}

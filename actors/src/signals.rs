@@ -1,0 +1,180 @@
+//! Signals: the typed messages stanzas travel as between actors.
+//!
+//! `<message/>` is a [`Message`], subscription presence is a [`Subscribe`], available,
+//! unavailable and error presence is a [`Notify`], `<iq/>` is an [`Info`]. Each carries
+//! the parsed addresses and the stanza (with `from` and `to` set on it as well).
+
+use crate::stanza::{self, ErrorCondition, Kind};
+use minidom::Element;
+use xmpp_parsers::jid::Jid;
+
+/// `<message/>`.
+#[derive(Debug, Clone)]
+pub struct Message {
+    pub from: Jid,
+    pub to: Jid,
+    pub stanza: Element,
+}
+
+/// Subscription management presence (RFC 6121 §3).
+#[derive(Debug, Clone)]
+pub struct Subscribe {
+    pub from: Jid,
+    pub to: Jid,
+    pub kind: SubscribeKind,
+    pub stanza: Element,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SubscribeKind {
+    Subscribe,
+    Subscribed,
+    Unsubscribe,
+    Unsubscribed,
+    Probe,
+}
+
+/// Presence events: available, unavailable, error (RFC 6121 §4).
+#[derive(Debug, Clone)]
+pub struct Notify {
+    pub from: Jid,
+    pub to: Jid,
+    pub stanza: Element,
+}
+
+/// `<iq/>`; its reply travels back to `from` as another `Info`.
+#[derive(Debug, Clone)]
+pub struct Info {
+    pub from: Jid,
+    pub to: Jid,
+    pub stanza: Element,
+}
+
+/// Any signal, as routed by the registry.
+#[derive(Debug, Clone, actix::Message)]
+#[rtype(result = "()")]
+pub enum Signal {
+    Message(Message),
+    Subscribe(Subscribe),
+    Notify(Notify),
+    Info(Info),
+}
+
+impl Signal {
+    /// Classify a stanza whose `from` and `to` are already set and parsed.
+    pub fn new(from: Jid, to: Jid, stanza: Element) -> Option<Signal> {
+        Some(match Kind::of(&stanza)? {
+            Kind::Message => Signal::Message(Message { from, to, stanza }),
+            Kind::Iq => Signal::Info(Info { from, to, stanza }),
+            Kind::Presence => {
+                let kind = match stanza.attr("type") {
+                    Some("subscribe") => Some(SubscribeKind::Subscribe),
+                    Some("subscribed") => Some(SubscribeKind::Subscribed),
+                    Some("unsubscribe") => Some(SubscribeKind::Unsubscribe),
+                    Some("unsubscribed") => Some(SubscribeKind::Unsubscribed),
+                    Some("probe") => Some(SubscribeKind::Probe),
+                    _ => None,
+                };
+                match kind {
+                    Some(kind) => Signal::Subscribe(Subscribe {
+                        from,
+                        to,
+                        kind,
+                        stanza,
+                    }),
+                    None => Signal::Notify(Notify { from, to, stanza }),
+                }
+            }
+        })
+    }
+
+    /// Build a signal from a stanza, reading its `from` and `to` attributes.
+    pub fn from_stanza(stanza: Element) -> Option<Signal> {
+        let from = stanza::jid_attr(&stanza, "from").ok()??;
+        let to = stanza::jid_attr(&stanza, "to").ok()??;
+        Signal::new(from, to, stanza)
+    }
+
+    pub fn from(&self) -> &Jid {
+        match self {
+            Signal::Message(m) => &m.from,
+            Signal::Subscribe(s) => &s.from,
+            Signal::Notify(n) => &n.from,
+            Signal::Info(i) => &i.from,
+        }
+    }
+
+    pub fn to(&self) -> &Jid {
+        match self {
+            Signal::Message(m) => &m.to,
+            Signal::Subscribe(s) => &s.to,
+            Signal::Notify(n) => &n.to,
+            Signal::Info(i) => &i.to,
+        }
+    }
+
+    pub fn stanza(&self) -> &Element {
+        match self {
+            Signal::Message(m) => &m.stanza,
+            Signal::Subscribe(s) => &s.stanza,
+            Signal::Notify(n) => &n.stanza,
+            Signal::Info(i) => &i.stanza,
+        }
+    }
+
+    pub fn into_stanza(self) -> Element {
+        match self {
+            Signal::Message(m) => m.stanza,
+            Signal::Subscribe(s) => s.stanza,
+            Signal::Notify(n) => n.stanza,
+            Signal::Info(i) => i.stanza,
+        }
+    }
+
+    /// The `type` attribute of the stanza.
+    pub fn stanza_type(&self) -> Option<&str> {
+        self.stanza().attr("type")
+    }
+
+    pub fn is_error(&self) -> bool {
+        self.stanza_type() == Some("error")
+    }
+
+    /// The error signal that returns this one to its sender; `None` for signals that
+    /// must not be answered (errors, iq results).
+    pub fn bounce(&self, cond: ErrorCondition, text: Option<&str>) -> Option<Signal> {
+        let reply = stanza::error_reply(self.stanza(), cond, text)?;
+        Signal::new(self.to().clone(), self.from().clone(), reply)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn classify_and_bounce() {
+        let el: Element =
+            "<presence xmlns='jabber:client' type='subscribe' from='a@x/r' to='b@x'/>"
+                .parse()
+                .expect("xml");
+        let s = Signal::from_stanza(el).expect("signal");
+        assert!(matches!(
+            s,
+            Signal::Subscribe(Subscribe {
+                kind: SubscribeKind::Subscribe,
+                ..
+            })
+        ));
+        let b = s
+            .bounce(ErrorCondition::ServiceUnavailable, None)
+            .expect("bounce");
+        assert_eq!(b.to().to_string(), "a@x/r");
+        assert_eq!(b.from().to_string(), "b@x");
+        assert!(b.is_error());
+        assert!(
+            b.bounce(ErrorCondition::ServiceUnavailable, None).is_none(),
+            "errors are never bounced"
+        );
+    }
+}

@@ -1,0 +1,257 @@
+//! TLS for streams: certificates per domain (chosen by SNI), the rustls server
+//! configuration, and the channel-binding data SCRAM-*-PLUS needs.
+
+use rustls::crypto::CryptoProvider;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, pem::PemObject};
+use rustls::server::{ClientHello, ResolvesServerCert, ServerConfig, ServerConnection};
+use rustls::sign::CertifiedKey;
+use sha2::{Digest, Sha256, Sha384, Sha512};
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::Arc;
+use tokio_rustls::TlsAcceptor;
+
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    #[error("{path}: {message}")]
+    Pem { path: String, message: String },
+    #[error("TLS configuration: {0}")]
+    Rustls(#[from] rustls::Error),
+}
+
+/// The ring provider, named explicitly so that feature unification never changes it.
+pub fn provider() -> Arc<CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+/// Load a PEM certificate chain and private key.
+pub fn load_certified_key(cert: &Path, key: &Path) -> Result<CertifiedKey, TlsError> {
+    let pem_err = |path: &Path, e: &dyn std::fmt::Display| TlsError::Pem {
+        path: path.display().to_string(),
+        message: e.to_string(),
+    };
+    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
+        .map_err(|e| pem_err(cert, &e))?
+        .collect::<Result<_, _>>()
+        .map_err(|e| pem_err(cert, &e))?;
+    if chain.is_empty() {
+        return Err(pem_err(cert, &"no certificate in file"));
+    }
+    let key_der = PrivateKeyDer::from_pem_file(key).map_err(|e| pem_err(key, &e))?;
+    certified_key_from_der(chain, key_der)
+}
+
+pub fn certified_key_from_der(
+    chain: Vec<CertificateDer<'static>>,
+    key: PrivateKeyDer<'static>,
+) -> Result<CertifiedKey, TlsError> {
+    let p = provider();
+    let ck = CertifiedKey::from_der(chain, key, &p)?;
+    Ok(ck)
+}
+
+/// Certificates by domain name, with a default for clients that send no SNI.
+#[derive(Debug)]
+struct CertStore {
+    by_name: HashMap<String, Arc<CertifiedKey>>,
+    default: Arc<CertifiedKey>,
+}
+
+impl CertStore {
+    fn pick(&self, name: Option<&str>) -> &Arc<CertifiedKey> {
+        let Some(name) = name.map(|n| n.to_ascii_lowercase()) else {
+            return &self.default;
+        };
+        if let Some(ck) = self.by_name.get(&name) {
+            return ck;
+        }
+        // a subdomain (rooms.example.org) falls back to its parent's certificate
+        let mut rest = name.as_str();
+        while let Some((_, parent)) = rest.split_once('.') {
+            if let Some(ck) = self.by_name.get(parent) {
+                return ck;
+            }
+            rest = parent;
+        }
+        &self.default
+    }
+}
+
+impl ResolvesServerCert for CertStore {
+    fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        Some(self.pick(hello.server_name()).clone())
+    }
+}
+
+/// Everything a connection needs for TLS.
+#[derive(Clone)]
+pub struct TlsContext {
+    pub acceptor: TlsAcceptor,
+    certs: Arc<CertStore>,
+}
+
+impl TlsContext {
+    pub fn new(
+        default: CertifiedKey,
+        per_domain: Vec<(String, CertifiedKey)>,
+    ) -> Result<Self, TlsError> {
+        let certs = Arc::new(CertStore {
+            by_name: per_domain
+                .into_iter()
+                .map(|(n, ck)| (n.to_ascii_lowercase(), Arc::new(ck)))
+                .collect(),
+            default: Arc::new(default),
+        });
+        let mut cfg = ServerConfig::builder_with_provider(provider())
+            .with_safe_default_protocol_versions()?
+            .with_no_client_auth()
+            .with_cert_resolver(certs.clone());
+        // Memory per idle session matters more than resumption across restarts.
+        cfg.session_storage = rustls::server::ServerSessionMemoryCache::new(1024);
+        cfg.send_tls13_tickets = 0;
+        Ok(TlsContext {
+            acceptor: TlsAcceptor::from(Arc::new(cfg)),
+            certs,
+        })
+    }
+
+    /// Channel-binding data for an established server connection (RFC 9266, RFC 5929).
+    pub fn channel_binding(&self, conn: &ServerConnection) -> ChannelBinding {
+        // tls-exporter is only sound on TLS 1.3 (or 1.2 with extended master secret).
+        let exporter = (conn.protocol_version() == Some(rustls::ProtocolVersion::TLSv1_3))
+            .then(|| {
+                conn.export_keying_material(vec![0u8; 32], b"EXPORTER-Channel-Binding", None)
+                    .ok()
+            })
+            .flatten();
+        let ck = self.certs.pick(conn.server_name());
+        let endpoint = ck.cert.first().map(|c| server_end_point(c.as_ref()));
+        ChannelBinding { exporter, endpoint }
+    }
+}
+
+/// Channel-binding values of one TLS connection.
+#[derive(Debug, Clone, Default)]
+pub struct ChannelBinding {
+    pub exporter: Option<Vec<u8>>,
+    pub endpoint: Option<Vec<u8>>,
+}
+
+impl ChannelBinding {
+    /// The channel-binding types this connection can offer, in preference order.
+    pub fn types(&self) -> Vec<&'static str> {
+        let mut v = Vec::new();
+        if self.exporter.is_some() {
+            v.push("tls-exporter");
+        }
+        if self.endpoint.is_some() {
+            v.push("tls-server-end-point");
+        }
+        v
+    }
+
+    pub fn get(&self, name: &str) -> Option<&[u8]> {
+        match name {
+            "tls-exporter" => self.exporter.as_deref(),
+            "tls-server-end-point" => self.endpoint.as_deref(),
+            _ => None,
+        }
+    }
+}
+
+/// RFC 5929 §4.1: hash of the server certificate with its signature's hash function,
+/// SHA-256 when that is MD5 or SHA-1.
+fn server_end_point(der: &[u8]) -> Vec<u8> {
+    match signature_hash(der) {
+        SigHash::Sha384 => Sha384::digest(der).to_vec(),
+        SigHash::Sha512 => Sha512::digest(der).to_vec(),
+        SigHash::Sha256 => Sha256::digest(der).to_vec(),
+    }
+}
+
+enum SigHash {
+    Sha256,
+    Sha384,
+    Sha512,
+}
+
+/// Read the signatureAlgorithm OID of a DER certificate (our own, from the config).
+fn signature_hash(der: &[u8]) -> SigHash {
+    // Certificate ::= SEQUENCE { tbsCertificate, signatureAlgorithm AlgorithmIdentifier, .. }
+    let oid = (|| {
+        let (_, body) = der_header(der)?; // outer SEQUENCE contents
+        let (tbs_len, _) = der_header(body)?;
+        let rest = body.get(tbs_len..)?; // skip tbsCertificate
+        let (_, alg) = der_header(rest)?; // AlgorithmIdentifier contents
+        let (_, oid) = der_header(alg)?;
+        Some(oid.to_vec())
+    })();
+    const SHA384_OIDS: [&[u8]; 2] = [
+        &[0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x0c], // sha384WithRSAEncryption
+        &[0x2a, 0x86, 0x48, 0xce, 0x3d, 0x04, 0x03, 0x03],       // ecdsa-with-SHA384
+    ];
+    const SHA512_OIDS: [&[u8]; 2] = [
+        &[0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x0d], // sha512WithRSAEncryption
+        &[0x2a, 0x86, 0x48, 0xce, 0x3d, 0x04, 0x03, 0x04],       // ecdsa-with-SHA512
+    ];
+    match oid {
+        Some(o) if SHA384_OIDS.contains(&o.as_slice()) => SigHash::Sha384,
+        Some(o) if SHA512_OIDS.contains(&o.as_slice()) => SigHash::Sha512,
+        _ => SigHash::Sha256,
+    }
+}
+
+/// Parse one DER TLV header: returns (total length of the TLV, contents).
+fn der_header(b: &[u8]) -> Option<(usize, &[u8])> {
+    let len_byte = *b.get(1)?;
+    let (len, hdr) = if len_byte < 0x80 {
+        (len_byte as usize, 2)
+    } else {
+        let n = (len_byte & 0x7f) as usize;
+        if n == 0 || n > 4 {
+            return None;
+        }
+        let mut len = 0usize;
+        for i in 0..n {
+            len = (len << 8) | *b.get(2 + i)? as usize;
+        }
+        (len, 2 + n)
+    };
+    let contents = b.get(hdr..hdr.checked_add(len)?)?;
+    Some((hdr + len, contents))
+}
+
+/// A self-signed certificate for `names` (first one is the subject), as PEM (cert, key).
+pub fn self_signed_pem(names: &[String]) -> Result<(String, String), rcgen::Error> {
+    let mut params = rcgen::CertificateParams::new(names.to_vec())?;
+    params.distinguished_name.push(
+        rcgen::DnType::CommonName,
+        names.first().cloned().unwrap_or_default(),
+    );
+    let key = rcgen::KeyPair::generate()?;
+    let cert = params.self_signed(&key)?;
+    Ok((cert.pem(), key.serialize_pem()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn end_point_hash_of_generated_cert_is_sha256() {
+        let (pem, _) = self_signed_pem(&["a.test".into()]).expect("cert");
+        let der = CertificateDer::from_pem_slice(pem.as_bytes()).expect("der");
+        assert!(matches!(signature_hash(der.as_ref()), SigHash::Sha256));
+        assert_eq!(server_end_point(der.as_ref()).len(), 32);
+    }
+
+    #[test]
+    fn der_header_rejects_truncation() {
+        assert!(der_header(&[0x30, 0x05, 0x01]).is_none());
+        assert!(der_header(&[0x30]).is_none());
+        assert_eq!(
+            der_header(&[0x30, 0x01, 0x00]).map(|(l, c)| (l, c.len())),
+            Some((3, 1))
+        );
+    }
+}

@@ -1,0 +1,290 @@
+//! Loading the configuration: the embedded default, a file, and command-line overrides;
+//! and `check-config`, which reports every problem with its line.
+
+use serde::Deserialize;
+use std::path::{Path, PathBuf};
+use toml::Spanned;
+use toml::de::{DeTable, DeValue, Deserializer};
+use xmppd_actors::config::Settings;
+
+/// The default configuration, as shipped in `config/xmppd.toml`.
+pub const DEFAULT: &str = include_str!("../config/xmppd.toml");
+
+/// One problem found in a configuration file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    /// 1-based line; 0 when the problem is not tied to a line.
+    pub line: usize,
+    pub message: String,
+}
+
+impl std::fmt::Display for Problem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.line > 0 {
+            write!(f, "line {}: {}", self.line, self.message)
+        } else {
+            f.write_str(&self.message)
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{path}: {error}")]
+    Read { path: String, error: std::io::Error },
+    #[error("{path}: {} problem(s):\n{}", problems.len(), problems.iter().map(|p| format!("  {p}")).collect::<Vec<_>>().join("\n"))]
+    Invalid {
+        path: String,
+        problems: Vec<Problem>,
+    },
+}
+
+/// Read and validate a configuration (the embedded one when `path` is `None`).
+pub fn load(path: Option<&Path>) -> Result<Settings, ConfigError> {
+    let (name, text) = match path {
+        Some(p) => (
+            p.display().to_string(),
+            std::fs::read_to_string(p).map_err(|error| ConfigError::Read {
+                path: p.display().to_string(),
+                error,
+            })?,
+        ),
+        None => ("(embedded default)".to_string(), DEFAULT.to_string()),
+    };
+    let base = path
+        .and_then(|p| p.parent())
+        .map(Path::to_path_buf)
+        .unwrap_or_default();
+    match check_text(&text, &base) {
+        (Some(s), problems) if problems.is_empty() => Ok(s),
+        (_, problems) => Err(ConfigError::Invalid {
+            path: name,
+            problems,
+        }),
+    }
+}
+
+fn line_of(text: &str, offset: usize) -> usize {
+    text.get(..offset.min(text.len()))
+        .map(|t| t.matches('\n').count() + 1)
+        .unwrap_or(0)
+}
+
+/// Check a configuration text; returns the settings when they could be read at all,
+/// and every problem found.
+pub fn check_text(text: &str, base: &Path) -> (Option<Settings>, Vec<Problem>) {
+    let mut problems = Vec::new();
+    let (doc, errors) = DeTable::parse_recoverable(text);
+    for e in errors {
+        let line = e.span().map(|s| line_of(text, s.start)).unwrap_or(0);
+        problems.push(Problem {
+            line,
+            message: e.message().to_string(),
+        });
+    }
+    if !problems.is_empty() {
+        return (None, problems);
+    }
+    // Each top-level key on its own, so that one bad section does not hide the others.
+    let root = doc.get_ref();
+    for (k, v) in root.iter() {
+        let mut single = DeTable::default();
+        single.insert(k.clone(), v.clone());
+        let de = Deserializer::from(Spanned::new(doc.span(), single));
+        if let Err(e) = Settings::deserialize(de) {
+            let at = e.span().map(|s| s.start).unwrap_or(k.span().start);
+            problems.push(Problem {
+                line: line_of(text, at),
+                message: format!("{}: {}", k.get_ref(), e.message()),
+            });
+        }
+    }
+    if !problems.is_empty() {
+        return (None, problems);
+    }
+    let settings = match Settings::deserialize(Deserializer::from(doc.clone())) {
+        Ok(s) => s,
+        Err(e) => {
+            let line = e.span().map(|s| line_of(text, s.start)).unwrap_or(0);
+            problems.push(Problem {
+                line,
+                message: e.message().to_string(),
+            });
+            return (None, problems);
+        }
+    };
+    let find = |path: &[&str]| line_of(text, key_span(root, path).unwrap_or(0));
+    semantic_checks(&settings, base, &find, &mut problems);
+    (Some(settings), problems)
+}
+
+/// Offset of a key path like `["domain", "0", "name"]` in the document.
+fn key_span(t: &DeTable<'_>, path: &[&str]) -> Option<usize> {
+    let (first, rest) = path.split_first()?;
+    let (k, v) = t.iter().find(|(k, _)| k.get_ref() == first)?;
+    if rest.is_empty() {
+        return Some(k.span().start);
+    }
+    let inner = match v.get_ref() {
+        DeValue::Table(t) => return key_span(t, rest).or(Some(k.span().start)),
+        DeValue::Array(a) => {
+            let idx: usize = rest[0].parse().ok()?;
+            let item = a.get(idx)?;
+            match item.get_ref() {
+                DeValue::Table(t) => return key_span(t, &rest[1..]).or(Some(item.span().start)),
+                _ => Some(item.span().start),
+            }
+        }
+        _ => Some(k.span().start),
+    };
+    inner
+}
+
+fn semantic_checks(
+    s: &Settings,
+    base: &Path,
+    find: &dyn Fn(&[&str]) -> usize,
+    out: &mut Vec<Problem>,
+) {
+    let mut push = |path: &[&str], message: String| {
+        out.push(Problem {
+            line: find(path),
+            message,
+        })
+    };
+    if s.domains.is_empty() {
+        push(&["domain"], "at least one [[domain]] is needed".into());
+    }
+    let mut seen = std::collections::HashSet::new();
+    for (i, d) in s.domains.iter().enumerate() {
+        let idx = i.to_string();
+        if xmpp_parsers::jid::BareJid::new(&d.name)
+            .map(|j| j.node().is_some())
+            .unwrap_or(true)
+            || d.name.is_empty()
+        {
+            push(
+                &["domain", &idx, "name"],
+                format!("'{}' is not a valid domain name", d.name),
+            );
+        }
+        if !seen.insert(d.name.to_ascii_lowercase()) {
+            push(
+                &["domain", &idx, "name"],
+                format!("domain '{}' is configured twice", d.name),
+            );
+        }
+        check_cert_pair(
+            &d.certificate,
+            &d.key,
+            base,
+            &["domain", &idx, "certificate"],
+            &mut push,
+        );
+    }
+    let mut addrs = std::collections::HashSet::new();
+    for (i, l) in s.listeners.iter().enumerate() {
+        if l.address.port() != 0 && !addrs.insert(l.address) {
+            push(
+                &["listener", &i.to_string(), "address"],
+                format!("{} is configured twice", l.address),
+            );
+        }
+    }
+    check_cert_pair(
+        &s.tls.certificate,
+        &s.tls.key,
+        base,
+        &["tls", "certificate"],
+        &mut push,
+    );
+    if s.limits.max_stanza_size < 10_000 {
+        push(
+            &["limits", "max_stanza_size"],
+            "must be at least 10000 bytes (RFC 6120 §13.12)".into(),
+        );
+    }
+    if s.limits.write_buffer < s.limits.max_stanza_size {
+        push(
+            &["limits", "write_buffer"],
+            "must be at least max_stanza_size".into(),
+        );
+    }
+    if !(1..=64).contains(&s.limits.max_depth) {
+        push(&["limits", "max_depth"], "must be between 1 and 64".into());
+    }
+    if s.auth.scram_iterations < 4096 {
+        push(
+            &["auth", "scram_iterations"],
+            "must be at least 4096 (RFC 7677)".into(),
+        );
+    }
+    if !(1..=10).contains(&s.auth.max_failures) {
+        push(&["auth", "max_failures"], "must be between 1 and 10".into());
+    }
+}
+
+fn check_cert_pair(
+    cert: &str,
+    key: &str,
+    base: &Path,
+    path: &[&str],
+    push: &mut dyn FnMut(&[&str], String),
+) {
+    match (cert.is_empty(), key.is_empty()) {
+        (true, true) => {}
+        (false, false) => {
+            if let Err(e) =
+                xmppd_actors::tls::load_certified_key(&resolve(base, cert), &resolve(base, key))
+            {
+                push(path, e.to_string());
+            }
+        }
+        _ => push(
+            path,
+            "certificate and key go together: set both or neither".into(),
+        ),
+    }
+}
+
+/// A path from the configuration, relative to the file's directory.
+pub fn resolve(base: &Path, p: &str) -> PathBuf {
+    let p = Path::new(p);
+    if p.is_absolute() {
+        p.to_path_buf()
+    } else {
+        base.join(p)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn embedded_default_is_the_built_in_default() {
+        let (s, problems) = check_text(DEFAULT, Path::new(""));
+        assert!(problems.is_empty(), "{problems:?}");
+        assert_eq!(s, Some(Settings::default()));
+    }
+
+    #[test]
+    fn reports_every_problem_with_its_line() {
+        let text = "channels = \"many\"\nbogus = 1\n[limits]\nmax_stanza_size = 100\n[[domain]]\nname = \"a@b\"\n";
+        let (_, problems) = check_text(text, Path::new(""));
+        let lines: Vec<usize> = problems.iter().map(|p| p.line).collect();
+        assert!(lines.contains(&1), "{problems:?}");
+        assert!(lines.contains(&2), "{problems:?}");
+        // semantic problems are only reported once the file reads; fix the first two
+        let text = "[limits]\nmax_stanza_size = 100\n[[domain]]\nname = \"a@b\"\n";
+        let (_, problems) = check_text(text, Path::new(""));
+        let lines: Vec<usize> = problems.iter().map(|p| p.line).collect();
+        assert_eq!(lines, vec![4, 2], "{problems:?}");
+    }
+
+    #[test]
+    fn syntax_errors_have_lines() {
+        let (_, problems) = check_text("a = 1\nb = = 2\n", Path::new(""));
+        assert_eq!(problems.first().map(|p| p.line), Some(2), "{problems:?}");
+    }
+}

@@ -1,0 +1,334 @@
+//! xmppd: the daemon and its administration commands.
+
+mod certs;
+mod config;
+mod logging;
+mod storage;
+
+use clap::{Parser, Subcommand};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+use xmppd_actors::config::{PasswordFormat, Settings};
+use xmppd_actors::registry::SetDomains;
+use xmppd_actors::scram::Credentials;
+use xmppd_actors::server::Server;
+use xmppd_actors::storage::{Backend, Storage, StorageError};
+
+#[derive(Parser)]
+#[command(
+    name = "xmppd",
+    version,
+    about = "An XMPP server built as a society of actix actors"
+)]
+struct Cli {
+    /// Configuration file (TOML); without it the embedded defaults apply.
+    #[arg(long, global = true)]
+    config: Option<PathBuf>,
+    /// Serve this domain instead of the configured ones.
+    #[arg(long, global = true)]
+    domain: Option<String>,
+    /// Keep data (database, generated certificates) here.
+    #[arg(long, global = true)]
+    data_dir: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the server (the default).
+    Run,
+    /// Manage accounts.
+    Account {
+        #[command(subcommand)]
+        action: AccountCmd,
+    },
+    /// Validate the configuration and print every problem with its line.
+    CheckConfig,
+}
+
+#[derive(Subcommand)]
+enum AccountCmd {
+    /// Create an account: xmppd account add alice@example.org
+    Add {
+        jid: String,
+        /// The password (for scripts); asked for at a prompt when absent.
+        #[arg(long)]
+        password: Option<String>,
+    },
+    /// Delete an account and everything stored for it.
+    Del { jid: String },
+    /// Change an account's password.
+    Passwd {
+        jid: String,
+        #[arg(long)]
+        password: Option<String>,
+    },
+    /// List the accounts of a domain (all hosted domains when omitted).
+    List { domain: Option<String> },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    if matches!(cli.command, Some(Command::CheckConfig)) {
+        return check_config(cli.config.as_deref());
+    }
+    let settings = match load_settings(&cli) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("xmppd: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let result = match cli.command {
+        None | Some(Command::Run) => run(
+            settings,
+            cli.config.clone(),
+            cli.domain.clone(),
+            cli.data_dir.clone(),
+        ),
+        Some(Command::Account { action }) => account(&settings, action),
+        Some(Command::CheckConfig) => unreachable!("handled above"),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("xmppd: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn load_settings(cli: &Cli) -> Result<Settings, config::ConfigError> {
+    let mut s = config::load(cli.config.as_deref())?;
+    apply_overrides(
+        &mut s,
+        cli.config.as_deref(),
+        cli.domain.as_deref(),
+        cli.data_dir.as_deref(),
+    );
+    Ok(s)
+}
+
+/// Command-line overrides; a relative `data_dir` from a file is taken from the file's directory.
+fn apply_overrides(
+    s: &mut Settings,
+    config: Option<&Path>,
+    domain: Option<&str>,
+    data_dir: Option<&Path>,
+) {
+    if let Some(base) = config.and_then(Path::parent) {
+        if s.data_dir.is_relative() && !base.as_os_str().is_empty() {
+            s.data_dir = base.join(&s.data_dir);
+        }
+    }
+    if let Some(d) = data_dir {
+        s.data_dir = d.to_path_buf();
+    }
+    if let Some(name) = domain {
+        let mut d = s.domains.first().cloned().unwrap_or_default();
+        d.name = name.to_ascii_lowercase();
+        d.certificate.clear();
+        d.key.clear();
+        s.domains = vec![d];
+    }
+}
+
+fn check_config(path: Option<&Path>) -> ExitCode {
+    let text = match path {
+        Some(p) => match std::fs::read_to_string(p) {
+            Ok(t) => t,
+            Err(e) => {
+                eprintln!("{}: {e}", p.display());
+                return ExitCode::from(2);
+            }
+        },
+        None => config::DEFAULT.to_string(),
+    };
+    let name = path
+        .map(|p| p.display().to_string())
+        .unwrap_or_else(|| "(embedded default)".into());
+    let base = path.and_then(Path::parent).unwrap_or(Path::new(""));
+    let (_, problems) = config::check_text(&text, base);
+    if problems.is_empty() {
+        println!("{name}: OK");
+        ExitCode::SUCCESS
+    } else {
+        for p in &problems {
+            println!("{name}: {p}");
+        }
+        ExitCode::from(1)
+    }
+}
+
+fn database_path(s: &Settings) -> PathBuf {
+    if s.storage.database.is_absolute() {
+        s.storage.database.clone()
+    } else {
+        s.data_dir.join(&s.storage.database)
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+enum CliError {
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+    #[error(transparent)]
+    Cert(#[from] certs::CertError),
+    #[error("{0}")]
+    Usage(String),
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Split `user@domain` and check both parts.
+fn parse_account(jid: &str, s: &Settings) -> Result<(String, String), CliError> {
+    let j = xmpp_parsers_jid(jid)
+        .ok_or_else(|| CliError::Usage(format!("'{jid}' is not a valid user@domain")))?;
+    if s.domain(&j.1).is_none() {
+        return Err(CliError::Usage(format!("'{}' is not a hosted domain", j.1)));
+    }
+    Ok(j)
+}
+
+fn xmpp_parsers_jid(jid: &str) -> Option<(String, String)> {
+    let b = xmpp_parsers::jid::BareJid::new(jid).ok()?;
+    Some((b.node()?.to_string(), b.domain().to_string()))
+}
+
+fn read_password(given: Option<String>) -> Result<String, CliError> {
+    if let Some(p) = given {
+        return Ok(p);
+    }
+    let p = rpassword::prompt_password("Password: ")?;
+    let again = rpassword::prompt_password("Again: ")?;
+    if p != again {
+        return Err(CliError::Usage("the passwords differ".into()));
+    }
+    Ok(p)
+}
+
+fn account(s: &Settings, action: AccountCmd) -> Result<(), CliError> {
+    let db = storage::Sqlite::open(&database_path(s))?;
+    let keep_plain = s.auth.password_format == PasswordFormat::Plain;
+    match action {
+        AccountCmd::Add { jid, password } => {
+            let (user, domain) = parse_account(&jid, s)?;
+            let pw = read_password(password)?;
+            if pw.is_empty() {
+                return Err(CliError::Usage("empty password".into()));
+            }
+            db.create_account(
+                &domain,
+                &user,
+                &Credentials::derive(&pw, s.auth.scram_iterations, keep_plain),
+            )
+            .map_err(|e| match e {
+                StorageError::Exists => CliError::Usage(format!("{user}@{domain} already exists")),
+                e => e.into(),
+            })?;
+            println!("created {user}@{domain}");
+        }
+        AccountCmd::Del { jid } => {
+            let (user, domain) = parse_account(&jid, s)?;
+            db.delete_account(&domain, &user).map_err(|e| match e {
+                StorageError::NotFound => CliError::Usage(format!("no account {user}@{domain}")),
+                e => e.into(),
+            })?;
+            println!("deleted {user}@{domain}");
+        }
+        AccountCmd::Passwd { jid, password } => {
+            let (user, domain) = parse_account(&jid, s)?;
+            let pw = read_password(password)?;
+            if pw.is_empty() {
+                return Err(CliError::Usage("empty password".into()));
+            }
+            db.set_credentials(
+                &domain,
+                &user,
+                &Credentials::derive(&pw, s.auth.scram_iterations, keep_plain),
+            )
+            .map_err(|e| match e {
+                StorageError::NotFound => CliError::Usage(format!("no account {user}@{domain}")),
+                e => e.into(),
+            })?;
+            println!("password changed for {user}@{domain}");
+        }
+        AccountCmd::List { domain } => {
+            let domains: Vec<String> = match domain {
+                Some(d) => vec![d],
+                None => s.domains.iter().map(|d| d.name.clone()).collect(),
+            };
+            for d in domains {
+                for u in db.list_accounts(&d)? {
+                    println!("{u}@{d}");
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Run the daemon until SIGTERM or SIGINT; SIGHUP reloads the live settings.
+fn run(
+    settings: Settings,
+    config_path: Option<PathBuf>,
+    domain: Option<String>,
+    data_dir: Option<PathBuf>,
+) -> Result<(), CliError> {
+    let ctl = logging::LogControl::new(settings.log_level, settings.log_tags.clone());
+    let (log, guard) = logging::init(ctl.clone());
+    let base = config_path
+        .as_deref()
+        .and_then(Path::parent)
+        .map(Path::to_path_buf)
+        .unwrap_or_default();
+    let db = Arc::new(storage::Sqlite::open(&database_path(&settings))?);
+    let tls = certs::tls_context(&settings, &base)?;
+    let storage = Storage::new(db.clone());
+    let system = actix_rt::System::new();
+    let res = system.block_on(async move {
+        let server = match Server::start(settings, storage, tls, log.clone()).await {
+            Ok(s) => s,
+            Err(e) => return Err(CliError::Io(std::io::Error::other(e.to_string()))),
+        };
+        for (addr, tls) in &server.listening {
+            println!("listening {} {addr}", if *tls == xmppd_actors::config::ListenerTls::Direct { "direct-tls" } else { "starttls" });
+        }
+        println!("ready");
+        slog::info!(log, "xmppd started"; "version" => env!("CARGO_PKG_VERSION"),
+            "domains" => server.ctx.settings.get().domains.iter().map(|d| d.name.clone()).collect::<Vec<_>>().join(","));
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut term = signal(SignalKind::terminate())?;
+        let mut int = signal(SignalKind::interrupt())?;
+        let mut hup = signal(SignalKind::hangup())?;
+        loop {
+            tokio::select! {
+                _ = term.recv() => break,
+                _ = int.recv() => break,
+                _ = hup.recv() => {
+                    match config::load(config_path.as_deref()) {
+                        Ok(mut new) => {
+                            apply_overrides(&mut new, config_path.as_deref(), domain.as_deref(), data_dir.as_deref());
+                            ctl.set(new.log_level, new.log_tags.clone());
+                            server.ctx.registry.do_send(SetDomains(new.domains.iter().map(|d| d.name.clone()).collect()));
+                            server.ctx.settings.set(new);
+                            slog::info!(log, "configuration reloaded");
+                        }
+                        Err(e) => slog::error!(log, "configuration not reloaded"; "error" => %e),
+                    }
+                }
+            }
+        }
+        slog::info!(log, "shutting down");
+        server.shutdown(Duration::from_secs(5)).await;
+        Ok(())
+    });
+    if let Err(e) = db.flush() {
+        eprintln!("xmppd: flushing storage: {e}");
+    }
+    drop(guard);
+    res
+}
