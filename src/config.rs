@@ -125,19 +125,19 @@ fn key_span(t: &DeTable<'_>, path: &[&str]) -> Option<usize> {
     if rest.is_empty() {
         return Some(k.span().start);
     }
-    let inner = match v.get_ref() {
-        DeValue::Table(t) => return key_span(t, rest).or(Some(k.span().start)),
+
+    match v.get_ref() {
+        DeValue::Table(t) => key_span(t, rest).or(Some(k.span().start)),
         DeValue::Array(a) => {
             let idx: usize = rest[0].parse().ok()?;
             let item = a.get(idx)?;
             match item.get_ref() {
-                DeValue::Table(t) => return key_span(t, &rest[1..]).or(Some(item.span().start)),
+                DeValue::Table(t) => key_span(t, &rest[1..]).or(Some(item.span().start)),
                 _ => Some(item.span().start),
             }
         }
         _ => Some(k.span().start),
-    };
-    inner
+    }
 }
 
 fn semantic_checks(

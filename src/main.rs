@@ -119,10 +119,11 @@ fn apply_overrides(
     domain: Option<&str>,
     data_dir: Option<&Path>,
 ) {
-    if let Some(base) = config.and_then(Path::parent) {
-        if s.data_dir.is_relative() && !base.as_os_str().is_empty() {
-            s.data_dir = base.join(&s.data_dir);
-        }
+    if let Some(base) = config.and_then(Path::parent)
+        && s.data_dir.is_relative()
+        && !base.as_os_str().is_empty()
+    {
+        s.data_dir = base.join(&s.data_dir);
     }
     if let Some(d) = data_dir {
         s.data_dir = d.to_path_buf();

@@ -64,10 +64,10 @@ impl Sqlite {
     }
 
     fn give_back(&self, c: Connection) {
-        if let Ok(mut p) = self.pool.lock() {
-            if p.len() < 8 {
-                p.push(c);
-            }
+        if let Ok(mut p) = self.pool.lock()
+            && p.len() < 8
+        {
+            p.push(c);
         }
     }
 

@@ -42,6 +42,7 @@ enum Phase {
 }
 
 struct SaslRun {
+    mech: Mech,
     exchange: Exchange,
 }
 
@@ -506,7 +507,7 @@ impl Connection {
                     act.settings.auth.scram_iterations,
                 ) {
                     Ok(exchange) => {
-                        act.sasl = Some(SaslRun { exchange });
+                        act.sasl = Some(SaslRun { mech, exchange });
                         act.sasl_step(&initial, ctx);
                     }
                     Err(f) => act.sasl_failure(f, ctx),
@@ -537,6 +538,7 @@ impl Connection {
         let Some(run) = self.sasl.as_mut() else {
             return;
         };
+        let run_mech = run.mech;
         match run.exchange.step(data) {
             Step::Challenge(c) => {
                 let b64 = base64::engine::general_purpose::STANDARD.encode(c);
@@ -552,7 +554,7 @@ impl Connection {
                     Some(_) => "=".into(),
                     None => String::new(),
                 };
-                slog::info!(self.log, # "XMPPI", "authenticated"; "user" => &who.username, "domain" => self.domain_name());
+                slog::info!(self.log, # "XMPPI", "authenticated"; "user" => &who.username, "domain" => self.domain_name(), "mechanism" => run_mech.name());
                 self.send(&format!("<success xmlns='{}'>{body}</success>", ns::SASL));
                 self.auth = Some(who);
                 self.out.reset_parser();

@@ -55,22 +55,22 @@ impl Registry {
             );
         }
         if to.node().is_none() {
-            return self.to_server(sig);
+            return self.for_server(sig);
         }
         match to.resource() {
-            Some(_) => self.to_full(sig),
-            None => self.to_bare(sig),
+            Some(_) => self.for_full(sig),
+            None => self.for_bare(sig),
         }
     }
 
     /// Addressed to a hosted domain itself.
-    fn to_server(&mut self, sig: Signal) {
+    fn for_server(&mut self, sig: Signal) {
         match &sig {
             Signal::Info(i) => {
-                if let Some(reply) = server_iq::handle(&i.stanza, Addressee::Server) {
-                    if let Some(r) = Signal::new(i.to.clone(), i.from.clone(), reply) {
-                        self.route(r);
-                    }
+                if let Some(reply) = server_iq::handle(&i.stanza, Addressee::Server)
+                    && let Some(r) = Signal::new(i.to.clone(), i.from.clone(), reply)
+                {
+                    self.route(r);
                 }
             }
             Signal::Message(_) if !sig.is_error() => {
@@ -81,7 +81,7 @@ impl Registry {
         }
     }
 
-    fn to_bare(&mut self, sig: Signal) {
+    fn for_bare(&mut self, sig: Signal) {
         let bare = sig.to().to_bare();
         let entries = self.sessions.get(&bare).map(Vec::as_slice).unwrap_or(&[]);
         match &sig {
@@ -125,18 +125,18 @@ impl Registry {
                 if entries.is_empty() {
                     return self.bounce(sig, ErrorCondition::ServiceUnavailable, None);
                 }
-                if let Some(reply) = server_iq::handle(&i.stanza, Addressee::Account) {
-                    if let Some(r) = Signal::new(i.to.clone(), i.from.clone(), reply) {
-                        self.route(r);
-                    }
+                if let Some(reply) = server_iq::handle(&i.stanza, Addressee::Account)
+                    && let Some(r) = Signal::new(i.to.clone(), i.from.clone(), reply)
+                {
+                    self.route(r);
                 }
             }
         }
     }
 
-    fn to_full(&mut self, sig: Signal) {
+    fn for_full(&mut self, sig: Signal) {
         let Ok(full) = sig.to().clone().try_into_full() else {
-            return self.to_bare(sig);
+            return self.for_bare(sig);
         };
         if let Some(addr) = self.lookup(&full) {
             return self.deliver(sig, addr);
@@ -146,9 +146,9 @@ impl Registry {
             Signal::Message(_) => match sig.stanza_type() {
                 Some("groupchat") => self.bounce(sig, ErrorCondition::ServiceUnavailable, None),
                 Some("headline") | Some("error") => {}
-                _ => self.to_bare(sig),
+                _ => self.for_bare(sig),
             },
-            Signal::Subscribe(_) => self.to_bare(sig),
+            Signal::Subscribe(_) => self.for_bare(sig),
             Signal::Info(_) => self.bounce(sig, ErrorCondition::ServiceUnavailable, None),
             Signal::Notify(_) => {}
         }
@@ -188,7 +188,7 @@ impl Registry {
                 // The session ended between lookup and delivery: as if it were not there.
                 self.forget(&addr);
                 match sig.to().clone().try_into_full() {
-                    Ok(_) if matches!(sig, Signal::Message(_)) => self.to_bare(sig),
+                    Ok(_) if matches!(sig, Signal::Message(_)) => self.for_bare(sig),
                     _ => self.bounce(sig, ErrorCondition::ServiceUnavailable, None),
                 }
             }
@@ -305,14 +305,13 @@ pub struct Availability {
 impl Handler<Availability> for Registry {
     type Result = ();
     fn handle(&mut self, a: Availability, _: &mut Context<Self>) {
-        if let Some(v) = self.sessions.get_mut(&a.jid.to_bare()) {
-            if let Some(e) = v
+        if let Some(v) = self.sessions.get_mut(&a.jid.to_bare())
+            && let Some(e) = v
                 .iter_mut()
                 .find(|e| e.resource == a.jid.resource().as_str())
-            {
-                e.available = a.available;
-                e.priority = a.priority;
-            }
+        {
+            e.available = a.available;
+            e.priority = a.priority;
         }
     }
 }

@@ -248,10 +248,11 @@ impl SessionCallback for AttemptCallback {
             return Ok(());
         }
         // An authorization identity other than the account's own bare JID is refused.
-        if let Some(z) = ctx.get_ref::<AuthzId>().filter(|z| !z.is_empty()) {
-            if z != format!("{authid}@{}", self.domain) && z != authid {
-                return Ok(());
-            }
+        if let Some(z) = ctx.get_ref::<AuthzId>().filter(|z| !z.is_empty())
+            && z != format!("{authid}@{}", self.domain)
+            && z != authid
+        {
+            return Ok(());
         }
         let ok = match mech {
             Some(m) if m.hash().is_some() => true, // rsasl calls validate only after the proof checked out

@@ -1,0 +1,196 @@
+//! Routing through the registry: messages and iq between accounts, iq to the server,
+//! and errors for what cannot be delivered.
+
+mod common;
+use common::*;
+use std::time::Duration;
+
+const D: &str = "localhost";
+
+#[tokio::test]
+async fn message_between_two_accounts_keeps_payload_and_stamps_from() {
+    let d = Daemon::start();
+    let (mut a, _) = Raw::login(d.starttls, D, "alice", "alice-pw", "pc").await;
+    let (mut b, _) = Raw::login(d.starttls, D, "bob", "bob-pw", "phone").await;
+    a.send("<message to='bob@localhost' type='chat' id='m1'><body>hi &amp; welcome</body><x xmlns='urn:example'/></message>").await;
+    let m = b.next_stanza().await;
+    assert!(m.contains("from='alice@localhost/pc'"), "{m}");
+    assert!(m.contains("to='bob@localhost'"), "{m}");
+    assert!(m.contains("<body>hi &amp; welcome</body>"), "{m}");
+    assert!(m.contains("<x xmlns='urn:example'/>"), "{m}");
+    // full-JID message
+    b.send("<message to='alice@localhost/pc' type='chat'><body>back</body></message>")
+        .await;
+    let m = a.next_stanza().await;
+    assert!(
+        m.contains("from='bob@localhost/phone'") && m.contains("<body>back</body>"),
+        "{m}"
+    );
+}
+
+#[tokio::test]
+async fn iq_between_full_jids_and_the_result_comes_back() {
+    let d = Daemon::start();
+    let (mut a, _) = Raw::login(d.starttls, D, "alice", "alice-pw", "pc").await;
+    let (mut b, _) = Raw::login(d.starttls, D, "bob", "bob-pw", "phone").await;
+    a.send(
+        "<iq to='bob@localhost/phone' type='get' id='v1'><query xmlns='jabber:iq:version'/></iq>",
+    )
+    .await;
+    let q = b.next_stanza().await;
+    assert!(
+        q.contains("from='alice@localhost/pc'") && q.contains("id='v1'"),
+        "{q}"
+    );
+    b.send("<iq to='alice@localhost/pc' type='result' id='v1'><query xmlns='jabber:iq:version'><name>bobclient</name></query></iq>").await;
+    let r = a.next_stanza().await;
+    assert!(
+        r.contains("type='result'")
+            && r.contains("bobclient")
+            && r.contains("from='bob@localhost/phone'"),
+        "{r}"
+    );
+}
+
+#[tokio::test]
+async fn iq_to_the_server() {
+    let d = Daemon::start();
+    let (mut a, _) = Raw::login(d.starttls, D, "alice", "alice-pw", "pc").await;
+    a.send("<iq to='localhost' type='get' id='p'><ping xmlns='urn:xmpp:ping'/></iq>")
+        .await;
+    let r = a.next_stanza().await;
+    assert!(
+        r.contains("type='result'") && r.contains("id='p'") && r.contains("from='localhost'"),
+        "{r}"
+    );
+    a.send("<iq to='localhost' type='get' id='v'><query xmlns='jabber:iq:version'/></iq>")
+        .await;
+    let r = a.next_stanza().await;
+    assert!(r.contains("<name>xmppd</name>"), "{r}");
+    a.send("<iq to='localhost' type='get' id='d'><query xmlns='http://jabber.org/protocol/disco#info'/></iq>").await;
+    let r = a.next_stanza().await;
+    assert!(
+        r.contains("category='server'") && r.contains("var='urn:xmpp:ping'"),
+        "{r}"
+    );
+    a.send("<iq to='localhost' type='get' id='u'><query xmlns='urn:example:unknown'/></iq>")
+        .await;
+    let r = a.next_stanza().await;
+    assert!(
+        r.contains("type='error'") && r.contains("<service-unavailable"),
+        "{r}"
+    );
+    // an iq without a child is malformed
+    a.send("<iq to='localhost' type='get' id='e'/>").await;
+    let r = a.next_stanza().await;
+    assert!(
+        r.contains("type='error'") && r.contains("<bad-request"),
+        "{r}"
+    );
+}
+
+#[tokio::test]
+async fn iq_to_an_absent_resource_is_service_unavailable() {
+    let d = Daemon::start();
+    let (mut a, _) = Raw::login(d.starttls, D, "alice", "alice-pw", "pc").await;
+    a.send(
+        "<iq to='bob@localhost/nowhere' type='get' id='x'><query xmlns='jabber:iq:version'/></iq>",
+    )
+    .await;
+    let r = a.next_stanza().await;
+    assert!(
+        r.contains("type='error'")
+            && r.contains("<service-unavailable")
+            && r.contains("from='bob@localhost/nowhere'"),
+        "{r}"
+    );
+}
+
+#[tokio::test]
+async fn message_to_offline_and_remote_return_errors() {
+    let d = Daemon::start();
+    let (mut a, _) = Raw::login(d.starttls, D, "alice", "alice-pw", "pc").await;
+    a.send("<message to='nobody@localhost' type='chat' id='m1'><body>x</body></message>")
+        .await;
+    let r = a.next_stanza().await;
+    assert!(
+        r.contains("type='error'") && r.contains("id='m1'") && r.contains("<service-unavailable"),
+        "{r}"
+    );
+    a.send("<message to='someone@elsewhere.test' type='chat' id='m2'><body>x</body></message>")
+        .await;
+    let r = a.next_stanza().await;
+    assert!(
+        r.contains("type='error'")
+            && r.contains("id='m2'")
+            && r.contains("<remote-server-not-found"),
+        "{r}"
+    );
+}
+
+#[tokio::test]
+async fn bare_jid_message_goes_to_highest_priority() {
+    let d = Daemon::start();
+    let (mut a, _) = Raw::login(d.starttls, D, "alice", "alice-pw", "pc").await;
+    let (mut low, _) = Raw::login(d.starttls, D, "bob", "bob-pw", "low").await;
+    let (mut high, _) = Raw::login(d.starttls, D, "bob", "bob-pw", "high").await;
+    high.send("<presence><priority>10</priority></presence>")
+        .await;
+    low.send("<presence><priority>1</priority></presence>")
+        .await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    a.send("<message to='bob@localhost' type='chat'><body>to the best</body></message>")
+        .await;
+    let m = high.next_stanza().await;
+    assert!(m.contains("to the best"), "{m}");
+    low.expect_silence(Duration::from_millis(300)).await;
+}
+
+#[tokio::test]
+async fn spoofed_from_is_a_stream_error_and_others_carry_on() {
+    let d = Daemon::start();
+    let (mut a, _) = Raw::login(d.starttls, D, "alice", "alice-pw", "pc").await;
+    let (mut b, _) = Raw::login(d.starttls, D, "bob", "bob-pw", "phone").await;
+    a.send("<message from='bob@localhost/phone' to='bob@localhost' type='chat'><body>fake</body></message>").await;
+    let rest = a.read_to_close().await;
+    assert!(rest.contains("<invalid-from"), "{rest}");
+    b.expect_silence(Duration::from_millis(200)).await;
+    // bob is unaffected
+    b.send("<iq to='localhost' type='get' id='p'><ping xmlns='urn:xmpp:ping'/></iq>")
+        .await;
+    assert!(b.next_stanza().await.contains("type='result'"));
+}
+
+#[tokio::test]
+async fn own_bare_from_is_accepted_and_rewritten() {
+    let d = Daemon::start();
+    let (mut a, _) = Raw::login(d.starttls, D, "alice", "alice-pw", "pc").await;
+    let (mut b, _) = Raw::login(d.starttls, D, "bob", "bob-pw", "phone").await;
+    a.send("<message from='alice@localhost' to='bob@localhost/phone'><body>ok</body></message>")
+        .await;
+    let m = b.next_stanza().await;
+    assert!(m.contains("from='alice@localhost/pc'"), "{m}");
+}
+
+#[tokio::test]
+async fn malformed_to_is_jid_malformed() {
+    let d = Daemon::start();
+    let (mut a, _) = Raw::login(d.starttls, D, "alice", "alice-pw", "pc").await;
+    a.send("<message to='a@@b' id='j1'><body>x</body></message>")
+        .await;
+    let r = a.next_stanza().await;
+    assert!(
+        r.contains("type='error'") && r.contains("<jid-malformed"),
+        "{r}"
+    );
+}
+
+#[tokio::test]
+async fn session_iq_for_old_clients() {
+    let d = Daemon::start();
+    let (mut a, _) = Raw::login(d.starttls, D, "alice", "alice-pw", "pc").await;
+    a.send("<iq type='set' id='s1'><session xmlns='urn:ietf:params:xml:ns:xmpp-session'/></iq>")
+        .await;
+    let r = a.next_stanza().await;
+    assert!(r.contains("type='result'") && r.contains("id='s1'"), "{r}");
+}

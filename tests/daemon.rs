@@ -1,0 +1,214 @@
+//! The daemon as an administrator meets it: configuration checks, account commands,
+//! the connection cap, graceful shutdown.
+
+mod common;
+use common::*;
+use std::time::Duration;
+
+#[test]
+fn check_config_reports_every_problem_with_its_line() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let cfg = dir.path().join("bad.toml");
+    std::fs::write(
+        &cfg,
+        "channels = -1\nlog_level = \"loud\"\n[limits]\nmax_stanza_size = 5\n",
+    )
+    .expect("write");
+    let out = std::process::Command::new(xmppd_bin())
+        .args(["check-config", "--config"])
+        .arg(&cfg)
+        .output()
+        .expect("run");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(!out.status.success());
+    assert!(text.contains("line 1:"), "{text}");
+    assert!(text.contains("line 2:"), "{text}");
+    let good = dir.path().join("good.toml");
+    std::fs::write(&good, "[[domain]]\nname = \"example.org\"\n").expect("write");
+    let out = std::process::Command::new(xmppd_bin())
+        .args(["check-config", "--config"])
+        .arg(&good)
+        .output()
+        .expect("run");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    // semantic problems: certificate without key, stanza limit too small
+    std::fs::write(&good, "[[domain]]\nname = \"example.org\"\ncertificate = \"x.pem\"\n[limits]\nmax_stanza_size = 5\n").expect("write");
+    let out = std::process::Command::new(xmppd_bin())
+        .args(["check-config", "--config"])
+        .arg(&good)
+        .output()
+        .expect("run");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("line 3:") && text.contains("line 5:"),
+        "{text}"
+    );
+}
+
+#[test]
+fn account_commands() {
+    let d = Daemon::start();
+    let list = d.cli(&["account", "list"]);
+    assert_eq!(
+        String::from_utf8_lossy(&list.stdout),
+        "alice@localhost\nbob@localhost\n"
+    );
+    let dup = d.cli(&["account", "add", "alice@localhost", "--password", "x"]);
+    assert!(!dup.status.success());
+    assert!(String::from_utf8_lossy(&dup.stderr).contains("already exists"));
+    let bad = d.cli(&["account", "add", "carol@elsewhere.test", "--password", "x"]);
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("not a hosted domain"));
+    assert!(
+        d.cli(&[
+            "account",
+            "passwd",
+            "alice@localhost",
+            "--password",
+            "new-pw"
+        ])
+        .status
+        .success()
+    );
+    assert!(d.cli(&["account", "del", "bob@localhost"]).status.success());
+    let list = d.cli(&["account", "list"]);
+    assert_eq!(String::from_utf8_lossy(&list.stdout), "alice@localhost\n");
+    // the running daemon sees the change at the next login
+    let rt = tokio::runtime::Runtime::new().expect("rt");
+    rt.block_on(async {
+        let mut r = Raw::connect(d.starttls, "localhost").await;
+        r.starttls().await;
+        assert!(
+            r.auth_plain("alice", "alice-pw")
+                .await
+                .contains("not-authorized")
+        );
+        assert!(
+            r.auth_plain("alice", "new-pw")
+                .await
+                .starts_with("<success")
+        );
+        let mut r = Raw::connect(d.starttls, "localhost").await;
+        r.starttls().await;
+        assert!(
+            r.auth_plain("bob", "bob-pw")
+                .await
+                .contains("not-authorized")
+        );
+    });
+}
+
+#[tokio::test]
+async fn channels_cap_refuses_with_a_stream_error() {
+    let d = Daemon::with(Options {
+        top: "channels = 2".into(),
+        ..Options::default()
+    });
+    let (mut a, _) = Raw::login(d.starttls, "localhost", "alice", "alice-pw", "1").await;
+    let (_b, _) = Raw::login(d.starttls, "localhost", "bob", "bob-pw", "1").await;
+    let mut third = Raw::connect(d.starttls, "localhost").await;
+    let out = third.read_to_close().await;
+    assert!(
+        out.contains("<resource-constraint xmlns='urn:ietf:params:xml:ns:xmpp-streams'/>"),
+        "{out}"
+    );
+    // the two admitted sessions still work
+    a.send("<message to='bob@localhost/1'><body>still here</body></message>")
+        .await;
+    drop(a);
+    // a slot frees when a connection ends
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (_c, jid) = Raw::login(d.starttls, "localhost", "alice", "alice-pw", "2").await;
+    assert_eq!(jid, "alice@localhost/2");
+}
+
+#[tokio::test]
+async fn channels_zero_means_no_listener() {
+    let o = Options {
+        top: "channels = 0".into(),
+        ..Options::default()
+    };
+    let dir = tempfile::tempdir().expect("tmp");
+    let cfg = dir.path().join("c.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "{}\ndata_dir = \"{}\"\n[[listener]]\naddress = \"127.0.0.1:0\"\n",
+            o.top,
+            dir.path().join("data").display()
+        ),
+    )
+    .expect("write");
+    let mut child = std::process::Command::new(xmppd_bin())
+        .arg("--config")
+        .arg(&cfg)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn");
+    let mut out = child.stdout.take().expect("stdout");
+    let mut line = String::new();
+    use std::io::BufRead;
+    let mut reader = std::io::BufReader::new(&mut out);
+    reader.read_line(&mut line).expect("read");
+    assert_eq!(line.trim(), "ready", "no listening line when channels = 0");
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+#[tokio::test]
+async fn sigterm_ends_every_stream_with_system_shutdown() {
+    let mut d = Daemon::start();
+    let (mut a, _) = Raw::login(d.starttls, "localhost", "alice", "alice-pw", "x").await;
+    let mut pre = Raw::connect(d.starttls, "localhost").await;
+    pre.open().await;
+    let status = tokio::task::spawn_blocking(move || {
+        let st = d.terminate();
+        (st, d)
+    });
+    let out = a.read_to_close().await;
+    assert!(
+        out.contains("<system-shutdown xmlns='urn:ietf:params:xml:ns:xmpp-streams'/>"),
+        "{out}"
+    );
+    let out = pre.read_to_close().await;
+    assert!(out.contains("<system-shutdown"), "{out}");
+    let (st, _d) = status.await.expect("join");
+    assert!(st.success(), "clean exit: {st:?}");
+}
+
+#[test]
+fn generates_a_self_signed_certificate_on_first_start() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let cfg = dir.path().join("c.toml");
+    std::fs::write(
+        &cfg,
+        format!("data_dir = \"{}\"\n[[domain]]\nname = \"example.org\"\n[[listener]]\naddress = \"127.0.0.1:0\"\n", dir.path().join("data").display()),
+    )
+    .expect("write");
+    let mut child = std::process::Command::new(xmppd_bin())
+        .arg("--config")
+        .arg(&cfg)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn");
+    let out = child.stdout.take().expect("stdout");
+    use std::io::BufRead;
+    let lines: Vec<String> = std::io::BufReader::new(out)
+        .lines()
+        .take(2)
+        .map(|l| l.expect("line"))
+        .collect();
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_eq!(lines.last().map(String::as_str), Some("ready"));
+    let cert = std::fs::read_to_string(dir.path().join("data/certs/selfsigned.crt"))
+        .expect("certificate generated");
+    assert!(cert.contains("BEGIN CERTIFICATE"));
+    let db = dir.path().join("data/xmppd.sqlite");
+    assert!(db.exists(), "database created under data_dir");
+}
