@@ -383,7 +383,10 @@ impl Conn {
             .into_iter()
             .map(xml::text)
             .collect();
-        if !offered.iter().any(|m| m.trim_ascii() == t.mech.name().as_bytes()) {
+        if !offered
+            .iter()
+            .any(|m| m.trim_ascii() == t.mech.name().as_bytes())
+        {
             let list: Vec<String> = offered
                 .iter()
                 .map(|m| String::from_utf8_lossy(m).into_owned())
@@ -410,7 +413,10 @@ impl Conn {
                     let msg = if resp.is_empty() {
                         format!("<response xmlns='{SASL_NS}'/>")
                     } else {
-                        format!("<response xmlns='{SASL_NS}'>{}</response>", B64.encode(resp))
+                        format!(
+                            "<response xmlns='{SASL_NS}'>{}</response>",
+                            B64.encode(resp)
+                        )
                     };
                     self.send(msg.as_bytes()).await?;
                 }

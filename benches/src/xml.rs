@@ -111,7 +111,8 @@ impl Scanner {
         &mut self.buf
     }
 
-    /// Append data (tests, or callers that read elsewhere).
+    /// Append data (tests).
+    #[cfg(test)]
     pub fn push(&mut self, data: &[u8]) {
         self.buffer().extend_from_slice(data);
     }
@@ -198,8 +199,7 @@ impl Scanner {
                 },
                 State::Bang => {
                     let rest = &self.buf[self.pos..];
-                    if rest.len() < 7 && (b"[CDATA[".starts_with(rest) || b"--".starts_with(rest))
-                    {
+                    if rest.len() < 7 && (b"[CDATA[".starts_with(rest) || b"--".starts_with(rest)) {
                         return self.need_more();
                     }
                     let terminator: &[u8] = if rest.starts_with(b"[CDATA[") {
@@ -304,7 +304,10 @@ fn is_name_end(b: u8) -> bool {
 /// The local name of an element (`stream:features` -> `features`).
 pub fn local_name(el: &[u8]) -> &[u8] {
     let rest = el.strip_prefix(b"<").unwrap_or(el);
-    let end = rest.iter().position(|&b| is_name_end(b)).unwrap_or(rest.len());
+    let end = rest
+        .iter()
+        .position(|&b| is_name_end(b))
+        .unwrap_or(rest.len());
     let name = &rest[..end];
     match name.iter().position(|&b| b == b':') {
         Some(i) => &name[i + 1..],
@@ -478,10 +481,7 @@ mod tests {
                     )),
                     Item::Element(r) => {
                         let el = s.slice(r);
-                        out.push((
-                            String::from_utf8_lossy(el).into_owned(),
-                            None::<String>,
-                        ));
+                        out.push((String::from_utf8_lossy(el).into_owned(), None::<String>));
                     }
                     Item::End => out.push(("END".into(), None)),
                 }
@@ -521,7 +521,10 @@ mod tests {
         let mechs: Vec<&[u8]> = children(f, "mechanism").into_iter().map(text).collect();
         assert_eq!(mechs, vec![&b"SCRAM-SHA-1"[..], &b"PLAIN"[..]]);
         let tls = child(f, "starttls").expect("starttls");
-        assert_eq!(attr(tls, "xmlns"), Some(&b"urn:ietf:params:xml:ns:xmpp-tls"[..]));
+        assert_eq!(
+            attr(tls, "xmlns"),
+            Some(&b"urn:ietf:params:xml:ns:xmpp-tls"[..])
+        );
         let m = b"<message type=\"chat\" from='a@b/c' to = \"x\"><body>1 2</body></message>";
         assert_eq!(attr(m, "from"), Some(&b"a@b/c"[..]));
         assert_eq!(attr(m, "to"), Some(&b"x"[..]));

@@ -1,0 +1,168 @@
+#!/bin/bash
+# Side-by-side load comparison of xmppd, Prosody and ejabberd on this machine.
+#
+#   benches/compare.sh [--quick | --full] [--servers "xmppd prosody ejabberd"]
+#                      [--no-record] [--keep]
+#
+# Installs Prosody and ejabberd from Debian when missing (needs root), builds xmppd and
+# the load driver in release mode, then for each server in turn: starts it fresh on
+# its own loopback address with its own config and data under a temporary directory,
+# creates the load accounts, runs the scenarios (idle, login, chat closed loop, chat
+# open loop at half the server's own closed-loop rate) with xmppd-load, and stops it.
+# XMPPD_BIN and LOAD_BIN (both set) use prebuilt binaries instead of building.
+# Prints one comparison table and appends it, with the machine description, to
+# benches/RESULTS.md (unless --no-record). Every server it started is stopped on exit.
+#
+# Addresses: xmppd 127.0.0.10, prosody 127.0.0.11, ejabberd 127.0.0.12 (port 5222);
+# the driver connects from 127.0.0.2-127.0.0.7. Nothing leaves loopback.
+set -u -o pipefail
+
+HERE=$(cd "$(dirname "$0")" && pwd)
+ROOT=$(cd "$HERE/.." && pwd)
+# shellcheck source=peers/servers.sh
+source "$HERE/peers/servers.sh"
+
+MODE=quick
+SERVERS="xmppd prosody ejabberd"
+RECORD=1
+KEEP=0
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --quick) MODE=quick;;
+    --full) MODE=full;;
+    --servers) SERVERS=$2; shift;;
+    --no-record) RECORD=0;;
+    --keep) KEEP=1;;
+    -h|--help) sed -n '2,17p' "$0"; exit 0;;
+    *) die "unknown argument $1";;
+  esac
+  shift
+done
+
+DOMAIN=bench.test
+MECH=SCRAM-SHA-256
+declare -A IPS=([xmppd]=127.0.0.10 [prosody]=127.0.0.11 [ejabberd]=127.0.0.12)
+
+if [ "$MODE" = quick ]; then
+  ACCOUNTS=300
+  IDLE_N=300;   IDLE_SETTLE=2; IDLE_HOLD=3
+  LOGIN_C=20;   LOGIN_ACCOUNTS=200; LOGIN_D=4
+  PAIRS=10;     WINDOW=8; CHAT_D=4; WARMUP=1
+else
+  ACCOUNTS=5000
+  IDLE_N=5000;  IDLE_SETTLE=5; IDLE_HOLD=10
+  LOGIN_C=50;   LOGIN_ACCOUNTS=1000; LOGIN_D=20
+  PAIRS=50;     WINDOW=8; CHAT_D=20; WARMUP=3
+fi
+
+for s in $SERVERS; do
+  [ -n "${IPS[$s]:-}" ] || die "unknown server $s (xmppd, prosody, ejabberd)"
+done
+
+# Both the servers and the driver need a descriptor per session.
+ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+
+ensure_pkgs openssl util-linux
+case " $SERVERS " in *" prosody "*) ensure_pkgs prosody;; esac
+case " $SERVERS " in *" ejabberd "*) ensure_pkgs ejabberd;; esac
+
+export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
+if [ -n "${XMPPD_BIN:-}" ] && [ -n "${LOAD_BIN:-}" ]; then
+  XMPPD=$XMPPD_BIN; LOAD=$LOAD_BIN      # prebuilt binaries (e.g. from a pinned checkout)
+else
+  log "building xmppd and xmppd-load (release) in $CARGO_TARGET_DIR"
+  (cd "$ROOT" && cargo build --release -q -p xmppd -p xmppd-bench) || die "cargo build failed"
+  XMPPD="$CARGO_TARGET_DIR/release/xmppd"
+  LOAD="$CARGO_TARGET_DIR/release/xmppd-load"
+fi
+[ -x "$XMPPD" ] && [ -x "$LOAD" ] || die "missing binaries $XMPPD $LOAD"
+
+WORK=$(mktemp -d /tmp/xmppd-compare.XXXXXX)
+chmod 755 "$WORK"      # ejabberd runs as its own user and must reach its directory
+CURRENT=""
+cleanup() {
+  local rc=$?
+  if [ -n "$CURRENT" ]; then "${CURRENT}_down"; fi
+  if [ "$KEEP" = 1 ] || [ $rc != 0 ]; then log "work directory kept: $WORK"; else rm -rf "$WORK"; fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+make_cert "$WORK/certs" "$DOMAIN"
+mkdir -p "$WORK/results"
+
+# run_load SERVER NAME ARGS... : one driver run; report in results/SERVER-NAME.json
+run_load() {
+  local s=$1 name=$2; shift 2
+  log "$s: $name $*"
+  "$LOAD" --host "${IPS[$s]}" --domain "$DOMAIN" --mech "$MECH" --label "$s" \
+    --server-pid "$SERVER_PID" --tag "$name" --json "$WORK/results/$s-$name.json" \
+    --max-time 900 "$@" 2>"$WORK/$s-$name.log" | tee "$WORK/$s-$name.txt"
+  local rc=${PIPESTATUS[0]}
+  [ "$rc" = 0 ] || { log "$s: $name exited $rc; last lines of its log:"; tail -5 "$WORK/$s-$name.log" >&2; }
+  return 0
+}
+
+VERSIONS=""
+for s in $SERVERS; do
+  CURRENT=$s
+  SERVER_PID=""
+  d="$WORK/$s"
+  t0=$SECONDS
+  case $s in
+    xmppd)
+      xmppd_up "$XMPPD" "$d" "${IPS[$s]}" "$DOMAIN" "$WORK/certs" "$ACCOUNTS"
+      VERSIONS+="xmppd $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?'); ";;
+    prosody)
+      prosody_up "$d" "${IPS[$s]}" "$DOMAIN" "$WORK/certs"
+      VERSIONS+="$(prosodyctl about 2>/dev/null | head -1); ";;
+    ejabberd)
+      ejabberd_up "$d" "${IPS[$s]}" "$DOMAIN" "$WORK/certs"
+      VERSIONS+="ejabberd $(dpkg-query -W -f='${Version}' ejabberd 2>/dev/null); ";;
+  esac
+  if [ "$s" != xmppd ]; then
+    # in-band registration through the driver: much faster than one
+    # prosodyctl/ejabberdctl process per account
+    run_load "$s" register register --accounts "$ACCOUNTS" -c 20 --quiet >/dev/null
+  fi
+  log "$s: ready with $ACCOUNTS accounts after $((SECONDS - t0)) s"
+  # idle first, on the fresh process, so its memory figure is not inflated by the
+  # allocations of the other scenarios
+  run_load "$s" idle idle -n "$IDLE_N" -c 50 --settle "$IDLE_SETTLE" -d "$IDLE_HOLD"
+  run_load "$s" login login -c "$LOGIN_C" --accounts "$LOGIN_ACCOUNTS" -d "$LOGIN_D"
+  run_load "$s" chat chat -p "$PAIRS" -w "$WINDOW" -d "$CHAT_D" --warmup "$WARMUP"
+  rate=$("$LOAD" value "$WORK/results/$s-chat.json" msgs_per_s 2>/dev/null)
+  if [ -n "$rate" ] && awk -v r="$rate" 'BEGIN { exit !(r > 1) }'; then
+    half=$(awk -v r="$rate" 'BEGIN { printf "%d", r / 2 }')
+    run_load "$s" chat-open chat -p "$PAIRS" --rate "$half" -d "$CHAT_D" --warmup "$WARMUP"
+  else
+    log "$s: no closed-loop rate, open-loop run skipped"
+  fi
+  "${s}_down"
+  CURRENT=""
+done
+
+METRICS="server_kib_per_session,server_cpu_pct_idle,sessions_up,logins_per_s,login_p50_ms,login_p99_ms,server_cpu_us_per_login,login_failures,msgs_per_s,latency_p50_ms,latency_p99_ms,latency_p999_ms,server_cpu_us_per_msg,server_cpu_pct,driver_cpu_pct,lost,error_replies,skipped_sends"
+TABLE=$("$LOAD" compare --baseline xmppd --metrics "$METRICS" "$WORK"/results/*-idle.json \
+  "$WORK"/results/*-login.json "$WORK"/results/*-chat.json "$WORK"/results/*-chat-open.json 2>/dev/null)
+echo
+echo "$TABLE"
+
+if [ "$RECORD" = 1 ]; then
+  R="$HERE/RESULTS.md"
+  [ -s "$R" ] || printf '# xmppd load comparison results\n\nAppended by `benches/compare.sh`; newest last. See benches/README.md for what each figure means.\n' > "$R"
+  {
+    echo
+    echo "## $(date -u '+%Y-%m-%d %H:%M UTC') — compare.sh --$MODE"
+    echo
+    echo "Machine: nproc $(nproc); memory $(free -g | awk '/^Mem:/ {print $2 " GiB total, " $7 " GiB available"}') (free -g); kernel $(uname -r)."
+    echo "Servers: ${VERSIONS% ; }. TLS: STARTTLS with one ECDSA P-256 certificate for all, full handshake per connection; SASL $MECH (4096 iterations)."
+    echo "Parameters: accounts $ACCOUNTS; idle $IDLE_N sessions (settle ${IDLE_SETTLE}s, hold ${IDLE_HOLD}s); login concurrency $LOGIN_C over $LOGIN_ACCOUNTS accounts for ${LOGIN_D}s;"
+    echo "chat $PAIRS pairs, window $WINDOW per direction, ${CHAT_D}s after ${WARMUP}s warm-up; chat-open: same pairs at half the server's own closed-loop rate."
+    echo "The driver shares the 2 cores with the server under test. Ratio columns: how many times better xmppd is (> 1: xmppd better; < 1: xmppd worse), in the metric's own direction."
+    echo
+    echo "$TABLE"
+  } >> "$R"
+  log "appended to $R"
+fi
+exit 0
