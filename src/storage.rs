@@ -7,11 +7,13 @@
 use rusqlite::{Connection, OptionalExtension, params};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
+use xmppd_actors::roster::{Item, Sub};
 use xmppd_actors::scram::{Credentials, ScramKeys};
-use xmppd_actors::storage::{Backend, StorageError};
+use xmppd_actors::storage::{Backend, RosterData, StorageError};
 
 /// Schema migrations, applied in order; `user_version` records how many ran.
-const MIGRATIONS: &[&str] = &["CREATE TABLE accounts (
+const MIGRATIONS: &[&str] = &[
+    "CREATE TABLE accounts (
         domain TEXT NOT NULL,
         username TEXT NOT NULL,
         salt BLOB NOT NULL,
@@ -23,7 +25,48 @@ const MIGRATIONS: &[&str] = &["CREATE TABLE accounts (
         password TEXT,
         created INTEGER NOT NULL DEFAULT (strftime('%s','now')),
         PRIMARY KEY (domain, username)
-    ) WITHOUT ROWID;"];
+    ) WITHOUT ROWID;",
+    "CREATE TABLE roster (
+        domain TEXT NOT NULL, username TEXT NOT NULL, contact TEXT NOT NULL,
+        name TEXT, groups TEXT NOT NULL DEFAULT '[]',
+        subscription TEXT NOT NULL DEFAULT 'none',
+        ask INTEGER NOT NULL DEFAULT 0, approved INTEGER NOT NULL DEFAULT 0,
+        PRIMARY KEY (domain, username, contact)
+    ) WITHOUT ROWID;
+    CREATE TABLE roster_version (
+        domain TEXT NOT NULL, username TEXT NOT NULL, ver INTEGER NOT NULL,
+        PRIMARY KEY (domain, username)
+    ) WITHOUT ROWID;
+    CREATE TABLE pending_in (
+        domain TEXT NOT NULL, username TEXT NOT NULL, contact TEXT NOT NULL, stanza TEXT NOT NULL,
+        PRIMARY KEY (domain, username, contact)
+    ) WITHOUT ROWID;
+    CREATE TABLE offline (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        domain TEXT NOT NULL, username TEXT NOT NULL, stanza TEXT NOT NULL,
+        stored INTEGER NOT NULL DEFAULT (strftime('%s','now'))
+    );
+    CREATE INDEX offline_by_user ON offline (domain, username, id);
+    CREATE TABLE documents (
+        domain TEXT NOT NULL, username TEXT NOT NULL, key TEXT NOT NULL, xml TEXT NOT NULL,
+        PRIMARY KEY (domain, username, key)
+    ) WITHOUT ROWID;
+    CREATE TABLE blocklist (
+        domain TEXT NOT NULL, username TEXT NOT NULL, jid TEXT NOT NULL,
+        PRIMARY KEY (domain, username, jid)
+    ) WITHOUT ROWID;",
+];
+
+/// Tables holding per-account data, emptied when the account is deleted.
+const ACCOUNT_TABLES: &[&str] = &[
+    "roster",
+    "roster_version",
+    "pending_in",
+    "offline",
+    "documents",
+    "blocklist",
+    "accounts",
+];
 
 pub struct Sqlite {
     path: PathBuf,
@@ -198,17 +241,222 @@ impl Backend for Sqlite {
 
     fn delete_account(&self, domain: &str, user: &str) -> Result<(), StorageError> {
         self.with(|c| {
-            let n = c
-                .execute(
-                    "DELETE FROM accounts WHERE domain = ?1 AND username = ?2",
+            let tx = c.unchecked_transaction().map_err(db_err)?;
+            let mut n = 0;
+            // `accounts` is last: its count says whether the account existed
+            for t in ACCOUNT_TABLES {
+                let sql = format!("DELETE FROM {t} WHERE domain = ?1 AND username = ?2");
+                n = tx.execute(&sql, params![domain, user]).map_err(db_err)?;
+            }
+            if n == 0 {
+                return Err(StorageError::NotFound);
+            }
+            tx.commit().map_err(db_err)
+        })
+    }
+
+    fn roster_load(&self, domain: &str, user: &str) -> Result<RosterData, StorageError> {
+        self.with(|c| {
+            let items = Sqlite::roster_items(c, domain, user).map_err(db_err)?;
+            let ver: Option<i64> = c
+                .query_row("SELECT ver FROM roster_version WHERE domain = ?1 AND username = ?2", params![domain, user], |r| r.get(0))
+                .optional()
+                .map_err(db_err)?;
+            let mut st = c
+                .prepare_cached("SELECT contact, stanza FROM pending_in WHERE domain = ?1 AND username = ?2 ORDER BY contact")
+                .map_err(db_err)?;
+            let pending = st
+                .query_map(params![domain, user], |r| Ok((r.get(0)?, r.get(1)?)))
+                .map_err(db_err)?
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(db_err)?;
+            Ok(RosterData { ver: ver.unwrap_or(0) as u64, items, pending_in: pending })
+        })
+    }
+
+    fn roster_put(
+        &self,
+        domain: &str,
+        user: &str,
+        item: &Item,
+        ver: u64,
+    ) -> Result<(), StorageError> {
+        self.with(|c| {
+            let tx = c.unchecked_transaction().map_err(db_err)?;
+            let groups = serde_json::to_string(&item.groups).unwrap_or_else(|_| "[]".into());
+            tx.execute(
+                "INSERT INTO roster (domain, username, contact, name, groups, subscription, ask, approved)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+                 ON CONFLICT (domain, username, contact) DO UPDATE SET name = excluded.name, groups = excluded.groups,
+                 subscription = excluded.subscription, ask = excluded.ask, approved = excluded.approved",
+                params![domain, user, item.jid, item.name, groups, item.sub.as_str(), item.ask, item.approved],
+            )
+            .map_err(db_err)?;
+            set_version(&tx, domain, user, ver).map_err(db_err)?;
+            tx.commit().map_err(db_err)
+        })
+    }
+
+    fn roster_remove(
+        &self,
+        domain: &str,
+        user: &str,
+        jid: &str,
+        ver: u64,
+    ) -> Result<(), StorageError> {
+        self.with(|c| {
+            let tx = c.unchecked_transaction().map_err(db_err)?;
+            tx.execute(
+                "DELETE FROM roster WHERE domain = ?1 AND username = ?2 AND contact = ?3",
+                params![domain, user, jid],
+            )
+            .map_err(db_err)?;
+            tx.execute(
+                "DELETE FROM pending_in WHERE domain = ?1 AND username = ?2 AND contact = ?3",
+                params![domain, user, jid],
+            )
+            .map_err(db_err)?;
+            set_version(&tx, domain, user, ver).map_err(db_err)?;
+            tx.commit().map_err(db_err)
+        })
+    }
+
+    fn pending_in(
+        &self,
+        domain: &str,
+        user: &str,
+        contact: &str,
+        stanza: Option<&str>,
+    ) -> Result<(), StorageError> {
+        self.with(|c| {
+            match stanza {
+                Some(x) => c.execute(
+                    "INSERT INTO pending_in (domain, username, contact, stanza) VALUES (?1, ?2, ?3, ?4)
+                     ON CONFLICT (domain, username, contact) DO UPDATE SET stanza = excluded.stanza",
+                    params![domain, user, contact, x],
+                ),
+                None => c.execute(
+                    "DELETE FROM pending_in WHERE domain = ?1 AND username = ?2 AND contact = ?3",
+                    params![domain, user, contact],
+                ),
+            }
+            .map(|_| ())
+            .map_err(db_err)
+        })
+    }
+
+    fn offline_push(
+        &self,
+        domain: &str,
+        user: &str,
+        stanza: &str,
+        limit: usize,
+    ) -> Result<(), StorageError> {
+        self.with(|c| {
+            let tx = c.unchecked_transaction().map_err(db_err)?;
+            let n: i64 = tx
+                .query_row(
+                    "SELECT count(*) FROM offline WHERE domain = ?1 AND username = ?2",
                     params![domain, user],
+                    |r| r.get(0),
                 )
                 .map_err(db_err)?;
-            if n == 0 {
-                Err(StorageError::NotFound)
-            } else {
-                Ok(())
+            if n as usize >= limit {
+                return Err(StorageError::Full);
             }
+            tx.execute(
+                "INSERT INTO offline (domain, username, stanza) VALUES (?1, ?2, ?3)",
+                params![domain, user, stanza],
+            )
+            .map_err(db_err)?;
+            tx.commit().map_err(db_err)
+        })
+    }
+
+    fn offline_list(&self, domain: &str, user: &str) -> Result<Vec<(i64, String)>, StorageError> {
+        self.with(|c| {
+            let mut st = c.prepare_cached("SELECT id, stanza FROM offline WHERE domain = ?1 AND username = ?2 ORDER BY id").map_err(db_err)?;
+            let rows = st.query_map(params![domain, user], |r| Ok((r.get(0)?, r.get(1)?))).map_err(db_err)?;
+            rows.collect::<Result<Vec<_>, _>>().map_err(db_err)
+        })
+    }
+
+    fn offline_delete(&self, domain: &str, user: &str, last_id: i64) -> Result<(), StorageError> {
+        self.with(|c| {
+            c.execute(
+                "DELETE FROM offline WHERE domain = ?1 AND username = ?2 AND id <= ?3",
+                params![domain, user, last_id],
+            )
+            .map(|_| ())
+            .map_err(db_err)
+        })
+    }
+
+    fn document_get(
+        &self,
+        domain: &str,
+        user: &str,
+        key: &str,
+    ) -> Result<Option<String>, StorageError> {
+        self.with(|c| {
+            c.query_row(
+                "SELECT xml FROM documents WHERE domain = ?1 AND username = ?2 AND key = ?3",
+                params![domain, user, key],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(db_err)
+        })
+    }
+
+    fn document_set(
+        &self,
+        domain: &str,
+        user: &str,
+        key: &str,
+        xml: &str,
+    ) -> Result<(), StorageError> {
+        self.with(|c| {
+            c.execute(
+                "INSERT INTO documents (domain, username, key, xml) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT (domain, username, key) DO UPDATE SET xml = excluded.xml",
+                params![domain, user, key, xml],
+            )
+            .map(|_| ())
+            .map_err(db_err)
+        })
+    }
+
+    fn blocklist_get(&self, domain: &str, user: &str) -> Result<Vec<String>, StorageError> {
+        self.with(|c| {
+            let mut st = c
+                .prepare_cached(
+                    "SELECT jid FROM blocklist WHERE domain = ?1 AND username = ?2 ORDER BY jid",
+                )
+                .map_err(db_err)?;
+            let rows = st
+                .query_map(params![domain, user], |r| r.get(0))
+                .map_err(db_err)?;
+            rows.collect::<Result<Vec<_>, _>>().map_err(db_err)
+        })
+    }
+
+    fn blocklist_set(&self, domain: &str, user: &str, jids: &[String]) -> Result<(), StorageError> {
+        self.with(|c| {
+            let tx = c.unchecked_transaction().map_err(db_err)?;
+            tx.execute(
+                "DELETE FROM blocklist WHERE domain = ?1 AND username = ?2",
+                params![domain, user],
+            )
+            .map_err(db_err)?;
+            for j in jids {
+                tx.execute(
+                    "INSERT OR IGNORE INTO blocklist (domain, username, jid) VALUES (?1, ?2, ?3)",
+                    params![domain, user, j],
+                )
+                .map_err(db_err)?;
+            }
+            tx.commit().map_err(db_err)
         })
     }
 
@@ -222,6 +470,35 @@ impl Backend for Sqlite {
                 .map_err(db_err)?;
             rows.collect::<Result<Vec<_>, _>>().map_err(db_err)
         })
+    }
+}
+
+fn set_version(c: &Connection, domain: &str, user: &str, ver: u64) -> rusqlite::Result<usize> {
+    c.execute(
+        "INSERT INTO roster_version (domain, username, ver) VALUES (?1, ?2, ?3)
+         ON CONFLICT (domain, username) DO UPDATE SET ver = excluded.ver",
+        params![domain, user, ver as i64],
+    )
+}
+
+impl Sqlite {
+    fn roster_items(c: &Connection, domain: &str, user: &str) -> rusqlite::Result<Vec<Item>> {
+        let mut st = c.prepare_cached(
+            "SELECT contact, name, groups, subscription, ask, approved FROM roster WHERE domain = ?1 AND username = ?2 ORDER BY contact",
+        )?;
+        let rows = st.query_map(params![domain, user], |r| {
+            let groups: String = r.get(2)?;
+            let sub: String = r.get(3)?;
+            Ok(Item {
+                jid: r.get(0)?,
+                name: r.get(1)?,
+                groups: serde_json::from_str(&groups).unwrap_or_default(),
+                sub: Sub::parse(&sub).unwrap_or_default(),
+                ask: r.get(4)?,
+                approved: r.get(5)?,
+            })
+        })?;
+        rows.collect()
     }
 }
 

@@ -162,7 +162,7 @@ async fn anonymous_when_enabled() {
         .replace("name = \"a.test\"", "name = \"a.test\"\nanonymous = true");
     std::fs::write(&d.config, cfg).expect("write");
     d.signal(libc::SIGHUP);
-    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    d.wait_log("configuration reloaded", 1);
     let mut r = Raw::connect(d.starttls, "a.test").await;
     let f = r.starttls().await;
     assert!(f.contains("<mechanism>ANONYMOUS</mechanism>"), "{f}");

@@ -136,14 +136,24 @@ async fn bare_jid_message_goes_to_highest_priority() {
     let (mut high, _) = Raw::login(d.starttls, D, "bob", "bob-pw", "high").await;
     high.send("<presence><priority>10</priority></presence>")
         .await;
+    high.wait_for("<priority>10</priority>").await;
     low.send("<presence><priority>1</priority></presence>")
         .await;
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    low.wait_for("from='bob@localhost/low' to='bob@localhost/low'><priority>")
+        .await;
+    high.wait_for("from='bob@localhost/low' to='bob@localhost/high'><priority>")
+        .await;
     a.send("<message to='bob@localhost' type='chat'><body>to the best</body></message>")
         .await;
-    let m = high.next_stanza().await;
+    let m = high.next_non_presence().await;
     assert!(m.contains("to the best"), "{m}");
-    low.expect_silence(Duration::from_millis(300)).await;
+    // low gets presence updates, never the message
+    while let Some(s) = low
+        .try_read_until("</presence>", Duration::from_millis(300))
+        .await
+    {
+        assert!(!s.contains("to the best"), "{s}");
+    }
 }
 
 #[tokio::test]

@@ -214,12 +214,15 @@ impl Default for LimitSettings {
 pub struct StorageSettings {
     /// SQLite database file, relative to `data_dir` unless absolute.
     pub database: PathBuf,
+    /// Messages kept for an offline account; beyond it senders get an error.
+    pub max_offline_messages: usize,
 }
 
 impl Default for StorageSettings {
     fn default() -> Self {
         StorageSettings {
             database: PathBuf::from("xmppd.sqlite"),
+            max_offline_messages: 1000,
         }
     }
 }

@@ -265,6 +265,8 @@ impl Connection {
             }
         } else {
             f.push_str(&format!("<bind xmlns='{}'/>", ns::BIND));
+            // RFC 6121: roster versioning and subscription pre-approval
+            f.push_str("<ver xmlns='urn:xmpp:features:rosterver'/><sub xmlns='urn:xmpp:features:pre-approval'/>");
             f.push_str(&format!(
                 "<session xmlns='{}'><optional/></session>",
                 ns::SESSION
@@ -727,12 +729,13 @@ impl Connection {
                 if act.phase == Phase::Closing {
                     return;
                 }
-                let full: FullJid = match res {
-                    Ok(Ok(full)) => full,
+                let (full, account): (FullJid, _) = match res {
+                    Ok(Ok((full, account))) => (full, account),
                     Ok(Err(e)) => {
                         let cond = match e {
                             BindError::Conflict => ErrorCondition::Conflict,
                             BindError::TooManySessions => ErrorCondition::ResourceConstraint,
+                            BindError::Unavailable => ErrorCondition::InternalServerError,
                         };
                         let r = stanza::error_reply(&el, cond, Some(&e.to_string()));
                         act.send_opt(r);
@@ -748,7 +751,8 @@ impl Connection {
                     .ctx
                     .log
                     .new(slog::o!("jid" => full.to_string(), "peer" => act.peer.to_string()));
-                let session = Session::new(full.clone(), act.ctx.clone(), act.out.clone(), log);
+                let session =
+                    Session::new(full.clone(), account, act.ctx.clone(), act.out.clone(), log);
                 session_ctx.run(session);
                 // answer the bind (or legacy auth) before anything the session writes
                 let payload = (!legacy).then(|| {

@@ -1,6 +1,8 @@
 //! The xmppd engine: signals, the actors that exchange them, and the protocol code
 //! (plain functions and types, no actix) they run.
 
+pub mod account;
+pub mod blocking;
 pub mod config;
 pub mod connection;
 pub mod context;
@@ -10,7 +12,9 @@ pub mod legacy_auth;
 pub mod listener;
 pub mod log_mask;
 pub mod ns;
+pub mod offline;
 pub mod registry;
+pub mod roster;
 pub mod sasl;
 pub mod scram;
 pub mod server;

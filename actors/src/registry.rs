@@ -4,6 +4,8 @@
 //! signal and hands it to the session that takes it, answers what is addressed to the
 //! server, and returns what cannot be delivered to its sender as an error.
 
+use crate::account::Account;
+use crate::context::Ctx;
 use crate::server_iq::{self, Addressee};
 use crate::session::Session;
 use crate::signals::Signal;
@@ -23,8 +25,14 @@ struct Entry {
 pub struct Registry {
     domains: HashSet<String>,
     sessions: HashMap<BareJid, Vec<Entry>>,
+    /// Account actors, started on first need (a session binds, or a signal arrives).
+    accounts: HashMap<BareJid, Addr<Account>>,
     max_sessions_per_account: usize,
     log: slog::Logger,
+    /// Set once at start ([`Init`]); accounts need it.
+    ctx: Option<Ctx>,
+    workers: Vec<ArbiterHandle>,
+    next_worker: usize,
 }
 
 impl Registry {
@@ -32,8 +40,47 @@ impl Registry {
         Registry {
             domains: domains.into_iter().collect(),
             sessions: HashMap::new(),
+            accounts: HashMap::new(),
             max_sessions_per_account: 64,
             log,
+            ctx: None,
+            workers: Vec::new(),
+            next_worker: 0,
+        }
+    }
+
+    /// The account actor for `bare`, started on a worker arbiter if not running.
+    fn account(&mut self, bare: &BareJid) -> Option<Addr<Account>> {
+        if let Some(a) = self.accounts.get(bare).filter(|a| a.connected()) {
+            return Some(a.clone());
+        }
+        let ctx = self.ctx.clone()?;
+        let b = bare.clone();
+        let addr = match self
+            .workers
+            .get(self.next_worker % self.workers.len().max(1))
+        {
+            Some(w) => Account::start_in_arbiter(w, move |_| Account::new(b, ctx)),
+            None => Account::new(b, ctx).start(),
+        };
+        self.next_worker = self.next_worker.wrapping_add(1);
+        self.accounts.insert(bare.clone(), addr.clone());
+        Some(addr)
+    }
+
+    /// Hand a signal to the account actor of its recipient.
+    fn for_account(&mut self, sig: Signal) {
+        let bare = sig.to().to_bare();
+        match self.account(&bare) {
+            Some(a) => match a.try_send(sig) {
+                Ok(()) => {}
+                Err(SendError::Full(sig)) | Err(SendError::Closed(sig)) => self.bounce(
+                    sig,
+                    ErrorCondition::ResourceConstraint,
+                    Some("recipient is overloaded"),
+                ),
+            },
+            None => self.bounce(sig, ErrorCondition::InternalServerError, None),
         }
     }
 
@@ -93,27 +140,26 @@ impl Registry {
                 if ty == Some("groupchat") {
                     return self.bounce(sig, ErrorCondition::ServiceUnavailable, None);
                 }
+                let available = entries.iter().filter(|e| e.available && e.priority >= 0);
                 let targets: Vec<Addr<Session>> = if ty == Some("headline") {
-                    entries
-                        .iter()
-                        .filter(|e| e.available && e.priority >= 0)
-                        .map(|e| e.addr.clone())
-                        .collect()
+                    available.map(|e| e.addr.clone()).collect()
                 } else {
-                    let best = entries
-                        .iter()
-                        .filter(|e| e.available && e.priority >= 0)
-                        .map(|e| e.priority)
-                        .max();
+                    let best = available.map(|e| e.priority).max();
                     entries
                         .iter()
                         .filter(|e| e.available && Some(e.priority) == best)
                         .map(|e| e.addr.clone())
                         .collect()
                 };
-                self.deliver_all(sig, targets);
+                match (targets.is_empty(), ty) {
+                    // RFC 6121 §8.5.2.1.1: a headline for nobody is dropped
+                    (true, Some("headline")) => {}
+                    // nobody to take it now: offline storage, or an error
+                    (true, _) => self.for_account(sig),
+                    (false, _) => self.deliver_all(sig, targets),
+                }
             }
-            Signal::Notify(_) | Signal::Subscribe(_) => {
+            Signal::Notify(_) => {
                 let targets = entries
                     .iter()
                     .filter(|e| e.available)
@@ -121,16 +167,8 @@ impl Registry {
                     .collect();
                 self.deliver_all(sig, targets);
             }
-            Signal::Info(i) => {
-                if entries.is_empty() {
-                    return self.bounce(sig, ErrorCondition::ServiceUnavailable, None);
-                }
-                if let Some(reply) = server_iq::handle(&i.stanza, Addressee::Account)
-                    && let Some(r) = Signal::new(i.to.clone(), i.from.clone(), reply)
-                {
-                    self.route(r);
-                }
-            }
+            // subscriptions, probes and iq for an account are the account's to answer
+            Signal::Subscribe(_) | Signal::Info(_) => self.for_account(sig),
         }
     }
 
@@ -138,6 +176,10 @@ impl Registry {
         let Ok(full) = sig.to().clone().try_into_full() else {
             return self.for_bare(sig);
         };
+        if let Signal::Subscribe(_) = sig {
+            // RFC 6121 §3: subscription stanzas are handled for the bare JID
+            return self.for_account(sig);
+        }
         if let Some(addr) = self.lookup(&full) {
             return self.deliver(sig, addr);
         }
@@ -163,13 +205,8 @@ impl Registry {
     }
 
     fn deliver_all(&mut self, sig: Signal, mut targets: Vec<Addr<Session>>) {
-        let Some(last) = targets.pop() else {
-            if let Signal::Message(_) = sig {
-                self.bounce(sig, ErrorCondition::ServiceUnavailable, None);
-            }
-            // presence to an account with no available resource ends here (for now)
-            return;
-        };
+        // presence to an account with no available resource ends here
+        let Some(last) = targets.pop() else { return };
         for addr in targets {
             self.deliver(sig.clone(), addr);
         }
@@ -187,8 +224,9 @@ impl Registry {
             Err(SendError::Closed(sig)) => {
                 // The session ended between lookup and delivery: as if it were not there.
                 self.forget(&addr);
-                match sig.to().clone().try_into_full() {
-                    Ok(_) if matches!(sig, Signal::Message(_)) => self.for_bare(sig),
+                match &sig {
+                    Signal::Message(_) => self.for_bare(sig),
+                    Signal::Notify(_) => {}
                     _ => self.bounce(sig, ErrorCondition::ServiceUnavailable, None),
                 }
             }
@@ -220,7 +258,7 @@ impl Handler<Signal> for Registry {
 
 /// Resource binding (RFC 6120 §7).
 #[derive(actix::Message)]
-#[rtype(result = "Result<FullJid, BindError>")]
+#[rtype(result = "Result<(FullJid, Addr<Account>), BindError>")]
 pub struct Bind {
     pub bare: BareJid,
     /// The resource the client asked for (already resourceprep'd), if any.
@@ -236,6 +274,8 @@ pub enum BindError {
     Conflict,
     #[error("too many sessions for this account")]
     TooManySessions,
+    #[error("the server is not ready")]
+    Unavailable,
 }
 
 fn random_resource() -> String {
@@ -243,7 +283,7 @@ fn random_resource() -> String {
 }
 
 impl Handler<Bind> for Registry {
-    type Result = Result<FullJid, BindError>;
+    type Result = Result<(FullJid, Addr<Account>), BindError>;
     fn handle(&mut self, b: Bind, _: &mut Context<Self>) -> Self::Result {
         let entries = self.sessions.entry(b.bare.clone()).or_default();
         entries.retain(|e| e.addr.connected());
@@ -268,8 +308,9 @@ impl Handler<Bind> for Registry {
             available: false,
             priority: 0,
         });
+        let account = self.account(&b.bare).ok_or(BindError::Unavailable)?;
         slog::debug!(self.log, "bound"; "jid" => %full, "sessions" => self.session_count());
-        Ok(full)
+        Ok((full, account))
     }
 }
 
@@ -356,5 +397,50 @@ impl Handler<ListSessions> for Registry {
             .collect();
         v.sort_by(|a, b| a.jid.cmp(&b.jid));
         MessageResult(v)
+    }
+}
+
+/// Wiring at start: the shared context and the arbiters accounts run on.
+#[derive(actix::Message)]
+#[rtype(result = "()")]
+pub struct Init {
+    pub ctx: Ctx,
+    pub workers: Vec<ArbiterHandle>,
+}
+
+impl Handler<Init> for Registry {
+    type Result = ();
+    fn handle(&mut self, i: Init, _: &mut Context<Self>) {
+        self.ctx = Some(i.ctx);
+        self.workers = i.workers;
+    }
+}
+
+/// An account actor with nothing to do asks to be forgotten; the answer says whether
+/// it may stop (no session bound meanwhile, and it is still the registered one).
+#[derive(actix::Message)]
+#[rtype(result = "bool")]
+pub struct AccountIdle {
+    pub bare: BareJid,
+    pub addr: Addr<Account>,
+}
+
+impl Handler<AccountIdle> for Registry {
+    type Result = bool;
+    fn handle(&mut self, a: AccountIdle, _: &mut Context<Self>) -> bool {
+        let current = self.accounts.get(&a.bare) == Some(&a.addr);
+        if !current {
+            // already replaced: the old one may stop
+            return true;
+        }
+        let bound = self
+            .sessions
+            .get(&a.bare)
+            .is_some_and(|v| v.iter().any(|e| e.addr.connected()));
+        if bound {
+            return false;
+        }
+        self.accounts.remove(&a.bare);
+        true
     }
 }

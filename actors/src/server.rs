@@ -3,7 +3,7 @@
 use crate::config::{ListenerTls, Settings};
 use crate::context::{Live, ServerContext, Stats};
 use crate::listener::{self, Listener};
-use crate::registry::Registry;
+use crate::registry::{Init, Registry};
 use crate::sasl::DecoyKey;
 use crate::storage::Storage;
 use crate::tls::TlsContext;
@@ -65,6 +65,10 @@ impl Server {
             stats: Arc::new(Stats::default()),
             started: Instant::now(),
             shutdown,
+        });
+        ctx.registry.do_send(Init {
+            ctx: ctx.clone(),
+            workers: workers.iter().map(|a| a.handle()).collect(),
         });
         let listener = (!sockets.is_empty()).then(|| {
             Listener::new(

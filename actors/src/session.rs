@@ -3,6 +3,8 @@
 //! account, hands the rest to the registry as signals, and writes what is delivered
 //! to it to the client.
 
+use crate::account::{self, Account};
+use crate::blocking;
 use crate::context::{Ctx, Gauge};
 use crate::io::{Inbound, Outbox, WriteError};
 use crate::ns;
@@ -13,6 +15,7 @@ use crate::stanza::{self, ErrorCondition, Kind};
 use crate::stream_error::{Condition, StreamError};
 use actix::prelude::*;
 use minidom::Element;
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use xmpp_parsers::jid::{BareJid, FullJid, Jid};
 
@@ -22,6 +25,9 @@ pub const MAILBOX: usize = 1024;
 pub struct Session {
     jid: FullJid,
     bare: BareJid,
+    account: Addr<Account>,
+    /// The account's blocklist (XEP-0191), kept current by the account actor.
+    blocked: Arc<Vec<String>>,
     ctx: Ctx,
     out: Outbox,
     log: slog::Logger,
@@ -33,12 +39,20 @@ pub struct Session {
 }
 
 impl Session {
-    pub fn new(jid: FullJid, ctx: Ctx, out: Outbox, log: slog::Logger) -> Self {
+    pub fn new(
+        jid: FullJid,
+        account: Addr<Account>,
+        ctx: Ctx,
+        out: Outbox,
+        log: slog::Logger,
+    ) -> Self {
         let gauge = Gauge::new(&ctx.stats, |s| &s.session_actors);
         let bare = jid.to_bare();
         Session {
             jid,
             bare,
+            account,
+            blocked: Arc::new(Vec::new()),
             ctx,
             out,
             log,
@@ -106,6 +120,19 @@ impl Session {
                 return self.reply(r);
             }
         };
+        // XEP-0191 §3.4: nothing goes to someone the user blocks
+        if let Some(t) = &to
+            && blocking::blocks(&self.blocked, t)
+        {
+            if let Some(mut e) = stanza::error_reply(&el, ErrorCondition::NotAcceptable, None) {
+                if let Some(err) = e.get_child_mut("error", ns::CLIENT) {
+                    *err = blocking::blocked_error();
+                }
+                stanza::remove_attr(&mut e, "from");
+                self.reply(Some(e));
+            }
+            return;
+        }
         match kind {
             Kind::Iq => self.client_iq(el, to),
             Kind::Message => {
@@ -133,6 +160,15 @@ impl Session {
             .as_ref()
             .is_some_and(|t| t.node().is_none() && t.domain() == self.jid.domain());
         let to_self = to.as_ref().is_none_or(|t| t.as_str() == self.bare.as_str());
+        if to_self && matches!(ty, Some("get") | Some("set")) && is_account_data(&el) {
+            // roster, blocklist, vCard, private XML: the account actor owns them
+            let mut el = el;
+            stanza::remove_attr(&mut el, "to");
+            return self.account.do_send(account::FromClient {
+                resource: self.jid.resource().to_string(),
+                stanza: el,
+            });
+        }
         if to_self || to_domain {
             let mut reply = if to_self {
                 self.own_iq(&el)
@@ -169,31 +205,35 @@ impl Session {
     }
 
     fn client_presence(&mut self, el: Element, to: Option<Jid>) {
-        if let Some(to) = to {
-            return self.route(Jid::from(self.jid.clone()), to, el);
-        }
-        match el.attr("type") {
-            None => {
-                let priority = match el
-                    .get_child("priority", ns::CLIENT)
-                    .map(|p| p.text().trim().parse::<i8>())
-                {
-                    None => 0,
-                    Some(Ok(p)) => p,
-                    Some(Err(_)) => {
-                        let r = stanza::error_reply(
-                            &el,
-                            ErrorCondition::BadRequest,
-                            Some("priority must be -128..127"),
-                        );
-                        return self.reply(r);
-                    }
-                };
-                self.set_availability(true, priority);
+        if to.is_none() {
+            match el.attr("type") {
+                None => {
+                    let priority = match el
+                        .get_child("priority", ns::CLIENT)
+                        .map(|p| p.text().trim().parse::<i8>())
+                    {
+                        None => 0,
+                        Some(Ok(p)) => p,
+                        Some(Err(_)) => {
+                            let r = stanza::error_reply(
+                                &el,
+                                ErrorCondition::BadRequest,
+                                Some("priority must be -128..127"),
+                            );
+                            return self.reply(r);
+                        }
+                    };
+                    self.set_availability(true, priority);
+                }
+                Some("unavailable") => self.set_availability(false, 0),
+                _ => {}
             }
-            Some("unavailable") => self.set_availability(false, 0),
-            _ => {}
         }
+        // broadcast, directed presence and subscriptions: the account actor knows the roster
+        self.account.do_send(account::FromClient {
+            resource: self.jid.resource().to_string(),
+            stanza: el,
+        });
     }
 
     fn set_availability(&mut self, available: bool, priority: i8) {
@@ -210,6 +250,16 @@ impl Session {
         if self.closing {
             return self.undeliverable(sig, ErrorCondition::RecipientUnavailable);
         }
+        // XEP-0191 §3.3: nothing from someone the user blocks
+        if blocking::blocks(&self.blocked, sig.from()) {
+            return match &sig {
+                Signal::Message(_) => self.undeliverable(sig, ErrorCondition::ServiceUnavailable),
+                Signal::Info(_) if matches!(sig.stanza_type(), Some("get") | Some("set")) => {
+                    self.undeliverable(sig, ErrorCondition::ServiceUnavailable)
+                }
+                _ => {}
+            };
+        }
         match self.write(sig.stanza()) {
             Ok(()) => {}
             Err(WriteError::Overflow) => {
@@ -223,10 +273,32 @@ impl Session {
     }
 
     fn undeliverable(&mut self, sig: Signal, cond: ErrorCondition) {
+        // a message for a resource that just left may still reach another one, or
+        // offline storage
+        if cond == ErrorCondition::RecipientUnavailable
+            && let Signal::Message(m) = &sig
+            && matches!(sig.stanza_type(), None | Some("normal") | Some("chat"))
+        {
+            let to = Jid::from(self.bare.clone());
+            let rerouted = Signal::new(m.from.clone(), to, m.stanza.clone());
+            if let Some(r) = rerouted {
+                return self.ctx.registry.do_send(r);
+            }
+        }
         if let Some(b) = sig.bounce(cond, None) {
             self.ctx.registry.do_send(b);
         }
     }
+}
+
+/// iq payloads the account actor answers (it keeps their state).
+fn is_account_data(iq: &Element) -> bool {
+    server_iq::single_payload(iq).is_some_and(|p| {
+        p.is("query", crate::roster::NS_ROSTER)
+            || p.has_ns(blocking::NS)
+            || p.is("vCard", account::NS_VCARD)
+            || p.is("query", account::NS_PRIVATE)
+    })
 }
 
 fn is_service_unavailable(el: &Element) -> bool {
@@ -239,6 +311,10 @@ impl Actor for Session {
 
     fn started(&mut self, ctx: &mut Context<Self>) {
         ctx.set_mailbox_capacity(MAILBOX);
+        self.account.do_send(account::Attach {
+            resource: self.jid.resource().to_string(),
+            session: ctx.address(),
+        });
         slog::info!(self.log, "session started"; "jid" => %self.jid);
     }
 
@@ -290,6 +366,9 @@ impl Handler<Ended> for Session {
             return;
         }
         self.closing = true;
+        self.account.do_send(account::Detach {
+            resource: self.jid.resource().to_string(),
+        });
         let unbind = Unbind {
             jid: self.jid.clone(),
             session: ctx.address(),
@@ -313,5 +392,31 @@ impl Handler<Stop> for Session {
     type Result = ();
     fn handle(&mut self, _: Stop, ctx: &mut Context<Self>) {
         ctx.stop();
+    }
+}
+
+/// Write a stanza the account actor produced (pushes, presence, offline messages).
+#[derive(actix::Message)]
+#[rtype(result = "()")]
+pub struct Write(pub Element);
+
+impl Handler<Write> for Session {
+    type Result = ();
+    fn handle(&mut self, w: Write, _: &mut Context<Self>) {
+        if !self.closing {
+            let _ = self.write(&w.0);
+        }
+    }
+}
+
+/// The account's blocklist changed.
+#[derive(actix::Message)]
+#[rtype(result = "()")]
+pub struct BlocklistUpdate(pub Arc<Vec<String>>);
+
+impl Handler<BlocklistUpdate> for Session {
+    type Result = ();
+    fn handle(&mut self, b: BlocklistUpdate, _: &mut Context<Self>) {
+        self.blocked = b.0;
     }
 }

@@ -3,6 +3,7 @@
 //! Backends are synchronous (SQLite is); [`Storage`] runs their calls on the blocking
 //! thread pool so that no actor thread ever waits on the disk.
 
+use crate::roster::Item;
 use crate::scram::Credentials;
 use std::sync::Arc;
 
@@ -16,6 +17,18 @@ pub enum StorageError {
     Backend(String),
     #[error("storage task was cancelled")]
     Cancelled,
+    /// A per-account quota (offline messages) is reached.
+    #[error("storage quota reached")]
+    Full,
+}
+
+/// An account's roster as stored: items, version, and subscription requests waiting
+/// for an answer (pending in), with the request stanza to deliver again.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RosterData {
+    pub ver: u64,
+    pub items: Vec<Item>,
+    pub pending_in: Vec<(String, String)>,
 }
 
 /// What a storage backend offers the engine.
@@ -41,6 +54,63 @@ pub trait Backend: Send + Sync + 'static {
     fn account_exists(&self, domain: &str, user: &str) -> Result<bool, StorageError> {
         Ok(self.credentials(domain, user)?.is_some())
     }
+
+    fn roster_load(&self, domain: &str, user: &str) -> Result<RosterData, StorageError>;
+    /// Insert or replace one item and set the roster version.
+    fn roster_put(
+        &self,
+        domain: &str,
+        user: &str,
+        item: &Item,
+        ver: u64,
+    ) -> Result<(), StorageError>;
+    /// Remove one item (and its pending request) and set the roster version.
+    fn roster_remove(
+        &self,
+        domain: &str,
+        user: &str,
+        jid: &str,
+        ver: u64,
+    ) -> Result<(), StorageError>;
+    /// Record (`Some(stanza)`) or clear (`None`) a pending inbound subscription request.
+    fn pending_in(
+        &self,
+        domain: &str,
+        user: &str,
+        contact: &str,
+        stanza: Option<&str>,
+    ) -> Result<(), StorageError>;
+
+    /// Store a message for later delivery; [`StorageError::Full`] beyond `limit` messages.
+    fn offline_push(
+        &self,
+        domain: &str,
+        user: &str,
+        stanza: &str,
+        limit: usize,
+    ) -> Result<(), StorageError>;
+    /// Stored messages in arrival order, with their ids.
+    fn offline_list(&self, domain: &str, user: &str) -> Result<Vec<(i64, String)>, StorageError>;
+    /// Delete stored messages up to and including `last_id`.
+    fn offline_delete(&self, domain: &str, user: &str, last_id: i64) -> Result<(), StorageError>;
+
+    /// Per-account XML documents: vCard (`vcard-temp`), private XML (`private:NS`).
+    fn document_get(
+        &self,
+        domain: &str,
+        user: &str,
+        key: &str,
+    ) -> Result<Option<String>, StorageError>;
+    fn document_set(
+        &self,
+        domain: &str,
+        user: &str,
+        key: &str,
+        xml: &str,
+    ) -> Result<(), StorageError>;
+
+    fn blocklist_get(&self, domain: &str, user: &str) -> Result<Vec<String>, StorageError>;
+    fn blocklist_set(&self, domain: &str, user: &str, jids: &[String]) -> Result<(), StorageError>;
 }
 
 /// Cloneable handle to the backend.

@@ -234,6 +234,17 @@ impl Daemon {
         std::fs::read_to_string(&self.stderr).unwrap_or_default()
     }
 
+    /// Wait until the daemon's log contains `needle` (at least `count` times).
+    pub fn wait_log(&self, needle: &str, count: usize) {
+        for _ in 0..200 {
+            if self.log().matches(needle).count() >= count {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(25));
+        }
+        panic!("log never showed {needle:?}:\n{}", self.log());
+    }
+
     pub fn pid(&self) -> u32 {
         self.child.as_ref().map(|c| c.id()).expect("running")
     }
@@ -305,6 +316,8 @@ enum RawStream {
 pub struct Raw {
     s: RawStream,
     buf: Vec<u8>,
+    /// Stanzas read ahead (while waiting for another one), returned first.
+    stash: std::collections::VecDeque<String>,
     pub domain: String,
     /// Channel binding (tls-exporter) of the current TLS session.
     pub exporter: Option<Vec<u8>>,
@@ -319,6 +332,7 @@ impl Raw {
         Raw {
             s: RawStream::Plain(tcp),
             buf: Vec::new(),
+            stash: Default::default(),
             domain: domain.to_string(),
             exporter: None,
         }
@@ -409,6 +423,37 @@ impl Raw {
 
     /// Read one complete top-level element (a stanza) as text.
     pub async fn next_stanza(&mut self) -> String {
+        if let Some(s) = self.stash.pop_front() {
+            return s;
+        }
+        self.read_stanza().await
+    }
+
+    /// The next stanza containing `needle`; others met on the way are kept for later.
+    pub async fn wait_for(&mut self, needle: &str) -> String {
+        if let Some(i) = self.stash.iter().position(|s| s.contains(needle)) {
+            return self.stash.remove(i).unwrap_or_default();
+        }
+        loop {
+            let s = self.read_stanza().await;
+            if s.contains(needle) {
+                return s;
+            }
+            self.stash.push_back(s);
+        }
+    }
+
+    /// The next stanza that is not presence (presence met on the way is dropped).
+    pub async fn next_non_presence(&mut self) -> String {
+        loop {
+            let s = self.next_stanza().await;
+            if !s.starts_with("<presence") {
+                return s;
+            }
+        }
+    }
+
+    async fn read_stanza(&mut self) -> String {
         let deadline = tokio::time::Instant::now() + TIMEOUT;
         loop {
             if let Some(end) = complete_element(&self.buf) {
@@ -427,6 +472,11 @@ impl Raw {
 
     /// Expect nothing more to arrive within `t`.
     pub async fn expect_silence(&mut self, t: Duration) {
+        assert!(
+            self.stash.is_empty(),
+            "unexpected stanzas: {:?}",
+            self.stash
+        );
         let _ = tokio::time::timeout(t, self.fill()).await;
         assert!(
             self.buf.iter().all(|b| b.is_ascii_whitespace()),
@@ -566,12 +616,9 @@ impl Raw {
         assert!(ok.starts_with("<success"), "login failed: {ok}");
         let jid = r.bind(Some(resource)).await;
         r.send("<presence/>").await;
-        // a round trip after the presence: once it is answered, the registry has seen
-        // the presence too (it was sent before the answer)
-        r.send("<iq type='get' id='login-ping'><ping xmlns='urn:xmpp:ping'/></iq>")
-            .await;
-        r.read_until("id='login-ping'").await;
-        r.read_until(">").await;
+        // the server echoes initial presence to the resource (RFC 6121 §4.2.2); by then
+        // the registry has seen it too (it was told first)
+        r.wait_for(&format!("from='{jid}' to='{jid}'")).await;
         (r, jid)
     }
 }
