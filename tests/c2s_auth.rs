@@ -161,20 +161,25 @@ async fn anonymous_when_enabled() {
         .expect("config")
         .replace("name = \"a.test\"", "name = \"a.test\"\nanonymous = true");
     std::fs::write(&d.config, cfg).expect("write");
+        // live: new connections see the setting once the reload is through
     d.signal(libc::SIGHUP);
-    d.wait_log("configuration reloaded", 1);
-    let mut r = Raw::connect(d.starttls, "a.test").await;
-    let f = r.starttls().await;
-    assert!(f.contains("<mechanism>ANONYMOUS</mechanism>"), "{f}");
+    let mut tries = 0;
+    let mut r = loop {
+        let mut r = Raw::connect(d.starttls, "a.test").await;
+        let f = r.starttls().await;
+        if f.contains("<mechanism>ANONYMOUS</mechanism>") {
+            break r;
+        }
+        tries += 1;
+        assert!(tries < 100, "ANONYMOUS never offered after the reload: {f}");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    };
     r.send("<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='ANONYMOUS'/>")
         .await;
     let ok = r.next_stanza().await;
     assert!(ok.starts_with("<success"), "{ok}");
     let jid = r.bind(None).await;
-    assert!(
-        jid.ends_with("@a.test/") || jid.contains("@a.test/"),
-        "{jid}"
-    );
+        assert!(jid.contains("@a.test/"), "{jid}");
     assert!(jid.starts_with("anon-"), "{jid}");
 }
 
