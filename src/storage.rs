@@ -546,4 +546,72 @@ mod tests {
             Err(StorageError::NotFound)
         );
     }
+
+    #[test]
+    fn roster_offline_documents_blocklist() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let db = Sqlite::open(&dir.path().join("x.sqlite")).expect("open");
+        db.create_account("a.test", "alice", &Credentials::derive("pw", 64, false))
+            .expect("create");
+        let mut item = Item::new("bob@a.test");
+        item.groups = vec!["Friends".into()];
+        item.sub = Sub::To;
+        db.roster_put("a.test", "alice", &item, 3).expect("put");
+        db.pending_in(
+            "a.test",
+            "alice",
+            "carol@b.test",
+            Some("<presence type='subscribe'/>"),
+        )
+        .expect("pending");
+        let r = db.roster_load("a.test", "alice").expect("load");
+        assert_eq!(r.ver, 3);
+        assert_eq!(r.items, vec![item]);
+        assert_eq!(r.pending_in.len(), 1);
+        db.roster_remove("a.test", "alice", "bob@a.test", 4)
+            .expect("remove");
+        assert!(
+            db.roster_load("a.test", "alice")
+                .expect("load")
+                .items
+                .is_empty()
+        );
+        for i in 0..3 {
+            db.offline_push("a.test", "alice", &format!("<message id='{i}'/>"), 3)
+                .expect("push");
+        }
+        assert_eq!(
+            db.offline_push("a.test", "alice", "<message/>", 3),
+            Err(StorageError::Full)
+        );
+        let msgs = db.offline_list("a.test", "alice").expect("list");
+        assert_eq!(msgs.len(), 3);
+        db.offline_delete("a.test", "alice", msgs[1].0)
+            .expect("delete");
+        assert_eq!(db.offline_list("a.test", "alice").expect("list").len(), 1);
+        db.document_set(
+            "a.test",
+            "alice",
+            "vcard-temp",
+            "<vCard xmlns='vcard-temp'/>",
+        )
+        .expect("set");
+        assert!(
+            db.document_get("a.test", "alice", "vcard-temp")
+                .expect("get")
+                .is_some()
+        );
+        db.blocklist_set("a.test", "alice", &["spam@x".into(), "evil.example".into()])
+            .expect("set");
+        assert_eq!(db.blocklist_get("a.test", "alice").expect("get").len(), 2);
+        db.delete_account("a.test", "alice").expect("delete");
+        assert!(db.offline_list("a.test", "alice").expect("list").is_empty());
+        assert!(db.blocklist_get("a.test", "alice").expect("get").is_empty());
+        assert!(
+            db.roster_load("a.test", "alice")
+                .expect("load")
+                .pending_in
+                .is_empty()
+        );
+    }
 }

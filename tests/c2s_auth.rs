@@ -161,7 +161,7 @@ async fn anonymous_when_enabled() {
         .expect("config")
         .replace("name = \"a.test\"", "name = \"a.test\"\nanonymous = true");
     std::fs::write(&d.config, cfg).expect("write");
-        // live: new connections see the setting once the reload is through
+    // live: new connections see the setting once the reload is through
     d.signal(libc::SIGHUP);
     let mut tries = 0;
     let mut r = loop {
@@ -179,7 +179,7 @@ async fn anonymous_when_enabled() {
     let ok = r.next_stanza().await;
     assert!(ok.starts_with("<success"), "{ok}");
     let jid = r.bind(None).await;
-        assert!(jid.contains("@a.test/"), "{jid}");
+    assert!(jid.contains("@a.test/"), "{jid}");
     assert!(jid.starts_with("anon-"), "{jid}");
 }
 

@@ -27,3 +27,26 @@ fn slixmpp_logs_in_with_scram_sha_256_and_chats() {
         "{out}"
     );
 }
+
+#[test]
+fn slixmpp_roster_subscription_presence_and_offline_delivery() {
+    let d = Daemon::start();
+    let out = python(
+        "slix.py",
+        &["friends", &d.starttls.port().to_string(), "localhost"],
+    );
+    assert!(
+        out.contains("alice sees bob as both in ['Friends']"),
+        "{out}"
+    );
+    assert!(out.contains("bob sees alice as both"), "{out}");
+    assert!(out.contains("presence seen both ways"), "{out}");
+    assert!(out.contains("alice saw bob go offline"), "{out}");
+    assert!(
+        out.contains(
+            "bob got offline message from alice@localhost/slix: while you were away delayed=True"
+        ),
+        "{out}"
+    );
+    assert!(out.contains("alice saw bob come back"), "{out}");
+}

@@ -37,6 +37,8 @@ struct Resource {
     block_interest: bool,
     /// Directed presence sent to entities not subscribed to the user's presence.
     directed: BTreeSet<String>,
+    /// Offline messages were handed over (at the first non-negative presence).
+    offline_done: bool,
 }
 
 pub struct Account {
@@ -410,7 +412,12 @@ impl Account {
             set_attr(&mut q, "to", self.full(res).as_str());
             r.addr.do_send(Write(q));
         }
+        // XEP-0160: stored messages go to the first resource available at priority >= 0
+        let offline_due = priority >= 0 && !r_offline_done(&mut self.resources, resource);
         if !initial {
+            if offline_due {
+                self.deliver_offline(resource, ctx);
+            }
             return;
         }
         // probe the contacts whose presence the user wants
@@ -440,7 +447,7 @@ impl Account {
                 self.write(resource, el);
             }
         }
-        if priority >= 0 {
+        if offline_due {
             self.deliver_offline(resource, ctx);
         }
     }
@@ -1081,6 +1088,7 @@ impl Handler<Attach> for Account {
                 roster_interest: false,
                 block_interest: false,
                 directed: BTreeSet::new(),
+                offline_done: false,
             },
         );
         self.schedule_linger(ctx);
@@ -1130,5 +1138,13 @@ impl Handler<StopAccount> for Account {
     type Result = ();
     fn handle(&mut self, _: StopAccount, ctx: &mut Context<Self>) {
         ctx.stop();
+    }
+}
+
+/// Mark a resource's offline messages as handed over; returns whether they already were.
+fn r_offline_done(resources: &mut HashMap<String, Resource>, resource: &str) -> bool {
+    match resources.get_mut(resource) {
+        Some(r) => std::mem::replace(&mut r.offline_done, true),
+        None => true,
     }
 }

@@ -17,6 +17,7 @@ class Client(slixmpp.ClientXMPP):
         self.port = port
         self.use_aiodns = False
         self.ca_certs = os.environ["SSL_CERT_FILE"]
+        self.register_plugin("xep_0203")  # delayed delivery stamps
         self.online = asyncio.get_event_loop().create_future()
         self.inbox = asyncio.Queue()
         self.add_event_handler("session_start", self._start)
@@ -57,10 +58,60 @@ async def chat(port, domain):
     await asyncio.sleep(0.3)
 
 
+async def wait_until(check, what, timeout=10):
+    for _ in range(int(timeout / 0.05)):
+        if check():
+            return
+        await asyncio.sleep(0.05)
+    raise SystemExit(f"timed out waiting for {what}")
+
+
+async def friends(port, domain):
+    """Roster add and accept with slixmpp's own subscription handling, presence seen
+    both ways, then a message sent while the contact is offline arrives at login."""
+    alice = Client(f"alice@{domain}/slix", "alice-pw", port)
+    bob = Client(f"bob@{domain}/slix", "bob-pw", port)
+    for c in (alice, bob):
+        c.roster.auto_authorize = True
+        c.roster.auto_subscribe = True
+    await alice.go()
+    await bob.go()
+    await alice.get_roster()
+    await bob.get_roster()
+    alice.update_roster(f"bob@{domain}", name="Bob", groups=["Friends"])
+    alice.send_presence_subscription(pto=f"bob@{domain}")
+    a_roster = alice.client_roster
+    b_roster = bob.client_roster
+    await wait_until(lambda: a_roster[f"bob@{domain}"]["subscription"] == "both", "alice's subscription both")
+    await wait_until(lambda: b_roster[f"alice@{domain}"]["subscription"] == "both", "bob's subscription both")
+    print(f"alice sees bob as {a_roster[f'bob@{domain}']['subscription']} in {a_roster[f'bob@{domain}']['groups']}")
+    print(f"bob sees alice as {b_roster[f'alice@{domain}']['subscription']}")
+    await wait_until(lambda: "slix" in a_roster[f"bob@{domain}"].resources, "bob's presence at alice")
+    await wait_until(lambda: "slix" in b_roster[f"alice@{domain}"].resources, "alice's presence at bob")
+    print("presence seen both ways")
+    bob.disconnect()
+    await wait_until(lambda: "slix" not in a_roster[f"bob@{domain}"].resources, "bob's unavailable at alice")
+    print("alice saw bob go offline")
+    alice.send_message(mto=f"bob@{domain}", mbody="while you were away", mtype="chat")
+    await asyncio.sleep(0.5)
+    bob2 = Client(f"bob@{domain}/again", "bob-pw", port)
+    await bob2.go()
+    m = await asyncio.wait_for(bob2.inbox.get(), 10)
+    delayed = m["delay"]["stamp"] is not None
+    print(f"bob got offline message from {m['from']}: {m['body']} delayed={delayed}")
+    await wait_until(lambda: "again" in a_roster[f"bob@{domain}"].resources, "bob's return at alice")
+    print("alice saw bob come back")
+    for c in (alice, bob2):
+        c.disconnect()
+    await asyncio.sleep(0.3)
+
+
 async def main():
     scenario, port, domain = sys.argv[1], int(sys.argv[2]), sys.argv[3]
     if scenario == "chat":
         await chat(port, domain)
+    elif scenario == "friends":
+        await friends(port, domain)
     else:
         raise SystemExit(f"unknown scenario {scenario}")
 

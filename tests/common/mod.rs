@@ -470,6 +470,20 @@ impl Raw {
         }
     }
 
+    /// Expect nothing but presence to arrive within `t`.
+    pub async fn expect_only_presence(&mut self, t: Duration) {
+        self.stash.retain(|s| !s.starts_with("<presence"));
+        let deadline = tokio::time::Instant::now() + t;
+        while let Ok(s) = tokio::time::timeout_at(deadline, self.read_stanza()).await {
+            assert!(s.starts_with("<presence"), "unexpected stanza: {s}");
+        }
+        assert!(
+            self.stash.is_empty(),
+            "unexpected stanzas: {:?}",
+            self.stash
+        );
+    }
+
     /// Expect nothing more to arrive within `t`.
     pub async fn expect_silence(&mut self, t: Duration) {
         assert!(
