@@ -456,3 +456,21 @@ async fn stream_features_after_auth_announce_roster_versioning() {
         "{f}"
     );
 }
+
+#[tokio::test]
+async fn server_disco_lists_what_works() {
+    let d = Daemon::start();
+    let mut a = login(&d, "alice", "pc").await;
+    a.send("<iq type='get' id='di' to='localhost'><query xmlns='http://jabber.org/protocol/disco#info'/></iq>").await;
+    let r = a.wait_for("id='di'").await;
+    for f in [
+        "msgoffline",
+        "urn:xmpp:blocking",
+        "vcard-temp",
+        "jabber:iq:private",
+        "urn:xmpp:ping",
+        "jabber:iq:version",
+    ] {
+        assert!(r.contains(&format!("var='{f}'")), "{f} missing: {r}");
+    }
+}

@@ -5,10 +5,19 @@ use crate::stanza::set_attr;
 use minidom::Element;
 
 /// Features the server itself implements (only what works end to end).
-pub const SERVER_FEATURES: &[&str] = &[ns::DISCO_INFO, ns::DISCO_ITEMS, ns::PING, ns::VERSION];
+pub const SERVER_FEATURES: &[&str] = &[
+    ns::DISCO_INFO,
+    ns::DISCO_ITEMS,
+    ns::PING,
+    ns::VERSION,
+    crate::offline::FEATURE,
+    crate::blocking::NS,
+    crate::account::NS_VCARD,
+    crate::account::NS_PRIVATE,
+];
 
 /// Features answered for an account's bare JID.
-pub const ACCOUNT_FEATURES: &[&str] = &[ns::DISCO_INFO];
+pub const ACCOUNT_FEATURES: &[&str] = &[ns::DISCO_INFO, crate::account::NS_VCARD];
 
 fn identity(category: &str, ty: &str, name: Option<&str>) -> Element {
     let mut i = Element::bare("identity", ns::DISCO_INFO);
