@@ -109,6 +109,7 @@ impl Account {
     }
 
     /// Run a storage call in order with everything else the account does.
+    /// `f` gets the backend, the domain and the user name.
     fn store<R, F>(
         &mut self,
         ctx: &mut Context<Self>,
@@ -116,10 +117,13 @@ impl Account {
         then: impl FnOnce(&mut Self, Result<R, StorageError>, &mut Context<Self>) + 'static,
     ) where
         R: Send + 'static,
-        F: FnOnce(&dyn crate::storage::Backend) -> Result<R, StorageError> + Send + 'static,
+        F: FnOnce(&dyn crate::storage::Backend, &str, &str) -> Result<R, StorageError>
+            + Send
+            + 'static,
     {
         let storage = self.ctx.storage.clone();
-        async move { storage.run(f).await }
+        let (domain, user) = (self.domain.clone(), self.user.clone());
+        async move { storage.run(move |b| f(b, &domain, &user)).await }
             .into_actor(self)
             .map(move |r, act, ctx| then(act, r, ctx))
             .wait(ctx);
@@ -164,25 +168,20 @@ impl Account {
         let keep = before.is_some() || item.sub != roster::Sub::None || item.ask || item.approved;
         if keep && before.as_ref() != Some(&item) {
             self.ver += 1;
-            let (d, u, i, v) = (
-                self.domain.clone(),
-                self.user.clone(),
-                item.clone(),
-                self.ver,
-            );
+            let (i, v) = (item.clone(), self.ver);
             self.store(
                 ctx,
-                move |b| b.roster_put(&d, &u, &i, v),
+                move |b, d, u| b.roster_put(d, u, &i, v),
                 |act, r, _| act.log_storage_error("roster", r),
             );
             self.roster.insert(contact.to_string(), item.clone());
             self.push(item.to_element());
         }
         if !s.pending_in && self.pending.remove(contact).is_some() {
-            let (d, u, c) = (self.domain.clone(), self.user.clone(), contact.to_string());
+            let c = contact.to_string();
             self.store(
                 ctx,
-                move |b| b.pending_in(&d, &u, &c, None),
+                move |b, d, u| b.pending_in(d, u, &c, None),
                 |act, r, _| act.log_storage_error("pending", r),
             );
         }
@@ -236,16 +235,11 @@ impl Account {
                 item.name = name;
                 item.groups = groups;
                 self.ver += 1;
-                let (d, u, i, v) = (
-                    self.domain.clone(),
-                    self.user.clone(),
-                    item.clone(),
-                    self.ver,
-                );
+                let (i, v) = (item.clone(), self.ver);
                 let res = resource.to_string();
                 self.store(
                     ctx,
-                    move |b| b.roster_put(&d, &u, &i, v),
+                    move |b, d, u| b.roster_put(d, u, &i, v),
                     move |act, r, _| {
                         let reply = match r {
                             Ok(()) => {
@@ -285,15 +279,10 @@ impl Account {
                 self.pending.remove(&contact);
                 self.roster.remove(&contact);
                 self.ver += 1;
-                let (d, u, c, v) = (
-                    self.domain.clone(),
-                    self.user.clone(),
-                    contact.clone(),
-                    self.ver,
-                );
+                let (c, v) = (contact.clone(), self.ver);
                 self.store(
                     ctx,
-                    move |b| b.roster_remove(&d, &u, &c, v),
+                    move |b, d, u| b.roster_remove(d, u, &c, v),
                     |act, r, _| act.log_storage_error("roster remove", r),
                 );
                 self.push(roster::removed_item(&contact));
@@ -500,9 +489,8 @@ impl Account {
     }
 
     fn deliver_offline(&mut self, resource: &str, ctx: &mut Context<Self>) {
-        let (d, u) = (self.domain.clone(), self.user.clone());
         let res = resource.to_string();
-        self.store(ctx, move |b| b.offline_list(&d, &u), move |act, r, ctx| {
+        self.store(ctx, move |b, d, u| b.offline_list(d, u), move |act, r, ctx| {
             let msgs = match r {
                 Ok(m) => m,
                 Err(e) => return slog::error!(act.log, "offline messages not loaded"; "error" => %e),
@@ -516,8 +504,7 @@ impl Account {
                 }
             }
             slog::info!(act.log, "offline messages delivered"; "count" => msgs.len(), "to" => &res);
-            let (d, u) = (act.domain.clone(), act.user.clone());
-            act.store(ctx, move |b| b.offline_delete(&d, &u, last), |act, r, _| act.log_storage_error("offline delete", r));
+            act.store(ctx, move |b, d, u| b.offline_delete(d, u, last), |act, r, _| act.log_storage_error("offline delete", r));
         });
     }
 
@@ -618,15 +605,10 @@ impl Account {
         if kind == SubscribeKind::Subscribe {
             self.pending
                 .insert(contact.clone(), crate::xml_writer::to_string(&p));
-            let (d, u, c, x) = (
-                self.domain.clone(),
-                self.user.clone(),
-                contact.clone(),
-                crate::xml_writer::to_string(&p),
-            );
+            let (c, x) = (contact.clone(), crate::xml_writer::to_string(&p));
             self.store(
                 ctx,
-                move |b| b.pending_in(&d, &u, &c, Some(&x)),
+                move |b, d, u| b.pending_in(d, u, &c, Some(&x)),
                 |act, r, _| act.log_storage_error("pending", r),
             );
         }
@@ -733,11 +715,10 @@ impl Account {
             }
         };
         let list = self.blocklist.clone();
-        let (d, u) = (self.domain.clone(), self.user.clone());
         let res = resource.to_string();
         self.store(
             ctx,
-            move |b| b.blocklist_set(&d, &u, &list),
+            move |b, d, u| b.blocklist_set(d, u, &list),
             move |act, r, _| {
                 let reply = match r {
                     Ok(()) => Some(stanza::iq_result(&iq, None)),
@@ -804,13 +785,12 @@ impl Account {
             }
             (format!("private:{}:{cns}", child.name()), child.clone())
         };
-        let (d, u) = (self.domain.clone(), self.user.clone());
         let res = resource.map(str::to_string);
         let is_vcard = payload.is("vCard", NS_VCARD);
         if get {
             self.store(
                 ctx,
-                move |b| b.document_get(&d, &u, &key),
+                move |b, d, u| b.document_get(d, u, &key),
                 move |act, r, _| {
                     let result = match r {
                         Ok(doc) => {
@@ -839,7 +819,7 @@ impl Account {
             };
             self.store(
                 ctx,
-                move |b| b.document_set(&d, &u, &key, &doc),
+                move |b, d, u| b.document_set(d, u, &key, &doc),
                 move |act, r, _| {
                     let result = r.map(|_| ()).map_err(|e| {
                         slog::error!(act.log, "document not stored"; "error" => %e);
@@ -917,11 +897,10 @@ impl Account {
         }
         offline::stamp(&mut msg, &self.domain, std::time::SystemTime::now());
         let xml = crate::xml_writer::to_string(&msg);
-        let (d, u) = (self.domain.clone(), self.user.clone());
         let limit = self.ctx.settings.get().storage.max_offline_messages;
         self.store(
             ctx,
-            move |b| b.offline_push(&d, &u, &xml, limit),
+            move |b, d, u| b.offline_push(d, u, &xml, limit),
             move |act, r, _| match r {
                 Ok(()) => slog::info!(act.log, "message stored offline"; "from" => %sig.from()),
                 Err(StorageError::Full) => {
@@ -1025,15 +1004,14 @@ impl Actor for Account {
 
     fn started(&mut self, ctx: &mut Context<Self>) {
         ctx.set_mailbox_capacity(crate::session::MAILBOX);
-        let (d, u) = (self.domain.clone(), self.user.clone());
         // Everything that arrives waits until the account is loaded.
         self.store(
             ctx,
-            move |b| {
-                if !b.account_exists(&d, &u)? {
+            move |b, d, u| {
+                if !b.account_exists(d, u)? {
                     return Ok(None);
                 }
-                Ok(Some((b.roster_load(&d, &u)?, b.blocklist_get(&d, &u)?)))
+                Ok(Some((b.roster_load(d, u)?, b.blocklist_get(d, u)?)))
             },
             |act, r: Result<Option<(RosterData, Vec<String>)>, StorageError>, ctx| {
                 match r {
