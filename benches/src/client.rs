@@ -1,8 +1,6 @@
 //! One XMPP client connection: TCP from a chosen loopback source address, STARTTLS
 //! (any certificate accepted), SASL, resource binding; and in-band registration.
 
-use crate::scram::{self, Mechanism};
-use crate::xml::{self, Item, Scanner};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
 use rustls::ClientConfig;
@@ -20,6 +18,8 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::{TcpSocket, TcpStream};
 use tokio_rustls::TlsConnector;
 use tokio_rustls::client::TlsStream;
+use xmppd_bench::scram::{self, Mechanism};
+use xmppd_bench::xml::{self, Item, Scanner};
 
 /// Why a connection or login failed.
 #[derive(Debug)]
@@ -299,7 +299,7 @@ impl Conn {
     /// The next scanner item, reading as needed.
     pub async fn next_item(&mut self) -> Result<Item, Error> {
         loop {
-            if let Some(it) = self.scan.next()? {
+            if let Some(it) = self.scan.next_item()? {
                 return Ok(it);
             }
             let buf = self.scan.buffer();

@@ -9,8 +9,8 @@ mod client;
 mod procstat;
 mod report;
 mod scenarios;
-mod scram;
-mod xml;
+
+use xmppd_bench::scram;
 
 use clap::{Args, Parser, Subcommand};
 use client::Target;

@@ -162,10 +162,8 @@ pub fn compare(reports: &[Report], baseline: &str, keys: Option<&[String]>) -> S
             continue;
         };
         for m in &first.metrics {
-            if let Some(k) = keys {
-                if !k.iter().any(|k| k == &m.key) {
-                    continue;
-                }
+            if keys.is_some_and(|k| !k.iter().any(|k| k == &m.key)) {
+                continue;
             }
             s.push_str(&format!("| {sc} | {} | {} |", m.key, m.unit));
             let base = of(baseline).and_then(|r| r.get(&m.key));

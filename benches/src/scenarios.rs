@@ -3,7 +3,6 @@
 use crate::client::{Conn, Error, Stream, Target};
 use crate::procstat::{self, Mark};
 use crate::report::{Better, Report};
-use crate::xml::{self, Item, Scanner};
 use hdrhistogram::Histogram;
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -12,6 +11,7 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt, ReadHalf, WriteHalf};
 use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinSet;
+use xmppd_bench::xml::{self, Item, Scanner};
 
 /// Nanoseconds since the driver started (message timestamps; one clock for both ends).
 pub fn now_ns() -> u64 {
@@ -399,7 +399,7 @@ async fn chat_reader(
     };
     'outer: loop {
         loop {
-            let item = match scan.next() {
+            let item = match scan.next_item() {
                 Ok(Some(i)) => i,
                 Ok(None) => break,
                 Err(e) => {
@@ -781,7 +781,7 @@ pub async fn idle(env: &Env, a: &IdleArgs) -> Report {
                             k.online.fetch_sub(1, Ordering::Relaxed);
                             return;
                         }
-                        Ok(_) => { while let Ok(Some(_)) = c.scan.next() {} }
+                        Ok(_) => { while let Ok(Some(_)) = c.scan.next_item() {} }
                     },
                     _ = phase.wait_for(|p| *p == Phase::Close) => break,
                 }

@@ -98,10 +98,8 @@ fn derive(mech: Mechanism, password: &str, salt: &[u8], iterations: u32) -> Keys
 
 fn keys(mech: Mechanism, password: &str, salt: &[u8], iterations: u32) -> Arc<Keys> {
     let k = (mech, password.to_string(), salt.to_vec(), iterations);
-    if let Ok(c) = cache().lock() {
-        if let Some(v) = c.get(&k) {
-            return v.clone();
-        }
+    if let Some(v) = cache().lock().ok().and_then(|c| c.get(&k).cloned()) {
+        return v;
     }
     let v = Arc::new(derive(mech, password, salt, iterations));
     if let Ok(mut c) = cache().lock() {

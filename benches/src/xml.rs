@@ -84,7 +84,7 @@ impl Scanner {
         self.quote = 0;
     }
 
-    /// The bytes of a range returned by [`Scanner::next`] (valid until the next
+    /// The bytes of a range returned by [`Scanner::next_item`] (valid until the next
     /// [`Scanner::buffer`] call).
     pub fn slice(&self, r: Range<usize>) -> &[u8] {
         self.buf.get(r).unwrap_or(&[])
@@ -127,7 +127,7 @@ impl Scanner {
     }
 
     /// The next complete item, or `None` when more data is needed.
-    pub fn next(&mut self) -> Result<Option<Item>, ScanError> {
+    pub fn next_item(&mut self) -> Result<Option<Item>, ScanError> {
         loop {
             match self.state {
                 State::Text => {
@@ -473,7 +473,7 @@ mod tests {
         let mut out = Vec::new();
         for c in chunks {
             s.push(c);
-            while let Some(item) = s.next().expect("scan") {
+            while let Some(item) = s.next_item().expect("scan") {
                 match item {
                     Item::Header(r) => out.push((
                         "HEADER".into(),
@@ -543,6 +543,6 @@ mod tests {
         assert_eq!(items.len(), 2);
         let mut s = Scanner::new();
         s.push(b"</x>");
-        assert!(s.next().is_err());
+        assert!(s.next_item().is_err());
     }
 }
