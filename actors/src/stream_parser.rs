@@ -46,6 +46,8 @@ pub struct Limits {
     pub max_depth: usize,
     /// Longest single token (name, attribute value); rxml reserves this much per parser.
     pub max_token: usize,
+    /// Most attributes (namespace declarations included) on one element.
+    pub max_attributes: usize,
 }
 
 impl Default for Limits {
@@ -54,7 +56,21 @@ impl Default for Limits {
             max_stanza: 256 * 1024,
             max_depth: 32,
             max_token: 4096,
+            max_attributes: 64,
         }
+    }
+}
+
+impl Limits {
+    /// Largest stream header (the opening `<stream:stream ...>` tag and what precedes it).
+    pub fn max_header(&self) -> usize {
+        self.max_token * 4
+    }
+
+    /// Most bytes rxml may hold before it produces an event: one element's opening tag
+    /// (its attributes are kept until the tag closes) or one text chunk.
+    pub fn max_pending(&self) -> usize {
+        self.max_token * 4
     }
 }
 
@@ -72,6 +88,14 @@ pub struct StreamParser {
     header: StreamHeader,
     /// Bytes seen since the header started (bounds a header that never closes).
     header_bytes: usize,
+    /// Bytes consumed since rxml produced its last event: rxml keeps an opening tag's
+    /// attributes until the tag closes, so this bounds what it holds for us.
+    pending: usize,
+    /// Attributes and namespace declarations seen on the open tag (raw, by the sniffer
+    /// of the header; counted from the finished element elsewhere).
+    header_attributes: usize,
+    /// The prefix the stream header's element name used (`stream` expected).
+    header_prefix: Option<Option<String>>,
     failed: bool,
 }
 
@@ -90,6 +114,9 @@ impl StreamParser {
             stanza_bytes: 0,
             header: StreamHeader::default(),
             header_bytes: 0,
+            pending: 0,
+            header_attributes: 0,
+            header_prefix: None,
             failed: false,
         }
     }
@@ -119,7 +146,11 @@ impl StreamParser {
         };
         loop {
             match raw.parse(&mut data, false) {
+                Ok(Some(RawEvent::ElementHeadOpen(_, (prefix, _)))) => {
+                    self.header_prefix = Some(prefix.map(|p| p.to_string()));
+                }
                 Ok(Some(RawEvent::Attribute(_, (prefix, name), value))) => {
+                    self.header_attributes += 1;
                     match prefix.as_ref().map(|p| p.as_str()) {
                         None if name.as_str() == "xmlns" => {
                             self.header.default_ns = Some(value.to_string())
@@ -148,32 +179,49 @@ impl StreamParser {
     ) -> Result<(), StreamError> {
         if self.depth == 0 {
             self.sniff(data);
+            if self.header_attributes > self.limits.max_attributes {
+                return Err(too_many_attributes());
+            }
         }
         loop {
             let before = data.len();
             let at_header = self.depth == 0;
             let ev = self.parser.parse(data, false);
+            let consumed = before - data.len();
             if at_header {
-                self.header_bytes += before - data.len();
-                if self.header_bytes > self.limits.max_token * 4 {
+                self.header_bytes += consumed;
+                if self.header_bytes > self.limits.max_header() {
                     return Err(StreamError::with_text(
                         Condition::PolicyViolation,
                         "stream header too large",
                     ));
                 }
-            } else if self.depth > 1 {
-                // Bytes still buffered inside rxml count against the stanza as they arrive,
-                // so an element that never ends cannot grow past the bound.
-                self.stanza_bytes += before - data.len();
-                if self.stanza_bytes > self.limits.max_stanza {
-                    return Err(too_big());
+            } else {
+                // Bytes still buffered inside rxml count as they arrive, so an element
+                // that never ends, or an opening tag that never closes, cannot grow past
+                // the bounds.
+                self.pending += consumed;
+                if self.depth > 1 {
+                    self.stanza_bytes += consumed;
+                    if self.stanza_bytes > self.limits.max_stanza {
+                        return Err(too_big());
+                    }
+                }
+                if self.pending > self.limits.max_pending() {
+                    return Err(StreamError::with_text(
+                        Condition::PolicyViolation,
+                        "element opening tag too large",
+                    ));
                 }
             }
             match ev {
-                Ok(Some(ev)) => self.handle(ev, out)?,
+                Ok(Some(ev)) => {
+                    self.pending = 0;
+                    self.handle(ev, out)?
+                }
                 Ok(None) => return Ok(()),
                 Err(EndOrError::NeedMoreData) => return Ok(()),
-                Err(EndOrError::Error(e)) => return Err(map_xml_error(e)),
+                Err(EndOrError::Error(e)) => return Err(map_xml_error(e, at_header)),
             }
         }
     }
@@ -191,6 +239,16 @@ impl StreamParser {
                     }
                     if ns_name != ns::STREAM {
                         return Err(StreamError::new(Condition::InvalidNamespace));
+                    }
+                    // RFC 6120 §4.8.5, §4.9.3.2: the stream element carries the
+                    // `stream` prefix (its example refuses `<foobar:stream>`).
+                    if let Some(p) = &self.header_prefix
+                        && p.as_deref() != Some("stream")
+                    {
+                        return Err(StreamError::with_text(
+                            Condition::BadNamespacePrefix,
+                            "the stream element must use the 'stream' prefix",
+                        ));
                     }
                     for ((ans, aname), value) in attrs.into_iter() {
                         let slot = match (ans.as_str(), aname.as_str()) {
@@ -225,6 +283,9 @@ impl StreamParser {
                     if self.stanza_bytes > self.limits.max_stanza {
                         return Err(too_big());
                     }
+                    if attrs.len() > self.limits.max_attributes {
+                        return Err(too_many_attributes());
+                    }
                     self.builder = Some(ElementFromEvents::new((ns_name, name), attrs));
                     self.depth = 2;
                     Ok(())
@@ -242,14 +303,17 @@ impl StreamParser {
                 Event::XmlDeclaration(..) => Err(StreamError::new(Condition::RestrictedXml)),
             },
             _ => {
-                match ev {
-                    Event::StartElement(..) => {
+                match &ev {
+                    Event::StartElement(_, _, attrs) => {
                         self.depth += 1;
                         if self.depth - 1 > self.limits.max_depth {
                             return Err(StreamError::with_text(
                                 Condition::PolicyViolation,
                                 "elements nested too deep",
                             ));
+                        }
+                        if attrs.len() > self.limits.max_attributes {
+                            return Err(too_many_attributes());
                         }
                     }
                     Event::EndElement(..) => self.depth -= 1,
@@ -276,13 +340,31 @@ fn too_big() -> StreamError {
     StreamError::with_text(Condition::PolicyViolation, "stanza too large")
 }
 
+fn too_many_attributes() -> StreamError {
+    StreamError::with_text(Condition::PolicyViolation, "too many attributes")
+}
+
 fn is_xml_whitespace(s: &str) -> bool {
     s.bytes().all(|b| matches!(b, b' ' | b'\t' | b'\r' | b'\n'))
 }
 
-fn map_xml_error(e: rxml::Error) -> StreamError {
+/// The stream error RFC 6120 names for what rxml refused; `at_header` while the stream
+/// header (or what precedes it) is being read.
+fn map_xml_error(e: rxml::Error, at_header: bool) -> StreamError {
     use rxml::Error as E;
     match e {
+        // RFC 6120 §11.6: UTF-8 only; an encoding declaration naming another one, or
+        // UTF-16/32 (NUL bytes) before the header
+        E::RestrictedXml("only utf-8 encoding is allowed") => {
+            StreamError::with_text(Condition::UnsupportedEncoding, "only UTF-8 is allowed")
+        }
+        E::InvalidChar(_, 0, false) if at_header => {
+            StreamError::with_text(Condition::UnsupportedEncoding, "only UTF-8 is allowed")
+        }
+        // a prefix used on the stream element without a declaration (§4.9.3.2)
+        E::UndeclaredNamespacePrefix(_) if at_header => {
+            StreamError::new(Condition::BadNamespacePrefix)
+        }
         E::RestrictedXml("long name or reference") | E::RestrictedXml("event too long") => {
             StreamError::with_text(Condition::PolicyViolation, "token too long")
         }
@@ -294,9 +376,9 @@ fn map_xml_error(e: rxml::Error) -> StreamError {
         E::InvalidSyntax(s) if s.contains("cdata or comment") => {
             StreamError::with_text(Condition::RestrictedXml, "DTD")
         }
-        E::InvalidUtf8Byte(_) | E::InvalidChar(_, _, true) => {
-            StreamError::new(Condition::UnsupportedEncoding)
-        }
+        E::InvalidUtf8Byte(_) => StreamError::new(Condition::UnsupportedEncoding),
+        // a character reference to a code point XML does not allow (`&#0;`) is
+        // well-formed UTF-8 but not well-formed XML
         other => StreamError::with_text(Condition::NotWellFormed, other.to_string()),
     }
 }
@@ -424,6 +506,225 @@ mod tests {
             }
         }
         assert_eq!(failed, Some(Condition::PolicyViolation));
+    }
+
+    #[test]
+    fn many_attributes_are_refused() {
+        let attrs: String = (0..100).map(|i| format!(" a{i}='x'")).collect();
+        assert_eq!(
+            err_of(&format!("{HDR}<message{attrs}/>")),
+            Condition::PolicyViolation
+        );
+        assert_eq!(
+            err_of(&format!("{HDR}<message><body{attrs}/></message>")),
+            Condition::PolicyViolation
+        );
+        let hdr = HDR.replace(" to=", &format!("{attrs} to="));
+        assert_eq!(err_of(&hdr), Condition::PolicyViolation);
+        // a handful is fine
+        let few: String = (0..10).map(|i| format!(" a{i}='x'")).collect();
+        let (_, r) = parse_all(&[format!("{HDR}<message{few}/>").as_bytes()]);
+        r.expect("ten attributes");
+    }
+
+    #[test]
+    fn opening_tag_that_never_closes_is_bounded() {
+        // rxml keeps every attribute of an open tag: it must be cut off long before the
+        // stanza bound, between stanzas and inside one
+        for prefix in ["<message", "<message><body"] {
+            let mut p = StreamParser::new(Limits::default());
+            let mut out = Vec::new();
+            p.feed(HDR.as_bytes(), &mut out).expect("header");
+            p.feed(prefix.as_bytes(), &mut out).expect("open");
+            let mut fed = 0;
+            let mut i = 0u64;
+            let err = loop {
+                let chunk: String = (0..64)
+                    .map(|_| {
+                        i += 1;
+                        format!(" a{i}='{}'", "v".repeat(8))
+                    })
+                    .collect();
+                fed += chunk.len();
+                if let Err(e) = p.feed(chunk.as_bytes(), &mut out) {
+                    break e;
+                }
+                assert!(fed < 64 * 1024, "open tag grew to {fed} bytes");
+            };
+            assert_eq!(err.condition, Condition::PolicyViolation);
+        }
+        // the stream header too
+        let mut p = StreamParser::new(Limits::default());
+        let mut out = Vec::new();
+        p.feed(
+            b"<stream:stream xmlns:stream='http://etherx.jabber.org/streams'",
+            &mut out,
+        )
+        .expect("open");
+        let err = (0..100_000)
+            .find_map(|i| p.feed(format!(" b{i}='xxxx'").as_bytes(), &mut out).err())
+            .expect("bounded");
+        assert_eq!(err.condition, Condition::PolicyViolation);
+    }
+
+    #[test]
+    fn whitespace_keepalives_never_fill_a_buffer() {
+        let mut p = StreamParser::new(Limits::default());
+        let mut out = Vec::new();
+        p.feed(HDR.as_bytes(), &mut out).expect("header");
+        for _ in 0..200_000 {
+            p.feed(b" ", &mut out).expect("whitespace");
+        }
+        p.feed(b"<presence/>", &mut out).expect("presence");
+        assert!(matches!(out.last(), Some(StreamEvent::Stanza(_))));
+    }
+
+    #[test]
+    fn encodings_other_than_utf8() {
+        assert_eq!(
+            err_of("<?xml version='1.0' encoding='ISO-8859-1'?><stream:stream/>"),
+            Condition::UnsupportedEncoding
+        );
+        let utf16: Vec<u8> = HDR.encode_utf16().flat_map(|u| u.to_be_bytes()).collect();
+        let (_, r) = parse_all(&[&utf16]);
+        assert_eq!(
+            r.expect_err("utf-16").condition,
+            Condition::UnsupportedEncoding
+        );
+        let mut bom = vec![0xfe, 0xff];
+        bom.extend_from_slice(&utf16);
+        let (_, r) = parse_all(&[&bom]);
+        assert_eq!(
+            r.expect_err("utf-16 bom").condition,
+            Condition::UnsupportedEncoding
+        );
+        for bad in [
+            &b"\xc0\xaf"[..],        // overlong '/'
+            b"\xe0\x80\xbc",         // overlong '<'
+            b"\xed\xa0\x80",         // UTF-16 surrogate
+            b"\xe2\x82",             // truncated, then markup
+            b"\xf8\x88\x80\x80\x80", // 5-byte form
+            b"\xf4\x90\x80\x80",     // above U+10FFFF
+            b"\x80",                 // lone continuation byte
+        ] {
+            for place in ["body", "attr", "header"] {
+                let mut doc = Vec::new();
+                match place {
+                    "body" => {
+                        doc.extend_from_slice(HDR.as_bytes());
+                        doc.extend_from_slice(b"<message><body>");
+                        doc.extend_from_slice(bad);
+                        doc.extend_from_slice(b"</body></message>");
+                    }
+                    "attr" => {
+                        doc.extend_from_slice(HDR.as_bytes());
+                        doc.extend_from_slice(b"<message id='");
+                        doc.extend_from_slice(bad);
+                        doc.extend_from_slice(b"'/>");
+                    }
+                    _ => {
+                        doc.extend_from_slice(b"<stream:stream to='");
+                        doc.extend_from_slice(bad);
+                        doc.extend_from_slice(b"'>");
+                    }
+                }
+                let (_, r) = parse_all(&[&doc]);
+                assert_eq!(
+                    r.expect_err("bad utf-8").condition,
+                    Condition::UnsupportedEncoding,
+                    "{bad:x?} in {place}"
+                );
+            }
+        }
+        // well-formed UTF-8 naming characters XML forbids is not-well-formed
+        assert_eq!(
+            err_of(&format!("{HDR}<message><body>&#0;</body></message>")),
+            Condition::NotWellFormed
+        );
+        assert_eq!(
+            err_of(&format!("{HDR}<message><body>&#x110000;</body></message>")),
+            Condition::NotWellFormed
+        );
+        assert_eq!(
+            err_of(&format!("{HDR}<message><body>\u{1}</body></message>")),
+            Condition::NotWellFormed
+        );
+        assert_eq!(
+            err_of(&format!("{HDR}<message><body>\u{fffe}</body></message>")),
+            Condition::NotWellFormed
+        );
+    }
+
+    #[test]
+    fn stream_prefix_and_namespace() {
+        let streams = "http://etherx.jabber.org/streams";
+        // the stream prefix bound to another namespace
+        assert_eq!(
+            err_of("<stream:stream xmlns='jabber:client' xmlns:stream='urn:evil'>"),
+            Condition::InvalidNamespace
+        );
+        // the right namespace under another prefix, or none
+        assert_eq!(
+            err_of(&format!(
+                "<foobar:stream xmlns='jabber:client' xmlns:foobar='{streams}'>"
+            )),
+            Condition::BadNamespacePrefix
+        );
+        assert_eq!(
+            err_of(&format!("<stream xmlns='{streams}'>")),
+            Condition::BadNamespacePrefix
+        );
+        // the prefix never declared
+        assert_eq!(
+            err_of("<stream:stream xmlns='jabber:client' to='localhost'>"),
+            Condition::BadNamespacePrefix
+        );
+        // the xml and xmlns prefixes cannot be rebound
+        assert_eq!(
+            err_of(&format!("{HDR}<message xmlns:xml='urn:evil'/>")),
+            Condition::NotWellFormed
+        );
+        assert_eq!(
+            err_of(&format!("{HDR}<message xmlns:xmlns='urn:evil'/>")),
+            Condition::NotWellFormed
+        );
+        // a stream header mid-stream under any prefix
+        assert_eq!(
+            err_of(&format!("{HDR}<s:stream xmlns:s='{streams}'>")),
+            Condition::NotWellFormed
+        );
+        // a stanza declaring the stream prefix for itself is just a stanza
+        let (evs, r) = parse_all(&[format!(
+            "{HDR}<message xmlns:stream='urn:evil'><stream:error/></message>"
+        )
+        .as_bytes()]);
+        r.expect("parses");
+        let StreamEvent::Stanza(m) = &evs[1] else {
+            panic!("stanza")
+        };
+        assert!(m.has_child("error", "urn:evil"));
+    }
+
+    #[test]
+    fn restricted_xml_anywhere() {
+        // before the header, between stanzas, inside one
+        for doc in [
+            format!("<!-- c -->{HDR}"),
+            "<?target data?><stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams'>"
+                .to_string(),
+            format!("{HDR}<message><!-- c --></message>"),
+            format!("{HDR}<message><?pi?></message>"),
+            format!("{HDR}<!DOCTYPE x>"),
+            format!("{HDR}<message><body>&ext;</body></message>"),
+            format!("{HDR}<message to='&ext;'/>"),
+        ] {
+            assert_eq!(err_of(&doc), Condition::RestrictedXml, "{doc}");
+        }
+        // the billion laughs never expands
+        let lol = "<?xml version='1.0'?><!DOCTYPE lolz [<!ENTITY lol 'lol'>\
+            <!ENTITY lol2 '&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;'>]>\
+            <lolz>&lol2;</lolz>";
+        assert_eq!(err_of(lol), Condition::RestrictedXml);
     }
 
     #[test]
