@@ -195,6 +195,25 @@ pub struct LimitSettings {
     pub auth_timeout: u64,
     /// Seconds for a TLS handshake.
     pub tls_timeout: u64,
+    /// Sustained bytes per second read from one connection; reads beyond it are delayed
+    /// (nothing is dropped). 0 turns shaping off.
+    pub read_rate: u64,
+    /// Bytes one connection may send at once above the sustained rate (the bucket size).
+    pub read_burst: u64,
+    /// Resources one account may bind at the same time.
+    pub max_sessions_per_account: usize,
+    /// Failed authentications from one IP address (IPv6: one /64) within
+    /// `auth_throttle_window` before further attempts from it are refused with
+    /// `temporary-auth-failure` until the window ends. 0 turns it off.
+    pub auth_failures_per_ip: u32,
+    /// The same, counted per account name, whatever the address.
+    pub auth_failures_per_account: u32,
+    /// Seconds over which failures are counted, and for which a throttled address or
+    /// account stays refused.
+    pub auth_throttle_window: u64,
+    /// Addresses and accounts the throttle remembers at most (each); the oldest are
+    /// forgotten first.
+    pub auth_throttle_entries: usize,
 }
 
 impl Default for LimitSettings {
@@ -205,6 +224,13 @@ impl Default for LimitSettings {
             write_buffer: 1024 * 1024,
             auth_timeout: 60,
             tls_timeout: 20,
+            read_rate: 64 * 1024,
+            read_burst: 512 * 1024,
+            max_sessions_per_account: 64,
+            auth_failures_per_ip: 10,
+            auth_failures_per_account: 10,
+            auth_throttle_window: 300,
+            auth_throttle_entries: 65_536,
         }
     }
 }

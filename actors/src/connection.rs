@@ -2,6 +2,7 @@
 //! features, STARTTLS, SASL, legacy auth, resource binding) and then hands the stream's
 //! stanzas to the account's [`Session`].
 
+use crate::auth_throttle::{self, AuthThrottle};
 use crate::config::{DomainSettings, Settings};
 use crate::context::{Ctx, Gauge};
 use crate::io::{self, FromIo, Inbound, IoParams, Outbox};
@@ -62,6 +63,8 @@ pub struct Connection {
     sasl: Option<SaslRun>,
     /// `<auth/>` came without an initial response; the mechanism waits for it.
     sasl_pending: Option<Mech>,
+    /// `user@domain` the running exchange claims (for the failure throttle).
+    sasl_account: Option<String>,
     failures: u32,
     /// Our stream header went out (stream errors need one first).
     header_sent: bool,
@@ -99,9 +102,12 @@ impl Connection {
                 },
                 tls_timeout: Duration::from_secs(settings.limits.tls_timeout),
                 write_limit: settings.limits.write_buffer,
+                read_rate: settings.limits.read_rate,
+                read_burst: settings.limits.read_burst,
+                gauge: Gauge::new(&ctx.stats, |s| &s.io_tasks),
             };
             let out = io::spawn(params, me.clone().recipient(), me.recipient(), log.clone());
-            let io_gauge = Gauge::new(&ctx.stats, |s| &s.connection_actors);
+            let actor_gauge = Gauge::new(&ctx.stats, |s| &s.connection_actors);
             slog::debug!(log, # "XMPPI", "connection accepted"; "direct_tls" => acc.direct_tls);
             Connection {
                 settings,
@@ -116,12 +122,13 @@ impl Connection {
                 auth: None,
                 sasl: None,
                 sasl_pending: None,
+                sasl_account: None,
                 failures: 0,
                 header_sent: false,
                 session: None,
                 backlog: VecDeque::new(),
                 busy: false,
-                _gauges: (acc.channel, io_gauge),
+                _gauges: (acc.channel, actor_gauge),
                 ctx,
             }
         })
@@ -206,6 +213,28 @@ impl Connection {
                 "too many failed authentication attempts",
             ));
         }
+    }
+
+    fn throttle_policy(&self) -> auth_throttle::Policy {
+        auth_throttle::Policy::from(&self.settings.limits)
+    }
+
+    /// Refuse an attempt early when this address or account failed too often lately.
+    fn throttled(&self, account: Option<&str>) -> bool {
+        let p = self.throttle_policy();
+        match AuthThrottle::global().check(&p, self.peer.ip(), account, std::time::Instant::now()) {
+            Ok(()) => false,
+            Err(why) => {
+                slog::warn!(self.log, # "XMPPI", "authentication refused"; "reason" => %why, "account" => account.unwrap_or(""));
+                true
+            }
+        }
+    }
+
+    /// A wrong password or proof: count it for the address and the account.
+    fn note_auth_failure(&self, account: Option<&str>) {
+        let p = self.throttle_policy();
+        AuthThrottle::global().failed(&p, self.peer.ip(), account, std::time::Instant::now());
     }
 
     // -------------------------------------------------------------- negotiation --
@@ -470,6 +499,10 @@ impl Connection {
             Claim::User(u) => Some(nodeprep(u)),
             Claim::Anonymous => None,
         };
+        self.sasl_account = user.clone().flatten().map(|u| format!("{u}@{domain}"));
+        if self.throttled(self.sasl_account.clone().as_deref()) {
+            return self.sasl_failure(Failure::TemporaryAuthFailure, ctx);
+        }
         self.busy = true;
         let storage = self.ctx.storage.clone();
         let lookup = async move {
@@ -557,12 +590,21 @@ impl Connection {
                     None => String::new(),
                 };
                 slog::info!(self.log, # "XMPPI", "authenticated"; "user" => &who.username, "domain" => self.domain_name(), "mechanism" => run_mech.name());
+                if let Some(a) = self.sasl_account.take() {
+                    AuthThrottle::global().succeeded(&a);
+                }
                 self.send(&format!("<success xmlns='{}'>{body}</success>", ns::SASL));
                 self.auth = Some(who);
                 self.out.reset_parser();
                 self.phase = Phase::Header;
             }
-            Step::Failure(f) => self.sasl_failure(f, ctx),
+            Step::Failure(f) => {
+                if f == Failure::NotAuthorized {
+                    let account = self.sasl_account.take();
+                    self.note_auth_failure(account.as_deref());
+                }
+                self.sasl_failure(f, ctx)
+            }
         }
     }
 
@@ -629,6 +671,17 @@ impl Connection {
             return self.send_opt(r);
         };
         let domain = self.domain_name().to_string();
+        let account = format!("{user}@{domain}");
+        if self.throttled(Some(&account)) {
+            let r = stanza::error_reply(
+                &el,
+                ErrorCondition::ResourceConstraint,
+                Some("too many failed authentications: try again later"),
+            );
+            self.send_opt(r);
+            self.failures += 1;
+            return self.check_failures(ctx);
+        }
         let storage = self.ctx.storage.clone();
         self.busy = true;
         let u = user.clone();
@@ -655,6 +708,7 @@ impl Connection {
                     }
                 };
                 if !ok {
+                    act.note_auth_failure(Some(&account));
                     act.failures += 1;
                     act.ctx.stats.auth_failures.fetch_add(1, Ordering::Relaxed);
                     slog::warn!(act.log, # "XMPPI", "legacy authentication failed"; "user" => &user);
@@ -664,6 +718,7 @@ impl Connection {
                     return act.pump(ctx);
                 }
                 slog::info!(act.log, # "XMPPI", "authenticated (legacy)"; "user" => &user);
+                AuthThrottle::global().succeeded(&account);
                 act.auth = Some(Authenticated { username: user, anonymous: false });
                 act.bind(el, Some(req.resource.clone()), true, ctx);
                 act.pump(ctx);

@@ -6,6 +6,8 @@
 //! the actors through an [`Outbox`], counted in bytes: a peer that does not read is
 //! disconnected once its queue passes the configured bound.
 
+use crate::context::Gauge;
+use crate::shaper::Shaper;
 use crate::stream_error::StreamError;
 use crate::stream_parser::{Limits, StreamEvent, StreamHeader, StreamParser};
 use crate::tls::{ChannelBinding, TlsContext};
@@ -13,7 +15,7 @@ use actix::prelude::*;
 use minidom::Element;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::{Notify, mpsc};
@@ -178,6 +180,11 @@ pub struct IoParams {
     pub limits: Limits,
     pub tls_timeout: Duration,
     pub write_limit: usize,
+    /// Sustained bytes per second read from the peer (0: no shaping) and the burst.
+    pub read_rate: u64,
+    pub read_burst: u64,
+    /// Counts the task in the server's statistics while it runs.
+    pub gauge: Gauge,
 }
 
 /// Start the I/O task for a connection on the current arbiter; returns the outbox.
@@ -213,8 +220,12 @@ async fn run(
         tls,
         limits,
         tls_timeout,
+        read_rate,
+        read_burst,
+        gauge: _gauge,
         ..
     } = params;
+    let mut shaper = Shaper::new(read_rate, read_burst, Instant::now());
     let mut conn = if direct_tls {
         match handshake(tcp, &tls, tls_timeout).await {
             Ok((c, cb)) => {
@@ -278,12 +289,15 @@ async fn run(
                 }
                 if let Err(e) = flush(&mut conn, &mut wbuf, &shared, log).await { return e; }
             }
-            r = conn.read(&mut rbuf), if reading => {
+            r = shaped_read(&mut conn, &mut rbuf, shaper.as_mut()), if reading => {
                 let n = match r {
                     Ok(0) => return "peer closed the connection".into(),
                     Ok(n) => n,
                     Err(e) => return format!("read: {e}"),
                 };
+                if let Some(s) = shaper.as_mut() {
+                    s.consume(n, Instant::now());
+                }
                 slog::trace!(log, # "XMPPI", "recv"; "xml" => crate::log_mask::mask(&rbuf[..n]));
                 let res = parser.feed(&rbuf[..n], &mut events);
                 let mut stanzas = Vec::new();
@@ -317,6 +331,23 @@ async fn run(
             }
         }
     }
+}
+
+/// Read once, after waiting as long as the shaper asks. Dropping the future while it
+/// waits loses nothing (the next one asks again).
+async fn shaped_read(
+    conn: &mut Conn,
+    buf: &mut [u8],
+    shaper: Option<&mut Shaper>,
+) -> std::io::Result<usize> {
+    if let Some(s) = shaper {
+        let d = s.delay(Instant::now());
+        if !d.is_zero() {
+            Shaper::note_delayed();
+            tokio::time::sleep(d).await;
+        }
+    }
+    conn.read(buf).await
 }
 
 async fn flush(

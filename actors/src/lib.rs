@@ -2,6 +2,7 @@
 //! (plain functions and types, no actix) they run.
 
 pub mod account;
+pub mod auth_throttle;
 pub mod blocking;
 pub mod config;
 pub mod connection;
@@ -20,6 +21,7 @@ pub mod scram;
 pub mod server;
 pub mod server_iq;
 pub mod session;
+pub mod shaper;
 pub mod signals;
 pub mod stanza;
 pub mod storage;
