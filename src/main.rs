@@ -1,5 +1,6 @@
 //! xmppd: the daemon and its administration commands.
 
+mod admin;
 mod certs;
 mod config;
 mod logging;
@@ -298,6 +299,7 @@ fn run(
         for (addr, tls) in &server.listening {
             println!("listening {} {addr}", if *tls == xmppd_actors::config::ListenerTls::Direct { "direct-tls" } else { "starttls" });
         }
+        admin::start(&server.ctx, &log);
         println!("ready");
         slog::info!(log, "xmppd started"; "version" => env!("CARGO_PKG_VERSION"),
             "domains" => server.ctx.settings.get().domains.iter().map(|d| d.name.clone()).collect::<Vec<_>>().join(","));
