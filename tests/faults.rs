@@ -1,0 +1,326 @@
+//! Faults: clients that die at every stage of a connection leave no actor, task or
+//! connection slot behind (read from the daemon's admin endpoint), and storage failures
+//! reach the client as errors while the server keeps serving.
+
+mod common;
+mod hostile_common;
+use common::*;
+use hostile_common::*;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio_rustls::client::TlsStream;
+
+const TLS_NS: &str = "urn:ietf:params:xml:ns:xmpp-tls";
+
+async fn read_until<S: AsyncRead + Unpin>(s: &mut S, buf: &mut Vec<u8>, needle: &str) {
+    let deadline = tokio::time::Instant::now() + TIMEOUT;
+    let mut chunk = [0u8; 4096];
+    while !String::from_utf8_lossy(buf).contains(needle) {
+        match tokio::time::timeout_at(deadline, s.read(&mut chunk)).await {
+            Ok(Ok(n)) if n > 0 => buf.extend_from_slice(&chunk[..n]),
+            other => panic!(
+                "waiting for {needle:?}: {other:?}; got {:?}",
+                String::from_utf8_lossy(buf)
+            ),
+        }
+    }
+    buf.clear();
+}
+
+async fn send<S: AsyncWrite + Unpin>(s: &mut S, data: &[u8]) {
+    let _ = s.write_all(data).await;
+    let _ = s.flush().await;
+}
+
+async fn tcp(addr: SocketAddr) -> TcpStream {
+    tokio::time::timeout(TIMEOUT, TcpStream::connect(addr))
+        .await
+        .expect("connect timeout")
+        .expect("connect")
+}
+
+/// The first flight of a TLS client (its ClientHello), as bytes.
+fn client_hello() -> Vec<u8> {
+    let name = rustls::pki_types::ServerName::try_from("localhost").expect("name");
+    let mut c = rustls::ClientConnection::new(client_tls_config(), name).expect("client");
+    let mut out = Vec::new();
+    while c.wants_write() {
+        c.write_tls(&mut out).expect("hello");
+    }
+    out
+}
+
+/// STARTTLS up to `<proceed/>`; the socket is ready for the handshake.
+async fn to_proceed(addr: SocketAddr) -> TcpStream {
+    let mut s = tcp(addr).await;
+    let mut buf = Vec::new();
+    send(&mut s, HDR.as_bytes()).await;
+    read_until(&mut s, &mut buf, "</stream:features>").await;
+    send(&mut s, format!("<starttls xmlns='{TLS_NS}'/>").as_bytes()).await;
+    read_until(&mut s, &mut buf, "<proceed").await;
+    s
+}
+
+/// A TLS stream with the stream reopened (features read).
+async fn tls_stream(addr: SocketAddr, direct: bool) -> TlsStream<TcpStream> {
+    let s = if direct {
+        tcp(addr).await
+    } else {
+        to_proceed(addr).await
+    };
+    let name = rustls::pki_types::ServerName::try_from("localhost").expect("name");
+    let mut t = tokio::time::timeout(
+        TIMEOUT,
+        tokio_rustls::TlsConnector::from(client_tls_config()).connect(name, s),
+    )
+    .await
+    .expect("tls timeout")
+    .expect("tls");
+    let mut buf = Vec::new();
+    send(&mut t, HDR.as_bytes()).await;
+    read_until(&mut t, &mut buf, "</stream:features>").await;
+    t
+}
+
+/// PLAIN success, stream restarted.
+async fn authenticated(addr: SocketAddr, user: &str, pw: &str) -> TlsStream<TcpStream> {
+    use base64::Engine;
+    let mut t = tls_stream(addr, false).await;
+    let ir = base64::engine::general_purpose::STANDARD.encode(format!("\0{user}\0{pw}"));
+    send(
+        &mut t,
+        format!("<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>{ir}</auth>")
+            .as_bytes(),
+    )
+    .await;
+    let mut buf = Vec::new();
+    read_until(&mut t, &mut buf, "<success").await;
+    send(&mut t, HDR.as_bytes()).await;
+    read_until(&mut t, &mut buf, "</stream:features>").await;
+    t
+}
+
+async fn bound(addr: SocketAddr, user: &str, pw: &str, res: &str) -> TlsStream<TcpStream> {
+    let mut t = authenticated(addr, user, pw).await;
+    send(&mut t, format!("<iq type='set' id='b'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'><resource>{res}</resource></bind></iq><presence/>").as_bytes()).await;
+    let mut buf = Vec::new();
+    read_until(&mut t, &mut buf, "</bind>").await;
+    t
+}
+
+/// Die abruptly: the kernel answers whatever comes next with a reset.
+fn kill<S>(s: S)
+where
+    S: std::os::fd::AsRawFd,
+{
+    reset_on_close(&s);
+    drop(s);
+}
+
+fn kill_tls(t: TlsStream<TcpStream>) {
+    reset_on_close(t.get_ref().0);
+    drop(t);
+}
+
+/// One way for a client to die; `n` makes resources unique.
+async fn scenario(which: usize, n: usize, d: Arc<(SocketAddr, SocketAddr)>) {
+    let (starttls, direct) = *d;
+    match which {
+        // connect and vanish, gracefully and not
+        0 => drop(tcp(starttls).await),
+        1 => kill(tcp(starttls).await),
+        // half a stream header
+        2 => {
+            let mut s = tcp(starttls).await;
+            send(&mut s, &HDR.as_bytes()[..HDR.len() / 2]).await;
+            kill(s);
+        }
+        // mid-TLS-handshake: after <proceed/>, half a ClientHello, or all of it
+        3 => {
+            let mut s = to_proceed(starttls).await;
+            let hello = client_hello();
+            send(&mut s, &hello[..hello.len() / 2]).await;
+            kill(s);
+        }
+        4 => {
+            let mut s = to_proceed(starttls).await;
+            send(&mut s, &client_hello()).await;
+            drop(s);
+        }
+        5 => {
+            let mut s = tcp(direct).await;
+            send(&mut s, &client_hello()).await;
+            kill(s);
+        }
+        // garbage where a TLS record should be
+        6 => {
+            let mut t = tls_stream(direct, true).await;
+            send(t.get_mut().0, b"\x17\x03\x03\x40\x00garbage").await;
+            drop(t);
+        }
+        // mid-SASL: SCRAM between the first challenge and the response
+        7 => {
+            let mut t = tls_stream(starttls, false).await;
+            send(&mut t, b"<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='SCRAM-SHA-256'>biwsbj1hbGljZSxyPWFiY2RlZmdoaWprbG1ub3A=</auth>").await;
+            let mut buf = Vec::new();
+            read_until(&mut t, &mut buf, "</challenge>").await;
+            kill_tls(t);
+        }
+        // PLAIN waiting for its initial response
+        8 => {
+            let mut t = tls_stream(starttls, false).await;
+            send(
+                &mut t,
+                b"<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'/>",
+            )
+            .await;
+            let mut buf = Vec::new();
+            read_until(&mut t, &mut buf, "<challenge").await;
+            drop(t);
+        }
+        // authenticated, never bound; bind sent and the client gone at once
+        9 => kill_tls(authenticated(starttls, "alice", "alice-pw").await),
+        10 => {
+            let mut t = authenticated(starttls, "alice", "alice-pw").await;
+            send(&mut t, format!("<iq type='set' id='b'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'><resource>gone{n}</resource></bind></iq>").as_bytes()).await;
+            kill_tls(t);
+        }
+        // bound and available, killed while messages stream to it
+        _ => {
+            let victim = bound(starttls, "alice", "alice-pw", &format!("victim{n}")).await;
+            let mut sender = bound(starttls, "bob", "bob-pw", &format!("sender{n}")).await;
+            let msgs: String = (0..50)
+                .map(|i| format!("<message to='alice@localhost/victim{n}' id='m{i}'><body>{}</body></message>", "x".repeat(500)))
+                .collect();
+            send(&mut sender, msgs.as_bytes()).await;
+            kill_tls(victim);
+            send(&mut sender, msgs.as_bytes()).await;
+            send(&mut sender, b"</stream:stream>").await;
+            let mut rest = Vec::new();
+            let _ = tokio::time::timeout(TIMEOUT, sender.read_to_end(&mut rest)).await;
+        }
+    }
+}
+
+const SCENARIOS: usize = 12;
+
+#[tokio::test]
+async fn killed_clients_leave_no_actors_behind() {
+    enable_admin();
+    let d = Daemon::start();
+    wait_actors(&d, (0, 0, 0, 0)).await;
+    let (mut b, _) = Raw::login(d.starttls, D, "bob", "bob-pw", "bystander").await;
+    wait_actors(&d, (1, 1, 1, 1)).await;
+    let addrs = Arc::new((d.starttls, d.direct_tls));
+    // every scenario three times, all at once
+    let mut set = tokio::task::JoinSet::new();
+    for round in 0..3 {
+        for which in 0..SCENARIOS {
+            let n = round * SCENARIOS + which;
+            set.spawn(scenario(which, n, addrs.clone()));
+        }
+    }
+    while let Some(r) = set.join_next().await {
+        r.expect("scenario");
+    }
+    // everything the dead clients held is released; the bystander is served
+    let v = wait_actors(&d, (1, 1, 1, 1)).await;
+    bystander_ok(&mut b).await;
+    assert_eq!(count(&v, "refused_connections"), 0, "{v}");
+    drop(b);
+    wait_actors(&d, (0, 0, 0, 0)).await;
+}
+
+#[tokio::test]
+async fn stalled_handshakes_and_logins_time_out_and_are_released() {
+    enable_admin();
+    let d = Daemon::with(limits("tls_timeout = 1\nauth_timeout = 2"));
+    let mut held = Vec::new();
+    // one byte of a ClientHello, on both kinds of listener; a stream that never
+    // authenticates
+    let mut s = to_proceed(d.starttls).await;
+    send(&mut s, &client_hello()[..1]).await;
+    held.push(s);
+    let mut s = tcp(d.direct_tls).await;
+    send(&mut s, &client_hello()[..1]).await;
+    held.push(s);
+    let mut s = tcp(d.starttls).await;
+    send(&mut s, HDR.as_bytes()).await;
+    held.push(s);
+    wait_actors(&d, (3, 3, 0, 3)).await;
+    // released by the server, not by the clients (they still hold their sockets)
+    wait_actors(&d, (0, 0, 0, 0)).await;
+    drop(held);
+}
+
+#[tokio::test]
+async fn admin_endpoint_answers_stats_and_nothing_else() {
+    enable_admin();
+    let d = Daemon::start();
+    let addr = admin_addr(&d);
+    assert!(addr.ip().is_loopback());
+    let v = stats(&d).await;
+    for key in [
+        "connections",
+        "connection_actors",
+        "session_actors",
+        "io_tasks",
+        "rss_bytes",
+        "uptime_seconds",
+        "auth_throttle_addresses",
+        "shaper_delayed_reads",
+    ] {
+        count(&v, key);
+    }
+    let (status, _) = admin_get(addr, "/nope").await;
+    assert!(status.contains("404"), "{status}");
+    // a request head that never ends is cut off
+    let mut s = tcp(addr).await;
+    let junk = vec![b'a'; 64 * 1024];
+    let _ = s.write_all(&junk).await;
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(TIMEOUT, s.read_to_end(&mut out)).await;
+    assert!(String::from_utf8_lossy(&out).contains("431"), "{out:?}");
+    // other methods are refused
+    let mut s = tcp(addr).await;
+    send(&mut s, b"POST /stats HTTP/1.1\r\n\r\n").await;
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(TIMEOUT, s.read_to_end(&mut out)).await;
+    assert!(String::from_utf8_lossy(&out).contains("405"), "{out:?}");
+}
+
+// ----------------------------------------------------------------- storage --
+
+#[tokio::test]
+async fn storage_errors_reach_the_client_and_the_server_goes_on() {
+    let (d, mut b) = setup().await;
+    let db = d.dir.path().join("data").join("xmppd.sqlite");
+    let c = rusqlite::Connection::open(&db).expect("open db");
+    c.busy_timeout(Duration::from_secs(5)).expect("timeout");
+    // the table the credentials live in disappears under the running server
+    c.execute_batch("ALTER TABLE accounts RENAME TO accounts_away")
+        .expect("rename");
+    let mut r = Raw::connect(d.starttls, D).await;
+    r.starttls().await;
+    let f = r.auth_plain("alice", "alice-pw").await;
+    assert!(f.contains("<temporary-auth-failure/>"), "{f}");
+    let f = r.auth_scram("SCRAM-SHA-256", "alice", "alice-pw").await;
+    assert!(f.contains("<temporary-auth-failure/>"), "{f}");
+    r.send("<iq type='set' id='legacy'><query xmlns='jabber:iq:auth'><username>alice</username><password>alice-pw</password><resource>old</resource></query></iq>")
+        .await;
+    let reply = r.next_stanza().await;
+    assert!(
+        reply.contains("type='error'") && reply.contains("<internal-server-error"),
+        "{reply}"
+    );
+    // the logged-in user is served throughout
+    bystander_ok(&mut b).await;
+    // storage back: logins work again, the errors did not count as wrong passwords
+    c.execute_batch("ALTER TABLE accounts_away RENAME TO accounts")
+        .expect("rename back");
+    let (mut a, _) = Raw::login(d.starttls, D, "alice", "alice-pw", "back").await;
+    bystander_ok(&mut a).await;
+}
