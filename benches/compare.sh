@@ -88,6 +88,12 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
+LOAD_AT_START=$(cut -d' ' -f1-3 /proc/loadavg)
+case "$LOAD_AT_START" in
+  0.[0-4]*) ;;
+  *) log "warning: load average $LOAD_AT_START: other work on this machine will skew the figures";;
+esac
+
 make_cert "$WORK/certs" "$DOMAIN"
 mkdir -p "$WORK/results"
 
@@ -155,8 +161,8 @@ if [ "$RECORD" = 1 ]; then
     echo
     echo "## $(date -u '+%Y-%m-%d %H:%M UTC') — compare.sh --$MODE"
     echo
-    echo "Machine: nproc $(nproc); memory $(free -g | awk '/^Mem:/ {print $2 " GiB total, " $7 " GiB available"}') (free -g); kernel $(uname -r)."
-    echo "Servers: ${VERSIONS% ; }. TLS: STARTTLS with one ECDSA P-256 certificate for all, full handshake per connection; SASL $MECH (4096 iterations)."
+    echo "Machine: nproc $(nproc); memory $(free -g | awk '/^Mem:/ {print $2 " GiB total, " $7 " GiB available"}') (free -g); kernel $(uname -r); load average at start $LOAD_AT_START, at end $(cut -d' ' -f1-3 /proc/loadavg)."
+    echo "Servers: ${VERSIONS%; }. TLS: STARTTLS with one ECDSA P-256 certificate for all, full handshake per connection; SASL $MECH (4096 iterations)."
     echo "Parameters: accounts $ACCOUNTS; idle $IDLE_N sessions (settle ${IDLE_SETTLE}s, hold ${IDLE_HOLD}s); login concurrency $LOGIN_C over $LOGIN_ACCOUNTS accounts for ${LOGIN_D}s;"
     echo "chat $PAIRS pairs, window $WINDOW per direction, ${CHAT_D}s after ${WARMUP}s warm-up; chat-open: same pairs at half the server's own closed-loop rate."
     echo "The driver shares the 2 cores with the server under test. Ratio columns: how many times better xmppd is (> 1: xmppd better; < 1: xmppd worse), in the metric's own direction."

@@ -182,7 +182,12 @@ prosody_down() { stop_pid "${SERVER_PID:-}" prosody; }
 EJ_NODE=ejabberd_bench@localhost
 EJ_DIST_PORT=${EJ_DIST_PORT:-5291}
 EJ_ARGS=()
-ejctl() { ejabberdctl "${EJ_ARGS[@]}" "$@"; }
+# ejabberdctl run as root switches to the ejabberd user with su, whose PAM session
+# resets RLIMIT_NOFILE to 1024: ejabberd then refuses connections past ~1000 sessions
+# ("Failed TCP accept: too many open files") and its node stopped. setpriv switches
+# user without PAM, so the raised limit is inherited.
+EJ_AS=(setpriv --reuid=ejabberd --regid=ejabberd --init-groups env HOME=/var/lib/ejabberd)
+ejctl() { "${EJ_AS[@]}" ejabberdctl "${EJ_ARGS[@]}" "$@"; }
 
 ejabberd_up() {
   local d=$1 ip=$2 dom=$3 certs=$4 i
@@ -262,9 +267,10 @@ modules:
     access: register
 EOF
   chown -R ejabberd:ejabberd "$d" 2>/dev/null || true
+  ensure_pkgs util-linux   # setpriv, unshare
   unshare --mount --propagation private bash -c '
     mount --bind "$1" /etc/resolv.conf || exit 1
-    shift; exec "$@" start' _ "$d/etc/resolv.conf" ejabberdctl "${EJ_ARGS[@]}" >"$d/start.log" 2>&1 \
+    shift; exec "$@" start' _ "$d/etc/resolv.conf" "${EJ_AS[@]}" ejabberdctl "${EJ_ARGS[@]}" >"$d/start.log" 2>&1 \
     || { cat "$d/start.log" >&2; die "ejabberdctl start failed"; }
   ejctl started >>"$d/start.log" 2>&1 || { tail -30 "$d/logs/ejabberd.log" >&2; die "ejabberd did not start"; }
   for i in $(seq 1 40); do [ -s "$d/ejabberd.pid" ] && break; sleep 0.25; done
@@ -278,7 +284,7 @@ ejabberd_down() {
   local p=${SERVER_PID:-}
   [ -n "$p" ] && kill -0 "$p" 2>/dev/null || return 0
   log "ejabberdctl stop (pid $p)"
-  timeout 30 ejabberdctl "${EJ_ARGS[@]}" stop >/dev/null 2>&1
+  timeout 30 "${EJ_AS[@]}" ejabberdctl "${EJ_ARGS[@]}" stop >/dev/null 2>&1
   local i
   for i in $(seq 1 40); do kill -0 "$p" 2>/dev/null || break; sleep 0.5; done
   stop_pid "$p" ejabberd

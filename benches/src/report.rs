@@ -157,11 +157,17 @@ pub fn compare(reports: &[Report], baseline: &str, keys: Option<&[String]>) -> S
                 .rev()
                 .find(|r| &r.scenario == sc && r.label == label)
         };
-        // metric order: as in the first report of this scenario
-        let Some(first) = reports.iter().find(|r| &r.scenario == sc) else {
-            continue;
-        };
-        for m in &first.metrics {
+        // metric order: as they first appear in this scenario's reports (a failed run
+        // may lack some)
+        let mut metrics: Vec<&Metric> = Vec::new();
+        for r in reports.iter().filter(|r| &r.scenario == sc) {
+            for m in &r.metrics {
+                if !metrics.iter().any(|x| x.key == m.key) {
+                    metrics.push(m);
+                }
+            }
+        }
+        for m in metrics {
             if keys.is_some_and(|k| !k.iter().any(|k| k == &m.key)) {
                 continue;
             }
@@ -203,13 +209,14 @@ mod tests {
         let mut b = Report::new("chat", "ejabberd", "t");
         b.metric("msgs_per_s", 100.0, "msg/s", Better::Higher);
         b.metric("p99_ms", 4.0, "ms", Better::Lower);
-        let t = compare(&[b, a], "xmppd", None);
+        let failed = Report::new("chat", "prosody", "t");
+        let t = compare(&[failed, b, a], "xmppd", None);
         assert!(
-            t.contains("| chat | msgs_per_s | msg/s | 300 | 100 | 3.00× |"),
+            t.contains("| chat | msgs_per_s | msg/s | 300 | - | 100 | | 3.00× |"),
             "{t}"
         );
         assert!(
-            t.contains("| chat | p99_ms | ms | 1.00 | 4.00 | 4.00× |"),
+            t.contains("| chat | p99_ms | ms | 1.00 | - | 4.00 | | 4.00× |"),
             "{t}"
         );
     }
