@@ -9,7 +9,8 @@
 # its own loopback address with its own config and data under a temporary directory,
 # creates the load accounts, runs the scenarios (idle, login, chat closed loop, chat
 # open loop at half the server's own closed-loop rate) with xmppd-load, and stops it.
-# XMPPD_BIN and LOAD_BIN (both set) use prebuilt binaries instead of building.
+# XMPPD_BIN and LOAD_BIN (both set) use prebuilt binaries instead of building
+# (XMPPD_REV: the revision XMPPD_BIN was built from, for the record).
 # Prints one comparison table and appends it, with the machine description, to
 # benches/RESULTS.md (unless --no-record). Every server it started is stopped on exit.
 #
@@ -118,7 +119,7 @@ for s in $SERVERS; do
   case $s in
     xmppd)
       xmppd_up "$XMPPD" "$d" "${IPS[$s]}" "$DOMAIN" "$WORK/certs" "$ACCOUNTS"
-      VERSIONS+="xmppd $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?'); ";;
+      VERSIONS+="xmppd ${XMPPD_REV:-$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?')}; ";;
     prosody)
       prosody_up "$d" "${IPS[$s]}" "$DOMAIN" "$WORK/certs"
       VERSIONS+="$(prosodyctl about 2>/dev/null | head -1); ";;
