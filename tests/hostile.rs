@@ -853,3 +853,55 @@ async fn a_peer_that_stops_reading_is_dropped_and_others_go_on() {
     );
     drop(lazy);
 }
+
+// ------------------------------------------------------------ SASL parsing --
+
+#[tokio::test]
+async fn malformed_scram_never_panics() {
+    use base64::Engine;
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let (d, mut b) = setup().await;
+    // client-first messages that made rsasl 2.3 panic (found by fuzzing)
+    for first in [
+        "y,>,n=alice,r=x",
+        "n,,n=alice,r",
+        "n,,n=alice,",
+        "n,a,n=alice,r=x",
+    ] {
+        let mut r = Raw::connect(d.starttls, D).await;
+        r.starttls().await;
+        r.send(&format!(
+            "<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='SCRAM-SHA-256'>{}</auth>",
+            b64.encode(first)
+        ))
+        .await;
+        let f = r.next_stanza().await;
+        assert!(f.contains("<malformed-request/>"), "{first}: {f}");
+        // the stream goes on: a proper login on it works
+        let ok = r.auth_scram("SCRAM-SHA-256", "alice", "alice-pw").await;
+        assert!(ok.starts_with("<success"), "{ok}");
+    }
+    // a client-final message with a trailing comma
+    let mut r = Raw::connect(d.starttls, D).await;
+    r.starttls().await;
+    r.send(&format!(
+        "<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='SCRAM-SHA-256'>{}</auth>",
+        b64.encode("n,,n=alice,r=abcdefghijklmnop")
+    ))
+    .await;
+    let ch = r.next_stanza().await;
+    let server_first = String::from_utf8(b64.decode(inner_text(&ch)).expect("b64")).expect("utf8");
+    let nonce = server_first
+        .split(',')
+        .find_map(|f| f.strip_prefix("r="))
+        .expect("nonce");
+    r.send(&format!(
+        "<response xmlns='urn:ietf:params:xml:ns:xmpp-sasl'>{}</response>",
+        b64.encode(format!("c=biws,r={nonce},p=AAAA,"))
+    ))
+    .await;
+    let f = r.next_stanza().await;
+    assert!(f.contains("<malformed-request/>"), "{f}");
+    bystander_ok(&mut b).await;
+    assert!(!d.log().contains("panicked"), "{}", d.log());
+}

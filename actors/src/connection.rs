@@ -45,6 +45,8 @@ enum Phase {
 struct SaslRun {
     mech: Mech,
     exchange: Exchange,
+    /// Client messages fed so far.
+    steps: u32,
 }
 
 pub struct Connection {
@@ -490,6 +492,9 @@ impl Connection {
 
     /// Look up the claimed identity, then run the first step.
     fn sasl_begin(&mut self, mech: Mech, initial: Vec<u8>, ctx: &mut Context<Self>) {
+        if is_scram(mech) && !scram_client_first_ok(&initial) {
+            return self.sasl_failure(Failure::MalformedRequest, ctx);
+        }
         let claim = match sasl::claim(mech, &initial) {
             Ok(c) => c,
             Err(f) => return self.sasl_failure(f, ctx),
@@ -532,17 +537,18 @@ impl Connection {
                     .filter(|_| mech.is_plus())
                     .unwrap_or_default();
                 let domain = act.domain_name().to_string();
-                match Exchange::start(
-                    mech,
-                    &claim,
-                    &domain,
-                    creds,
-                    cb,
-                    &act.ctx.decoy,
-                    act.settings.auth.scram_iterations,
-                ) {
+                let iterations = act.settings.auth.scram_iterations;
+                let decoy = &act.ctx.decoy;
+                let started = guarded(|| {
+                    Exchange::start(mech, &claim, &domain, creds, cb, decoy, iterations)
+                });
+                match started.unwrap_or(Err(Failure::MalformedRequest)) {
                     Ok(exchange) => {
-                        act.sasl = Some(SaslRun { mech, exchange });
+                        act.sasl = Some(SaslRun {
+                            mech,
+                            exchange,
+                            steps: 0,
+                        });
                         act.sasl_step(&initial, ctx);
                     }
                     Err(f) => act.sasl_failure(f, ctx),
@@ -574,7 +580,18 @@ impl Connection {
             return;
         };
         let run_mech = run.mech;
-        match run.exchange.step(data) {
+        run.steps += 1;
+        if is_scram(run_mech) && run.steps == 2 && !scram_client_final_ok(data) {
+            return self.sasl_failure(Failure::MalformedRequest, ctx);
+        }
+        let step = match guarded(|| run.exchange.step(data)) {
+            Some(s) => s,
+            None => {
+                slog::error!(self.log, # "XMPPI", "the SASL library panicked on client data"; "mechanism" => run_mech.name());
+                Step::Failure(Failure::MalformedRequest)
+            }
+        };
+        match step {
             Step::Challenge(c) => {
                 let b64 = base64::engine::general_purpose::STANDARD.encode(c);
                 self.send(&format!(
@@ -828,6 +845,47 @@ impl Connection {
     }
 }
 
+/// Run library code on peer data; a panic in it becomes `None` instead of taking the
+/// connection actor down without a word to the client (rsasl 2.3 panics on some
+/// malformed SCRAM messages).
+fn guarded<T>(f: impl FnOnce() -> T) -> Option<T> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).ok()
+}
+
+fn is_scram(m: Mech) -> bool {
+    !matches!(m, Mech::Plain | Mech::Anonymous)
+}
+
+/// The shape of a SCRAM client-first-message (RFC 5802 §7), checked before rsasl parses
+/// it: rsasl 2.3 slices every field as if it had at least two bytes and panics on
+/// `y,>,n=a,r=x` or `n,,n=a,r`.
+pub fn scram_client_first_ok(m: &[u8]) -> bool {
+    let mut parts = m.split(|b| *b == b',');
+    let (Some(cb), Some(authz), Some(user), Some(nonce)) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return false;
+    };
+    let attr = |f: &[u8], name: u8| f.len() > 2 && f[0] == name && f[1] == b'=';
+    let cb_ok = cb == b"n" || cb == b"y" || attr(cb, b'p');
+    let authz_ok = authz.is_empty() || attr(authz, b'a');
+    let ext_ok = parts.all(|e| e.len() >= 2 && e[0].is_ascii_alphabetic() && e[1] == b'=');
+    cb_ok && authz_ok && attr(user, b'n') && attr(nonce, b'r') && ext_ok
+}
+
+/// The shape of a SCRAM client-final-message (RFC 5802 §7: `c=`, `r=`, extensions, `p=`),
+/// checked before rsasl parses it (it panics on fields shorter than two bytes and on a
+/// trailing comma).
+pub fn scram_client_final_ok(m: &[u8]) -> bool {
+    let fields: Vec<&[u8]> = m.split(|b| *b == b',').collect();
+    let attr = |f: &[u8], name: u8| f.len() >= 2 && f[0] == name && f[1] == b'=';
+    fields.len() >= 3
+        && attr(fields[0], b'c')
+        && attr(fields[1], b'r')
+        && fields.last().is_some_and(|f| attr(f, b'p'))
+        && fields.iter().all(|f| f.len() >= 2 && f[1] == b'=')
+}
+
 /// Decode SASL data: `None` for an absent initial response, `Some(empty)` for `=`.
 fn decode_sasl(text: &str) -> Result<Option<Vec<u8>>, Failure> {
     let t = text.trim();
@@ -924,5 +982,80 @@ impl Handler<Inbound> for Connection {
             ));
         }
         self.pump(ctx);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scram_client_first_shape() {
+        for ok in [
+            &b"n,,n=alice,r=abc"[..],
+            b"y,,n=alice,r=abc",
+            b"p=tls-exporter,,n=alice,r=abc",
+            b"n,a=admin,n=alice,r=abc",
+            b"n,,n=al=2Cice,r=abc,x=ext",
+        ] {
+            assert!(scram_client_first_ok(ok), "{}", String::from_utf8_lossy(ok));
+        }
+        // the inputs that made rsasl 2.3 panic (found by fuzzing), and relatives
+        for bad in [
+            &b"y,>,n=al=2Cice,rxxx=x"[..],
+            b"y,>,n=alice,r=x",
+            b"n,,n=alice,r",
+            b"n,,n=alice,",
+            b"n,,,r=abc",
+            b"n,a,n=alice,r=abc",
+            b"p,,n=alice,r=abc",
+            b"p=,,n=alice,r=abc",
+            b"n,,n=,r=abc",
+            b"n,,n=alice,r=",
+            b"n,,n=alice,r=abc,",
+            b"n,,n=alice,r=abc,x",
+            b"",
+            b"n",
+        ] {
+            assert!(
+                !scram_client_first_ok(bad),
+                "{}",
+                String::from_utf8_lossy(bad)
+            );
+        }
+    }
+
+    #[test]
+    fn scram_client_final_shape() {
+        for ok in [
+            &b"c=biws,r=abc,p=xyz"[..],
+            b"c=biws,r=abc,x=ext,p=xyz",
+            b"c=,r=,p=",
+        ] {
+            assert!(scram_client_final_ok(ok), "{}", String::from_utf8_lossy(ok));
+        }
+        for bad in [
+            &b"c=biws,r=abc,p=xyz,"[..],
+            b"c=biws,r=abc,p=xyz,p",
+            b"c=biws,r=abc,,p=xyz",
+            b"c=biws,r,p=xyz",
+            b"c,r=abc,p=xyz",
+            b"c=biws,r=abc",
+            b"",
+            b",",
+        ] {
+            assert!(
+                !scram_client_final_ok(bad),
+                "{}",
+                String::from_utf8_lossy(bad)
+            );
+        }
+    }
+
+    #[test]
+    fn guarded_turns_a_panic_into_none() {
+        assert_eq!(guarded(|| 1), Some(1));
+        let r: Option<()> = guarded(|| panic!("library bug"));
+        assert_eq!(r, None);
     }
 }
