@@ -1,0 +1,180 @@
+//! The fuzz targets of `xmppd_actors::fuzzing`, run by `cargo test` over their seeds and
+//! a few thousand deterministic pseudo-random mutations each (cargo-fuzz runs them for
+//! longer, coverage-guided: see fuzz/README.md). Set FUZZ_ITERATIONS for longer runs.
+
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use xmppd_actors::fuzzing;
+
+fn iterations(default: usize) -> usize {
+    std::env::var("FUZZ_ITERATIONS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// Interesting bytes for XMPP: markup, entity and UTF-8 edges.
+const TOKENS: &[&[u8]] = &[
+    b"<",
+    b">",
+    b"/>",
+    b"</",
+    b"&",
+    b";",
+    b"'",
+    b"\"",
+    b"=",
+    b" ",
+    b"<?",
+    b"?>",
+    b"<!--",
+    b"-->",
+    b"<![CDATA[",
+    b"]]>",
+    b"<!DOCTYPE",
+    b"&amp;",
+    b"&lt;",
+    b"&#0;",
+    b"&#x10FFFF;",
+    b"&lol;",
+    b"xmlns=",
+    b"xmlns:stream=",
+    b"stream:",
+    b"jabber:client",
+    b"jabber:server",
+    b"http://etherx.jabber.org/streams",
+    b"</stream:stream>",
+    b"<message>",
+    b"<iq type='get' id='1'>",
+    b"\xc0\xaf",
+    b"\xed\xa0\x80",
+    b"\xe2\x82",
+    b"\xf4\x90\x80\x80",
+    b"\x00",
+    b"\xff",
+    b"\xef\xbb\xbf",
+    b"@",
+    b"/",
+    b"to='",
+    b"from='",
+    b"\0",
+    b"n=",
+    b",r=",
+    b"=2C",
+    b"=3D",
+    b"p=tls-exporter,",
+    b"c=biws,",
+    b"\n",
+];
+
+fn mutate(rng: &mut StdRng, seed: &[u8]) -> Vec<u8> {
+    let mut v = seed.to_vec();
+    for _ in 0..rng.random_range(1..8) {
+        let at = if v.is_empty() {
+            0
+        } else {
+            rng.random_range(0..=v.len())
+        };
+        match rng.random_range(0..7) {
+            0 if !v.is_empty() => {
+                let i = rng.random_range(0..v.len());
+                v[i] ^= 1 << rng.random_range(0..8);
+            }
+            1 if !v.is_empty() => {
+                let end = (at + rng.random_range(1..16)).min(v.len());
+                v.drain(at.min(end)..end);
+            }
+            2 => {
+                let t = TOKENS[rng.random_range(0..TOKENS.len())];
+                v.splice(at..at, t.iter().copied());
+            }
+            3 => {
+                let b: u8 = rng.random();
+                v.insert(at, b);
+            }
+            4 if !v.is_empty() => {
+                // repeat a slice (nesting, long values)
+                let start = rng.random_range(0..v.len());
+                let end = (start + rng.random_range(1..32)).min(v.len());
+                let piece = v[start..end].to_vec();
+                for _ in 0..rng.random_range(1..20) {
+                    v.splice(at..at, piece.iter().copied());
+                }
+            }
+            5 if !v.is_empty() => v.truncate(at),
+            _ => {
+                let n = rng.random_range(0..32);
+                for _ in 0..n {
+                    let b: u8 = rng.random();
+                    v.insert(at, b);
+                }
+            }
+        }
+    }
+    v
+}
+
+fn run(name: &str, seeds: Vec<Vec<u8>>, n: usize, target: fn(&[u8])) {
+    let mut rng = StdRng::seed_from_u64(0x786d_7070 ^ name.len() as u64);
+    for s in &seeds {
+        target(s);
+    }
+    let mut pool = seeds;
+    for i in 0..n {
+        let base = &pool[rng.random_range(0..pool.len())];
+        let input = mutate(&mut rng, base);
+        let r = std::panic::catch_unwind(|| target(&input));
+        if r.is_err() {
+            panic!(
+                "{name}: input {i} failed; add it as a regression test:\n{:?}",
+                String::from_utf8_lossy(&input)
+            );
+        }
+        // keep some mutants as new starting points (bounded pool)
+        if i % 16 == 0 && pool.len() < 512 && input.len() < 8192 {
+            pool.push(input);
+        }
+    }
+}
+
+#[test]
+fn stream_parser_survives_mutations() {
+    run(
+        "stream",
+        fuzzing::stream_seeds(),
+        iterations(100_000),
+        fuzzing::stream_parser,
+    );
+}
+
+#[test]
+fn stanza_handlers_survive_mutations() {
+    run(
+        "stanza",
+        fuzzing::stanza_seeds(),
+        iterations(50_000),
+        fuzzing::stanza,
+    );
+}
+
+#[test]
+fn sasl_exchanges_survive_mutations() {
+    run(
+        "sasl",
+        fuzzing::sasl_seeds(),
+        iterations(50_000),
+        fuzzing::sasl,
+    );
+}
+
+#[test]
+fn random_bytes() {
+    let mut rng = StdRng::seed_from_u64(7);
+    for _ in 0..iterations(10_000) {
+        let n = rng.random_range(0..512);
+        let v: Vec<u8> = (0..n).map(|_| rng.random()).collect();
+        fuzzing::stream_parser(&v);
+        fuzzing::stanza(&v);
+        fuzzing::sasl(&v);
+    }
+}
