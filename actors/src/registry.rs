@@ -85,7 +85,7 @@ impl Registry {
     }
 
     fn bounce(&mut self, sig: Signal, cond: ErrorCondition, text: Option<&str>) {
-        slog::info!(self.log, "signal not delivered"; "from" => %sig.from(), "to" => %sig.to(), "error" => cond.as_str());
+        slog::warn!(self.log, "signal not delivered"; "from" => %sig.from(), "to" => %sig.to(), "error" => cond.as_str());
         if let Some(err) = sig.bounce(cond, text) {
             self.route(err);
         }

@@ -65,7 +65,7 @@ impl Session {
 
     /// End the stream with a stream error (the connection then reports it closed).
     fn stream_error(&mut self, err: StreamError) {
-        slog::info!(self.log, # "XMPPI", "stream error"; "error" => %err);
+        slog::warn!(self.log, # "XMPPI", "stream error"; "error" => %err);
         let _ = self.out.send_str(&err.to_xml());
         self.out.close();
     }
@@ -315,11 +315,11 @@ impl Actor for Session {
             resource: self.jid.resource().to_string(),
             session: ctx.address(),
         });
-        slog::info!(self.log, "session started"; "jid" => %self.jid);
+        slog::debug!(self.log, "session started"; "jid" => %self.jid);
     }
 
     fn stopped(&mut self, _: &mut Context<Self>) {
-        slog::info!(self.log, "session ended"; "jid" => %self.jid);
+        slog::debug!(self.log, "session ended"; "jid" => %self.jid);
     }
 }
 
