@@ -17,6 +17,7 @@ pub mod ns;
 pub mod offline;
 pub mod registry;
 pub mod roster;
+pub mod routes;
 pub mod sasl;
 pub mod scram;
 pub mod server;

@@ -6,6 +6,7 @@
 
 use crate::account::Account;
 use crate::context::Ctx;
+use crate::routes::{Replica, Route, RouteTable, RouteUpdate};
 use crate::server_iq::{self, Addressee};
 use crate::session::Session;
 use crate::signals::Signal;
@@ -14,17 +15,11 @@ use actix::prelude::*;
 use std::collections::{HashMap, HashSet};
 use xmpp_parsers::jid::{BareJid, FullJid};
 
-/// One bound resource.
-struct Entry {
-    resource: String,
-    addr: Addr<Session>,
-    available: bool,
-    priority: i8,
-}
-
 pub struct Registry {
     domains: HashSet<String>,
-    sessions: HashMap<BareJid, Vec<Entry>>,
+    /// The authoritative table; every change is also sent to the replicas.
+    routes: RouteTable,
+    replicas: Vec<Addr<Replica>>,
     /// Account actors, started on first need (a session binds, or a signal arrives).
     accounts: HashMap<BareJid, Addr<Account>>,
     max_sessions_per_account: usize,
@@ -39,7 +34,8 @@ impl Registry {
     pub fn new(domains: impl IntoIterator<Item = String>, log: slog::Logger) -> Self {
         Registry {
             domains: domains.into_iter().collect(),
-            sessions: HashMap::new(),
+            routes: RouteTable::default(),
+            replicas: Vec::new(),
             accounts: HashMap::new(),
             max_sessions_per_account: 64,
             log,
@@ -130,7 +126,6 @@ impl Registry {
 
     fn for_bare(&mut self, sig: Signal) {
         let bare = sig.to().to_bare();
-        let entries = self.sessions.get(&bare).map(Vec::as_slice).unwrap_or(&[]);
         match &sig {
             Signal::Message(_) => {
                 let ty = sig.stanza_type();
@@ -140,17 +135,7 @@ impl Registry {
                 if ty == Some("groupchat") {
                     return self.bounce(sig, ErrorCondition::ServiceUnavailable, None);
                 }
-                let available = entries.iter().filter(|e| e.available && e.priority >= 0);
-                let targets: Vec<Addr<Session>> = if ty == Some("headline") {
-                    available.map(|e| e.addr.clone()).collect()
-                } else {
-                    let best = available.map(|e| e.priority).max();
-                    entries
-                        .iter()
-                        .filter(|e| e.available && Some(e.priority) == best)
-                        .map(|e| e.addr.clone())
-                        .collect()
-                };
+                let targets = self.routes.message_targets(&bare, ty);
                 match (targets.is_empty(), ty) {
                     // RFC 6121 §8.5.2.1.1: a headline for nobody is dropped
                     (true, Some("headline")) => {}
@@ -160,11 +145,7 @@ impl Registry {
                 }
             }
             Signal::Notify(_) => {
-                let targets = entries
-                    .iter()
-                    .filter(|e| e.available)
-                    .map(|e| e.addr.clone())
-                    .collect();
+                let targets = self.routes.available(&bare);
                 self.deliver_all(sig, targets);
             }
             // subscriptions, probes and iq for an account are the account's to answer
@@ -180,7 +161,7 @@ impl Registry {
             // RFC 6121 §3: subscription stanzas are handled for the bare JID
             return self.for_account(sig);
         }
-        if let Some(addr) = self.lookup(&full) {
+        if let Some(addr) = self.routes.lookup(&full) {
             return self.deliver(sig, addr);
         }
         // RFC 6121 §8.5.3.2: no such resource.
@@ -194,14 +175,6 @@ impl Registry {
             Signal::Info(_) => self.bounce(sig, ErrorCondition::ServiceUnavailable, None),
             Signal::Notify(_) => {}
         }
-    }
-
-    fn lookup(&self, full: &FullJid) -> Option<Addr<Session>> {
-        let entries = self.sessions.get(&full.to_bare())?;
-        entries
-            .iter()
-            .find(|e| e.resource == full.resource().as_str())
-            .map(|e| e.addr.clone())
     }
 
     fn deliver_all(&mut self, sig: Signal, mut targets: Vec<Addr<Session>>) {
@@ -223,7 +196,7 @@ impl Registry {
             ),
             Err(SendError::Closed(sig)) => {
                 // The session ended between lookup and delivery: as if it were not there.
-                self.forget(&addr);
+                self.forget(sig.to().to_bare(), &addr);
                 match &sig {
                     Signal::Message(_) => self.for_bare(sig),
                     Signal::Notify(_) => {}
@@ -233,15 +206,16 @@ impl Registry {
         }
     }
 
-    fn forget(&mut self, addr: &Addr<Session>) {
-        for v in self.sessions.values_mut() {
-            v.retain(|e| &e.addr != addr);
+    /// Apply a change to the table and send it to every replica.
+    fn update(&mut self, u: RouteUpdate) {
+        for r in &self.replicas {
+            r.do_send(u.clone());
         }
-        self.sessions.retain(|_, v| !v.is_empty());
+        self.routes.apply(u);
     }
 
-    fn session_count(&self) -> usize {
-        self.sessions.values().map(Vec::len).sum()
+    fn forget(&mut self, bare: BareJid, addr: &Addr<Session>) {
+        self.update(RouteUpdate::Remove(bare, addr.clone()));
     }
 }
 
@@ -285,8 +259,17 @@ fn random_resource() -> String {
 impl Handler<Bind> for Registry {
     type Result = Result<(FullJid, Addr<Account>), BindError>;
     fn handle(&mut self, b: Bind, _: &mut Context<Self>) -> Self::Result {
-        let entries = self.sessions.entry(b.bare.clone()).or_default();
-        entries.retain(|e| e.addr.connected());
+        let gone: Vec<Addr<Session>> = self
+            .routes
+            .entries(&b.bare)
+            .iter()
+            .filter(|r| !r.addr.connected())
+            .map(|r| r.addr.clone())
+            .collect();
+        for addr in gone {
+            self.forget(b.bare.clone(), &addr);
+        }
+        let entries = self.routes.entries(&b.bare);
         if entries.len() >= self.max_sessions_per_account {
             return Err(BindError::TooManySessions);
         }
@@ -302,14 +285,15 @@ impl Handler<Bind> for Registry {
             .bare
             .with_resource_str(&resource)
             .map_err(|_| BindError::Conflict)?;
-        entries.push(Entry {
+        let account = self.account(&b.bare).ok_or(BindError::Unavailable)?;
+        let route = Route {
             resource,
             addr: b.session,
             available: false,
             priority: 0,
-        });
-        let account = self.account(&b.bare).ok_or(BindError::Unavailable)?;
-        slog::debug!(self.log, "bound"; "jid" => %full, "sessions" => self.session_count());
+        };
+        self.update(RouteUpdate::Add(b.bare.clone(), route));
+        slog::debug!(self.log, "bound"; "jid" => %full, "sessions" => self.routes.len());
         Ok((full, account))
     }
 }
@@ -324,13 +308,7 @@ pub struct Unbind {
 impl Handler<Unbind> for Registry {
     type Result = ();
     fn handle(&mut self, u: Unbind, _: &mut Context<Self>) {
-        let bare = u.jid.to_bare();
-        if let Some(v) = self.sessions.get_mut(&bare) {
-            v.retain(|e| e.addr != u.session);
-            if v.is_empty() {
-                self.sessions.remove(&bare);
-            }
-        }
+        self.forget(u.jid.to_bare(), &u.session);
     }
 }
 
@@ -346,14 +324,7 @@ pub struct Availability {
 impl Handler<Availability> for Registry {
     type Result = ();
     fn handle(&mut self, a: Availability, _: &mut Context<Self>) {
-        if let Some(v) = self.sessions.get_mut(&a.jid.to_bare())
-            && let Some(e) = v
-                .iter_mut()
-                .find(|e| e.resource == a.jid.resource().as_str())
-        {
-            e.available = a.available;
-            e.priority = a.priority;
-        }
+        self.update(RouteUpdate::Availability(a.jid, a.available, a.priority));
     }
 }
 
@@ -385,7 +356,7 @@ impl Handler<ListSessions> for Registry {
     type Result = MessageResult<ListSessions>;
     fn handle(&mut self, _: ListSessions, _: &mut Context<Self>) -> Self::Result {
         let mut v: Vec<SessionInfo> = self
-            .sessions
+            .routes
             .iter()
             .flat_map(|(bare, es)| {
                 es.iter().map(move |e| SessionInfo {
@@ -405,6 +376,8 @@ impl Handler<ListSessions> for Registry {
 #[rtype(result = "()")]
 pub struct Init {
     pub ctx: Ctx,
+    /// Route table replicas, one per worker arbiter.
+    pub replicas: Vec<Addr<Replica>>,
     pub workers: Vec<ArbiterHandle>,
 }
 
@@ -412,6 +385,7 @@ impl Handler<Init> for Registry {
     type Result = ();
     fn handle(&mut self, i: Init, _: &mut Context<Self>) {
         self.ctx = Some(i.ctx);
+        self.replicas = i.replicas;
         self.workers = i.workers;
     }
 }
@@ -434,9 +408,10 @@ impl Handler<AccountIdle> for Registry {
             return true;
         }
         let bound = self
-            .sessions
-            .get(&a.bare)
-            .is_some_and(|v| v.iter().any(|e| e.addr.connected()));
+            .routes
+            .entries(&a.bare)
+            .iter()
+            .any(|r| r.addr.connected());
         if bound {
             return false;
         }

@@ -4,6 +4,7 @@ use crate::config::{ListenerTls, Settings};
 use crate::context::{Live, ServerContext, Stats};
 use crate::listener::{self, Listener};
 use crate::registry::{Init, Registry};
+use crate::routes::Replica;
 use crate::sasl::DecoyKey;
 use crate::storage::Storage;
 use crate::tls::TlsContext;
@@ -66,7 +67,12 @@ impl Server {
             started: Instant::now(),
             shutdown,
         });
+        let replicas = workers
+            .iter()
+            .map(|w| Replica::start_in_arbiter(&w.handle(), |_| Replica))
+            .collect();
         ctx.registry.do_send(Init {
+            replicas,
             ctx: ctx.clone(),
             workers: workers.iter().map(|a| a.handle()).collect(),
         });

@@ -9,6 +9,7 @@ use crate::context::{Ctx, Gauge};
 use crate::io::{Inbound, Outbox, WriteError};
 use crate::ns;
 use crate::registry::{Availability, Unbind};
+use crate::routes;
 use crate::server_iq::{self, Addressee};
 use crate::signals::Signal;
 use crate::stanza::{self, ErrorCondition, Kind};
@@ -85,8 +86,55 @@ impl Session {
     }
 
     fn route(&self, from: Jid, to: Jid, el: Element) {
-        if let Some(sig) = Signal::new(from, to, el) {
+        let Some(sig) = Signal::new(from, to, el) else {
+            return;
+        };
+        if let Some(sig) = self.fast_route(sig) {
             self.ctx.registry.do_send(sig);
+        }
+    }
+
+    /// The fast path: when this arbiter's replica of the routing table names exactly
+    /// one session for the signal, hand it over directly. Anything else (several or no
+    /// targets, subscriptions, other domains, a session that just ended) is given back
+    /// for the registry to decide.
+    fn fast_route(&self, sig: Signal) -> Option<Signal> {
+        let to = sig.to();
+        if to.node().is_none()
+            || to.domain() != self.jid.domain()
+            || matches!(sig, Signal::Subscribe(_))
+        {
+            return Some(sig);
+        }
+        let target = routes::with_replica(|t| {
+            let targets = match to.try_as_full() {
+                Ok(full) => t.lookup(full).into_iter().collect(),
+                Err(bare) => match (&sig, sig.stanza_type()) {
+                    (Signal::Message(_), None | Some("chat") | Some("normal")) => {
+                        t.message_targets(bare, sig.stanza_type())
+                    }
+                    _ => Vec::new(),
+                },
+            };
+            if targets.len() == 1 {
+                targets.into_iter().next()
+            } else {
+                None
+            }
+        });
+        let Some(addr) = target else { return Some(sig) };
+        match addr.try_send(sig) {
+            Ok(()) => None,
+            Err(SendError::Full(sig)) => {
+                if let Some(b) = sig.bounce(
+                    ErrorCondition::ResourceConstraint,
+                    Some("recipient is overloaded"),
+                ) {
+                    self.ctx.registry.do_send(b);
+                }
+                None
+            }
+            Err(SendError::Closed(sig)) => Some(sig),
         }
     }
 

@@ -1,0 +1,143 @@
+//! The session routing table, and its per-arbiter replicas.
+//!
+//! The registry owns the authoritative table. Every change is also sent to a
+//! [`Replica`] actor on each worker arbiter, which applies it to that thread's copy, so
+//! that a session can resolve the common cases (a message or iq to a full JID, a chat
+//! message to a bare JID with available resources) without a trip through the
+//! registry. A replica may lag the registry by a message or two: a miss, or a session
+//! that turns out to be gone, falls back to the registry, which decides.
+
+use crate::session::Session;
+use actix::prelude::*;
+use std::cell::RefCell;
+use std::collections::HashMap;
+use xmpp_parsers::jid::{BareJid, FullJid};
+
+/// One bound resource.
+#[derive(Clone)]
+pub struct Route {
+    pub resource: String,
+    pub addr: Addr<Session>,
+    pub available: bool,
+    pub priority: i8,
+}
+
+/// Bound resources by bare JID.
+#[derive(Default)]
+pub struct RouteTable {
+    map: HashMap<BareJid, Vec<Route>>,
+}
+
+/// A change to the table, as applied by the registry and sent to the replicas.
+#[derive(Clone, actix::Message)]
+#[rtype(result = "()")]
+pub enum RouteUpdate {
+    Add(BareJid, Route),
+    Remove(BareJid, Addr<Session>),
+    Availability(FullJid, bool, i8),
+}
+
+impl RouteTable {
+    pub fn apply(&mut self, u: RouteUpdate) {
+        match u {
+            RouteUpdate::Add(bare, r) => self.map.entry(bare).or_default().push(r),
+            RouteUpdate::Remove(bare, addr) => {
+                if let Some(v) = self.map.get_mut(&bare) {
+                    v.retain(|r| r.addr != addr);
+                    if v.is_empty() {
+                        self.map.remove(&bare);
+                    }
+                }
+            }
+            RouteUpdate::Availability(full, available, priority) => {
+                if let Some(r) = self.map.get_mut(&full.to_bare()).and_then(|v| {
+                    v.iter_mut()
+                        .find(|r| r.resource == full.resource().as_str())
+                }) {
+                    r.available = available;
+                    r.priority = priority;
+                }
+            }
+        }
+    }
+
+    pub fn entries(&self, bare: &BareJid) -> &[Route] {
+        self.map.get(bare).map(Vec::as_slice).unwrap_or(&[])
+    }
+
+    pub fn entries_mut(&mut self, bare: &BareJid) -> Option<&mut Vec<Route>> {
+        self.map.get_mut(bare)
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (&BareJid, &Vec<Route>)> {
+        self.map.iter()
+    }
+
+    pub fn lookup(&self, full: &FullJid) -> Option<Addr<Session>> {
+        self.map
+            .get(&full.to_bare())?
+            .iter()
+            .find(|r| r.resource == full.resource().as_str())
+            .map(|r| r.addr.clone())
+    }
+
+    pub fn len(&self) -> usize {
+        self.map.values().map(Vec::len).sum()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.map.is_empty()
+    }
+
+    /// RFC 6121 §8.5.2.1.1: who gets a message of type `ty` sent to `bare`: the
+    /// highest-priority available resources (priority ≥ 0), or every non-negative one
+    /// for a headline.
+    pub fn message_targets(&self, bare: &BareJid, ty: Option<&str>) -> Vec<Addr<Session>> {
+        let eligible = || {
+            self.entries(bare)
+                .iter()
+                .filter(|r| r.available && r.priority >= 0)
+        };
+        let best = if ty == Some("headline") {
+            None
+        } else {
+            eligible().map(|r| r.priority).max()
+        };
+        eligible()
+            .filter(|r| best.is_none_or(|b| r.priority == b))
+            .map(|r| r.addr.clone())
+            .collect()
+    }
+
+    /// Every available resource of `bare` (presence to a bare JID).
+    pub fn available(&self, bare: &BareJid) -> Vec<Addr<Session>> {
+        self.entries(bare)
+            .iter()
+            .filter(|r| r.available)
+            .map(|r| r.addr.clone())
+            .collect()
+    }
+}
+
+thread_local! {
+    static REPLICA: RefCell<RouteTable> = RefCell::new(RouteTable::default());
+}
+
+/// Read this thread's replica.
+pub fn with_replica<R>(f: impl FnOnce(&RouteTable) -> R) -> R {
+    REPLICA.with(|r| f(&r.borrow()))
+}
+
+/// Keeps the replica of the arbiter it runs on current.
+pub struct Replica;
+
+impl Actor for Replica {
+    type Context = Context<Self>;
+}
+
+impl Handler<RouteUpdate> for Replica {
+    type Result = ();
+    fn handle(&mut self, u: RouteUpdate, _: &mut Context<Self>) {
+        REPLICA.with(|r| r.borrow_mut().apply(u));
+    }
+}
