@@ -324,3 +324,87 @@ async fn storage_errors_reach_the_client_and_the_server_goes_on() {
     let (mut a, _) = Raw::login(d.starttls, D, "alice", "alice-pw", "back").await;
     bystander_ok(&mut a).await;
 }
+
+// ------------------------------------------------------- crash durability --
+
+// multi-threaded: wait_log blocks its thread while the sender keeps sending
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_during_traffic_loses_no_accepted_offline_message() {
+    let mut o = Options::default();
+    o.accounts
+        .extend((0..5).map(|i| (format!("extra{i}"), format!("pw{i}"))));
+    let mut d = Daemon::with(o);
+    // alice writes to offline bob without pause; the daemon dies mid-stream
+    let (mut a, _) = Raw::login(d.starttls, D, "alice", "alice-pw", "pc").await;
+    let sender = tokio::spawn(async move {
+        for i in 0..100_000 {
+            if !a
+                .try_send(
+                    format!(
+                        "<message to='bob@localhost' type='chat' id='k{i}'><body>durable {i}</body></message>"
+                    )
+                    .as_bytes(),
+                )
+                .await
+            {
+                return i;
+            }
+        }
+        100_000
+    });
+    // at least this many were stored before the kill (log lines lag behind the commits)
+    d.wait_log("message stored offline", 20);
+    d.kill9();
+    let stored = d.log().matches("message stored offline").count();
+    let sent = sender.await.expect("sender");
+    assert!(sent >= stored, "{sent} sent, {stored} stored");
+    d.spawn();
+    // bob collects everything kept for him
+    let (mut b, _) = Raw::login(d.starttls, D, "bob", "bob-pw", "phone").await;
+    let mut got = Vec::new();
+    while let Some(m) = b.try_read_until("</message>", Duration::from_secs(2)).await {
+        let id = m
+            .split("id='")
+            .nth(1)
+            .and_then(|s| s.split('\'').next())
+            .and_then(|s| s.strip_prefix('k'))
+            .and_then(|s| s.parse::<usize>().ok())
+            .unwrap_or_else(|| panic!("unexpected: {m}"));
+        assert!(m.contains(&format!("durable {id}")), "{m}");
+        got.push(id);
+    }
+    eprintln!(
+        "sent {sent}, stored before the kill (logged) {stored}, delivered {}",
+        got.len()
+    );
+    let mut unique = got.clone();
+    unique.sort_unstable();
+    unique.dedup();
+    assert_eq!(unique.len(), got.len(), "duplicates: {got:?}");
+    assert!(
+        got.len() >= stored,
+        "{} delivered, {stored} were stored before the crash",
+        got.len()
+    );
+    assert!(got.iter().all(|i| *i < sent.max(1)), "never sent: {got:?}");
+    // accounts intact: all of them log in, the list is complete
+    let mut accounts = vec![("alice".to_string(), "alice-pw".to_string())];
+    accounts.extend((0..5).map(|i| (format!("extra{i}"), format!("pw{i}"))));
+    for (u, p) in &accounts {
+        let (mut r, _) = Raw::login(d.starttls, D, u, p, "after").await;
+        bystander_ok(&mut r).await;
+    }
+    let list = d.cli(&["account", "list"]);
+    let list = String::from_utf8_lossy(&list.stdout);
+    for u in ["alice", "bob", "extra0", "extra4"] {
+        assert!(list.contains(&format!("{u}@localhost")), "{list}");
+    }
+    // delivered once
+    drop(b);
+    let (mut b, _) = Raw::login(d.starttls, D, "bob", "bob-pw", "again").await;
+    assert!(
+        b.try_read_until("</message>", Duration::from_millis(500))
+            .await
+            .is_none()
+    );
+}
