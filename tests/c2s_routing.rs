@@ -204,3 +204,38 @@ async fn session_iq_for_old_clients() {
     let r = a.next_stanza().await;
     assert!(r.contains("type='result'") && r.contains("id='s1'"), "{r}");
 }
+
+#[tokio::test]
+async fn client_stream_error_closes_cleanly() {
+    let d = Daemon::start();
+    let (mut a, _) = Raw::login(d.starttls, D, "alice", "alice-pw", "pc").await;
+    a.send("<stream:error><undefined-condition xmlns='urn:ietf:params:xml:ns:xmpp-streams'/></stream:error>").await;
+    let rest = a.read_to_close().await;
+    assert!(rest.trim_end().ends_with("</stream:stream>"), "{rest}");
+    assert!(!rest.contains("<stream:error>"), "no error of ours: {rest}");
+}
+
+#[tokio::test]
+async fn sessions_per_account_are_limited() {
+    let d = Daemon::with(Options {
+        extra: "[limits]\nmax_sessions_per_account = 2\n".into(),
+        ..Options::default()
+    });
+    let _a = Raw::login(d.starttls, D, "alice", "alice-pw", "1").await;
+    let _b = Raw::login(d.starttls, D, "alice", "alice-pw", "2").await;
+    let mut r = Raw::connect(d.starttls, D).await;
+    r.starttls().await;
+    assert!(
+        r.auth_plain("alice", "alice-pw")
+            .await
+            .starts_with("<success")
+    );
+    r.open().await;
+    r.send("<iq type='set' id='b3'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'/></iq>")
+        .await;
+    let e = r.next_stanza().await;
+    assert!(
+        e.contains("type='error'") && e.contains("<resource-constraint"),
+        "{e}"
+    );
+}

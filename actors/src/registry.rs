@@ -22,7 +22,6 @@ pub struct Registry {
     replicas: Vec<Addr<Replica>>,
     /// Account actors, started on first need (a session binds, or a signal arrives).
     accounts: HashMap<BareJid, Addr<Account>>,
-    max_sessions_per_account: usize,
     log: slog::Logger,
     /// Set once at start ([`Init`]); accounts need it.
     ctx: Option<Ctx>,
@@ -37,7 +36,6 @@ impl Registry {
             routes: RouteTable::default(),
             replicas: Vec::new(),
             accounts: HashMap::new(),
-            max_sessions_per_account: 64,
             log,
             ctx: None,
             workers: Vec::new(),
@@ -270,7 +268,11 @@ impl Handler<Bind> for Registry {
             self.forget(b.bare.clone(), &addr);
         }
         let entries = self.routes.entries(&b.bare);
-        if entries.len() >= self.max_sessions_per_account {
+        let max = self
+            .ctx
+            .as_ref()
+            .map_or(64, |c| c.settings.get().limits.max_sessions_per_account);
+        if entries.len() >= max {
             return Err(BindError::TooManySessions);
         }
         let taken = |r: &str| entries.iter().any(|e| e.resource == r);

@@ -140,6 +140,12 @@ impl Session {
 
     fn client_stanza(&mut self, mut el: Element) {
         self.ctx.stats.stanzas_in.fetch_add(1, Ordering::Relaxed);
+        if el.is("error", ns::STREAM) {
+            // the client ends the stream with an error of its own: close ours
+            slog::debug!(self.log, # "XMPPI", "client sent a stream error"; "error" => crate::xml_writer::to_string(&el));
+            let _ = self.out.send_str("</stream:stream>");
+            return self.out.close();
+        }
         let Some(kind) = Kind::of(&el) else {
             return self.stream_error(StreamError::with_text(
                 Condition::UnsupportedStanzaType,
