@@ -300,13 +300,14 @@ fn run(
             println!("listening {} {addr}", if *tls == xmppd_actors::config::ListenerTls::Direct { "direct-tls" } else { "starttls" });
         }
         admin::start(&server.ctx, &log);
-        println!("ready");
-        slog::info!(log, "xmppd started"; "version" => env!("CARGO_PKG_VERSION"),
-            "domains" => server.ctx.settings.get().domains.iter().map(|d| d.name.clone()).collect::<Vec<_>>().join(","));
+        // handlers first: a signal right after "ready" must not find the defaults
         use tokio::signal::unix::{SignalKind, signal};
         let mut term = signal(SignalKind::terminate())?;
         let mut int = signal(SignalKind::interrupt())?;
         let mut hup = signal(SignalKind::hangup())?;
+        println!("ready");
+        slog::info!(log, "xmppd started"; "version" => env!("CARGO_PKG_VERSION"),
+            "domains" => server.ctx.settings.get().domains.iter().map(|d| d.name.clone()).collect::<Vec<_>>().join(","));
         loop {
             tokio::select! {
                 _ = term.recv() => break,
