@@ -284,6 +284,14 @@ impl Daemon {
 
 impl Drop for Daemon {
     fn drop(&mut self) {
+        if std::thread::panicking() {
+            let log = self.log();
+            let tail: Vec<&str> = log.lines().rev().take(60).collect();
+            eprintln!("--- xmppd log (last lines) ---");
+            for l in tail.iter().rev() {
+                eprintln!("{l}");
+            }
+        }
         self.kill9();
     }
 }
@@ -511,6 +519,19 @@ impl Raw {
         let h = self.header();
         self.send(&h).await;
         self.read_until("</stream:features>").await
+    }
+
+    pub async fn starttls_after_proceed(&mut self) -> String {
+        self.upgrade().await;
+        let h = self.header();
+        self.send(&h).await;
+        match self
+            .try_read_until("</stream:features>", Duration::from_secs(3))
+            .await
+        {
+            Some(s) => s,
+            None => panic!("no features after TLS"),
+        }
     }
 
     async fn upgrade(&mut self) {
