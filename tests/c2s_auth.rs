@@ -285,3 +285,71 @@ async fn legacy_auth_resource_conflict() {
     let e = r.next_stanza().await;
     assert!(e.contains("type='error'") && e.contains("<conflict"), "{e}");
 }
+
+/// The first stream header sent in the same segment as the client's TLS Finished is
+/// neither lost nor read in the clear: the handshake reads record by record.
+#[test]
+fn data_pipelined_with_the_tls_finished_is_kept() {
+    use std::io::{Read, Write};
+    let d = Daemon::start();
+    let mut sock = std::net::TcpStream::connect(d.direct_tls).expect("connect");
+    sock.set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .expect("timeout");
+    let name = rustls::pki_types::ServerName::try_from("localhost").expect("name");
+    let mut c = rustls::ClientConnection::new(client_tls_config(), name).expect("client");
+    while c.wants_write() {
+        c.write_tls(&mut sock).expect("hello");
+    }
+    while c.is_handshaking() {
+        c.read_tls(&mut sock).expect("read");
+        c.process_new_packets().expect("process");
+    }
+    // the client's Finished is queued, not sent: put the stream header behind it
+    let hdr = "<?xml version='1.0'?><stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams' to='localhost' version='1.0'>";
+    c.writer().write_all(hdr.as_bytes()).expect("queue");
+    let mut flight = Vec::new();
+    while c.wants_write() {
+        c.write_tls(&mut flight).expect("encode");
+    }
+    sock.write_all(&flight).expect("one write");
+    let mut got = String::new();
+    while !got.contains("</stream:features>") {
+        c.read_tls(&mut sock).expect("read");
+        c.process_new_packets().expect("process");
+        let mut buf = [0u8; 4096];
+        match c.reader().read(&mut buf) {
+            Ok(n) => got.push_str(&String::from_utf8_lossy(&buf[..n])),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+            Err(e) => panic!("{e}"),
+        }
+    }
+    assert!(
+        got.contains("<mechanism>SCRAM-SHA-256-PLUS</mechanism>"),
+        "{got}"
+    );
+}
+
+#[tokio::test]
+async fn tls_1_2_is_refused() {
+    let d = Daemon::start();
+    let tcp = tokio::net::TcpStream::connect(d.direct_tls)
+        .await
+        .expect("connect");
+    use rustls::pki_types::{CertificateDer, pem::PemObject};
+    let mut roots = rustls::RootCertStore::empty();
+    for c in CertificateDer::pem_file_iter(&pki().ca).expect("ca") {
+        roots.add(c.expect("cert")).expect("add");
+    }
+    let cfg = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_protocol_versions(&[&rustls::version::TLS12])
+    .expect("1.2")
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    let name = rustls::pki_types::ServerName::try_from("localhost").expect("name");
+    let r = tokio_rustls::TlsConnector::from(std::sync::Arc::new(cfg))
+        .connect(name, tcp)
+        .await;
+    assert!(r.is_err(), "TLS 1.2 handshake must fail");
+}

@@ -7,19 +7,20 @@
 //! disconnected once its queue passes the configured bound.
 
 use crate::context::Gauge;
+use crate::record_layer::RecordLayer;
 use crate::shaper::Shaper;
 use crate::stream_error::StreamError;
-use crate::stream_parser::{Limits, StreamEvent, StreamHeader, StreamParser};
+use crate::stream_parser::{Limits, Parked, StreamEvent, StreamHeader, StreamParser};
 use crate::tls::{ChannelBinding, TlsContext};
 use actix::prelude::*;
 use minidom::Element;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::cell::{Cell, RefCell};
+use std::collections::VecDeque;
+use std::rc::Rc;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio::sync::{Notify, mpsc};
-use tokio_rustls::server::TlsStream;
+use tokio::sync::Notify;
 
 /// Control events from the I/O task to the connection actor.
 #[derive(Debug, actix::Message)]
@@ -51,11 +52,39 @@ enum Out {
     Close,
 }
 
+/// The queue between a connection's actors and its I/O task. They all run on the same
+/// arbiter thread, so this is a plain queue with a wake-up, not a channel: an idle
+/// connection holds no queue memory at all.
 struct OutShared {
-    queued: AtomicUsize,
+    queue: RefCell<VecDeque<Out>>,
+    /// Bytes in the queue (the write bound counts them).
+    queued: Cell<usize>,
     limit: usize,
-    aborted: AtomicBool,
+    aborted: Cell<bool>,
+    /// The I/O task has ended.
+    closed: Cell<bool>,
+    wake: Notify,
     abort: Notify,
+}
+
+impl OutShared {
+    fn push(&self, o: Out) -> Result<(), WriteError> {
+        if self.closed.get() {
+            return Err(WriteError::Closed);
+        }
+        self.queue.borrow_mut().push_back(o);
+        self.wake.notify_one();
+        Ok(())
+    }
+
+    fn pop(&self) -> Option<Out> {
+        let mut q = self.queue.borrow_mut();
+        let o = q.pop_front();
+        if q.is_empty() && q.capacity() > 0 {
+            *q = VecDeque::new();
+        }
+        o
+    }
 }
 
 /// Why a write was refused.
@@ -67,40 +96,39 @@ pub enum WriteError {
     Closed,
 }
 
-/// The write side of a connection, held by its actors.
+/// The write side of a connection, held by its actors (on the connection's arbiter).
 #[derive(Clone)]
 pub struct Outbox {
-    tx: mpsc::UnboundedSender<Out>,
-    shared: Arc<OutShared>,
+    shared: Rc<OutShared>,
 }
 
 impl Outbox {
-    fn new(limit: usize) -> (Outbox, mpsc::UnboundedReceiver<Out>) {
-        let (tx, rx) = mpsc::unbounded_channel();
-        let shared = Arc::new(OutShared {
-            queued: AtomicUsize::new(0),
+    fn new(limit: usize) -> Outbox {
+        let shared = Rc::new(OutShared {
+            queue: RefCell::new(VecDeque::new()),
+            queued: Cell::new(0),
             limit,
-            aborted: AtomicBool::new(false),
+            aborted: Cell::new(false),
+            closed: Cell::new(false),
+            wake: Notify::new(),
             abort: Notify::new(),
         });
-        (Outbox { tx, shared }, rx)
+        Outbox { shared }
     }
 
     /// Queue bytes; over the bound the connection is aborted and the write refused.
     pub fn send_bytes(&self, data: Vec<u8>) -> Result<(), WriteError> {
-        if self.shared.aborted.load(Ordering::Relaxed) {
+        if self.shared.aborted.get() {
             return Err(WriteError::Closed);
         }
-        let n = data.len();
-        let queued = self.shared.queued.fetch_add(n, Ordering::Relaxed) + n;
+        let queued = self.shared.queued.get() + data.len();
         if queued > self.shared.limit {
-            self.shared.queued.fetch_sub(n, Ordering::Relaxed);
             self.abort();
             return Err(WriteError::Overflow);
         }
-        self.tx
-            .send(Out::Data(data))
-            .map_err(|_| WriteError::Closed)
+        self.shared.push(Out::Data(data))?;
+        self.shared.queued.set(queued);
+        Ok(())
     }
 
     pub fn send_str(&self, s: &str) -> Result<(), WriteError> {
@@ -113,62 +141,30 @@ impl Outbox {
     }
 
     pub fn start_tls(&self) {
-        let _ = self.tx.send(Out::StartTls);
+        let _ = self.shared.push(Out::StartTls);
     }
 
     pub fn reset_parser(&self) {
-        let _ = self.tx.send(Out::ResetParser);
+        let _ = self.shared.push(Out::ResetParser);
     }
 
     pub fn retarget(&self, to: Recipient<Inbound>) {
-        let _ = self.tx.send(Out::Retarget(to));
+        let _ = self.shared.push(Out::Retarget(to));
     }
 
     /// Write what is queued, then close.
     pub fn close(&self) {
-        let _ = self.tx.send(Out::Close);
+        let _ = self.shared.push(Out::Close);
     }
 
     /// Drop the connection now, without writing what is queued.
     pub fn abort(&self) {
-        self.shared.aborted.store(true, Ordering::Relaxed);
+        self.shared.aborted.set(true);
         self.shared.abort.notify_one();
     }
 
     pub fn is_closed(&self) -> bool {
-        self.tx.is_closed() || self.shared.aborted.load(Ordering::Relaxed)
-    }
-}
-
-/// The socket, before and after TLS.
-enum Conn {
-    Plain(TcpStream),
-    Tls(Box<TlsStream<TcpStream>>),
-}
-
-impl Conn {
-    async fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        match self {
-            Conn::Plain(s) => s.read(buf).await,
-            Conn::Tls(s) => s.read(buf).await,
-        }
-    }
-
-    async fn write_all(&mut self, data: &[u8]) -> std::io::Result<()> {
-        match self {
-            Conn::Plain(s) => s.write_all(data).await,
-            Conn::Tls(s) => {
-                s.write_all(data).await?;
-                s.flush().await
-            }
-        }
-    }
-
-    async fn shutdown(&mut self) {
-        let _ = match self {
-            Conn::Plain(s) => s.shutdown().await,
-            Conn::Tls(s) => s.shutdown().await,
-        };
+        self.shared.closed.get() || self.shared.aborted.get()
     }
 }
 
@@ -194,30 +190,150 @@ pub fn spawn(
     target: Recipient<Inbound>,
     log: slog::Logger,
 ) -> Outbox {
-    let (outbox, rx) = Outbox::new(params.write_limit);
+    let outbox = Outbox::new(params.write_limit);
     let shared = outbox.shared.clone();
     actix_rt::spawn(async move {
-        let reason = run(params, rx, shared, &control, target, &log).await;
+        let reason = run(params, &shared, &control, target, &log).await;
+        shared.closed.set(true);
+        shared.queue.borrow_mut().clear();
         slog::debug!(log, # "XMPPI", "connection closed"; "reason" => &reason);
         control.do_send(FromIo::Closed(reason));
     });
     outbox
 }
 
-const READ_CHUNK: usize = 4096;
+/// Bytes read from a socket at once, into a buffer shared by every connection of the
+/// thread: an idle connection holds no read buffer.
+const READ_CHUNK: usize = 32 * 1024;
+
+/// How long a stream stays quiet between stanzas before its parser is dropped (and
+/// rebuilt from the stream's declarations when data comes again).
+const PARK_AFTER: Duration = Duration::from_secs(2);
+
+thread_local! {
+    static READ_BUF: std::cell::RefCell<Vec<u8>> = std::cell::RefCell::new(vec![0u8; READ_CHUNK]);
+}
+
+/// The stream parser, or what is left of it while the stream is idle.
+enum ParserSlot {
+    Active(Box<StreamParser>),
+    Parked(Parked),
+}
+
+impl ParserSlot {
+    fn fresh(limits: Limits) -> ParserSlot {
+        ParserSlot::Active(Box::new(StreamParser::new(limits)))
+    }
+
+    fn active(&mut self, limits: Limits) -> &mut StreamParser {
+        if let ParserSlot::Parked(p) = self {
+            *self = ParserSlot::Active(Box::new(StreamParser::resume(limits, p)));
+        }
+        match self {
+            ParserSlot::Active(p) => p,
+            ParserSlot::Parked(_) => unreachable!("resumed above"),
+        }
+    }
+
+    fn park(&mut self) {
+        if let ParserSlot::Active(p) = self
+            && let Some(parked) = p.park()
+        {
+            *self = ParserSlot::Parked(parked);
+        }
+    }
+}
+
+/// What one read produced.
+struct ReadOutcome {
+    events: Vec<StreamEvent>,
+    error: Option<StreamError>,
+    /// The peer closed (TCP EOF or TLS close_notify).
+    closed: bool,
+    /// The data ended between stanzas (the parser may be parked later).
+    clean: bool,
+}
+
+/// Read what the socket has, decrypt it, and parse it — synchronously, with the
+/// thread's read buffer. `None` when the readiness was spurious.
+fn read_now(
+    tcp: &TcpStream,
+    tls: &mut Option<Box<RecordLayer>>,
+    parser: &mut ParserSlot,
+    limits: Limits,
+    max: usize,
+    log: &slog::Logger,
+) -> std::io::Result<Option<(usize, ReadOutcome)>> {
+    READ_BUF.with(|buf| {
+        let mut buf = buf.borrow_mut();
+        let max = max.clamp(1, buf.len());
+        let n = match tcp.try_read(&mut buf[..max]) {
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        let mut out = ReadOutcome {
+            events: Vec::new(),
+            error: None,
+            closed: n == 0,
+            clean: false,
+        };
+        if n == 0 {
+            return Ok(Some((0, out)));
+        }
+        let mut last = 0u8;
+        let mut feed = |data: &[u8]| {
+            slog::trace!(log, # "XMPPI", "recv"; "xml" => crate::log_mask::mask(data));
+            if out.error.is_none()
+                && let Err(e) = parser.active(limits).feed(data, &mut out.events)
+            {
+                out.error = Some(e);
+            }
+            if let Some(b) = data.iter().rev().find(|b| !b.is_ascii_whitespace()) {
+                last = *b;
+            }
+        };
+        match tls {
+            Some(layer) => match layer.open(&mut buf[..n], &mut feed) {
+                Ok(Some(crate::record_layer::Event::Closed)) => out.closed = true,
+                Ok(None) => {}
+                Err(e) => {
+                    return Err(std::io::Error::new(std::io::ErrorKind::InvalidData, e));
+                }
+            },
+            None => feed(&buf[..n]),
+        }
+        out.clean = last == b'>' && tls.as_ref().is_none_or(|l| l.pending() == 0);
+        Ok(Some((n, out)))
+    })
+}
+
+/// The I/O task's state between events.
+struct Io {
+    tcp: TcpStream,
+    tls: Option<Box<RecordLayer>>,
+    tls_ctx: TlsContext,
+    tls_timeout: Duration,
+    limits: Limits,
+    parser: ParserSlot,
+    wbuf: Vec<u8>,
+    target: Recipient<Inbound>,
+    shaper: Option<Shaper>,
+    reading: bool,
+    park_at: Option<tokio::time::Instant>,
+}
 
 async fn run(
     params: IoParams,
-    mut rx: mpsc::UnboundedReceiver<Out>,
-    shared: Arc<OutShared>,
+    shared: &OutShared,
     control: &Recipient<FromIo>,
-    mut target: Recipient<Inbound>,
+    target: Recipient<Inbound>,
     log: &slog::Logger,
 ) -> String {
     let IoParams {
         tcp,
         direct_tls,
-        tls,
+        tls: tls_ctx,
         limits,
         tls_timeout,
         read_rate,
@@ -225,121 +341,174 @@ async fn run(
         gauge: _gauge,
         ..
     } = params;
-    let mut shaper = Shaper::new(read_rate, read_burst, Instant::now());
-    let mut conn = if direct_tls {
-        match handshake(tcp, &tls, tls_timeout).await {
-            Ok((c, cb)) => {
-                if control.send(FromIo::TlsUp(cb)).await.is_err() {
-                    return "connection actor gone".into();
-                }
-                c
-            }
-            Err(e) => return e,
-        }
-    } else {
-        Conn::Plain(tcp)
+    let mut io = Io {
+        tcp,
+        tls: None,
+        tls_ctx,
+        tls_timeout,
+        limits,
+        parser: ParserSlot::fresh(limits),
+        wbuf: Vec::new(),
+        target,
+        shaper: Shaper::new(read_rate, read_burst, Instant::now()),
+        reading: true,
+        park_at: None,
     };
-    let mut parser = StreamParser::new(limits);
-    let mut rbuf = vec![0u8; READ_CHUNK];
-    let mut wbuf: Vec<u8> = Vec::new();
-    let mut events = Vec::new();
-    let mut reading = true;
+    if direct_tls && let Err(e) = Box::pin(io.start_tls(control)).await {
+        return e;
+    }
+    // The loop itself only waits: the work after each wake-up runs in boxed futures,
+    // so an idle connection's task stays small.
     loop {
-        tokio::select! {
+        let r = tokio::select! {
             biased;
-            _ = shared.abort.notified() => return "aborted: peer not reading or server closing".into(),
-            cmd = rx.recv() => {
-                let Some(cmd) = cmd else { return "connection actor gone".into() };
-                // Batch every queued write into one syscall.
-                let mut next = Some(cmd);
-                while let Some(cmd) = next.take() {
-                    match cmd {
-                        Out::Data(d) => {
-                            shared.queued.fetch_sub(d.len(), Ordering::Relaxed);
-                            if wbuf.is_empty() { wbuf = d } else { wbuf.extend_from_slice(&d) }
-                        }
-                        other => {
-                            if let Err(e) = flush(&mut conn, &mut wbuf, &shared, log).await { return e; }
-                            match other {
-                                Out::StartTls => {
-                                    let Conn::Plain(tcp) = conn else { return "STARTTLS on a TLS stream".into() };
-                                    match handshake(tcp, &tls, tls_timeout).await {
-                                        Ok((c, cb)) => {
-                                            conn = c;
-                                            parser = StreamParser::new(limits);
-                                            if control.send(FromIo::TlsUp(cb)).await.is_err() {
-                                                return "connection actor gone".into();
-                                            }
-                                        }
-                                        Err(e) => return e,
-                                    }
-                                }
-                                Out::ResetParser => parser = StreamParser::new(limits),
-                                Out::Retarget(t) => target = t,
-                                Out::Close => {
-                                    conn.shutdown().await;
-                                    linger(&mut conn).await;
-                                    return "closed by server".into();
-                                }
-                                Out::Data(_) => {}
-                            }
-                        }
-                    }
-                    next = rx.try_recv().ok();
-                }
-                if let Err(e) = flush(&mut conn, &mut wbuf, &shared, log).await { return e; }
+            _ = shared.abort.notified() => Err("aborted: peer not reading or server closing".into()),
+            _ = shared.wake.notified() => match shared.pop() {
+                None => Ok(()),
+                Some(cmd) => Box::pin(io.on_commands(cmd, shared, control, log)).await,
+            },
+            _ = tokio::time::sleep_until(io.park_at.unwrap_or_else(tokio::time::Instant::now)), if io.park_at.is_some() => {
+                io.park_at = None;
+                io.parser.park();
+                Ok(())
             }
-            r = shaped_read(&mut conn, &mut rbuf, shaper.as_mut()), if reading => {
-                let n = match r {
-                    Ok(0) => return "peer closed the connection".into(),
-                    Ok(n) => n,
-                    Err(e) => return format!("read: {e}"),
-                };
-                if let Some(s) = shaper.as_mut() {
-                    s.consume(n, Instant::now());
-                }
-                slog::trace!(log, # "XMPPI", "recv"; "xml" => crate::log_mask::mask(&rbuf[..n]));
-                let res = parser.feed(&rbuf[..n], &mut events);
-                let mut stanzas = Vec::new();
-                for ev in events.drain(..) {
-                    match ev {
-                        StreamEvent::Stanza(el) => stanzas.push(el),
-                        other => {
-                            if !stanzas.is_empty() && target.send(Inbound(std::mem::take(&mut stanzas))).await.is_err() {
-                                return "stanza target gone".into();
-                            }
-                            let ctl = match other {
-                                StreamEvent::Header(h) => FromIo::Header(h),
-                                _ => FromIo::End,
-                            };
-                            if control.send(ctl).await.is_err() {
-                                return "connection actor gone".into();
-                            }
-                        }
-                    }
-                }
-                if !stanzas.is_empty() && target.send(Inbound(stanzas)).await.is_err() {
-                    return "stanza target gone".into();
-                }
-                if let Err(e) = res {
-                    // Stop reading; the actor writes the stream error and closes.
-                    reading = false;
-                    if control.send(FromIo::ParseError(e)).await.is_err() {
-                        return "connection actor gone".into();
-                    }
-                }
-            }
+            r = shaped_readable(&io.tcp, io.shaper.as_mut()), if io.reading => match r {
+                Err(e) => Err(format!("read: {e}")),
+                Ok(()) => Box::pin(io.on_readable(control, log)).await,
+            },
+        };
+        if let Err(reason) = r {
+            return reason;
         }
     }
 }
 
-/// Read once, after waiting as long as the shaper asks. Dropping the future while it
-/// waits loses nothing (the next one asks again).
-async fn shaped_read(
-    conn: &mut Conn,
-    buf: &mut [u8],
-    shaper: Option<&mut Shaper>,
-) -> std::io::Result<usize> {
+impl Io {
+    async fn start_tls(&mut self, control: &Recipient<FromIo>) -> Result<(), String> {
+        if self.tls.is_some() {
+            return Err("STARTTLS on a TLS stream".into());
+        }
+        let (layer, cb) = handshake(&mut self.tcp, &self.tls_ctx, self.tls_timeout).await?;
+        self.tls = Some(Box::new(layer));
+        self.parser = ParserSlot::fresh(self.limits);
+        control
+            .send(FromIo::TlsUp(cb))
+            .await
+            .map_err(|_| "connection actor gone".to_string())
+    }
+
+    /// Handle a command and everything queued behind it; writes are batched into one
+    /// syscall. `Err` ends the connection (with the reason).
+    async fn on_commands(
+        &mut self,
+        first: Out,
+        shared: &OutShared,
+        control: &Recipient<FromIo>,
+        log: &slog::Logger,
+    ) -> Result<(), String> {
+        let mut next = Some(first);
+        while let Some(cmd) = next.take() {
+            match cmd {
+                Out::Data(d) => {
+                    shared
+                        .queued
+                        .set(shared.queued.get().saturating_sub(d.len()));
+                    if self.wbuf.is_empty() {
+                        self.wbuf = d
+                    } else {
+                        self.wbuf.extend_from_slice(&d)
+                    }
+                }
+                other => {
+                    flush(&self.tcp, &mut self.tls, &mut self.wbuf, shared, log).await?;
+                    match other {
+                        Out::StartTls => self.start_tls(control).await?,
+                        Out::ResetParser => self.parser = ParserSlot::fresh(self.limits),
+                        Out::Retarget(t) => self.target = t,
+                        Out::Close => {
+                            close(&mut self.tcp, &mut self.tls).await;
+                            return Err("closed by server".into());
+                        }
+                        Out::Data(_) => {}
+                    }
+                }
+            }
+            next = shared.pop();
+        }
+        flush(&self.tcp, &mut self.tls, &mut self.wbuf, shared, log).await
+    }
+
+    /// The socket is readable: read, decrypt, parse, and hand the events on.
+    async fn on_readable(
+        &mut self,
+        control: &Recipient<FromIo>,
+        log: &slog::Logger,
+    ) -> Result<(), String> {
+        // a shaped connection reads no more than its bucket holds
+        let max = self
+            .shaper
+            .as_mut()
+            .map_or(READ_CHUNK, |s| s.allowance(Instant::now(), 512));
+        let (n, outcome) = match read_now(
+            &self.tcp,
+            &mut self.tls,
+            &mut self.parser,
+            self.limits,
+            max,
+            log,
+        ) {
+            Ok(Some(x)) => x,
+            Ok(None) => return Ok(()),
+            Err(e) => return Err(format!("read: {e}")),
+        };
+        if let Some(s) = self.shaper.as_mut() {
+            s.consume(n, Instant::now());
+        }
+        self.park_at = outcome
+            .clean
+            .then(|| tokio::time::Instant::now() + PARK_AFTER);
+        let gone = |_| "connection actor gone".to_string();
+        let mut stanzas = Vec::new();
+        for ev in outcome.events {
+            match ev {
+                StreamEvent::Stanza(el) => stanzas.push(el),
+                other => {
+                    if !stanzas.is_empty() {
+                        let batch = Inbound(std::mem::take(&mut stanzas));
+                        self.target
+                            .send(batch)
+                            .await
+                            .map_err(|_| "stanza target gone".to_string())?;
+                    }
+                    let ctl = match other {
+                        StreamEvent::Header(h) => FromIo::Header(h),
+                        _ => FromIo::End,
+                    };
+                    control.send(ctl).await.map_err(gone)?;
+                }
+            }
+        }
+        if !stanzas.is_empty() {
+            self.target
+                .send(Inbound(stanzas))
+                .await
+                .map_err(|_| "stanza target gone".to_string())?;
+        }
+        if let Some(e) = outcome.error {
+            // Stop reading; the actor writes the stream error and closes.
+            self.reading = false;
+            self.park_at = None;
+            control.send(FromIo::ParseError(e)).await.map_err(gone)?;
+        } else if outcome.closed {
+            return Err("peer closed the connection".into());
+        }
+        Ok(())
+    }
+}
+
+/// Wait until the socket is readable, after waiting as long as the shaper asks.
+/// Dropping the future while it waits loses nothing (the next one asks again).
+async fn shaped_readable(tcp: &TcpStream, shaper: Option<&mut Shaper>) -> std::io::Result<()> {
     if let Some(s) = shaper {
         let d = s.delay(Instant::now());
         if !d.is_zero() {
@@ -347,11 +516,13 @@ async fn shaped_read(
             tokio::time::sleep(d).await;
         }
     }
-    conn.read(buf).await
+    tcp.readable().await
 }
 
+/// Write everything queued (encrypted when TLS is up); the buffer is given back.
 async fn flush(
-    conn: &mut Conn,
+    tcp: &TcpStream,
+    tls: &mut Option<Box<RecordLayer>>,
     wbuf: &mut Vec<u8>,
     shared: &OutShared,
     log: &slog::Logger,
@@ -360,39 +531,58 @@ async fn flush(
         return Ok(());
     }
     slog::trace!(log, # "XMPPI", "send"; "xml" => crate::log_mask::mask(wbuf));
+    let data = match tls {
+        Some(layer) => {
+            let records = wbuf.len().div_ceil(crate::record_layer::MAX_PLAINTEXT);
+            let mut sealed = Vec::with_capacity(wbuf.len() + records * 22);
+            layer.seal(wbuf, &mut sealed);
+            sealed
+        }
+        None => std::mem::take(wbuf),
+    };
+    *wbuf = Vec::new();
     tokio::select! {
         biased;
-        _ = shared.abort.notified() => return Err("aborted: peer not reading".into()),
-        r = conn.write_all(wbuf) => r.map_err(|e| format!("write: {e}"))?,
+        _ = shared.abort.notified() => Err("aborted: peer not reading".into()),
+        r = write_all(tcp, &data) => r.map_err(|e| format!("write: {e}")),
     }
-    wbuf.clear();
-    if wbuf.capacity() > 64 * 1024 {
-        *wbuf = Vec::new();
+}
+
+async fn write_all(tcp: &TcpStream, mut data: &[u8]) -> std::io::Result<()> {
+    while !data.is_empty() {
+        match tcp.try_write(data) {
+            Ok(n) => data = &data[n..],
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => tcp.writable().await?,
+            Err(e) => return Err(e),
+        }
     }
     Ok(())
 }
 
 async fn handshake(
-    tcp: TcpStream,
+    tcp: &mut TcpStream,
     tls: &TlsContext,
     timeout: Duration,
-) -> Result<(Conn, ChannelBinding), String> {
-    match tokio::time::timeout(timeout, tls.acceptor.accept(tcp)).await {
-        Ok(Ok(s)) => {
-            let cb = tls.channel_binding(s.get_ref().1);
-            Ok((Conn::Tls(Box::new(s)), cb))
-        }
+) -> Result<(RecordLayer, ChannelBinding), String> {
+    match tokio::time::timeout(timeout, tls.accept(tcp)).await {
+        Ok(Ok(x)) => Ok(x),
         Ok(Err(e)) => Err(format!("TLS handshake: {e}")),
         Err(_) => Err("TLS handshake timed out".into()),
     }
 }
 
-/// After our closing tag, give the peer a moment to close its side.
-async fn linger(conn: &mut Conn) {
+/// Close: TLS close_notify, TCP shutdown, then give the peer a moment to close its side.
+async fn close(tcp: &mut TcpStream, tls: &mut Option<Box<RecordLayer>>) {
+    if let Some(layer) = tls {
+        let mut alert = Vec::new();
+        layer.close_notify(&mut alert);
+        let _ = write_all(tcp, &alert).await;
+    }
+    let _ = tcp.shutdown().await;
     let mut buf = [0u8; 512];
     let _ = tokio::time::timeout(Duration::from_secs(2), async {
         loop {
-            match conn.read(&mut buf).await {
+            match tcp.read(&mut buf).await {
                 Ok(0) | Err(_) => break,
                 Ok(_) => {}
             }

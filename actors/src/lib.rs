@@ -15,6 +15,7 @@ pub mod listener;
 pub mod log_mask;
 pub mod ns;
 pub mod offline;
+pub mod record_layer;
 pub mod registry;
 pub mod roster;
 pub mod routes;

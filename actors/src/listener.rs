@@ -125,9 +125,12 @@ async fn refuse(mut tcp: TcpStream, tls: ListenerTls, ctx: Ctx) {
                 let _ = tcp.shutdown().await;
             }
             ListenerTls::Direct => {
-                if let Ok(mut s) = ctx.tls.acceptor.accept(tcp).await {
-                    let _ = s.write_all(msg.as_bytes()).await;
-                    let _ = s.shutdown().await;
+                if let Ok((mut layer, _)) = ctx.tls.accept(&mut tcp).await {
+                    let mut out = Vec::new();
+                    layer.seal(msg.as_bytes(), &mut out);
+                    layer.close_notify(&mut out);
+                    let _ = tcp.write_all(&out).await;
+                    let _ = tcp.shutdown().await;
                 }
             }
         }

@@ -59,6 +59,13 @@ impl Shaper {
         Duration::from_millis(ms.min(60_000.0) as u64)
     }
 
+    /// How many bytes the next read may take (the tokens in the bucket, at least
+    /// `floor` so that a read always makes progress).
+    pub fn allowance(&mut self, now: Instant, floor: usize) -> usize {
+        self.refill(now);
+        (self.tokens.max(0.0) as usize).max(floor)
+    }
+
     /// Count a read that had to wait (for the monitoring page).
     pub fn note_delayed() {
         DELAYED_READS.fetch_add(1, Ordering::Relaxed);

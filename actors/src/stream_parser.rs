@@ -96,6 +96,9 @@ pub struct StreamParser {
     header_attributes: usize,
     /// The prefix the stream header's element name used (`stream` expected).
     header_prefix: Option<Option<String>>,
+    /// The header's namespace declarations, rewritten as a minimal opening tag, so that
+    /// an idle stream can drop its parser and later rebuild it (see [`Self::park`]).
+    decls: Option<Box<str>>,
     failed: bool,
 }
 
@@ -117,8 +120,26 @@ impl StreamParser {
             pending: 0,
             header_attributes: 0,
             header_prefix: None,
+            decls: None,
             failed: false,
         }
+    }
+
+    /// When the stream sits between stanzas, give up the parser's memory and return
+    /// what is needed to rebuild it: the header's declarations as an opening tag.
+    /// `None` while a stanza is partly received (the parser must stay).
+    pub fn park(&self) -> Option<Parked> {
+        (self.depth == 1 && !self.failed).then(|| Parked(self.decls.clone().unwrap_or_default()))
+    }
+
+    /// Rebuild a parked parser: the same stream, between stanzas.
+    pub fn resume(limits: Limits, parked: &Parked) -> StreamParser {
+        let mut p = StreamParser::new(limits);
+        let mut events = Vec::new();
+        // our own well-formed tag: it cannot fail, and its header event is not news
+        let _ = p.feed(parked.0.as_bytes(), &mut events);
+        p.header_bytes = 0;
+        p
     }
 
     /// True when no stanza is partially received (a safe point to drop the parser state).
@@ -262,6 +283,7 @@ impl StreamParser {
                         *slot = Some(value);
                     }
                     self.depth = 1;
+                    self.decls = Some(opening_tag(&self.header).into());
                     out.push(StreamEvent::Header(std::mem::take(&mut self.header)));
                     Ok(())
                 }
@@ -334,6 +356,24 @@ impl StreamParser {
             }
         }
     }
+}
+
+/// What a parked parser keeps: the stream's opening tag with its declarations.
+#[derive(Debug, Clone, Default)]
+pub struct Parked(Box<str>);
+
+/// A minimal `<stream:stream>` opening tag declaring what `h` declared.
+fn opening_tag(h: &StreamHeader) -> String {
+    use crate::xml_escape::escape_attr;
+    let mut t = String::from("<stream:stream");
+    if let Some(d) = &h.default_ns {
+        t.push_str(&format!(" xmlns='{}'", escape_attr(d)));
+    }
+    for (p, n) in &h.prefixes {
+        t.push_str(&format!(" xmlns:{p}='{}'", escape_attr(n)));
+    }
+    t.push('>');
+    t
 }
 
 fn too_big() -> StreamError {
@@ -747,5 +787,32 @@ mod tests {
             panic!()
         };
         assert!(m.is("message", "jabber:client"));
+    }
+
+    #[test]
+    fn a_parked_stream_resumes_with_its_namespaces() {
+        let hdr = "<stream:stream xmlns:stream='http://etherx.jabber.org/streams' xmlns='jabber:client' xmlns:x='urn:x' to='localhost' version='1.0'>";
+        let mut p = StreamParser::new(Limits::default());
+        let mut out = Vec::new();
+        p.feed(hdr.as_bytes(), &mut out).expect("header");
+        p.feed(b"<message/>", &mut out).expect("one");
+        let parked = p.park().expect("between stanzas");
+        drop(p);
+        let mut p = StreamParser::resume(Limits::default(), &parked);
+        let mut out = Vec::new();
+        p.feed(b"<message><x:y/></message></stream:stream>", &mut out)
+            .expect("resumed");
+        assert_eq!(out.len(), 2, "no second header event: {out:?}");
+        let StreamEvent::Stanza(m) = &out[0] else {
+            panic!("stanza")
+        };
+        assert!(m.is("message", "jabber:client"));
+        assert!(m.has_child("y", "urn:x"));
+        assert!(matches!(out[1], StreamEvent::End));
+        // mid-stanza there is nothing to park
+        let mut p = StreamParser::new(Limits::default());
+        p.feed(hdr.as_bytes(), &mut out).expect("header");
+        p.feed(b"<message><body>", &mut out).expect("partial");
+        assert!(p.park().is_none());
     }
 }

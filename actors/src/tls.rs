@@ -1,6 +1,7 @@
 //! TLS for streams: certificates per domain (chosen by SNI), the rustls server
 //! configuration, and the channel-binding data SCRAM-*-PLUS needs.
 
+use crate::record_layer::RecordLayer;
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, pem::PemObject};
 use rustls::server::{ClientHello, ResolvesServerCert, ServerConfig, ServerConnection};
@@ -9,7 +10,8 @@ use sha2::{Digest, Sha256, Sha384, Sha512};
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
-use tokio_rustls::TlsAcceptor;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
 
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
@@ -86,7 +88,7 @@ impl ResolvesServerCert for CertStore {
 /// Everything a connection needs for TLS.
 #[derive(Clone)]
 pub struct TlsContext {
-    pub acceptor: TlsAcceptor,
+    config: Arc<ServerConfig>,
     certs: Arc<CertStore>,
 }
 
@@ -102,15 +104,17 @@ impl TlsContext {
                 .collect(),
             default: Arc::new(default),
         });
+        // TLS 1.3 only: after the handshake its record layer is ours (see record_layer)
         let mut cfg = ServerConfig::builder_with_provider(provider())
-            .with_safe_default_protocol_versions()?
+            .with_protocol_versions(&[&rustls::version::TLS13])?
             .with_no_client_auth()
             .with_cert_resolver(certs.clone());
         // Memory per idle session matters more than resumption across restarts.
         cfg.session_storage = rustls::server::ServerSessionMemoryCache::new(1024);
         cfg.send_tls13_tickets = 0;
+        cfg.enable_secret_extraction = true;
         Ok(TlsContext {
-            acceptor: TlsAcceptor::from(Arc::new(cfg)),
+            config: Arc::new(cfg),
             certs,
         })
     }
@@ -127,6 +131,67 @@ impl TlsContext {
         let ck = self.certs.pick(conn.server_name());
         let endpoint = ck.cert.first().map(|c| server_end_point(c.as_ref()));
         ChannelBinding { exporter, endpoint }
+    }
+}
+
+/// Why a TLS handshake failed.
+#[derive(Debug, thiserror::Error)]
+pub enum HandshakeError {
+    #[error("TLS: {0}")]
+    Tls(#[from] rustls::Error),
+    #[error("TLS record layer: {0}")]
+    Record(#[from] crate::record_layer::RecordError),
+    #[error("during the TLS handshake: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("TLS handshake record too large")]
+    Oversized,
+}
+
+impl TlsContext {
+    /// Run the server side of a TLS 1.3 handshake on `tcp` with rustls, then take its
+    /// traffic secrets for our own record layer.
+    ///
+    /// Records are read one at a time, so nothing the client sends after its Finished
+    /// is consumed here: it stays in the socket for the record layer.
+    pub async fn accept(
+        &self,
+        tcp: &mut TcpStream,
+    ) -> Result<(RecordLayer, ChannelBinding), HandshakeError> {
+        let mut conn = ServerConnection::new(self.config.clone())?;
+        let mut record = Vec::with_capacity(1024);
+        let mut out = Vec::new();
+        loop {
+            while conn.wants_write() {
+                out.clear();
+                conn.write_tls(&mut out)?;
+                tcp.write_all(&out).await?;
+            }
+            if !conn.is_handshaking() {
+                break;
+            }
+            record.resize(5, 0);
+            tcp.read_exact(&mut record[..5]).await?;
+            let len = u16::from_be_bytes([record[3], record[4]]) as usize;
+            if len > (1 << 14) + 2048 {
+                return Err(HandshakeError::Oversized);
+            }
+            record.resize(5 + len, 0);
+            tcp.read_exact(&mut record[5..]).await?;
+            let mut rest = &record[..];
+            while !rest.is_empty() {
+                conn.read_tls(&mut rest)?;
+                if let Err(e) = conn.process_new_packets() {
+                    // tell the client why (the alert), then give up
+                    out.clear();
+                    let _ = conn.write_tls(&mut out);
+                    let _ = tcp.write_all(&out).await;
+                    return Err(e.into());
+                }
+            }
+        }
+        let cb = self.channel_binding(&conn);
+        let layer = RecordLayer::new(conn.dangerous_extract_secrets()?)?;
+        Ok((layer, cb))
     }
 }
 
