@@ -100,7 +100,7 @@ impl Sqlite {
         c.busy_timeout(std::time::Duration::from_secs(5))
             .map_err(db_err)?;
         c.execute_batch(
-            "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;",
+            "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON; PRAGMA cache_size = -1024;",
         )
         .map_err(db_err)?;
         Ok(c)
@@ -108,7 +108,7 @@ impl Sqlite {
 
     fn give_back(&self, c: Connection) {
         if let Ok(mut p) = self.pool.lock()
-            && p.len() < 8
+            && p.len() < 4
         {
             p.push(c);
         }

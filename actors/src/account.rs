@@ -16,7 +16,7 @@ use crate::stanza::{self, ErrorCondition, set_attr};
 use crate::storage::{RosterData, StorageError};
 use actix::prelude::*;
 use minidom::Element;
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 use xmpp_parsers::jid::{BareJid, Jid};
 
@@ -29,8 +29,9 @@ pub const NS_PRIVATE: &str = "jabber:iq:private";
 /// One bound resource of the account.
 struct Resource {
     addr: Addr<Session>,
-    /// The last available presence broadcast (no `to`), when available.
-    presence: Option<Element>,
+    /// The last available presence broadcast (no `to`), serialised (an element
+    /// costs ten times the bytes), when available.
+    presence: Option<Box<str>>,
     priority: i8,
     /// Requested the roster (gets pushes) / the blocklist (gets blocklist pushes).
     roster_interest: bool,
@@ -54,7 +55,7 @@ pub struct Account {
     /// Contact → the subscription request stanza waiting for an answer.
     pending: BTreeMap<String, String>,
     blocklist: Vec<String>,
-    resources: HashMap<String, Resource>,
+    resources: Resources,
     linger: Option<SpawnHandle>,
 }
 
@@ -74,7 +75,7 @@ impl Account {
             ver: 0,
             pending: BTreeMap::new(),
             blocklist: Vec::new(),
-            resources: HashMap::new(),
+            resources: Resources::default(),
             linger: None,
         }
     }
@@ -189,7 +190,7 @@ impl Account {
 
     /// Roster push to every resource that asked for the roster.
     fn push(&self, item: Element) {
-        for (res, r) in &self.resources {
+        for (res, r) in self.resources.iter() {
             if r.roster_interest {
                 r.addr.do_send(Write(roster::push(
                     self.full(res).as_str(),
@@ -309,8 +310,7 @@ impl Account {
     /// The current presence of every available resource, to `to`.
     fn send_presence_to(&self, to: &str) {
         for (res, r) in self.available() {
-            if let Some(p) = &r.presence {
-                let mut p = p.clone();
+            if let Some(mut p) = r.presence_element() {
                 set_attr(&mut p, "from", self.full(res).as_str());
                 set_attr(&mut p, "to", to);
                 self.route(p);
@@ -385,7 +385,7 @@ impl Account {
             return;
         };
         let initial = r.presence.is_none();
-        r.presence = Some(p.clone());
+        r.presence = Some(crate::xml_writer::to_string(&p).into());
         r.priority = priority;
         // to contacts subscribed to the user's presence
         for (contact, item) in &self.roster {
@@ -422,9 +422,8 @@ impl Account {
         // the other resources' presence, to the new one
         for (res, r) in self.available() {
             if res != resource
-                && let Some(other) = &r.presence
+                && let Some(mut q) = r.presence_element()
             {
-                let mut q = other.clone();
                 set_attr(&mut q, "to", &full);
                 self.write(resource, q);
             }
@@ -732,7 +731,7 @@ impl Account {
                 }
                 if changed {
                     let shared = std::sync::Arc::new(act.blocklist.clone());
-                    for (name, r) in &act.resources {
+                    for (name, r) in act.resources.iter() {
                         r.addr.do_send(BlocklistUpdate(shared.clone()));
                         if r.block_interest {
                             let mut iq = Element::bare("iq", ns::CLIENT);
@@ -1120,9 +1119,46 @@ impl Handler<StopAccount> for Account {
 }
 
 /// Mark a resource's offline messages as handed over; returns whether they already were.
-fn r_offline_done(resources: &mut HashMap<String, Resource>, resource: &str) -> bool {
+fn r_offline_done(resources: &mut Resources, resource: &str) -> bool {
     match resources.get_mut(resource) {
         Some(r) => std::mem::replace(&mut r.offline_done, true),
         None => true,
+    }
+}
+
+impl Resource {
+    fn presence_element(&self) -> Option<Element> {
+        self.presence.as_deref().and_then(|p| p.parse().ok())
+    }
+}
+
+/// The account's bound resources: a handful at most, so a vector.
+#[derive(Default)]
+struct Resources(Vec<(String, Resource)>);
+
+impl Resources {
+    fn get(&self, name: &str) -> Option<&Resource> {
+        self.0.iter().find(|(n, _)| n == name).map(|(_, r)| r)
+    }
+
+    fn get_mut(&mut self, name: &str) -> Option<&mut Resource> {
+        self.0.iter_mut().find(|(n, _)| n == name).map(|(_, r)| r)
+    }
+
+    fn insert(&mut self, name: String, r: Resource) {
+        self.remove(&name);
+        self.0.push((name, r));
+    }
+
+    fn remove(&mut self, name: &str) {
+        self.0.retain(|(n, _)| n != name);
+    }
+
+    fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    fn iter(&self) -> impl Iterator<Item = (&String, &Resource)> {
+        self.0.iter().map(|(n, r)| (n, r))
     }
 }

@@ -840,6 +840,8 @@ impl Connection {
                 act.session = Some(addr);
                 act.phase = Phase::Bound;
                 act.pump(ctx);
+                // negotiation is over: keep nothing it needed
+                act.backlog = VecDeque::new();
             })
             .wait(ctx);
     }

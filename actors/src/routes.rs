@@ -40,7 +40,14 @@ pub enum RouteUpdate {
 impl RouteTable {
     pub fn apply(&mut self, u: RouteUpdate) {
         match u {
-            RouteUpdate::Add(bare, r) => self.map.entry(bare).or_default().push(r),
+            RouteUpdate::Add(bare, r) => {
+                // most accounts have one session: no room for more until needed
+                let v = self
+                    .map
+                    .entry(bare)
+                    .or_insert_with(|| Vec::with_capacity(1));
+                v.push(r);
+            }
             RouteUpdate::Remove(bare, addr) => {
                 if let Some(v) = self.map.get_mut(&bare) {
                     v.retain(|r| r.addr != addr);
