@@ -606,7 +606,7 @@ impl Connection {
                     Some(_) => "=".into(),
                     None => String::new(),
                 };
-                slog::info!(self.log, # "XMPPI", "authenticated"; "user" => &who.username, "domain" => self.domain_name(), "mechanism" => run_mech.name());
+                slog::debug!(self.log, # "XMPPI", "authenticated"; "user" => &who.username, "domain" => self.domain_name(), "mechanism" => run_mech.name());
                 if let Some(a) = self.sasl_account.take() {
                     AuthThrottle::global().succeeded(&a);
                 }
@@ -734,7 +734,7 @@ impl Connection {
                     act.check_failures(ctx);
                     return act.pump(ctx);
                 }
-                slog::info!(act.log, # "XMPPI", "authenticated (legacy)"; "user" => &user);
+                slog::debug!(act.log, # "XMPPI", "authenticated (legacy)"; "user" => &user);
                 AuthThrottle::global().succeeded(&account);
                 act.auth = Some(Authenticated { username: user, anonymous: false });
                 act.bind(el, Some(req.resource.clone()), true, ctx);
