@@ -104,6 +104,9 @@ certificate = "$certs/cert.pem"
 key = "$certs/key.pem"
 [auth]
 scram_iterations = 4096
+[limits]
+# no per-connection read shaping, as for the peers (ejabberd: c2s_shaper none)
+read_rate = 0
 EOF
   "$bin" --config "$d/xmppd.toml" check-config >&2 || die "xmppd check-config failed"
   local t0=$SECONDS
