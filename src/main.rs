@@ -218,50 +218,50 @@ fn read_password(given: Option<String>) -> Result<String, CliError> {
     Ok(p)
 }
 
+/// Credentials for a new password (read at a prompt when not given).
+fn new_credentials(s: &Settings, given: Option<String>) -> Result<Credentials, CliError> {
+    let pw = read_password(given)?;
+    if pw.is_empty() {
+        return Err(CliError::Usage("empty password".into()));
+    }
+    let keep_plain = s.auth.password_format == PasswordFormat::Plain;
+    Ok(Credentials::derive(
+        &pw,
+        s.auth.scram_iterations,
+        keep_plain,
+    ))
+}
+
+/// A storage error about one account, worded for the command line.
+fn account_error(e: StorageError, user: &str, domain: &str) -> CliError {
+    match e {
+        StorageError::Exists => CliError::Usage(format!("{user}@{domain} already exists")),
+        StorageError::NotFound => CliError::Usage(format!("no account {user}@{domain}")),
+        e => e.into(),
+    }
+}
+
 fn account(s: &Settings, action: AccountCmd) -> Result<(), CliError> {
     let db = storage::Sqlite::open(&database_path(s))?;
-    let keep_plain = s.auth.password_format == PasswordFormat::Plain;
     match action {
         AccountCmd::Add { jid, password } => {
             let (user, domain) = parse_account(&jid, s)?;
-            let pw = read_password(password)?;
-            if pw.is_empty() {
-                return Err(CliError::Usage("empty password".into()));
-            }
-            db.create_account(
-                &domain,
-                &user,
-                &Credentials::derive(&pw, s.auth.scram_iterations, keep_plain),
-            )
-            .map_err(|e| match e {
-                StorageError::Exists => CliError::Usage(format!("{user}@{domain} already exists")),
-                e => e.into(),
-            })?;
+            let creds = new_credentials(s, password)?;
+            db.create_account(&domain, &user, &creds)
+                .map_err(|e| account_error(e, &user, &domain))?;
             println!("created {user}@{domain}");
         }
         AccountCmd::Del { jid } => {
             let (user, domain) = parse_account(&jid, s)?;
-            db.delete_account(&domain, &user).map_err(|e| match e {
-                StorageError::NotFound => CliError::Usage(format!("no account {user}@{domain}")),
-                e => e.into(),
-            })?;
+            db.delete_account(&domain, &user)
+                .map_err(|e| account_error(e, &user, &domain))?;
             println!("deleted {user}@{domain}");
         }
         AccountCmd::Passwd { jid, password } => {
             let (user, domain) = parse_account(&jid, s)?;
-            let pw = read_password(password)?;
-            if pw.is_empty() {
-                return Err(CliError::Usage("empty password".into()));
-            }
-            db.set_credentials(
-                &domain,
-                &user,
-                &Credentials::derive(&pw, s.auth.scram_iterations, keep_plain),
-            )
-            .map_err(|e| match e {
-                StorageError::NotFound => CliError::Usage(format!("no account {user}@{domain}")),
-                e => e.into(),
-            })?;
+            let creds = new_credentials(s, password)?;
+            db.set_credentials(&domain, &user, &creds)
+                .map_err(|e| account_error(e, &user, &domain))?;
             println!("password changed for {user}@{domain}");
         }
         AccountCmd::List { domain } => {
