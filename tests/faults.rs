@@ -213,7 +213,7 @@ async fn killed_clients_leave_no_actors_behind() {
     let d = Daemon::start();
     wait_actors(&d, (0, 0, 0, 0)).await;
     let (mut b, _) = Raw::login(d.starttls, D, "bob", "bob-pw", "bystander").await;
-    wait_actors(&d, (1, 1, 1, 1)).await;
+    wait_actors(&d, (1, 0, 1, 1)).await;
     let addrs = Arc::new((d.starttls, d.direct_tls));
     // every scenario three times, all at once
     let mut set = tokio::task::JoinSet::new();
@@ -227,7 +227,7 @@ async fn killed_clients_leave_no_actors_behind() {
         r.expect("scenario");
     }
     // everything the dead clients held is released; the bystander is served
-    let v = wait_actors(&d, (1, 1, 1, 1)).await;
+    let v = wait_actors(&d, (1, 0, 1, 1)).await;
     bystander_ok(&mut b).await;
     assert_eq!(count(&v, "refused_connections"), 0, "{v}");
     drop(b);

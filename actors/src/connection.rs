@@ -74,7 +74,7 @@ pub struct Connection {
     backlog: VecDeque<Element>,
     /// An asynchronous step is running; elements wait in the backlog.
     busy: bool,
-    _gauges: (Gauge, Gauge),
+    _gauge: Gauge,
 }
 
 /// How a new connection arrived.
@@ -106,7 +106,7 @@ impl Connection {
                 write_limit: settings.limits.write_buffer,
                 read_rate: settings.limits.read_rate,
                 read_burst: settings.limits.read_burst,
-                gauge: Gauge::new(&ctx.stats, |s| &s.io_tasks),
+                gauges: (Gauge::new(&ctx.stats, |s| &s.io_tasks), acc.channel),
             };
             let out = io::spawn(params, me.clone().recipient(), me.recipient(), log.clone());
             let actor_gauge = Gauge::new(&ctx.stats, |s| &s.connection_actors);
@@ -130,7 +130,7 @@ impl Connection {
                 session: None,
                 backlog: VecDeque::new(),
                 busy: false,
-                _gauges: (acc.channel, actor_gauge),
+                _gauge: actor_gauge,
                 ctx,
             }
         })
@@ -836,7 +836,10 @@ impl Connection {
                 });
                 let r = stanza::iq_result(&el, payload);
                 act.send_el(&r);
-                act.out.retarget(addr.clone().recipient());
+                // the session takes the stream over; this actor stops once the I/O
+                // task confirms (FromIo::HandedOver), so nothing sent to it is lost
+                act.out
+                    .handover(addr.clone().recipient(), addr.clone().recipient());
                 act.session = Some(addr);
                 act.phase = Phase::Bound;
                 act.pump(ctx);
@@ -959,6 +962,12 @@ impl Handler<FromIo> for Connection {
                 }
             }
             FromIo::ParseError(e) => self.fail(e),
+            FromIo::HandedOver => {
+                // whatever reached us before the handover went on to the session
+                self.pump(ctx);
+                self.session = None;
+                ctx.stop();
+            }
             FromIo::Closed(reason) => {
                 slog::debug!(self.log, # "XMPPI", "connection gone"; "reason" => reason);
                 if let Some(s) = self.session.take() {

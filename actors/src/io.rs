@@ -33,6 +33,8 @@ pub enum FromIo {
     ParseError(StreamError),
     /// The socket is gone; the text says why.
     Closed(String),
+    /// Nothing more comes to this target: the stream was handed over.
+    HandedOver,
 }
 
 /// A batch of top-level elements from one read, to the current stanza target.
@@ -46,8 +48,8 @@ enum Out {
     StartTls,
     /// Reset the parser (after SASL success the peer opens a new stream).
     ResetParser,
-    /// Send a new stanza target (after resource binding).
-    Retarget(Recipient<Inbound>),
+    /// Hand the stream over to new targets (the session, after resource binding).
+    Handover(Recipient<Inbound>, Recipient<FromIo>),
     /// Flush and close the connection.
     Close,
 }
@@ -148,8 +150,10 @@ impl Outbox {
         let _ = self.shared.push(Out::ResetParser);
     }
 
-    pub fn retarget(&self, to: Recipient<Inbound>) {
-        let _ = self.shared.push(Out::Retarget(to));
+    /// From now on stanzas and stream events go to these; the old control target
+    /// gets [`FromIo::HandedOver`] last.
+    pub fn handover(&self, stanzas: Recipient<Inbound>, control: Recipient<FromIo>) {
+        let _ = self.shared.push(Out::Handover(stanzas, control));
     }
 
     /// Write what is queued, then close.
@@ -179,8 +183,8 @@ pub struct IoParams {
     /// Sustained bytes per second read from the peer (0: no shaping) and the burst.
     pub read_rate: u64,
     pub read_burst: u64,
-    /// Counts the task in the server's statistics while it runs.
-    pub gauge: Gauge,
+    /// Count the task (and the connection against the `channels` cap) while it runs.
+    pub gauges: (Gauge, Gauge),
 }
 
 /// Start the I/O task for a connection on the current arbiter; returns the outbox.
@@ -193,7 +197,7 @@ pub fn spawn(
     let outbox = Outbox::new(params.write_limit);
     let shared = outbox.shared.clone();
     actix_rt::spawn(async move {
-        let reason = run(params, &shared, &control, target, &log).await;
+        let (reason, control) = run(params, &shared, control, target, &log).await;
         shared.closed.set(true);
         shared.queue.borrow_mut().clear();
         slog::debug!(log, # "XMPPI", "connection closed"; "reason" => &reason);
@@ -318,6 +322,8 @@ struct Io {
     parser: ParserSlot,
     wbuf: Vec<u8>,
     target: Recipient<Inbound>,
+    /// Where stream events go: the connection actor, then the session.
+    control: Recipient<FromIo>,
     shaper: Option<Shaper>,
     reading: bool,
     park_at: Option<tokio::time::Instant>,
@@ -326,10 +332,10 @@ struct Io {
 async fn run(
     params: IoParams,
     shared: &OutShared,
-    control: &Recipient<FromIo>,
+    control: Recipient<FromIo>,
     target: Recipient<Inbound>,
     log: &slog::Logger,
-) -> String {
+) -> (String, Recipient<FromIo>) {
     let IoParams {
         tcp,
         direct_tls,
@@ -338,7 +344,7 @@ async fn run(
         tls_timeout,
         read_rate,
         read_burst,
-        gauge: _gauge,
+        gauges: _gauges,
         ..
     } = params;
     let mut io = Io {
@@ -350,12 +356,13 @@ async fn run(
         parser: ParserSlot::fresh(limits),
         wbuf: Vec::new(),
         target,
+        control,
         shaper: Shaper::new(read_rate, read_burst, Instant::now()),
         reading: true,
         park_at: None,
     };
-    if direct_tls && let Err(e) = Box::pin(io.start_tls(control)).await {
-        return e;
+    if direct_tls && let Err(e) = Box::pin(io.start_tls()).await {
+        return (e, io.control);
     }
     // The loop itself only waits: the work after each wake-up runs in boxed futures,
     // so an idle connection's task stays small.
@@ -365,7 +372,7 @@ async fn run(
             _ = shared.abort.notified() => Err("aborted: peer not reading or server closing".into()),
             _ = shared.wake.notified() => match shared.pop() {
                 None => Ok(()),
-                Some(cmd) => Box::pin(io.on_commands(cmd, shared, control, log)).await,
+                Some(cmd) => Box::pin(io.on_commands(cmd, shared, log)).await,
             },
             _ = tokio::time::sleep_until(io.park_at.unwrap_or_else(tokio::time::Instant::now)), if io.park_at.is_some() => {
                 io.park_at = None;
@@ -374,24 +381,24 @@ async fn run(
             }
             r = shaped_readable(&io.tcp, io.shaper.as_mut()), if io.reading => match r {
                 Err(e) => Err(format!("read: {e}")),
-                Ok(()) => Box::pin(io.on_readable(control, log)).await,
+                Ok(()) => Box::pin(io.on_readable(log)).await,
             },
         };
         if let Err(reason) = r {
-            return reason;
+            return (reason, io.control);
         }
     }
 }
 
 impl Io {
-    async fn start_tls(&mut self, control: &Recipient<FromIo>) -> Result<(), String> {
+    async fn start_tls(&mut self) -> Result<(), String> {
         if self.tls.is_some() {
             return Err("STARTTLS on a TLS stream".into());
         }
         let (layer, cb) = handshake(&mut self.tcp, &self.tls_ctx, self.tls_timeout).await?;
         self.tls = Some(Box::new(layer));
         self.parser = ParserSlot::fresh(self.limits);
-        control
+        self.control
             .send(FromIo::TlsUp(cb))
             .await
             .map_err(|_| "connection actor gone".to_string())
@@ -403,7 +410,6 @@ impl Io {
         &mut self,
         first: Out,
         shared: &OutShared,
-        control: &Recipient<FromIo>,
         log: &slog::Logger,
     ) -> Result<(), String> {
         let mut next = Some(first);
@@ -422,9 +428,14 @@ impl Io {
                 other => {
                     flush(&self.tcp, &mut self.tls, &mut self.wbuf, shared, log).await?;
                     match other {
-                        Out::StartTls => self.start_tls(control).await?,
+                        Out::StartTls => self.start_tls().await?,
                         Out::ResetParser => self.parser = ParserSlot::fresh(self.limits),
-                        Out::Retarget(t) => self.target = t,
+                        Out::Handover(stanzas, control) => {
+                            // the old target hears it last, after all it was sent
+                            let old = std::mem::replace(&mut self.control, control);
+                            self.target = stanzas;
+                            let _ = old.send(FromIo::HandedOver).await;
+                        }
                         Out::Close => {
                             close(&mut self.tcp, &mut self.tls).await;
                             return Err("closed by server".into());
@@ -439,11 +450,7 @@ impl Io {
     }
 
     /// The socket is readable: read, decrypt, parse, and hand the events on.
-    async fn on_readable(
-        &mut self,
-        control: &Recipient<FromIo>,
-        log: &slog::Logger,
-    ) -> Result<(), String> {
+    async fn on_readable(&mut self, log: &slog::Logger) -> Result<(), String> {
         // a shaped connection reads no more than its bucket holds
         let max = self
             .shaper
@@ -484,7 +491,7 @@ impl Io {
                         StreamEvent::Header(h) => FromIo::Header(h),
                         _ => FromIo::End,
                     };
-                    control.send(ctl).await.map_err(gone)?;
+                    self.control.send(ctl).await.map_err(gone)?;
                 }
             }
         }
@@ -498,7 +505,10 @@ impl Io {
             // Stop reading; the actor writes the stream error and closes.
             self.reading = false;
             self.park_at = None;
-            control.send(FromIo::ParseError(e)).await.map_err(gone)?;
+            self.control
+                .send(FromIo::ParseError(e))
+                .await
+                .map_err(gone)?;
         } else if outcome.closed {
             return Err("peer closed the connection".into());
         }

@@ -6,7 +6,7 @@
 use crate::account::{self, Account};
 use crate::blocking;
 use crate::context::{Ctx, Gauge};
-use crate::io::{Inbound, Outbox, WriteError};
+use crate::io::{FromIo, Inbound, Outbox, WriteError};
 use crate::ns;
 use crate::registry::{Availability, Unbind};
 use crate::routes;
@@ -36,6 +36,8 @@ pub struct Session {
     priority: i8,
     /// The client is gone; what still arrives is returned to its senders.
     closing: bool,
+    /// Our closing tag is queued (nothing more is written after it).
+    stream_ended: bool,
     _gauge: Gauge,
 }
 
@@ -60,12 +62,17 @@ impl Session {
             available: false,
             priority: 0,
             closing: false,
+            stream_ended: false,
             _gauge: gauge,
         }
     }
 
     /// End the stream with a stream error (the connection then reports it closed).
     fn stream_error(&mut self, err: StreamError) {
+        if self.stream_ended {
+            return;
+        }
+        self.stream_ended = true;
         slog::warn!(self.log, # "XMPPI", "stream error"; "error" => %err);
         let _ = self.out.send_str(&err.to_xml());
         self.out.close();
@@ -143,8 +150,11 @@ impl Session {
         if el.is("error", ns::STREAM) {
             // the client ends the stream with an error of its own: close ours
             slog::debug!(self.log, # "XMPPI", "client sent a stream error"; "error" => crate::xml_writer::to_string(&el));
-            let _ = self.out.send_str("</stream:stream>");
-            return self.out.close();
+            if !std::mem::replace(&mut self.stream_ended, true) {
+                let _ = self.out.send_str("</stream:stream>");
+                self.out.close();
+            }
+            return;
         }
         let Some(kind) = Kind::of(&el) else {
             return self.stream_error(StreamError::with_text(
@@ -369,6 +379,14 @@ impl Actor for Session {
             resource: self.jid.resource().to_string(),
             session: ctx.address(),
         });
+        // a server shutdown ends the stream (before binding the connection does this)
+        let mut shutdown = self.ctx.shutdown.subscribe();
+        async move {
+            let _ = shutdown.wait_for(|down| *down).await;
+        }
+        .into_actor(self)
+        .map(|_, act, _| act.stream_error(StreamError::new(Condition::SystemShutdown)))
+        .spawn(ctx);
         slog::debug!(self.log, "session started"; "jid" => %self.jid);
     }
 
@@ -416,6 +434,39 @@ pub struct Ended;
 impl Handler<Ended> for Session {
     type Result = ();
     fn handle(&mut self, _: Ended, ctx: &mut Context<Self>) {
+        self.end(ctx);
+    }
+}
+
+/// After binding the session also takes the stream's events from the I/O task.
+impl Handler<FromIo> for Session {
+    type Result = ();
+    fn handle(&mut self, msg: FromIo, ctx: &mut Context<Self>) {
+        match msg {
+            FromIo::Header(_) => self.stream_error(StreamError::with_text(
+                Condition::NotWellFormed,
+                "unexpected stream header",
+            )),
+            FromIo::End => {
+                slog::debug!(self.log, # "XMPPI", "peer closed the stream");
+                if !std::mem::replace(&mut self.stream_ended, true) {
+                    let _ = self.out.send_str("</stream:stream>");
+                    self.out.close();
+                }
+            }
+            FromIo::ParseError(e) => self.stream_error(e),
+            FromIo::Closed(reason) => {
+                slog::debug!(self.log, # "XMPPI", "connection gone"; "reason" => reason);
+                self.end(ctx);
+            }
+            FromIo::TlsUp(_) | FromIo::HandedOver => {}
+        }
+    }
+}
+
+impl Session {
+    /// The connection is gone: leave the account and the registry, then stop.
+    fn end(&mut self, ctx: &mut Context<Self>) {
         if self.closing {
             return;
         }

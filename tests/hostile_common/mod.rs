@@ -178,6 +178,7 @@ pub fn count(v: &serde_json::Value, key: &str) -> u64 {
 }
 
 /// The live actor counts: (connections, connection actors, session actors, I/O tasks).
+/// A bound stream has no connection actor: its session took the stream over.
 pub fn actors(v: &serde_json::Value) -> (u64, u64, u64, u64) {
     (
         count(v, "connections"),
