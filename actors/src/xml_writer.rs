@@ -121,7 +121,9 @@ mod tests {
 
     #[test]
     fn round_trips() {
-        let s = round_trip("<message xmlns='jabber:client' to='a@b'><body>x &amp; y &lt;z&gt;</body></message>");
+        let s = round_trip(
+            "<message xmlns='jabber:client' to='a@b'><body>x &amp; y &lt;z&gt;</body></message>",
+        );
         assert!(s.starts_with("<message xmlns='jabber:client'"), "{s}");
         assert!(s.contains("<body>"), "children inherit the namespace: {s}");
         round_trip(
@@ -130,6 +132,8 @@ mod tests {
         round_trip(
             "<presence xmlns='jabber:client' xml:lang='en'><x xmlns='urn:a' xmlns:p='urn:p' p:attr='v'><y xmlns='jabber:client'/></x></presence>",
         );
-        round_trip("<message xmlns='jabber:client'><body>line&#13;\nnext</body><empty xmlns='urn:e'/></message>");
+        round_trip(
+            "<message xmlns='jabber:client'><body>line&#13;\nnext</body><empty xmlns='urn:e'/></message>",
+        );
     }
 }
