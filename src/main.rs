@@ -8,6 +8,12 @@ mod certs;
 #[global_allocator]
 static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
+/// jemalloc options, read at its start: return freed pages to the system after a
+/// second instead of ten, so that memory freed after a burst (TLS handshakes, logins)
+/// does not stay with the process.
+#[unsafe(export_name = "_rjem_malloc_conf")]
+pub static MALLOC_CONF: &[u8; 37] = b"dirty_decay_ms:1000,muzzy_decay_ms:0\0";
+
 mod config;
 mod logging;
 mod storage;
