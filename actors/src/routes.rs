@@ -22,10 +22,19 @@ pub struct Route {
     pub priority: i8,
 }
 
-/// Bound resources by bare JID.
+/// Bound resources by bare JID (keyed by its string, so that a full JID's bare part
+/// can be looked up without building a `BareJid`).
 #[derive(Default)]
 pub struct RouteTable {
-    map: HashMap<BareJid, Vec<Route>>,
+    map: HashMap<String, Vec<Route>>,
+}
+
+/// The bare part of a full JID, as a slice of it (a resource may contain `/`, the
+/// node and domain may not).
+fn bare_of(full: &FullJid) -> &str {
+    full.as_str()
+        .split_once('/')
+        .map_or(full.as_str(), |(b, _)| b)
 }
 
 /// A change to the table, as applied by the registry and sent to the replicas.
@@ -44,20 +53,20 @@ impl RouteTable {
                 // most accounts have one session: no room for more until needed
                 let v = self
                     .map
-                    .entry(bare)
+                    .entry(bare.into_inner())
                     .or_insert_with(|| Vec::with_capacity(1));
                 v.push(r);
             }
             RouteUpdate::Remove(bare, addr) => {
-                if let Some(v) = self.map.get_mut(&bare) {
+                if let Some(v) = self.map.get_mut(bare.as_str()) {
                     v.retain(|r| r.addr != addr);
                     if v.is_empty() {
-                        self.map.remove(&bare);
+                        self.map.remove(bare.as_str());
                     }
                 }
             }
             RouteUpdate::Availability(full, available, priority) => {
-                if let Some(r) = self.map.get_mut(&full.to_bare()).and_then(|v| {
+                if let Some(r) = self.map.get_mut(bare_of(&full)).and_then(|v| {
                     v.iter_mut()
                         .find(|r| r.resource == full.resource().as_str())
                 }) {
@@ -69,20 +78,23 @@ impl RouteTable {
     }
 
     pub fn entries(&self, bare: &BareJid) -> &[Route] {
-        self.map.get(bare).map(Vec::as_slice).unwrap_or(&[])
+        self.map
+            .get(bare.as_str())
+            .map(Vec::as_slice)
+            .unwrap_or(&[])
     }
 
     pub fn entries_mut(&mut self, bare: &BareJid) -> Option<&mut Vec<Route>> {
-        self.map.get_mut(bare)
+        self.map.get_mut(bare.as_str())
     }
 
-    pub fn iter(&self) -> impl Iterator<Item = (&BareJid, &Vec<Route>)> {
+    pub fn iter(&self) -> impl Iterator<Item = (&String, &Vec<Route>)> {
         self.map.iter()
     }
 
     pub fn lookup(&self, full: &FullJid) -> Option<Addr<Session>> {
         self.map
-            .get(&full.to_bare())?
+            .get(bare_of(full))?
             .iter()
             .find(|r| r.resource == full.resource().as_str())
             .map(|r| r.addr.clone())
@@ -146,5 +158,18 @@ impl Handler<RouteUpdate> for Replica {
     type Result = ();
     fn handle(&mut self, u: RouteUpdate, _: &mut Context<Self>) {
         REPLICA.with(|r| r.borrow_mut().apply(u));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bare_part_of_a_full_jid() {
+        let f = FullJid::new("a@b.example/res/with/slashes").expect("jid");
+        assert_eq!(bare_of(&f), "a@b.example");
+        let f = FullJid::new("b.example/r").expect("jid");
+        assert_eq!(bare_of(&f), "b.example");
     }
 }
