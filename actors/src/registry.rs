@@ -217,8 +217,16 @@ impl Registry {
     }
 }
 
+/// Signals the registry queues from sessions before they have to wait (a bound on its
+/// mailbox; internal senders are not held back).
+pub const MAILBOX: usize = 64 * 1024;
+
 impl Actor for Registry {
     type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        ctx.set_mailbox_capacity(MAILBOX);
+    }
 }
 
 impl Handler<Signal> for Registry {

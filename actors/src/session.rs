@@ -38,6 +38,8 @@ pub struct Session {
     closing: bool,
     /// Our closing tag is queued (nothing more is written after it).
     stream_ended: bool,
+    /// Signals for a registry or account actor whose mailbox was full.
+    held: Vec<Held>,
     _gauge: Gauge,
 }
 
@@ -63,6 +65,7 @@ impl Session {
             priority: 0,
             closing: false,
             stream_ended: false,
+            held: Vec::new(),
             _gauge: gauge,
         }
     }
@@ -92,13 +95,49 @@ impl Session {
         }
     }
 
-    fn route(&self, from: Jid, to: Jid, el: Element) {
+    fn route(&mut self, from: Jid, to: Jid, el: Element) {
         let Some(sig) = Signal::new(from, to, el) else {
             return;
         };
         if let Some(sig) = self.fast_route(sig) {
-            self.ctx.registry.do_send(sig);
+            match self.ctx.registry.try_send(sig) {
+                Ok(()) | Err(SendError::Closed(_)) => {}
+                // the registry is behind: this session waits (and its client with it)
+                Err(SendError::Full(sig)) => self.held.push(Held::Registry(sig)),
+            }
         }
+    }
+
+    /// Hand a client's stanza to the account actor, or hold it while that is behind.
+    fn hand_to_account(&mut self, stanza: Element) {
+        let m = account::FromClient {
+            resource: self.jid.resource().to_string(),
+            stanza,
+        };
+        match self.account.try_send(m) {
+            Ok(()) | Err(SendError::Closed(_)) => {}
+            Err(SendError::Full(m)) => self.held.push(Held::Account(m)),
+        }
+    }
+
+    /// Deliver what waited for room, pausing the session (and so the reading of its
+    /// client's stream) until it is delivered.
+    fn release_held(&mut self, ctx: &mut Context<Self>) {
+        if self.held.is_empty() {
+            return;
+        }
+        let held = std::mem::take(&mut self.held);
+        let (registry, account) = (self.ctx.registry.clone(), self.account.clone());
+        async move {
+            for h in held {
+                let _ = match h {
+                    Held::Registry(sig) => registry.send(sig).await,
+                    Held::Account(m) => account.send(m).await,
+                };
+            }
+        }
+        .into_actor(self)
+        .wait(ctx);
     }
 
     /// The fast path: when this arbiter's replica of the routing table names exactly
@@ -228,10 +267,7 @@ impl Session {
             // roster, blocklist, vCard, private XML: the account actor owns them
             let mut el = el;
             stanza::remove_attr(&mut el, "to");
-            return self.account.do_send(account::FromClient {
-                resource: self.jid.resource().to_string(),
-                stanza: el,
-            });
+            return self.hand_to_account(el);
         }
         if to_self || to_domain {
             let mut reply = if to_self {
@@ -294,10 +330,7 @@ impl Session {
             }
         }
         // broadcast, directed presence and subscriptions: the account actor knows the roster
-        self.account.do_send(account::FromClient {
-            resource: self.jid.resource().to_string(),
-            stanza: el,
-        });
+        self.hand_to_account(el);
     }
 
     fn set_availability(&mut self, available: bool, priority: i8) {
@@ -397,13 +430,14 @@ impl Actor for Session {
 
 impl Handler<Inbound> for Session {
     type Result = ();
-    fn handle(&mut self, msg: Inbound, _: &mut Context<Self>) {
+    fn handle(&mut self, msg: Inbound, ctx: &mut Context<Self>) {
         for el in msg.0 {
             if self.closing || self.out.is_closed() {
                 break;
             }
             self.client_stanza(el);
         }
+        self.release_held(ctx);
     }
 }
 
@@ -524,4 +558,10 @@ impl Handler<BlocklistUpdate> for Session {
     fn handle(&mut self, b: BlocklistUpdate, _: &mut Context<Self>) {
         self.blocked = b.0;
     }
+}
+
+/// What a session holds back while the actor it goes to is behind.
+enum Held {
+    Registry(Signal),
+    Account(account::FromClient),
 }
