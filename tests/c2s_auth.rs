@@ -353,3 +353,29 @@ async fn tls_1_2_is_refused() {
         .await;
     assert!(r.is_err(), "TLS 1.2 handshake must fail");
 }
+
+#[tokio::test]
+async fn scram_sha_256_plus_tls_server_end_point() {
+    let d = Daemon::start();
+    let mut r = Raw::connect(d.starttls, "localhost").await;
+    r.starttls().await;
+    let good = ClientCb {
+        name: "tls-server-end-point",
+        data: r.endpoint.clone().expect("server certificate"),
+    };
+    let ok = r
+        .auth_scram_with("SCRAM-SHA-256-PLUS", "alice", "alice-pw", good)
+        .await;
+    assert!(ok.starts_with("<success"), "{ok}");
+    // the hash of another certificate (a man in the middle) fails
+    let mut r = Raw::connect(d.starttls, "localhost").await;
+    r.starttls().await;
+    let bad = ClientCb {
+        name: "tls-server-end-point",
+        data: vec![0x42; 32],
+    };
+    let e = r
+        .auth_scram_with("SCRAM-SHA-256-PLUS", "alice", "alice-pw", bad)
+        .await;
+    assert!(e.contains("<not-authorized/>"), "{e}");
+}

@@ -329,6 +329,8 @@ pub struct Raw {
     pub domain: String,
     /// Channel binding (tls-exporter) of the current TLS session.
     pub exporter: Option<Vec<u8>>,
+    /// Channel binding (tls-server-end-point) of the current TLS session.
+    pub endpoint: Option<Vec<u8>>,
 }
 
 impl Raw {
@@ -343,6 +345,7 @@ impl Raw {
             stash: Default::default(),
             domain: domain.to_string(),
             exporter: None,
+            endpoint: None,
         }
     }
 
@@ -553,6 +556,12 @@ impl Raw {
                     .ok()
             })
             .flatten();
+        // RFC 5929 tls-server-end-point: SHA-256 of the server's certificate (ECDSA
+        // P-256 with SHA-256 here)
+        self.endpoint = conn.peer_certificates().and_then(|c| c.first()).map(|c| {
+            use sha2::Digest;
+            sha2::Sha256::digest(c.as_ref()).to_vec()
+        });
         self.s = RawStream::Tls(Box::new(tls));
         self.buf.clear();
     }
@@ -585,9 +594,24 @@ impl Raw {
 
     /// Run a SCRAM exchange with rsasl's client; returns the final server element.
     pub async fn auth_scram(&mut self, mech: &str, user: &str, password: &str) -> String {
+        let cb = ClientCb {
+            name: "tls-exporter",
+            data: self.exporter.clone().unwrap_or_default(),
+        };
+        self.auth_scram_with(mech, user, password, cb).await
+    }
+
+    /// SCRAM with a chosen channel binding (for the -PLUS mechanisms).
+    pub async fn auth_scram_with(
+        &mut self,
+        mech: &str,
+        user: &str,
+        password: &str,
+        cb: ClientCb,
+    ) -> String {
         use base64::Engine;
         let b64 = base64::engine::general_purpose::STANDARD;
-        let mut client = scram_client(mech, user, password, self.exporter.clone());
+        let mut client = scram_client(mech, user, password, cb);
         let mut out = std::io::Cursor::new(Vec::new());
         client.step(None, &mut out).expect("client first");
         let first = b64.encode(out.into_inner());
@@ -724,13 +748,14 @@ pub fn scram_client(
     mech: &str,
     user: &str,
     password: &str,
-    exporter: Option<Vec<u8>>,
+    cb: ClientCb,
 ) -> rsasl::prelude::Session<rsasl::validate::NoValidation, ClientCb> {
     use rsasl::callback::{Context, Request, SessionCallback, SessionData};
     use rsasl::mechanisms::scram::*;
     use rsasl::prelude::*;
+    use rsasl::property::OverrideCBType;
     use rsasl::property::{AuthId, Password};
-    struct C(String, String);
+    struct C(String, String, &'static str);
     impl SessionCallback for C {
         fn enable_channel_binding(&self) -> bool {
             true
@@ -743,24 +768,31 @@ pub fn scram_client(
         ) -> Result<(), SessionError> {
             req.satisfy::<AuthId>(&self.0)?;
             req.satisfy::<Password>(self.1.as_bytes())?;
+            if req.is::<OverrideCBType>() {
+                req.satisfy::<OverrideCBType>(self.2)?;
+            }
             Ok(())
         }
     }
     static M: &[Mechanism] = &[SCRAM_SHA256_PLUS, SCRAM_SHA1_PLUS, SCRAM_SHA256, SCRAM_SHA1];
     let cfg = SASLConfig::builder()
         .with_registry(Registry::with_mechanisms(M))
-        .with_callback(C(user.into(), password.into()))
+        .with_callback(C(user.into(), password.into(), cb.name))
         .expect("cfg");
     let name = Mechname::parse(mech.as_bytes()).expect("mech");
-    SASLClient::with_cb(cfg, ClientCb(exporter.unwrap_or_default()))
+    SASLClient::with_cb(cfg, cb)
         .start_suggested(&[name])
         .expect("start")
 }
 
-pub struct ClientCb(Vec<u8>);
+/// The channel binding a test client uses: its type and data.
+pub struct ClientCb {
+    pub name: &'static str,
+    pub data: Vec<u8>,
+}
 impl rsasl::prelude::ChannelBindingCallback for ClientCb {
     fn get_cb_data(&self, name: &str) -> Option<&[u8]> {
-        (name == "tls-exporter" && !self.0.is_empty()).then_some(&self.0[..])
+        (name == self.name && !self.data.is_empty()).then_some(&self.data[..])
     }
 }
 
