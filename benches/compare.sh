@@ -7,8 +7,12 @@
 # Installs Prosody and ejabberd from Debian when missing (needs root), builds xmppd and
 # the load driver in release mode, then for each server in turn: starts it fresh on
 # its own loopback address with its own config and data under a temporary directory,
-# creates the load accounts, runs the scenarios (idle, login, chat closed loop, chat
-# open loop at half the server's own closed-loop rate) with xmppd-load, and stops it.
+# creates the load accounts, runs the scenarios with xmppd-load, and stops it.
+# Scenarios, in order: chat-fresh (closed loop on the fresh process), then a restart;
+# idle (N sessions held: the memory figure comes from a fresh process); login; chat
+# (closed loop again, now on a server that has held N sessions: compare with
+# chat-fresh for a slow-down with age); chat-open (open loop at half the server's own
+# closed-loop rate); chat-many (closed loop with many more pairs).
 # XMPPD_BIN and LOAD_BIN (both set) use prebuilt binaries instead of building
 # (XMPPD_REV: the revision XMPPD_BIN was built from, for the record).
 # Prints one comparison table and appends it, with the machine description, to
@@ -48,12 +52,14 @@ if [ "$MODE" = quick ]; then
   ACCOUNTS=300
   IDLE_N=300;   IDLE_SETTLE=2; IDLE_HOLD=3
   LOGIN_C=20;   LOGIN_ACCOUNTS=200; LOGIN_D=4
-  PAIRS=10;     WINDOW=8; CHAT_D=4; WARMUP=1
+  PAIRS=10;     WINDOW=8; CHAT_D=4; WARMUP=1; MANY_PAIRS=100
 else
-  ACCOUNTS=5000
-  IDLE_N=5000;  IDLE_SETTLE=5; IDLE_HOLD=10
+  # the issue's scenarios: 15,000 sessions held (about what 20,000 open files per
+  # process allow with the driver beside the server), 50 and 1,000 chatting pairs
+  ACCOUNTS=15000
+  IDLE_N=15000; IDLE_SETTLE=5; IDLE_HOLD=10
   LOGIN_C=50;   LOGIN_ACCOUNTS=1000; LOGIN_D=20
-  PAIRS=50;     WINDOW=8; CHAT_D=20; WARMUP=3
+  PAIRS=50;     WINDOW=8; CHAT_D=20; WARMUP=3; MANY_PAIRS=1000
 fi
 
 for s in $SERVERS; do
@@ -110,22 +116,29 @@ run_load() {
   return 0
 }
 
+# server_up SERVER ACCOUNTS: start SERVER on its directory (xmppd creates ACCOUNTS
+# accounts with its CLI first; the others get theirs by in-band registration later).
+# Data survives a restart: the directory is kept.
+server_up() {
+  local s=$1 n=$2 d="$WORK/$1"
+  case $s in
+    xmppd) xmppd_up "$XMPPD" "$d" "${IPS[$s]}" "$DOMAIN" "$WORK/certs" "$n";;
+    prosody) prosody_up "$d" "${IPS[$s]}" "$DOMAIN" "$WORK/certs";;
+    ejabberd) ejabberd_up "$d" "${IPS[$s]}" "$DOMAIN" "$WORK/certs";;
+  esac
+}
+
 VERSIONS=""
 for s in $SERVERS; do
   CURRENT=$s
   SERVER_PID=""
   d="$WORK/$s"
   t0=$SECONDS
+  server_up "$s" "$ACCOUNTS"
   case $s in
-    xmppd)
-      xmppd_up "$XMPPD" "$d" "${IPS[$s]}" "$DOMAIN" "$WORK/certs" "$ACCOUNTS"
-      VERSIONS+="xmppd ${XMPPD_REV:-$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?')}; ";;
-    prosody)
-      prosody_up "$d" "${IPS[$s]}" "$DOMAIN" "$WORK/certs"
-      VERSIONS+="$(prosodyctl about 2>/dev/null | head -1); ";;
-    ejabberd)
-      ejabberd_up "$d" "${IPS[$s]}" "$DOMAIN" "$WORK/certs"
-      VERSIONS+="ejabberd $(dpkg-query -W -f='${Version}' ejabberd 2>/dev/null); ";;
+    xmppd) VERSIONS+="xmppd ${XMPPD_REV:-$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?')}; ";;
+    prosody) VERSIONS+="$(prosodyctl about 2>/dev/null | head -1); ";;
+    ejabberd) VERSIONS+="ejabberd $(dpkg-query -W -f='${Version}' ejabberd 2>/dev/null); ";;
   esac
   if [ "$s" != xmppd ]; then
     # in-band registration through the driver: much faster than one
@@ -133,8 +146,11 @@ for s in $SERVERS; do
     run_load "$s" register register --accounts "$ACCOUNTS" -c 20 --quiet >/dev/null
   fi
   log "$s: ready with $ACCOUNTS accounts after $((SECONDS - t0)) s"
-  # idle first, on the fresh process, so its memory figure is not inflated by the
-  # allocations of the other scenarios
+  run_load "$s" chat-fresh chat -p "$PAIRS" -w "$WINDOW" -d "$CHAT_D" --warmup "$WARMUP"
+  # restart, so that idle runs on a fresh process and its memory figure is not
+  # inflated (or deflated) by what the chat left in the heap
+  "${s}_down"
+  server_up "$s" 0
   run_load "$s" idle idle -n "$IDLE_N" -c 50 --settle "$IDLE_SETTLE" -d "$IDLE_HOLD"
   run_load "$s" login login -c "$LOGIN_C" --accounts "$LOGIN_ACCOUNTS" -d "$LOGIN_D"
   run_load "$s" chat chat -p "$PAIRS" -w "$WINDOW" -d "$CHAT_D" --warmup "$WARMUP"
@@ -145,13 +161,15 @@ for s in $SERVERS; do
   else
     log "$s: no closed-loop rate, open-loop run skipped"
   fi
+  run_load "$s" chat-many chat -p "$MANY_PAIRS" -w "$WINDOW" -d "$CHAT_D" --warmup "$WARMUP"
   "${s}_down"
   CURRENT=""
 done
 
 METRICS="server_kib_per_session,server_cpu_pct_idle,sessions_up,logins_per_s,login_p50_ms,login_p99_ms,server_cpu_us_per_login,login_failures,msgs_per_s,latency_p50_ms,latency_p99_ms,latency_p999_ms,server_cpu_us_per_msg,server_cpu_pct,driver_cpu_pct,lost,error_replies,skipped_sends"
 TABLE=$("$LOAD" compare --baseline xmppd --metrics "$METRICS" "$WORK"/results/*-idle.json \
-  "$WORK"/results/*-login.json "$WORK"/results/*-chat.json "$WORK"/results/*-chat-open.json 2>/dev/null)
+  "$WORK"/results/*-login.json "$WORK"/results/*-chat-fresh.json "$WORK"/results/*-chat.json \
+  "$WORK"/results/*-chat-open.json "$WORK"/results/*-chat-many.json 2>/dev/null)
 echo
 echo "$TABLE"
 
@@ -165,7 +183,7 @@ if [ "$RECORD" = 1 ]; then
     echo "Machine: nproc $(nproc); memory $(free -g | awk '/^Mem:/ {print $2 " GiB total, " $7 " GiB available"}') (free -g); kernel $(uname -r); load average at start $LOAD_AT_START, at end $(cut -d' ' -f1-3 /proc/loadavg)."
     echo "Servers: ${VERSIONS%; }. TLS: STARTTLS with one ECDSA P-256 certificate for all, full handshake per connection; SASL $MECH (4096 iterations)."
     echo "Parameters: accounts $ACCOUNTS; idle $IDLE_N sessions (settle ${IDLE_SETTLE}s, hold ${IDLE_HOLD}s); login concurrency $LOGIN_C over $LOGIN_ACCOUNTS accounts for ${LOGIN_D}s;"
-    echo "chat $PAIRS pairs, window $WINDOW per direction, ${CHAT_D}s after ${WARMUP}s warm-up; chat-open: same pairs at half the server's own closed-loop rate."
+    echo "chat-fresh and chat: $PAIRS pairs, window $WINDOW per direction, ${CHAT_D}s after ${WARMUP}s warm-up (chat-fresh on the fresh process, chat after idle and login); chat-open: same pairs at half the server's own closed-loop rate; chat-many: $MANY_PAIRS pairs, closed loop."
     echo "The driver shares the 2 cores with the server under test. Ratio columns: how many times better xmppd is (> 1: xmppd better; < 1: xmppd worse), in the metric's own direction."
     echo
     echo "$TABLE"

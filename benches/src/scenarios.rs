@@ -467,8 +467,12 @@ async fn chat_writer(
         );
     };
     // Open loop: message k is due at start + k/rate (plus a random phase so that the
-    // senders do not fire together); its timestamp is the due time, so a late send
-    // shows up as latency (no coordinated omission).
+    // senders do not fire together). A late message is stamped with its due time, so
+    // a late send shows up as latency (no coordinated omission). tokio's timer wakes
+    // on millisecond ticks, so the writer wakes up to one tick early and also sends
+    // what falls due within the next tick, stamped with the time it is really sent:
+    // the driver's timer granularity is not counted as the server's latency.
+    let tick = Duration::from_millis(1);
     let period = rate.map(|r| Duration::from_secs_f64(1.0 / r.max(1e-6)));
     let offset = period
         .map(|p| p.mul_f64(rand::random::<f64>()))
@@ -507,20 +511,22 @@ async fn chat_writer(
             }
             Some(per) => {
                 let next = base + per.mul_f64(due as f64);
+                let wake = next.checked_sub(tick).unwrap_or(next);
                 tokio::select! {
-                    _ = tokio::time::sleep_until(next.into()) => {}
+                    _ = tokio::time::sleep_until(wake.into()) => {}
                     _ = phase.changed() => break,
                 }
                 let now = Instant::now();
                 let ns_now = now_ns();
                 while (n as usize) < batch {
                     let at = base + per.mul_f64(due as f64);
-                    if at > now {
+                    if at > now + tick {
                         break;
                     }
                     due += 1;
-                    // the due time as a driver timestamp
-                    let stamp = ns_now.saturating_sub((now - at).as_nanos() as u64);
+                    // the due time as a driver timestamp when late, else the send time
+                    let stamp =
+                        ns_now.saturating_sub(now.saturating_duration_since(at).as_nanos() as u64);
                     match lane.credits.try_acquire() {
                         Ok(p) => {
                             p.forget();
