@@ -8,6 +8,7 @@ pub mod config;
 pub mod connection;
 pub mod context;
 pub mod disco;
+pub mod fast_parser;
 pub mod fuzzing;
 pub mod io;
 pub mod legacy_auth;

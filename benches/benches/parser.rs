@@ -1,0 +1,160 @@
+//! The two stream parsers side by side: `StreamParser` (rxml + xso into minidom) and
+//! `FastParser` (hand-written), on the chat traffic a session reads.
+//!
+//! `cargo bench -p xmppd-bench --bench parser` (not part of the test command). Each group
+//! reports elements (stanzas) per second; the time per iteration divided by the stanza
+//! count is the cost per stanza.
+
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use std::hint::black_box;
+use std::time::Duration;
+use xmppd_actors::fast_parser::FastParser;
+use xmppd_actors::stream_error::StreamError;
+use xmppd_actors::stream_parser::{Limits, StreamEvent, StreamParser};
+
+const HEADER: &[u8] = b"<?xml version='1.0'?><stream:stream xmlns='jabber:client' \
+    xmlns:stream='http://etherx.jabber.org/streams' to='bench.test' version='1.0' xml:lang='en'>";
+
+/// The same message as `engine.rs`'s stream_parser group.
+fn message(i: usize) -> String {
+    format!(
+        "<message to='user1@bench.test/load1' type='chat' id='m{i}'>\
+         <body>123456789012 {i}</body></message>"
+    )
+}
+
+/// What a modern client sends with a chat message (chat state, receipt request,
+/// origin id), and around it.
+fn rich_message(i: usize) -> String {
+    format!(
+        "<message to='juliet@bench.test' type='chat' id='a{i:08x}' xml:lang='en'>\
+         <body>Wherefore art thou, Romeo? &lt;3 #{i}</body>\
+         <active xmlns='http://jabber.org/protocol/chatstates'/>\
+         <request xmlns='urn:xmpp:receipts'/>\
+         <origin-id xmlns='urn:xmpp:sid:0' id='o{i:08x}'/></message>"
+    )
+}
+
+fn mixed(i: usize) -> String {
+    match i % 4 {
+        0 => "<presence><show>away</show><status>at lunch</status><priority>5</priority>\
+             <c xmlns='http://jabber.org/protocol/caps' hash='sha-1' node='https://gajim.org' \
+             ver='QgayPKawpkPSDYmwT/WM94uAlu0='/></presence>"
+            .to_string(),
+        1 => format!("<iq type='get' id='r{i}'><query xmlns='jabber:iq:roster'/></iq>"),
+        _ => rich_message(i),
+    }
+}
+
+trait Parse {
+    const NAME: &'static str;
+    fn new(l: Limits) -> Self;
+    fn feed(&mut self, d: &[u8], out: &mut Vec<StreamEvent>) -> Result<(), StreamError>;
+}
+
+impl Parse for StreamParser {
+    const NAME: &'static str = "rxml";
+    fn new(l: Limits) -> Self {
+        StreamParser::new(l)
+    }
+    fn feed(&mut self, d: &[u8], out: &mut Vec<StreamEvent>) -> Result<(), StreamError> {
+        StreamParser::feed(self, d, out)
+    }
+}
+
+impl Parse for FastParser {
+    const NAME: &'static str = "fast";
+    fn new(l: Limits) -> Self {
+        FastParser::new(l)
+    }
+    fn feed(&mut self, d: &[u8], out: &mut Vec<StreamEvent>) -> Result<(), StreamError> {
+        FastParser::feed(self, d, out)
+    }
+}
+
+/// N stanzas in one read, the parser reused (as a connection does).
+fn one_chunk<P: Parse>(c: &mut Criterion, group: &str, stanza: fn(usize) -> String) {
+    const N: usize = 100;
+    let chunk: String = (0..N).map(stanza).collect();
+    let mut g = c.benchmark_group(group);
+    g.throughput(Throughput::Elements(N as u64));
+    g.bench_function(P::NAME, |b| {
+        let mut p = P::new(Limits::default());
+        let mut out = Vec::with_capacity(N + 1);
+        p.feed(HEADER, &mut out).expect("header");
+        b.iter(|| {
+            out.clear();
+            p.feed(black_box(chunk.as_bytes()), &mut out)
+                .expect("parses");
+            assert_eq!(out.len(), N);
+        })
+    });
+    g.finish();
+}
+
+/// One message arriving in 16-byte pieces (a slow link, or TLS records split).
+fn small_pieces<P: Parse>(c: &mut Criterion) {
+    let one = message(7);
+    let mut g = c.benchmark_group("parser: 1 message in 16-byte chunks");
+    g.throughput(Throughput::Elements(1));
+    g.bench_function(P::NAME, |b| {
+        let mut p = P::new(Limits::default());
+        let mut out = Vec::with_capacity(4);
+        p.feed(HEADER, &mut out).expect("header");
+        b.iter(|| {
+            out.clear();
+            for piece in one.as_bytes().chunks(16) {
+                p.feed(black_box(piece), &mut out).expect("parses");
+            }
+            assert!(matches!(out.first(), Some(StreamEvent::Stanza(_))));
+        })
+    });
+    g.finish();
+}
+
+/// A new stream: header and first stanza (a parser per stream, as after STARTTLS).
+fn fresh_stream<P: Parse>(c: &mut Criterion) {
+    let mut doc = HEADER.to_vec();
+    doc.extend_from_slice(message(1).as_bytes());
+    let mut g = c.benchmark_group("parser: new stream, header + 1 message");
+    g.throughput(Throughput::Elements(1));
+    g.bench_function(P::NAME, |b| {
+        b.iter(|| {
+            let mut p = P::new(Limits::default());
+            let mut out = Vec::with_capacity(2);
+            p.feed(black_box(&doc), &mut out).expect("parses");
+            assert_eq!(out.len(), 2);
+        })
+    });
+    g.finish();
+}
+
+fn parsers(c: &mut Criterion) {
+    one_chunk::<StreamParser>(c, "parser: 100 chat messages in one chunk", message);
+    one_chunk::<FastParser>(c, "parser: 100 chat messages in one chunk", message);
+    one_chunk::<StreamParser>(
+        c,
+        "parser: 100 rich chat messages in one chunk",
+        rich_message,
+    );
+    one_chunk::<FastParser>(
+        c,
+        "parser: 100 rich chat messages in one chunk",
+        rich_message,
+    );
+    one_chunk::<StreamParser>(c, "parser: 100 mixed stanzas in one chunk", mixed);
+    one_chunk::<FastParser>(c, "parser: 100 mixed stanzas in one chunk", mixed);
+    small_pieces::<StreamParser>(c);
+    small_pieces::<FastParser>(c);
+    fresh_stream::<StreamParser>(c);
+    fresh_stream::<FastParser>(c);
+}
+
+criterion_group! {
+    name = benches;
+    config = Criterion::default()
+        .warm_up_time(Duration::from_millis(500))
+        .measurement_time(Duration::from_secs(2));
+    targets = parsers
+}
+criterion_main!(benches);
