@@ -5,13 +5,14 @@
 //! nightly toolchain), and by `cargo test` (`actors/tests/fuzz_props.rs`) over a fixed
 //! corpus plus pseudo-random mutations, so that the ordinary test run exercises them.
 
+use crate::fast_parser::FastParser;
 use crate::legacy_auth;
 use crate::sasl::{self, Claim, DecoyKey, Exchange, Mech, Step};
 use crate::scram::Credentials;
 use crate::server_iq::{self, Addressee};
 use crate::signals::Signal;
 use crate::stanza::{self, ErrorCondition};
-use crate::stream_parser::{Limits, StreamEvent, StreamParser};
+use crate::stream_parser::{Limits, StreamEvent};
 use crate::tls::ChannelBinding;
 use minidom::Element;
 use std::sync::OnceLock;
@@ -25,7 +26,7 @@ fn parse_chunked(
     data: &[u8],
     sizes: &mut dyn Iterator<Item = usize>,
 ) -> (Vec<String>, Option<String>) {
-    let mut p = StreamParser::new(Limits::default());
+    let mut p = FastParser::new(Limits::default());
     let mut out = Vec::new();
     let mut rest = data;
     let mut err = None;
@@ -76,7 +77,7 @@ pub fn stream_parser(data: &[u8]) {
 
 /// Parse `HEADER + data` into stanzas (what a session would get).
 pub fn stanzas_of(data: &[u8]) -> Vec<Element> {
-    let mut p = StreamParser::new(Limits::default());
+    let mut p = FastParser::new(Limits::default());
     let mut out = Vec::new();
     if p.feed(HEADER.as_bytes(), &mut out).is_err() {
         return Vec::new();
@@ -94,7 +95,7 @@ pub fn stanzas_of(data: &[u8]) -> Vec<Element> {
 fn round_trips(el: &Element) {
     let bytes = crate::xml_writer::to_bytes(el);
     assert!(!bytes.is_empty(), "element did not serialise");
-    let mut p = StreamParser::new(Limits {
+    let mut p = FastParser::new(Limits {
         // what the server writes may be larger than what it accepts
         max_stanza: usize::MAX / 2,
         max_depth: 1000,

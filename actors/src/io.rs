@@ -7,10 +7,11 @@
 //! disconnected once its queue passes the configured bound.
 
 use crate::context::Gauge;
+use crate::fast_parser::FastParser;
 use crate::record_layer::RecordLayer;
 use crate::shaper::Shaper;
 use crate::stream_error::StreamError;
-use crate::stream_parser::{Limits, Parked, StreamEvent, StreamHeader, StreamParser};
+use crate::stream_parser::{Limits, Parked, StreamEvent, StreamHeader};
 use crate::tls::{ChannelBinding, TlsContext};
 use actix::prelude::*;
 use minidom::Element;
@@ -220,18 +221,18 @@ thread_local! {
 
 /// The stream parser, or what is left of it while the stream is idle.
 enum ParserSlot {
-    Active(Box<StreamParser>),
+    Active(Box<FastParser>),
     Parked(Parked),
 }
 
 impl ParserSlot {
     fn fresh(limits: Limits) -> ParserSlot {
-        ParserSlot::Active(Box::new(StreamParser::new(limits)))
+        ParserSlot::Active(Box::new(FastParser::new(limits)))
     }
 
-    fn active(&mut self, limits: Limits) -> &mut StreamParser {
+    fn active(&mut self, limits: Limits) -> &mut FastParser {
         if let ParserSlot::Parked(p) = self {
-            *self = ParserSlot::Active(Box::new(StreamParser::resume(limits, p)));
+            *self = ParserSlot::Active(Box::new(FastParser::resume(limits, p)));
         }
         match self {
             ParserSlot::Active(p) => p,

@@ -8,12 +8,13 @@ use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_mai
 use minidom::Element;
 use std::hint::black_box;
 use std::time::{Duration, Instant};
+use xmppd_actors::fast_parser::FastParser;
 use xmppd_actors::registry::Registry;
 use xmppd_actors::sasl::{Claim, DecoyKey, Exchange, Mech, Step};
 use xmppd_actors::scram::Credentials;
 use xmppd_actors::signals::Signal;
 use xmppd_actors::stanza::ErrorCondition;
-use xmppd_actors::stream_parser::{Limits, StreamEvent, StreamParser};
+use xmppd_actors::stream_parser::{Limits, StreamEvent};
 use xmppd_actors::tls::ChannelBinding;
 use xmppd_bench::scram::{Client, Mechanism};
 
@@ -33,7 +34,7 @@ fn stream_parser(c: &mut Criterion) {
     let chunk: String = (0..N).map(message).collect();
     g.throughput(Throughput::Elements(N as u64));
     g.bench_function("100 messages in one chunk", |b| {
-        let mut p = StreamParser::new(Limits::default());
+        let mut p = FastParser::new(Limits::default());
         let mut out = Vec::with_capacity(N + 1);
         p.feed(HEADER, &mut out).expect("header");
         b.iter(|| {
@@ -46,7 +47,7 @@ fn stream_parser(c: &mut Criterion) {
     g.throughput(Throughput::Elements(1));
     let one = message(7);
     g.bench_function("1 message in 16-byte chunks", |b| {
-        let mut p = StreamParser::new(Limits::default());
+        let mut p = FastParser::new(Limits::default());
         let mut out = Vec::with_capacity(4);
         p.feed(HEADER, &mut out).expect("header");
         b.iter(|| {
