@@ -121,15 +121,22 @@ impl Outbox {
 
     /// Queue bytes; over the bound the connection is aborted and the write refused.
     pub fn send_bytes(&self, data: Vec<u8>) -> Result<(), WriteError> {
-        if self.shared.aborted.get() {
-            return Err(WriteError::Closed);
+        self.try_send_bytes(data).map_err(|(e, _)| e)
+    }
+
+    /// [`Outbox::send_bytes`], giving the bytes back when they are refused.
+    pub fn try_send_bytes(&self, data: Vec<u8>) -> Result<(), (WriteError, Vec<u8>)> {
+        if self.shared.aborted.get() || self.shared.closed.get() {
+            return Err((WriteError::Closed, data));
         }
         let queued = self.shared.queued.get() + data.len();
         if queued > self.shared.limit {
             self.abort();
-            return Err(WriteError::Overflow);
+            return Err((WriteError::Overflow, data));
         }
-        self.shared.push(Out::Data(data))?;
+        self.shared
+            .push(Out::Data(data))
+            .map_err(|e| (e, Vec::new()))?;
         self.shared.queued.set(queued);
         Ok(())
     }

@@ -50,6 +50,41 @@ pub struct Info {
     pub stanza: Element,
 }
 
+/// A message on the direct path from one session to another (on any worker), already
+/// serialised by the sender's session while its tree was still in cache. The receiver
+/// only copies the bytes into its connection's write queue, so it never walks a tree
+/// that waited, cold, in a mailbox; under many busy connections that walk cost more
+/// than the parsing. The tree is rebuilt only on the rare paths that need it (blocked
+/// sender, recipient gone, write refused).
+#[derive(Debug, actix::Message)]
+#[rtype(result = "()")]
+pub struct Serialised {
+    pub from: Jid,
+    pub to: Jid,
+    pub bytes: Vec<u8>,
+}
+
+impl Serialised {
+    pub fn new(m: Message) -> Serialised {
+        Serialised {
+            bytes: crate::xml_writer::to_bytes(&m.stanza),
+            from: m.from,
+            to: m.to,
+        }
+    }
+
+    /// The message again. Our own writer's output always parses; `None` would mean a
+    /// writer bug.
+    pub fn into_signal(self) -> Option<Signal> {
+        let el: Element = std::str::from_utf8(&self.bytes).ok()?.parse().ok()?;
+        Some(Signal::Message(Message {
+            from: self.from,
+            to: self.to,
+            stanza: el,
+        }))
+    }
+}
+
 /// Any signal, as routed by the registry.
 #[derive(Debug, Clone, actix::Message)]
 #[rtype(result = "()")]
@@ -151,6 +186,28 @@ impl Signal {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn serialised_message_round_trips() {
+        let el: Element = "<message xmlns='jabber:client' from='a@x/r' to='b@x/s' type='chat' \
+            id='m&amp;1'><body>1 &lt; 2 &#x1F600;</body><x xmlns='urn:y' a='&apos;'/></message>"
+            .parse()
+            .expect("xml");
+        let Some(Signal::Message(m)) = Signal::from_stanza(el.clone()) else {
+            panic!("not a message")
+        };
+        let s = Serialised::new(m);
+        assert_eq!(
+            std::str::from_utf8(&s.bytes).ok(),
+            Some(crate::xml_writer::to_string(&el).as_str())
+        );
+        let Some(Signal::Message(back)) = s.into_signal() else {
+            panic!("does not parse back")
+        };
+        assert_eq!(back.stanza, el);
+        assert_eq!(back.from.to_string(), "a@x/r");
+        assert_eq!(back.to.to_string(), "b@x/s");
+    }
 
     #[test]
     fn classify_and_bounce() {
