@@ -26,7 +26,8 @@
 use crate::ns;
 use crate::stream_error::{Condition, StreamError};
 use crate::stream_parser::{
-    Limits, Parked, StreamEvent, StreamHeader, opening_tag, too_big, too_many_attributes,
+    ByteBudget, Limits, Parked, StreamEvent, StreamHeader, opening_tag, too_big,
+    too_many_attributes,
 };
 use minidom::Element;
 use rxml::xml_map::Entry;
@@ -544,11 +545,8 @@ pub struct FastParser {
     depth: usize,
     /// The stanza being built, its open elements outermost first.
     stack: Vec<Element>,
-    stanza_bytes: usize,
     header: StreamHeader,
-    header_bytes: usize,
-    /// Bytes consumed since the last event (bounds an open tag or a text run).
-    pending: usize,
+    budget: ByteBudget,
     /// Reading the root element's opening tag: its attributes are counted and its
     /// declarations kept (`StreamParser`'s sniffer).
     sniffing: bool,
@@ -590,10 +588,8 @@ impl FastParser {
             template_next: 0,
             depth: 0,
             stack: Vec::new(),
-            stanza_bytes: 0,
             header: StreamHeader::default(),
-            header_bytes: 0,
-            pending: 0,
+            budget: ByteBudget::default(),
             sniffing: true,
             sniff_only: false,
             header_attributes: 0,
@@ -617,7 +613,7 @@ impl FastParser {
         let mut events = Vec::new();
         // our own well-formed tag: it cannot fail, and its header event is not news
         let _ = p.feed(parked.0.as_bytes(), &mut events);
-        p.header_bytes = 0;
+        p.budget.header = 0;
         p
     }
 
@@ -652,33 +648,11 @@ impl FastParser {
             let before = data.len();
             let at_header = self.depth == 0;
             let ev = self.next_event(data);
-            let consumed = before - data.len();
-            if at_header {
-                self.header_bytes += consumed;
-                if self.header_bytes > self.limits.max_header() {
-                    return Err(StreamError::with_text(
-                        Condition::PolicyViolation,
-                        "stream header too large",
-                    ));
-                }
-            } else {
-                self.pending += consumed;
-                if self.depth > 1 {
-                    self.stanza_bytes += consumed;
-                    if self.stanza_bytes > self.limits.max_stanza {
-                        return Err(too_big());
-                    }
-                }
-                if self.pending > self.limits.max_pending() {
-                    return Err(StreamError::with_text(
-                        Condition::PolicyViolation,
-                        "element opening tag too large",
-                    ));
-                }
-            }
+            self.budget
+                .charge(before - data.len(), at_header, self.depth, &self.limits)?;
             match ev {
                 Ok(Some(ev)) => {
-                    self.pending = 0;
+                    self.budget.pending = 0;
                     let r = self.handle(ev, out);
                     if let Ev::Text(n) = ev {
                         self.scratch.drain(..n);
@@ -766,8 +740,8 @@ impl FastParser {
                             "nested stream header",
                         ));
                     }
-                    self.stanza_bytes = s.len;
-                    if self.stanza_bytes > self.limits.max_stanza {
+                    self.budget.stanza = s.len;
+                    if self.budget.stanza > self.limits.max_stanza {
                         return Err(too_big());
                     }
                     if s.el.attrs().len() > self.limits.max_attributes {

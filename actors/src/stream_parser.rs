@@ -84,13 +84,10 @@ pub struct StreamParser {
     /// 0: before the header; 1: between stanzas; >1: inside a stanza.
     depth: usize,
     builder: Option<ElementFromEvents>,
-    stanza_bytes: usize,
     header: StreamHeader,
-    /// Bytes seen since the header started (bounds a header that never closes).
-    header_bytes: usize,
-    /// Bytes consumed since rxml produced its last event: rxml keeps an opening tag's
-    /// attributes until the tag closes, so this bounds what it holds for us.
-    pending: usize,
+    /// rxml keeps an opening tag's attributes until the tag closes: the budget's
+    /// `pending` bounds what it holds for us.
+    budget: ByteBudget,
     /// Attributes and namespace declarations seen on the open tag (raw, by the sniffer
     /// of the header; counted from the finished element elsewhere).
     header_attributes: usize,
@@ -114,10 +111,8 @@ impl StreamParser {
             limits,
             depth: 0,
             builder: None,
-            stanza_bytes: 0,
             header: StreamHeader::default(),
-            header_bytes: 0,
-            pending: 0,
+            budget: ByteBudget::default(),
             header_attributes: 0,
             header_prefix: None,
             decls: None,
@@ -138,7 +133,7 @@ impl StreamParser {
         let mut events = Vec::new();
         // our own well-formed tag: it cannot fail, and its header event is not news
         let _ = p.feed(parked.0.as_bytes(), &mut events);
-        p.header_bytes = 0;
+        p.budget.header = 0;
         p
     }
 
@@ -208,36 +203,13 @@ impl StreamParser {
             let before = data.len();
             let at_header = self.depth == 0;
             let ev = self.parser.parse(data, false);
-            let consumed = before - data.len();
-            if at_header {
-                self.header_bytes += consumed;
-                if self.header_bytes > self.limits.max_header() {
-                    return Err(StreamError::with_text(
-                        Condition::PolicyViolation,
-                        "stream header too large",
-                    ));
-                }
-            } else {
-                // Bytes still buffered inside rxml count as they arrive, so an element
-                // that never ends, or an opening tag that never closes, cannot grow past
-                // the bounds.
-                self.pending += consumed;
-                if self.depth > 1 {
-                    self.stanza_bytes += consumed;
-                    if self.stanza_bytes > self.limits.max_stanza {
-                        return Err(too_big());
-                    }
-                }
-                if self.pending > self.limits.max_pending() {
-                    return Err(StreamError::with_text(
-                        Condition::PolicyViolation,
-                        "element opening tag too large",
-                    ));
-                }
-            }
+            // Bytes still buffered inside rxml count as they arrive, so an element that
+            // never ends, or an opening tag that never closes, cannot grow past the bounds.
+            self.budget
+                .charge(before - data.len(), at_header, self.depth, &self.limits)?;
             match ev {
                 Ok(Some(ev)) => {
-                    self.pending = 0;
+                    self.budget.pending = 0;
                     self.handle(ev, out)?
                 }
                 Ok(None) => return Ok(()),
@@ -301,8 +273,8 @@ impl StreamParser {
                             "nested stream header",
                         ));
                     }
-                    self.stanza_bytes = m.len();
-                    if self.stanza_bytes > self.limits.max_stanza {
+                    self.budget.stanza = m.len();
+                    if self.budget.stanza > self.limits.max_stanza {
                         return Err(too_big());
                     }
                     if attrs.len() > self.limits.max_attributes {
@@ -374,6 +346,54 @@ pub(crate) fn opening_tag(h: &StreamHeader) -> String {
     }
     t.push('>');
     t
+}
+
+/// Bytes counted against the bounds as a parser consumes them (both parsers).
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct ByteBudget {
+    /// Since the header started (bounds a header that never closes).
+    pub header: usize,
+    /// Since the parser's last event (bounds an open tag or a text run it buffers).
+    pub pending: usize,
+    /// Of the stanza being read.
+    pub stanza: usize,
+}
+
+impl ByteBudget {
+    /// Count `consumed` bytes read at `depth` (`at_header`: before the header ended).
+    #[inline]
+    pub(crate) fn charge(
+        &mut self,
+        consumed: usize,
+        at_header: bool,
+        depth: usize,
+        limits: &Limits,
+    ) -> Result<(), StreamError> {
+        if at_header {
+            self.header += consumed;
+            if self.header > limits.max_header() {
+                return Err(StreamError::with_text(
+                    Condition::PolicyViolation,
+                    "stream header too large",
+                ));
+            }
+            return Ok(());
+        }
+        self.pending += consumed;
+        if depth > 1 {
+            self.stanza += consumed;
+            if self.stanza > limits.max_stanza {
+                return Err(too_big());
+            }
+        }
+        if self.pending > limits.max_pending() {
+            return Err(StreamError::with_text(
+                Condition::PolicyViolation,
+                "element opening tag too large",
+            ));
+        }
+        Ok(())
+    }
 }
 
 pub(crate) fn too_big() -> StreamError {
