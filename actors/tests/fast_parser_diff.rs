@@ -19,19 +19,15 @@
 //! comments in `fast_parser.rs`); `explained` is where a narrowly accepted difference
 //! would go.
 
+mod common;
+
+use common::{Mutator, iterations};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use xmppd_actors::fast_parser::FastParser;
 use xmppd_actors::fast_parser::differential::{compare, limit_sets, run};
 use xmppd_actors::fuzzing;
 use xmppd_actors::stream_parser::Limits;
-
-fn iterations(default: usize) -> usize {
-    std::env::var("FUZZ_ITERATIONS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
 
 const HDR: &str = "<?xml version='1.0'?><stream:stream xmlns='jabber:client' \
     xmlns:stream='http://etherx.jabber.org/streams' to='localhost' version='1.0' xml:lang='en'>";
@@ -350,45 +346,13 @@ const TOKENS: &[&[u8]] = &[
     b":",
 ];
 
-fn mutate(rng: &mut StdRng, seed: &[u8]) -> Vec<u8> {
-    let mut v = seed.to_vec();
-    for _ in 0..rng.random_range(1..6) {
-        let at = if v.is_empty() {
-            0
-        } else {
-            rng.random_range(0..=v.len())
-        };
-        match rng.random_range(0..7) {
-            0 if !v.is_empty() => {
-                let i = rng.random_range(0..v.len());
-                v[i] ^= 1 << rng.random_range(0..8);
-            }
-            1 if !v.is_empty() => {
-                let end = (at + rng.random_range(1..16)).min(v.len());
-                v.drain(at.min(end)..end);
-            }
-            2 | 3 => {
-                let t = TOKENS[rng.random_range(0..TOKENS.len())];
-                v.splice(at..at, t.iter().copied());
-            }
-            4 if !v.is_empty() => {
-                // repeat a slice (nesting, long values, many attributes)
-                let start = rng.random_range(0..v.len());
-                let end = (start + rng.random_range(1..48)).min(v.len());
-                let piece = v[start..end].to_vec();
-                for _ in 0..rng.random_range(1..40) {
-                    v.splice(at..at, piece.iter().copied());
-                }
-            }
-            5 if !v.is_empty() => v.truncate(at),
-            _ => {
-                let b: u8 = rng.random();
-                v.insert(at, b);
-            }
-        }
-    }
-    v
-}
+const MUTATOR: Mutator = Mutator {
+    tokens: TOKENS,
+    steps: 6,
+    repeat_len: 48,
+    repeats: 40,
+    random_run: 1,
+};
 
 /// Piece sizes to feed `len` bytes with.
 fn chunkings(rng: &mut StdRng, len: usize) -> Vec<Vec<usize>> {
@@ -481,7 +445,7 @@ fn mutations_match() {
     }
     for i in 0..iterations(20_000) {
         let base = &pool[rng.random_range(0..pool.len())];
-        let input = mutate(&mut rng, base);
+        let input = MUTATOR.mutate(&mut rng, base);
         let limits = limit_sets()[i % 3];
         let sizes = chunkings(&mut rng, input.len());
         check(&input, limits, &sizes[i % 4]);

@@ -2,16 +2,12 @@
 //! a few thousand deterministic pseudo-random mutations each (cargo-fuzz runs them for
 //! longer, coverage-guided: see fuzz/README.md). Set FUZZ_ITERATIONS for longer runs.
 
+mod common;
+
+use common::{Mutator, iterations};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use xmppd_actors::fuzzing;
-
-fn iterations(default: usize) -> usize {
-    std::env::var("FUZZ_ITERATIONS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
 
 /// Interesting bytes for XMPP: markup, entity and UTF-8 edges.
 const TOKENS: &[&[u8]] = &[
@@ -67,52 +63,13 @@ const TOKENS: &[&[u8]] = &[
     b"\n",
 ];
 
-fn mutate(rng: &mut StdRng, seed: &[u8]) -> Vec<u8> {
-    let mut v = seed.to_vec();
-    for _ in 0..rng.random_range(1..8) {
-        let at = if v.is_empty() {
-            0
-        } else {
-            rng.random_range(0..=v.len())
-        };
-        match rng.random_range(0..7) {
-            0 if !v.is_empty() => {
-                let i = rng.random_range(0..v.len());
-                v[i] ^= 1 << rng.random_range(0..8);
-            }
-            1 if !v.is_empty() => {
-                let end = (at + rng.random_range(1..16)).min(v.len());
-                v.drain(at.min(end)..end);
-            }
-            2 => {
-                let t = TOKENS[rng.random_range(0..TOKENS.len())];
-                v.splice(at..at, t.iter().copied());
-            }
-            3 => {
-                let b: u8 = rng.random();
-                v.insert(at, b);
-            }
-            4 if !v.is_empty() => {
-                // repeat a slice (nesting, long values)
-                let start = rng.random_range(0..v.len());
-                let end = (start + rng.random_range(1..32)).min(v.len());
-                let piece = v[start..end].to_vec();
-                for _ in 0..rng.random_range(1..20) {
-                    v.splice(at..at, piece.iter().copied());
-                }
-            }
-            5 if !v.is_empty() => v.truncate(at),
-            _ => {
-                let n = rng.random_range(0..32);
-                for _ in 0..n {
-                    let b: u8 = rng.random();
-                    v.insert(at, b);
-                }
-            }
-        }
-    }
-    v
-}
+const MUTATOR: Mutator = Mutator {
+    tokens: TOKENS,
+    steps: 8,
+    repeat_len: 32,
+    repeats: 20,
+    random_run: 32,
+};
 
 fn run(name: &str, seeds: Vec<Vec<u8>>, n: usize, target: fn(&[u8])) {
     let mut rng = StdRng::seed_from_u64(0x786d_7070 ^ name.len() as u64);
@@ -122,7 +79,7 @@ fn run(name: &str, seeds: Vec<Vec<u8>>, n: usize, target: fn(&[u8])) {
     let mut pool = seeds;
     for i in 0..n {
         let base = &pool[rng.random_range(0..pool.len())];
-        let input = mutate(&mut rng, base);
+        let input = MUTATOR.mutate(&mut rng, base);
         let r = std::panic::catch_unwind(|| target(&input));
         if r.is_err() {
             panic!(
