@@ -1,65 +1,20 @@
-//! Microbenchmarks of the hot pieces of the engine crate (xmppd-actors):
-//! parsing stream chunks into stanzas, serialising a stanza, a SCRAM exchange as the
-//! server verifies it, and a signal's trip through the registry.
+//! Microbenchmarks of the hot pieces of the engine crate (xmppd-actors): serialising a
+//! stanza, a SCRAM exchange as the server verifies it, and a signal's trip through the
+//! registry. Parsing stream chunks into stanzas is in `parser.rs`.
 //!
 //! `cargo bench -p xmppd-bench` (not part of the test command).
 
-use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
+use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
 use minidom::Element;
 use std::hint::black_box;
 use std::time::{Duration, Instant};
-use xmppd_actors::fast_parser::FastParser;
 use xmppd_actors::registry::Registry;
 use xmppd_actors::sasl::{Claim, DecoyKey, Exchange, Mech, Step};
 use xmppd_actors::scram::Credentials;
 use xmppd_actors::signals::Signal;
 use xmppd_actors::stanza::ErrorCondition;
-use xmppd_actors::stream_parser::{Limits, StreamEvent};
 use xmppd_actors::tls::ChannelBinding;
 use xmppd_bench::scram::{Client, Mechanism};
-
-const HEADER: &[u8] = b"<?xml version='1.0'?><stream:stream xmlns='jabber:client' \
-    xmlns:stream='http://etherx.jabber.org/streams' to='bench.test' version='1.0' xml:lang='en'>";
-
-fn message(i: usize) -> String {
-    format!(
-        "<message to='user1@bench.test/load1' type='chat' id='m{i}'>\
-         <body>123456789012 {i}</body></message>"
-    )
-}
-
-fn stream_parser(c: &mut Criterion) {
-    let mut g = c.benchmark_group("stream_parser");
-    const N: usize = 100;
-    let chunk: String = (0..N).map(message).collect();
-    g.throughput(Throughput::Elements(N as u64));
-    g.bench_function("100 messages in one chunk", |b| {
-        let mut p = FastParser::new(Limits::default());
-        let mut out = Vec::with_capacity(N + 1);
-        p.feed(HEADER, &mut out).expect("header");
-        b.iter(|| {
-            out.clear();
-            p.feed(black_box(chunk.as_bytes()), &mut out)
-                .expect("parses");
-            assert_eq!(out.len(), N);
-        })
-    });
-    g.throughput(Throughput::Elements(1));
-    let one = message(7);
-    g.bench_function("1 message in 16-byte chunks", |b| {
-        let mut p = FastParser::new(Limits::default());
-        let mut out = Vec::with_capacity(4);
-        p.feed(HEADER, &mut out).expect("header");
-        b.iter(|| {
-            out.clear();
-            for piece in one.as_bytes().chunks(16) {
-                p.feed(black_box(piece), &mut out).expect("parses");
-            }
-            assert!(matches!(out.first(), Some(StreamEvent::Stanza(_))));
-        })
-    });
-    g.finish();
-}
 
 fn xml_writer(c: &mut Criterion) {
     let el: Element = "<message xmlns='jabber:client' from='user0@bench.test/load0' \
@@ -172,6 +127,6 @@ criterion_group! {
     config = Criterion::default()
         .warm_up_time(Duration::from_millis(500))
         .measurement_time(Duration::from_secs(2));
-    targets = stream_parser, xml_writer, scram_exchange, registry
+    targets = xml_writer, scram_exchange, registry
 }
 criterion_main!(benches);
