@@ -373,6 +373,16 @@ impl Backend for Sqlite {
         })
     }
 
+    fn offline_waiting(&self, domain: &str, user: &str) -> Result<bool, StorageError> {
+        self.with(|c| {
+            c.prepare_cached(
+                "SELECT EXISTS(SELECT 1 FROM offline WHERE domain = ?1 AND username = ?2)",
+            )
+            .and_then(|mut st| st.query_row(params![domain, user], |r| r.get(0)))
+            .map_err(db_err)
+        })
+    }
+
     fn offline_list(&self, domain: &str, user: &str) -> Result<Vec<(i64, String)>, StorageError> {
         self.with(|c| {
             let mut st = c.prepare_cached("SELECT id, stanza FROM offline WHERE domain = ?1 AND username = ?2 ORDER BY id").map_err(db_err)?;
@@ -584,6 +594,8 @@ mod tests {
             db.offline_push("a.test", "alice", "<message/>", 3),
             Err(StorageError::Full)
         );
+        assert!(db.offline_waiting("a.test", "alice").expect("waiting"));
+        assert!(!db.offline_waiting("a.test", "bob").expect("waiting"));
         let msgs = db.offline_list("a.test", "alice").expect("list");
         assert_eq!(msgs.len(), 3);
         db.offline_delete("a.test", "alice", msgs[1].0)

@@ -55,6 +55,10 @@ pub struct Account {
     /// Contact → the subscription request stanza waiting for an answer.
     pending: BTreeMap<String, String>,
     blocklist: Vec<String>,
+    /// Messages may be stored for the account: read at load, set when one is stored,
+    /// cleared when they are taken for delivery. Spares a login the storage round trip
+    /// when there are none.
+    offline_waiting: bool,
     resources: Resources,
     linger: Option<SpawnHandle>,
 }
@@ -75,6 +79,7 @@ impl Account {
             ver: 0,
             pending: BTreeMap::new(),
             blocklist: Vec::new(),
+            offline_waiting: true,
             resources: Resources::default(),
             linger: None,
         }
@@ -488,12 +493,17 @@ impl Account {
     }
 
     fn deliver_offline(&mut self, resource: &str, ctx: &mut Context<Self>) {
+        if !self.offline_waiting {
+            return;
+        }
         let res = resource.to_string();
         self.store(ctx, move |b, d, u| b.offline_list(d, u), move |act, r, ctx| {
             let msgs = match r {
                 Ok(m) => m,
                 Err(e) => return slog::error!(act.log, "offline messages not loaded"; "error" => %e),
             };
+            // what is stored from now on sets it again
+            act.offline_waiting = false;
             let Some(last) = msgs.last().map(|(id, _)| *id) else { return };
             let Some(target) = act.resources.get(&res) else { return };
             for (_, xml) in &msgs {
@@ -901,7 +911,10 @@ impl Account {
             ctx,
             move |b, d, u| b.offline_push(d, u, &xml, limit),
             move |act, r, _| match r {
-                Ok(()) => slog::info!(act.log, "message stored offline"; "from" => %sig.from()),
+                Ok(()) => {
+                    act.offline_waiting = true;
+                    slog::info!(act.log, "message stored offline"; "from" => %sig.from())
+                }
                 Err(StorageError::Full) => {
                     slog::warn!(act.log, "offline storage full"; "from" => %sig.from());
                     act.bounce(
@@ -1010,11 +1023,16 @@ impl Actor for Account {
                 if !b.account_exists(d, u)? {
                     return Ok(None);
                 }
-                Ok(Some((b.roster_load(d, u)?, b.blocklist_get(d, u)?)))
+                Ok(Some((
+                    b.roster_load(d, u)?,
+                    b.blocklist_get(d, u)?,
+                    b.offline_waiting(d, u)?,
+                )))
             },
-            |act, r: Result<Option<(RosterData, Vec<String>)>, StorageError>, ctx| {
+            |act, r: Result<Option<(RosterData, Vec<String>, bool)>, StorageError>, ctx| {
                 match r {
-                    Ok(Some((data, blocklist))) => {
+                    Ok(Some((data, blocklist, offline_waiting))) => {
+                        act.offline_waiting = offline_waiting;
                         act.exists = Some(true);
                         act.ver = data.ver;
                         act.roster = data.items.into_iter().map(|i| (i.jid.clone(), i)).collect();

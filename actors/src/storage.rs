@@ -89,6 +89,8 @@ pub trait Backend: Send + Sync + 'static {
         stanza: &str,
         limit: usize,
     ) -> Result<(), StorageError>;
+    /// Whether any message is stored for the account.
+    fn offline_waiting(&self, domain: &str, user: &str) -> Result<bool, StorageError>;
     /// Stored messages in arrival order, with their ids.
     fn offline_list(&self, domain: &str, user: &str) -> Result<Vec<(i64, String)>, StorageError>;
     /// Delete stored messages up to and including `last_id`.
