@@ -11,9 +11,52 @@ pub fn iterations(default: usize) -> usize {
         .unwrap_or(default)
 }
 
+/// Interesting bytes for any XML stream: markup, entity and UTF-8 edges.
+pub const XML_TOKENS: &[&[u8]] = &[
+    b"<",
+    b">",
+    b"/>",
+    b"</",
+    b"&",
+    b";",
+    b"'",
+    b"\"",
+    b"=",
+    b" ",
+    b"<?",
+    b"?>",
+    b"<!--",
+    b"-->",
+    b"<![CDATA[",
+    b"]]>",
+    b"<!DOCTYPE",
+    b"&amp;",
+    b"&lt;",
+    b"&#0;",
+    b"&#x10FFFF;",
+    b"&lol;",
+    b"xmlns=",
+    b"xmlns:stream=",
+    b"stream:",
+    b"jabber:client",
+    b"jabber:server",
+    b"http://etherx.jabber.org/streams",
+    b"</stream:stream>",
+    b"<message>",
+    b"<iq type='get' id='1'>",
+    b"\xc0\xaf",
+    b"\xed\xa0\x80",
+    b"\xe2\x82",
+    b"\xf4\x90\x80\x80",
+    b"\x00",
+    b"\xff",
+    b"\xef\xbb\xbf",
+    b"\n",
+];
+
 /// How a test mutates its seeds.
 pub struct Mutator {
-    /// Interesting byte strings spliced in.
+    /// Interesting byte strings spliced in: [`XML_TOKENS`] and the test's own.
     pub tokens: &'static [&'static [u8]],
     /// Mutations per input: 1 to `steps - 1`.
     pub steps: usize,
@@ -43,7 +86,10 @@ impl Mutator {
                     v.drain(at.min(end)..end);
                 }
                 2 | 3 => {
-                    let t = self.tokens[rng.random_range(0..self.tokens.len())];
+                    let n = rng.random_range(0..XML_TOKENS.len() + self.tokens.len());
+                    let t = XML_TOKENS
+                        .get(n)
+                        .unwrap_or_else(|| &self.tokens[n - XML_TOKENS.len()]);
                     v.splice(at..at, t.iter().copied());
                 }
                 4 if !v.is_empty() => {
