@@ -239,3 +239,67 @@ async fn sessions_per_account_are_limited() {
         "{e}"
     );
 }
+
+/// RFC 6120 §10.1: stanzas between two entities arrive in the order sent. Alice sends
+/// while Bob's resource binds, so her first messages to it find no route on her
+/// thread's copy of the session table and go through the registry, later ones find it
+/// there: a later one must not overtake an earlier one on the direct path.
+#[tokio::test]
+async fn messages_sent_while_the_recipient_binds_arrive_in_order() {
+    const N: usize = 2000;
+    let d = Daemon::start();
+    let (mut a, _) = Raw::login(d.starttls, D, "alice", "alice-pw", "pc").await;
+    // Another resource of Alice's keeps the registry busy (errors to another domain end
+    // there, unanswered), so what goes through it lags behind what goes direct
+    let (mut c, _) = Raw::login(d.starttls, D, "alice", "alice-pw", "busy").await;
+    let busy = tokio::spawn(async move {
+        let batch: String = (0..100)
+            .map(|i| format!("<message to='x@elsewhere.example' type='error' id='e{i}'/>"))
+            .collect();
+        for _ in 0..100 {
+            c.send(&batch).await;
+        }
+        c
+    });
+    let sender = tokio::spawn(async move {
+        for i in 0..N {
+            a.send(&format!(
+                "<message to='bob@localhost/new' type='chat' id='o{i}'><body>{i}</body></message>"
+            ))
+            .await;
+            if i % 10 == 9 {
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+        }
+        a
+    });
+    // Bob binds without initial presence: what came before the bind waits offline,
+    // everything after it arrives live on this stream
+    let mut b = Raw::connect(d.starttls, D).await;
+    b.starttls().await;
+    let ok = b.auth_scram("SCRAM-SHA-256", "bob", "bob-pw").await;
+    assert!(ok.starts_with("<success"), "{ok}");
+    b.bind(Some("new")).await;
+    let mut last: Option<usize> = None;
+    let mut live = 0;
+    while last != Some(N - 1) {
+        let m = b.next_stanza().await;
+        let Some(n) = m
+            .split("id='o")
+            .nth(1)
+            .and_then(|r| r.split('\'').next())
+            .and_then(|n| n.parse::<usize>().ok())
+        else {
+            continue;
+        };
+        assert!(
+            last.is_none_or(|l| n > l),
+            "message {n} arrived after {last:?}"
+        );
+        last = Some(n);
+        live += 1;
+    }
+    assert!(live > 0);
+    sender.await.expect("sender");
+    busy.await.expect("busy");
+}

@@ -13,6 +13,8 @@ use crate::signals::Signal;
 use crate::stanza::ErrorCondition;
 use actix::prelude::*;
 use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use xmpp_parsers::jid::{BareJid, FullJid};
 
 pub struct Registry {
@@ -233,6 +235,26 @@ impl Handler<Signal> for Registry {
     type Result = ();
     fn handle(&mut self, sig: Signal, _: &mut Context<Self>) {
         self.route(sig);
+    }
+}
+
+/// A signal a client's session could not deliver on its direct path, with the
+/// session's count of such signals not yet routed. The registry lowers the count once
+/// the signal is in its recipient's mailbox (or answered): until then the session
+/// sends everything through here too, so a later signal on the direct path cannot
+/// overtake an earlier one (RFC 6120 §10.1: in order between two entities).
+#[derive(actix::Message)]
+#[rtype(result = "()")]
+pub struct FromSession {
+    pub sig: Signal,
+    pub pending: Arc<AtomicUsize>,
+}
+
+impl Handler<FromSession> for Registry {
+    type Result = ();
+    fn handle(&mut self, m: FromSession, _: &mut Context<Self>) {
+        self.route(m.sig);
+        m.pending.fetch_sub(1, Ordering::Release);
     }
 }
 

@@ -8,7 +8,7 @@ use crate::blocking;
 use crate::context::{Ctx, Gauge};
 use crate::io::{FromIo, Inbound, Outbox, WriteError};
 use crate::ns;
-use crate::registry::{Availability, Unbind};
+use crate::registry::{Availability, FromSession, Unbind};
 use crate::routes;
 use crate::server_iq::{self, Addressee};
 use crate::signals::{Serialised, Signal};
@@ -17,7 +17,7 @@ use crate::stream_error::{Condition, StreamError};
 use actix::prelude::*;
 use minidom::Element;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use xmpp_parsers::jid::{BareJid, FullJid, Jid};
 
 /// Signals waiting for one session before the registry refuses more.
@@ -40,6 +40,8 @@ pub struct Session {
     stream_ended: bool,
     /// Signals for a registry or account actor whose mailbox was full.
     held: Vec<Held>,
+    /// Signals handed to the registry and not yet routed by it (see `FromSession`).
+    via_registry: Arc<AtomicUsize>,
     _gauge: Gauge,
 }
 
@@ -66,6 +68,7 @@ impl Session {
             closing: false,
             stream_ended: false,
             held: Vec::new(),
+            via_registry: Arc::new(AtomicUsize::new(0)),
             _gauge: gauge,
         }
     }
@@ -99,12 +102,28 @@ impl Session {
         let Some(sig) = Signal::new(from, to, el) else {
             return;
         };
-        if let Some(sig) = self.fast_route(sig) {
-            match self.ctx.registry.try_send(sig) {
-                Ok(()) | Err(SendError::Closed(_)) => {}
-                // the registry is behind: this session waits (and its client with it)
-                Err(SendError::Full(sig)) => self.held.push(Held::Registry(sig)),
+        // while the registry still holds something of ours, the direct path could
+        // overtake it: everything goes the registry's way until it has caught up
+        let sig = if self.via_registry.load(Ordering::Acquire) == 0 {
+            match self.fast_route(sig) {
+                Some(sig) => sig,
+                None => return,
             }
+        } else {
+            sig
+        };
+        self.via_registry.fetch_add(1, Ordering::Relaxed);
+        let m = FromSession {
+            sig,
+            pending: self.via_registry.clone(),
+        };
+        match self.ctx.registry.try_send(m) {
+            Ok(()) => {}
+            Err(SendError::Closed(_)) => {
+                self.via_registry.fetch_sub(1, Ordering::Relaxed);
+            }
+            // the registry is behind: this session waits (and its client with it)
+            Err(SendError::Full(m)) => self.held.push(Held::Registry(m)),
         }
     }
 
@@ -629,6 +648,6 @@ impl Handler<BlocklistUpdate> for Session {
 
 /// What a session holds back while the actor it goes to is behind.
 enum Held {
-    Registry(Signal),
+    Registry(FromSession),
     Account(account::FromClient),
 }
