@@ -919,13 +919,9 @@ impl Actor for Connection {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Context<Self>) {
-        let mut shutdown = self.ctx.shutdown.subscribe();
-        async move {
-            let _ = shutdown.wait_for(|down| *down).await;
-        }
-        .into_actor(self)
-        .map(|_, act, _| act.fail(StreamError::new(Condition::SystemShutdown)))
-        .spawn(ctx);
+        self.ctx.on_shutdown(ctx, |act: &mut Self| {
+            act.fail(StreamError::new(Condition::SystemShutdown))
+        });
         let timeout = Duration::from_secs(self.settings.limits.auth_timeout.max(1));
         ctx.run_later(timeout, |act, _| {
             if act.session.is_none() && act.phase != Phase::Closing {

@@ -95,3 +95,18 @@ pub struct ServerContext {
 }
 
 pub type Ctx = Arc<ServerContext>;
+
+impl ServerContext {
+    /// Run `then` on the actor when the server starts shutting down.
+    pub fn on_shutdown<A>(&self, ctx: &mut actix::Context<A>, then: fn(&mut A))
+    where
+        A: actix::Actor<Context = actix::Context<A>>,
+    {
+        use actix::{ActorFutureExt, AsyncContext};
+        let mut shutdown = self.shutdown.subscribe();
+        let wait = async move {
+            let _ = shutdown.wait_for(|down| *down).await;
+        };
+        ctx.spawn(actix::fut::wrap_future::<_, A>(wait).map(move |_, act, _| then(act)));
+    }
+}

@@ -73,6 +73,25 @@ impl Session {
         }
     }
 
+    /// Close our side of the stream (once), after what is queued.
+    fn close_stream(&mut self) {
+        if !std::mem::replace(&mut self.stream_ended, true) {
+            let _ = self.out.send_str("</stream:stream>");
+            self.out.close();
+        }
+    }
+
+    /// What the sender of a stanza this session could not write gets back.
+    fn refused(&self, e: WriteError) -> ErrorCondition {
+        match e {
+            WriteError::Overflow => {
+                slog::warn!(self.log, # "XMPPI", "peer not reading: write buffer full, disconnecting");
+                ErrorCondition::ResourceConstraint
+            }
+            WriteError::Closed => ErrorCondition::RecipientUnavailable,
+        }
+    }
+
     /// End the stream with a stream error (the connection then reports it closed).
     fn stream_error(&mut self, err: StreamError) {
         if self.stream_ended {
@@ -244,11 +263,7 @@ impl Session {
         if el.is("error", ns::STREAM) {
             // the client ends the stream with an error of its own: close ours
             slog::debug!(self.log, # "XMPPI", "client sent a stream error"; "error" => crate::xml_writer::to_string(&el));
-            if !std::mem::replace(&mut self.stream_ended, true) {
-                let _ = self.out.send_str("</stream:stream>");
-                self.out.close();
-            }
-            return;
+            return self.close_stream();
         }
         let Some(kind) = Kind::of(&el) else {
             return self.stream_error(StreamError::with_text(
@@ -412,15 +427,9 @@ impl Session {
                 _ => {}
             };
         }
-        match self.write(sig.stanza()) {
-            Ok(()) => {}
-            Err(WriteError::Overflow) => {
-                slog::warn!(self.log, # "XMPPI", "peer not reading: write buffer full, disconnecting");
-                self.undeliverable(sig, ErrorCondition::ResourceConstraint);
-            }
-            Err(WriteError::Closed) => {
-                self.undeliverable(sig, ErrorCondition::RecipientUnavailable)
-            }
+        if let Err(e) = self.write(sig.stanza()) {
+            let cond = self.refused(e);
+            self.undeliverable(sig, cond);
         }
     }
 
@@ -468,13 +477,9 @@ impl Actor for Session {
             session: ctx.address(),
         });
         // a server shutdown ends the stream (before binding the connection does this)
-        let mut shutdown = self.ctx.shutdown.subscribe();
-        async move {
-            let _ = shutdown.wait_for(|down| *down).await;
-        }
-        .into_actor(self)
-        .map(|_, act, _| act.stream_error(StreamError::new(Condition::SystemShutdown)))
-        .spawn(ctx);
+        self.ctx.on_shutdown(ctx, |act: &mut Self| {
+            act.stream_error(StreamError::new(Condition::SystemShutdown))
+        });
         slog::debug!(self.log, "session started"; "jid" => %self.jid);
     }
 
@@ -518,13 +523,7 @@ impl Handler<Serialised> for Session {
                 self.ctx.stats.stanzas_out.fetch_add(1, Ordering::Relaxed);
             }
             Err((e, bytes)) => {
-                let cond = match e {
-                    WriteError::Overflow => {
-                        slog::warn!(self.log, # "XMPPI", "peer not reading: write buffer full, disconnecting");
-                        ErrorCondition::ResourceConstraint
-                    }
-                    WriteError::Closed => ErrorCondition::RecipientUnavailable,
-                };
+                let cond = self.refused(e);
                 let m = Serialised { bytes, ..m };
                 if let Some(sig) = self.rebuilt(m) {
                     self.undeliverable(sig, cond);
@@ -569,10 +568,7 @@ impl Handler<FromIo> for Session {
             )),
             FromIo::End => {
                 slog::debug!(self.log, # "XMPPI", "peer closed the stream");
-                if !std::mem::replace(&mut self.stream_ended, true) {
-                    let _ = self.out.send_str("</stream:stream>");
-                    self.out.close();
-                }
+                self.close_stream();
             }
             FromIo::ParseError(e) => self.stream_error(e),
             FromIo::Closed(reason) => {
