@@ -71,13 +71,12 @@ struct OutShared {
 }
 
 impl OutShared {
-    fn push(&self, o: Out) -> Result<(), WriteError> {
-        if self.closed.get() {
-            return Err(WriteError::Closed);
+    /// Queue a command for the I/O task (dropped once the task has ended).
+    fn push(&self, o: Out) {
+        if !self.closed.get() {
+            self.queue.borrow_mut().push_back(o);
+            self.wake.notify_one();
         }
-        self.queue.borrow_mut().push_back(o);
-        self.wake.notify_one();
-        Ok(())
     }
 
     fn pop(&self) -> Option<Out> {
@@ -126,7 +125,7 @@ impl Outbox {
 
     /// [`Outbox::send_bytes`], giving the bytes back when they are refused.
     pub fn try_send_bytes(&self, data: Vec<u8>) -> Result<(), (WriteError, Vec<u8>)> {
-        if self.shared.aborted.get() || self.shared.closed.get() {
+        if self.is_closed() {
             return Err((WriteError::Closed, data));
         }
         let queued = self.shared.queued.get() + data.len();
@@ -134,9 +133,7 @@ impl Outbox {
             self.abort();
             return Err((WriteError::Overflow, data));
         }
-        self.shared
-            .push(Out::Data(data))
-            .map_err(|e| (e, Vec::new()))?;
+        self.shared.push(Out::Data(data));
         self.shared.queued.set(queued);
         Ok(())
     }
@@ -151,22 +148,22 @@ impl Outbox {
     }
 
     pub fn start_tls(&self) {
-        let _ = self.shared.push(Out::StartTls);
+        self.shared.push(Out::StartTls);
     }
 
     pub fn reset_parser(&self) {
-        let _ = self.shared.push(Out::ResetParser);
+        self.shared.push(Out::ResetParser);
     }
 
     /// From now on stanzas and stream events go to these; the old control target
     /// gets [`FromIo::HandedOver`] last.
     pub fn handover(&self, stanzas: Recipient<Inbound>, control: Recipient<FromIo>) {
-        let _ = self.shared.push(Out::Handover(stanzas, control));
+        self.shared.push(Out::Handover(stanzas, control));
     }
 
     /// Write what is queued, then close.
     pub fn close(&self) {
-        let _ = self.shared.push(Out::Close);
+        self.shared.push(Out::Close);
     }
 
     /// Drop the connection now, without writing what is queued.
@@ -549,16 +546,15 @@ async fn flush(
         return Ok(());
     }
     slog::trace!(log, # "XMPPI", "send"; "xml" => crate::log_mask::mask(wbuf));
+    let plain = std::mem::take(wbuf);
     let data = match tls {
         Some(layer) => {
-            let records = wbuf.len().div_ceil(crate::record_layer::MAX_PLAINTEXT);
-            let mut sealed = Vec::with_capacity(wbuf.len() + records * 22);
-            layer.seal(wbuf, &mut sealed);
+            let mut sealed = Vec::new();
+            layer.seal(&plain, &mut sealed);
             sealed
         }
-        None => std::mem::take(wbuf),
+        None => plain,
     };
-    *wbuf = Vec::new();
     tokio::select! {
         biased;
         _ = shared.abort.notified() => Err("aborted: peer not reading".into()),

@@ -12,7 +12,8 @@
 use ring::aead::{self, Aad, LessSafeKey, Nonce, UnboundKey};
 use rustls::{ConnectionTrafficSecrets, ExtractedSecrets};
 
-const HEADER: usize = 5;
+/// Bytes of a record header (content type, version, length).
+pub const HEADER: usize = 5;
 /// Largest plaintext in one record (RFC 8446 §5.1).
 pub const MAX_PLAINTEXT: usize = 1 << 14;
 /// Largest protected record body (RFC 8446 §5.2).
@@ -135,6 +136,9 @@ impl RecordLayer {
 
     /// Protect `plaintext` as application-data records appended to `out`.
     pub fn seal(&mut self, plaintext: &[u8], out: &mut Vec<u8>) {
+        let records = plaintext.len().div_ceil(MAX_PLAINTEXT);
+        // each record: header, the inner content type, the tag
+        out.reserve(plaintext.len() + records * (HEADER + 1 + TAG));
         for chunk in plaintext.chunks(MAX_PLAINTEXT) {
             self.seal_record(chunk, APPLICATION_DATA, out);
         }

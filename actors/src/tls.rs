@@ -1,7 +1,10 @@
 //! TLS for streams: certificates per domain (chosen by SNI), the rustls server
 //! configuration, and the channel-binding data SCRAM-*-PLUS needs.
 
-use crate::record_layer::RecordLayer;
+use crate::record_layer::{HEADER, MAX_PLAINTEXT, RecordLayer};
+
+/// Largest handshake record body read (the TLS 1.2 ciphertext bound, generous for 1.3).
+const MAX_HANDSHAKE_RECORD: usize = MAX_PLAINTEXT + 2048;
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, pem::PemObject};
 use rustls::server::{ClientHello, ResolvesServerCert, ServerConfig, ServerConnection};
@@ -179,14 +182,14 @@ impl TlsContext {
             if !conn.is_handshaking() {
                 break;
             }
-            record.resize(5, 0);
-            tcp.read_exact(&mut record[..5]).await?;
+            record.resize(HEADER, 0);
+            tcp.read_exact(&mut record[..HEADER]).await?;
             let len = u16::from_be_bytes([record[3], record[4]]) as usize;
-            if len > (1 << 14) + 2048 {
+            if len > MAX_HANDSHAKE_RECORD {
                 return Err(HandshakeError::Oversized);
             }
-            record.resize(5 + len, 0);
-            tcp.read_exact(&mut record[5..]).await?;
+            record.resize(HEADER + len, 0);
+            tcp.read_exact(&mut record[HEADER..]).await?;
             let mut rest = &record[..];
             while !rest.is_empty() {
                 conn.read_tls(&mut rest)?;
