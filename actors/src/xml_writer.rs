@@ -5,6 +5,7 @@
 //! differs from its parent's. Every result is a self-contained element (the outermost
 //! one declares its namespace), so it can also be stored and parsed on its own.
 
+use crate::xml_escape::escape_into as escape;
 use minidom::{Element, Node};
 
 /// The element as UTF-8 XML, without an XML declaration.
@@ -84,29 +85,6 @@ fn write(el: &Element, parent_ns: Option<&str>, out: &mut Vec<u8>) {
     out.extend_from_slice(b"</");
     out.extend_from_slice(el.name().as_bytes());
     out.push(b'>');
-}
-
-/// Escape `&`, `<`, `>` (and both quotes in attribute values), copying runs of plain
-/// bytes at once.
-fn escape(s: &str, attr: bool, out: &mut Vec<u8>) {
-    let bytes = s.as_bytes();
-    let mut start = 0;
-    for (i, b) in bytes.iter().enumerate() {
-        let rep: &[u8] = match b {
-            b'&' => b"&amp;",
-            b'<' => b"&lt;",
-            b'>' => b"&gt;",
-            b'\'' if attr => b"&apos;",
-            b'"' if attr => b"&quot;",
-            // a CR written raw would be normalised away by the reader
-            b'\r' => b"&#13;",
-            _ => continue,
-        };
-        out.extend_from_slice(&bytes[start..i]);
-        out.extend_from_slice(rep);
-        start = i + 1;
-    }
-    out.extend_from_slice(&bytes[start..]);
 }
 
 #[cfg(test)]
