@@ -33,6 +33,16 @@ fn go_sendxmpp(server: SocketAddr, password: &str, to: &str, body: &str) -> Outp
         .expect("stdin")
         .write_all(body.as_bytes())
         .expect("write body");
+    // its --timeout bounds connecting only: bound the whole run, and never leave it behind
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while child.try_wait().expect("wait").is_none() {
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("go-sendxmpp did not finish within 30 s");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
     child.wait_with_output().expect("go-sendxmpp ran")
 }
 

@@ -253,14 +253,7 @@ async fn offline_messages_are_delivered_at_initial_presence() {
     a.send("<message to='bob@localhost' type='chat'><composing xmlns='http://jabber.org/protocol/chatstates'/></message>").await;
     d.wait_log("message stored offline", 3);
     // no delivery before initial presence, none at negative priority
-    let mut b = Raw::connect(d.starttls, D).await;
-    b.starttls().await;
-    assert!(
-        b.auth_scram("SCRAM-SHA-256", "bob", "bob-pw")
-            .await
-            .starts_with("<success")
-    );
-    b.bind(Some("phone")).await;
+    let (mut b, _) = Raw::bound(d.starttls, D, "bob", "bob-pw", "phone").await;
     b.send("<presence><priority>-1</priority></presence>").await;
     b.wait_for("<priority>-1</priority>").await;
     b.expect_silence(Duration::from_millis(300)).await;

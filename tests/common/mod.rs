@@ -299,6 +299,13 @@ impl Drop for Daemon {
 // ---------------------------------------------------------------- raw client --
 
 pub fn client_tls_config() -> Arc<rustls::ClientConfig> {
+    client_tls_config_with(rustls::DEFAULT_VERSIONS)
+}
+
+/// A client configuration trusting the test CA, offering only `versions`.
+pub fn client_tls_config_with(
+    versions: &[&'static rustls::SupportedProtocolVersion],
+) -> Arc<rustls::ClientConfig> {
     use rustls::pki_types::{CertificateDer, pem::PemObject};
     let mut roots = rustls::RootCertStore::empty();
     for c in CertificateDer::pem_file_iter(&pki().ca).expect("ca") {
@@ -307,7 +314,7 @@ pub fn client_tls_config() -> Arc<rustls::ClientConfig> {
     let cfg = rustls::ClientConfig::builder_with_provider(Arc::new(
         rustls::crypto::ring::default_provider(),
     ))
-    .with_safe_default_protocol_versions()
+    .with_protocol_versions(versions)
     .expect("versions")
     .with_root_certificates(roots)
     .with_no_client_auth();
@@ -524,19 +531,6 @@ impl Raw {
         self.read_until("</stream:features>").await
     }
 
-    pub async fn starttls_after_proceed(&mut self) -> String {
-        self.upgrade().await;
-        let h = self.header();
-        self.send(&h).await;
-        match self
-            .try_read_until("</stream:features>", Duration::from_secs(3))
-            .await
-        {
-            Some(s) => s,
-            None => panic!("no features after TLS"),
-        }
-    }
-
     async fn upgrade(&mut self) {
         let RawStream::Plain(tcp) = std::mem::replace(&mut self.s, RawStream::Gone) else {
             panic!("already TLS")
@@ -661,8 +655,8 @@ impl Raw {
         r[start..end].to_string()
     }
 
-    /// STARTTLS + SCRAM-SHA-256 + bind + initial presence.
-    pub async fn login(
+    /// STARTTLS + SCRAM-SHA-256 + bind, without initial presence.
+    pub async fn bound(
         addr: SocketAddr,
         domain: &str,
         user: &str,
@@ -674,6 +668,18 @@ impl Raw {
         let ok = r.auth_scram("SCRAM-SHA-256", user, password).await;
         assert!(ok.starts_with("<success"), "login failed: {ok}");
         let jid = r.bind(Some(resource)).await;
+        (r, jid)
+    }
+
+    /// STARTTLS + SCRAM-SHA-256 + bind + initial presence.
+    pub async fn login(
+        addr: SocketAddr,
+        domain: &str,
+        user: &str,
+        password: &str,
+        resource: &str,
+    ) -> (Raw, String) {
+        let (mut r, jid) = Raw::bound(addr, domain, user, password, resource).await;
         r.send("<presence/>").await;
         // the server echoes initial presence to the resource (RFC 6121 §4.2.2); by then
         // the registry has seen it too (it was told first)
