@@ -38,7 +38,7 @@ while [ $# -gt 0 ]; do
     --servers) SERVERS=$2; shift;;
     --no-record) RECORD=0;;
     --keep) KEEP=1;;
-    -h|--help) sed -n '2,17p' "$0"; exit 0;;
+    -h|--help) sed -n '2,/^$/p' "$0" | sed -n '/^#/p'; exit 0;;
     *) die "unknown argument $1";;
   esac
   shift

@@ -16,8 +16,7 @@
 //! FUZZ_ITERATIONS for longer runs.
 //!
 //! Known differences: none. Where rxml has quirks the fast parser copies them (see the
-//! comments in `fast_parser.rs`); `explained` is where a narrowly accepted difference
-//! would go.
+//! comments in `fast_parser.rs`).
 
 mod common;
 
@@ -325,19 +324,11 @@ fn chunkings(rng: &mut StdRng, len: usize) -> Vec<Vec<usize>> {
     vec![Vec::new(), vec![1; len], small, large]
 }
 
-/// Differences accepted on purpose, each explained; `None` for the rest. (Empty: the
-/// fast parser copies rxml's quirks. A new entry needs a reason and a narrow test.)
-fn explained(_data: &[u8], _limits: &Limits, _diff: &str) -> Option<&'static str> {
-    None
-}
-
 fn check(data: &[u8], limits: Limits, sizes: &[usize]) {
     // park and resume between stanzas when fed in random pieces (as an idle connection
     // does; not byte by byte: rebuilding rxml's parser at every byte is slow)
     let park = sizes.len() > 1 && sizes.iter().any(|&n| n > 1);
-    if let Err(diff) = compare(data, limits, sizes, park)
-        && explained(data, &limits, &diff).is_none()
-    {
+    if let Err(diff) = compare(data, limits, sizes, park) {
         panic!(
             "{diff}\nlimits: {limits:?}\npieces: {sizes:?}\ninput: {:?}",
             String::from_utf8_lossy(data)
