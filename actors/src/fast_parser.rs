@@ -242,10 +242,6 @@ fn no_namespace() -> Namespace<'static> {
     Namespace::from_str(&BACKING[..0])
 }
 
-fn intern(value: &str) -> Namespace<'static> {
-    Namespace::try_share_static(value).unwrap_or_else(|| Namespace::from(value.to_owned()))
-}
-
 // ---------------------------------------------------------------------------------------
 // Errors
 
@@ -799,8 +795,10 @@ impl FastParser {
                         return Err(StreamError::new(Condition::InternalServerError));
                     };
                     // the lexer validated these bytes as UTF-8 character data
-                    let text = String::from_utf8_lossy(&self.scratch[..n]).into_owned();
-                    top.append_text_node(text);
+                    let Ok(text) = std::str::from_utf8(&self.scratch[..n]) else {
+                        return Err(StreamError::new(Condition::InternalServerError));
+                    };
+                    top.append_text_node(text.to_owned());
                     Ok(())
                 }
                 Ev::Decl => Ok(()),
@@ -1071,13 +1069,13 @@ impl FastParser {
                         Xe::NotWellFormed("duplicate attribute")
                     });
                 }
-                let ns = intern(value);
+                let ns = self.intern(value);
                 let s = self.decl_names.len();
                 self.decl_names.push_str(local);
                 self.decls.push((s, self.decl_names.len(), ns));
             }
             // rxml keeps the last of several `xmlns` attributes (no duplicate check)
-            None if local == "xmlns" => self.head_default = Some(intern(value)),
+            None if local == "xmlns" => self.head_default = Some(self.intern(value)),
             _ => self.attrs.push(PendAttr {
                 start,
                 colon,
@@ -1142,6 +1140,19 @@ impl FastParser {
             len: self.cur_abs.wrapping_sub(self.lt_abs) as usize,
         });
         Ok(())
+    }
+
+    /// The namespace named `value`: rxml's static ones, else one a template already
+    /// holds (a reference count, not an allocation, for the declarations a stream's
+    /// stanzas repeat), else a new one.
+    fn intern(&self, value: &str) -> Namespace<'static> {
+        if let Some(ns) = Namespace::try_share_static(value) {
+            return ns;
+        }
+        match self.templates.iter().find(|(ns, _)| &**ns == value) {
+            Some((ns, _)) => ns.clone(),
+            None => Namespace::from(value.to_owned()),
+        }
     }
 
     /// A bare element named `open_names[name_at..]`, from a template if one fits; in the
@@ -1644,45 +1655,31 @@ pub mod differential {
         fn park_and_resume(&mut self, limits: Limits);
     }
 
-    impl Parser for StreamParser {
-        fn new(limits: Limits) -> Self {
-            StreamParser::new(limits)
-        }
-        fn feed(&mut self, data: &[u8], out: &mut Vec<StreamEvent>) -> Result<(), Condition> {
-            StreamParser::feed(self, data, out).map_err(|e| e.condition)
-        }
-        fn parks(&self) -> bool {
-            self.park().is_some()
-        }
-        fn at_stanza_boundary(&self) -> bool {
-            StreamParser::at_stanza_boundary(self)
-        }
-        fn park_and_resume(&mut self, limits: Limits) {
-            if let Some(parked) = self.park() {
-                *self = StreamParser::resume(limits, &parked);
+    /// The trait for each parser type: the same calls, by name.
+    macro_rules! face {
+        ($($t:ident),+) => {$(
+            impl Parser for $t {
+                fn new(limits: Limits) -> Self {
+                    $t::new(limits)
+                }
+                fn feed(&mut self, data: &[u8], out: &mut Vec<StreamEvent>) -> Result<(), Condition> {
+                    $t::feed(self, data, out).map_err(|e| e.condition)
+                }
+                fn parks(&self) -> bool {
+                    self.park().is_some()
+                }
+                fn at_stanza_boundary(&self) -> bool {
+                    $t::at_stanza_boundary(self)
+                }
+                fn park_and_resume(&mut self, limits: Limits) {
+                    if let Some(parked) = self.park() {
+                        *self = $t::resume(limits, &parked);
+                    }
+                }
             }
-        }
+        )+};
     }
-
-    impl Parser for FastParser {
-        fn new(limits: Limits) -> Self {
-            FastParser::new(limits)
-        }
-        fn feed(&mut self, data: &[u8], out: &mut Vec<StreamEvent>) -> Result<(), Condition> {
-            FastParser::feed(self, data, out).map_err(|e| e.condition)
-        }
-        fn parks(&self) -> bool {
-            self.park().is_some()
-        }
-        fn at_stanza_boundary(&self) -> bool {
-            FastParser::at_stanza_boundary(self)
-        }
-        fn park_and_resume(&mut self, limits: Limits) {
-            if let Some(parked) = self.park() {
-                *self = FastParser::resume(limits, &parked);
-            }
-        }
-    }
+    face!(StreamParser, FastParser);
 
     /// Everything observable from one run: per piece fed, the events it produced (in
     /// their `Debug` form, which shows text nodes one by one), the parser's state after
