@@ -5,11 +5,11 @@
 //! reports elements (stanzas) per second; the time per iteration divided by the stanza
 //! count is the cost per stanza.
 
-use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use criterion::{Bencher, Criterion, Throughput, criterion_group, criterion_main};
 use std::hint::black_box;
 use std::time::Duration;
 use xmppd_actors::fast_parser::FastParser;
-use xmppd_actors::stream_error::StreamError;
+use xmppd_actors::fast_parser::differential::Parser;
 use xmppd_actors::stream_parser::{Limits, StreamEvent, StreamParser};
 
 const HEADER: &[u8] = b"<?xml version='1.0'?><stream:stream xmlns='jabber:client' \
@@ -46,58 +46,31 @@ fn mixed(i: usize) -> String {
     }
 }
 
-trait Parse {
-    const NAME: &'static str;
-    fn new(l: Limits) -> Self;
-    fn feed(&mut self, d: &[u8], out: &mut Vec<StreamEvent>) -> Result<(), StreamError>;
-}
-
-impl Parse for StreamParser {
-    const NAME: &'static str = "rxml";
-    fn new(l: Limits) -> Self {
-        StreamParser::new(l)
-    }
-    fn feed(&mut self, d: &[u8], out: &mut Vec<StreamEvent>) -> Result<(), StreamError> {
-        StreamParser::feed(self, d, out)
-    }
-}
-
-impl Parse for FastParser {
-    const NAME: &'static str = "fast";
-    fn new(l: Limits) -> Self {
-        FastParser::new(l)
-    }
-    fn feed(&mut self, d: &[u8], out: &mut Vec<StreamEvent>) -> Result<(), StreamError> {
-        FastParser::feed(self, d, out)
-    }
-}
-
 /// N stanzas in one read, the parser reused (as a connection does).
-fn one_chunk<P: Parse>(c: &mut Criterion, group: &str, stanza: fn(usize) -> String) {
-    const N: usize = 100;
-    let chunk: String = (0..N).map(stanza).collect();
-    let mut g = c.benchmark_group(group);
-    g.throughput(Throughput::Elements(N as u64));
-    g.bench_function(P::NAME, |b| {
+fn one_chunk(c: &mut Criterion, group: &str, stanza: fn(usize) -> String) {
+    fn run<P: Parser>(b: &mut Bencher, chunk: &str, n: usize) {
         let mut p = P::new(Limits::default());
-        let mut out = Vec::with_capacity(N + 1);
+        let mut out = Vec::with_capacity(n + 1);
         p.feed(HEADER, &mut out).expect("header");
         b.iter(|| {
             out.clear();
             p.feed(black_box(chunk.as_bytes()), &mut out)
                 .expect("parses");
-            assert_eq!(out.len(), N);
+            assert_eq!(out.len(), n);
         })
-    });
+    }
+    const N: usize = 100;
+    let chunk: String = (0..N).map(stanza).collect();
+    let mut g = c.benchmark_group(group);
+    g.throughput(Throughput::Elements(N as u64));
+    g.bench_function("rxml", |b| run::<StreamParser>(b, &chunk, N));
+    g.bench_function("fast", |b| run::<FastParser>(b, &chunk, N));
     g.finish();
 }
 
 /// One message arriving in 16-byte pieces (a slow link, or TLS records split).
-fn small_pieces<P: Parse>(c: &mut Criterion) {
-    let one = message(7);
-    let mut g = c.benchmark_group("parser: 1 message in 16-byte chunks");
-    g.throughput(Throughput::Elements(1));
-    g.bench_function(P::NAME, |b| {
+fn small_pieces(c: &mut Criterion) {
+    fn run<P: Parser>(b: &mut Bencher, one: &str) {
         let mut p = P::new(Limits::default());
         let mut out = Vec::with_capacity(4);
         p.feed(HEADER, &mut out).expect("header");
@@ -108,46 +81,44 @@ fn small_pieces<P: Parse>(c: &mut Criterion) {
             }
             assert!(matches!(out.first(), Some(StreamEvent::Stanza(_))));
         })
-    });
+    }
+    let one = message(7);
+    let mut g = c.benchmark_group("parser: 1 message in 16-byte chunks");
+    g.throughput(Throughput::Elements(1));
+    g.bench_function("rxml", |b| run::<StreamParser>(b, &one));
+    g.bench_function("fast", |b| run::<FastParser>(b, &one));
     g.finish();
 }
 
 /// A new stream: header and first stanza (a parser per stream, as after STARTTLS).
-fn fresh_stream<P: Parse>(c: &mut Criterion) {
+fn fresh_stream(c: &mut Criterion) {
+    fn run<P: Parser>(b: &mut Bencher, doc: &[u8]) {
+        b.iter(|| {
+            let mut p = P::new(Limits::default());
+            let mut out = Vec::with_capacity(2);
+            p.feed(black_box(doc), &mut out).expect("parses");
+            assert_eq!(out.len(), 2);
+        })
+    }
     let mut doc = HEADER.to_vec();
     doc.extend_from_slice(message(1).as_bytes());
     let mut g = c.benchmark_group("parser: new stream, header + 1 message");
     g.throughput(Throughput::Elements(1));
-    g.bench_function(P::NAME, |b| {
-        b.iter(|| {
-            let mut p = P::new(Limits::default());
-            let mut out = Vec::with_capacity(2);
-            p.feed(black_box(&doc), &mut out).expect("parses");
-            assert_eq!(out.len(), 2);
-        })
-    });
+    g.bench_function("rxml", |b| run::<StreamParser>(b, &doc));
+    g.bench_function("fast", |b| run::<FastParser>(b, &doc));
     g.finish();
 }
 
 fn parsers(c: &mut Criterion) {
-    one_chunk::<StreamParser>(c, "parser: 100 chat messages in one chunk", message);
-    one_chunk::<FastParser>(c, "parser: 100 chat messages in one chunk", message);
-    one_chunk::<StreamParser>(
+    one_chunk(c, "parser: 100 chat messages in one chunk", message);
+    one_chunk(
         c,
         "parser: 100 rich chat messages in one chunk",
         rich_message,
     );
-    one_chunk::<FastParser>(
-        c,
-        "parser: 100 rich chat messages in one chunk",
-        rich_message,
-    );
-    one_chunk::<StreamParser>(c, "parser: 100 mixed stanzas in one chunk", mixed);
-    one_chunk::<FastParser>(c, "parser: 100 mixed stanzas in one chunk", mixed);
-    small_pieces::<StreamParser>(c);
-    small_pieces::<FastParser>(c);
-    fresh_stream::<StreamParser>(c);
-    fresh_stream::<FastParser>(c);
+    one_chunk(c, "parser: 100 mixed stanzas in one chunk", mixed);
+    small_pieces(c);
+    fresh_stream(c);
 }
 
 criterion_group! {
