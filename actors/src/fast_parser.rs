@@ -26,8 +26,8 @@
 use crate::ns;
 use crate::stream_error::{Condition, StreamError};
 use crate::stream_parser::{
-    ByteBudget, Limits, Parked, StreamEvent, StreamHeader, opening_tag, too_big,
-    too_many_attributes,
+    ByteBudget, Limits, Parked, StreamEvent, StreamHeader, opening_tag, read_stream_element,
+    too_big, too_many_attributes,
 };
 use minidom::Element;
 use rxml::xml_map::Entry;
@@ -684,36 +684,14 @@ impl FastParser {
                     let Some(Start { mut el, .. }) = self.start.take() else {
                         return Err(StreamError::new(Condition::InternalServerError));
                     };
-                    if el.name() != "stream" {
-                        return Err(StreamError::with_text(
-                            Condition::NotWellFormed,
-                            "expected <stream:stream>",
-                        ));
-                    }
-                    if !el.has_ns(ns::STREAM) {
-                        return Err(StreamError::new(Condition::InvalidNamespace));
-                    }
-                    // RFC 6120 §4.8.5, §4.9.3.2: the stream element carries the
-                    // `stream` prefix (its example refuses `<foobar:stream>`).
-                    if let Some(p) = &self.header_prefix
-                        && p.as_deref() != Some("stream")
-                    {
-                        return Err(StreamError::with_text(
-                            Condition::BadNamespacePrefix,
-                            "the stream element must use the 'stream' prefix",
-                        ));
-                    }
-                    for ((ans, aname), value) in std::mem::take(el.attrs_mut()).into_iter() {
-                        let slot = match (ans.as_str(), aname.as_str()) {
-                            ("", "to") => &mut self.header.to,
-                            ("", "from") => &mut self.header.from,
-                            ("", "id") => &mut self.header.id,
-                            ("", "version") => &mut self.header.version,
-                            (ns::XML, "lang") => &mut self.header.lang,
-                            _ => continue,
-                        };
-                        *slot = Some(value);
-                    }
+                    let attrs = std::mem::take(el.attrs_mut());
+                    read_stream_element(
+                        el.name(),
+                        el.has_ns(ns::STREAM),
+                        self.header_prefix.as_ref(),
+                        attrs,
+                        &mut self.header,
+                    )?;
                     self.depth = 1;
                     self.decls_tag = Some(opening_tag(&self.header).into());
                     out.push(StreamEvent::Header(std::mem::take(&mut self.header)));

@@ -224,36 +224,13 @@ impl StreamParser {
             0 => match ev {
                 Event::XmlDeclaration(..) => Ok(()),
                 Event::StartElement(_, (ns_name, name), attrs) => {
-                    if name != "stream" {
-                        return Err(StreamError::with_text(
-                            Condition::NotWellFormed,
-                            "expected <stream:stream>",
-                        ));
-                    }
-                    if ns_name != ns::STREAM {
-                        return Err(StreamError::new(Condition::InvalidNamespace));
-                    }
-                    // RFC 6120 §4.8.5, §4.9.3.2: the stream element carries the
-                    // `stream` prefix (its example refuses `<foobar:stream>`).
-                    if let Some(p) = &self.header_prefix
-                        && p.as_deref() != Some("stream")
-                    {
-                        return Err(StreamError::with_text(
-                            Condition::BadNamespacePrefix,
-                            "the stream element must use the 'stream' prefix",
-                        ));
-                    }
-                    for ((ans, aname), value) in attrs.into_iter() {
-                        let slot = match (ans.as_str(), aname.as_str()) {
-                            ("", "to") => &mut self.header.to,
-                            ("", "from") => &mut self.header.from,
-                            ("", "id") => &mut self.header.id,
-                            ("", "version") => &mut self.header.version,
-                            (ns::XML, "lang") => &mut self.header.lang,
-                            _ => continue,
-                        };
-                        *slot = Some(value);
-                    }
+                    read_stream_element(
+                        &name,
+                        ns_name == ns::STREAM,
+                        self.header_prefix.as_ref(),
+                        attrs,
+                        &mut self.header,
+                    )?;
                     self.depth = 1;
                     self.decls = Some(opening_tag(&self.header).into());
                     out.push(StreamEvent::Header(std::mem::take(&mut self.header)));
@@ -346,6 +323,47 @@ pub(crate) fn opening_tag(h: &StreamHeader) -> String {
     }
     t.push('>');
     t
+}
+
+/// The stream element, checked (name, namespace, and the `stream` prefix: RFC 6120
+/// §4.8.5, §4.9.3.2, whose example refuses `<foobar:stream>`), its attributes taken into
+/// `header` (both parsers). `prefix`: the prefix its tag used, when known.
+pub(crate) fn read_stream_element(
+    name: &str,
+    in_stream_ns: bool,
+    prefix: Option<&Option<String>>,
+    attrs: impl IntoIterator<Item = ((rxml::Namespace<'static>, rxml::NcName), String)>,
+    header: &mut StreamHeader,
+) -> Result<(), StreamError> {
+    if name != "stream" {
+        return Err(StreamError::with_text(
+            Condition::NotWellFormed,
+            "expected <stream:stream>",
+        ));
+    }
+    if !in_stream_ns {
+        return Err(StreamError::new(Condition::InvalidNamespace));
+    }
+    if let Some(p) = prefix
+        && p.as_deref() != Some("stream")
+    {
+        return Err(StreamError::with_text(
+            Condition::BadNamespacePrefix,
+            "the stream element must use the 'stream' prefix",
+        ));
+    }
+    for ((ans, aname), value) in attrs {
+        let slot = match (ans.as_str(), aname.as_str()) {
+            ("", "to") => &mut header.to,
+            ("", "from") => &mut header.from,
+            ("", "id") => &mut header.id,
+            ("", "version") => &mut header.version,
+            (ns::XML, "lang") => &mut header.lang,
+            _ => continue,
+        };
+        *slot = Some(value);
+    }
+    Ok(())
 }
 
 /// Bytes counted against the bounds as a parser consumes them (both parsers).
