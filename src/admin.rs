@@ -83,7 +83,7 @@ pub fn start(ctx: &Ctx, log: &slog::Logger) -> Option<SocketAddr> {
 pub fn stats_json(ctx: &Ctx) -> serde_json::Value {
     let mut v = ctx.stats.snapshot();
     if let serde_json::Value::Object(m) = &mut v {
-        let (addresses, accounts) = xmppd_actors::auth_throttle::AuthThrottle::global().len();
+        let (addresses, accounts) = xmppd_proto::auth::throttle::AuthThrottle::global().len();
         m.insert(
             "uptime_seconds".into(),
             ctx.started.elapsed().as_secs().into(),
@@ -93,7 +93,7 @@ pub fn stats_json(ctx: &Ctx) -> serde_json::Value {
         m.insert("auth_throttle_accounts".into(), accounts.into());
         m.insert(
             "shaper_delayed_reads".into(),
-            xmppd_actors::shaper::DELAYED_READS
+            xmppd_proto::net::shaper::DELAYED_READS
                 .load(Ordering::Relaxed)
                 .into(),
         );

@@ -3,8 +3,8 @@
 
 use crate::config::resolve;
 use std::path::Path;
-use xmppd_actors::config::Settings;
-use xmppd_actors::tls::{self, TlsContext, TlsError};
+use xmppd_proto::config::Settings;
+use xmppd_proto::net::tls::{self, TlsContext, TlsError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum CertError {

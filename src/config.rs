@@ -5,7 +5,7 @@ use serde::Deserialize;
 use std::path::{Path, PathBuf};
 use toml::Spanned;
 use toml::de::{DeTable, DeValue, Deserializer};
-use xmppd_actors::config::Settings;
+use xmppd_proto::config::Settings;
 
 /// The default configuration, as shipped in `config/xmppd.toml`.
 pub const DEFAULT: &str = include_str!("../config/xmppd.toml");
@@ -235,7 +235,7 @@ fn check_cert_pair(
         (true, true) => {}
         (false, false) => {
             if let Err(e) =
-                xmppd_actors::tls::load_certified_key(&resolve(base, cert), &resolve(base, key))
+                xmppd_proto::net::tls::load_certified_key(&resolve(base, cert), &resolve(base, key))
             {
                 push(path, e.to_string());
             }

@@ -9,7 +9,7 @@ use slog::{Drain, Level, OwnedKVList, Record};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, RwLock};
-use xmppd_actors::config::LogLevel;
+use xmppd_proto::config::LogLevel;
 
 /// The level settings, changeable while the server runs.
 #[derive(Debug)]

@@ -23,11 +23,11 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
-use xmppd_actors::config::{PasswordFormat, Settings};
 use xmppd_actors::registry::SetDomains;
-use xmppd_actors::scram::Credentials;
 use xmppd_actors::server::Server;
 use xmppd_actors::storage::{Backend, Storage, StorageError};
+use xmppd_proto::auth::scram::Credentials;
+use xmppd_proto::config::{PasswordFormat, Settings};
 
 #[derive(Parser)]
 #[command(
@@ -309,7 +309,7 @@ fn run(
             Err(e) => return Err(CliError::Io(std::io::Error::other(e.to_string()))),
         };
         for (addr, tls) in &server.listening {
-            println!("listening {} {addr}", if *tls == xmppd_actors::config::ListenerTls::Direct { "direct-tls" } else { "starttls" });
+            println!("listening {} {addr}", if *tls == xmppd_proto::config::ListenerTls::Direct { "direct-tls" } else { "starttls" });
         }
         admin::start(&server.ctx, &log);
         // handlers first: a signal right after "ready" must not find the defaults

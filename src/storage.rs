@@ -7,9 +7,9 @@
 use rusqlite::{Connection, OptionalExtension, params};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
-use xmppd_actors::roster::{Item, Sub};
-use xmppd_actors::scram::{Credentials, ScramKeys};
 use xmppd_actors::storage::{Backend, RosterData, StorageError};
+use xmppd_proto::auth::scram::{Credentials, ScramKeys};
+use xmppd_proto::im::roster::{Item, Sub};
 
 /// Schema migrations, applied in order; `user_version` records how many ran.
 const MIGRATIONS: &[&str] = &[

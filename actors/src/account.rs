@@ -3,28 +3,28 @@
 //! state — roster, subscription requests, offline messages, vCard, private XML,
 //! blocklist — and runs presence (RFC 6121 §4) and subscriptions (§3) for it.
 
-use crate::blocking::{self, Request as BlockRequest};
 use crate::context::Ctx;
-use crate::ns;
-use crate::offline;
 use crate::registry::AccountIdle;
-use crate::roster::{self, Change, Item, State};
 use crate::server_iq::{self, Addressee};
 use crate::session::{BlocklistUpdate, Session, Write};
 use crate::signals::{Signal, SubscribeKind};
-use crate::stanza::{self, ErrorCondition, set_attr};
 use crate::storage::{RosterData, StorageError};
 use actix::prelude::*;
 use minidom::Element;
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 use xmpp_parsers::jid::{BareJid, Jid};
+use xmppd_proto::im::blocking::{self, Request as BlockRequest};
+use xmppd_proto::im::offline;
+use xmppd_proto::im::roster::{self, Change, Item, State};
+use xmppd_proto::ns;
+use xmppd_proto::stanza::{self, ErrorCondition, set_attr};
 
 /// How long an account actor with no sessions stays around.
 const LINGER: Duration = Duration::from_secs(30);
 
-pub const NS_VCARD: &str = "vcard-temp";
-pub const NS_PRIVATE: &str = "jabber:iq:private";
+pub const NS_VCARD: &str = xmppd_proto::ns::VCARD;
+pub const NS_PRIVATE: &str = xmppd_proto::ns::PRIVATE;
 
 /// One bound resource of the account.
 struct Resource {
@@ -390,7 +390,7 @@ impl Account {
             return;
         };
         let initial = r.presence.is_none();
-        r.presence = Some(crate::xml_writer::to_string(&p).into());
+        r.presence = Some(xmppd_proto::xml::writer::to_string(&p).into());
         r.priority = priority;
         // to contacts subscribed to the user's presence
         for (contact, item) in &self.roster {
@@ -613,8 +613,8 @@ impl Account {
         }
         if kind == SubscribeKind::Subscribe {
             self.pending
-                .insert(contact.clone(), crate::xml_writer::to_string(&p));
-            let (c, x) = (contact.clone(), crate::xml_writer::to_string(&p));
+                .insert(contact.clone(), xmppd_proto::xml::writer::to_string(&p));
+            let (c, x) = (contact.clone(), xmppd_proto::xml::writer::to_string(&p));
             self.store(
                 ctx,
                 move |b, d, u| b.pending_in(d, u, &c, Some(&x)),
@@ -822,9 +822,9 @@ impl Account {
             );
         } else {
             let doc = if is_vcard {
-                crate::xml_writer::to_string(&payload)
+                xmppd_proto::xml::writer::to_string(&payload)
             } else {
-                crate::xml_writer::to_string(&empty)
+                xmppd_proto::xml::writer::to_string(&empty)
             };
             self.store(
                 ctx,
@@ -905,7 +905,7 @@ impl Account {
             return;
         }
         offline::stamp(&mut msg, &self.domain, std::time::SystemTime::now());
-        let xml = crate::xml_writer::to_string(&msg);
+        let xml = xmppd_proto::xml::writer::to_string(&msg);
         let limit = self.ctx.settings.get().storage.max_offline_messages;
         self.store(
             ctx,

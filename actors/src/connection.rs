@@ -2,20 +2,10 @@
 //! features, STARTTLS, SASL, legacy auth, resource binding) and then hands the stream's
 //! stanzas to the account's [`Session`].
 
-use crate::auth_throttle::{self, AuthThrottle};
-use crate::config::{DomainSettings, Settings};
 use crate::context::{Ctx, Gauge};
 use crate::io::{self, FromIo, Inbound, IoParams, Outbox};
-use crate::legacy_auth;
-use crate::ns;
 use crate::registry::{Bind, BindError};
-use crate::sasl::{self, Authenticated, Claim, Exchange, Failure, Mech, OfferContext, Step};
 use crate::session::{self, Session};
-use crate::stanza::{self, ErrorCondition};
-use crate::stream_error::{Condition, StreamError};
-use crate::stream_parser::{Limits, StreamHeader};
-use crate::tls::ChannelBinding;
-use crate::xml_escape::escape_attr;
 use actix::prelude::*;
 use base64::Engine;
 use minidom::Element;
@@ -25,6 +15,19 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 use xmpp_parsers::jid::{BareJid, FullJid};
+use xmppd_proto::auth::legacy;
+use xmppd_proto::auth::sasl::{
+    self, Authenticated, Claim, Exchange, Failure, Mech, OfferContext, Step, scram_client_final_ok,
+    scram_client_first_ok,
+};
+use xmppd_proto::auth::throttle::{self, AuthThrottle};
+use xmppd_proto::config::{DomainSettings, Settings};
+use xmppd_proto::net::tls::ChannelBinding;
+use xmppd_proto::ns;
+use xmppd_proto::stanza::{self, ErrorCondition};
+use xmppd_proto::stream::error::{Condition, StreamError};
+use xmppd_proto::xml::escape::escape_attr;
+use xmppd_proto::xml::stream_parser::{Limits, StreamHeader};
 
 /// Elements queued while an asynchronous step (storage, binding) is in flight.
 const MAX_BACKLOG: usize = 64;
@@ -217,8 +220,8 @@ impl Connection {
         }
     }
 
-    fn throttle_policy(&self) -> auth_throttle::Policy {
-        auth_throttle::Policy::from(&self.settings.limits)
+    fn throttle_policy(&self) -> throttle::Policy {
+        throttle::Policy::from(&self.settings.limits)
     }
 
     /// Refuse an attempt early when this address or account failed too often lately.
@@ -413,7 +416,7 @@ impl Connection {
             };
         }
         if el.has_ns(ns::STREAM) && name == "error" {
-            slog::info!(self.log, # "XMPPI", "peer sent a stream error"; "error" => crate::xml_writer::to_string(&el));
+            slog::info!(self.log, # "XMPPI", "peer sent a stream error"; "error" => xmppd_proto::xml::writer::to_string(&el));
             self.phase = Phase::Closing;
             return self.out.close();
         }
@@ -641,10 +644,11 @@ impl Connection {
                 );
                 return self.send_opt(r);
             }
-            let plain = self.settings.auth.password_format == crate::config::PasswordFormat::Plain;
+            let plain =
+                self.settings.auth.password_format == xmppd_proto::config::PasswordFormat::Plain;
             return match ty {
                 Some("get") => {
-                    let r = stanza::iq_result(&el, Some(legacy_auth::fields(p, plain)));
+                    let r = stanza::iq_result(&el, Some(legacy::fields(p, plain)));
                     self.send_el(&r);
                 }
                 Some("set") => self.legacy_auth(el, ctx),
@@ -676,7 +680,7 @@ impl Connection {
     }
 
     fn legacy_auth(&mut self, el: Element, ctx: &mut Context<Self>) {
-        let req = match legacy_auth::parse(&el) {
+        let req = match legacy::parse(&el) {
             Ok(r) => r,
             Err(cond) => {
                 let r = stanza::error_reply(&el, cond, None);
@@ -710,11 +714,11 @@ impl Connection {
                     return;
                 }
                 let ok = match &res {
-                    Ok(Some(creds)) => legacy_auth::verify(&req, creds, &act.stream_id),
+                    Ok(Some(creds)) => legacy::verify(&req, creds, &act.stream_id),
                     Ok(None) => {
                         // same work as for a real account, so timing does not tell
-                        let decoy = crate::scram::Credentials::derive_with_salt("", &[0; 16], act.settings.auth.scram_iterations, false);
-                        let _ = legacy_auth::verify(&req, &decoy, &act.stream_id);
+                        let decoy = xmppd_proto::auth::scram::Credentials::derive_with_salt("", &[0; 16], act.settings.auth.scram_iterations, false);
+                        let _ = legacy::verify(&req, &decoy, &act.stream_id);
                         false
                     }
                     Err(e) => {
@@ -861,36 +865,6 @@ fn is_scram(m: Mech) -> bool {
     !matches!(m, Mech::Plain | Mech::Anonymous)
 }
 
-/// The shape of a SCRAM client-first-message (RFC 5802 §7), checked before rsasl parses
-/// it: rsasl 2.3 slices every field as if it had at least two bytes and panics on
-/// `y,>,n=a,r=x` or `n,,n=a,r`.
-pub fn scram_client_first_ok(m: &[u8]) -> bool {
-    let mut parts = m.split(|b| *b == b',');
-    let (Some(cb), Some(authz), Some(user), Some(nonce)) =
-        (parts.next(), parts.next(), parts.next(), parts.next())
-    else {
-        return false;
-    };
-    let attr = |f: &[u8], name: u8| f.len() > 2 && f[0] == name && f[1] == b'=';
-    let cb_ok = cb == b"n" || cb == b"y" || attr(cb, b'p');
-    let authz_ok = authz.is_empty() || attr(authz, b'a');
-    let ext_ok = parts.all(|e| e.len() >= 2 && e[0].is_ascii_alphabetic() && e[1] == b'=');
-    cb_ok && authz_ok && attr(user, b'n') && attr(nonce, b'r') && ext_ok
-}
-
-/// The shape of a SCRAM client-final-message (RFC 5802 §7: `c=`, `r=`, extensions, `p=`),
-/// checked before rsasl parses it (it panics on fields shorter than two bytes and on a
-/// trailing comma).
-pub fn scram_client_final_ok(m: &[u8]) -> bool {
-    let fields: Vec<&[u8]> = m.split(|b| *b == b',').collect();
-    let attr = |f: &[u8], name: u8| f.len() >= 2 && f[0] == name && f[1] == b'=';
-    fields.len() >= 3
-        && attr(fields[0], b'c')
-        && attr(fields[1], b'r')
-        && fields.last().is_some_and(|f| attr(f, b'p'))
-        && fields.iter().all(|f| f.len() >= 2 && f[1] == b'=')
-}
-
 /// Decode SASL data: `None` for an absent initial response, `Some(empty)` for `=`.
 fn decode_sasl(text: &str) -> Result<Option<Vec<u8>>, Failure> {
     let t = text.trim();
@@ -995,69 +969,6 @@ impl Handler<Inbound> for Connection {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn scram_client_first_shape() {
-        for ok in [
-            &b"n,,n=alice,r=abc"[..],
-            b"y,,n=alice,r=abc",
-            b"p=tls-exporter,,n=alice,r=abc",
-            b"n,a=admin,n=alice,r=abc",
-            b"n,,n=al=2Cice,r=abc,x=ext",
-        ] {
-            assert!(scram_client_first_ok(ok), "{}", String::from_utf8_lossy(ok));
-        }
-        // the inputs that made rsasl 2.3 panic (found by fuzzing), and relatives
-        for bad in [
-            &b"y,>,n=al=2Cice,rxxx=x"[..],
-            b"y,>,n=alice,r=x",
-            b"n,,n=alice,r",
-            b"n,,n=alice,",
-            b"n,,,r=abc",
-            b"n,a,n=alice,r=abc",
-            b"p,,n=alice,r=abc",
-            b"p=,,n=alice,r=abc",
-            b"n,,n=,r=abc",
-            b"n,,n=alice,r=",
-            b"n,,n=alice,r=abc,",
-            b"n,,n=alice,r=abc,x",
-            b"",
-            b"n",
-        ] {
-            assert!(
-                !scram_client_first_ok(bad),
-                "{}",
-                String::from_utf8_lossy(bad)
-            );
-        }
-    }
-
-    #[test]
-    fn scram_client_final_shape() {
-        for ok in [
-            &b"c=biws,r=abc,p=xyz"[..],
-            b"c=biws,r=abc,x=ext,p=xyz",
-            b"c=,r=,p=",
-        ] {
-            assert!(scram_client_final_ok(ok), "{}", String::from_utf8_lossy(ok));
-        }
-        for bad in [
-            &b"c=biws,r=abc,p=xyz,"[..],
-            b"c=biws,r=abc,p=xyz,p",
-            b"c=biws,r=abc,,p=xyz",
-            b"c=biws,r,p=xyz",
-            b"c,r=abc,p=xyz",
-            b"c=biws,r=abc",
-            b"",
-            b",",
-        ] {
-            assert!(
-                !scram_client_final_ok(bad),
-                "{}",
-                String::from_utf8_lossy(bad)
-            );
-        }
-    }
 
     #[test]
     fn guarded_turns_a_panic_into_none() {

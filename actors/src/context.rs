@@ -1,14 +1,14 @@
 //! What every actor shares: live settings, storage, TLS, the registry, counters.
 
-use crate::config::Settings;
 use crate::registry::Registry;
-use crate::sasl::DecoyKey;
 use crate::storage::Storage;
-use crate::tls::TlsContext;
 use actix::Addr;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Instant;
+use xmppd_proto::auth::sasl::DecoyKey;
+use xmppd_proto::config::Settings;
+use xmppd_proto::net::tls::TlsContext;
 
 /// A value an administrator can replace while the server runs. Readers take a cheap
 /// snapshot (`Arc`) and keep it for the work at hand.

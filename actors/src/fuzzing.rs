@@ -5,17 +5,17 @@
 //! nightly toolchain), and by `cargo test` (`actors/tests/fuzz_props.rs`) over a fixed
 //! corpus plus pseudo-random mutations, so that the ordinary test run exercises them.
 
-use crate::fast_parser::FastParser;
-use crate::legacy_auth;
-use crate::sasl::{self, Claim, DecoyKey, Exchange, Mech, Step};
-use crate::scram::Credentials;
 use crate::server_iq::{self, Addressee};
 use crate::signals::Signal;
-use crate::stanza::{self, ErrorCondition};
-use crate::stream_parser::{Limits, StreamEvent};
-use crate::tls::ChannelBinding;
 use minidom::Element;
 use std::sync::OnceLock;
+use xmppd_proto::auth::legacy;
+use xmppd_proto::auth::sasl::{self, Claim, DecoyKey, Exchange, Mech, Step};
+use xmppd_proto::auth::scram::Credentials;
+use xmppd_proto::net::tls::ChannelBinding;
+use xmppd_proto::stanza::{self, ErrorCondition};
+use xmppd_proto::xml::fast_parser::FastParser;
+use xmppd_proto::xml::stream_parser::{Limits, StreamEvent};
 
 /// A stream header the stanza targets put in front of their input.
 pub const HEADER: &str = "<?xml version='1.0'?><stream:stream xmlns='jabber:client' \
@@ -93,7 +93,7 @@ pub fn stanzas_of(data: &[u8]) -> Vec<Element> {
 
 /// What we write must read back as the same element: escaping is complete.
 fn round_trips(el: &Element) {
-    let bytes = crate::xml_writer::to_bytes(el);
+    let bytes = xmppd_proto::xml::writer::to_bytes(el);
     assert!(!bytes.is_empty(), "element did not serialise");
     let mut p = FastParser::new(Limits {
         // what the server writes may be larger than what it accepts
@@ -116,7 +116,7 @@ fn round_trips(el: &Element) {
     });
     // the same wire form again (`xml:lang` is a plain attribute on built elements and a
     // namespaced one on parsed ones, so compare what goes out)
-    let again = back.as_ref().map(crate::xml_writer::to_bytes);
+    let again = back.as_ref().map(xmppd_proto::xml::writer::to_bytes);
     assert_eq!(
         again.as_deref(),
         Some(&bytes[..]),
@@ -169,8 +169,8 @@ pub fn stanza(data: &[u8]) {
             }
         }
         let _ = server_iq::single_payload(&el);
-        if let Ok(req) = legacy_auth::parse(&el) {
-            let _ = legacy_auth::verify(&req, legacy_creds(), "0123456789abcdef");
+        if let Ok(req) = legacy::parse(&el) {
+            let _ = legacy::verify(&req, legacy_creds(), "0123456789abcdef");
         }
     }
 }
@@ -222,7 +222,7 @@ pub fn sasl(data: &[u8]) {
     // the connection checks the shape of a SCRAM client-first-message before rsasl
     // sees it (rsasl 2.3 panics on some malformed ones)
     if !matches!(mech, Mech::Plain | Mech::Anonymous)
-        && !crate::connection::scram_client_first_ok(first)
+        && !xmppd_proto::auth::sasl::scram_client_first_ok(first)
     {
         return;
     }
@@ -237,7 +237,7 @@ pub fn sasl(data: &[u8]) {
         // the same check the connection makes on the client-final-message
         if !matches!(mech, Mech::Plain | Mech::Anonymous)
             && i == 1
-            && !crate::connection::scram_client_final_ok(m)
+            && !xmppd_proto::auth::sasl::scram_client_final_ok(m)
         {
             return;
         }

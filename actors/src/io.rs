@@ -7,12 +7,6 @@
 //! disconnected once its queue passes the configured bound.
 
 use crate::context::Gauge;
-use crate::fast_parser::FastParser;
-use crate::record_layer::RecordLayer;
-use crate::shaper::Shaper;
-use crate::stream_error::StreamError;
-use crate::stream_parser::{Limits, Parked, StreamEvent, StreamHeader};
-use crate::tls::{ChannelBinding, TlsContext};
 use actix::prelude::*;
 use minidom::Element;
 use std::cell::{Cell, RefCell};
@@ -22,6 +16,12 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::Notify;
+use xmppd_proto::net::record_layer::RecordLayer;
+use xmppd_proto::net::shaper::Shaper;
+use xmppd_proto::net::tls::{ChannelBinding, TlsContext};
+use xmppd_proto::stream::error::StreamError;
+use xmppd_proto::xml::fast_parser::FastParser;
+use xmppd_proto::xml::stream_parser::{Limits, Parked, StreamEvent, StreamHeader};
 
 /// Control events from the I/O task to the connection actor.
 #[derive(Debug, actix::Message)]
@@ -144,7 +144,7 @@ impl Outbox {
 
     /// Serialise and queue one element.
     pub fn send_element(&self, el: &Element) -> Result<(), WriteError> {
-        self.send_bytes(crate::xml_writer::to_bytes(el))
+        self.send_bytes(xmppd_proto::xml::writer::to_bytes(el))
     }
 
     pub fn start_tls(&self) {
@@ -292,7 +292,7 @@ fn read_now(
         }
         let mut last = 0u8;
         let mut feed = |data: &[u8]| {
-            slog::trace!(log, # "XMPPI", "recv"; "xml" => crate::log_mask::mask(data));
+            slog::trace!(log, # "XMPPI", "recv"; "xml" => xmppd_proto::xml::log_mask::mask(data));
             if out.error.is_none()
                 && let Err(e) = parser.active(limits).feed(data, &mut out.events)
             {
@@ -304,7 +304,7 @@ fn read_now(
         };
         match tls {
             Some(layer) => match layer.open(&mut buf[..n], &mut feed) {
-                Ok(Some(crate::record_layer::Event::Closed)) => out.closed = true,
+                Ok(Some(xmppd_proto::net::record_layer::Event::Closed)) => out.closed = true,
                 Ok(None) => {}
                 Err(e) => {
                     return Err(std::io::Error::new(std::io::ErrorKind::InvalidData, e));
@@ -545,7 +545,7 @@ async fn flush(
     if wbuf.is_empty() {
         return Ok(());
     }
-    slog::trace!(log, # "XMPPI", "send"; "xml" => crate::log_mask::mask(wbuf));
+    slog::trace!(log, # "XMPPI", "send"; "xml" => xmppd_proto::xml::log_mask::mask(wbuf));
     let plain = std::mem::take(wbuf);
     let data = match tls {
         Some(layer) => {

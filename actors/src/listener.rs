@@ -2,17 +2,17 @@
 //! `channels` cap, and spreads connections over the worker arbiters. Clients, servers
 //! and components all arrive here; the stream namespace tells them apart later.
 
-use crate::config::ListenerTls;
 use crate::connection::{Accepted, Connection};
 use crate::context::{Ctx, Gauge};
-use crate::ns;
-use crate::stream_error::{Condition, StreamError};
 use actix::prelude::*;
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
+use xmppd_proto::config::ListenerTls;
+use xmppd_proto::ns;
+use xmppd_proto::stream::error::{Condition, StreamError};
 
 pub struct Listener {
     ctx: Ctx,
@@ -140,7 +140,7 @@ async fn refuse(mut tcp: TcpStream, tls: ListenerTls, ctx: Ctx) {
 
 /// Bind every configured listener address (none when `channels` is 0).
 pub async fn bind_all(
-    settings: &crate::config::Settings,
+    settings: &xmppd_proto::config::Settings,
 ) -> std::io::Result<Vec<(TcpListener, ListenerTls)>> {
     let mut v = Vec::new();
     if settings.channels == 0 {

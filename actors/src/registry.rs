@@ -10,12 +10,12 @@ use crate::routes::{Replica, Route, RouteTable, RouteUpdate};
 use crate::server_iq::{self, Addressee};
 use crate::session::Session;
 use crate::signals::Signal;
-use crate::stanza::ErrorCondition;
 use actix::prelude::*;
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use xmpp_parsers::jid::{BareJid, FullJid};
+use xmppd_proto::stanza::ErrorCondition;
 
 pub struct Registry {
     domains: HashSet<String>,

@@ -1,18 +1,18 @@
 //! Wiring: start the registry, the worker arbiters and the listener; stop them again.
 
-use crate::config::{ListenerTls, Settings};
 use crate::context::{Live, ServerContext, Stats};
 use crate::listener::{self, Listener};
 use crate::registry::{Init, Registry};
 use crate::routes::Replica;
-use crate::sasl::DecoyKey;
 use crate::storage::Storage;
-use crate::tls::TlsContext;
 use actix::prelude::*;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
+use xmppd_proto::auth::sasl::DecoyKey;
+use xmppd_proto::config::{ListenerTls, Settings};
+use xmppd_proto::net::tls::TlsContext;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {

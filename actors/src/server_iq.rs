@@ -1,10 +1,10 @@
 //! iq stanzas addressed to the server, or to an account's bare JID, that the server
 //! answers itself (RFC 6120 §10.3.3, RFC 6121 §8.5.1).
 
-use crate::disco;
-use crate::ns;
-use crate::stanza::{self, ErrorCondition};
 use minidom::Element;
+use xmppd_proto::ns;
+use xmppd_proto::stanza::{self, ErrorCondition};
+use xmppd_proto::xep::disco;
 
 /// Who an iq is addressed to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -39,7 +39,9 @@ pub fn handle(iq: &Element, to: Addressee) -> Option<Element> {
             disco::account_items(payload).map(Some)
         }
         (Addressee::Server, ns::PING, "ping", true) => Ok(None),
-        (Addressee::Server, ns::VERSION, "query", true) => Ok(Some(crate::version::answer())),
+        (Addressee::Server, ns::VERSION, "query", true) => {
+            Ok(Some(xmppd_proto::xep::version::answer()))
+        }
         _ => Err(ErrorCondition::ServiceUnavailable),
     };
     match res {

@@ -4,21 +4,21 @@
 //! to it to the client.
 
 use crate::account::{self, Account};
-use crate::blocking;
 use crate::context::{Ctx, Gauge};
 use crate::io::{FromIo, Inbound, Outbox, WriteError};
-use crate::ns;
 use crate::registry::{Availability, FromSession, Unbind};
 use crate::routes;
 use crate::server_iq::{self, Addressee};
 use crate::signals::{Serialised, Signal};
-use crate::stanza::{self, ErrorCondition, Kind};
-use crate::stream_error::{Condition, StreamError};
 use actix::prelude::*;
 use minidom::Element;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use xmpp_parsers::jid::{BareJid, FullJid, Jid};
+use xmppd_proto::im::blocking;
+use xmppd_proto::ns;
+use xmppd_proto::stanza::{self, ErrorCondition, Kind};
+use xmppd_proto::stream::error::{Condition, StreamError};
 
 /// Signals waiting for one session before the registry refuses more.
 pub const MAILBOX: usize = 1024;
@@ -262,7 +262,7 @@ impl Session {
         self.ctx.stats.stanzas_in.fetch_add(1, Ordering::Relaxed);
         if el.is("error", ns::STREAM) {
             // the client ends the stream with an error of its own: close ours
-            slog::debug!(self.log, # "XMPPI", "client sent a stream error"; "error" => crate::xml_writer::to_string(&el));
+            slog::debug!(self.log, # "XMPPI", "client sent a stream error"; "error" => xmppd_proto::xml::writer::to_string(&el));
             return self.close_stream();
         }
         let Some(kind) = Kind::of(&el) else {
@@ -455,7 +455,7 @@ impl Session {
 /// iq payloads the account actor answers (it keeps their state).
 fn is_account_data(iq: &Element) -> bool {
     server_iq::single_payload(iq).is_some_and(|p| {
-        p.is("query", crate::roster::NS_ROSTER)
+        p.is("query", xmppd_proto::im::roster::NS_ROSTER)
             || p.has_ns(blocking::NS)
             || p.is("vCard", account::NS_VCARD)
             || p.is("query", account::NS_PRIVATE)

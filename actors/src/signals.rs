@@ -4,9 +4,10 @@
 //! unavailable and error presence is a [`Notify`], `<iq/>` is an [`Info`]. Each carries
 //! the parsed addresses and the stanza (with `from` and `to` set on it as well).
 
-use crate::stanza::{self, ErrorCondition, Kind};
 use minidom::Element;
 use xmpp_parsers::jid::Jid;
+pub use xmppd_proto::stanza::SubscribeKind;
+use xmppd_proto::stanza::{self, ErrorCondition, Kind};
 
 /// `<message/>`.
 #[derive(Debug, Clone)]
@@ -23,15 +24,6 @@ pub struct Subscribe {
     pub to: Jid,
     pub kind: SubscribeKind,
     pub stanza: Element,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SubscribeKind {
-    Subscribe,
-    Subscribed,
-    Unsubscribe,
-    Unsubscribed,
-    Probe,
 }
 
 /// Presence events: available, unavailable, error (RFC 6121 §4).
@@ -67,7 +59,7 @@ pub struct Serialised {
 impl Serialised {
     pub fn new(m: Message) -> Serialised {
         Serialised {
-            bytes: crate::xml_writer::to_bytes(&m.stanza),
+            bytes: xmppd_proto::xml::writer::to_bytes(&m.stanza),
             from: m.from,
             to: m.to,
         }
@@ -199,7 +191,7 @@ mod tests {
         let s = Serialised::new(m);
         assert_eq!(
             std::str::from_utf8(&s.bytes).ok(),
-            Some(crate::xml_writer::to_string(&el).as_str())
+            Some(xmppd_proto::xml::writer::to_string(&el).as_str())
         );
         let Some(Signal::Message(back)) = s.into_signal() else {
             panic!("does not parse back")

@@ -3,9 +3,9 @@
 //! Backends are synchronous (SQLite is); [`Storage`] runs their calls on the blocking
 //! thread pool so that no actor thread ever waits on the disk.
 
-use crate::roster::Item;
-use crate::scram::Credentials;
 use std::sync::Arc;
+use xmppd_proto::auth::scram::Credentials;
+use xmppd_proto::im::roster::Item;
 
 #[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
 pub enum StorageError {

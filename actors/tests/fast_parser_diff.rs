@@ -23,10 +23,10 @@ mod common;
 use common::{Mutator, iterations};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use xmppd_actors::fast_parser::FastParser;
-use xmppd_actors::fast_parser::differential::{compare, limit_sets, run};
 use xmppd_actors::fuzzing;
-use xmppd_actors::stream_parser::Limits;
+use xmppd_proto::xml::fast_parser::FastParser;
+use xmppd_proto::xml::fast_parser::differential::{compare, limit_sets, run};
+use xmppd_proto::xml::stream_parser::Limits;
 
 const HDR: &str = "<?xml version='1.0'?><stream:stream xmlns='jabber:client' \
     xmlns:stream='http://etherx.jabber.org/streams' to='localhost' version='1.0' xml:lang='en'>";

@@ -9,12 +9,12 @@ use minidom::Element;
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 use xmppd_actors::registry::Registry;
-use xmppd_actors::sasl::{Claim, DecoyKey, Exchange, Mech, Step};
-use xmppd_actors::scram::Credentials;
 use xmppd_actors::signals::Signal;
-use xmppd_actors::stanza::ErrorCondition;
-use xmppd_actors::tls::ChannelBinding;
 use xmppd_bench::scram::{Client, Mechanism};
+use xmppd_proto::auth::sasl::{Claim, DecoyKey, Exchange, Mech, Step};
+use xmppd_proto::auth::scram::Credentials;
+use xmppd_proto::net::tls::ChannelBinding;
+use xmppd_proto::stanza::ErrorCondition;
 
 fn xml_writer(c: &mut Criterion) {
     let el: Element = "<message xmlns='jabber:client' from='user0@bench.test/load0' \
@@ -22,7 +22,7 @@ fn xml_writer(c: &mut Criterion) {
         .parse()
         .expect("xml");
     c.bench_function("xml_writer::to_bytes message", |b| {
-        b.iter(|| xmppd_actors::xml_writer::to_bytes(black_box(&el)))
+        b.iter(|| xmppd_proto::xml::writer::to_bytes(black_box(&el)))
     });
 }
 
@@ -35,7 +35,7 @@ fn scram_exchange(c: &mut Criterion) {
     let run = |mech: Mech, cmech: Mechanism| {
         let mut client = Client::new(cmech, "user0", "pw");
         let first = client.initial();
-        let claim = xmppd_actors::sasl::claim(mech, &first).expect("claim");
+        let claim = xmppd_proto::auth::sasl::claim(mech, &first).expect("claim");
         assert_eq!(claim, Claim::User("user0".into()));
         let mut ex = Exchange::start(
             mech,

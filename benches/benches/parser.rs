@@ -8,9 +8,9 @@
 use criterion::{Bencher, Criterion, Throughput, criterion_group, criterion_main};
 use std::hint::black_box;
 use std::time::Duration;
-use xmppd_actors::fast_parser::FastParser;
-use xmppd_actors::fast_parser::differential::Parser;
-use xmppd_actors::stream_parser::{Limits, StreamEvent, StreamParser};
+use xmppd_proto::xml::fast_parser::FastParser;
+use xmppd_proto::xml::fast_parser::differential::Parser;
+use xmppd_proto::xml::stream_parser::{Limits, StreamEvent, StreamParser};
 
 const HEADER: &[u8] = b"<?xml version='1.0'?><stream:stream xmlns='jabber:client' \
     xmlns:stream='http://etherx.jabber.org/streams' to='bench.test' version='1.0' xml:lang='en'>";

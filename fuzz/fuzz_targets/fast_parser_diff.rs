@@ -1,7 +1,7 @@
 #![no_main]
 //! `cargo +nightly fuzz run fast_parser_diff`: the hand-written stream parser against
-//! rxml's (`xmppd_actors::fast_parser::differential`); see fuzz/README.md.
+//! rxml's (`xmppd_proto::xml::fast_parser::differential`); see fuzz/README.md.
 
 libfuzzer_sys::fuzz_target!(|data: &[u8]| {
-    xmppd_actors::fast_parser::differential::fuzz(data);
+    xmppd_proto::xml::fast_parser::differential::fuzz(data);
 });

@@ -192,6 +192,16 @@ pub fn payload(el: &Element) -> Option<&Element> {
     el.children().next()
 }
 
+/// The kinds of subscription management presence (RFC 6121 §3) and probes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SubscribeKind {
+    Subscribe,
+    Subscribed,
+    Unsubscribe,
+    Unsubscribed,
+    Probe,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

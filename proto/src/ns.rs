@@ -20,3 +20,5 @@ pub const DISCO_ITEMS: &str = "http://jabber.org/protocol/disco#items";
 pub const PING: &str = "urn:xmpp:ping";
 pub const VERSION: &str = "jabber:iq:version";
 pub const XML: &str = "http://www.w3.org/XML/1998/namespace";
+pub const VCARD: &str = "vcard-temp";
+pub const PRIVATE: &str = "jabber:iq:private";

@@ -1,7 +1,7 @@
 //! XEP-0078 non-SASL authentication (`jabber:iq:auth`) for old clients.
 
+use crate::auth::scram::{Credentials, constant_time_eq};
 use crate::ns;
-use crate::scram::{Credentials, constant_time_eq};
 use crate::stanza::ErrorCondition;
 use minidom::Element;
 use sha1::{Digest, Sha1};

@@ -5,7 +5,7 @@
 //! differs from its parent's. Every result is a self-contained element (the outermost
 //! one declares its namespace), so it can also be stored and parsed on its own.
 
-use crate::xml_escape::escape_into as escape;
+use crate::xml::escape::escape_into as escape;
 use minidom::{Element, Node};
 
 /// The element as UTF-8 XML, without an XML declaration.

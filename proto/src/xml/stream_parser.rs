@@ -8,7 +8,7 @@
 //! the default namespace declared on the stream header.
 
 use crate::ns;
-use crate::stream_error::{Condition, StreamError};
+use crate::stream::error::{Condition, StreamError};
 use minidom::Element;
 use rxml::parser::{RawEvent, RawParser};
 use rxml::{Event, Parse, Parser, WithOptions, error::EndOrError};
@@ -313,7 +313,7 @@ pub struct Parked(pub(crate) Box<str>);
 
 /// A minimal `<stream:stream>` opening tag declaring what `h` declared.
 pub(crate) fn opening_tag(h: &StreamHeader) -> String {
-    use crate::xml_escape::escape_attr;
+    use crate::xml::escape::escape_attr;
     let mut t = String::from("<stream:stream");
     if let Some(d) = &h.default_ns {
         t.push_str(&format!(" xmlns='{}'", escape_attr(d)));

@@ -2,7 +2,7 @@
 //! Appendix A), as plain data and functions.
 
 use crate::ns;
-use crate::signals::SubscribeKind;
+use crate::stanza::SubscribeKind;
 use crate::stanza::{ErrorCondition, set_attr};
 use minidom::Element;
 use xmpp_parsers::jid::BareJid;

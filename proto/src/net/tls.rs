@@ -1,7 +1,7 @@
 //! TLS for streams: certificates per domain (chosen by SNI), the rustls server
 //! configuration, and the channel-binding data SCRAM-*-PLUS needs.
 
-use crate::record_layer::{HEADER, MAX_PLAINTEXT, RecordLayer};
+use crate::net::record_layer::{HEADER, MAX_PLAINTEXT, RecordLayer};
 
 /// Largest handshake record body read (the TLS 1.2 ciphertext bound, generous for 1.3).
 const MAX_HANDSHAKE_RECORD: usize = MAX_PLAINTEXT + 2048;
@@ -153,7 +153,7 @@ pub enum HandshakeError {
     #[error("TLS: {0}")]
     Tls(#[from] rustls::Error),
     #[error("TLS record layer: {0}")]
-    Record(#[from] crate::record_layer::RecordError),
+    Record(#[from] crate::net::record_layer::RecordError),
     #[error("during the TLS handshake: {0}")]
     Io(#[from] std::io::Error),
     #[error("TLS handshake record too large")]

@@ -1,7 +1,7 @@
 //! Stream errors (RFC 6120 §4.9): the conditions and their wire form.
 
 use crate::ns;
-use crate::xml_escape::escape_text;
+use crate::xml::escape::escape_text;
 use std::fmt;
 
 /// Defined stream error conditions (RFC 6120 §4.9.3).

@@ -10,14 +10,14 @@ pub const SERVER_FEATURES: &[&str] = &[
     ns::DISCO_ITEMS,
     ns::PING,
     ns::VERSION,
-    crate::offline::FEATURE,
-    crate::blocking::NS,
-    crate::account::NS_VCARD,
-    crate::account::NS_PRIVATE,
+    crate::im::offline::FEATURE,
+    crate::im::blocking::NS,
+    ns::VCARD,
+    ns::PRIVATE,
 ];
 
 /// Features answered for an account's bare JID.
-pub const ACCOUNT_FEATURES: &[&str] = &[ns::DISCO_INFO, crate::account::NS_VCARD];
+pub const ACCOUNT_FEATURES: &[&str] = &[ns::DISCO_INFO, ns::VCARD];
 
 fn identity(category: &str, ty: &str, name: Option<&str>) -> Element {
     let mut i = Element::bare("identity", ns::DISCO_INFO);

@@ -1,6 +1,6 @@
 //! Hand-written incremental (sans-IO) XMPP stream parser.
 //!
-//! The same contract as [`crate::stream_parser::StreamParser`] (rxml + xso into minidom),
+//! The same contract as [`crate::xml::stream_parser::StreamParser`] (rxml + xso into minidom),
 //! which stays in the tree as the reference: the same events, the same
 //! [`minidom::Element`] values (down to how text is split into text nodes), and the same
 //! stream error *condition* for every input, however it is split into reads. It is
@@ -24,8 +24,8 @@
 //! with its bytes (`Limits::max_stanza`).
 
 use crate::ns;
-use crate::stream_error::{Condition, StreamError};
-use crate::stream_parser::{
+use crate::stream::error::{Condition, StreamError};
+use crate::xml::stream_parser::{
     ByteBudget, Limits, Parked, StreamEvent, StreamHeader, opening_tag, read_stream_element,
     too_big, too_many_attributes,
 };
@@ -489,7 +489,7 @@ enum Ev {
 }
 
 /// Sans-IO parser for one XML stream (reset after STARTTLS and SASL success); a drop-in
-/// for [`crate::stream_parser::StreamParser`].
+/// for [`crate::xml::stream_parser::StreamParser`].
 #[derive(Debug)]
 pub struct FastParser {
     limits: Limits,
@@ -1615,13 +1615,13 @@ impl FastParser {
     }
 }
 
-/// Differential checking against [`crate::stream_parser::StreamParser`], shared by
+/// Differential checking against [`crate::xml::stream_parser::StreamParser`], shared by
 /// `actors/tests/fast_parser_diff.rs` and the cargo-fuzz target `fast_parser_diff`.
 #[doc(hidden)]
 pub mod differential {
     use super::FastParser;
-    use crate::stream_error::Condition;
-    use crate::stream_parser::{Limits, StreamEvent, StreamParser};
+    use crate::stream::error::Condition;
+    use crate::xml::stream_parser::{Limits, StreamEvent, StreamParser};
 
     /// The two parsers behind one face.
     pub trait Parser {

@@ -1,0 +1,23 @@
+//! The xmppd protocol code: plain functions and types with no actors in them, unit-tested
+//! without a runtime. The engine crate (`xmppd-actors`) holds the state and carries out
+//! what these decide.
+//!
+//! - [`xml`]: the stream parsers (the hand-written one connections run and the rxml one it
+//!   is held to), the writer, escaping, log masking;
+//! - [`stream`]: stream errors and stream features;
+//! - [`stanza`]: stanza kinds, addresses, error replies;
+//! - [`auth`]: SASL, SCRAM credentials, legacy authentication, the failure throttle;
+//! - [`im`]: roster and subscription rules, blocking, offline storage rules;
+//! - [`xep`]: payloads of the XEPs the server answers (disco, version, ...);
+//! - [`net`]: TLS set-up, the record layer, the read shaper;
+//! - [`config`]: the settings schema.
+
+pub mod auth;
+pub mod config;
+pub mod im;
+pub mod net;
+pub mod ns;
+pub mod stanza;
+pub mod stream;
+pub mod xep;
+pub mod xml;

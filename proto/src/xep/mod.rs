@@ -1,0 +1,4 @@
+//! Payloads of the XEPs the server answers itself.
+
+pub mod disco;
+pub mod version;
