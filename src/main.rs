@@ -23,8 +23,8 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
-use xmppd_actors::registry::SetDomains;
 use xmppd_actors::server::Server;
+use xmppd_actors::signals::to_registry::SetDomains;
 use xmppd_actors::storage::{Backend, Storage, StorageError};
 use xmppd_proto::auth::scram::Credentials;
 use xmppd_proto::config::{PasswordFormat, Settings};
@@ -329,7 +329,7 @@ fn run(
                         Ok(mut new) => {
                             apply_overrides(&mut new, config_path.as_deref(), domain.as_deref(), data_dir.as_deref());
                             ctl.set(new.log_level, new.log_tags.clone());
-                            server.ctx.registry.do_send(SetDomains(new.domains.iter().map(|d| d.name.clone()).collect()));
+                            server.ctx.registry.set_domains.do_send(SetDomains(new.domains.iter().map(|d| d.name.clone()).collect()));
                             server.ctx.settings.set(new);
                             slog::info!(log, "configuration reloaded");
                         }

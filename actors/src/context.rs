@@ -1,8 +1,7 @@
 //! What every actor shares: live settings, storage, TLS, the registry, counters.
 
-use crate::registry::Registry;
+use crate::signals::RegistryRef;
 use crate::storage::Storage;
-use actix::Addr;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Instant;
@@ -85,7 +84,7 @@ pub struct ServerContext {
     pub settings: Live<Settings>,
     pub storage: Storage,
     pub tls: TlsContext,
-    pub registry: Addr<Registry>,
+    pub registry: RegistryRef,
     pub log: slog::Logger,
     pub decoy: DecoyKey,
     pub stats: Arc<Stats>,

@@ -5,7 +5,7 @@
 //! nightly toolchain), and by `cargo test` (`actors/tests/fuzz_props.rs`) over a fixed
 //! corpus plus pseudo-random mutations, so that the ordinary test run exercises them.
 
-use crate::server_iq::{self, Addressee};
+use crate::features::{self, Entity, Env, Who};
 use crate::signals::Signal;
 use minidom::Element;
 use std::sync::OnceLock;
@@ -163,12 +163,14 @@ pub fn stanza(data: &[u8]) {
                 );
             }
         }
-        for to in [Addressee::Server, Addressee::Account] {
-            if let Some(r) = server_iq::handle(&el, to) {
+        let settings = xmppd_proto::config::Settings::default();
+        let env = Env::new(&settings, "localhost");
+        for to in [Entity::Server, Entity::Account, Entity::Session] {
+            if let Some(r) = features::serve(&env, to, Who::Anyone, &el) {
                 round_trips(&r);
             }
         }
-        let _ = server_iq::single_payload(&el);
+        let _ = crate::features::single_payload(&el);
         if let Ok(req) = legacy::parse(&el) {
             let _ = legacy::verify(&req, legacy_creds(), "0123456789abcdef");
         }

@@ -2,15 +2,14 @@
 //! (plain functions and types, no actix) they run.
 
 pub mod account;
-pub mod connection;
 pub mod context;
+pub mod features;
 pub mod fuzzing;
 pub mod io;
 pub mod listener;
 pub mod registry;
-pub mod routes;
 pub mod server;
-pub mod server_iq;
 pub mod session;
 pub mod signals;
 pub mod storage;
+pub mod stream;

@@ -2,8 +2,8 @@
 //! `channels` cap, and spreads connections over the worker arbiters. Clients, servers
 //! and components all arrive here; the stream namespace tells them apart later.
 
-use crate::connection::{Accepted, Connection};
 use crate::context::{Ctx, Gauge};
+use crate::stream::{Accepted, Connection};
 use actix::prelude::*;
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;

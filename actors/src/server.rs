@@ -1,9 +1,10 @@
 //! Wiring: start the registry, the worker arbiters and the listener; stop them again.
 
+use crate::account::Account;
 use crate::context::{Live, ServerContext, Stats};
 use crate::listener::{self, Listener};
-use crate::registry::{Init, Registry};
-use crate::routes::Replica;
+use crate::registry::routes::Replica;
+use crate::registry::{self, Init, Registry};
 use crate::storage::Storage;
 use actix::prelude::*;
 use std::net::SocketAddr;
@@ -42,11 +43,12 @@ impl Server {
             .iter()
             .filter_map(|(s, t)| s.local_addr().ok().map(|a| (a, *t)))
             .collect();
-        let registry = Registry::new(
+        let registry_addr = Registry::new(
             settings.domains.iter().map(|d| d.name.clone()),
             log.new(slog::o!("actor" => "registry")),
         )
         .start();
+        let registry = registry::reference(&registry_addr);
         let n = if settings.workers == 0 {
             std::thread::available_parallelism()
                 .map(|n| n.get())
@@ -69,12 +71,13 @@ impl Server {
         });
         let replicas = workers
             .iter()
-            .map(|w| Replica::start_in_arbiter(&w.handle(), |_| Replica))
+            .map(|w| Replica::start_in_arbiter(&w.handle(), |_| Replica).recipient())
             .collect();
-        ctx.registry.do_send(Init {
+        registry_addr.do_send(Init {
             replicas,
             ctx: ctx.clone(),
             workers: workers.iter().map(|a| a.handle()).collect(),
+            start_account: Arc::new(Account::start),
         });
         let listener = (!sockets.is_empty()).then(|| {
             Listener::new(

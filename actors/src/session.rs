@@ -3,13 +3,12 @@
 //! account, hands the rest to the registry as signals, and writes what is delivered
 //! to it to the client.
 
-use crate::account::{self, Account};
 use crate::context::{Ctx, Gauge};
+use crate::features::{self, Entity, Env, IqHandler, Who};
 use crate::io::{FromIo, Inbound, Outbox, WriteError};
-use crate::registry::{Availability, FromSession, Unbind};
-use crate::routes;
-use crate::server_iq::{self, Addressee};
-use crate::signals::{Serialised, Signal};
+use crate::registry::routes;
+use crate::signals::to_registry::{Availability, FromSession, Unbind};
+use crate::signals::{AccountRef, Serialised, SessionRef, Signal, ToAccount, ToSession};
 use actix::prelude::*;
 use minidom::Element;
 use std::sync::Arc;
@@ -26,7 +25,9 @@ pub const MAILBOX: usize = 1024;
 pub struct Session {
     jid: FullJid,
     bare: BareJid,
-    account: Addr<Account>,
+    /// This session's own handle (the registry and the account know it by this).
+    me: SessionRef,
+    account: AccountRef,
     /// The account's blocklist (XEP-0191), kept current by the account actor.
     blocked: Arc<Vec<String>>,
     ctx: Ctx,
@@ -48,7 +49,8 @@ pub struct Session {
 impl Session {
     pub fn new(
         jid: FullJid,
-        account: Addr<Account>,
+        me: SessionRef,
+        account: AccountRef,
         ctx: Ctx,
         out: Outbox,
         log: slog::Logger,
@@ -58,6 +60,7 @@ impl Session {
         Session {
             jid,
             bare,
+            me,
             account,
             blocked: Arc::new(Vec::new()),
             ctx,
@@ -136,7 +139,7 @@ impl Session {
             sig,
             pending: self.via_registry.clone(),
         };
-        match self.ctx.registry.try_send(m) {
+        match self.ctx.registry.from_session.try_send(m) {
             Ok(()) => {}
             Err(SendError::Closed(_)) => {
                 self.via_registry.fetch_sub(1, Ordering::Relaxed);
@@ -148,7 +151,7 @@ impl Session {
 
     /// Hand a client's stanza to the account actor, or hold it while that is behind.
     fn hand_to_account(&mut self, stanza: Element) {
-        let m = account::FromClient {
+        let m = ToAccount::FromClient {
             resource: self.jid.resource().to_string(),
             stanza,
         };
@@ -169,7 +172,7 @@ impl Session {
         async move {
             for h in held {
                 let _ = match h {
-                    Held::Registry(sig) => registry.send(sig).await,
+                    Held::Registry(sig) => registry.from_session.send(sig).await,
                     Held::Account(m) => account.send(m).await,
                 };
             }
@@ -211,28 +214,30 @@ impl Session {
             Signal::Message(m) => return self.send_serialised(&addr, Serialised::new(m)),
             other => other,
         };
-        match addr.try_send(sig) {
+        match addr.try_send(ToSession::Signal(sig)) {
             Ok(()) => None,
-            Err(SendError::Full(sig)) => {
+            Err(SendError::Full(ToSession::Signal(sig))) => {
                 if let Some(b) = sig.bounce(
                     ErrorCondition::ResourceConstraint,
                     Some("recipient is overloaded"),
                 ) {
-                    self.ctx.registry.do_send(b);
+                    self.ctx.registry.route(b);
                 }
                 None
             }
-            Err(SendError::Closed(sig)) => Some(sig),
+            Err(SendError::Closed(ToSession::Signal(sig))) => Some(sig),
+            Err(_) => None,
         }
     }
 
     /// [`Session::fast_route`] for a message: the same outcomes, the bytes rebuilt into
     /// a signal only when it cannot be delivered here.
-    fn send_serialised(&self, addr: &Addr<Session>, m: Serialised) -> Option<Signal> {
-        let (m, full) = match addr.try_send(m) {
+    fn send_serialised(&self, addr: &SessionRef, m: Serialised) -> Option<Signal> {
+        let (m, full) = match addr.try_send(ToSession::Serialised(m)) {
             Ok(()) => return None,
-            Err(SendError::Full(m)) => (m, true),
-            Err(SendError::Closed(m)) => (m, false),
+            Err(SendError::Full(ToSession::Serialised(m))) => (m, true),
+            Err(SendError::Closed(ToSession::Serialised(m))) => (m, false),
+            Err(_) => return None,
         };
         let sig = self.rebuilt(m)?;
         if !full {
@@ -242,7 +247,7 @@ impl Session {
             ErrorCondition::ResourceConstraint,
             Some("recipient is overloaded"),
         ) {
-            self.ctx.registry.do_send(b);
+            self.ctx.registry.route(b);
         }
         None
     }
@@ -320,7 +325,7 @@ impl Session {
         let ty = el.attr("type");
         let valid = el.attr("id").is_some()
             && match ty {
-                Some("get") | Some("set") => server_iq::single_payload(&el).is_some(),
+                Some("get") | Some("set") => crate::features::single_payload(&el).is_some(),
                 Some("result") => el.children().count() <= 1,
                 Some("error") => true,
                 _ => false,
@@ -333,45 +338,38 @@ impl Session {
             .as_ref()
             .is_some_and(|t| t.node().is_none() && t.domain() == self.jid.domain());
         let to_self = to.as_ref().is_none_or(|t| t.as_str() == self.bare.as_str());
-        if to_self && matches!(ty, Some("get") | Some("set")) && is_account_data(&el) {
-            // roster, blocklist, vCard, private XML: the account actor owns them
-            let mut el = el;
-            stanza::remove_attr(&mut el, "to");
-            return self.hand_to_account(el);
+        if !to_self && !to_domain {
+            let Some(to) = to else { return };
+            return self.route(Jid::from(self.jid.clone()), to, el);
         }
-        if to_self || to_domain {
-            let mut reply = if to_self {
-                self.own_iq(&el)
-            } else {
-                server_iq::handle(&el, Addressee::Server)
-            };
-            if let Some(r) = reply.as_mut() {
-                // answers come from the address the request went to
-                match &to {
-                    Some(t) => stanza::set_attr(r, "from", t.as_str()),
-                    None => stanza::remove_attr(r, "from"),
+        let settings = self.ctx.settings.get();
+        let env = Env::new(&settings, self.jid.domain().as_str());
+        let mut reply = if to_domain {
+            features::serve(&env, Entity::Server, Who::Anyone, &el)
+        } else {
+            // the session's own (RFC 3921 session, bind), the account's, the server's
+            let route = [Entity::Session, Entity::Account]
+                .into_iter()
+                .find_map(|e| features::lookup(&env, e, Who::Owner, &el).map(|r| (e, r)));
+            match route {
+                Some((_, r)) if matches!(r.handler, IqHandler::Account(_)) => {
+                    // roster, blocklist, vCard, private XML: the account actor owns them
+                    let mut el = el;
+                    stanza::remove_attr(&mut el, "to");
+                    return self.hand_to_account(el);
                 }
+                Some((e, _)) => features::answer(&env, e, Who::Owner, &el),
+                None => features::serve(&env, Entity::Server, Who::Owner, &el),
             }
-            return self.reply(reply);
+        };
+        if let Some(r) = reply.as_mut() {
+            // answers come from the address the request went to
+            match &to {
+                Some(t) => stanza::set_attr(r, "from", t.as_str()),
+                None => stanza::remove_attr(r, "from"),
+            }
         }
-        let Some(to) = to else { return };
-        self.route(Jid::from(self.jid.clone()), to, el);
-    }
-
-    /// iq for the account itself (no `to`, or its own bare JID).
-    fn own_iq(&mut self, el: &Element) -> Option<Element> {
-        let payload = server_iq::single_payload(el)?;
-        if payload.is("session", ns::SESSION) && el.attr("type") == Some("set") {
-            // RFC 3921 session establishment: a no-op kept for old clients.
-            return Some(stanza::iq_result(el, None));
-        }
-        if payload.is("bind", ns::BIND) {
-            return stanza::error_reply(el, ErrorCondition::NotAllowed, Some("already bound"));
-        }
-        match server_iq::handle(el, Addressee::Account) {
-            Some(r) if is_service_unavailable(&r) => server_iq::handle(el, Addressee::Server),
-            other => other,
-        }
+        self.reply(reply);
     }
 
     fn client_presence(&mut self, el: Element, to: Option<Jid>) {
@@ -406,7 +404,7 @@ impl Session {
     fn set_availability(&mut self, available: bool, priority: i8) {
         self.available = available;
         self.priority = priority;
-        self.ctx.registry.do_send(Availability {
+        self.ctx.registry.availability.do_send(Availability {
             jid: self.jid.clone(),
             available,
             priority,
@@ -433,6 +431,29 @@ impl Session {
         }
     }
 
+    /// A message from the direct path: its bytes go straight to the write queue.
+    fn deliver_serialised(&mut self, m: Serialised) {
+        if self.closing || blocking::blocks(&self.blocked, &m.from) {
+            // the paths that answer the sender need the tree
+            if let Some(sig) = self.rebuilt(m) {
+                self.deliver(sig);
+            }
+            return;
+        }
+        match self.out.try_send_bytes(m.bytes) {
+            Ok(()) => {
+                self.ctx.stats.stanzas_out.fetch_add(1, Ordering::Relaxed);
+            }
+            Err((e, bytes)) => {
+                let cond = self.refused(e);
+                let m = Serialised { bytes, ..m };
+                if let Some(sig) = self.rebuilt(m) {
+                    self.undeliverable(sig, cond);
+                }
+            }
+        }
+    }
+
     fn undeliverable(&mut self, sig: Signal, cond: ErrorCondition) {
         // a message for a resource that just left may still reach another one, or
         // offline storage
@@ -443,28 +464,13 @@ impl Session {
             let to = Jid::from(self.bare.clone());
             let rerouted = Signal::new(m.from.clone(), to, m.stanza.clone());
             if let Some(r) = rerouted {
-                return self.ctx.registry.do_send(r);
+                return self.ctx.registry.route(r);
             }
         }
         if let Some(b) = sig.bounce(cond, None) {
-            self.ctx.registry.do_send(b);
+            self.ctx.registry.route(b);
         }
     }
-}
-
-/// iq payloads the account actor answers (it keeps their state).
-fn is_account_data(iq: &Element) -> bool {
-    server_iq::single_payload(iq).is_some_and(|p| {
-        p.is("query", xmppd_proto::im::roster::NS_ROSTER)
-            || p.has_ns(blocking::NS)
-            || p.is("vCard", account::NS_VCARD)
-            || p.is("query", account::NS_PRIVATE)
-    })
-}
-
-fn is_service_unavailable(el: &Element) -> bool {
-    el.get_child("error", ns::CLIENT)
-        .is_some_and(|e| e.has_child("service-unavailable", ns::STANZAS))
 }
 
 impl Actor for Session {
@@ -472,9 +478,9 @@ impl Actor for Session {
 
     fn started(&mut self, ctx: &mut Context<Self>) {
         ctx.set_mailbox_capacity(MAILBOX);
-        self.account.do_send(account::Attach {
+        self.account.do_send(ToAccount::Attach {
             resource: self.jid.resource().to_string(),
-            session: ctx.address(),
+            session: self.me.clone(),
         });
         // a server shutdown ends the stream (before binding the connection does this)
         self.ctx.on_shutdown(ctx, |act: &mut Self| {
@@ -501,59 +507,21 @@ impl Handler<Inbound> for Session {
     }
 }
 
-impl Handler<Signal> for Session {
+impl Handler<ToSession> for Session {
     type Result = ();
-    fn handle(&mut self, sig: Signal, _: &mut Context<Self>) {
-        self.deliver(sig);
-    }
-}
-
-impl Handler<Serialised> for Session {
-    type Result = ();
-    fn handle(&mut self, m: Serialised, _: &mut Context<Self>) {
-        if self.closing || blocking::blocks(&self.blocked, &m.from) {
-            // the paths that answer the sender need the tree
-            if let Some(sig) = self.rebuilt(m) {
-                self.deliver(sig);
-            }
-            return;
-        }
-        match self.out.try_send_bytes(m.bytes) {
-            Ok(()) => {
-                self.ctx.stats.stanzas_out.fetch_add(1, Ordering::Relaxed);
-            }
-            Err((e, bytes)) => {
-                let cond = self.refused(e);
-                let m = Serialised { bytes, ..m };
-                if let Some(sig) = self.rebuilt(m) {
-                    self.undeliverable(sig, cond);
+    fn handle(&mut self, m: ToSession, ctx: &mut Context<Self>) {
+        match m {
+            ToSession::Signal(sig) => self.deliver(sig),
+            ToSession::Serialised(m) => self.deliver_serialised(m),
+            ToSession::Write(el) => {
+                if !self.closing {
+                    let _ = self.write(&el);
                 }
             }
+            ToSession::Blocklist(b) => self.blocked = b,
+            ToSession::Close(e) => self.stream_error(e),
+            ToSession::Ended => self.end(ctx),
         }
-    }
-}
-
-/// Close the client's stream with a stream error (shutdown, conflict, admin).
-#[derive(actix::Message)]
-#[rtype(result = "()")]
-pub struct CloseStream(pub StreamError);
-
-impl Handler<CloseStream> for Session {
-    type Result = ();
-    fn handle(&mut self, c: CloseStream, _: &mut Context<Self>) {
-        self.stream_error(c.0);
-    }
-}
-
-/// The connection under this session is gone.
-#[derive(actix::Message)]
-#[rtype(result = "()")]
-pub struct Ended;
-
-impl Handler<Ended> for Session {
-    type Result = ();
-    fn handle(&mut self, _: Ended, ctx: &mut Context<Self>) {
-        self.end(ctx);
     }
 }
 
@@ -587,17 +555,18 @@ impl Session {
             return;
         }
         self.closing = true;
-        self.account.do_send(account::Detach {
+        self.account.do_send(ToAccount::Detach {
             resource: self.jid.resource().to_string(),
         });
         let unbind = Unbind {
             jid: self.jid.clone(),
-            session: ctx.address(),
+            session: self.me.clone(),
         };
         // Once the registry has forgotten us nothing new is routed here; what is already
         // in the mailbox is returned to its senders, then the session stops.
         self.ctx
             .registry
+            .unbind
             .send(unbind)
             .into_actor(self)
             .map(|_, _, ctx| ctx.address().do_send(Stop))
@@ -616,34 +585,8 @@ impl Handler<Stop> for Session {
     }
 }
 
-/// Write a stanza the account actor produced (pushes, presence, offline messages).
-#[derive(actix::Message)]
-#[rtype(result = "()")]
-pub struct Write(pub Element);
-
-impl Handler<Write> for Session {
-    type Result = ();
-    fn handle(&mut self, w: Write, _: &mut Context<Self>) {
-        if !self.closing {
-            let _ = self.write(&w.0);
-        }
-    }
-}
-
-/// The account's blocklist changed.
-#[derive(actix::Message)]
-#[rtype(result = "()")]
-pub struct BlocklistUpdate(pub Arc<Vec<String>>);
-
-impl Handler<BlocklistUpdate> for Session {
-    type Result = ();
-    fn handle(&mut self, b: BlocklistUpdate, _: &mut Context<Self>) {
-        self.blocked = b.0;
-    }
-}
-
 /// What a session holds back while the actor it goes to is behind.
 enum Held {
     Registry(FromSession),
-    Account(account::FromClient),
+    Account(ToAccount),
 }

@@ -4,21 +4,6 @@ use crate::ns;
 use crate::stanza::set_attr;
 use minidom::Element;
 
-/// Features the server itself implements (only what works end to end).
-pub const SERVER_FEATURES: &[&str] = &[
-    ns::DISCO_INFO,
-    ns::DISCO_ITEMS,
-    ns::PING,
-    ns::VERSION,
-    crate::im::offline::FEATURE,
-    crate::im::blocking::NS,
-    ns::VCARD,
-    ns::PRIVATE,
-];
-
-/// Features answered for an account's bare JID.
-pub const ACCOUNT_FEATURES: &[&str] = &[ns::DISCO_INFO, ns::VCARD];
-
 fn identity(category: &str, ty: &str, name: Option<&str>) -> Element {
     let mut i = Element::bare("identity", ns::DISCO_INFO);
     set_attr(&mut i, "category", category);
@@ -45,15 +30,18 @@ fn info(node: Option<&str>, identities: Vec<Element>, features: &[&str]) -> Elem
     q
 }
 
-/// disco#info of the server.
-pub fn server_info(query: &Element) -> Result<Element, crate::stanza::ErrorCondition> {
+/// disco#info of the server, listing `features`.
+pub fn server_info(
+    query: &Element,
+    features: &[&str],
+) -> Result<Element, crate::stanza::ErrorCondition> {
     if query.attr("node").is_some() {
         return Err(crate::stanza::ErrorCondition::ItemNotFound);
     }
     Ok(info(
         None,
         vec![identity("server", "im", Some("xmppd"))],
-        SERVER_FEATURES,
+        features,
     ))
 }
 
@@ -65,15 +53,19 @@ pub fn server_items(query: &Element) -> Result<Element, crate::stanza::ErrorCond
     Ok(Element::bare("query", ns::DISCO_ITEMS))
 }
 
-/// disco#info of an account (answered by the server on the account's behalf).
-pub fn account_info(query: &Element) -> Result<Element, crate::stanza::ErrorCondition> {
+/// disco#info of an account (answered by the server on the account's behalf), listing
+/// `features`.
+pub fn account_info(
+    query: &Element,
+    features: &[&str],
+) -> Result<Element, crate::stanza::ErrorCondition> {
     if query.attr("node").is_some() {
         return Err(crate::stanza::ErrorCondition::ItemNotFound);
     }
     Ok(info(
         None,
         vec![identity("account", "registered", None)],
-        ACCOUNT_FEATURES,
+        features,
     ))
 }
 

@@ -3,6 +3,18 @@
 //! `<message/>` is a [`Message`], subscription presence is a [`Subscribe`], available,
 //! unavailable and error presence is a [`Notify`], `<iq/>` is an [`Info`]. Each carries
 //! the parsed addresses and the stanza (with `from` and `to` set on it as well).
+//!
+//! The other messages between actors live here too, one file per receiving actor
+//! ([`to_session`], [`to_account`], [`to_registry`]), with the handles actors reach each
+//! other by, so that no actor file needs another's.
+
+pub mod to_account;
+pub mod to_registry;
+pub mod to_session;
+
+pub use to_account::{AccountRef, ToAccount};
+pub use to_registry::RegistryRef;
+pub use to_session::{SessionRef, ToSession};
 
 use minidom::Element;
 use xmpp_parsers::jid::Jid;

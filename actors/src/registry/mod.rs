@@ -4,26 +4,38 @@
 //! signal and hands it to the session that takes it, answers what is addressed to the
 //! server, and returns what cannot be delivered to its sender as an error.
 
-use crate::account::Account;
+pub mod domains;
+pub mod routes;
+
 use crate::context::Ctx;
-use crate::routes::{Replica, Route, RouteTable, RouteUpdate};
-use crate::server_iq::{self, Addressee};
-use crate::session::Session;
-use crate::signals::Signal;
+use crate::features::{self, Entity, Env, Who};
+use crate::signals::to_registry::{
+    AccountIdle, Availability, Bind, BindError, FromSession, ListSessions, SessionInfo, SetDomains,
+    Unbind,
+};
+use crate::signals::{AccountRef, SessionRef, Signal, ToAccount, ToSession};
 use actix::prelude::*;
-use std::collections::{HashMap, HashSet};
+use domains::{Domain, DomainTable};
+use routes::{Route, RouteTable, RouteUpdate};
+use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use xmpp_parsers::jid::{BareJid, FullJid};
 use xmppd_proto::stanza::ErrorCondition;
 
+/// Starts the account actor of a bare JID (on the given arbiter, if any). The registry
+/// is handed one at start, so that it needs nothing of the account actor but its address.
+pub type AccountStarter =
+    Arc<dyn Fn(BareJid, Ctx, Option<&ArbiterHandle>) -> AccountRef + Send + Sync>;
+
 pub struct Registry {
-    domains: HashSet<String>,
+    domains: DomainTable,
     /// The authoritative table; every change is also sent to the replicas.
     routes: RouteTable,
-    replicas: Vec<Addr<Replica>>,
+    replicas: Vec<Recipient<RouteUpdate>>,
     /// Account actors, started on first need (a session binds, or a signal arrives).
-    accounts: HashMap<BareJid, Addr<Account>>,
+    accounts: HashMap<BareJid, AccountRef>,
+    start_account: Option<AccountStarter>,
     log: slog::Logger,
     /// Set once at start ([`Init`]); accounts need it.
     ctx: Option<Ctx>,
@@ -34,10 +46,11 @@ pub struct Registry {
 impl Registry {
     pub fn new(domains: impl IntoIterator<Item = String>, log: slog::Logger) -> Self {
         Registry {
-            domains: domains.into_iter().collect(),
+            domains: DomainTable::new(domains),
             routes: RouteTable::default(),
             replicas: Vec::new(),
             accounts: HashMap::new(),
+            start_account: None,
             log,
             ctx: None,
             workers: Vec::new(),
@@ -46,19 +59,16 @@ impl Registry {
     }
 
     /// The account actor for `bare`, started on a worker arbiter if not running.
-    fn account(&mut self, bare: &BareJid) -> Option<Addr<Account>> {
+    fn account(&mut self, bare: &BareJid) -> Option<AccountRef> {
         if let Some(a) = self.accounts.get(bare).filter(|a| a.connected()) {
             return Some(a.clone());
         }
         let ctx = self.ctx.clone()?;
-        let b = bare.clone();
-        let addr = match self
+        let start = self.start_account.as_ref()?;
+        let worker = self
             .workers
-            .get(self.next_worker % self.workers.len().max(1))
-        {
-            Some(w) => Account::start_in_arbiter(w, move |_| Account::new(b, ctx)),
-            None => Account::new(b, ctx).start(),
-        };
+            .get(self.next_worker % self.workers.len().max(1));
+        let addr = start(bare.clone(), ctx, worker);
         self.next_worker = self.next_worker.wrapping_add(1);
         self.accounts.insert(bare.clone(), addr.clone());
         Some(addr)
@@ -68,13 +78,15 @@ impl Registry {
     fn for_account(&mut self, sig: Signal) {
         let bare = sig.to().to_bare();
         match self.account(&bare) {
-            Some(a) => match a.try_send(sig) {
+            Some(a) => match a.try_send(ToAccount::Signal(sig)) {
                 Ok(()) => {}
-                Err(SendError::Full(sig)) | Err(SendError::Closed(sig)) => self.bounce(
+                Err(SendError::Full(ToAccount::Signal(sig)))
+                | Err(SendError::Closed(ToAccount::Signal(sig))) => self.bounce(
                     sig,
                     ErrorCondition::ResourceConstraint,
                     Some("recipient is overloaded"),
                 ),
+                Err(_) => {}
             },
             None => self.bounce(sig, ErrorCondition::InternalServerError, None),
         }
@@ -89,14 +101,31 @@ impl Registry {
 
     fn route(&mut self, sig: Signal) {
         let to = sig.to();
-        if !self.domains.contains(to.domain().as_str()) {
+        match self.domains.lookup(to.domain().as_str()) {
+            Domain::Local => {}
+            Domain::Service(s) => {
+                return match s.signals.try_send(sig) {
+                    Ok(()) => {}
+                    Err(SendError::Full(sig)) => self.bounce(
+                        sig,
+                        ErrorCondition::ResourceConstraint,
+                        Some("the service is overloaded"),
+                    ),
+                    Err(SendError::Closed(sig)) => {
+                        self.bounce(sig, ErrorCondition::ServiceUnavailable, None)
+                    }
+                };
+            }
             // Federation is not built yet: every other domain is unreachable.
-            return self.bounce(
-                sig,
-                ErrorCondition::RemoteServerNotFound,
-                Some("server-to-server is not enabled"),
-            );
+            Domain::Remote => {
+                return self.bounce(
+                    sig,
+                    ErrorCondition::RemoteServerNotFound,
+                    Some("server-to-server is not enabled"),
+                );
+            }
         }
+        let to = sig.to();
         if to.node().is_none() {
             return self.for_server(sig);
         }
@@ -110,7 +139,10 @@ impl Registry {
     fn for_server(&mut self, sig: Signal) {
         match &sig {
             Signal::Info(i) => {
-                if let Some(reply) = server_iq::handle(&i.stanza, Addressee::Server)
+                let Some(ctx) = self.ctx.as_ref() else { return };
+                let settings = ctx.settings.get();
+                let env = Env::new(&settings, i.to.domain().as_str());
+                if let Some(reply) = features::serve(&env, Entity::Server, Who::Anyone, &i.stanza)
                     && let Some(r) = Signal::new(i.to.clone(), i.from.clone(), reply)
                 {
                     self.route(r);
@@ -177,7 +209,7 @@ impl Registry {
         }
     }
 
-    fn deliver_all(&mut self, sig: Signal, mut targets: Vec<Addr<Session>>) {
+    fn deliver_all(&mut self, sig: Signal, mut targets: Vec<SessionRef>) {
         // presence to an account with no available resource ends here
         let Some(last) = targets.pop() else { return };
         for addr in targets {
@@ -186,15 +218,17 @@ impl Registry {
         self.deliver(sig, last);
     }
 
-    fn deliver(&mut self, sig: Signal, addr: Addr<Session>) {
-        match addr.try_send(sig) {
+    fn deliver(&mut self, sig: Signal, addr: SessionRef) {
+        match addr.try_send(ToSession::Signal(sig)) {
             Ok(()) => {}
-            Err(SendError::Full(sig)) => self.bounce(
+            Err(SendError::Full(ToSession::Signal(sig))) => self.bounce(
                 sig,
                 ErrorCondition::ResourceConstraint,
                 Some("recipient is overloaded"),
             ),
-            Err(SendError::Closed(sig)) => {
+            Err(SendError::Full(_)) => {}
+            Err(SendError::Closed(m)) => {
+                let ToSession::Signal(sig) = m else { return };
                 // The session ended between lookup and delivery: as if it were not there.
                 self.forget(sig.to().to_bare(), &addr);
                 match &sig {
@@ -214,7 +248,7 @@ impl Registry {
         self.routes.apply(u);
     }
 
-    fn forget(&mut self, bare: BareJid, addr: &Addr<Session>) {
+    fn forget(&mut self, bare: BareJid, addr: &SessionRef) {
         self.update(RouteUpdate::Remove(bare, addr.clone()));
     }
 }
@@ -238,18 +272,6 @@ impl Handler<Signal> for Registry {
     }
 }
 
-/// A signal a client's session could not deliver on its direct path, with the
-/// session's count of such signals not yet routed. The registry lowers the count once
-/// the signal is in its recipient's mailbox (or answered): until then the session
-/// sends everything through here too, so a later signal on the direct path cannot
-/// overtake an earlier one (RFC 6120 §10.1: in order between two entities).
-#[derive(actix::Message)]
-#[rtype(result = "()")]
-pub struct FromSession {
-    pub sig: Signal,
-    pub pending: Arc<AtomicUsize>,
-}
-
 impl Handler<FromSession> for Registry {
     type Result = ();
     fn handle(&mut self, m: FromSession, _: &mut Context<Self>) {
@@ -258,36 +280,14 @@ impl Handler<FromSession> for Registry {
     }
 }
 
-/// Resource binding (RFC 6120 §7).
-#[derive(actix::Message)]
-#[rtype(result = "Result<(FullJid, Addr<Account>), BindError>")]
-pub struct Bind {
-    pub bare: BareJid,
-    /// The resource the client asked for (already resourceprep'd), if any.
-    pub resource: Option<String>,
-    /// Refuse instead of generating a new resource on conflict (legacy auth).
-    pub exact: bool,
-    pub session: Addr<Session>,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-pub enum BindError {
-    #[error("the resource is in use")]
-    Conflict,
-    #[error("too many sessions for this account")]
-    TooManySessions,
-    #[error("the server is not ready")]
-    Unavailable,
-}
-
 fn random_resource() -> String {
     format!("xmppd-{:012x}", rand::random::<u64>() & 0xffff_ffff_ffff)
 }
 
 impl Handler<Bind> for Registry {
-    type Result = Result<(FullJid, Addr<Account>), BindError>;
+    type Result = Result<(FullJid, AccountRef), BindError>;
     fn handle(&mut self, b: Bind, _: &mut Context<Self>) -> Self::Result {
-        let gone: Vec<Addr<Session>> = self
+        let gone: Vec<SessionRef> = self
             .routes
             .entries(&b.bare)
             .iter()
@@ -330,27 +330,11 @@ impl Handler<Bind> for Registry {
     }
 }
 
-#[derive(actix::Message)]
-#[rtype(result = "()")]
-pub struct Unbind {
-    pub jid: FullJid,
-    pub session: Addr<Session>,
-}
-
 impl Handler<Unbind> for Registry {
     type Result = ();
     fn handle(&mut self, u: Unbind, _: &mut Context<Self>) {
         self.forget(u.jid.to_bare(), &u.session);
     }
-}
-
-/// A session's presence changed (initial presence, priority, unavailable).
-#[derive(actix::Message)]
-#[rtype(result = "()")]
-pub struct Availability {
-    pub jid: FullJid,
-    pub available: bool,
-    pub priority: i8,
 }
 
 impl Handler<Availability> for Registry {
@@ -360,29 +344,12 @@ impl Handler<Availability> for Registry {
     }
 }
 
-/// The hosted domains changed (configuration reload).
-#[derive(actix::Message)]
-#[rtype(result = "()")]
-pub struct SetDomains(pub Vec<String>);
-
 impl Handler<SetDomains> for Registry {
     type Result = ();
     fn handle(&mut self, d: SetDomains, _: &mut Context<Self>) {
-        self.domains = d.0.into_iter().collect();
+        self.domains.set_local(d.0);
     }
 }
-
-/// One row of the session list (monitoring, tests).
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct SessionInfo {
-    pub jid: String,
-    pub available: bool,
-    pub priority: i8,
-}
-
-#[derive(actix::Message)]
-#[rtype(result = "Vec<SessionInfo>")]
-pub struct ListSessions;
 
 impl Handler<ListSessions> for Registry {
     type Result = MessageResult<ListSessions>;
@@ -409,8 +376,9 @@ impl Handler<ListSessions> for Registry {
 pub struct Init {
     pub ctx: Ctx,
     /// Route table replicas, one per worker arbiter.
-    pub replicas: Vec<Addr<Replica>>,
+    pub replicas: Vec<Recipient<RouteUpdate>>,
     pub workers: Vec<ArbiterHandle>,
+    pub start_account: AccountStarter,
 }
 
 impl Handler<Init> for Registry {
@@ -419,16 +387,8 @@ impl Handler<Init> for Registry {
         self.ctx = Some(i.ctx);
         self.replicas = i.replicas;
         self.workers = i.workers;
+        self.start_account = Some(i.start_account);
     }
-}
-
-/// An account actor with nothing to do asks to be forgotten; the answer says whether
-/// it may stop (no session bound meanwhile, and it is still the registered one).
-#[derive(actix::Message)]
-#[rtype(result = "bool")]
-pub struct AccountIdle {
-    pub bare: BareJid,
-    pub addr: Addr<Account>,
 }
 
 impl Handler<AccountIdle> for Registry {
@@ -449,5 +409,19 @@ impl Handler<AccountIdle> for Registry {
         }
         self.accounts.remove(&a.bare);
         true
+    }
+}
+
+/// The handle every other actor reaches the registry by.
+pub fn reference(addr: &Addr<Registry>) -> crate::signals::RegistryRef {
+    crate::signals::RegistryRef {
+        signal: addr.clone().recipient(),
+        from_session: addr.clone().recipient(),
+        bind: addr.clone().recipient(),
+        unbind: addr.clone().recipient(),
+        availability: addr.clone().recipient(),
+        set_domains: addr.clone().recipient(),
+        list_sessions: addr.clone().recipient(),
+        account_idle: addr.clone().recipient(),
     }
 }

@@ -7,7 +7,7 @@
 //! registry. A replica may lag the registry by a message or two: a miss, or a session
 //! that turns out to be gone, falls back to the registry, which decides.
 
-use crate::session::Session;
+use crate::signals::SessionRef;
 use actix::prelude::*;
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -17,7 +17,7 @@ use xmpp_parsers::jid::{BareJid, FullJid};
 #[derive(Clone)]
 pub struct Route {
     pub resource: String,
-    pub addr: Addr<Session>,
+    pub addr: SessionRef,
     pub available: bool,
     pub priority: i8,
 }
@@ -42,7 +42,7 @@ fn bare_of(full: &FullJid) -> &str {
 #[rtype(result = "()")]
 pub enum RouteUpdate {
     Add(BareJid, Route),
-    Remove(BareJid, Addr<Session>),
+    Remove(BareJid, SessionRef),
     Availability(FullJid, bool, i8),
 }
 
@@ -92,7 +92,7 @@ impl RouteTable {
         self.map.iter()
     }
 
-    pub fn lookup(&self, full: &FullJid) -> Option<Addr<Session>> {
+    pub fn lookup(&self, full: &FullJid) -> Option<SessionRef> {
         self.map
             .get(bare_of(full))?
             .iter()
@@ -111,7 +111,7 @@ impl RouteTable {
     /// RFC 6121 §8.5.2.1.1: who gets a message of type `ty` sent to `bare`: the
     /// highest-priority available resources (priority ≥ 0), or every non-negative one
     /// for a headline.
-    pub fn message_targets(&self, bare: &BareJid, ty: Option<&str>) -> Vec<Addr<Session>> {
+    pub fn message_targets(&self, bare: &BareJid, ty: Option<&str>) -> Vec<SessionRef> {
         let eligible = || {
             self.entries(bare)
                 .iter()
@@ -129,7 +129,7 @@ impl RouteTable {
     }
 
     /// Every available resource of `bare` (presence to a bare JID).
-    pub fn available(&self, bare: &BareJid) -> Vec<Addr<Session>> {
+    pub fn available(&self, bare: &BareJid) -> Vec<SessionRef> {
         self.entries(bare)
             .iter()
             .filter(|r| r.available)

@@ -1,0 +1,195 @@
+//! The domain table: what each domain a signal can be addressed to is, looked up once
+//! per signal by the registry.
+//!
+//! A domain is hosted here (its accounts and sessions are local), served by an actor
+//! attached to the registry (a trusted component, a chat-room service: every signal for
+//! the domain or any JID in it goes to that actor), or remote (federation: an outbound
+//! queue per target and source domain). Domain names are compared in lower case
+//! (RFC 7622 §3.2 nameprep leaves ASCII domains case-insensitive).
+
+use crate::signals::Signal;
+use actix::Recipient;
+use std::collections::{HashMap, HashSet};
+
+/// What kind of actor serves a domain that is not hosted as accounts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ServiceKind {
+    /// A trusted component (XEP-0114), e.g. a gateway.
+    Component,
+    /// A chat-room service (XEP-0045).
+    Rooms,
+}
+
+/// An actor that takes every signal for its domain.
+#[derive(Clone)]
+pub struct Service {
+    pub kind: ServiceKind,
+    pub signals: Recipient<Signal>,
+}
+
+/// The answer of a lookup.
+pub enum Domain<'a> {
+    /// Hosted here: accounts, sessions, the server itself.
+    Local,
+    /// Served by an attached actor.
+    Service(&'a Service),
+    /// Anywhere else: federation.
+    Remote,
+}
+
+/// Why a service could not be attached.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AttachError {
+    #[error("the domain is hosted here")]
+    Hosted,
+    #[error("another service serves the domain")]
+    Taken,
+}
+
+#[derive(Default)]
+pub struct DomainTable {
+    local: HashSet<String>,
+    services: HashMap<String, Service>,
+}
+
+impl DomainTable {
+    pub fn new(local: impl IntoIterator<Item = String>) -> Self {
+        DomainTable {
+            local: local.into_iter().map(|d| d.to_ascii_lowercase()).collect(),
+            services: HashMap::new(),
+        }
+    }
+
+    /// What `domain` is. JIDs reach here with their domain already normalised, so the
+    /// common case needs no allocation.
+    pub fn lookup(&self, domain: &str) -> Domain<'_> {
+        if self.local.contains(domain) {
+            return Domain::Local;
+        }
+        if let Some(s) = self.services.get(domain) {
+            return Domain::Service(s);
+        }
+        if domain.bytes().any(|b| b.is_ascii_uppercase()) {
+            return self.lookup(&domain.to_ascii_lowercase());
+        }
+        Domain::Remote
+    }
+
+    pub fn is_local(&self, domain: &str) -> bool {
+        matches!(self.lookup(domain), Domain::Local)
+    }
+
+    /// The hosted domains changed (configuration reload); attached services stay, except
+    /// on a domain that is now hosted.
+    pub fn set_local(&mut self, local: impl IntoIterator<Item = String>) {
+        self.local = local.into_iter().map(|d| d.to_ascii_lowercase()).collect();
+        let local = &self.local;
+        self.services.retain(|d, _| !local.contains(d));
+    }
+
+    /// Attach an actor that serves `domain`. A second one for the same domain is refused
+    /// (the caller decides whether to detach the first and try again).
+    pub fn attach(&mut self, domain: &str, service: Service) -> Result<(), AttachError> {
+        let d = domain.to_ascii_lowercase();
+        if self.local.contains(&d) {
+            return Err(AttachError::Hosted);
+        }
+        if self.services.get(&d).is_some_and(|s| s.signals.connected()) {
+            return Err(AttachError::Taken);
+        }
+        self.services.insert(d, service);
+        Ok(())
+    }
+
+    /// Detach the service of `domain`, if it is the one given (a replaced service that
+    /// ends late must not detach its successor).
+    pub fn detach(&mut self, domain: &str, signals: &Recipient<Signal>) -> bool {
+        let d = domain.to_ascii_lowercase();
+        if self.services.get(&d).is_some_and(|s| &s.signals == signals) {
+            self.services.remove(&d);
+            return true;
+        }
+        false
+    }
+
+    /// The attached services, by domain (disco#items of the server lists them).
+    pub fn services(&self) -> impl Iterator<Item = (&str, &Service)> {
+        self.services.iter().map(|(d, s)| (d.as_str(), s))
+    }
+
+    /// The hosted domains.
+    pub fn local(&self) -> impl Iterator<Item = &str> {
+        self.local.iter().map(String::as_str)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use actix::prelude::*;
+
+    struct Sink;
+    impl Actor for Sink {
+        type Context = Context<Self>;
+    }
+    impl Handler<Signal> for Sink {
+        type Result = ();
+        fn handle(&mut self, _: Signal, _: &mut Context<Self>) {}
+    }
+
+    fn service(kind: ServiceKind) -> Service {
+        Service {
+            kind,
+            signals: Sink.start().recipient(),
+        }
+    }
+
+    #[actix_rt::test]
+    async fn lookup_local_service_remote() {
+        let mut t = DomainTable::new(["example.org".to_string(), "Other.ORG".to_string()]);
+        assert!(matches!(t.lookup("example.org"), Domain::Local));
+        assert!(matches!(t.lookup("EXAMPLE.org"), Domain::Local));
+        assert!(matches!(t.lookup("other.org"), Domain::Local));
+        // a subdomain of a hosted domain is not hosted
+        assert!(matches!(t.lookup("conference.example.org"), Domain::Remote));
+        assert!(matches!(t.lookup("example.net"), Domain::Remote));
+        t.attach("Conference.example.org", service(ServiceKind::Rooms))
+            .expect("attach");
+        match t.lookup("conference.example.org") {
+            Domain::Service(s) => assert_eq!(s.kind, ServiceKind::Rooms),
+            _ => panic!("the room service is not found"),
+        }
+        assert_eq!(t.services().count(), 1);
+    }
+
+    #[actix_rt::test]
+    async fn attach_refuses_hosted_and_taken_domains() {
+        let mut t = DomainTable::new(["example.org".to_string()]);
+        assert_eq!(
+            t.attach("example.org", service(ServiceKind::Component)),
+            Err(AttachError::Hosted)
+        );
+        let first = service(ServiceKind::Component);
+        let first_signals = first.signals.clone();
+        t.attach("irc.example.org", first).expect("attach");
+        assert_eq!(
+            t.attach("irc.example.org", service(ServiceKind::Component)),
+            Err(AttachError::Taken)
+        );
+        // only the attached service itself can detach it
+        let other = service(ServiceKind::Component).signals;
+        assert!(!t.detach("irc.example.org", &other));
+        assert!(t.detach("irc.example.org", &first_signals));
+        assert!(matches!(t.lookup("irc.example.org"), Domain::Remote));
+    }
+
+    #[actix_rt::test]
+    async fn a_domain_that_becomes_hosted_loses_its_service() {
+        let mut t = DomainTable::new(["example.org".to_string()]);
+        t.attach("gw.example.org", service(ServiceKind::Component))
+            .expect("attach");
+        t.set_local(["example.org".to_string(), "gw.example.org".to_string()]);
+        assert!(matches!(t.lookup("gw.example.org"), Domain::Local));
+        assert_eq!(t.services().count(), 0);
+    }
+}

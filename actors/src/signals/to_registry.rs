@@ -1,0 +1,106 @@
+//! What actors send the registry, and the handle they reach it by.
+
+use super::Signal;
+use super::to_account::AccountRef;
+use super::to_session::SessionRef;
+use actix::prelude::*;
+use std::sync::Arc;
+use std::sync::atomic::AtomicUsize;
+use xmpp_parsers::jid::{BareJid, FullJid};
+
+/// A signal a client's session could not deliver on its direct path, with the
+/// session's count of such signals not yet routed. The registry lowers the count once
+/// the signal is in its recipient's mailbox (or answered): until then the session
+/// sends everything through here too, so a later signal on the direct path cannot
+/// overtake an earlier one (RFC 6120 §10.1: in order between two entities).
+#[derive(actix::Message)]
+#[rtype(result = "()")]
+pub struct FromSession {
+    pub sig: Signal,
+    pub pending: Arc<AtomicUsize>,
+}
+
+/// Resource binding (RFC 6120 §7).
+#[derive(actix::Message)]
+#[rtype(result = "Result<(FullJid, AccountRef), BindError>")]
+pub struct Bind {
+    pub bare: BareJid,
+    /// The resource the client asked for (already resourceprep'd), if any.
+    pub resource: Option<String>,
+    /// Refuse instead of generating a new resource on conflict (legacy auth).
+    pub exact: bool,
+    pub session: SessionRef,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum BindError {
+    #[error("the resource is in use")]
+    Conflict,
+    #[error("too many sessions for this account")]
+    TooManySessions,
+    #[error("the server is not ready")]
+    Unavailable,
+}
+
+/// A session ended: forget its route.
+#[derive(actix::Message)]
+#[rtype(result = "()")]
+pub struct Unbind {
+    pub jid: FullJid,
+    pub session: SessionRef,
+}
+
+/// A session's presence changed (initial presence, priority, unavailable).
+#[derive(actix::Message)]
+#[rtype(result = "()")]
+pub struct Availability {
+    pub jid: FullJid,
+    pub available: bool,
+    pub priority: i8,
+}
+
+/// The hosted domains changed (configuration reload).
+#[derive(actix::Message)]
+#[rtype(result = "()")]
+pub struct SetDomains(pub Vec<String>);
+
+/// One row of the session list (monitoring, tests).
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct SessionInfo {
+    pub jid: String,
+    pub available: bool,
+    pub priority: i8,
+}
+
+#[derive(actix::Message)]
+#[rtype(result = "Vec<SessionInfo>")]
+pub struct ListSessions;
+
+/// An account actor with nothing to do asks to be forgotten; the answer says whether
+/// it may stop (no session bound meanwhile, and it is still the registered one).
+#[derive(actix::Message)]
+#[rtype(result = "bool")]
+pub struct AccountIdle {
+    pub bare: BareJid,
+    pub addr: AccountRef,
+}
+
+/// The registry's address, one recipient per message kind.
+#[derive(Clone)]
+pub struct RegistryRef {
+    pub signal: Recipient<Signal>,
+    pub from_session: Recipient<FromSession>,
+    pub bind: Recipient<Bind>,
+    pub unbind: Recipient<Unbind>,
+    pub availability: Recipient<Availability>,
+    pub set_domains: Recipient<SetDomains>,
+    pub list_sessions: Recipient<ListSessions>,
+    pub account_idle: Recipient<AccountIdle>,
+}
+
+impl RegistryRef {
+    /// Route a signal (internal senders: never held back).
+    pub fn route(&self, sig: Signal) {
+        self.signal.do_send(sig)
+    }
+}

@@ -1,0 +1,124 @@
+//! Non-SASL authentication (XEP-0078) on a client stream, registered in the feature
+//! table: the fields offered, the password or digest checked, then binding.
+
+use super::c2s::{bind, parts};
+use super::c2s_sasl::{check_failures, nodeprep, note_auth_failure, throttled};
+use super::core::Connection;
+use crate::features;
+use actix::prelude::*;
+use minidom::Element;
+use std::sync::atomic::Ordering;
+use xmppd_proto::auth::legacy;
+use xmppd_proto::auth::sasl::Authenticated;
+use xmppd_proto::auth::throttle::AuthThrottle;
+use xmppd_proto::config::PasswordFormat;
+use xmppd_proto::stanza::{self, ErrorCondition};
+
+/// `jabber:iq:auth` before a resource is bound.
+pub fn legacy_auth_iq(conn: &mut Connection, el: Element, ctx: &mut Context<Connection>) {
+    let Some((core, c)) = parts(conn) else { return };
+    if c.auth.is_some() {
+        let r = stanza::error_reply(&el, ErrorCondition::ServiceUnavailable, None);
+        return core.send_opt(r);
+    }
+    if !c.auth_allowed(core) {
+        let r = stanza::error_reply(
+            &el,
+            ErrorCondition::PolicyViolation,
+            Some("TLS is required before authentication"),
+        );
+        return core.send_opt(r);
+    }
+    let plain = core.settings.auth.password_format == PasswordFormat::Plain;
+    match el.attr("type") {
+        Some("get") => {
+            if let Some(p) = features::single_payload(&el) {
+                let r = stanza::iq_result(&el, Some(legacy::fields(p, plain)));
+                core.send_el(&r);
+            }
+        }
+        Some("set") => authenticate(conn, el, ctx),
+        _ => {
+            let r = stanza::error_reply(&el, ErrorCondition::BadRequest, None);
+            core.send_opt(r)
+        }
+    }
+}
+
+fn authenticate(conn: &mut Connection, el: Element, ctx: &mut Context<Connection>) {
+    let Some((core, c)) = parts(conn) else { return };
+    let req = match legacy::parse(&el) {
+        Ok(r) => r,
+        Err(cond) => {
+            let r = stanza::error_reply(&el, cond, None);
+            return core.send_opt(r);
+        }
+    };
+    let Some(user) = nodeprep(&req.username) else {
+        let r = stanza::error_reply(&el, ErrorCondition::NotAuthorized, None);
+        return core.send_opt(r);
+    };
+    let domain = c.domain_name().to_string();
+    let account = format!("{user}@{domain}");
+    if throttled(core, Some(&account)) {
+        let r = stanza::error_reply(
+            &el,
+            ErrorCondition::ResourceConstraint,
+            Some("too many failed authentications: try again later"),
+        );
+        core.send_opt(r);
+        c.failures += 1;
+        return check_failures(core, c);
+    }
+    let storage = core.ctx.storage.clone();
+    core.busy = true;
+    let u = user.clone();
+    async move { storage.run(move |b| b.credentials(&domain, &u)).await }
+        .into_actor(conn)
+        .map(move |res, act, ctx| {
+            act.core.busy = false;
+            if act.core.closing() {
+                return;
+            }
+            let Some((core, c)) = parts(act) else { return };
+            let ok = match &res {
+                Ok(Some(creds)) => legacy::verify(&req, creds, &core.stream_id),
+                Ok(None) => {
+                    // same work as for a real account, so timing does not tell
+                    let decoy = xmppd_proto::auth::scram::Credentials::derive_with_salt(
+                        "",
+                        &[0; 16],
+                        core.settings.auth.scram_iterations,
+                        false,
+                    );
+                    let _ = legacy::verify(&req, &decoy, &core.stream_id);
+                    false
+                }
+                Err(e) => {
+                    slog::error!(core.log, "credential lookup failed"; "error" => %e);
+                    let r = stanza::error_reply(&el, ErrorCondition::InternalServerError, None);
+                    core.send_opt(r);
+                    return act.pump(ctx);
+                }
+            };
+            if !ok {
+                note_auth_failure(core, Some(&account));
+                c.failures += 1;
+                core.ctx.stats.auth_failures.fetch_add(1, Ordering::Relaxed);
+                slog::warn!(core.log, # "XMPPI", "legacy authentication failed"; "user" => &user);
+                let r = stanza::error_reply(&el, ErrorCondition::NotAuthorized, None);
+                core.send_opt(r);
+                check_failures(core, c);
+                return act.pump(ctx);
+            }
+            slog::debug!(core.log, # "XMPPI", "authenticated (legacy)"; "user" => &user);
+            AuthThrottle::global().succeeded(&account);
+            c.auth = Some(Authenticated {
+                username: user,
+                anonymous: false,
+            });
+            bind(act, el, Some(req.resource.clone()), true, ctx);
+            act.pump(ctx);
+        })
+        .wait(ctx);
+}
