@@ -224,7 +224,7 @@ pub fn sasl(data: &[u8]) {
     // the connection checks the shape of a SCRAM client-first-message before rsasl
     // sees it (rsasl 2.3 panics on some malformed ones)
     if !matches!(mech, Mech::Plain | Mech::Anonymous)
-        && !xmppd_proto::auth::sasl::scram_client_first_ok(first)
+        && !xmppd_proto::auth::scram_messages::scram_client_first_ok(first)
     {
         return;
     }
@@ -239,7 +239,7 @@ pub fn sasl(data: &[u8]) {
         // the same check the connection makes on the client-final-message
         if !matches!(mech, Mech::Plain | Mech::Anonymous)
             && i == 1
-            && !xmppd_proto::auth::sasl::scram_client_final_ok(m)
+            && !xmppd_proto::auth::scram_messages::scram_client_final_ok(m)
         {
             return;
         }

@@ -27,6 +27,10 @@ use xmppd_proto::im::roster::{self, Change, Item, State};
 use xmppd_proto::ns;
 use xmppd_proto::stanza::{self, ErrorCondition, set_attr};
 
+/// Signals waiting for one account actor before the registry refuses more (the same
+/// bound as a session's).
+pub const MAILBOX: usize = 1024;
+
 /// How long an account actor with no sessions stays around.
 const LINGER: Duration = Duration::from_secs(30);
 
@@ -247,7 +251,7 @@ impl Actor for Account {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Context<Self>) {
-        ctx.set_mailbox_capacity(crate::session::MAILBOX);
+        ctx.set_mailbox_capacity(MAILBOX);
         // Everything that arrives waits until the account is loaded.
         self.store(
             ctx,

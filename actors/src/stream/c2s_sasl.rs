@@ -8,9 +8,8 @@ use base64::Engine;
 use minidom::Element;
 use std::sync::atomic::Ordering;
 use xmpp_parsers::jid::BareJid;
-use xmppd_proto::auth::sasl::{
-    self, Claim, Exchange, Failure, Mech, Step, scram_client_final_ok, scram_client_first_ok,
-};
+use xmppd_proto::auth::sasl::{self, Claim, Exchange, Failure, Mech, Step};
+use xmppd_proto::auth::scram_messages::{scram_client_final_ok, scram_client_first_ok};
 use xmppd_proto::auth::throttle::{self, AuthThrottle};
 use xmppd_proto::ns;
 use xmppd_proto::stream::error::{Condition, StreamError};

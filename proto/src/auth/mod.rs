@@ -3,4 +3,5 @@
 pub mod legacy;
 pub mod sasl;
 pub mod scram;
+pub mod scram_messages;
 pub mod throttle;
