@@ -4,6 +4,7 @@
 //! to it to the client.
 
 use crate::context::{Ctx, Gauge};
+use crate::features::taps::{self, SessionView, TapCall, TapPoint, Verdict};
 use crate::features::{self, Entity, Env, IqHandler, Who};
 use crate::io::{FromIo, Inbound, Outbox, WriteError};
 use crate::registry::routes;
@@ -14,7 +15,6 @@ use minidom::Element;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use xmpp_parsers::jid::{BareJid, FullJid, Jid};
-use xmppd_proto::im::blocking;
 use xmppd_proto::ns;
 use xmppd_proto::stanza::{self, ErrorCondition, Kind};
 use xmppd_proto::stream::error::{Condition, StreamError};
@@ -73,6 +73,14 @@ impl Session {
             held: Vec::new(),
             via_registry: Arc::new(AtomicUsize::new(0)),
             _gauge: gauge,
+        }
+    }
+
+    /// What taps see of this session.
+    fn view(&self) -> SessionView<'_> {
+        SessionView {
+            jid: &self.jid,
+            blocked: &self.blocked,
         }
     }
 
@@ -298,18 +306,31 @@ impl Session {
                 return self.reply(r);
             }
         };
-        // XEP-0191 §3.4: nothing goes to someone the user blocks
-        if let Some(t) = &to
-            && blocking::blocks(&self.blocked, t)
-        {
-            if let Some(mut e) = stanza::error_reply(&el, ErrorCondition::NotAcceptable, None) {
-                if let Some(err) = e.get_child_mut("error", ns::CLIENT) {
-                    *err = blocking::blocked_error();
+        // what features tap on the way out (XEP-0191 §3.4: nothing to someone blocked)
+        if let Some(t) = &to {
+            let call = TapCall {
+                point: TapPoint::Sent,
+                kind,
+                ty: el.attr("type"),
+                peer: t,
+                session: self.view(),
+            };
+            match taps::run(&call) {
+                Verdict::Pass => {}
+                Verdict::Drop => return,
+                Verdict::Refuse { cond, error } => {
+                    if let Some(mut e) = stanza::error_reply(&el, cond, None) {
+                        if let Some(make) = error
+                            && let Some(err) = e.get_child_mut("error", ns::CLIENT)
+                        {
+                            *err = make();
+                        }
+                        stanza::remove_attr(&mut e, "from");
+                        self.reply(Some(e));
+                    }
+                    return;
                 }
-                stanza::remove_attr(&mut e, "from");
-                self.reply(Some(e));
             }
-            return;
         }
         match kind {
             Kind::Iq => self.client_iq(el, to),
@@ -415,15 +436,18 @@ impl Session {
         if self.closing {
             return self.undeliverable(sig, ErrorCondition::RecipientUnavailable);
         }
-        // XEP-0191 §3.3: nothing from someone the user blocks
-        if blocking::blocks(&self.blocked, sig.from()) {
-            return match &sig {
-                Signal::Message(_) => self.undeliverable(sig, ErrorCondition::ServiceUnavailable),
-                Signal::Info(_) if matches!(sig.stanza_type(), Some("get") | Some("set")) => {
-                    self.undeliverable(sig, ErrorCondition::ServiceUnavailable)
-                }
-                _ => {}
-            };
+        // what features tap on the way in (XEP-0191 §3.3: nothing from someone blocked)
+        let call = TapCall {
+            point: TapPoint::Delivered,
+            kind: sig.kind(),
+            ty: sig.stanza_type(),
+            peer: sig.from(),
+            session: self.view(),
+        };
+        match taps::run(&call) {
+            Verdict::Pass => {}
+            Verdict::Drop => return,
+            Verdict::Refuse { cond, .. } => return self.undeliverable(sig, cond),
         }
         if let Err(e) = self.write(sig.stanza()) {
             let cond = self.refused(e);
@@ -433,7 +457,14 @@ impl Session {
 
     /// A message from the direct path: its bytes go straight to the write queue.
     fn deliver_serialised(&mut self, m: Serialised) {
-        if self.closing || blocking::blocks(&self.blocked, &m.from) {
+        let call = TapCall {
+            point: TapPoint::Delivered,
+            kind: Kind::Message,
+            ty: m.ty,
+            peer: &m.from,
+            session: self.view(),
+        };
+        if self.closing || !taps::run(&call).passes() {
             // the paths that answer the sender need the tree
             if let Some(sig) = self.rebuilt(m) {
                 self.deliver(sig);

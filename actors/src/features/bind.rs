@@ -34,6 +34,7 @@ pub const FEATURE: Feature = Feature {
         after_auth: true,
         xml: |_| "<bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'/>",
     }),
+    taps: &[],
 };
 
 fn already_bound(_: &IqCall<'_>) -> IqAnswer {

@@ -20,6 +20,7 @@ pub const FEATURE: Feature = Feature {
         route(Entity::Account, ns::DISCO_ITEMS, account_items),
     ],
     stream: None,
+    taps: &[],
 };
 
 const fn route(to: Entity, ns: &'static str, f: fn(&IqCall<'_>) -> IqAnswer) -> IqRoute {

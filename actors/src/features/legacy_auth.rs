@@ -19,4 +19,5 @@ pub const FEATURE: Feature = Feature {
         after_auth: false,
         xml: |_| "<auth xmlns='http://jabber.org/features/iq-auth'/>",
     }),
+    taps: &[],
 };

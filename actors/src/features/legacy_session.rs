@@ -22,6 +22,7 @@ pub const FEATURE: Feature = Feature {
         after_auth: true,
         xml: |_| "<session xmlns='urn:ietf:params:xml:ns:xmpp-session'><optional/></session>",
     }),
+    taps: &[],
 };
 
 fn established(_: &IqCall<'_>) -> IqAnswer {

@@ -5,7 +5,8 @@
 //! the entity addressed, the payload's namespace and element, the iq type and who may
 //! ask), where each runs ([`IqHandler`]: in place from the request alone, in the account
 //! actor with the account's state, or in the stream negotiation), what it adds to the
-//! stream features, and what it advertises in disco#info. Whether it is enabled is
+//! stream features, what it advertises in disco#info, and its taps on the messages
+//! and presence sessions send and receive. Whether it is enabled is
 //! decided per domain; a disabled feature neither answers nor is advertised, so disco
 //! can only list what works.
 //!
@@ -20,6 +21,7 @@ pub mod offline;
 pub mod ping;
 pub mod private;
 pub mod roster;
+pub mod taps;
 pub mod vcard;
 pub mod version;
 
@@ -157,6 +159,8 @@ pub struct Feature {
     pub disco: &'static [(Entity, &'static str)],
     pub iq: &'static [IqRoute],
     pub stream: Option<StreamFeature>,
+    /// Taps on what client sessions send and are delivered ([`taps`]).
+    pub taps: &'static [taps::Tap],
 }
 
 /// Always on.

@@ -10,4 +10,5 @@ pub const FEATURE: Feature = Feature {
     disco: &[(Entity::Server, offline::FEATURE)],
     iq: &[],
     stream: None,
+    taps: &[],
 };

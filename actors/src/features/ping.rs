@@ -16,6 +16,7 @@ pub const FEATURE: Feature = Feature {
         handler: IqHandler::Pure(pong),
     }],
     stream: None,
+    taps: &[],
 };
 
 fn pong(_: &IqCall<'_>) -> IqAnswer {

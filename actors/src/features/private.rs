@@ -16,4 +16,5 @@ pub const FEATURE: Feature = Feature {
         handler: IqHandler::Account(crate::account::iq::document),
     }],
     stream: None,
+    taps: &[],
 };

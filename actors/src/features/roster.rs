@@ -20,4 +20,5 @@ pub const FEATURE: Feature = Feature {
         after_auth: true,
         xml: |_| "<ver xmlns='urn:xmpp:features:rosterver'/><sub xmlns='urn:xmpp:features:pre-approval'/>",
     }),
+    taps: &[],
 };

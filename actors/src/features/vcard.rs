@@ -26,4 +26,5 @@ pub const FEATURE: Feature = Feature {
         },
     ],
     stream: None,
+    taps: &[],
 };

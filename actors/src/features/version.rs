@@ -16,6 +16,7 @@ pub const FEATURE: Feature = Feature {
         handler: IqHandler::Pure(answer),
     }],
     stream: None,
+    taps: &[],
 };
 
 fn answer(_: &IqCall<'_>) -> IqAnswer {

@@ -65,12 +65,25 @@ pub struct Info {
 pub struct Serialised {
     pub from: Jid,
     pub to: Jid,
+    /// The message's `type`, for the taps on the receiving side.
+    pub ty: Option<&'static str>,
     pub bytes: Vec<u8>,
 }
 
 impl Serialised {
     pub fn new(m: Message) -> Serialised {
+        let ty = match m.stanza.attr("type") {
+            Some("chat") => Some("chat"),
+            Some("groupchat") => Some("groupchat"),
+            Some("headline") => Some("headline"),
+            Some("error") => Some("error"),
+            Some("normal") => Some("normal"),
+            // RFC 6121 §5.2.2: an unknown type is taken as normal
+            Some(_) => Some("normal"),
+            None => None,
+        };
         Serialised {
+            ty,
             bytes: xmppd_proto::xml::writer::to_bytes(&m.stanza),
             from: m.from,
             to: m.to,
@@ -167,6 +180,15 @@ impl Signal {
             Signal::Subscribe(s) => s.stanza,
             Signal::Notify(n) => n.stanza,
             Signal::Info(i) => i.stanza,
+        }
+    }
+
+    /// The kind of stanza the signal carries.
+    pub fn kind(&self) -> Kind {
+        match self {
+            Signal::Message(_) => Kind::Message,
+            Signal::Subscribe(_) | Signal::Notify(_) => Kind::Presence,
+            Signal::Info(_) => Kind::Iq,
         }
     }
 
