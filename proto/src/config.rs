@@ -214,6 +214,9 @@ pub struct LimitSettings {
     /// Addresses and accounts the throttle remembers at most (each); the oldest are
     /// forgotten first.
     pub auth_throttle_entries: usize,
+    /// Connections from one IP address (IPv6: one /64) that have not authenticated yet;
+    /// more are closed with `policy-violation`. 0 turns the cap off.
+    pub unauthenticated_per_ip: usize,
 }
 
 impl Default for LimitSettings {
@@ -231,6 +234,7 @@ impl Default for LimitSettings {
             auth_failures_per_account: 10,
             auth_throttle_window: 300,
             auth_throttle_entries: 65_536,
+            unauthenticated_per_ip: 100,
         }
     }
 }

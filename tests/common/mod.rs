@@ -761,10 +761,14 @@ pub fn scram_client(
     use rsasl::prelude::*;
     use rsasl::property::OverrideCBType;
     use rsasl::property::{AuthId, Password};
-    struct C(String, String, &'static str);
+    /// user, password, channel-binding type, whether the mechanism binds the channel
+    struct C(String, String, &'static str, bool);
     impl SessionCallback for C {
+        // like a real client (RFC 5802 §6): one that picks a mechanism without -PLUS
+        // while the server offers -PLUS does not claim channel-binding support ('n');
+        // claiming it ('y') would mean someone stripped -PLUS from the features
         fn enable_channel_binding(&self) -> bool {
-            true
+            self.3
         }
         fn callback(
             &self,
@@ -783,7 +787,12 @@ pub fn scram_client(
     static M: &[Mechanism] = &[SCRAM_SHA256_PLUS, SCRAM_SHA1_PLUS, SCRAM_SHA256, SCRAM_SHA1];
     let cfg = SASLConfig::builder()
         .with_registry(Registry::with_mechanisms(M))
-        .with_callback(C(user.into(), password.into(), cb.name))
+        .with_callback(C(
+            user.into(),
+            password.into(),
+            cb.name,
+            mech.ends_with("-PLUS"),
+        ))
         .expect("cfg");
     let name = Mechname::parse(mech.as_bytes()).expect("mech");
     SASLClient::with_cb(cfg, cb)

@@ -14,6 +14,7 @@ use actix::prelude::*;
 use minidom::Element;
 use xmpp_parsers::jid::{BareJid, FullJid};
 use xmppd_proto::auth::sasl::{self, Authenticated, Mech, OfferContext};
+use xmppd_proto::auth::throttle::Attempt;
 use xmppd_proto::config::DomainSettings;
 use xmppd_proto::ns;
 use xmppd_proto::stanza::{self, ErrorCondition};
@@ -38,6 +39,8 @@ pub struct ClientStream {
     pub(super) sasl_pending: Option<Mech>,
     /// `user@domain` the running exchange claims (for the failure throttle).
     pub(super) sasl_account: Option<String>,
+    /// The running attempt's place in the failure throttle.
+    pub(super) attempt: Option<Attempt>,
     pub(super) failures: u32,
 }
 
@@ -49,6 +52,7 @@ fn start(_: &StreamCore) -> Kind {
         sasl: None,
         sasl_pending: None,
         sasl_account: None,
+        attempt: None,
         failures: 0,
     }))
 }

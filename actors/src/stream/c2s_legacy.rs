@@ -2,15 +2,15 @@
 //! table: the fields offered, the password or digest checked, then binding.
 
 use super::c2s::{bind, parts};
-use super::c2s_sasl::{check_failures, nodeprep, note_auth_failure, throttled};
+use super::c2s_sasl::{THROTTLE_WAIT, check_failures, nodeprep, reserve, throttle_policy};
 use super::core::Connection;
 use crate::features;
 use actix::prelude::*;
 use minidom::Element;
 use std::sync::atomic::Ordering;
+use std::time::Instant;
 use xmppd_proto::auth::legacy;
 use xmppd_proto::auth::sasl::Authenticated;
-use xmppd_proto::auth::throttle::AuthThrottle;
 use xmppd_proto::config::PasswordFormat;
 use xmppd_proto::stanza::{self, ErrorCondition};
 
@@ -60,65 +60,90 @@ fn authenticate(conn: &mut Connection, el: Element, ctx: &mut Context<Connection
     };
     let domain = c.domain_name().to_string();
     let account = format!("{user}@{domain}");
-    if throttled(core, Some(&account)) {
-        let r = stanza::error_reply(
-            &el,
-            ErrorCondition::ResourceConstraint,
-            Some("too many failed authentications: try again later"),
-        );
-        core.send_opt(r);
-        c.failures += 1;
-        return check_failures(core, c);
-    }
+    let attempt = match reserve(core, Some(&account)) {
+        Ok(Some(a)) => a,
+        Ok(None) => {
+            // attempts in flight hold the budget: wait for their outcome
+            core.busy = true;
+            ctx.run_later(THROTTLE_WAIT, move |act, ctx| {
+                act.core.busy = false;
+                if !act.core.closing() {
+                    authenticate(act, el, ctx);
+                }
+                act.pump(ctx);
+            });
+            return;
+        }
+        Err(_) => {
+            let r = stanza::error_reply(
+                &el,
+                ErrorCondition::ResourceConstraint,
+                Some("too many failed authentications: try again later"),
+            );
+            core.send_opt(r);
+            c.failures += 1;
+            return check_failures(core, c);
+        }
+    };
+    // the lookup and the check (one key derivation, against a decoy for an unknown
+    // account: the same work either way) run on the blocking pool
     let storage = core.ctx.storage.clone();
+    let server = core.ctx.clone();
+    let iterations = core.settings.auth.scram_iterations;
+    let stream_id = core.stream_id.clone();
+    let check = req.clone();
     core.busy = true;
     let u = user.clone();
-    async move { storage.run(move |b| b.credentials(&domain, &u)).await }
-        .into_actor(conn)
-        .map(move |res, act, ctx| {
-            act.core.busy = false;
-            if act.core.closing() {
-                return;
-            }
-            let Some((core, c)) = parts(act) else { return };
-            let ok = match &res {
-                Ok(Some(creds)) => legacy::verify(&req, creds, &core.stream_id),
-                Ok(None) => {
-                    // same work as for a real account, so timing does not tell
-                    let decoy = xmppd_proto::auth::scram::Credentials::derive_with_salt(
-                        "",
-                        &[0; 16],
-                        core.settings.auth.scram_iterations,
-                        false,
-                    );
-                    let _ = legacy::verify(&req, &decoy, &core.stream_id);
-                    false
-                }
-                Err(e) => {
-                    slog::error!(core.log, "credential lookup failed"; "error" => %e);
-                    let r = stanza::error_reply(&el, ErrorCondition::InternalServerError, None);
-                    core.send_opt(r);
-                    return act.pump(ctx);
-                }
-            };
-            if !ok {
-                note_auth_failure(core, Some(&account));
-                c.failures += 1;
-                core.ctx.stats.auth_failures.fetch_add(1, Ordering::Relaxed);
-                slog::warn!(core.log, # "XMPPI", "legacy authentication failed"; "user" => &user);
-                let r = stanza::error_reply(&el, ErrorCondition::NotAuthorized, None);
+    async move {
+        storage
+            .run(move |b| {
+                let creds = b.credentials(&domain, &u)?;
+                Ok(match &creds {
+                    Some(creds) => legacy::verify(&check, creds, &stream_id),
+                    None => {
+                        let decoy = server.decoy.decoy(&u, iterations);
+                        let _ = legacy::verify(&check, &decoy, &stream_id);
+                        false
+                    }
+                })
+            })
+            .await
+    }
+    .into_actor(conn)
+    .map(move |res, act, ctx| {
+        act.core.busy = false;
+        if act.core.closing() {
+            return;
+        }
+        let Some((core, c)) = parts(act) else { return };
+        let ok = match res {
+            Ok(ok) => ok,
+            Err(e) => {
+                slog::error!(core.log, "credential lookup failed"; "error" => %e);
+                let r = stanza::error_reply(&el, ErrorCondition::InternalServerError, None);
                 core.send_opt(r);
-                check_failures(core, c);
                 return act.pump(ctx);
             }
-            slog::debug!(core.log, # "XMPPI", "authenticated (legacy)"; "user" => &user);
-            AuthThrottle::global().succeeded(&account);
-            c.auth = Some(Authenticated {
-                username: user,
-                anonymous: false,
-            });
-            bind(act, el, Some(req.resource.clone()), true, ctx);
-            act.pump(ctx);
-        })
-        .wait(ctx);
+        };
+        if !ok {
+            attempt.failed(&throttle_policy(core), Instant::now());
+            c.failures += 1;
+            core.ctx.stats.auth_failures.fetch_add(1, Ordering::Relaxed);
+            slog::warn!(core.log, # "XMPPI", "legacy authentication failed"; "user" => &user);
+            let r = stanza::error_reply(&el, ErrorCondition::NotAuthorized, None);
+            core.send_opt(r);
+            check_failures(core, c);
+            return act.pump(ctx);
+        }
+        slog::debug!(core.log, # "XMPPI", "authenticated (legacy)"; "user" => &user);
+        attempt.succeeded();
+        c.auth = Some(Authenticated {
+            username: user,
+            anonymous: false,
+        });
+        core.authenticated();
+        bind(act, el, Some(req.resource.clone()), true, ctx);
+        act.pump(ctx);
+    })
+    .wait(ctx);
 }

@@ -7,10 +7,12 @@ use actix::prelude::*;
 use base64::Engine;
 use minidom::Element;
 use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
 use xmpp_parsers::jid::BareJid;
 use xmppd_proto::auth::sasl::{self, Claim, Exchange, Failure, Mech, Step};
+use xmppd_proto::auth::scram::Credentials;
 use xmppd_proto::auth::scram_messages::{scram_client_final_ok, scram_client_first_ok};
-use xmppd_proto::auth::throttle::{self, AuthThrottle};
+use xmppd_proto::auth::throttle::{self, Attempt, AuthThrottle, Begin};
 use xmppd_proto::ns;
 use xmppd_proto::stream::error::{Condition, StreamError};
 
@@ -44,6 +46,8 @@ pub(super) fn element(conn: &mut Connection, el: Element, ctx: &mut Context<Conn
 /// Answer a failed step, count it, and end the stream after too many.
 pub(super) fn failure(core: &mut StreamCore, c: &mut ClientStream, f: Failure) {
     c.sasl = None;
+    // an attempt that did not get to a password check gives its place back
+    c.attempt = None;
     c.failures += 1;
     core.ctx.stats.auth_failures.fetch_add(1, Ordering::Relaxed);
     slog::warn!(core.log, # "XMPPI", "authentication failed"; "condition" => f.as_str(), "attempt" => c.failures);
@@ -65,26 +69,29 @@ pub(super) fn check_failures(core: &mut StreamCore, c: &ClientStream) {
     }
 }
 
-fn throttle_policy(core: &StreamCore) -> throttle::Policy {
+pub(super) fn throttle_policy(core: &StreamCore) -> throttle::Policy {
     throttle::Policy::from(&core.settings.limits)
 }
 
-/// Refuse an attempt early when this address or account failed too often lately.
-pub(super) fn throttled(core: &StreamCore, account: Option<&str>) -> bool {
+/// How long an attempt waits when attempts in flight hold the throttle's budget.
+pub(super) const THROTTLE_WAIT: Duration = Duration::from_millis(100);
+
+/// Reserve a place in the failure throttle for an attempt from this address for
+/// `account`: `Ok(Some)` to go ahead, `Ok(None)` to ask again after [`THROTTLE_WAIT`],
+/// `Err` when refused.
+pub(super) fn reserve(
+    core: &StreamCore,
+    account: Option<&str>,
+) -> Result<Option<Attempt>, throttle::Throttled> {
     let p = throttle_policy(core);
-    match AuthThrottle::global().check(&p, core.peer.ip(), account, std::time::Instant::now()) {
-        Ok(()) => false,
-        Err(why) => {
+    match AuthThrottle::global().begin(&p, core.peer.ip(), account, Instant::now()) {
+        Begin::Go(a) => Ok(Some(a)),
+        Begin::Wait => Ok(None),
+        Begin::Refused(why) => {
             slog::warn!(core.log, # "XMPPI", "authentication refused"; "reason" => %why, "account" => account.unwrap_or(""));
-            true
+            Err(why)
         }
     }
-}
-
-/// A wrong password or proof: count it for the address and the account.
-pub(super) fn note_auth_failure(core: &StreamCore, account: Option<&str>) {
-    let p = throttle_policy(core);
-    AuthThrottle::global().failed(&p, core.peer.ip(), account, std::time::Instant::now());
 }
 
 fn auth(conn: &mut Connection, el: Element, ctx: &mut Context<Connection>) {
@@ -132,6 +139,16 @@ fn begin(conn: &mut Connection, mech: Mech, initial: Vec<u8>, ctx: &mut Context<
     if is_scram(mech) && !scram_client_first_ok(&initial) {
         return failure(core, c, Failure::MalformedRequest);
     }
+    // RFC 5802 §6: gs2 flag 'y' says "I bind channels, but you seem not to". This stream
+    // offered a -PLUS mechanism, so someone between us removed it: fail.
+    if is_scram(mech)
+        && !mech.is_plus()
+        && initial.starts_with(b"y,")
+        && sasl::offered(c.offer(core)).iter().any(|m| m.is_plus())
+    {
+        slog::warn!(core.log, # "XMPPI", "SCRAM channel-binding downgrade refused: the client did not see our -PLUS mechanisms"; "mechanism" => mech.name());
+        return failure(core, c, Failure::NotAuthorized);
+    }
     let claim = match sasl::claim(mech, &initial) {
         Ok(cl) => cl,
         Err(f) => return failure(core, c, f),
@@ -142,16 +159,46 @@ fn begin(conn: &mut Connection, mech: Mech, initial: Vec<u8>, ctx: &mut Context<
         Claim::Anonymous => None,
     };
     c.sasl_account = user.clone().flatten().map(|u| format!("{u}@{domain}"));
-    if throttled(core, c.sasl_account.as_deref()) {
-        return failure(core, c, Failure::TemporaryAuthFailure);
+    match reserve(core, c.sasl_account.as_deref()) {
+        Ok(Some(a)) => c.attempt = Some(a),
+        Ok(None) => {
+            // attempts in flight hold the budget: wait for their outcome
+            core.busy = true;
+            ctx.run_later(THROTTLE_WAIT, move |act, ctx| {
+                act.core.busy = false;
+                if !act.core.closing() {
+                    begin(act, mech, initial, ctx);
+                }
+                act.pump(ctx);
+            });
+            return;
+        }
+        Err(_) => return failure(core, c, Failure::TemporaryAuthFailure),
     }
     core.busy = true;
     let storage = core.ctx.storage.clone();
+    // PLAIN is checked with a key derivation: the whole exchange runs on the blocking
+    // pool with the lookup, not on the thread that serves other connections
+    let plain = (mech == Mech::Plain).then(|| PlainJob {
+        server: core.ctx.clone(),
+        domain: domain.clone(),
+        claim: claim.clone(),
+        initial: initial.clone(),
+        iterations: core.settings.auth.scram_iterations,
+    });
     let lookup = async move {
-        match user {
-            Some(Some(u)) => storage.run(move |b| b.credentials(&domain, &u)).await,
-            _ => Ok(None),
-        }
+        storage
+            .run(move |b| {
+                let creds = match user {
+                    Some(Some(u)) => b.credentials(&domain, &u)?,
+                    _ => None,
+                };
+                Ok(match plain {
+                    Some(job) => Lookup::Plain(job.run(creds)),
+                    None => Lookup::Creds(creds),
+                })
+            })
+            .await
     };
     lookup
         .into_actor(conn)
@@ -161,11 +208,59 @@ fn begin(conn: &mut Connection, mech: Mech, initial: Vec<u8>, ctx: &mut Context<
                 return;
             }
             if let Some((core, c)) = parts(act) {
-                started(core, c, mech, &claim, &initial, res);
+                match res {
+                    Ok(Lookup::Creds(creds)) => started(core, c, mech, &claim, &initial, creds),
+                    Ok(Lookup::Plain(step)) => apply(core, c, mech, step),
+                    Err(e) => {
+                        slog::error!(core.log, "credential lookup failed"; "error" => %e);
+                        failure(core, c, Failure::TemporaryAuthFailure)
+                    }
+                }
             }
             act.pump(ctx);
         })
         .wait(ctx);
+}
+
+/// What the blocking pool brings back.
+enum Lookup {
+    /// The claimed account's credentials (none: no such account).
+    Creds(Option<Credentials>),
+    /// PLAIN's only step, already run.
+    Plain(Step),
+}
+
+/// A PLAIN exchange to run off the actor thread.
+struct PlainJob {
+    server: crate::context::Ctx,
+    domain: String,
+    claim: Claim,
+    initial: Vec<u8>,
+    iterations: u32,
+}
+
+impl PlainJob {
+    fn run(self, creds: Option<Credentials>) -> Step {
+        let cb = Default::default();
+        let decoy = &self.server.decoy;
+        let step = guarded(|| {
+            Exchange::start(
+                Mech::Plain,
+                &self.claim,
+                &self.domain,
+                creds,
+                cb,
+                decoy,
+                self.iterations,
+            )
+            .map(|mut ex| ex.step(&self.initial))
+        });
+        match step {
+            Some(Ok(s)) => s,
+            Some(Err(f)) => Step::Failure(f),
+            None => Step::Failure(Failure::MalformedRequest),
+        }
+    }
 }
 
 /// The credentials are known (or known to be missing): start rsasl and feed it the
@@ -176,15 +271,8 @@ fn started(
     mech: Mech,
     claim: &Claim,
     initial: &[u8],
-    creds: Result<Option<xmppd_proto::auth::scram::Credentials>, crate::storage::StorageError>,
+    creds: Option<Credentials>,
 ) {
-    let creds = match creds {
-        Ok(cr) => cr,
-        Err(e) => {
-            slog::error!(core.log, "credential lookup failed"; "error" => %e);
-            return failure(core, c, Failure::TemporaryAuthFailure);
-        }
-    };
     let cb = core
         .tls
         .clone()
@@ -241,6 +329,11 @@ fn step(core: &mut StreamCore, c: &mut ClientStream, data: &[u8]) {
             Step::Failure(Failure::MalformedRequest)
         }
     };
+    apply(core, c, run_mech, step);
+}
+
+/// Answer what a step produced.
+fn apply(core: &mut StreamCore, c: &mut ClientStream, mech: Mech, step: Step) {
     match step {
         Step::Challenge(ch) => {
             let b64 = base64::engine::general_purpose::STANDARD.encode(ch);
@@ -256,18 +349,21 @@ fn step(core: &mut StreamCore, c: &mut ClientStream, data: &[u8]) {
                 Some(_) => "=".into(),
                 None => String::new(),
             };
-            slog::debug!(core.log, # "XMPPI", "authenticated"; "user" => &who.username, "domain" => c.domain_name(), "mechanism" => run_mech.name());
-            if let Some(a) = c.sasl_account.take() {
-                AuthThrottle::global().succeeded(&a);
+            slog::debug!(core.log, # "XMPPI", "authenticated"; "user" => &who.username, "domain" => c.domain_name(), "mechanism" => mech.name());
+            c.sasl_account = None;
+            if let Some(a) = c.attempt.take() {
+                a.succeeded();
             }
             core.send(&format!("<success xmlns='{}'>{body}</success>", ns::SASL));
             c.auth = Some(who);
+            core.authenticated();
             core.restart();
         }
         Step::Failure(f) => {
-            if f == Failure::NotAuthorized {
-                let account = c.sasl_account.take();
-                note_auth_failure(core, account.as_deref());
+            if f == Failure::NotAuthorized
+                && let Some(a) = c.attempt.take()
+            {
+                a.failed(&throttle_policy(core), Instant::now());
             }
             failure(core, c, f)
         }

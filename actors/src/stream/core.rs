@@ -15,6 +15,7 @@ use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
+use xmppd_proto::auth::throttle::{PreAuth, PreAuthSlot};
 use xmppd_proto::config::Settings;
 use xmppd_proto::net::tls::ChannelBinding;
 use xmppd_proto::ns;
@@ -73,6 +74,9 @@ pub struct StreamCore {
     backlog: VecDeque<Element>,
     /// Where the stream goes once negotiated; set by [`StreamCore::hand_over`].
     handed_to: Option<(Recipient<Inbound>, Recipient<FromIo>)>,
+    /// This stream's place among its address's unauthenticated ones (`None` once
+    /// authenticated, or when there was no room: the stream is then refused).
+    pre_auth: Option<PreAuthSlot>,
     _gauge: Gauge,
 }
 
@@ -176,6 +180,12 @@ impl StreamCore {
         self.out.close();
     }
 
+    /// The peer authenticated: it no longer counts against its address's
+    /// unauthenticated connections.
+    pub fn authenticated(&mut self) {
+        self.pre_auth = None;
+    }
+
     /// The peer authenticated: it opens a new stream over the same connection.
     pub fn restart(&mut self) {
         self.out.reset_parser();
@@ -216,6 +226,8 @@ impl Connection {
             };
             let out = io::spawn(params, me.clone().recipient(), me.recipient(), log.clone());
             let gauge = Gauge::new(&ctx.stats, |s| &s.connection_actors);
+            let pre_auth =
+                PreAuth::global().enter(acc.peer.ip(), settings.limits.unauthenticated_per_ip);
             slog::debug!(log, # "XMPPI", "connection accepted"; "direct_tls" => acc.direct_tls);
             Connection {
                 core: StreamCore {
@@ -232,6 +244,7 @@ impl Connection {
                     busy: false,
                     backlog: VecDeque::new(),
                     handed_to: None,
+                    pre_auth,
                     _gauge: gauge,
                     ctx,
                 },
@@ -318,6 +331,13 @@ impl Actor for Connection {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Context<Self>) {
+        if self.core.pre_auth.is_none() {
+            slog::warn!(self.core.log, # "XMPPI", "too many unauthenticated connections from this address");
+            return self.core.fail(StreamError::with_text(
+                Condition::PolicyViolation,
+                "too many unauthenticated connections from your address",
+            ));
+        }
         self.core.ctx.clone().on_shutdown(ctx, |act: &mut Self| {
             act.core.fail(StreamError::new(Condition::SystemShutdown))
         });

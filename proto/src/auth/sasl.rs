@@ -244,6 +244,13 @@ impl SessionCallback for AttemptCallback {
             return Ok(());
         }
         let authid = ctx.get_ref::<AuthId>().unwrap_or_default();
+        // PLAIN: the password is checked (one key derivation, against the decoy for an
+        // unknown account) before anything else is decided, so that every failure costs
+        // what a success costs
+        let password_ok = mech == Some(Mech::Plain)
+            && std::str::from_utf8(ctx.get_ref::<Password>().unwrap_or_default())
+                .map(|p| self.effective().verify_password(p))
+                .unwrap_or(false);
         if Some(authid) != self.claimed.as_deref() || self.creds.is_none() {
             return Ok(());
         }
@@ -256,12 +263,7 @@ impl SessionCallback for AttemptCallback {
         }
         let ok = match mech {
             Some(m) if m.hash().is_some() => true, // rsasl calls validate only after the proof checked out
-            Some(Mech::Plain) => {
-                let pw = ctx.get_ref::<Password>().unwrap_or_default();
-                std::str::from_utf8(pw)
-                    .map(|p| self.effective().verify_password(p))
-                    .unwrap_or(false)
-            }
+            Some(Mech::Plain) => password_ok,
             _ => false,
         };
         if ok {
@@ -307,7 +309,9 @@ impl DecoyKey {
         DecoyKey(rand::random())
     }
 
-    fn decoy(&self, user: &str, iterations: u32) -> Credentials {
+    /// Credentials that stand in for an unknown account `user`: a salt that is the same
+    /// every time, keys nobody knows the password for.
+    pub fn decoy(&self, user: &str, iterations: u32) -> Credentials {
         let mut m = <Hmac<Sha256> as Mac>::new_from_slice(&self.0).expect("any key length");
         m.update(user.as_bytes());
         let salt = m.finalize().into_bytes();

@@ -58,11 +58,11 @@ impl Credentials {
         }
     }
 
-    /// Check a cleartext password (PLAIN, legacy auth) against what is stored.
+    /// Check a cleartext password (PLAIN, legacy auth) against what is stored. Always
+    /// one key derivation, whether the cleartext is kept or not and whether the
+    /// credentials are an account's or a decoy's: a failure costs the same work as a
+    /// success, so timing does not tell which accounts exist.
     pub fn verify_password(&self, password: &str) -> bool {
-        if let Some(p) = &self.plain {
-            return constant_time_eq(p.as_bytes(), password.as_bytes());
-        }
         let k = keys(
             Hash::Sha256,
             password.as_bytes(),

@@ -7,6 +7,15 @@
 //! looked up or any password hashed. Both tables are capped: expired entries go first,
 //! then the least recently touched ones, so a flood of addresses or names cannot grow
 //! memory without bound.
+//!
+//! An attempt reserves its place while it runs ([`AuthThrottle::begin`]): attempts in
+//! flight count against the limits with the failures, so parallel exchanges cannot all
+//! try a password before the first failure is counted. An attempt that finds the budget
+//! taken by others in flight is told to wait ([`Begin::Wait`]), not refused: once those
+//! end, it either goes ahead (they succeeded) or is refused (they failed).
+//!
+//! Separately, [`PreAuth`] counts the streams from each address that have not
+//! authenticated yet, against their own cap.
 
 use crate::config::LimitSettings;
 use std::collections::HashMap;
@@ -47,6 +56,8 @@ pub enum Throttled {
 #[derive(Debug, Clone, Copy)]
 struct Entry {
     failures: u32,
+    /// Attempts running now.
+    in_flight: u32,
     /// Start of the counting window.
     since: Instant,
     /// Refused until then.
@@ -81,6 +92,45 @@ impl<K: Hash + Eq + Clone> Table<K> {
         self.map.get(k).is_some_and(|e| e.blocked(now))
     }
 
+    /// Failures in the window and attempts in flight together reach `limit`.
+    fn taken(&self, k: &K, limit: u32, p: &Policy, now: Instant) -> bool {
+        self.map.get(k).is_some_and(|e| {
+            let failures = if e.expired(now, p.window) {
+                0
+            } else {
+                e.failures
+            };
+            failures.saturating_add(e.in_flight) >= limit
+        })
+    }
+
+    fn reserve(&mut self, k: &K, limit: u32, p: &Policy, now: Instant) {
+        if limit == 0 {
+            return;
+        }
+        if !self.map.contains_key(k) && self.map.len() >= p.max_entries {
+            self.make_room(p, now);
+        }
+        let e = self.map.entry(k.clone()).or_insert(Entry {
+            failures: 0,
+            in_flight: 0,
+            since: now,
+            blocked_until: None,
+            last: now,
+        });
+        e.in_flight = e.in_flight.saturating_add(1);
+        e.last = now;
+    }
+
+    fn release(&mut self, k: &K) {
+        if let Some(e) = self.map.get_mut(k) {
+            e.in_flight = e.in_flight.saturating_sub(1);
+            if e.in_flight == 0 && e.failures == 0 && e.blocked_until.is_none() {
+                self.map.remove(k);
+            }
+        }
+    }
+
     fn fail(&mut self, k: &K, limit: u32, p: &Policy, now: Instant) {
         if limit == 0 {
             return;
@@ -90,6 +140,7 @@ impl<K: Hash + Eq + Clone> Table<K> {
         }
         let e = self.map.entry(k.clone()).or_insert(Entry {
             failures: 0,
+            in_flight: 0,
             since: now,
             blocked_until: None,
             last: now,
@@ -97,6 +148,7 @@ impl<K: Hash + Eq + Clone> Table<K> {
         if e.expired(now, p.window) {
             *e = Entry {
                 failures: 0,
+                in_flight: e.in_flight,
                 since: now,
                 blocked_until: None,
                 last: now,
@@ -115,7 +167,8 @@ impl<K: Hash + Eq + Clone> Table<K> {
 
     /// Drop expired entries; if that is not enough, the least recently failed eighth.
     fn make_room(&mut self, p: &Policy, now: Instant) {
-        self.map.retain(|_, e| !e.expired(now, p.window));
+        self.map
+            .retain(|_, e| e.in_flight > 0 || !e.expired(now, p.window));
         if self.map.len() < p.max_entries {
             return;
         }
@@ -218,6 +271,58 @@ impl AuthThrottle {
         })
     }
 
+    /// Start an attempt from `ip` for `account`: refused when either is blocked, told to
+    /// wait when failures and attempts in flight already reach a limit, else reserved
+    /// until the [`Attempt`] ends (dropping it without an outcome releases it).
+    pub fn begin(
+        &'static self,
+        p: &Policy,
+        ip: IpAddr,
+        account: Option<&str>,
+        now: Instant,
+    ) -> Begin {
+        let key = address_key(ip);
+        self.with(|t| {
+            if p.per_ip > 0 && t.ips.blocked(&key, now) {
+                return Begin::Refused(Throttled::Address);
+            }
+            let acc = account.map(str::to_string);
+            if p.per_account > 0
+                && let Some(a) = &acc
+                && t.accounts.blocked(a, now)
+            {
+                return Begin::Refused(Throttled::Account);
+            }
+            let ip_taken = p.per_ip > 0 && t.ips.taken(&key, p.per_ip, p, now);
+            let acc_taken = p.per_account > 0
+                && acc
+                    .as_ref()
+                    .is_some_and(|a| t.accounts.taken(a, p.per_account, p, now));
+            if ip_taken || acc_taken {
+                return Begin::Wait;
+            }
+            t.ips.reserve(&key, p.per_ip, p, now);
+            if let Some(a) = &acc {
+                t.accounts.reserve(a, p.per_account, p, now);
+            }
+            Begin::Go(Attempt {
+                throttle: self,
+                ip: key,
+                account: acc,
+                open: true,
+            })
+        })
+    }
+
+    fn release(&self, ip: &IpAddr, account: Option<&String>) {
+        self.with(|t| {
+            t.ips.release(ip);
+            if let Some(a) = account {
+                t.accounts.release(a);
+            }
+        })
+    }
+
     /// A password (or proof) was wrong.
     pub fn failed(&self, p: &Policy, ip: IpAddr, account: Option<&str>, now: Instant) {
         let ip = address_key(ip);
@@ -242,6 +347,120 @@ impl AuthThrottle {
 
     pub fn is_empty(&self) -> bool {
         self.len() == (0, 0)
+    }
+}
+
+/// The answer of [`AuthThrottle::begin`].
+#[derive(Debug)]
+pub enum Begin {
+    Go(Attempt),
+    /// Attempts in flight hold the budget: ask again shortly.
+    Wait,
+    Refused(Throttled),
+}
+
+/// An attempt in flight; it ends as a failure, a success, or (dropped) without outcome.
+#[derive(Debug)]
+pub struct Attempt {
+    throttle: &'static AuthThrottle,
+    ip: IpAddr,
+    account: Option<String>,
+    open: bool,
+}
+
+impl Attempt {
+    /// The password or proof was wrong: the reservation becomes a failure.
+    pub fn failed(mut self, p: &Policy, now: Instant) {
+        self.open = false;
+        let t = self.throttle;
+        t.release(&self.ip, self.account.as_ref());
+        t.with(|tables| {
+            tables.ips.fail(&self.ip, p.per_ip, p, now);
+            if let Some(a) = &self.account {
+                tables.accounts.fail(a, p.per_account, p, now);
+            }
+        });
+    }
+
+    /// Authenticated: the account's count starts over, the address's keeps its failures.
+    pub fn succeeded(mut self) {
+        self.open = false;
+        self.throttle.release(&self.ip, self.account.as_ref());
+        if let Some(a) = &self.account {
+            self.throttle.succeeded(a);
+        }
+    }
+}
+
+impl Drop for Attempt {
+    fn drop(&mut self) {
+        if self.open {
+            self.throttle.release(&self.ip, self.account.as_ref());
+        }
+    }
+}
+
+/// Streams from each address that have not authenticated yet, against a cap.
+#[derive(Debug, Default)]
+pub struct PreAuth {
+    counts: Mutex<HashMap<IpAddr, u32>>,
+}
+
+/// A stream's place among its address's unauthenticated streams, given back on drop.
+#[derive(Debug)]
+pub struct PreAuthSlot {
+    table: &'static PreAuth,
+    ip: IpAddr,
+}
+
+impl PreAuth {
+    /// The process-wide table every connection uses.
+    pub fn global() -> &'static PreAuth {
+        static T: OnceLock<PreAuth> = OnceLock::new();
+        T.get_or_init(PreAuth::default)
+    }
+
+    /// Take a place for a new stream from `ip`; `None` when `cap` are already there
+    /// (a cap of 0 means no cap).
+    pub fn enter(&'static self, ip: IpAddr, cap: usize) -> Option<PreAuthSlot> {
+        let ip = address_key(ip);
+        let mut m = match self.counts.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        };
+        let n = m.entry(ip).or_insert(0);
+        if cap > 0 && *n as usize >= cap {
+            if *n == 0 {
+                m.remove(&ip);
+            }
+            return None;
+        }
+        *n += 1;
+        Some(PreAuthSlot { table: self, ip })
+    }
+
+    /// Unauthenticated streams from `ip` now.
+    pub fn count(&self, ip: IpAddr) -> u32 {
+        let m = match self.counts.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        };
+        m.get(&address_key(ip)).copied().unwrap_or(0)
+    }
+}
+
+impl Drop for PreAuthSlot {
+    fn drop(&mut self) {
+        let mut m = match self.table.counts.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        };
+        if let Some(n) = m.get_mut(&self.ip) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                m.remove(&self.ip);
+            }
+        }
     }
 }
 
@@ -392,5 +611,71 @@ mod tests {
             t.check(&p, hot, None, t0 + Duration::from_millis(50_000)),
             Err(Throttled::Address)
         );
+    }
+
+    fn leaked() -> &'static AuthThrottle {
+        Box::leak(Box::new(AuthThrottle::new()))
+    }
+
+    #[test]
+    fn attempts_in_flight_count_against_the_limit() {
+        let t = leaked();
+        let p = policy(); // 3 per address, 2 per account
+        let ip: IpAddr = "192.0.2.7".parse().expect("ip");
+        let now = Instant::now();
+        let mut running = Vec::new();
+        for user in ["a@x", "b@x", "c@x"] {
+            match t.begin(&p, ip, Some(user), now) {
+                Begin::Go(a) => running.push(a),
+                other => panic!("{other:?}"),
+            }
+        }
+        // a fourth in parallel waits instead of trying a password too
+        assert!(matches!(t.begin(&p, ip, Some("d@x"), now), Begin::Wait));
+        for a in running {
+            a.failed(&p, now);
+        }
+        // the three failed: the address is blocked now
+        assert!(matches!(
+            t.begin(&p, ip, Some("d@x"), now),
+            Begin::Refused(Throttled::Address)
+        ));
+    }
+
+    #[test]
+    fn success_and_abandon_give_the_place_back() {
+        let t = leaked();
+        let p = policy();
+        let ip: IpAddr = "192.0.2.8".parse().expect("ip");
+        let now = Instant::now();
+        let Begin::Go(first) = t.begin(&p, ip, Some("a@x"), now) else {
+            panic!("first")
+        };
+        let Begin::Go(second) = t.begin(&p, ip, Some("a@x"), now) else {
+            panic!("second")
+        };
+        // two in flight for one account (limit 2): a third waits
+        assert!(matches!(t.begin(&p, ip, Some("a@x"), now), Begin::Wait));
+        first.succeeded();
+        drop(second);
+        assert!(matches!(t.begin(&p, ip, Some("a@x"), now), Begin::Go(_)));
+        // nothing is kept for an address that never failed
+        assert_eq!(t.len(), (0, 0));
+    }
+
+    #[test]
+    fn unauthenticated_streams_per_address_are_capped() {
+        let table: &'static PreAuth = Box::leak(Box::new(PreAuth::default()));
+        let ip: IpAddr = "2001:db8::1".parse().expect("ip");
+        let same_64: IpAddr = "2001:db8::2".parse().expect("ip");
+        let a = table.enter(ip, 2).expect("first");
+        let b = table.enter(same_64, 2).expect("second, same /64");
+        assert!(table.enter(ip, 2).is_none(), "third refused");
+        assert!(table.enter("2001:db9::1".parse().expect("ip"), 2).is_some());
+        drop(a);
+        let c = table.enter(ip, 2).expect("a place came free");
+        drop((b, c));
+        assert_eq!(table.count(ip), 0);
+        assert!(table.enter(ip, 0).is_some(), "0: no cap");
     }
 }
