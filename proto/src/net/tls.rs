@@ -253,7 +253,11 @@ enum SigHash {
     Sha512,
 }
 
-/// Read the signatureAlgorithm OID of a DER certificate (our own, from the config).
+/// id-RSASSA-PSS: the hash is in the algorithm's parameters (RFC 4055 §3.1).
+const RSASSA_PSS: &[u8] = &[0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x0a];
+
+/// Read the signatureAlgorithm of a DER certificate (our own, from the config): its
+/// OID, or for RSA-PSS the OID of the hash in its parameters (absent: SHA-1).
 fn signature_hash(der: &[u8]) -> SigHash {
     // Certificate ::= SEQUENCE { tbsCertificate, signatureAlgorithm AlgorithmIdentifier, .. }
     let oid = (|| {
@@ -261,16 +265,29 @@ fn signature_hash(der: &[u8]) -> SigHash {
         let (tbs_len, _) = der_header(body)?;
         let rest = body.get(tbs_len..)?; // skip tbsCertificate
         let (_, alg) = der_header(rest)?; // AlgorithmIdentifier contents
-        let (_, oid) = der_header(alg)?;
-        Some(oid.to_vec())
+        let (oid_len, oid) = der_header(alg)?;
+        if oid != RSASSA_PSS {
+            return Some(oid.to_vec());
+        }
+        // RSASSA-PSS-params ::= SEQUENCE { hashAlgorithm [0] AlgorithmIdentifier, .. }
+        let params = alg.get(oid_len..).and_then(der_header).map(|(_, p)| p);
+        let hash = params
+            .filter(|p| p.first() == Some(&0xa0))
+            .and_then(der_header)
+            .and_then(|(_, h)| der_header(h))
+            .and_then(|(_, h)| der_header(h))
+            .map(|(_, oid)| oid.to_vec());
+        Some(hash.unwrap_or_default())
     })();
-    const SHA384_OIDS: [&[u8]; 2] = [
+    const SHA384_OIDS: [&[u8]; 3] = [
         &[0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x0c], // sha384WithRSAEncryption
         &[0x2a, 0x86, 0x48, 0xce, 0x3d, 0x04, 0x03, 0x03],       // ecdsa-with-SHA384
+        &[0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02, 0x02], // id-sha384 (RSA-PSS)
     ];
-    const SHA512_OIDS: [&[u8]; 2] = [
+    const SHA512_OIDS: [&[u8]; 3] = [
         &[0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x0d], // sha512WithRSAEncryption
         &[0x2a, 0x86, 0x48, 0xce, 0x3d, 0x04, 0x03, 0x04],       // ecdsa-with-SHA512
+        &[0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02, 0x03], // id-sha512 (RSA-PSS)
     ];
     match oid {
         Some(o) if SHA384_OIDS.contains(&o.as_slice()) => SigHash::Sha384,
@@ -321,6 +338,48 @@ mod tests {
         let der = CertificateDer::from_pem_slice(pem.as_bytes()).expect("der");
         assert!(matches!(signature_hash(der.as_ref()), SigHash::Sha256));
         assert_eq!(server_end_point(der.as_ref()).len(), 32);
+    }
+
+    /// A certificate skeleton (empty tbsCertificate and signature) signed with RSA-PSS,
+    /// with `hash` (an AlgorithmIdentifier's OID contents) in its parameters, if any.
+    fn pss_cert(hash: Option<&[u8]>) -> Vec<u8> {
+        fn tlv(tag: u8, body: &[u8]) -> Vec<u8> {
+            let mut v = vec![tag, body.len() as u8];
+            v.extend_from_slice(body);
+            v
+        }
+        let mut params = Vec::new();
+        if let Some(h) = hash {
+            params = tlv(0xa0, &tlv(0x30, &tlv(0x06, h)));
+        }
+        let mut alg = tlv(0x06, RSASSA_PSS);
+        alg.extend(tlv(0x30, &params));
+        let mut body = tlv(0x30, &[]);
+        body.extend(tlv(0x30, &alg));
+        body.extend(tlv(0x03, &[0]));
+        tlv(0x30, &body)
+    }
+
+    #[test]
+    fn end_point_hash_of_rsa_pss_follows_its_parameters() {
+        let sha384 = [0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02, 0x02];
+        let sha512 = [0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02, 0x03];
+        let sha256 = [0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02, 0x01];
+        assert!(matches!(
+            signature_hash(&pss_cert(Some(&sha384))),
+            SigHash::Sha384
+        ));
+        assert!(matches!(
+            signature_hash(&pss_cert(Some(&sha512))),
+            SigHash::Sha512
+        ));
+        assert!(matches!(
+            signature_hash(&pss_cert(Some(&sha256))),
+            SigHash::Sha256
+        ));
+        // no hashAlgorithm: SHA-1 by default, which RFC 5929 replaces with SHA-256
+        assert!(matches!(signature_hash(&pss_cert(None)), SigHash::Sha256));
+        assert_eq!(server_end_point(&pss_cert(Some(&sha384))).len(), 48);
     }
 
     #[test]
