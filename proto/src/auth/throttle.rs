@@ -67,6 +67,17 @@ struct Entry {
 }
 
 impl Entry {
+    /// A new counting window starting `now`.
+    fn fresh(now: Instant, in_flight: u32) -> Entry {
+        Entry {
+            failures: 0,
+            in_flight,
+            since: now,
+            blocked_until: None,
+            last: now,
+        }
+    }
+
     fn blocked(&self, now: Instant) -> bool {
         self.blocked_until.is_some_and(|t| now < t)
     }
@@ -111,13 +122,7 @@ impl<K: Hash + Eq + Clone> Table<K> {
         if !self.map.contains_key(k) && self.map.len() >= p.max_entries {
             self.make_room(p, now);
         }
-        let e = self.map.entry(k.clone()).or_insert(Entry {
-            failures: 0,
-            in_flight: 0,
-            since: now,
-            blocked_until: None,
-            last: now,
-        });
+        let e = self.map.entry(k.clone()).or_insert(Entry::fresh(now, 0));
         e.in_flight = e.in_flight.saturating_add(1);
         e.last = now;
     }
@@ -138,21 +143,9 @@ impl<K: Hash + Eq + Clone> Table<K> {
         if !self.map.contains_key(k) && self.map.len() >= p.max_entries {
             self.make_room(p, now);
         }
-        let e = self.map.entry(k.clone()).or_insert(Entry {
-            failures: 0,
-            in_flight: 0,
-            since: now,
-            blocked_until: None,
-            last: now,
-        });
+        let e = self.map.entry(k.clone()).or_insert(Entry::fresh(now, 0));
         if e.expired(now, p.window) {
-            *e = Entry {
-                failures: 0,
-                in_flight: e.in_flight,
-                since: now,
-                blocked_until: None,
-                last: now,
-            };
+            *e = Entry::fresh(now, e.in_flight);
         }
         e.failures = e.failures.saturating_add(1);
         e.last = now;
