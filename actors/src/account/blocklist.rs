@@ -3,14 +3,6 @@
 use super::*;
 
 impl Account {
-    pub(super) fn is_blocked(&self, jid: &Jid) -> bool {
-        blocking::blocks(&self.blocklist, jid)
-    }
-
-    pub(super) fn is_blocked_str(&self, jid: &str) -> bool {
-        Jid::new(jid).map(|j| self.is_blocked(&j)).unwrap_or(false)
-    }
-
     pub(super) fn blocking_iq(&mut self, resource: &str, iq: Element, ctx: &mut Context<Self>) {
         let Some(payload) = features::single_payload(&iq) else {
             return;
@@ -26,40 +18,40 @@ impl Account {
         };
         let (changed, push) = match req {
             BlockRequest::Get => {
-                if let Some(r) = self.resources.get_mut(resource) {
+                if let Some(r) = self.state.resource_mut(resource) {
                     r.block_interest = true;
                 }
-                let reply =
-                    stanza::iq_result(&iq, Some(blocking::element("blocklist", &self.blocklist)));
+                let list = &self.state.blocklist;
+                let reply = stanza::iq_result(&iq, Some(blocking::element("blocklist", list)));
                 return self.write(resource, reply);
             }
             BlockRequest::Block(jids) => {
                 let new: Vec<String> = jids
                     .into_iter()
-                    .filter(|j| !self.blocklist.contains(j))
+                    .filter(|j| !self.state.blocklist.contains(j))
                     .collect();
+                let mut fx = Vec::new();
                 for j in &new {
                     // the newly blocked stop seeing the user (XEP-0191 §3.3)
                     if let Ok(jid) = Jid::new(j) {
                         let bare = jid.to_bare().to_string();
-                        if self.roster.get(&bare).is_some_and(|i| i.sub.from()) {
-                            self.send_unavailable_to(j);
+                        if self.state.roster.get(&bare).is_some_and(|i| i.sub.from()) {
+                            self.state.unavailable_to(j, &mut fx);
                         }
                     }
-                    self.blocklist.push(j.clone());
+                    self.state.blocklist.push(j.clone());
                 }
+                self.carry_out(fx, None, ctx);
                 (!new.is_empty(), blocking::element("block", &new))
             }
             BlockRequest::Unblock(jids) => {
+                let list = &mut self.state.blocklist;
                 let removed: Vec<String> = if jids.is_empty() {
-                    std::mem::take(&mut self.blocklist)
+                    std::mem::take(list)
                 } else {
-                    let r: Vec<String> = jids
-                        .iter()
-                        .filter(|j| self.blocklist.contains(j))
-                        .cloned()
-                        .collect();
-                    self.blocklist.retain(|b| !jids.contains(b));
+                    let r: Vec<String> =
+                        jids.iter().filter(|j| list.contains(j)).cloned().collect();
+                    list.retain(|b| !jids.contains(b));
                     r
                 };
                 // unblocking everything is pushed as an empty <unblock/>
@@ -74,7 +66,7 @@ impl Account {
                 )
             }
         };
-        let list = self.blocklist.clone();
+        let list = self.state.blocklist.clone();
         let res = resource.to_string();
         self.store(
             ctx,
@@ -91,16 +83,16 @@ impl Account {
                     act.write(&res, r);
                 }
                 if changed {
-                    let shared = std::sync::Arc::new(act.blocklist.clone());
-                    for (name, r) in act.resources.iter() {
-                        r.addr.do_send(ToSession::Blocklist(shared.clone()));
-                        if r.block_interest {
+                    let shared = std::sync::Arc::new(act.state.blocklist.clone());
+                    for (name, addr) in act.sessions.iter() {
+                        addr.do_send(ToSession::Blocklist(shared.clone()));
+                        if act.state.resource(name).is_some_and(|r| r.block_interest) {
                             let mut iq = Element::bare("iq", ns::CLIENT);
                             set_attr(&mut iq, "type", "set");
                             set_attr(&mut iq, "id", &format!("block{:x}", rand::random::<u32>()));
                             set_attr(&mut iq, "to", act.full(name).as_str());
                             iq.append_child(push.clone());
-                            r.addr.do_send(ToSession::Write(iq));
+                            addr.do_send(ToSession::Write(iq));
                         }
                     }
                 }

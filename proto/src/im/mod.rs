@@ -1,6 +1,8 @@
 //! Instant messaging rules (RFC 6121): roster and subscriptions, blocking (XEP-0191),
 //! offline storage (XEP-0160).
 
+pub mod account;
 pub mod blocking;
 pub mod offline;
 pub mod roster;
+pub mod routing;
