@@ -63,7 +63,7 @@ fn contact_request_waits_for_the_user_then_is_approved() {
         }]
     ));
     assert!(
-        s.roster.get("bob@b.test").is_none(),
+        !s.roster.contains_key("bob@b.test"),
         "no item until answered"
     );
 
@@ -217,7 +217,7 @@ fn contact_approves_the_users_request() {
         "subscribed",
     );
     assert!(fx.is_empty());
-    assert!(s.roster.get("carol@c.test").is_none());
+    assert!(!s.roster.contains_key("carol@c.test"));
 }
 
 #[test]
