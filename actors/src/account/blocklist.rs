@@ -1,4 +1,5 @@
-//! The blocklist (XEP-0191).
+//! The blocklist iq (XEP-0191): get, block, unblock. What a change does is decided in
+//! [`xmppd_proto::im::account`]; the new list is stored before the answer and pushes.
 
 use super::*;
 
@@ -16,7 +17,7 @@ impl Account {
                 return;
             }
         };
-        let (changed, push) = match req {
+        let change = match req {
             BlockRequest::Get => {
                 if let Some(r) = self.state.resource_mut(resource) {
                     r.block_interest = true;
@@ -25,53 +26,16 @@ impl Account {
                 let reply = stanza::iq_result(&iq, Some(blocking::element("blocklist", list)));
                 return self.write(resource, reply);
             }
-            BlockRequest::Block(jids) => {
-                let new: Vec<String> = jids
-                    .into_iter()
-                    .filter(|j| !self.state.blocklist.contains(j))
-                    .collect();
-                let mut fx = Vec::new();
-                for j in &new {
-                    // the newly blocked stop seeing the user (XEP-0191 §3.3)
-                    if let Ok(jid) = Jid::new(j) {
-                        let bare = jid.to_bare().to_string();
-                        if self.state.roster.get(&bare).is_some_and(|i| i.sub.from()) {
-                            self.state.unavailable_to(j, &mut fx);
-                        }
-                    }
-                    self.state.blocklist.push(j.clone());
-                }
-                self.carry_out(fx, None, ctx);
-                (!new.is_empty(), blocking::element("block", &new))
-            }
-            BlockRequest::Unblock(jids) => {
-                let list = &mut self.state.blocklist;
-                let removed: Vec<String> = if jids.is_empty() {
-                    std::mem::take(list)
-                } else {
-                    let r: Vec<String> =
-                        jids.iter().filter(|j| list.contains(j)).cloned().collect();
-                    list.retain(|b| !jids.contains(b));
-                    r
-                };
-                // unblocking everything is pushed as an empty <unblock/>
-                let push_items = if jids.is_empty() {
-                    Vec::new()
-                } else {
-                    removed.clone()
-                };
-                (
-                    !removed.is_empty() || jids.is_empty(),
-                    blocking::element("unblock", &push_items),
-                )
-            }
+            BlockRequest::Block(jids) => self.state.block(jids),
+            BlockRequest::Unblock(jids) => self.state.unblock(jids),
         };
+        self.carry_out(change.effects, None, ctx);
         let list = self.state.blocklist.clone();
         let res = resource.to_string();
         self.store(
             ctx,
             move |b, d, u| b.blocklist_set(d, u, &list),
-            move |act, r, _| {
+            move |act, r, ctx| {
                 let reply = match r {
                     Ok(()) => Some(stanza::iq_result(&iq, None)),
                     Err(e) => {
@@ -82,19 +46,9 @@ impl Account {
                 if let Some(r) = reply {
                     act.write(&res, r);
                 }
-                if changed {
-                    let shared = std::sync::Arc::new(act.state.blocklist.clone());
-                    for (name, addr) in act.sessions.iter() {
-                        addr.do_send(ToSession::Blocklist(shared.clone()));
-                        if act.state.resource(name).is_some_and(|r| r.block_interest) {
-                            let mut iq = Element::bare("iq", ns::CLIENT);
-                            set_attr(&mut iq, "type", "set");
-                            set_attr(&mut iq, "id", &format!("block{:x}", rand::random::<u32>()));
-                            set_attr(&mut iq, "to", act.full(name).as_str());
-                            iq.append_child(push.clone());
-                            addr.do_send(ToSession::Write(iq));
-                        }
-                    }
+                if let Some(push) = change.push {
+                    let fx = act.state.blocklist_pushes(&push);
+                    act.carry_out(fx, None, ctx);
                 }
             },
         );

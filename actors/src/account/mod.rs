@@ -18,12 +18,12 @@ use crate::storage::{RosterData, StorageError};
 use actix::prelude::*;
 use minidom::Element;
 use std::time::Duration;
-use xmpp_parsers::jid::{BareJid, Jid};
+use xmpp_parsers::jid::BareJid;
 use xmppd_proto::im::account::State;
 use xmppd_proto::im::blocking::{self, Request as BlockRequest};
 use xmppd_proto::im::roster::{self, Change, Item};
 use xmppd_proto::ns;
-use xmppd_proto::stanza::{self, ErrorCondition, set_attr};
+use xmppd_proto::stanza::{self, ErrorCondition};
 
 /// How long an account actor with no sessions stays around.
 const LINGER: Duration = Duration::from_secs(30);
@@ -54,10 +54,6 @@ impl Account {
             sessions: Sessions::default(),
             linger: None,
         }
-    }
-
-    fn full(&self, resource: &str) -> Jid {
-        self.state.full(resource)
     }
 
     fn route(&self, el: Element) {
@@ -313,10 +309,6 @@ impl Sessions {
 
     fn is_empty(&self) -> bool {
         self.0.is_empty()
-    }
-
-    fn iter(&self) -> impl Iterator<Item = (&String, &SessionRef)> {
-        self.0.iter().map(|(n, r)| (n, r))
     }
 }
 

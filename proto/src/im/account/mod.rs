@@ -1,10 +1,11 @@
 //! An account's IM state and the decisions taken on it, as plain functions that
-//! return [`Effect`]s: presence (RFC 6121 §4) in [`presence`], subscriptions (§3) in
-//! [`subscriptions`], inbound messages and offline storage (§8.5, XEP-0160) in
-//! [`messages`]. The account actor owns one [`State`], calls these, and carries out
-//! the effects in the order given (storage calls included, each run before the next
-//! signal is looked at).
+//! return [`Effect`]s: presence (RFC 6121 §4) in `presence.rs`, subscriptions (§3) and
+//! roster removal in `subscriptions.rs`, inbound messages and offline storage (§8.5,
+//! XEP-0160) in `messages.rs`, blocking (XEP-0191) in `blocklist.rs`. The account actor
+//! owns one [`State`], calls these, and carries out the effects in the order given
+//! (storage calls included, each run before the next signal is looked at).
 
+mod blocklist;
 mod messages;
 mod presence;
 mod subscriptions;
@@ -19,6 +20,8 @@ use crate::stanza::{ErrorCondition, set_attr};
 use minidom::Element;
 use std::collections::{BTreeMap, BTreeSet};
 use xmpp_parsers::jid::{BareJid, Jid};
+
+pub use blocklist::BlockChange;
 
 /// Something the account decided to do; carried out by the actor, in order.
 #[derive(Debug, Clone, PartialEq)]

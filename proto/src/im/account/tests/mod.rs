@@ -1,6 +1,7 @@
 //! Unit tests of the account decisions, without a runtime: a [`State`] is set up, a
 //! decision is taken, and the effects it returns are read back as short summaries.
 
+mod blocklist;
 mod messages;
 mod presence;
 mod subscriptions;
