@@ -1,8 +1,8 @@
 //! The account actor: one per account with activity (bound sessions, or signals to
 //! process while it is offline). It is the single writer of the account's durable
 //! state — roster, subscription requests, offline messages, vCard, private XML,
-//! blocklist. Presence (RFC 6121 §4), subscriptions (§3) and offline storage are
-//! decided by [`xmppd_proto::im::account`] over the [`State`] it holds; this actor
+//! blocklist. Presence (RFC 6121 §4), subscriptions (§3), blocking and offline storage
+//! are decided by [`xmppd_proto::im::account`] over the [`State`] it holds; this actor
 //! carries out the effects (`effects.rs`) and the storage continuations.
 
 mod blocklist;
