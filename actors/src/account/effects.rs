@@ -15,6 +15,8 @@ impl Account {
         sig: Option<&Signal>,
         ctx: &mut Context<Self>,
     ) {
+        // one copy of the blocklist shared by every session that gets it
+        let mut blocklist: Option<std::sync::Arc<Vec<String>>> = None;
         for e in effects {
             match e {
                 Effect::Write { resource, stanza } => self.write(&resource, stanza),
@@ -31,7 +33,9 @@ impl Account {
                 }
                 Effect::Blocklist { resource } => {
                     if let Some(addr) = self.sessions.get(&resource) {
-                        let list = std::sync::Arc::new(self.state.blocklist.clone());
+                        let list = blocklist
+                            .get_or_insert_with(|| self.state.blocklist.clone().into())
+                            .clone();
                         addr.do_send(ToSession::Blocklist(list));
                     }
                 }
