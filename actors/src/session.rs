@@ -201,21 +201,14 @@ impl Session {
         {
             return Some(sig);
         }
-        let target = routes::with_replica(|t| {
-            let targets = match to.try_as_full() {
-                Ok(full) => t.lookup(full).into_iter().collect(),
-                Err(bare) => match (&sig, sig.stanza_type()) {
-                    (Signal::Message(_), None | Some("chat") | Some("normal")) => {
-                        t.message_targets(bare, sig.stanza_type())
-                    }
-                    _ => Vec::new(),
-                },
-            };
-            if targets.len() == 1 {
-                targets.into_iter().next()
-            } else {
-                None
-            }
+        let target = routes::with_replica(|t| match to.try_as_full() {
+            Ok(full) => t.lookup(full),
+            Err(bare) => match (&sig, sig.stanza_type()) {
+                (Signal::Message(_), None | Some("chat") | Some("normal")) => {
+                    t.single_message_target(bare, sig.stanza_type())
+                }
+                _ => None,
+            },
         });
         let Some(addr) = target else { return Some(sig) };
         let sig = match sig {

@@ -7,7 +7,8 @@
 //! - [`stream`]: stream errors and stream features;
 //! - [`stanza`]: stanza kinds, addresses, error replies;
 //! - [`auth`]: SASL, SCRAM credentials, legacy authentication, the failure throttle;
-//! - [`im`]: roster and subscription rules, blocking, offline storage rules;
+//! - [`im`]: roster and subscription rules, blocking, offline storage rules, the §8.5
+//!   resource choice, the account's presence/subscription decisions as effects;
 //! - [`xep`]: payloads of the XEPs the server answers (disco, version, ...);
 //! - [`net`]: TLS set-up, the record layer, the read shaper;
 //! - [`config`]: the settings schema.

@@ -1,31 +1,29 @@
 //! The account actor: one per account with activity (bound sessions, or signals to
 //! process while it is offline). It is the single writer of the account's durable
 //! state — roster, subscription requests, offline messages, vCard, private XML,
-//! blocklist — and runs presence (RFC 6121 §4) and subscriptions (§3) for it.
+//! blocklist. Presence (RFC 6121 §4), subscriptions (§3), blocking and offline storage
+//! are decided by [`xmppd_proto::im::account`] over the [`State`] it holds; this actor
+//! carries out the effects (`effects.rs`) and the storage continuations.
 
 mod blocklist;
 mod contacts;
 mod documents;
-mod offline_messages;
-mod presence;
-
-mod subscriptions;
+mod effects;
 
 use crate::context::Ctx;
 use crate::features::{self, Caller, Entity, Env, IqHandler, Who};
 use crate::signals::to_registry::AccountIdle;
-use crate::signals::{AccountRef, SessionRef, Signal, SubscribeKind, ToAccount, ToSession};
+use crate::signals::{AccountRef, SessionRef, Signal, ToAccount, ToSession};
 use crate::storage::{RosterData, StorageError};
 use actix::prelude::*;
 use minidom::Element;
-use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
-use xmpp_parsers::jid::{BareJid, Jid};
+use xmpp_parsers::jid::BareJid;
+use xmppd_proto::im::account::State;
 use xmppd_proto::im::blocking::{self, Request as BlockRequest};
-use xmppd_proto::im::offline;
-use xmppd_proto::im::roster::{self, Change, Item, State};
+use xmppd_proto::im::roster::{self, Change, Item};
 use xmppd_proto::ns;
-use xmppd_proto::stanza::{self, ErrorCondition, set_attr};
+use xmppd_proto::stanza::{self, ErrorCondition};
 
 /// Signals waiting for one account actor before the registry refuses more (the same
 /// bound as a session's).
@@ -34,40 +32,15 @@ pub const MAILBOX: usize = 1024;
 /// How long an account actor with no sessions stays around.
 const LINGER: Duration = Duration::from_secs(30);
 
-/// One bound resource of the account.
-struct Resource {
-    addr: SessionRef,
-    /// The last available presence broadcast (no `to`), serialised (an element
-    /// costs ten times the bytes), when available.
-    presence: Option<Box<str>>,
-    priority: i8,
-    /// Requested the roster (gets pushes) / the blocklist (gets blocklist pushes).
-    roster_interest: bool,
-    block_interest: bool,
-    /// Directed presence sent to entities not subscribed to the user's presence.
-    directed: BTreeSet<String>,
-    /// Offline messages were handed over (at the first non-negative presence).
-    offline_done: bool,
-}
-
 pub struct Account {
-    bare: BareJid,
+    /// What the decisions need: roster, pending requests, blocklist, resources.
+    state: State,
     user: String,
     domain: String,
     ctx: Ctx,
     log: slog::Logger,
-    /// `None` until loaded; `Some(false)` for an address with no account behind it.
-    exists: Option<bool>,
-    roster: BTreeMap<String, Item>,
-    ver: u64,
-    /// Contact → the subscription request stanza waiting for an answer.
-    pending: BTreeMap<String, String>,
-    blocklist: Vec<String>,
-    /// Messages may be stored for the account: read at load, set when one is stored,
-    /// cleared when they are taken for delivery. Spares a login the storage round trip
-    /// when there are none.
-    offline_waiting: bool,
-    resources: Resources,
+    /// The session of each bound resource (the same names as `state.resources`).
+    sessions: Sessions,
     linger: Option<SpawnHandle>,
 }
 
@@ -77,31 +50,14 @@ impl Account {
         let domain = bare.domain().to_string();
         let log = ctx.log.new(slog::o!("account" => bare.to_string()));
         Account {
-            bare,
+            state: State::new(bare),
             user,
             domain,
             ctx,
             log,
-            exists: None,
-            roster: BTreeMap::new(),
-            ver: 0,
-            pending: BTreeMap::new(),
-            blocklist: Vec::new(),
-            offline_waiting: true,
-            resources: Resources::default(),
+            sessions: Sessions::default(),
             linger: None,
         }
-    }
-
-    fn bare_jid(&self) -> Jid {
-        Jid::from(self.bare.clone())
-    }
-
-    fn full(&self, resource: &str) -> Jid {
-        self.bare
-            .with_resource_str(resource)
-            .map(Jid::from)
-            .unwrap_or_else(|_| self.bare_jid())
     }
 
     fn route(&self, el: Element) {
@@ -117,8 +73,8 @@ impl Account {
     }
 
     fn write(&self, resource: &str, el: Element) {
-        if let Some(r) = self.resources.get(resource) {
-            r.addr.do_send(ToSession::Write(el));
+        if let Some(addr) = self.sessions.get(resource) {
+            addr.do_send(ToSession::Write(el));
         }
     }
 
@@ -154,10 +110,18 @@ impl Account {
     fn inbound(&mut self, sig: Signal, ctx: &mut Context<Self>) {
         match &sig {
             Signal::Subscribe(s) => {
-                let kind = s.kind;
-                self.inbound_subscription(sig, kind, ctx)
+                let (from, kind) = (s.from.clone(), s.kind);
+                let fx = self
+                    .state
+                    .inbound_subscription(&from, kind, sig.into_stanza());
+                self.carry_out(fx, None, ctx)
             }
-            Signal::Message(_) => self.inbound_message(sig, ctx),
+            Signal::Message(m) => {
+                let fx =
+                    self.state
+                        .inbound_message(&m.from, &m.stanza, std::time::SystemTime::now());
+                self.carry_out(fx, Some(&sig), ctx)
+            }
             Signal::Info(_) => self.inbound_iq(sig, ctx),
             Signal::Notify(_) => {}
         }
@@ -165,7 +129,7 @@ impl Account {
 
     /// An iq to the account's bare JID from another entity.
     fn inbound_iq(&mut self, sig: Signal, ctx: &mut Context<Self>) {
-        if self.exists != Some(true) || self.is_blocked(sig.from()) {
+        if self.state.exists != Some(true) || self.state.is_blocked(sig.from()) {
             return self.bounce(&sig, ErrorCondition::ServiceUnavailable, None);
         }
         let iq = sig.stanza().clone();
@@ -201,7 +165,7 @@ impl Account {
     }
 
     fn schedule_linger(&mut self, ctx: &mut Context<Self>) {
-        if !self.resources.is_empty() {
+        if !self.sessions.is_empty() {
             if let Some(h) = self.linger.take() {
                 ctx.cancel_future(h);
             }
@@ -210,21 +174,21 @@ impl Account {
         if self.linger.is_some() {
             return;
         }
-        let wait = if self.exists == Some(true) {
+        let wait = if self.state.exists == Some(true) {
             LINGER
         } else {
             Duration::from_millis(100)
         };
         self.linger = Some(ctx.run_later(wait, |act, ctx| {
             act.linger = None;
-            if !act.resources.is_empty() {
+            if !act.sessions.is_empty() {
                 return;
             }
             act.ctx
                 .registry
                 .account_idle
                 .send(AccountIdle {
-                    bare: act.bare.clone(),
+                    bare: act.state.bare.clone(),
                     addr: AccountRef::new(ctx.address().recipient()),
                 })
                 .into_actor(act)
@@ -235,16 +199,6 @@ impl Account {
                 .wait(ctx);
         }));
     }
-}
-
-fn unavailable(from: &str, to: &str) -> Element {
-    let mut p = Element::bare("presence", ns::CLIENT);
-    set_attr(&mut p, "from", from);
-    if !to.is_empty() {
-        set_attr(&mut p, "to", to);
-    }
-    set_attr(&mut p, "type", "unavailable");
-    p
 }
 
 impl Actor for Account {
@@ -268,17 +222,18 @@ impl Actor for Account {
             |act, r: Result<Option<(RosterData, Vec<String>, bool)>, StorageError>, ctx| {
                 match r {
                     Ok(Some((data, blocklist, offline_waiting))) => {
-                        act.offline_waiting = offline_waiting;
-                        act.exists = Some(true);
-                        act.ver = data.ver;
-                        act.roster = data.items.into_iter().map(|i| (i.jid.clone(), i)).collect();
-                        act.pending = data.pending_in.into_iter().collect();
-                        act.blocklist = blocklist;
+                        let s = &mut act.state;
+                        s.offline_waiting = offline_waiting;
+                        s.exists = Some(true);
+                        s.ver = data.ver;
+                        s.roster = data.items.into_iter().map(|i| (i.jid.clone(), i)).collect();
+                        s.pending = data.pending_in.into_iter().collect();
+                        s.blocklist = blocklist;
                     }
-                    Ok(None) => act.exists = Some(false),
+                    Ok(None) => act.state.exists = Some(false),
                     Err(e) => {
                         slog::error!(act.log, "account not loaded"; "error" => %e);
-                        act.exists = Some(false);
+                        act.state.exists = Some(false);
                     }
                 }
                 act.schedule_linger(ctx);
@@ -292,10 +247,22 @@ impl Handler<ToAccount> for Account {
     fn handle(&mut self, m: ToAccount, ctx: &mut Context<Self>) {
         match m {
             ToAccount::Signal(sig) => self.inbound(sig, ctx),
-            ToAccount::Attach { resource, session } => self.attach(resource, session),
-            ToAccount::Detach { resource } => self.broadcast_unavailable_and_remove(&resource),
+            ToAccount::Attach { resource, session } => {
+                let fx = self.state.attach(&resource);
+                self.sessions.insert(resource, session);
+                self.carry_out(fx, None, ctx);
+            }
+            ToAccount::Detach { resource } => {
+                // the effects still write to the resource that leaves
+                let fx = self.state.detach(&resource);
+                self.carry_out(fx, None, ctx);
+                self.sessions.remove(&resource);
+            }
             ToAccount::FromClient { resource, stanza } => match stanza.name() {
-                "presence" => self.client_presence(&resource, stanza, ctx),
+                "presence" => {
+                    let fx = self.state.client_presence(&resource, stanza);
+                    self.carry_out(fx, None, ctx);
+                }
                 "iq" => self.own_iq(resource, stanza, ctx),
                 _ => {}
             },
@@ -313,31 +280,6 @@ impl Account {
         };
         AccountRef::new(addr.recipient())
     }
-
-    fn attach(&mut self, resource: String, session: SessionRef) {
-        if !self.blocklist.is_empty() {
-            session.do_send(ToSession::Blocklist(std::sync::Arc::new(
-                self.blocklist.clone(),
-            )));
-        }
-        self.resources.insert(
-            resource,
-            Resource {
-                addr: session,
-                presence: None,
-                priority: 0,
-                roster_interest: false,
-                block_interest: false,
-                directed: BTreeSet::new(),
-                offline_done: false,
-            },
-        );
-    }
-
-    fn broadcast_unavailable_and_remove(&mut self, resource: &str) {
-        self.broadcast_unavailable(resource, None);
-        self.resources.remove(resource);
-    }
 }
 
 #[derive(actix::Message)]
@@ -351,34 +293,16 @@ impl Handler<StopAccount> for Account {
     }
 }
 
-/// Mark a resource's offline messages as handed over; returns whether they already were.
-fn r_offline_done(resources: &mut Resources, resource: &str) -> bool {
-    match resources.get_mut(resource) {
-        Some(r) => std::mem::replace(&mut r.offline_done, true),
-        None => true,
-    }
-}
-
-impl Resource {
-    fn presence_element(&self) -> Option<Element> {
-        self.presence.as_deref().and_then(|p| p.parse().ok())
-    }
-}
-
-/// The account's bound resources: a handful at most, so a vector.
+/// The session of each bound resource: a handful at most, so a vector.
 #[derive(Default)]
-struct Resources(Vec<(String, Resource)>);
+struct Sessions(Vec<(String, SessionRef)>);
 
-impl Resources {
-    fn get(&self, name: &str) -> Option<&Resource> {
+impl Sessions {
+    fn get(&self, name: &str) -> Option<&SessionRef> {
         self.0.iter().find(|(n, _)| n == name).map(|(_, r)| r)
     }
 
-    fn get_mut(&mut self, name: &str) -> Option<&mut Resource> {
-        self.0.iter_mut().find(|(n, _)| n == name).map(|(_, r)| r)
-    }
-
-    fn insert(&mut self, name: String, r: Resource) {
+    fn insert(&mut self, name: String, r: SessionRef) {
         self.remove(&name);
         self.0.push((name, r));
     }
@@ -389,10 +313,6 @@ impl Resources {
 
     fn is_empty(&self) -> bool {
         self.0.is_empty()
-    }
-
-    fn iter(&self) -> impl Iterator<Item = (&String, &Resource)> {
-        self.0.iter().map(|(n, r)| (n, r))
     }
 }
 

@@ -12,6 +12,7 @@ use actix::prelude::*;
 use std::cell::RefCell;
 use std::collections::HashMap;
 use xmpp_parsers::jid::{BareJid, FullJid};
+use xmppd_proto::im::routing;
 
 /// One bound resource.
 #[derive(Clone)]
@@ -108,24 +109,29 @@ impl RouteTable {
         self.map.is_empty()
     }
 
-    /// RFC 6121 §8.5.2.1.1: who gets a message of type `ty` sent to `bare`: the
-    /// highest-priority available resources (priority ≥ 0), or every non-negative one
-    /// for a headline.
+    /// RFC 6121 §8.5.2.1.1 (decided by [`routing::select`]): who gets a message of type
+    /// `ty` sent to `bare`.
     pub fn message_targets(&self, bare: &BareJid, ty: Option<&str>) -> Vec<SessionRef> {
-        let eligible = || {
-            self.entries(bare)
-                .iter()
-                .filter(|r| r.available && r.priority >= 0)
-        };
-        let best = if ty == Some("headline") {
-            None
-        } else {
-            eligible().map(|r| r.priority).max()
-        };
-        eligible()
-            .filter(|r| best.is_none_or(|b| r.priority == b))
+        let routes = self.entries(bare);
+        let s = select(routes, ty);
+        routes
+            .iter()
+            .filter(|r| s.takes(r.available, r.priority))
             .map(|r| r.addr.clone())
             .collect()
+    }
+
+    /// The one session that gets a message of type `ty` sent to `bare`, when exactly one
+    /// does (the direct path; anything else is the registry's to decide). Allocates
+    /// nothing.
+    pub fn single_message_target(&self, bare: &BareJid, ty: Option<&str>) -> Option<SessionRef> {
+        let routes = self.entries(bare);
+        let s = select(routes, ty);
+        let mut takers = routes.iter().filter(|r| s.takes(r.available, r.priority));
+        match (takers.next(), takers.next()) {
+            (Some(r), None) => Some(r.addr.clone()),
+            _ => None,
+        }
     }
 
     /// Every available resource of `bare` (presence to a bare JID).
@@ -136,6 +142,11 @@ impl RouteTable {
             .map(|r| r.addr.clone())
             .collect()
     }
+}
+
+/// [`routing::select`] over a bare JID's routes.
+fn select(routes: &[Route], ty: Option<&str>) -> routing::Selection {
+    routing::select(routes.iter().map(|r| (r.available, r.priority)), ty)
 }
 
 thread_local! {

@@ -1,0 +1,125 @@
+//! Carrying out what the account's decisions ([`xmppd_proto::im::account`]) return:
+//! writes to the account's sessions, routed stanzas, storage calls (in order, each run
+//! before the next signal is looked at) and their continuations, among them offline
+//! messages (XEP-0160) stored and handed over.
+
+use super::*;
+use xmppd_proto::im::account::{Effect, StoreOp};
+
+impl Account {
+    /// Carry out `effects` in order. `sig` is the inbound signal they were decided on,
+    /// for [`Effect::Deliver`], [`Effect::Bounce`] and a failed offline store.
+    pub(super) fn carry_out(
+        &mut self,
+        effects: Vec<Effect>,
+        sig: Option<&Signal>,
+        ctx: &mut Context<Self>,
+    ) {
+        // one copy of the blocklist shared by every session that gets it
+        let mut blocklist: Option<std::sync::Arc<Vec<String>>> = None;
+        for e in effects {
+            match e {
+                Effect::Write { resource, stanza } => self.write(&resource, stanza),
+                Effect::Route(el) => self.route(el),
+                Effect::Deliver { resource } => {
+                    if let (Some(sig), Some(addr)) = (sig, self.sessions.get(&resource)) {
+                        addr.do_send(ToSession::Signal(sig.clone()));
+                    }
+                }
+                Effect::Bounce { condition, text } => {
+                    if let Some(sig) = sig {
+                        self.bounce(sig, condition, text);
+                    }
+                }
+                Effect::Blocklist { resource } => {
+                    if let Some(addr) = self.sessions.get(&resource) {
+                        let list = blocklist
+                            .get_or_insert_with(|| self.state.blocklist.clone().into())
+                            .clone();
+                        addr.do_send(ToSession::Blocklist(list));
+                    }
+                }
+                Effect::Store(op) => self.run_store(op, sig, ctx),
+            }
+        }
+    }
+
+    fn run_store(&mut self, op: StoreOp, sig: Option<&Signal>, ctx: &mut Context<Self>) {
+        match op {
+            StoreOp::RosterPut { item, ver } => self.store(
+                ctx,
+                move |b, d, u| b.roster_put(d, u, &item, ver),
+                |act, r, _| act.log_storage_error("roster", r),
+            ),
+            StoreOp::RosterRemove { contact, ver } => self.store(
+                ctx,
+                move |b, d, u| b.roster_remove(d, u, &contact, ver),
+                |act, r, _| act.log_storage_error("roster remove", r),
+            ),
+            StoreOp::PendingIn { contact, stanza } => self.store(
+                ctx,
+                move |b, d, u| b.pending_in(d, u, &contact, stanza.as_deref()),
+                |act, r, _| act.log_storage_error("pending", r),
+            ),
+            StoreOp::OfflinePush { xml } => {
+                if let Some(sig) = sig {
+                    self.store_offline(xml, sig.clone(), ctx);
+                }
+            }
+            StoreOp::OfflineDeliver { resource } => self.deliver_offline(resource, ctx),
+        }
+    }
+
+    /// Store a message for later; the sender learns if it cannot be.
+    fn store_offline(&mut self, xml: String, sig: Signal, ctx: &mut Context<Self>) {
+        let limit = self.ctx.settings.get().storage.max_offline_messages;
+        self.store(
+            ctx,
+            move |b, d, u| b.offline_push(d, u, &xml, limit),
+            move |act, r, _| match r {
+                Ok(()) => {
+                    act.state.offline_waiting = true;
+                    slog::info!(act.log, "message stored offline"; "from" => %sig.from())
+                }
+                Err(StorageError::Full) => {
+                    slog::warn!(act.log, "offline storage full"; "from" => %sig.from());
+                    act.bounce(
+                        &sig,
+                        ErrorCondition::ServiceUnavailable,
+                        Some("offline storage is full"),
+                    );
+                }
+                Err(e) => {
+                    slog::error!(act.log, "offline message not stored"; "error" => %e);
+                    act.bounce(
+                        &sig,
+                        ErrorCondition::InternalServerError,
+                        Some("message could not be stored"),
+                    );
+                }
+            },
+        );
+    }
+
+    /// Hand the stored messages to `res`, then delete what was handed over.
+    fn deliver_offline(&mut self, res: String, ctx: &mut Context<Self>) {
+        self.store(ctx, move |b, d, u| b.offline_list(d, u), move |act, r, ctx| {
+            let msgs = match r {
+                Ok(m) => m,
+                Err(e) => return slog::error!(act.log, "offline messages not loaded"; "error" => %e),
+            };
+            // what is stored from now on sets it again
+            act.state.offline_waiting = false;
+            let Some(last) = msgs.last().map(|(id, _)| *id) else { return };
+            let Some(target) = act.sessions.get(&res) else { return };
+            for (_, xml) in &msgs {
+                match xml.parse::<Element>() {
+                    Ok(el) => target.do_send(ToSession::Write(el)),
+                    Err(e) => slog::error!(act.log, "unreadable offline message dropped"; "error" => %e),
+                }
+            }
+            slog::info!(act.log, "offline messages delivered"; "count" => msgs.len(), "to" => &res);
+            act.store(ctx, move |b, d, u| b.offline_delete(d, u, last), |act, r, _| act.log_storage_error("offline delete", r));
+        });
+    }
+}
