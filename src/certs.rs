@@ -14,15 +14,29 @@ pub enum CertError {
     Generate(String),
     #[error("{0}: {1}")]
     Io(String, std::io::Error),
+    #[error(
+        "private key {0} can be read or written by others (mode {1:o}) and cannot be \
+         tightened ({2}): run chmod 600 on it, as its owner"
+    )]
+    KeyExposed(String, u32, std::io::Error),
 }
 
-/// Build the TLS context for `settings`; relative paths are taken from `base`.
-pub fn tls_context(settings: &Settings, base: &Path) -> Result<TlsContext, CertError> {
+/// Build the TLS context for `settings`; relative paths are taken from `base`. Every
+/// private key file is checked first ([`private_key_file`]).
+pub fn tls_context(
+    settings: &Settings,
+    base: &Path,
+    log: &slog::Logger,
+) -> Result<TlsContext, CertError> {
+    let load = |cert: &Path, key: &Path| -> Result<_, CertError> {
+        private_key_file(key, log)?;
+        Ok(tls::load_certified_key(cert, key)?)
+    };
     let default = if settings.tls.certificate.is_empty() {
         let (cert, key) = self_signed(settings)?;
-        tls::load_certified_key(&cert, &key)?
+        load(&cert, &key)?
     } else {
-        tls::load_certified_key(
+        load(
             &resolve(base, &settings.tls.certificate),
             &resolve(base, &settings.tls.key),
         )?
@@ -35,7 +49,7 @@ pub fn tls_context(settings: &Settings, base: &Path) -> Result<TlsContext, CertE
     {
         per_domain.push((
             d.name.clone(),
-            tls::load_certified_key(&resolve(base, &d.certificate), &resolve(base, &d.key))?,
+            load(&resolve(base, &d.certificate), &resolve(base, &d.key))?,
         ));
     }
     Ok(TlsContext::new(default, per_domain)?)
@@ -79,4 +93,23 @@ fn write_private(path: &Path, data: &[u8]) -> std::io::Result<()> {
         .mode(0o600)
         .open(path)?;
     f.write_all(data)
+}
+
+/// A private key file must be readable by its owner only. One that is open to the
+/// group or others is tightened to 0600 (and the change logged); if that is not
+/// possible (another owner, a read-only file system) the daemon refuses to start.
+pub fn private_key_file(path: &Path, log: &slog::Logger) -> Result<(), CertError> {
+    use std::os::unix::fs::PermissionsExt;
+    let meta = std::fs::metadata(path).map_err(|e| CertError::Io(path.display().to_string(), e))?;
+    let mode = meta.permissions().mode() & 0o777;
+    if mode & 0o077 == 0 {
+        return Ok(());
+    }
+    match std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)) {
+        Ok(()) => {
+            slog::warn!(log, "private key was open to others: now 0600"; "file" => %path.display(), "was" => format!("{mode:o}"));
+            Ok(())
+        }
+        Err(e) => Err(CertError::KeyExposed(path.display().to_string(), mode, e)),
+    }
 }

@@ -300,7 +300,7 @@ fn run(
         .map(Path::to_path_buf)
         .unwrap_or_default();
     let db = Arc::new(storage::Sqlite::open(&database_path(&settings))?);
-    let tls = certs::tls_context(&settings, &base)?;
+    let tls = certs::tls_context(&settings, &base, &log)?;
     let storage = Storage::new(db.clone());
     let system = actix_rt::System::new();
     let res = system.block_on(async move {

@@ -212,3 +212,43 @@ fn generates_a_self_signed_certificate_on_first_start() {
     let db = dir.path().join("data/xmppd.sqlite");
     assert!(db.exists(), "database created under data_dir");
 }
+
+/// A private key file readable by others is tightened to 0600 at start (issue 10).
+#[test]
+fn an_open_private_key_is_tightened_at_start() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().expect("tmp");
+    let key = dir.path().join("server.key");
+    std::fs::copy(&pki().key, &key).expect("copy key");
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+    let cfg = dir.path().join("c.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "data_dir = \"{}\"\n[[domain]]\nname = \"localhost\"\n[[listener]]\naddress = \"127.0.0.1:0\"\n\
+             [tls]\ncertificate = \"{}\"\nkey = \"{}\"\n",
+            dir.path().join("data").display(),
+            pki().cert.display(),
+            key.display()
+        ),
+    )
+    .expect("write");
+    let mut child = std::process::Command::new(xmppd_bin())
+        .arg("--config")
+        .arg(&cfg)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn");
+    let out = child.stdout.take().expect("stdout");
+    use std::io::BufRead;
+    let ready = std::io::BufReader::new(out)
+        .lines()
+        .map_while(Result::ok)
+        .any(|l| l == "ready");
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(ready, "the daemon started");
+    let mode = std::fs::metadata(&key).expect("key").permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600, "key mode {mode:o}");
+}
