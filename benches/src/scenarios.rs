@@ -30,6 +30,9 @@ pub struct Counters {
     pub msg_errors: AtomicU64,
     /// Open loop: sends skipped because too many messages were in flight.
     pub skipped: AtomicU64,
+    /// Open loop, one message in flight: sends made after their due time because the
+    /// previous message of the pair had not arrived yet.
+    pub late: AtomicU64,
     pub phase: Mutex<String>,
     errors: Mutex<BTreeMap<String, u64>>,
     shown: AtomicUsize,
@@ -66,11 +69,11 @@ pub struct Env {
     pub label: String,
 }
 
-fn latency_histogram() -> Histogram<u64> {
+pub(crate) fn latency_histogram() -> Histogram<u64> {
     Histogram::new_with_bounds(1, 120_000_000, 3).expect("valid histogram bounds")
 }
 
-fn ms(h: &Histogram<u64>, q: f64) -> f64 {
+pub(crate) fn ms(h: &Histogram<u64>, q: f64) -> f64 {
     if h.is_empty() {
         f64::NAN
     } else {
@@ -78,12 +81,18 @@ fn ms(h: &Histogram<u64>, q: f64) -> f64 {
     }
 }
 
-fn secs(d: Duration) -> f64 {
+pub(crate) fn secs(d: Duration) -> f64 {
     d.as_secs_f64()
 }
 
 /// Add the CPU figures of a measurement window (per unit of work and in percent).
-fn cpu_metrics(r: &mut Report, d: procstat::Delta, window: Duration, work: u64, per: &str) {
+pub(crate) fn cpu_metrics(
+    r: &mut Report,
+    d: procstat::Delta,
+    window: Duration,
+    work: u64,
+    per: &str,
+) {
     let w = secs(window).max(1e-9);
     if let Some(s) = d.server_cpu {
         r.metric(
@@ -141,7 +150,7 @@ async fn login_ready(t: &Target, n: u64, resource: &str, ping: bool) -> Result<C
 
 /// Log accounts in with bounded concurrency; returns the sessions in `accounts` order
 /// (`None` where the login failed).
-async fn login_many(
+pub(crate) async fn login_many(
     env: &Env,
     accounts: &[u64],
     concurrency: usize,
@@ -199,7 +208,7 @@ async fn login_many(
 }
 
 /// Close a stream in the background (the server's own close is awaited there).
-fn close_later(mut c: Conn, online: Option<Arc<Counters>>) {
+pub(crate) fn close_later(mut c: Conn, online: Option<Arc<Counters>>) {
     tokio::spawn(async move {
         c.close(Duration::from_secs(5)).await;
         if let Some(k) = online {
@@ -334,7 +343,7 @@ pub async fn login(env: &Env, a: &LoginArgs) -> Report {
 // ---------------------------------------------------------------- chat
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
-enum Phase {
+pub(crate) enum Phase {
     Run,
     /// Stop sending; readers keep counting what is still in flight.
     Stop,
@@ -354,8 +363,20 @@ pub struct ChatArgs {
     pub payload: usize,
     pub batch: usize,
     pub to_bare: bool,
+    pub pairing: Pairing,
     pub login_concurrency: usize,
     pub ramp_timeout: Duration,
+}
+
+/// Which logged-in sessions chat with each other (sessions are numbered in login order).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Pairing {
+    /// Session 2i with 2i+1.
+    Adjacent,
+    /// Session i with i+pairs. A server that spreads connections round-robin over an
+    /// even number of threads puts both on the same thread when the logins arrive in
+    /// order (`--login-concurrency 1`); `adjacent` then puts them on different threads.
+    Split,
 }
 
 /// One direction of a pair: what the sender may still put in flight.
@@ -363,13 +384,20 @@ struct Lane {
     credits: Semaphore,
 }
 
-struct Window {
-    from_ns: u64,
-    to_ns: u64,
+/// The measurement window in driver timestamps (`now_ns`).
+pub(crate) struct Window {
+    pub from_ns: u64,
+    pub to_ns: u64,
+}
+
+impl Window {
+    pub fn contains(&self, ns: u64) -> bool {
+        ns >= self.from_ns && ns <= self.to_ns
+    }
 }
 
 /// Parse "TIMESTAMP SEQ" from a body.
-fn body_stamp(el: &[u8]) -> Option<u64> {
+pub(crate) fn body_stamp(el: &[u8]) -> Option<u64> {
     let body = xml::text(xml::child(el, "body")?);
     let end = body
         .iter()
@@ -422,7 +450,7 @@ async fn chat_reader(
                     let now = now_ns();
                     k.received.fetch_add(1, Ordering::Relaxed);
                     lane_in.credits.add_permits(1);
-                    if now >= win.from_ns && now <= win.to_ns {
+                    if win.contains(now) {
                         out.in_window += 1;
                         let us = now.saturating_sub(ts) / 1000;
                         let _ = out.hist.record(us.max(1));
@@ -575,28 +603,9 @@ pub async fn chat(env: &Env, a: &ChatArgs) -> Report {
     r.param("payload", a.payload);
     r.param("mechanism", t.mech.name());
     r.param("to", if a.to_bare { "bare" } else { "full" });
-    env.counters.set_phase("chat login");
-    let accounts: Vec<u64> = (0..a.pairs as u64 * 2).map(|i| a.first + i).collect();
-    let deadline = Instant::now() + a.ramp_timeout;
-    let conns = login_many(env, &accounts, a.login_concurrency, deadline).await;
-    let ok = conns.iter().filter(|c| c.is_some()).count();
-    r.param("sessions", ok);
-    // keep only complete pairs
-    let mut pairs: Vec<(Conn, Conn)> = Vec::new();
-    let mut it = conns.into_iter();
-    while let (Some(x), Some(y)) = (it.next(), it.next()) {
-        match (x, y) {
-            (Some(x), Some(y)) => pairs.push((x, y)),
-            (Some(c), None) | (None, Some(c)) => close_later(c, None),
-            (None, None) => {}
-        }
-    }
-    if pairs.is_empty() {
-        eprintln!("xmppd-load: no pair could log in");
-        r.errors = env.counters.errors();
+    let Some(pairs) = login_pairs(env, a, &mut r).await else {
         return r;
-    }
-    r.param("active_pairs", pairs.len());
+    };
     let (ptx, prx) = watch::channel(Phase::Run);
     let start = Instant::now();
     let w0 = now_ns() + a.warmup.as_nanos() as u64;
@@ -621,15 +630,7 @@ pub async fn chat(env: &Env, a: &ChatArgs) -> Report {
         let ba = Arc::new(Lane {
             credits: Semaphore::new(credits),
         });
-        let to_of = |c: &Conn| {
-            let j = if a.to_bare {
-                c.jid.split('/').next().unwrap_or(&c.jid).to_string()
-            } else {
-                c.jid.clone()
-            };
-            xml::escape(&j)
-        };
-        let (to_y, to_x) = (to_of(&y), to_of(&x));
+        let (to_y, to_x) = (address_of(&y, a.to_bare), address_of(&x, a.to_bare));
         for (c, to, lane_out, lane_in) in [(x, to_y, ab.clone(), ba.clone()), (y, to_x, ba, ab)] {
             let (rd, wr) = tokio::io::split(c.io);
             readers.spawn(chat_reader(
@@ -661,17 +662,7 @@ pub async fn chat(env: &Env, a: &ChatArgs) -> Report {
     tokio::time::sleep_until((start + a.warmup + a.duration).into()).await;
     let m1 = Mark::now(env.server_pid);
     let _ = ptx.send(Phase::Stop);
-    env.counters.set_phase("chat drain");
-    let drain_end = Instant::now() + a.drain;
-    loop {
-        let k = &env.counters;
-        let settled = k.received.load(Ordering::Relaxed) + k.msg_errors.load(Ordering::Relaxed)
-            >= k.sent.load(Ordering::Relaxed);
-        if settled || Instant::now() >= drain_end {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    drain(&env.counters, a.drain).await;
     env.counters.set_phase("chat close");
     let _ = ptx.send(Phase::Close);
     let close_end = Instant::now() + Duration::from_secs(5);
@@ -690,10 +681,100 @@ pub async fn chat(env: &Env, a: &ChatArgs) -> Report {
         }
     }
     readers.abort_all();
-    let k = &env.counters;
-    let sent = k.sent.load(Ordering::Relaxed);
-    let received = k.received.load(Ordering::Relaxed);
-    let errors = k.msg_errors.load(Ordering::Relaxed);
+    chat_metrics(&mut r, &hist, in_window, &m0, &m1);
+    if a.rate.is_some() {
+        r.metric(
+            "skipped_sends",
+            env.counters.skipped.load(Ordering::Relaxed) as f64,
+            "",
+            Better::Lower,
+        );
+    }
+    chat_tally(&mut r, env);
+    r
+}
+
+/// Log in `2 × pairs` accounts and pair them up (the first with the second, ...);
+/// a session whose partner failed is closed. `None` (with the errors in the report)
+/// when no pair could log in.
+pub(crate) async fn login_pairs(
+    env: &Env,
+    a: &ChatArgs,
+    r: &mut Report,
+) -> Option<Vec<(Conn, Conn)>> {
+    env.counters.set_phase("chat login");
+    let accounts: Vec<u64> = (0..a.pairs as u64 * 2).map(|i| a.first + i).collect();
+    let deadline = Instant::now() + a.ramp_timeout;
+    let conns = login_many(env, &accounts, a.login_concurrency, deadline).await;
+    let ok = conns.iter().filter(|c| c.is_some()).count();
+    r.param("sessions", ok);
+    r.param("pairing", format!("{:?}", a.pairing).to_lowercase());
+    let conns: Vec<(Option<Conn>, Option<Conn>)> = match a.pairing {
+        Pairing::Adjacent => {
+            let mut out = Vec::new();
+            let mut it = conns.into_iter();
+            while let (Some(x), Some(y)) = (it.next(), it.next()) {
+                out.push((x, y));
+            }
+            out
+        }
+        Pairing::Split => {
+            let mut first = conns;
+            let second = first.split_off(first.len() / 2);
+            first.into_iter().zip(second).collect()
+        }
+    };
+    // keep only complete pairs
+    let mut pairs: Vec<(Conn, Conn)> = Vec::new();
+    for (x, y) in conns {
+        match (x, y) {
+            (Some(x), Some(y)) => pairs.push((x, y)),
+            (Some(c), None) | (None, Some(c)) => close_later(c, None),
+            (None, None) => {}
+        }
+    }
+    if pairs.is_empty() {
+        eprintln!("xmppd-load: no pair could log in");
+        r.errors = env.counters.errors();
+        return None;
+    }
+    r.param("active_pairs", pairs.len());
+    Some(pairs)
+}
+
+/// The partner's address as messages carry it: full JID, or bare with `--to-bare`.
+pub(crate) fn address_of(c: &Conn, to_bare: bool) -> String {
+    let j = if to_bare {
+        c.jid.split('/').next().unwrap_or(&c.jid)
+    } else {
+        &c.jid
+    };
+    xml::escape(j)
+}
+
+/// After the senders stopped: wait (at most `limit`) until every message sent has
+/// been received or returned as an error.
+pub(crate) async fn drain(k: &Counters, limit: Duration) {
+    k.set_phase("chat drain");
+    let drain_end = Instant::now() + limit;
+    loop {
+        let settled = k.received.load(Ordering::Relaxed) + k.msg_errors.load(Ordering::Relaxed)
+            >= k.sent.load(Ordering::Relaxed);
+        if settled || Instant::now() >= drain_end {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Throughput, latency, CPU and memory of a chat measurement window.
+pub(crate) fn chat_metrics(
+    r: &mut Report,
+    hist: &Histogram<u64>,
+    in_window: u64,
+    m0: &Mark,
+    m1: &Mark,
+) {
     let window = m1.at - m0.at;
     r.metric(
         "msgs_per_s",
@@ -714,7 +795,7 @@ pub async fn chat(env: &Env, a: &ChatArgs) -> Report {
         "ms",
         Better::Lower,
     );
-    cpu_metrics(&mut r, m1.since(&m0), window, in_window, "msg");
+    cpu_metrics(r, m1.since(m0), window, in_window, "msg");
     if let Some(s) = m1.server {
         r.metric(
             "server_rss_mib",
@@ -723,25 +804,24 @@ pub async fn chat(env: &Env, a: &ChatArgs) -> Report {
             Better::None,
         );
     }
+}
+
+/// Sent, received, error replies and lost over the whole run, and the error kinds.
+pub(crate) fn chat_tally(r: &mut Report, env: &Env) {
+    let k = &env.counters;
+    let sent = k.sent.load(Ordering::Relaxed);
+    let received = k.received.load(Ordering::Relaxed);
+    let errors = k.msg_errors.load(Ordering::Relaxed);
     r.metric("sent", sent as f64, "", Better::None);
     r.metric("received", received as f64, "", Better::None);
     r.metric("error_replies", errors as f64, "", Better::Lower);
-    if a.rate.is_some() {
-        r.metric(
-            "skipped_sends",
-            k.skipped.load(Ordering::Relaxed) as f64,
-            "",
-            Better::Lower,
-        );
-    }
     r.metric(
         "lost",
         sent.saturating_sub(received + errors) as f64,
         "",
         Better::Lower,
     );
-    r.errors = env.counters.errors();
-    r
+    r.errors = k.errors();
 }
 
 // ---------------------------------------------------------------- idle
