@@ -181,7 +181,7 @@ for s in $SERVERS; do
   CURRENT=""
 done
 
-METRICS="server_kib_per_session,server_cpu_pct_idle,sessions_up,logins_per_s,login_p50_ms,login_p99_ms,server_cpu_us_per_login,login_failures,msgs_per_s,latency_p50_ms,latency_p99_ms,latency_p999_ms,server_cpu_us_per_msg,server_cpu_pct,driver_cpu_pct,lost,error_replies,skipped_sends,late_sends"
+METRICS="server_kib_per_session,server_cpu_pct_idle,sessions_up,logins_per_s,login_p50_ms,login_p99_ms,server_cpu_us_per_login,login_failures,msgs_per_s,latency_p50_ms,latency_p99_ms,latency_p999_ms,server_cpu_us_per_msg,server_cpu_pct,driver_cpu_pct,lost,error_replies,skipped_sends,late_sends_pct"
 TABLE=$("$LOAD" compare --baseline xmppd --metrics "$METRICS" "$WORK"/results/*-idle.json \
   "$WORK"/results/*-login.json "$WORK"/results/*-chat-fresh.json "$WORK"/results/*-chat.json \
   "$WORK"/results/*-chat-open.json "$WORK"/results/*-chat-many.json \

@@ -52,10 +52,12 @@ struct Side {
 impl Side {
     /// Send message `seq`: at once (closed loop), or at its due time (open loop). `Ok(false)`
     /// when the phase left `Run` while waiting.
+    /// `turn_at`: when this side got the turn (the partner's message arrived).
     async fn send(
         &self,
         c: &mut Conn,
         seq: u64,
+        turn_at: Instant,
         k: &Counters,
         phase: &mut watch::Receiver<Phase>,
         buf: &mut Vec<u8>,
@@ -76,7 +78,8 @@ impl Side {
             }
             let now = Instant::now();
             let late = now.saturating_duration_since(due);
-            if late > tick {
+            if turn_at > due + tick {
+                // the previous message of the pair came after this one's due time
                 k.late.fetch_add(1, Ordering::Relaxed);
             }
             stamp = now_ns().saturating_sub(late.as_nanos() as u64);
@@ -119,6 +122,7 @@ async fn run_side(
     let mut buf = Vec::with_capacity(160 + side.pad.len());
     // the sequence number this side must send next, while it holds the turn
     let mut turn: Option<u64> = starts.then_some(0);
+    let mut turn_at = Instant::now();
     let mut last_sent: u64 = 0;
     let mut closing = false;
     loop {
@@ -132,7 +136,10 @@ async fn run_side(
         if now_phase == Phase::Run
             && let Some(seq) = turn.take()
         {
-            match side.send(&mut c, seq, &k, &mut phase, &mut buf).await {
+            match side
+                .send(&mut c, seq, turn_at, &k, &mut phase, &mut buf)
+                .await
+            {
                 Ok(true) => last_sent = seq,
                 Ok(false) => continue,
                 Err(e) => {
@@ -161,6 +168,7 @@ async fn run_side(
                         // our message came back: the turn is ours again
                         k.msg_errors.fetch_add(1, Ordering::Relaxed);
                         turn = Some(last_sent + 1);
+                        turn_at = Instant::now();
                         continue;
                     }
                     let (Some(ts), Some(seq)) = (body_stamp(el), body_seq(el)) else {
@@ -173,6 +181,7 @@ async fn run_side(
                         let _ = out.hist.record((now.saturating_sub(ts) / 1000).max(1));
                     }
                     turn = Some(seq + 1);
+                    turn_at = Instant::now();
                 }
                 Item::End => return out,
                 Item::Header(_) => {}
@@ -280,11 +289,14 @@ pub async fn chat_single(env: &Env, a: &ChatArgs) -> Report {
     sides.abort_all();
     chat_metrics(&mut r, &hist, in_window, &m0, &m1);
     if a.rate.is_some() {
+        // not compared between servers: how often a turn comes late depends on the
+        // period, which is each server's own half rate
+        let sent = env.counters.sent.load(Ordering::Relaxed).max(1);
         r.metric(
-            "late_sends",
-            env.counters.late.load(Ordering::Relaxed) as f64,
-            "",
-            Better::Lower,
+            "late_sends_pct",
+            env.counters.late.load(Ordering::Relaxed) as f64 * 100.0 / sent as f64,
+            "% of sends",
+            Better::None,
         );
     }
     chat_tally(&mut r, env);

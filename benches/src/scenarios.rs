@@ -782,9 +782,9 @@ pub(crate) fn chat_metrics(
         "msg/s",
         Better::Higher,
     );
-    r.metric("latency_p50_ms", ms(&hist, 0.5), "ms", Better::Lower);
-    r.metric("latency_p99_ms", ms(&hist, 0.99), "ms", Better::Lower);
-    r.metric("latency_p999_ms", ms(&hist, 0.999), "ms", Better::Lower);
+    r.metric("latency_p50_ms", ms(hist, 0.5), "ms", Better::Lower);
+    r.metric("latency_p99_ms", ms(hist, 0.99), "ms", Better::Lower);
+    r.metric("latency_p999_ms", ms(hist, 0.999), "ms", Better::Lower);
     r.metric(
         "latency_max_ms",
         if hist.is_empty() {
