@@ -30,8 +30,9 @@ pub struct Counters {
     pub msg_errors: AtomicU64,
     /// Open loop: sends skipped because too many messages were in flight.
     pub skipped: AtomicU64,
-    /// Open loop, one message in flight: sends made after their due time because the
-    /// previous message of the pair had not arrived yet.
+    /// Open loop, one message in flight (`chat --single`): turns that came more than a
+    /// timer tick after the due time of the message to send (the partner's previous
+    /// message arrived late).
     pub late: AtomicU64,
     pub phase: Mutex<String>,
     errors: Mutex<BTreeMap<String, u64>>,
