@@ -5,6 +5,7 @@
 //! one-to-one chat throughput and latency, and the cost of idle sessions, together
 //! with the server's CPU and memory (from /proc, given its pid) and its own CPU.
 
+mod chat;
 mod client;
 mod ping_pong;
 mod procstat;
@@ -151,7 +152,7 @@ enum Cmd {
         to_bare: bool,
         /// Which sessions (numbered in login order) form a pair.
         #[arg(long, value_enum, default_value = "adjacent")]
-        pairing: scenarios::Pairing,
+        pairing: chat::Pairing,
         #[arg(long, default_value_t = 50)]
         login_concurrency: usize,
         #[arg(long, default_value_t = 300.0)]
@@ -451,7 +452,7 @@ fn main() -> ExitCode {
                 login_concurrency,
                 ramp_timeout,
             } => {
-                let args = scenarios::ChatArgs {
+                let args = chat::ChatArgs {
                     pairs: *pairs,
                     first: *first,
                     window: *window,
@@ -469,7 +470,7 @@ fn main() -> ExitCode {
                 if *single {
                     ping_pong::chat_single(&env, &args).await
                 } else {
-                    scenarios::chat(&env, &args).await
+                    chat::chat(&env, &args).await
                 }
             }
             Cmd::Idle {

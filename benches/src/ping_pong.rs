@@ -11,12 +11,12 @@
 //! message arrived late, stamped with its due time, so the server is charged for the
 //! wait (no coordinated omission) and the pair never has two messages in flight.
 
+use crate::chat::{
+    ChatArgs, Window, address_of, body_stamp, chat_metrics, chat_tally, drain, login_pairs,
+};
 use crate::client::{Conn, Error};
 use crate::report::{Better, Report};
-use crate::scenarios::{
-    ChatArgs, Counters, Env, Phase, Window, address_of, body_stamp, chat_metrics, chat_tally,
-    drain, latency_histogram, login_pairs, now_ns,
-};
+use crate::scenarios::{Counters, Env, Phase, latency_histogram, now_ns};
 use hdrhistogram::Histogram;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -122,7 +122,8 @@ async fn run_side(
     let mut buf = Vec::with_capacity(160 + side.pad.len());
     // the sequence number this side must send next, while it holds the turn
     let mut turn: Option<u64> = starts.then_some(0);
-    let mut turn_at = Instant::now();
+    // the first side holds the turn from the start: message 0 is never late
+    let mut turn_at = side.base;
     let mut last_sent: u64 = 0;
     let mut closing = false;
     loop {
