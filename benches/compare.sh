@@ -12,7 +12,9 @@
 # idle (N sessions held: the memory figure comes from a fresh process); login; chat
 # (closed loop again, now on a server that has held N sessions: compare with
 # chat-fresh for a slow-down with age); chat-open (open loop at half the server's own
-# closed-loop rate); chat-many (closed loop with many more pairs).
+# closed-loop rate); chat-many (closed loop with many more pairs); chat-1k-single (as
+# many pairs, one message in flight per pair: each message answered on receipt, no
+# batching) and chat-1k-single-open (the same at half its closed-loop rate).
 # XMPPD_BIN and LOAD_BIN (both set) use prebuilt binaries instead of building
 # (XMPPD_REV: the revision XMPPD_BIN was built from, for the record).
 # Prints one comparison table and appends it, with the machine description, to
@@ -53,6 +55,7 @@ if [ "$MODE" = quick ]; then
   IDLE_N=300;   IDLE_SETTLE=2; IDLE_HOLD=3
   LOGIN_C=20;   LOGIN_ACCOUNTS=200; LOGIN_D=4
   PAIRS=10;     WINDOW=8; CHAT_D=4; WARMUP=1; MANY_PAIRS=100
+  SINGLE_D=3
 else
   # the issue's scenarios: 15,000 sessions held (about what 20,000 open files per
   # process allow with the driver beside the server), 50 and 1,000 chatting pairs
@@ -60,6 +63,9 @@ else
   IDLE_N=15000; IDLE_SETTLE=5; IDLE_HOLD=10
   LOGIN_C=50;   LOGIN_ACCOUNTS=1000; LOGIN_D=20
   PAIRS=50;     WINDOW=8; CHAT_D=20; WARMUP=3; MANY_PAIRS=1000
+  # one message in flight per pair: every message is its own wake-up, so 10 s give
+  # tens of thousands of samples even on the slowest server
+  SINGLE_D=10
 fi
 
 for s in $SERVERS; do
@@ -128,6 +134,19 @@ server_up() {
   esac
 }
 
+# open_at_half SERVER CLOSED OPEN CHAT-ARGS...: run OPEN, an open-loop chat at half the
+# rate the closed-loop run CLOSED reached on this server
+open_at_half() {
+  local s=$1 closed=$2 open=$3 rate half; shift 3
+  rate=$("$LOAD" value "$WORK/results/$s-$closed.json" msgs_per_s 2>/dev/null)
+  if [ -n "$rate" ] && awk -v r="$rate" 'BEGIN { exit !(r > 1) }'; then
+    half=$(awk -v r="$rate" 'BEGIN { printf "%d", r / 2 }')
+    run_load "$s" "$open" chat --rate "$half" "$@"
+  else
+    log "$s: no closed-loop rate from $closed, $open skipped"
+  fi
+}
+
 VERSIONS=""
 for s in $SERVERS; do
   CURRENT=$s
@@ -154,22 +173,19 @@ for s in $SERVERS; do
   run_load "$s" idle idle -n "$IDLE_N" -c 50 --settle "$IDLE_SETTLE" -d "$IDLE_HOLD"
   run_load "$s" login login -c "$LOGIN_C" --accounts "$LOGIN_ACCOUNTS" -d "$LOGIN_D"
   run_load "$s" chat chat -p "$PAIRS" -w "$WINDOW" -d "$CHAT_D" --warmup "$WARMUP"
-  rate=$("$LOAD" value "$WORK/results/$s-chat.json" msgs_per_s 2>/dev/null)
-  if [ -n "$rate" ] && awk -v r="$rate" 'BEGIN { exit !(r > 1) }'; then
-    half=$(awk -v r="$rate" 'BEGIN { printf "%d", r / 2 }')
-    run_load "$s" chat-open chat -p "$PAIRS" --rate "$half" -d "$CHAT_D" --warmup "$WARMUP"
-  else
-    log "$s: no closed-loop rate, open-loop run skipped"
-  fi
+  open_at_half "$s" chat chat-open -p "$PAIRS" -d "$CHAT_D" --warmup "$WARMUP"
   run_load "$s" chat-many chat -p "$MANY_PAIRS" -w "$WINDOW" -d "$CHAT_D" --warmup "$WARMUP"
+  run_load "$s" chat-1k-single chat --single -p "$MANY_PAIRS" -d "$SINGLE_D" --warmup "$WARMUP"
+  open_at_half "$s" chat-1k-single chat-1k-single-open --single -p "$MANY_PAIRS" -d "$SINGLE_D" --warmup "$WARMUP"
   "${s}_down"
   CURRENT=""
 done
 
-METRICS="server_kib_per_session,server_cpu_pct_idle,sessions_up,logins_per_s,login_p50_ms,login_p99_ms,server_cpu_us_per_login,login_failures,msgs_per_s,latency_p50_ms,latency_p99_ms,latency_p999_ms,server_cpu_us_per_msg,server_cpu_pct,driver_cpu_pct,lost,error_replies,skipped_sends"
+METRICS="server_kib_per_session,server_cpu_pct_idle,sessions_up,logins_per_s,login_p50_ms,login_p99_ms,server_cpu_us_per_login,login_failures,msgs_per_s,latency_p50_ms,latency_p99_ms,latency_p999_ms,server_cpu_us_per_msg,server_cpu_pct,driver_cpu_pct,lost,error_replies,skipped_sends,late_sends_pct"
 TABLE=$("$LOAD" compare --baseline xmppd --metrics "$METRICS" "$WORK"/results/*-idle.json \
   "$WORK"/results/*-login.json "$WORK"/results/*-chat-fresh.json "$WORK"/results/*-chat.json \
-  "$WORK"/results/*-chat-open.json "$WORK"/results/*-chat-many.json 2>/dev/null)
+  "$WORK"/results/*-chat-open.json "$WORK"/results/*-chat-many.json \
+  "$WORK"/results/*-chat-1k-single.json "$WORK"/results/*-chat-1k-single-open.json 2>/dev/null)
 echo
 echo "$TABLE"
 
@@ -183,7 +199,8 @@ if [ "$RECORD" = 1 ]; then
     echo "Machine: nproc $(nproc); memory $(free -g | awk '/^Mem:/ {print $2 " GiB total, " $7 " GiB available"}') (free -g); kernel $(uname -r); load average at start $LOAD_AT_START, at end $(cut -d' ' -f1-3 /proc/loadavg)."
     echo "Servers: ${VERSIONS%; }. TLS: STARTTLS with one ECDSA P-256 certificate for all, full handshake per connection; SASL $MECH (4096 iterations)."
     echo "Parameters: accounts $ACCOUNTS; idle $IDLE_N sessions (settle ${IDLE_SETTLE}s, hold ${IDLE_HOLD}s); login concurrency $LOGIN_C over $LOGIN_ACCOUNTS accounts for ${LOGIN_D}s;"
-    echo "chat-fresh and chat: $PAIRS pairs, window $WINDOW per direction, ${CHAT_D}s after ${WARMUP}s warm-up (chat-fresh on the fresh process, chat after idle and login); chat-open: same pairs at half the server's own closed-loop rate; chat-many: $MANY_PAIRS pairs, closed loop."
+    echo "chat-fresh and chat: $PAIRS pairs, window $WINDOW per direction, ${CHAT_D}s after ${WARMUP}s warm-up (chat-fresh on the fresh process, chat after idle and login); chat-open: same pairs at half the server's own closed-loop rate; chat-many: $MANY_PAIRS pairs, closed loop;"
+    echo "chat-1k-single: $MANY_PAIRS pairs, one message in flight per pair (answered on receipt), ${SINGLE_D}s after ${WARMUP}s warm-up; chat-1k-single-open: the same at half its closed-loop rate."
     echo "The driver shares the 2 cores with the server under test. Ratio columns: how many times better xmppd is (> 1: xmppd better; < 1: xmppd worse), in the metric's own direction."
     echo
     echo "$TABLE"

@@ -5,7 +5,9 @@
 //! one-to-one chat throughput and latency, and the cost of idle sessions, together
 //! with the server's CPU and memory (from /proc, given its pid) and its own CPU.
 
+mod chat;
 mod client;
+mod ping_pong;
 mod procstat;
 mod report;
 mod scenarios;
@@ -123,6 +125,10 @@ enum Cmd {
         /// Closed loop: messages in flight per direction of a pair.
         #[arg(long, short = 'w', default_value_t = 8)]
         window: usize,
+        /// One message in flight per pair (strict ping-pong: the partner answers each
+        /// message on receipt, or at its due time with --rate); -w and --batch do not apply.
+        #[arg(long)]
+        single: bool,
         /// Open loop at this total rate (messages/s over all pairs and directions).
         #[arg(long)]
         rate: Option<f64>,
@@ -144,6 +150,9 @@ enum Cmd {
         /// Address messages to the partner's bare JID (default: full JID).
         #[arg(long)]
         to_bare: bool,
+        /// Which sessions (numbered in login order) form a pair.
+        #[arg(long, value_enum, default_value = "adjacent")]
+        pairing: chat::Pairing,
         #[arg(long, default_value_t = 50)]
         login_concurrency: usize,
         #[arg(long, default_value_t = 300.0)]
@@ -431,6 +440,7 @@ fn main() -> ExitCode {
                 pairs,
                 first,
                 window,
+                single,
                 rate,
                 duration,
                 warmup,
@@ -438,27 +448,30 @@ fn main() -> ExitCode {
                 payload,
                 batch,
                 to_bare,
+                pairing,
                 login_concurrency,
                 ramp_timeout,
             } => {
-                scenarios::chat(
-                    &env,
-                    &scenarios::ChatArgs {
-                        pairs: *pairs,
-                        first: *first,
-                        window: *window,
-                        rate: *rate,
-                        duration: secs(*duration),
-                        warmup: secs(*warmup),
-                        drain: secs(*drain),
-                        payload: *payload,
-                        batch: *batch,
-                        to_bare: *to_bare,
-                        login_concurrency: *login_concurrency,
-                        ramp_timeout: secs(*ramp_timeout),
-                    },
-                )
-                .await
+                let args = chat::ChatArgs {
+                    pairs: *pairs,
+                    first: *first,
+                    window: *window,
+                    rate: *rate,
+                    duration: secs(*duration),
+                    warmup: secs(*warmup),
+                    drain: secs(*drain),
+                    payload: *payload,
+                    batch: *batch,
+                    to_bare: *to_bare,
+                    pairing: *pairing,
+                    login_concurrency: *login_concurrency,
+                    ramp_timeout: secs(*ramp_timeout),
+                };
+                if *single {
+                    ping_pong::chat_single(&env, &args).await
+                } else {
+                    chat::chat(&env, &args).await
+                }
             }
             Cmd::Idle {
                 sessions,

@@ -1,6 +1,7 @@
-//! The scenarios: login, chat, idle, and account registration.
+//! The scenarios login, idle and account registration, and what every scenario shares
+//! (counters, logins, CPU figures); chat is in chat.rs.
 
-use crate::client::{Conn, Error, Stream, Target};
+use crate::client::{Conn, Error, Target};
 use crate::procstat::{self, Mark};
 use crate::report::{Better, Report};
 use hdrhistogram::Histogram;
@@ -8,10 +9,10 @@ use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
-use tokio::io::{AsyncReadExt, AsyncWriteExt, ReadHalf, WriteHalf};
+use tokio::io::AsyncReadExt;
 use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinSet;
-use xmppd_bench::xml::{self, Item, Scanner};
+use xmppd_bench::xml;
 
 /// Nanoseconds since the driver started (message timestamps; one clock for both ends).
 pub fn now_ns() -> u64 {
@@ -30,6 +31,10 @@ pub struct Counters {
     pub msg_errors: AtomicU64,
     /// Open loop: sends skipped because too many messages were in flight.
     pub skipped: AtomicU64,
+    /// Open loop, one message in flight (`chat --single`): turns that came more than a
+    /// timer tick after the due time of the message to send (the partner's previous
+    /// message arrived late).
+    pub late: AtomicU64,
     pub phase: Mutex<String>,
     errors: Mutex<BTreeMap<String, u64>>,
     shown: AtomicUsize,
@@ -66,11 +71,11 @@ pub struct Env {
     pub label: String,
 }
 
-fn latency_histogram() -> Histogram<u64> {
+pub(crate) fn latency_histogram() -> Histogram<u64> {
     Histogram::new_with_bounds(1, 120_000_000, 3).expect("valid histogram bounds")
 }
 
-fn ms(h: &Histogram<u64>, q: f64) -> f64 {
+pub(crate) fn ms(h: &Histogram<u64>, q: f64) -> f64 {
     if h.is_empty() {
         f64::NAN
     } else {
@@ -78,12 +83,18 @@ fn ms(h: &Histogram<u64>, q: f64) -> f64 {
     }
 }
 
-fn secs(d: Duration) -> f64 {
+pub(crate) fn secs(d: Duration) -> f64 {
     d.as_secs_f64()
 }
 
 /// Add the CPU figures of a measurement window (per unit of work and in percent).
-fn cpu_metrics(r: &mut Report, d: procstat::Delta, window: Duration, work: u64, per: &str) {
+pub(crate) fn cpu_metrics(
+    r: &mut Report,
+    d: procstat::Delta,
+    window: Duration,
+    work: u64,
+    per: &str,
+) {
     let w = secs(window).max(1e-9);
     if let Some(s) = d.server_cpu {
         r.metric(
@@ -141,7 +152,7 @@ async fn login_ready(t: &Target, n: u64, resource: &str, ping: bool) -> Result<C
 
 /// Log accounts in with bounded concurrency; returns the sessions in `accounts` order
 /// (`None` where the login failed).
-async fn login_many(
+pub(crate) async fn login_many(
     env: &Env,
     accounts: &[u64],
     concurrency: usize,
@@ -199,7 +210,7 @@ async fn login_many(
 }
 
 /// Close a stream in the background (the server's own close is awaited there).
-fn close_later(mut c: Conn, online: Option<Arc<Counters>>) {
+pub(crate) fn close_later(mut c: Conn, online: Option<Arc<Counters>>) {
     tokio::spawn(async move {
         c.close(Duration::from_secs(5)).await;
         if let Some(k) = online {
@@ -331,417 +342,16 @@ pub async fn login(env: &Env, a: &LoginArgs) -> Report {
     r
 }
 
-// ---------------------------------------------------------------- chat
+// ---------------------------------------------------------------- phases
 
+/// Where a run with held sessions is (chat, idle).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
-enum Phase {
+pub(crate) enum Phase {
     Run,
     /// Stop sending; readers keep counting what is still in flight.
     Stop,
     /// Send `</stream:stream>`.
     Close,
-}
-
-pub struct ChatArgs {
-    pub pairs: usize,
-    pub first: u64,
-    pub window: usize,
-    /// Open loop at this total rate (messages/s, both directions together).
-    pub rate: Option<f64>,
-    pub duration: Duration,
-    pub warmup: Duration,
-    pub drain: Duration,
-    pub payload: usize,
-    pub batch: usize,
-    pub to_bare: bool,
-    pub login_concurrency: usize,
-    pub ramp_timeout: Duration,
-}
-
-/// One direction of a pair: what the sender may still put in flight.
-struct Lane {
-    credits: Semaphore,
-}
-
-struct Window {
-    from_ns: u64,
-    to_ns: u64,
-}
-
-/// Parse "TIMESTAMP SEQ" from a body.
-fn body_stamp(el: &[u8]) -> Option<u64> {
-    let body = xml::text(xml::child(el, "body")?);
-    let end = body
-        .iter()
-        .position(|b| !b.is_ascii_digit())
-        .unwrap_or(body.len());
-    std::str::from_utf8(&body[..end]).ok()?.parse().ok()
-}
-
-struct ReaderOut {
-    hist: Histogram<u64>,
-    in_window: u64,
-}
-
-#[allow(clippy::too_many_arguments)]
-async fn chat_reader(
-    mut rd: ReadHalf<Stream>,
-    mut scan: Scanner,
-    lane_in: Arc<Lane>,
-    lane_out: Arc<Lane>,
-    k: Arc<Counters>,
-    win: Arc<Window>,
-    hard_end: Instant,
-) -> ReaderOut {
-    let mut out = ReaderOut {
-        hist: latency_histogram(),
-        in_window: 0,
-    };
-    'outer: loop {
-        loop {
-            let item = match scan.next_item() {
-                Ok(Some(i)) => i,
-                Ok(None) => break,
-                Err(e) => {
-                    k.error(&Error::from(e));
-                    break 'outer;
-                }
-            };
-            match item {
-                Item::Element(range) => {
-                    let el = scan.slice(range);
-                    if xml::local_name(el) != b"message" {
-                        continue;
-                    }
-                    if xml::attr(el, "type") == Some(b"error") {
-                        k.msg_errors.fetch_add(1, Ordering::Relaxed);
-                        lane_out.credits.add_permits(1);
-                        continue;
-                    }
-                    let Some(ts) = body_stamp(el) else { continue };
-                    let now = now_ns();
-                    k.received.fetch_add(1, Ordering::Relaxed);
-                    lane_in.credits.add_permits(1);
-                    if now >= win.from_ns && now <= win.to_ns {
-                        out.in_window += 1;
-                        let us = now.saturating_sub(ts) / 1000;
-                        let _ = out.hist.record(us.max(1));
-                    }
-                }
-                Item::End => break 'outer,
-                Item::Header(_) => {}
-            }
-        }
-        let buf = scan.buffer();
-        tokio::select! {
-            n = rd.read_buf(buf) => match n {
-                Ok(0) | Err(_) => break,
-                Ok(_) => {}
-            },
-            _ = tokio::time::sleep_until(hard_end.into()) => break,
-        }
-    }
-    out
-}
-
-#[allow(clippy::too_many_arguments)]
-async fn chat_writer(
-    mut wr: WriteHalf<Stream>,
-    to: String,
-    lane: Arc<Lane>,
-    k: Arc<Counters>,
-    mut phase: watch::Receiver<Phase>,
-    rate: Option<f64>,
-    payload: usize,
-    batch: usize,
-    start: Instant,
-) {
-    let pad = "x".repeat(payload);
-    let mut buf = Vec::with_capacity(batch * (160 + payload));
-    let mut seq: u64 = 0;
-    let push = |buf: &mut Vec<u8>, stamp: u64, seq: u64| {
-        use std::io::Write;
-        let _ = write!(
-            buf,
-            "<message to='{to}' type='chat' id='m{seq}'><body>{stamp} {seq}{pad}</body></message>"
-        );
-    };
-    // Open loop: message k is due at start + k/rate (plus a random phase so that the
-    // senders do not fire together). A late message is stamped with its due time, so
-    // a late send shows up as latency (no coordinated omission). tokio's timer wakes
-    // on millisecond ticks, so the writer wakes up to one tick early and also sends
-    // what falls due within the next tick, stamped with the time it is really sent:
-    // the driver's timer granularity is not counted as the server's latency.
-    let tick = Duration::from_millis(1);
-    let period = rate.map(|r| Duration::from_secs_f64(1.0 / r.max(1e-6)));
-    let offset = period
-        .map(|p| p.mul_f64(rand::random::<f64>()))
-        .unwrap_or_default();
-    let base = start + offset;
-    let mut due: u64 = 0;
-    loop {
-        if *phase.borrow() != Phase::Run {
-            break;
-        }
-        buf.clear();
-        let mut n = 0u64;
-        match period {
-            None => {
-                let permit = tokio::select! {
-                    p = lane.credits.acquire() => p,
-                    _ = phase.changed() => break,
-                };
-                let Ok(p) = permit else { break };
-                p.forget();
-                n = 1;
-                while (n as usize) < batch {
-                    match lane.credits.try_acquire() {
-                        Ok(p) => {
-                            p.forget();
-                            n += 1;
-                        }
-                        Err(_) => break,
-                    }
-                }
-                let now = now_ns();
-                for _ in 0..n {
-                    push(&mut buf, now, seq);
-                    seq += 1;
-                }
-            }
-            Some(per) => {
-                let next = base + per.mul_f64(due as f64);
-                let wake = next.checked_sub(tick).unwrap_or(next);
-                tokio::select! {
-                    _ = tokio::time::sleep_until(wake.into()) => {}
-                    _ = phase.changed() => break,
-                }
-                let now = Instant::now();
-                let ns_now = now_ns();
-                while (n as usize) < batch {
-                    let at = base + per.mul_f64(due as f64);
-                    if at > now + tick {
-                        break;
-                    }
-                    due += 1;
-                    // the due time as a driver timestamp when late, else the send time
-                    let stamp =
-                        ns_now.saturating_sub(now.saturating_duration_since(at).as_nanos() as u64);
-                    match lane.credits.try_acquire() {
-                        Ok(p) => {
-                            p.forget();
-                            push(&mut buf, stamp, seq);
-                            seq += 1;
-                            n += 1;
-                        }
-                        Err(_) => {
-                            // too much in flight: the server is not keeping up
-                            k.skipped.fetch_add(1, Ordering::Relaxed);
-                        }
-                    }
-                }
-                if n == 0 {
-                    continue;
-                }
-            }
-        }
-        if wr.write_all(&buf).await.is_err() || wr.flush().await.is_err() {
-            k.error(&Error::Closed);
-            return;
-        }
-        k.sent.fetch_add(n, Ordering::Relaxed);
-    }
-    // wait for the close phase, then close our stream
-    let _ = phase.wait_for(|p| *p == Phase::Close).await;
-    let _ = wr.write_all(b"</stream:stream>").await;
-    let _ = wr.flush().await;
-}
-
-pub async fn chat(env: &Env, a: &ChatArgs) -> Report {
-    let t = &env.target;
-    let tag = if a.rate.is_some() {
-        "chat-open"
-    } else {
-        "chat"
-    };
-    let mut r = Report::new(tag, &env.label, &t.addr.to_string());
-    r.param("pairs", a.pairs);
-    match a.rate {
-        Some(rate) => r.param("rate_msgs_per_s", rate),
-        None => r.param("window", a.window),
-    }
-    r.param("duration_s", a.duration.as_secs_f64());
-    r.param("warmup_s", a.warmup.as_secs_f64());
-    r.param("payload", a.payload);
-    r.param("mechanism", t.mech.name());
-    r.param("to", if a.to_bare { "bare" } else { "full" });
-    env.counters.set_phase("chat login");
-    let accounts: Vec<u64> = (0..a.pairs as u64 * 2).map(|i| a.first + i).collect();
-    let deadline = Instant::now() + a.ramp_timeout;
-    let conns = login_many(env, &accounts, a.login_concurrency, deadline).await;
-    let ok = conns.iter().filter(|c| c.is_some()).count();
-    r.param("sessions", ok);
-    // keep only complete pairs
-    let mut pairs: Vec<(Conn, Conn)> = Vec::new();
-    let mut it = conns.into_iter();
-    while let (Some(x), Some(y)) = (it.next(), it.next()) {
-        match (x, y) {
-            (Some(x), Some(y)) => pairs.push((x, y)),
-            (Some(c), None) | (None, Some(c)) => close_later(c, None),
-            (None, None) => {}
-        }
-    }
-    if pairs.is_empty() {
-        eprintln!("xmppd-load: no pair could log in");
-        r.errors = env.counters.errors();
-        return r;
-    }
-    r.param("active_pairs", pairs.len());
-    let (ptx, prx) = watch::channel(Phase::Run);
-    let start = Instant::now();
-    let w0 = now_ns() + a.warmup.as_nanos() as u64;
-    let win = Arc::new(Window {
-        from_ns: w0,
-        to_ns: w0 + a.duration.as_nanos() as u64,
-    });
-    let hard_end = start + a.warmup + a.duration + a.drain + Duration::from_secs(10);
-    let credits = match a.rate {
-        None => a.window.max(1),
-        // open loop: a generous cap so a stalled server cannot make the driver queue forever
-        Some(rate) => ((rate / (2.0 * pairs.len() as f64)) as usize * 2).clamp(1000, 100_000),
-    };
-    let per_sender = a.rate.map(|r| r / (2.0 * pairs.len() as f64));
-    let mut readers = JoinSet::new();
-    let mut writers = JoinSet::new();
-    env.counters.set_phase("chat warm-up");
-    for (x, y) in pairs {
-        let ab = Arc::new(Lane {
-            credits: Semaphore::new(credits),
-        });
-        let ba = Arc::new(Lane {
-            credits: Semaphore::new(credits),
-        });
-        let to_of = |c: &Conn| {
-            let j = if a.to_bare {
-                c.jid.split('/').next().unwrap_or(&c.jid).to_string()
-            } else {
-                c.jid.clone()
-            };
-            xml::escape(&j)
-        };
-        let (to_y, to_x) = (to_of(&y), to_of(&x));
-        for (c, to, lane_out, lane_in) in [(x, to_y, ab.clone(), ba.clone()), (y, to_x, ba, ab)] {
-            let (rd, wr) = tokio::io::split(c.io);
-            readers.spawn(chat_reader(
-                rd,
-                c.scan,
-                lane_in,
-                lane_out.clone(),
-                env.counters.clone(),
-                win.clone(),
-                hard_end,
-            ));
-            writers.spawn(chat_writer(
-                wr,
-                to,
-                lane_out,
-                env.counters.clone(),
-                prx.clone(),
-                per_sender,
-                a.payload,
-                a.batch.max(1),
-                start,
-            ));
-        }
-    }
-    // measurement window marks
-    tokio::time::sleep_until((start + a.warmup).into()).await;
-    env.counters.set_phase("chat");
-    let m0 = Mark::now(env.server_pid);
-    tokio::time::sleep_until((start + a.warmup + a.duration).into()).await;
-    let m1 = Mark::now(env.server_pid);
-    let _ = ptx.send(Phase::Stop);
-    env.counters.set_phase("chat drain");
-    let drain_end = Instant::now() + a.drain;
-    loop {
-        let k = &env.counters;
-        let settled = k.received.load(Ordering::Relaxed) + k.msg_errors.load(Ordering::Relaxed)
-            >= k.sent.load(Ordering::Relaxed);
-        if settled || Instant::now() >= drain_end {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    env.counters.set_phase("chat close");
-    let _ = ptx.send(Phase::Close);
-    let close_end = Instant::now() + Duration::from_secs(5);
-    while let Ok(Some(_)) = tokio::time::timeout_at(close_end.into(), writers.join_next()).await {}
-    writers.abort_all();
-    let mut hist = latency_histogram();
-    let mut in_window = 0u64;
-    loop {
-        match tokio::time::timeout_at(close_end.into(), readers.join_next()).await {
-            Ok(Some(Ok(o))) => {
-                let _ = hist.add(&o.hist);
-                in_window += o.in_window;
-            }
-            Ok(Some(Err(_))) => {}
-            Ok(None) | Err(_) => break,
-        }
-    }
-    readers.abort_all();
-    let k = &env.counters;
-    let sent = k.sent.load(Ordering::Relaxed);
-    let received = k.received.load(Ordering::Relaxed);
-    let errors = k.msg_errors.load(Ordering::Relaxed);
-    let window = m1.at - m0.at;
-    r.metric(
-        "msgs_per_s",
-        in_window as f64 / secs(window),
-        "msg/s",
-        Better::Higher,
-    );
-    r.metric("latency_p50_ms", ms(&hist, 0.5), "ms", Better::Lower);
-    r.metric("latency_p99_ms", ms(&hist, 0.99), "ms", Better::Lower);
-    r.metric("latency_p999_ms", ms(&hist, 0.999), "ms", Better::Lower);
-    r.metric(
-        "latency_max_ms",
-        if hist.is_empty() {
-            f64::NAN
-        } else {
-            hist.max() as f64 / 1000.0
-        },
-        "ms",
-        Better::Lower,
-    );
-    cpu_metrics(&mut r, m1.since(&m0), window, in_window, "msg");
-    if let Some(s) = m1.server {
-        r.metric(
-            "server_rss_mib",
-            s.rss_kib as f64 / 1024.0,
-            "MiB",
-            Better::None,
-        );
-    }
-    r.metric("sent", sent as f64, "", Better::None);
-    r.metric("received", received as f64, "", Better::None);
-    r.metric("error_replies", errors as f64, "", Better::Lower);
-    if a.rate.is_some() {
-        r.metric(
-            "skipped_sends",
-            k.skipped.load(Ordering::Relaxed) as f64,
-            "",
-            Better::Lower,
-        );
-    }
-    r.metric(
-        "lost",
-        sent.saturating_sub(received + errors) as f64,
-        "",
-        Better::Lower,
-    );
-    r.errors = env.counters.errors();
-    r
 }
 
 // ---------------------------------------------------------------- idle
@@ -926,18 +536,4 @@ pub async fn register(env: &Env, first: u64, accounts: u64, concurrency: usize) 
     );
     r.errors = env.counters.errors();
     r
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn body_stamp_parses_digits() {
-        let el = b"<message from='a@b/c'><body>123456 7xx</body></message>";
-        assert_eq!(super::body_stamp(el), Some(123456));
-        assert_eq!(
-            super::body_stamp(b"<message><body>x</body></message>"),
-            None
-        );
-        assert_eq!(super::body_stamp(b"<message/>"), None);
-    }
 }
