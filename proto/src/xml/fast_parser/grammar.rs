@@ -68,12 +68,13 @@ pub(super) struct Start {
 }
 
 /// What the grammar layer hands to the stream layer (rxml's `Event`).
-#[derive(Debug)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Ev {
     /// The XML declaration (only ever at the start of the stream).
     Decl,
-    /// An opening tag, complete and resolved.
-    Start(Start),
+    /// An opening tag, complete and resolved: the element is in `FastParser::start`
+    /// (a side field rather than a payload, so that the event stays a register).
+    Start,
     End,
     /// The first n bytes of the scratch buffer.
     Text(usize),
@@ -222,14 +223,14 @@ impl FastParser {
                     // the sniffer stops at the end of the header's opening tag
                     return Err(Xe::NotWellFormed("duplicate attribute"));
                 }
-                let start = self.finish_element()?;
+                self.finish_element()?;
                 if tok == Tok::HeadClose {
                     self.pop_element();
                     self.queued_end = true;
                 } else {
                     self.ps = Ps::Content;
                 }
-                Ok(Some(Ev::Start(start)))
+                Ok(Some(Ev::Start))
             }
             Tok::Name if st == ElSt::AttrName => {
                 let name = std::str::from_utf8(&self.scratch).map_err(|_| Xe::Utf8)?;

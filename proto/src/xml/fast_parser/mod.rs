@@ -41,7 +41,7 @@ mod stream;
 
 use crate::stream::error::{Condition, StreamError};
 use crate::xml::stream_parser::{ByteBudget, Limits, Parked, StreamEvent, StreamHeader};
-use grammar::{PendAttr, Ps};
+use grammar::{PendAttr, Ps, Start};
 use lexer::{Cs, Lx};
 use minidom::Element;
 use names::{Frame, no_namespace};
@@ -87,6 +87,8 @@ pub struct FastParser {
     frames: Vec<Frame>,
     /// `/>` was read: the end event comes next, without input.
     queued_end: bool,
+    /// The element of the last `Ev::Start`, until the stream layer takes it.
+    start: Option<Start>,
     /// See [`no_namespace`].
     none_ns: Namespace<'static>,
     /// Recently built bare elements and their namespaces: a clone costs the name's
@@ -134,6 +136,7 @@ impl FastParser {
             head_decls_start: 0,
             frames: Vec::new(),
             queued_end: false,
+            start: None,
             none_ns: no_namespace(),
             templates: Vec::new(),
             template_next: 0,

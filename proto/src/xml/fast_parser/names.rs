@@ -11,6 +11,7 @@ use rxml::xml_map::Entry;
 use rxml::{AttrMap, Namespace, NcName};
 
 /// Check a complete name token (rxml: UTF-8 first, then the Name production).
+#[inline]
 pub(super) fn check_name(b: &[u8]) -> Result<(), Xe> {
     if b.is_ascii() {
         // every ASCII byte the lexer let into a name is a name character; only the
@@ -84,7 +85,7 @@ impl FastParser {
     }
 
     /// The opening tag is complete: resolve its namespaces (rxml: `finish_element`).
-    pub(super) fn finish_element(&mut self) -> Result<Start, Xe> {
+    pub(super) fn finish_element(&mut self) -> Result<(), Xe> {
         self.frames.push(Frame {
             default: self.head_default.take(),
             decls_start: self.head_decls_start,
@@ -120,10 +121,11 @@ impl FastParser {
             }
         };
         *el.attrs_mut() = attrs;
-        Ok(Start {
+        self.start = Some(Start {
             el,
             len: self.cur_abs.wrapping_sub(self.lt_abs) as usize,
-        })
+        });
+        Ok(())
     }
 
     /// The namespace named `value`: rxml's static ones, else one a template already

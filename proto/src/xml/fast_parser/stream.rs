@@ -31,12 +31,8 @@ impl FastParser {
             match ev {
                 Ok(Some(ev)) => {
                     self.budget.pending = 0;
-                    let text = match ev {
-                        Ev::Text(n) => Some(n),
-                        _ => None,
-                    };
                     let r = self.handle(ev, out);
-                    if let Some(n) = text {
+                    if let Ev::Text(n) = ev {
                         self.scratch.drain(..n);
                     }
                     r?
@@ -61,18 +57,23 @@ impl FastParser {
 
     /// One event, at the stream's depth (what `StreamParser::handle` does with rxml's
     /// events).
+    #[inline]
     fn handle(&mut self, ev: Ev, out: &mut Vec<StreamEvent>) -> Result<(), StreamError> {
         match (self.depth, ev) {
             // the grammar reads a declaration only at the start, before the header; it
             // is an event so that the round ends where rxml's does
             (_, Ev::Decl) => Ok(()),
             (0 | 1, Ev::Text(n)) if is_xml_space(&self.scratch[..n]) => Ok(()),
-            (0, Ev::Start(s)) => self.header(s, out),
+            (0, Ev::Start) => {
+                let s = self.started()?;
+                self.header(s, out)
+            }
             (0, _) => Err(StreamError::with_text(
                 Condition::NotWellFormed,
                 "expected <stream:stream>",
             )),
-            (1, Ev::Start(s)) => {
+            (1, Ev::Start) => {
+                let s = self.started()?;
                 if s.el.name() == "stream" && s.el.has_ns(ns::STREAM) {
                     return Err(StreamError::with_text(
                         Condition::NotWellFormed,
@@ -99,7 +100,7 @@ impl FastParser {
                 out.push(StreamEvent::End);
                 Ok(())
             }
-            (_, Ev::Start(s)) => {
+            (_, Ev::Start) => {
                 self.depth += 1;
                 if self.depth - 1 > self.limits.max_depth {
                     return Err(StreamError::with_text(
@@ -107,6 +108,7 @@ impl FastParser {
                         "elements nested too deep",
                     ));
                 }
+                let s = self.started()?;
                 if s.el.attrs().len() > self.limits.max_attributes {
                     return Err(too_many_attributes());
                 }
@@ -138,6 +140,14 @@ impl FastParser {
                 Ok(())
             }
         }
+    }
+
+    /// The element of the `Ev::Start` being handled (the grammar always sets it).
+    #[inline]
+    fn started(&mut self) -> Result<Start, StreamError> {
+        self.start
+            .take()
+            .ok_or_else(|| StreamError::new(Condition::InternalServerError))
     }
 
     /// The root element's opening tag: the stream header, checked and announced.
