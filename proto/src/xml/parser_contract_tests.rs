@@ -1,5 +1,5 @@
 // The unit tests both stream parsers meet, included by `stream_parser.rs` (rxml, the
-// reference) and `fast_parser.rs` (the one `io.rs` runs), each naming its parser `P`.
+// reference) and `fast_parser/mod.rs` (the one `io.rs` runs), each naming its parser `P`.
 
 use super::*;
 
