@@ -16,7 +16,7 @@
 //! FUZZ_ITERATIONS for longer runs.
 //!
 //! Known differences: none. Where rxml has quirks the fast parser copies them (see the
-//! comments in `fast_parser.rs`).
+//! comments in `fast_parser/`).
 
 mod common;
 
