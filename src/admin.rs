@@ -4,6 +4,8 @@
 //! It is off unless the environment variable `XMPPD_ADMIN` names an address to listen
 //! on (`127.0.0.1:0` picks a free port). It has no authentication: bind it to loopback.
 //! The bound address is printed as `admin ADDR` and written to `DATA_DIR/admin.addr`.
+//! A non-loopback address is refused, and so is a request whose `Host` header names
+//! anything but a loopback address or `localhost` (DNS rebinding from a browser).
 //! A hand-written HTTP/1.1 responder: one request per connection, the request head
 //! capped at 8 KiB and 5 seconds, at most 32 connections at once.
 
@@ -29,6 +31,11 @@ pub fn start(ctx: &Ctx, log: &slog::Logger) -> Option<SocketAddr> {
             return None;
         }
     };
+    if !addr.ip().is_loopback() {
+        // no authentication here: anyone who reaches it reads the server's state
+        slog::error!(log, "admin endpoint not started: it has no authentication, so it listens on loopback only"; "address" => %addr);
+        return None;
+    }
     let std = match std::net::TcpListener::bind(addr).and_then(|l| {
         l.set_nonblocking(true)?;
         Ok(l)
@@ -47,9 +54,6 @@ pub fn start(ctx: &Ctx, log: &slog::Logger) -> Option<SocketAddr> {
         }
     };
     let bound = listener.local_addr().ok()?;
-    if !bound.ip().is_loopback() {
-        slog::warn!(log, "admin endpoint listens beyond loopback and has no authentication"; "address" => %bound);
-    }
     println!("admin {bound}");
     let file = ctx.settings.get().data_dir.join("admin.addr");
     if let Err(e) = std::fs::write(&file, bound.to_string()) {
@@ -127,6 +131,17 @@ async fn serve(mut sock: TcpStream, ctx: &Ctx) -> std::io::Result<()> {
             return respond(&mut sock, 431, "text/plain", "request head too large\n").await;
         }
     }
+    if !host_is_loopback(&head) {
+        // a web page on another origin that resolved its name to 127.0.0.1 (DNS
+        // rebinding) names itself in Host: it gets nothing
+        return respond(
+            &mut sock,
+            403,
+            "text/plain",
+            "Host must name a loopback address\n",
+        )
+        .await;
+    }
     let line = head.split(|b| *b == b'\n').next().unwrap_or_default();
     let line = String::from_utf8_lossy(line);
     let mut parts = line.split_whitespace();
@@ -146,6 +161,7 @@ async fn serve(mut sock: TcpStream, ctx: &Ctx) -> std::io::Result<()> {
 async fn respond(sock: &mut TcpStream, code: u16, ty: &str, body: &str) -> std::io::Result<()> {
     let reason = match code {
         200 => "OK",
+        403 => "Forbidden",
         404 => "Not Found",
         405 => "Method Not Allowed",
         _ => "Request Header Fields Too Large",
@@ -160,4 +176,52 @@ async fn respond(sock: &mut TcpStream, code: u16, ty: &str, body: &str) -> std::
 
 fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
     hay.windows(needle.len()).position(|w| w == needle)
+}
+
+/// The request's `Host` names a loopback address or `localhost` (any port).
+fn host_is_loopback(head: &[u8]) -> bool {
+    let text = String::from_utf8_lossy(head);
+    let Some(host) = text.lines().skip(1).find_map(|l| {
+        let (k, v) = l.split_once(':')?;
+        k.trim()
+            .eq_ignore_ascii_case("host")
+            .then(|| v.trim().to_string())
+    }) else {
+        return false;
+    };
+    let name = match host.strip_prefix('[') {
+        Some(rest) => rest.split(']').next().unwrap_or(""),
+        None => host.split(':').next().unwrap_or(""),
+    };
+    name.eq_ignore_ascii_case("localhost")
+        || name
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::host_is_loopback;
+
+    #[test]
+    fn only_loopback_hosts() {
+        let req = |h: &str| format!("GET /stats HTTP/1.1\r\n{h}\r\n\r\n").into_bytes();
+        for ok in [
+            "Host: 127.0.0.1:5280",
+            "host: localhost",
+            "Host: [::1]:80",
+            "HOST: 127.9.9.9",
+        ] {
+            assert!(host_is_loopback(&req(ok)), "{ok}");
+        }
+        for bad in [
+            "Host: evil.example",
+            "Host: 10.0.0.1:5280",
+            "Host: localhost.evil.example",
+            "X-Host: 127.0.0.1",
+            "",
+        ] {
+            assert!(!host_is_loopback(&req(bad)), "{bad}");
+        }
+    }
 }

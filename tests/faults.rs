@@ -286,10 +286,28 @@ async fn admin_endpoint_answers_stats_and_nothing_else() {
     assert!(String::from_utf8_lossy(&out).contains("431"), "{out:?}");
     // other methods are refused
     let mut s = tcp(addr).await;
-    send(&mut s, b"POST /stats HTTP/1.1\r\n\r\n").await;
+    send(
+        &mut s,
+        format!("POST /stats HTTP/1.1\r\nHost: {addr}\r\n\r\n").as_bytes(),
+    )
+    .await;
     let mut out = Vec::new();
     let _ = tokio::time::timeout(TIMEOUT, s.read_to_end(&mut out)).await;
     assert!(String::from_utf8_lossy(&out).contains("405"), "{out:?}");
+    // a page of another origin whose name resolves to loopback (DNS rebinding), or a
+    // request that names no host, gets nothing
+    for host in ["Host: attacker.example\r\n", ""] {
+        let mut s = tcp(addr).await;
+        send(
+            &mut s,
+            format!("GET /stats HTTP/1.1\r\n{host}\r\n").as_bytes(),
+        )
+        .await;
+        let mut out = Vec::new();
+        let _ = tokio::time::timeout(TIMEOUT, s.read_to_end(&mut out)).await;
+        let out = String::from_utf8_lossy(&out);
+        assert!(out.contains("403") && !out.contains("connections"), "{out}");
+    }
 }
 
 // ----------------------------------------------------------------- storage --

@@ -149,7 +149,7 @@ pub async fn admin_get(addr: SocketAddr, path: &str) -> (String, String) {
         .await
         .expect("admin connect timeout")
         .expect("admin connect");
-    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes())
+    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\n\r\n").as_bytes())
         .await
         .expect("admin write");
     let mut buf = Vec::new();
