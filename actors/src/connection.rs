@@ -3,7 +3,7 @@
 //! stanzas to the account's [`Session`].
 
 use crate::context::{Ctx, Gauge};
-use crate::io::{self, FromIo, Inbound, IoParams, Outbox};
+use crate::net::io::{self, FromIo, Inbound, IoParams, Outbox};
 use crate::registry::{Bind, BindError};
 use crate::session::{self, Session};
 use actix::prelude::*;

@@ -1,7 +1,7 @@
 //! Wiring: start the registry, the worker arbiters and the listener; stop them again.
 
 use crate::context::{Live, ServerContext, Stats};
-use crate::listener::{self, Listener};
+use crate::net::listener::{self, Listener};
 use crate::registry::{Init, Registry};
 use crate::routes::Replica;
 use crate::storage::Storage;

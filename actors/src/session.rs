@@ -5,7 +5,7 @@
 
 use crate::account::{self, Account};
 use crate::context::{Ctx, Gauge};
-use crate::io::{FromIo, Inbound, Outbox, WriteError};
+use crate::net::io::{FromIo, Inbound, Outbox, WriteError};
 use crate::registry::{Availability, FromSession, Unbind};
 use crate::routes;
 use crate::server_iq::{self, Addressee};
