@@ -44,9 +44,9 @@ pub struct Inbound(pub Vec<Element>);
 
 enum Out {
     Data(Vec<u8>),
-    /// Flush, then run the TLS handshake on the same socket and reset the parser.
+    /// Flush, then upgrade the transport to TLS (it resets its parser).
     StartTls,
-    /// Reset the parser (after SASL success the peer opens a new stream).
+    /// Reset the transport's parser (after SASL success the peer opens a new stream).
     ResetParser,
     /// Hand the stream over to new targets (the session, after resource binding).
     Handover(Recipient<Inbound>, Recipient<FromIo>),
