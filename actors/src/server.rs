@@ -2,7 +2,7 @@
 
 use crate::account::Account;
 use crate::context::{Live, ServerContext, Stats};
-use crate::listener::{self, Listener};
+use crate::net::listener::{self, Listener};
 use crate::registry::routes::Replica;
 use crate::registry::{self, Init, Registry};
 use crate::storage::Storage;

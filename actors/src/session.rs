@@ -6,7 +6,7 @@
 use crate::context::{Ctx, Gauge};
 use crate::features::taps::{self, SessionView, TapCall, TapPoint, Verdict};
 use crate::features::{self, Entity, Env, IqHandler, Who};
-use crate::io::{FromIo, Inbound, Outbox, WriteError};
+use crate::net::io::{FromIo, Inbound, Outbox, WriteError};
 use crate::registry::routes;
 use crate::signals::to_registry::{Availability, FromSession, Unbind};
 use crate::signals::{AccountRef, Serialised, SessionRef, Signal, ToAccount, ToSession};

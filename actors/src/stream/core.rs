@@ -8,7 +8,7 @@
 
 use super::Kind;
 use crate::context::{Ctx, Gauge};
-use crate::io::{self, FromIo, Inbound, IoParams, Outbox};
+use crate::net::io::{self, FromIo, Inbound, IoParams, Outbox};
 use actix::prelude::*;
 use minidom::Element;
 use std::collections::VecDeque;

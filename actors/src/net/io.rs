@@ -1,11 +1,13 @@
-//! The I/O task of a connection: it owns the socket (plain or TLS, upgraded in place
-//! for STARTTLS), the stream parser and the write buffer.
+//! The I/O task of a connection: it owns the [`Transport`] (the socket, TLS, the stream
+//! parser and the write buffer), the read shaper, and the queue from the actors.
 //!
 //! Parsed stanzas go to the current stanza target with `send().await`, so a peer that
 //! sends faster than its actor handles is slowed down by TCP itself. Writes come from
 //! the actors through an [`Outbox`], counted in bytes: a peer that does not read is
 //! disconnected once its queue passes the configured bound.
 
+use super::tcp::TcpTransport;
+use super::transport::{READ_CHUNK, Transport};
 use crate::context::Gauge;
 use actix::prelude::*;
 use minidom::Element;
@@ -13,15 +15,12 @@ use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::Notify;
-use xmppd_proto::net::record_layer::RecordLayer;
 use xmppd_proto::net::shaper::Shaper;
 use xmppd_proto::net::tls::{ChannelBinding, TlsContext};
 use xmppd_proto::stream::error::StreamError;
-use xmppd_proto::xml::fast_parser::FastParser;
-use xmppd_proto::xml::stream_parser::{Limits, Parked, StreamEvent, StreamHeader};
+use xmppd_proto::xml::stream_parser::{Limits, StreamEvent, StreamHeader};
 
 /// Control events from the I/O task to the connection actor.
 #[derive(Debug, actix::Message)]
@@ -45,9 +44,9 @@ pub struct Inbound(pub Vec<Element>);
 
 enum Out {
     Data(Vec<u8>),
-    /// Flush, then run the TLS handshake on the same socket and reset the parser.
+    /// Flush, then upgrade the transport to TLS (it resets its parser).
     StartTls,
-    /// Reset the parser (after SASL success the peer opens a new stream).
+    /// Reset the transport's parser (after SASL success the peer opens a new stream).
     ResetParser,
     /// Hand the stream over to new targets (the session, after resource binding).
     Handover(Recipient<Inbound>, Recipient<FromIo>),
@@ -177,7 +176,7 @@ impl Outbox {
     }
 }
 
-/// Everything the I/O task needs at start.
+/// Everything the I/O task of a TCP connection needs at start.
 pub struct IoParams {
     pub tcp: TcpStream,
     pub direct_tls: bool,
@@ -192,9 +191,44 @@ pub struct IoParams {
     pub gauges: (Gauge, Gauge),
 }
 
-/// Start the I/O task for a connection on the current arbiter; returns the outbox.
+/// What the I/O task needs at start besides its transport.
+pub struct TaskParams {
+    pub write_limit: usize,
+    /// Sustained bytes per second read from the peer (0: no shaping) and the burst.
+    pub read_rate: u64,
+    pub read_burst: u64,
+    /// Count the task (and the connection against the `channels` cap) while it runs.
+    pub gauges: (Gauge, Gauge),
+}
+
+/// Start the I/O task for a TCP connection on the current arbiter; returns the outbox.
 pub fn spawn(
     params: IoParams,
+    control: Recipient<FromIo>,
+    target: Recipient<Inbound>,
+    log: slog::Logger,
+) -> Outbox {
+    let transport = TcpTransport::new(
+        params.tcp,
+        params.direct_tls,
+        params.tls,
+        params.tls_timeout,
+        params.limits,
+    );
+    let task = TaskParams {
+        write_limit: params.write_limit,
+        read_rate: params.read_rate,
+        read_burst: params.read_burst,
+        gauges: params.gauges,
+    };
+    spawn_transport(transport, task, control, target, log)
+}
+
+/// Start the I/O task for a connection over any transport on the current arbiter;
+/// returns the outbox.
+pub fn spawn_transport<T: Transport>(
+    transport: T,
+    params: TaskParams,
     control: Recipient<FromIo>,
     target: Recipient<Inbound>,
     log: slog::Logger,
@@ -202,7 +236,7 @@ pub fn spawn(
     let outbox = Outbox::new(params.write_limit);
     let shared = outbox.shared.clone();
     actix_rt::spawn(async move {
-        let (reason, control) = run(params, &shared, control, target, &log).await;
+        let (reason, control) = run(transport, params, &shared, control, target, &log).await;
         shared.closed.set(true);
         shared.queue.borrow_mut().clear();
         slog::debug!(log, # "XMPPI", "connection closed"; "reason" => &reason);
@@ -211,121 +245,13 @@ pub fn spawn(
     outbox
 }
 
-/// Bytes read from a socket at once, into a buffer shared by every connection of the
-/// thread: an idle connection holds no read buffer.
-const READ_CHUNK: usize = 32 * 1024;
-
 /// How long a stream stays quiet between stanzas before its parser is dropped (and
 /// rebuilt from the stream's declarations when data comes again).
 const PARK_AFTER: Duration = Duration::from_secs(2);
 
-thread_local! {
-    static READ_BUF: std::cell::RefCell<Vec<u8>> = std::cell::RefCell::new(vec![0u8; READ_CHUNK]);
-}
-
-/// The stream parser, or what is left of it while the stream is idle.
-enum ParserSlot {
-    Active(Box<FastParser>),
-    Parked(Parked),
-}
-
-impl ParserSlot {
-    fn fresh(limits: Limits) -> ParserSlot {
-        ParserSlot::Active(Box::new(FastParser::new(limits)))
-    }
-
-    fn active(&mut self, limits: Limits) -> &mut FastParser {
-        if let ParserSlot::Parked(p) = self {
-            *self = ParserSlot::Active(Box::new(FastParser::resume(limits, p)));
-        }
-        match self {
-            ParserSlot::Active(p) => p,
-            ParserSlot::Parked(_) => unreachable!("resumed above"),
-        }
-    }
-
-    fn park(&mut self) {
-        if let ParserSlot::Active(p) = self
-            && let Some(parked) = p.park()
-        {
-            *self = ParserSlot::Parked(parked);
-        }
-    }
-}
-
-/// What one read produced.
-struct ReadOutcome {
-    events: Vec<StreamEvent>,
-    error: Option<StreamError>,
-    /// The peer closed (TCP EOF or TLS close_notify).
-    closed: bool,
-    /// The data ended between stanzas (the parser may be parked later).
-    clean: bool,
-}
-
-/// Read what the socket has, decrypt it, and parse it — synchronously, with the
-/// thread's read buffer. `None` when the readiness was spurious.
-fn read_now(
-    tcp: &TcpStream,
-    tls: &mut Option<Box<RecordLayer>>,
-    parser: &mut ParserSlot,
-    limits: Limits,
-    max: usize,
-    log: &slog::Logger,
-) -> std::io::Result<Option<(usize, ReadOutcome)>> {
-    READ_BUF.with(|buf| {
-        let mut buf = buf.borrow_mut();
-        let max = max.clamp(1, buf.len());
-        let n = match tcp.try_read(&mut buf[..max]) {
-            Ok(n) => n,
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return Ok(None),
-            Err(e) => return Err(e),
-        };
-        let mut out = ReadOutcome {
-            events: Vec::new(),
-            error: None,
-            closed: n == 0,
-            clean: false,
-        };
-        if n == 0 {
-            return Ok(Some((0, out)));
-        }
-        let mut last = 0u8;
-        let mut feed = |data: &[u8]| {
-            slog::trace!(log, # "XMPPI", "recv"; "xml" => xmppd_proto::xml::log_mask::mask(data));
-            if out.error.is_none()
-                && let Err(e) = parser.active(limits).feed(data, &mut out.events)
-            {
-                out.error = Some(e);
-            }
-            if let Some(b) = data.iter().rev().find(|b| !b.is_ascii_whitespace()) {
-                last = *b;
-            }
-        };
-        match tls {
-            Some(layer) => match layer.open(&mut buf[..n], &mut feed) {
-                Ok(Some(xmppd_proto::net::record_layer::Event::Closed)) => out.closed = true,
-                Ok(None) => {}
-                Err(e) => {
-                    return Err(std::io::Error::new(std::io::ErrorKind::InvalidData, e));
-                }
-            },
-            None => feed(&buf[..n]),
-        }
-        out.clean = last == b'>' && tls.as_ref().is_none_or(|l| l.pending() == 0);
-        Ok(Some((n, out)))
-    })
-}
-
 /// The I/O task's state between events.
-struct Io {
-    tcp: TcpStream,
-    tls: Option<Box<RecordLayer>>,
-    tls_ctx: TlsContext,
-    tls_timeout: Duration,
-    limits: Limits,
-    parser: ParserSlot,
-    wbuf: Vec<u8>,
+struct Io<T> {
+    transport: T,
     target: Recipient<Inbound>,
     /// Where stream events go: the connection actor, then the session.
     control: Recipient<FromIo>,
@@ -334,39 +260,29 @@ struct Io {
     park_at: Option<tokio::time::Instant>,
 }
 
-async fn run(
-    params: IoParams,
+async fn run<T: Transport>(
+    transport: T,
+    params: TaskParams,
     shared: &OutShared,
     control: Recipient<FromIo>,
     target: Recipient<Inbound>,
     log: &slog::Logger,
 ) -> (String, Recipient<FromIo>) {
-    let IoParams {
-        tcp,
-        direct_tls,
-        tls: tls_ctx,
-        limits,
-        tls_timeout,
+    let TaskParams {
         read_rate,
         read_burst,
         gauges: _gauges,
         ..
     } = params;
     let mut io = Io {
-        tcp,
-        tls: None,
-        tls_ctx,
-        tls_timeout,
-        limits,
-        parser: ParserSlot::fresh(limits),
-        wbuf: Vec::new(),
+        transport,
         target,
         control,
         shaper: Shaper::new(read_rate, read_burst, Instant::now()),
         reading: true,
         park_at: None,
     };
-    if direct_tls && let Err(e) = Box::pin(io.start_tls()).await {
+    if let Err(e) = Box::pin(io.open()).await {
         return (e, io.control);
     }
     // The loop itself only waits: the work after each wake-up runs in boxed futures,
@@ -381,10 +297,10 @@ async fn run(
             },
             _ = tokio::time::sleep_until(io.park_at.unwrap_or_else(tokio::time::Instant::now)), if io.park_at.is_some() => {
                 io.park_at = None;
-                io.parser.park();
+                io.transport.park();
                 Ok(())
             }
-            r = shaped_readable(&io.tcp, io.shaper.as_mut()), if io.reading => match r {
+            r = shaped_readable(&io.transport, io.shaper.as_mut()), if io.reading => match r {
                 Err(e) => Err(format!("read: {e}")),
                 Ok(()) => Box::pin(io.on_readable(log)).await,
             },
@@ -395,14 +311,16 @@ async fn run(
     }
 }
 
-impl Io {
-    async fn start_tls(&mut self) -> Result<(), String> {
-        if self.tls.is_some() {
-            return Err("STARTTLS on a TLS stream".into());
+impl<T: Transport> Io<T> {
+    /// Open the transport; when TLS came up with it (direct TLS), tell the actor.
+    async fn open(&mut self) -> Result<(), String> {
+        match self.transport.open().await? {
+            Some(cb) => self.tls_up(cb).await,
+            None => Ok(()),
         }
-        let (layer, cb) = handshake(&mut self.tcp, &self.tls_ctx, self.tls_timeout).await?;
-        self.tls = Some(Box::new(layer));
-        self.parser = ParserSlot::fresh(self.limits);
+    }
+
+    async fn tls_up(&mut self, cb: ChannelBinding) -> Result<(), String> {
         self.control
             .send(FromIo::TlsUp(cb))
             .await
@@ -424,17 +342,16 @@ impl Io {
                     shared
                         .queued
                         .set(shared.queued.get().saturating_sub(d.len()));
-                    if self.wbuf.is_empty() {
-                        self.wbuf = d
-                    } else {
-                        self.wbuf.extend_from_slice(&d)
-                    }
+                    self.transport.frame(d);
                 }
                 other => {
-                    flush(&self.tcp, &mut self.tls, &mut self.wbuf, shared, log).await?;
+                    flush(&mut self.transport, shared, log).await?;
                     match other {
-                        Out::StartTls => self.start_tls().await?,
-                        Out::ResetParser => self.parser = ParserSlot::fresh(self.limits),
+                        Out::StartTls => {
+                            let cb = self.transport.start_tls().await?;
+                            self.tls_up(cb).await?
+                        }
+                        Out::ResetParser => self.transport.reset(),
                         Out::Handover(stanzas, control) => {
                             // the old target hears it last, after all it was sent
                             let old = std::mem::replace(&mut self.control, control);
@@ -442,7 +359,7 @@ impl Io {
                             let _ = old.send(FromIo::HandedOver).await;
                         }
                         Out::Close => {
-                            close(&mut self.tcp, &mut self.tls).await;
+                            self.transport.close().await;
                             return Err("closed by server".into());
                         }
                         Out::Data(_) => {}
@@ -451,30 +368,23 @@ impl Io {
             }
             next = shared.pop();
         }
-        flush(&self.tcp, &mut self.tls, &mut self.wbuf, shared, log).await
+        flush(&mut self.transport, shared, log).await
     }
 
-    /// The socket is readable: read, decrypt, parse, and hand the events on.
+    /// The transport is readable: read, decrypt, parse, and hand the events on.
     async fn on_readable(&mut self, log: &slog::Logger) -> Result<(), String> {
         // a shaped connection reads no more than its bucket holds
         let max = self
             .shaper
             .as_mut()
             .map_or(READ_CHUNK, |s| s.allowance(Instant::now(), 512));
-        let (n, outcome) = match read_now(
-            &self.tcp,
-            &mut self.tls,
-            &mut self.parser,
-            self.limits,
-            max,
-            log,
-        ) {
+        let outcome = match self.transport.read(max, log) {
             Ok(Some(x)) => x,
             Ok(None) => return Ok(()),
             Err(e) => return Err(format!("read: {e}")),
         };
         if let Some(s) = self.shaper.as_mut() {
-            s.consume(n, Instant::now());
+            s.consume(outcome.wire_bytes, Instant::now());
         }
         self.park_at = outcome
             .clean
@@ -521,9 +431,12 @@ impl Io {
     }
 }
 
-/// Wait until the socket is readable, after waiting as long as the shaper asks.
+/// Wait until the transport is readable, after waiting as long as the shaper asks.
 /// Dropping the future while it waits loses nothing (the next one asks again).
-async fn shaped_readable(tcp: &TcpStream, shaper: Option<&mut Shaper>) -> std::io::Result<()> {
+async fn shaped_readable<T: Transport>(
+    transport: &T,
+    shaper: Option<&mut Shaper>,
+) -> std::io::Result<()> {
     if let Some(s) = shaper {
         let d = s.delay(Instant::now());
         if !d.is_zero() {
@@ -531,76 +444,21 @@ async fn shaped_readable(tcp: &TcpStream, shaper: Option<&mut Shaper>) -> std::i
             tokio::time::sleep(d).await;
         }
     }
-    tcp.readable().await
+    transport.readable().await
 }
 
-/// Write everything queued (encrypted when TLS is up); the buffer is given back.
-async fn flush(
-    tcp: &TcpStream,
-    tls: &mut Option<Box<RecordLayer>>,
-    wbuf: &mut Vec<u8>,
+/// Write everything pending, unless the connection is aborted meanwhile.
+async fn flush<T: Transport>(
+    transport: &mut T,
     shared: &OutShared,
     log: &slog::Logger,
 ) -> Result<(), String> {
-    if wbuf.is_empty() {
+    if !transport.has_output() {
         return Ok(());
     }
-    slog::trace!(log, # "XMPPI", "send"; "xml" => xmppd_proto::xml::log_mask::mask(wbuf));
-    let plain = std::mem::take(wbuf);
-    let data = match tls {
-        Some(layer) => {
-            let mut sealed = Vec::new();
-            layer.seal(&plain, &mut sealed);
-            sealed
-        }
-        None => plain,
-    };
     tokio::select! {
         biased;
         _ = shared.abort.notified() => Err("aborted: peer not reading".into()),
-        r = write_all(tcp, &data) => r.map_err(|e| format!("write: {e}")),
+        r = transport.flush(log) => r.map_err(|e| format!("write: {e}")),
     }
-}
-
-async fn write_all(tcp: &TcpStream, mut data: &[u8]) -> std::io::Result<()> {
-    while !data.is_empty() {
-        match tcp.try_write(data) {
-            Ok(n) => data = &data[n..],
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => tcp.writable().await?,
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(())
-}
-
-async fn handshake(
-    tcp: &mut TcpStream,
-    tls: &TlsContext,
-    timeout: Duration,
-) -> Result<(RecordLayer, ChannelBinding), String> {
-    match tokio::time::timeout(timeout, tls.accept(tcp)).await {
-        Ok(Ok(x)) => Ok(x),
-        Ok(Err(e)) => Err(format!("TLS handshake: {e}")),
-        Err(_) => Err("TLS handshake timed out".into()),
-    }
-}
-
-/// Close: TLS close_notify, TCP shutdown, then give the peer a moment to close its side.
-async fn close(tcp: &mut TcpStream, tls: &mut Option<Box<RecordLayer>>) {
-    if let Some(layer) = tls {
-        let mut alert = Vec::new();
-        layer.close_notify(&mut alert);
-        let _ = write_all(tcp, &alert).await;
-    }
-    let _ = tcp.shutdown().await;
-    let mut buf = [0u8; 512];
-    let _ = tokio::time::timeout(Duration::from_secs(2), async {
-        loop {
-            match tcp.read(&mut buf).await {
-                Ok(0) | Err(_) => break,
-                Ok(_) => {}
-            }
-        }
-    })
-    .await;
 }
