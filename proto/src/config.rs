@@ -156,6 +156,7 @@ pub struct AuthSettings {
     /// `scram`: only SCRAM keys are stored; `plain`: the password is also kept in a
     /// reversible form so that legacy digest authentication can be offered.
     pub password_format: PasswordFormat,
+    /// PBKDF2 iterations for new passwords; at least 4096 (RFC 7677).
     pub scram_iterations: u32,
     /// XEP-0078 `jabber:iq:auth` for old clients.
     pub legacy_auth: bool,
@@ -167,7 +168,7 @@ impl Default for AuthSettings {
     fn default() -> Self {
         AuthSettings {
             password_format: PasswordFormat::Scram,
-            scram_iterations: 4096,
+            scram_iterations: 10_000,
             legacy_auth: true,
             max_failures: 3,
         }
