@@ -207,3 +207,50 @@ async fn failures_cost_the_same_whether_the_account_exists() {
     }
     assert_alike("legacy", median(existing), median(missing));
 }
+
+/// Exchanges left open at the challenge hold nothing: a client that starts SCRAM for an
+/// account and never answers cannot keep the account's owner out.
+#[tokio::test]
+async fn abandoned_exchanges_do_not_lock_an_account_out() {
+    let d = Daemon::with(limits(
+        "auth_failures_per_ip = 10\nauth_failures_per_account = 2",
+    ));
+    let mut idle = Vec::new();
+    for _ in 0..6 {
+        let mut r = Raw::connect(d.starttls, D).await;
+        r.starttls().await;
+        let first = b64("n,,n=alice,r=abandoned");
+        r.send(&format!(
+            "<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='SCRAM-SHA-256'>{first}</auth>"
+        ))
+        .await;
+        assert!(r.next_stanza().await.starts_with("<challenge"));
+        idle.push(r);
+    }
+    let t = Instant::now();
+    let (_alice, _) = Raw::login(d.starttls, D, "alice", "alice-pw", "owner").await;
+    assert!(
+        t.elapsed() < Duration::from_secs(5),
+        "the owner waited {:?} behind abandoned exchanges",
+        t.elapsed()
+    );
+}
+
+/// A client that gives up on one mechanism and starts another on the same stream is
+/// not held back by its own first attempt.
+#[tokio::test]
+async fn a_restarted_exchange_goes_through() {
+    let d = Daemon::with(limits(
+        "auth_failures_per_ip = 1\nauth_failures_per_account = 1",
+    ));
+    let mut r = Raw::connect(d.starttls, D).await;
+    r.starttls().await;
+    let first = b64("n,,n=alice,r=first");
+    r.send(&format!(
+        "<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='SCRAM-SHA-256'>{first}</auth>"
+    ))
+    .await;
+    assert!(r.next_stanza().await.starts_with("<challenge"));
+    let ok = r.auth_plain("alice", "alice-pw").await;
+    assert!(ok.starts_with("<success"), "{ok}");
+}

@@ -149,7 +149,8 @@ impl Account {
         let reply = match features::lookup(&env, Entity::Account, who, &iq).map(|r| r.handler) {
             Some(IqHandler::Account(f)) => return f(self, caller, iq, ctx),
             Some(IqHandler::Pure(_)) => features::answer(&env, Entity::Account, who, &iq),
-            _ => stanza::error_reply(&iq, ErrorCondition::ServiceUnavailable, None),
+            // malformed: bad-request; nobody takes it: service-unavailable
+            _ => features::serve(&env, Entity::Account, who, &iq),
         };
         if let Some(r) = reply {
             self.reply_to(&caller, r);

@@ -41,6 +41,8 @@ pub struct ClientStream {
     pub(super) sasl_account: Option<String>,
     /// The running attempt's place in the failure throttle.
     pub(super) attempt: Option<Attempt>,
+    /// How often the running attempt waited for others in flight.
+    pub(super) throttle_waits: u32,
     pub(super) failures: u32,
 }
 
@@ -53,6 +55,7 @@ fn start(_: &StreamCore) -> Kind {
         sasl_pending: None,
         sasl_account: None,
         attempt: None,
+        throttle_waits: 0,
         failures: 0,
     }))
 }

@@ -2,7 +2,9 @@
 //! table: the fields offered, the password or digest checked, then binding.
 
 use super::c2s::{bind, parts};
-use super::c2s_sasl::{THROTTLE_WAIT, check_failures, nodeprep, reserve, throttle_policy};
+use super::c2s_sasl::{
+    THROTTLE_WAIT, check_failures, derivation_permit, nodeprep, reserve, throttle_policy, wait_turn,
+};
 use super::core::Connection;
 use crate::features;
 use actix::prelude::*;
@@ -61,10 +63,12 @@ fn authenticate(conn: &mut Connection, el: Element, ctx: &mut Context<Connection
     let domain = c.domain_name().to_string();
     let account = format!("{user}@{domain}");
     let attempt = match reserve(core, Some(&account)) {
-        Ok(Some(a)) => a,
-        Ok(None) => {
+        Ok(Some(a)) => {
+            c.throttle_waits = 0;
+            a
+        }
+        Ok(None) if wait_turn(core, c) => {
             // attempts in flight hold the budget: wait for their outcome
-            core.busy = true;
             ctx.run_later(THROTTLE_WAIT, move |act, ctx| {
                 act.core.busy = false;
                 if !act.core.closing() {
@@ -74,7 +78,7 @@ fn authenticate(conn: &mut Connection, el: Element, ctx: &mut Context<Connection
             });
             return;
         }
-        Err(_) => {
+        Ok(None) | Err(_) => {
             let r = stanza::error_reply(
                 &el,
                 ErrorCondition::ResourceConstraint,
@@ -95,6 +99,8 @@ fn authenticate(conn: &mut Connection, el: Element, ctx: &mut Context<Connection
     core.busy = true;
     let u = user.clone();
     async move {
+        // one key derivation: a few at a time (see c2s_sasl::derivation_permit)
+        let _permit = derivation_permit().await;
         storage
             .run(move |b| {
                 let creds = b.credentials(&domain, &u)?;

@@ -76,6 +76,24 @@ pub(super) fn throttle_policy(core: &StreamCore) -> throttle::Policy {
 /// How long an attempt waits when attempts in flight hold the throttle's budget.
 pub(super) const THROTTLE_WAIT: Duration = Duration::from_millis(100);
 
+/// How often it waits before it is refused (`temporary-auth-failure`): 10 s. Places
+/// are held only while the server checks a password or proof (never across a round
+/// trip to the client), so waiting ends as fast as the server works; the bound is for a
+/// server too busy to get there.
+const MAX_THROTTLE_WAITS: u32 = 100;
+
+/// Is this address or account refused for now (too many failures)? No place is taken.
+fn blocked(core: &StreamCore, account: Option<&str>) -> bool {
+    let p = throttle_policy(core);
+    match AuthThrottle::global().check(&p, core.peer.ip(), account, Instant::now()) {
+        Ok(()) => false,
+        Err(why) => {
+            slog::warn!(core.log, # "XMPPI", "authentication refused"; "reason" => %why, "account" => account.unwrap_or(""));
+            true
+        }
+    }
+}
+
 /// Reserve a place in the failure throttle for an attempt from this address for
 /// `account`: `Ok(Some)` to go ahead, `Ok(None)` to ask again after [`THROTTLE_WAIT`],
 /// `Err` when refused.
@@ -109,8 +127,10 @@ fn auth(conn: &mut Connection, el: Element, ctx: &mut Context<Connection>) {
         ));
         return;
     }
-    // a new <auth/> aborts the exchange in progress
+    // a new <auth/> aborts the exchange in progress, with its place in the throttle
     c.sasl = None;
+    c.sasl_pending = None;
+    c.attempt = None;
     let offered = sasl::offered(c.offer(core));
     let Some(mech) = el
         .attr("mechanism")
@@ -159,21 +179,32 @@ fn begin(conn: &mut Connection, mech: Mech, initial: Vec<u8>, ctx: &mut Context<
         Claim::Anonymous => None,
     };
     c.sasl_account = user.clone().flatten().map(|u| format!("{u}@{domain}"));
-    match reserve(core, c.sasl_account.as_deref()) {
-        Ok(Some(a)) => c.attempt = Some(a),
-        Ok(None) => {
-            // attempts in flight hold the budget: wait for their outcome
-            core.busy = true;
-            ctx.run_later(THROTTLE_WAIT, move |act, ctx| {
-                act.core.busy = false;
-                if !act.core.closing() {
-                    begin(act, mech, initial, ctx);
+    if mech == Mech::Plain {
+        // PLAIN's password is checked right after the lookup: the attempt takes its
+        // place in the throttle now, for work the server does, not a round trip
+        match reserve(core, c.sasl_account.as_deref()) {
+            Ok(Some(a)) => {
+                c.attempt = Some(a);
+                c.throttle_waits = 0;
+            }
+            Ok(None) => {
+                if !wait_turn(core, c) {
+                    return failure(core, c, Failure::TemporaryAuthFailure);
                 }
-                act.pump(ctx);
-            });
-            return;
+                ctx.run_later(THROTTLE_WAIT, move |act, ctx| {
+                    act.core.busy = false;
+                    if !act.core.closing() {
+                        begin(act, mech, initial, ctx);
+                    }
+                    act.pump(ctx);
+                });
+                return;
+            }
+            Err(_) => return failure(core, c, Failure::TemporaryAuthFailure),
         }
-        Err(_) => return failure(core, c, Failure::TemporaryAuthFailure),
+    } else if blocked(core, c.sasl_account.as_deref()) {
+        // SCRAM takes its place when the proof arrives (see `response`)
+        return failure(core, c, Failure::TemporaryAuthFailure);
     }
     core.busy = true;
     let storage = core.ctx.storage.clone();
@@ -187,6 +218,12 @@ fn begin(conn: &mut Connection, mech: Mech, initial: Vec<u8>, ctx: &mut Context<
         iterations: core.settings.auth.scram_iterations,
     });
     let lookup = async move {
+        // a PLAIN check is a key derivation: a few at a time, so that a flood of them
+        // does not hold the blocking pool every storage call needs
+        let _permit = match plain {
+            Some(_) => Some(derivation_permit().await),
+            None => None,
+        };
         storage
             .run(move |b| {
                 let creds = match user {
@@ -304,13 +341,65 @@ fn response(conn: &mut Connection, el: &Element, ctx: &mut Context<Connection>) 
     if let Some(mech) = c.sasl_pending.take() {
         return begin(conn, mech, data, ctx);
     }
-    if c.sasl.is_none() {
+    let Some(run) = c.sasl.as_ref() else {
         return core.fail(StreamError::with_text(
             Condition::PolicyViolation,
             "no authentication in progress",
         ));
+    };
+    // the SCRAM proof is checked now: the attempt holds its place in the throttle only
+    // for that check, not while the client takes its time
+    if is_scram(run.mech) && run.steps == 1 && c.attempt.is_none() {
+        match reserve(core, c.sasl_account.as_deref()) {
+            Ok(Some(a)) => {
+                c.attempt = Some(a);
+                c.throttle_waits = 0;
+            }
+            Ok(None) => {
+                if !wait_turn(core, c) {
+                    return failure(core, c, Failure::TemporaryAuthFailure);
+                }
+                let el = el.clone();
+                ctx.run_later(THROTTLE_WAIT, move |act, ctx| {
+                    act.core.busy = false;
+                    if !act.core.closing() {
+                        response(act, &el, ctx);
+                    }
+                    act.pump(ctx);
+                });
+                return;
+            }
+            Err(_) => return failure(core, c, Failure::TemporaryAuthFailure),
+        }
     }
     step(core, c, &data);
+}
+
+/// Wait once more for attempts in flight to end: `false` once this attempt has waited
+/// [`MAX_THROTTLE_WAITS`] times (it is then refused, as if throttled). Marks the stream
+/// busy while it waits.
+pub(super) fn wait_turn(core: &mut StreamCore, c: &mut ClientStream) -> bool {
+    c.throttle_waits += 1;
+    if c.throttle_waits > MAX_THROTTLE_WAITS {
+        c.throttle_waits = 0;
+        return false;
+    }
+    core.busy = true;
+    true
+}
+
+/// Key derivations (PLAIN, legacy authentication) running at once, at most.
+fn derivations() -> &'static tokio::sync::Semaphore {
+    static D: std::sync::OnceLock<tokio::sync::Semaphore> = std::sync::OnceLock::new();
+    D.get_or_init(|| {
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+        tokio::sync::Semaphore::new(cores)
+    })
+}
+
+/// A place among the key derivations running at once.
+pub(super) async fn derivation_permit() -> Option<tokio::sync::SemaphorePermit<'static>> {
+    derivations().acquire().await.ok()
 }
 
 fn step(core: &mut StreamCore, c: &mut ClientStream, data: &[u8]) {

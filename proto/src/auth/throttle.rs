@@ -154,8 +154,19 @@ impl<K: Hash + Eq + Clone> Table<K> {
         }
     }
 
+    /// The key's failures start over; attempts of others still in flight keep their
+    /// places.
     fn forget(&mut self, k: &K) {
-        self.map.remove(k);
+        match self.map.get_mut(k) {
+            Some(e) if e.in_flight > 0 => {
+                let in_flight = e.in_flight;
+                *e = Entry::fresh(e.last, in_flight);
+            }
+            Some(_) => {
+                self.map.remove(k);
+            }
+            None => {}
+        }
     }
 
     /// Drop expired entries; if that is not enough, the least recently failed eighth.
@@ -165,7 +176,13 @@ impl<K: Hash + Eq + Clone> Table<K> {
         if self.map.len() < p.max_entries {
             return;
         }
-        let mut lasts: Vec<Instant> = self.map.values().map(|e| e.last).collect();
+        // entries with attempts in flight stay (their reservations must be found again)
+        let mut lasts: Vec<Instant> = self
+            .map
+            .values()
+            .filter(|e| e.in_flight == 0)
+            .map(|e| e.last)
+            .collect();
         if lasts.is_empty() {
             return;
         }
@@ -175,7 +192,7 @@ impl<K: Hash + Eq + Clone> Table<K> {
         let cut = *cut;
         let mut room = n;
         self.map.retain(|_, e| {
-            if room > 0 && e.last <= cut {
+            if room > 0 && e.in_flight == 0 && e.last <= cut {
                 room -= 1;
                 false
             } else {
@@ -365,12 +382,13 @@ impl Attempt {
     /// The password or proof was wrong: the reservation becomes a failure.
     pub fn failed(mut self, p: &Policy, now: Instant) {
         self.open = false;
-        let t = self.throttle;
-        t.release(&self.ip, self.account.as_ref());
-        t.with(|tables| {
-            tables.ips.fail(&self.ip, p.per_ip, p, now);
+        // one lock: no other attempt may take the place between release and count
+        self.throttle.with(|t| {
+            t.ips.release(&self.ip);
+            t.ips.fail(&self.ip, p.per_ip, p, now);
             if let Some(a) = &self.account {
-                tables.accounts.fail(a, p.per_account, p, now);
+                t.accounts.release(a);
+                t.accounts.fail(a, p.per_account, p, now);
             }
         });
     }
@@ -670,5 +688,33 @@ mod tests {
         drop((b, c));
         assert_eq!(table.count(ip), 0);
         assert!(table.enter(ip, 0).is_some(), "0: no cap");
+    }
+
+    #[test]
+    fn a_success_keeps_the_places_of_others_in_flight() {
+        let t = leaked();
+        let p = policy(); // 2 per account
+        let ip: IpAddr = "192.0.2.9".parse().expect("ip");
+        let other: IpAddr = "192.0.2.10".parse().expect("ip");
+        let now = Instant::now();
+        let Begin::Go(mine) = t.begin(&p, ip, Some("a@x"), now) else {
+            panic!("mine")
+        };
+        let Begin::Go(theirs) = t.begin(&p, other, Some("a@x"), now) else {
+            panic!("theirs")
+        };
+        mine.succeeded();
+        // the other attempt still holds its place: one more fits, not two
+        let Begin::Go(third) = t.begin(&p, ip, Some("a@x"), now) else {
+            panic!("third")
+        };
+        assert!(matches!(t.begin(&p, ip, Some("a@x"), now), Begin::Wait));
+        theirs.failed(&p, now);
+        third.failed(&p, now);
+        // both failures were counted against the account
+        assert!(matches!(
+            t.begin(&p, other, Some("a@x"), now),
+            Begin::Refused(Throttled::Account)
+        ));
     }
 }
