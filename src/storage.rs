@@ -481,6 +481,18 @@ impl Backend for Sqlite {
             rows.collect::<Result<Vec<_>, _>>().map_err(db_err)
         })
     }
+
+    fn iterations_in_use(&self) -> Result<Option<u32>, StorageError> {
+        self.with(|c| {
+            c.query_row(
+                "SELECT iterations FROM accounts GROUP BY iterations ORDER BY count(*) DESC LIMIT 1",
+                [],
+                |r| r.get::<_, u32>(0),
+            )
+            .optional()
+            .map_err(db_err)
+        })
+    }
 }
 
 fn set_version(c: &Connection, domain: &str, user: &str, ver: u64) -> rusqlite::Result<usize> {

@@ -254,3 +254,49 @@ async fn a_restarted_exchange_goes_through() {
     let ok = r.auth_plain("alice", "alice-pw").await;
     assert!(ok.starts_with("<success"), "{ok}");
 }
+
+/// The iteration count of a SCRAM challenge (`i=`).
+fn iterations_of(challenge: &str) -> Option<String> {
+    let data = base64::engine::general_purpose::STANDARD
+        .decode(inner_text(challenge))
+        .ok()?;
+    let text = String::from_utf8(data).ok()?;
+    text.split(',')
+        .find_map(|f| f.strip_prefix("i="))
+        .map(str::to_string)
+}
+
+/// Accounts made under an older iteration count and names with no account answer a
+/// SCRAM client-first with the same `i=`, after the setting was raised.
+#[tokio::test]
+async fn a_raised_iteration_count_does_not_tell_old_accounts_from_missing_ones() {
+    let mut d = Daemon::with(Options {
+        extra: "[auth]\nscram_iterations = 4096\n".into(),
+        ..Options::default()
+    });
+    d.terminate();
+    let text = std::fs::read_to_string(&d.config).expect("config");
+    std::fs::write(
+        &d.config,
+        text.replace("scram_iterations = 4096", "scram_iterations = 20000"),
+    )
+    .expect("config");
+    d.spawn();
+    let mut seen = Vec::new();
+    for user in ["alice", "ghost"] {
+        let mut r = Raw::connect(d.starttls, D).await;
+        r.starttls().await;
+        let first = b64(&format!("n,,n={user},r=abcdef"));
+        r.send(&format!(
+            "<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='SCRAM-SHA-256'>{first}</auth>"
+        ))
+        .await;
+        let c = r.next_stanza().await;
+        seen.push(iterations_of(&c));
+    }
+    assert_eq!(seen[0].as_deref(), Some("4096"), "{seen:?}");
+    assert_eq!(
+        seen[0], seen[1],
+        "i= tells alice from a missing account: {seen:?}"
+    );
+}

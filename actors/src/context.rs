@@ -91,6 +91,9 @@ pub struct ServerContext {
     pub started: Instant,
     /// Flips to true when the server shuts down; every connection watches it.
     pub shutdown: tokio::sync::watch::Sender<bool>,
+    /// The iteration count of an unknown user's decoy credentials: what most stored
+    /// accounts have (read at start), else the configured one.
+    pub decoy_iterations: std::sync::atomic::AtomicU32,
 }
 
 pub type Ctx = Arc<ServerContext>;

@@ -58,6 +58,14 @@ impl Server {
         };
         let workers: Vec<Arbiter> = (0..n).map(|_| Arbiter::new()).collect();
         let (shutdown, _) = tokio::sync::watch::channel(false);
+        let decoy_iterations = match storage.backend().iterations_in_use() {
+            Ok(Some(n)) => n,
+            Ok(None) => settings.auth.scram_iterations,
+            Err(e) => {
+                slog::warn!(log, "cannot read the iteration count in use"; "error" => %e);
+                settings.auth.scram_iterations
+            }
+        };
         let ctx = Arc::new(ServerContext {
             settings: Live::new(settings),
             storage,
@@ -68,6 +76,7 @@ impl Server {
             stats: Arc::new(Stats::default()),
             started: Instant::now(),
             shutdown,
+            decoy_iterations: decoy_iterations.into(),
         });
         let replicas = workers
             .iter()

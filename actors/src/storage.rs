@@ -51,6 +51,12 @@ pub trait Backend: Send + Sync + 'static {
     /// Removes the account and everything stored for it.
     fn delete_account(&self, domain: &str, user: &str) -> Result<(), StorageError>;
     fn list_accounts(&self, domain: &str) -> Result<Vec<String>, StorageError>;
+    /// The SCRAM iteration count most stored accounts have (`None`: no account). An
+    /// unknown user's decoy credentials use it, so that `i=` in a SCRAM challenge does
+    /// not tell accounts made with an older setting from names that have none.
+    fn iterations_in_use(&self) -> Result<Option<u32>, StorageError> {
+        Ok(None)
+    }
     fn account_exists(&self, domain: &str, user: &str) -> Result<bool, StorageError> {
         Ok(self.credentials(domain, user)?.is_some())
     }

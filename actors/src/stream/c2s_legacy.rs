@@ -93,7 +93,7 @@ fn authenticate(conn: &mut Connection, el: Element, ctx: &mut Context<Connection
     // account: the same work either way) run on the blocking pool
     let storage = core.ctx.storage.clone();
     let server = core.ctx.clone();
-    let iterations = core.settings.auth.scram_iterations;
+    let iterations = core.ctx.decoy_iterations.load(Ordering::Relaxed);
     let stream_id = core.stream_id.clone();
     let check = req.clone();
     core.busy = true;

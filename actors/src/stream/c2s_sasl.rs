@@ -215,7 +215,7 @@ fn begin(conn: &mut Connection, mech: Mech, initial: Vec<u8>, ctx: &mut Context<
         domain: domain.clone(),
         claim: claim.clone(),
         initial: initial.clone(),
-        iterations: core.settings.auth.scram_iterations,
+        iterations: core.ctx.decoy_iterations.load(Ordering::Relaxed),
     });
     let lookup = async move {
         // a PLAIN check is a key derivation: a few at a time, so that a flood of them
@@ -316,7 +316,7 @@ fn started(
         .filter(|_| mech.is_plus())
         .unwrap_or_default();
     let domain = c.domain_name().to_string();
-    let iterations = core.settings.auth.scram_iterations;
+    let iterations = core.ctx.decoy_iterations.load(Ordering::Relaxed);
     let decoy = &core.ctx.decoy;
     let start = guarded(|| Exchange::start(mech, claim, &domain, creds, cb, decoy, iterations));
     match start.unwrap_or(Err(Failure::MalformedRequest)) {
