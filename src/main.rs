@@ -21,13 +21,12 @@ mod storage;
 use clap::{Parser, Subcommand};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::Arc;
 use std::time::Duration;
 use xmppd_actors::config::{PasswordFormat, Settings};
 use xmppd_actors::registry::SetDomains;
 use xmppd_actors::scram::Credentials;
 use xmppd_actors::server::Server;
-use xmppd_actors::storage::{Backend, Storage, StorageError};
+use xmppd_actors::storage::{Storage, StorageError};
 
 #[derive(Parser)]
 #[command(
@@ -177,14 +176,6 @@ fn check_config(path: Option<&Path>) -> ExitCode {
     }
 }
 
-fn database_path(s: &Settings) -> PathBuf {
-    if s.storage.database.is_absolute() {
-        s.storage.database.clone()
-    } else {
-        s.data_dir.join(&s.storage.database)
-    }
-}
-
 #[derive(Debug, thiserror::Error)]
 enum CliError {
     #[error(transparent)]
@@ -248,7 +239,7 @@ fn account_error(e: StorageError, user: &str, domain: &str) -> CliError {
 }
 
 fn account(s: &Settings, action: AccountCmd) -> Result<(), CliError> {
-    let db = storage::Sqlite::open(&database_path(s))?;
+    let db = storage::open(s, storage::quiet())?;
     match action {
         AccountCmd::Add { jid, password } => {
             let (user, domain) = parse_account(&jid, s)?;
@@ -299,7 +290,7 @@ fn run(
         .and_then(Path::parent)
         .map(Path::to_path_buf)
         .unwrap_or_default();
-    let db = Arc::new(storage::Sqlite::open(&database_path(&settings))?);
+    let db = storage::open(&settings, log.new(slog::o!("module" => "storage")))?;
     let tls = certs::tls_context(&settings, &base)?;
     let storage = Storage::new(db.clone());
     let system = actix_rt::System::new();

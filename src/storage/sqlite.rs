@@ -1,9 +1,13 @@
 //! The embedded SQLite storage backend.
 //!
 //! WAL journal with `synchronous = FULL`: a write the server acknowledged survives a
-//! crash of the process and of the machine. Connections are pooled; SQLite serialises
-//! writers itself (busy timeout 5 s).
+//! crash of the process and of the machine. Every write goes through the one writer
+//! thread ([`super::writer`]), which commits what arrives together in one transaction
+//! (`BEGIN IMMEDIATE`); reads run concurrently on pooled read-only connections, which
+//! WAL lets read beside the writer.
 
+use super::migrations::{ACCOUNT_TABLES, SQLITE as MIGRATIONS};
+use super::writer::{WriteConn, Writer, WriterLimits};
 use rusqlite::{Connection, OptionalExtension, params};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -11,125 +15,115 @@ use xmppd_actors::roster::{Item, Sub};
 use xmppd_actors::scram::{Credentials, ScramKeys};
 use xmppd_actors::storage::{Backend, RosterData, StorageError};
 
-/// Schema migrations, applied in order; `user_version` records how many ran.
-const MIGRATIONS: &[&str] = &[
-    "CREATE TABLE accounts (
-        domain TEXT NOT NULL,
-        username TEXT NOT NULL,
-        salt BLOB NOT NULL,
-        iterations INTEGER NOT NULL,
-        sha1_stored BLOB NOT NULL,
-        sha1_server BLOB NOT NULL,
-        sha256_stored BLOB NOT NULL,
-        sha256_server BLOB NOT NULL,
-        password TEXT,
-        created INTEGER NOT NULL DEFAULT (strftime('%s','now')),
-        PRIMARY KEY (domain, username)
-    ) WITHOUT ROWID;",
-    "CREATE TABLE roster (
-        domain TEXT NOT NULL, username TEXT NOT NULL, contact TEXT NOT NULL,
-        name TEXT, groups TEXT NOT NULL DEFAULT '[]',
-        subscription TEXT NOT NULL DEFAULT 'none',
-        ask INTEGER NOT NULL DEFAULT 0, approved INTEGER NOT NULL DEFAULT 0,
-        PRIMARY KEY (domain, username, contact)
-    ) WITHOUT ROWID;
-    CREATE TABLE roster_version (
-        domain TEXT NOT NULL, username TEXT NOT NULL, ver INTEGER NOT NULL,
-        PRIMARY KEY (domain, username)
-    ) WITHOUT ROWID;
-    CREATE TABLE pending_in (
-        domain TEXT NOT NULL, username TEXT NOT NULL, contact TEXT NOT NULL, stanza TEXT NOT NULL,
-        PRIMARY KEY (domain, username, contact)
-    ) WITHOUT ROWID;
-    CREATE TABLE offline (
-        id INTEGER PRIMARY KEY AUTOINCREMENT,
-        domain TEXT NOT NULL, username TEXT NOT NULL, stanza TEXT NOT NULL,
-        stored INTEGER NOT NULL DEFAULT (strftime('%s','now'))
-    );
-    CREATE INDEX offline_by_user ON offline (domain, username, id);
-    CREATE TABLE documents (
-        domain TEXT NOT NULL, username TEXT NOT NULL, key TEXT NOT NULL, xml TEXT NOT NULL,
-        PRIMARY KEY (domain, username, key)
-    ) WITHOUT ROWID;
-    CREATE TABLE blocklist (
-        domain TEXT NOT NULL, username TEXT NOT NULL, jid TEXT NOT NULL,
-        PRIMARY KEY (domain, username, jid)
-    ) WITHOUT ROWID;",
-];
-
-/// Tables holding per-account data, emptied when the account is deleted.
-const ACCOUNT_TABLES: &[&str] = &[
-    "roster",
-    "roster_version",
-    "pending_in",
-    "offline",
-    "documents",
-    "blocklist",
-    "accounts",
-];
+/// Idle read connections kept open.
+const READ_POOL: usize = 8;
 
 pub struct Sqlite {
     path: PathBuf,
-    pool: Mutex<Vec<Connection>>,
+    readers: Mutex<Vec<Connection>>,
+    writer: Writer<Connection>,
 }
 
 fn db_err(e: rusqlite::Error) -> StorageError {
     StorageError::Backend(e.to_string())
 }
 
+impl WriteConn for Connection {
+    fn begin(&mut self) -> Result<(), StorageError> {
+        self.execute_batch("BEGIN IMMEDIATE").map_err(db_err)
+    }
+    fn commit(&mut self) -> Result<(), StorageError> {
+        self.execute_batch("COMMIT").map_err(db_err)
+    }
+    fn rollback(&mut self) {
+        if !self.is_autocommit() {
+            let _ = self.execute_batch("ROLLBACK");
+        }
+    }
+    fn savepoint(&mut self) -> Result<(), StorageError> {
+        self.execute_batch("SAVEPOINT w").map_err(db_err)
+    }
+    fn release(&mut self) -> Result<(), StorageError> {
+        self.execute_batch("RELEASE w").map_err(db_err)
+    }
+    fn rollback_to(&mut self) -> Result<(), StorageError> {
+        self.execute_batch("ROLLBACK TO w").map_err(db_err)
+    }
+    fn in_transaction(&self) -> bool {
+        !self.is_autocommit()
+    }
+}
+
+fn connect(path: &Path) -> Result<Connection, StorageError> {
+    let c = Connection::open(path)
+        .map_err(|e| StorageError::Backend(format!("{}: {e}", path.display())))?;
+    c.busy_timeout(std::time::Duration::from_secs(5))
+        .map_err(db_err)?;
+    c.execute_batch(
+        "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON; PRAGMA cache_size = -1024;",
+    )
+    .map_err(db_err)?;
+    Ok(c)
+}
+
 impl Sqlite {
     /// Open (creating and migrating as needed) the database at `path`.
-    pub fn open(path: &Path) -> Result<Sqlite, StorageError> {
+    pub fn open(
+        path: &Path,
+        limits: WriterLimits,
+        log: slog::Logger,
+    ) -> Result<Sqlite, StorageError> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir)
                 .map_err(|e| StorageError::Backend(format!("{}: {e}", dir.display())))?;
         }
-        let s = Sqlite {
+        let w = connect(path)?;
+        migrate(&w)?;
+        Ok(Sqlite {
             path: path.to_path_buf(),
-            pool: Mutex::new(Vec::new()),
-        };
-        let conn = s.connect()?;
-        migrate(&conn)?;
-        s.give_back(conn);
-        Ok(s)
-    }
-
-    fn connect(&self) -> Result<Connection, StorageError> {
-        let c = Connection::open(&self.path)
-            .map_err(|e| StorageError::Backend(format!("{}: {e}", self.path.display())))?;
-        c.busy_timeout(std::time::Duration::from_secs(5))
-            .map_err(db_err)?;
-        c.execute_batch(
-            "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON; PRAGMA cache_size = -1024;",
-        )
-        .map_err(db_err)?;
-        Ok(c)
+            readers: Mutex::new(Vec::new()),
+            writer: Writer::start("sqlite", w, limits, log),
+        })
     }
 
     fn give_back(&self, c: Connection) {
-        if let Ok(mut p) = self.pool.lock()
-            && p.len() < 4
+        if let Ok(mut p) = self.readers.lock()
+            && p.len() < READ_POOL
         {
             p.push(c);
         }
     }
 
+    /// Run a read on a pooled read-only connection.
     fn with<R>(
         &self,
         f: impl FnOnce(&Connection) -> Result<R, StorageError>,
     ) -> Result<R, StorageError> {
-        let pooled = self.pool.lock().ok().and_then(|mut p| p.pop());
+        let pooled = self.readers.lock().ok().and_then(|mut p| p.pop());
         let c = match pooled {
             Some(c) => c,
-            None => self.connect()?,
+            None => {
+                let c = connect(&self.path)?;
+                c.execute_batch("PRAGMA query_only = ON").map_err(db_err)?;
+                c
+            }
         };
         let r = f(&c);
         self.give_back(c);
         r
     }
 
-    /// Checkpoint the WAL into the main file (at shutdown).
+    /// Run a write on the writer; returns once it is committed.
+    fn write(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<(), StorageError> + Send + 'static,
+    ) -> Result<(), StorageError> {
+        self.writer.write(move |c| f(c))
+    }
+
+    /// Finish the queued writes and checkpoint the WAL into the main file (at shutdown).
     pub fn flush(&self) -> Result<(), StorageError> {
+        self.writer.stop();
         self.with(|c| {
             c.execute_batch("PRAGMA wal_checkpoint(TRUNCATE);")
                 .map_err(db_err)
@@ -143,7 +137,7 @@ fn migrate(c: &Connection) -> Result<(), StorageError> {
         .map_err(db_err)? as usize;
     for (i, m) in MIGRATIONS.iter().enumerate().skip(done) {
         c.execute_batch(&format!(
-            "BEGIN; {m} PRAGMA user_version = {}; COMMIT;",
+            "BEGIN IMMEDIATE; {m} PRAGMA user_version = {}; COMMIT;",
             i + 1
         ))
         .map_err(db_err)?;
@@ -167,6 +161,11 @@ fn row_to_creds(r: &rusqlite::Row<'_>) -> rusqlite::Result<Credentials> {
     })
 }
 
+/// Owned copies of the arguments a write job needs (jobs outlive the call's borrows).
+fn own(domain: &str, user: &str) -> (String, String) {
+    (domain.to_owned(), user.to_owned())
+}
+
 impl Backend for Sqlite {
     fn credentials(&self, domain: &str, user: &str) -> Result<Option<Credentials>, StorageError> {
         self.with(|c| {
@@ -185,25 +184,31 @@ impl Backend for Sqlite {
         user: &str,
         k: &Credentials,
     ) -> Result<(), StorageError> {
-        self.with(|c| {
-            let r = c.execute(
-                "INSERT INTO accounts (domain, username, salt, iterations, sha1_stored, sha1_server, sha256_stored, sha256_server, password)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-                params![
-                    domain,
-                    user,
-                    k.salt,
-                    k.iterations,
-                    k.sha1.stored_key,
-                    k.sha1.server_key,
-                    k.sha256.stored_key,
-                    k.sha256.server_key,
-                    k.plain
-                ],
-            );
+        let ((domain, user), k) = (own(domain, user), k.clone());
+        self.write(move |c| {
+            let r = c
+                .prepare_cached(
+                    "INSERT INTO accounts (domain, username, salt, iterations, sha1_stored, sha1_server, sha256_stored, sha256_server, password)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                )
+                .and_then(|mut st| {
+                    st.execute(params![
+                        domain,
+                        user,
+                        k.salt,
+                        k.iterations,
+                        k.sha1.stored_key,
+                        k.sha1.server_key,
+                        k.sha256.stored_key,
+                        k.sha256.server_key,
+                        k.plain
+                    ])
+                });
             match r {
                 Ok(_) => Ok(()),
-                Err(rusqlite::Error::SqliteFailure(e, _)) if e.code == rusqlite::ErrorCode::ConstraintViolation => {
+                Err(rusqlite::Error::SqliteFailure(e, _))
+                    if e.code == rusqlite::ErrorCode::ConstraintViolation =>
+                {
                     Err(StorageError::Exists)
                 }
                 Err(e) => Err(db_err(e)),
@@ -217,7 +222,8 @@ impl Backend for Sqlite {
         user: &str,
         k: &Credentials,
     ) -> Result<(), StorageError> {
-        self.with(|c| {
+        let ((domain, user), k) = (own(domain, user), k.clone());
+        self.write(move |c| {
             let n = c
                 .execute(
                     "UPDATE accounts SET salt = ?3, iterations = ?4, sha1_stored = ?5, sha1_server = ?6,
@@ -240,29 +246,31 @@ impl Backend for Sqlite {
     }
 
     fn delete_account(&self, domain: &str, user: &str) -> Result<(), StorageError> {
-        self.with(|c| {
-            let tx = c.unchecked_transaction().map_err(db_err)?;
+        let (domain, user) = own(domain, user);
+        self.write(move |c| {
             let mut n = 0;
-            // `accounts` is last: its count says whether the account existed
             for t in ACCOUNT_TABLES {
                 let sql = format!("DELETE FROM {t} WHERE domain = ?1 AND username = ?2");
-                n = tx.execute(&sql, params![domain, user]).map_err(db_err)?;
+                n = c.execute(&sql, params![domain, user]).map_err(db_err)?;
             }
             if n == 0 {
-                return Err(StorageError::NotFound);
+                Err(StorageError::NotFound)
+            } else {
+                Ok(())
             }
-            tx.commit().map_err(db_err)
         })
     }
 
     fn roster_load(&self, domain: &str, user: &str) -> Result<RosterData, StorageError> {
         self.with(|c| {
-            let items = Sqlite::roster_items(c, domain, user).map_err(db_err)?;
-            let ver: Option<i64> = c
+            // one snapshot for items, version and requests
+            let tx = c.unchecked_transaction().map_err(db_err)?;
+            let items = Sqlite::roster_items(&tx, domain, user).map_err(db_err)?;
+            let ver: Option<i64> = tx
                 .query_row("SELECT ver FROM roster_version WHERE domain = ?1 AND username = ?2", params![domain, user], |r| r.get(0))
                 .optional()
                 .map_err(db_err)?;
-            let mut st = c
+            let mut st = tx
                 .prepare_cached("SELECT contact, stanza FROM pending_in WHERE domain = ?1 AND username = ?2 ORDER BY contact")
                 .map_err(db_err)?;
             let pending = st
@@ -281,19 +289,21 @@ impl Backend for Sqlite {
         item: &Item,
         ver: u64,
     ) -> Result<(), StorageError> {
-        self.with(|c| {
-            let tx = c.unchecked_transaction().map_err(db_err)?;
+        let ((domain, user), item) = (own(domain, user), item.clone());
+        self.write(move |c| {
             let groups = serde_json::to_string(&item.groups).unwrap_or_else(|_| "[]".into());
-            tx.execute(
+            c.prepare_cached(
                 "INSERT INTO roster (domain, username, contact, name, groups, subscription, ask, approved)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
                  ON CONFLICT (domain, username, contact) DO UPDATE SET name = excluded.name, groups = excluded.groups,
                  subscription = excluded.subscription, ask = excluded.ask, approved = excluded.approved",
-                params![domain, user, item.jid, item.name, groups, item.sub.as_str(), item.ask, item.approved],
             )
+            .and_then(|mut st| {
+                st.execute(params![domain, user, item.jid, item.name, groups, item.sub.as_str(), item.ask, item.approved])
+            })
             .map_err(db_err)?;
-            set_version(&tx, domain, user, ver).map_err(db_err)?;
-            tx.commit().map_err(db_err)
+            set_version(c, &domain, &user, ver).map_err(db_err)?;
+            Ok(())
         })
     }
 
@@ -304,20 +314,20 @@ impl Backend for Sqlite {
         jid: &str,
         ver: u64,
     ) -> Result<(), StorageError> {
-        self.with(|c| {
-            let tx = c.unchecked_transaction().map_err(db_err)?;
-            tx.execute(
+        let ((domain, user), jid) = (own(domain, user), jid.to_owned());
+        self.write(move |c| {
+            c.execute(
                 "DELETE FROM roster WHERE domain = ?1 AND username = ?2 AND contact = ?3",
                 params![domain, user, jid],
             )
             .map_err(db_err)?;
-            tx.execute(
+            c.execute(
                 "DELETE FROM pending_in WHERE domain = ?1 AND username = ?2 AND contact = ?3",
                 params![domain, user, jid],
             )
             .map_err(db_err)?;
-            set_version(&tx, domain, user, ver).map_err(db_err)?;
-            tx.commit().map_err(db_err)
+            set_version(c, &domain, &user, ver).map_err(db_err)?;
+            Ok(())
         })
     }
 
@@ -328,7 +338,9 @@ impl Backend for Sqlite {
         contact: &str,
         stanza: Option<&str>,
     ) -> Result<(), StorageError> {
-        self.with(|c| {
+        let ((domain, user), contact) = (own(domain, user), contact.to_owned());
+        let stanza = stanza.map(str::to_owned);
+        self.write(move |c| {
             match stanza {
                 Some(x) => c.execute(
                     "INSERT INTO pending_in (domain, username, contact, stanza) VALUES (?1, ?2, ?3, ?4)
@@ -352,24 +364,21 @@ impl Backend for Sqlite {
         stanza: &str,
         limit: usize,
     ) -> Result<(), StorageError> {
-        self.with(|c| {
-            let tx = c.unchecked_transaction().map_err(db_err)?;
-            let n: i64 = tx
-                .query_row(
-                    "SELECT count(*) FROM offline WHERE domain = ?1 AND username = ?2",
-                    params![domain, user],
-                    |r| r.get(0),
-                )
+        let ((domain, user), stanza) = (own(domain, user), stanza.to_owned());
+        // the count and the insert run in the writer's transaction: no other write
+        // can come between them
+        self.write(move |c| {
+            let n: i64 = c
+                .prepare_cached("SELECT count(*) FROM offline WHERE domain = ?1 AND username = ?2")
+                .and_then(|mut st| st.query_row(params![domain, user], |r| r.get(0)))
                 .map_err(db_err)?;
             if n as usize >= limit {
                 return Err(StorageError::Full);
             }
-            tx.execute(
-                "INSERT INTO offline (domain, username, stanza) VALUES (?1, ?2, ?3)",
-                params![domain, user, stanza],
-            )
-            .map_err(db_err)?;
-            tx.commit().map_err(db_err)
+            c.prepare_cached("INSERT INTO offline (domain, username, stanza) VALUES (?1, ?2, ?3)")
+                .and_then(|mut st| st.execute(params![domain, user, stanza]))
+                .map(|_| ())
+                .map_err(db_err)
         })
     }
 
@@ -392,7 +401,8 @@ impl Backend for Sqlite {
     }
 
     fn offline_delete(&self, domain: &str, user: &str, last_id: i64) -> Result<(), StorageError> {
-        self.with(|c| {
+        let (domain, user) = own(domain, user);
+        self.write(move |c| {
             c.execute(
                 "DELETE FROM offline WHERE domain = ?1 AND username = ?2 AND id <= ?3",
                 params![domain, user, last_id],
@@ -426,7 +436,8 @@ impl Backend for Sqlite {
         key: &str,
         xml: &str,
     ) -> Result<(), StorageError> {
-        self.with(|c| {
+        let ((domain, user), key, xml) = (own(domain, user), key.to_owned(), xml.to_owned());
+        self.write(move |c| {
             c.execute(
                 "INSERT INTO documents (domain, username, key, xml) VALUES (?1, ?2, ?3, ?4)
                  ON CONFLICT (domain, username, key) DO UPDATE SET xml = excluded.xml",
@@ -452,22 +463,26 @@ impl Backend for Sqlite {
     }
 
     fn blocklist_set(&self, domain: &str, user: &str, jids: &[String]) -> Result<(), StorageError> {
-        self.with(|c| {
-            let tx = c.unchecked_transaction().map_err(db_err)?;
-            tx.execute(
+        let ((domain, user), jids) = (own(domain, user), jids.to_vec());
+        self.write(move |c| {
+            c.execute(
                 "DELETE FROM blocklist WHERE domain = ?1 AND username = ?2",
                 params![domain, user],
             )
             .map_err(db_err)?;
-            for j in jids {
-                tx.execute(
+            for j in &jids {
+                c.execute(
                     "INSERT OR IGNORE INTO blocklist (domain, username, jid) VALUES (?1, ?2, ?3)",
                     params![domain, user, j],
                 )
                 .map_err(db_err)?;
             }
-            tx.commit().map_err(db_err)
+            Ok(())
         })
+    }
+
+    fn stats(&self) -> Vec<(&'static str, u64)> {
+        super::writer_stats(&self.writer.stats)
     }
 
     fn list_accounts(&self, domain: &str) -> Result<Vec<String>, StorageError> {
@@ -515,115 +530,132 @@ impl Sqlite {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::storage::{conformance, quiet};
+    use std::sync::Arc;
+    use std::sync::atomic::Ordering;
+
+    const LIMITS: WriterLimits = WriterLimits {
+        queue: 64,
+        batch: 32,
+    };
+
+    fn open(dir: &tempfile::TempDir) -> Sqlite {
+        Sqlite::open(&dir.path().join("db").join("x.sqlite"), LIMITS, quiet()).expect("open")
+    }
 
     #[test]
     fn accounts_round_trip_and_survive_reopen() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let path = dir.path().join("db").join("x.sqlite");
-        let db = Sqlite::open(&path).expect("open");
-        let creds = Credentials::derive("pw", 64, false);
-        db.create_account("a.test", "alice", &creds)
+        let db = open(&dir);
+        conformance::accounts(&db);
+        db.create_account("a.test", "kept", &Credentials::derive("pw", 64, false))
             .expect("create");
-        assert_eq!(
-            db.create_account("a.test", "alice", &creds),
-            Err(StorageError::Exists)
-        );
-        assert_eq!(
-            db.credentials("a.test", "alice").expect("get"),
-            Some(creds.clone())
-        );
-        assert_eq!(db.credentials("b.test", "alice").expect("get"), None);
         drop(db);
-        let db = Sqlite::open(&path).expect("reopen");
-        assert_eq!(
-            db.list_accounts("a.test").expect("list"),
-            vec!["alice".to_string()]
-        );
-        let new = Credentials::derive("pw2", 64, true);
-        db.set_credentials("a.test", "alice", &new).expect("passwd");
-        assert!(
-            db.credentials("a.test", "alice")
-                .expect("get")
-                .is_some_and(|c| c.verify_password("pw2"))
-        );
-        assert_eq!(
-            db.set_credentials("a.test", "bob", &new),
-            Err(StorageError::NotFound)
-        );
-        db.delete_account("a.test", "alice").expect("del");
-        assert_eq!(
-            db.delete_account("a.test", "alice"),
-            Err(StorageError::NotFound)
-        );
+        let db = open(&dir);
+        assert_eq!(db.list_accounts("a.test").expect("list"), ["kept"]);
     }
 
     #[test]
     fn roster_offline_documents_blocklist() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let db = Sqlite::open(&dir.path().join("x.sqlite")).expect("open");
-        db.create_account("a.test", "alice", &Credentials::derive("pw", 64, false))
-            .expect("create");
-        let mut item = Item::new("bob@a.test");
-        item.groups = vec!["Friends".into()];
-        item.sub = Sub::To;
-        db.roster_put("a.test", "alice", &item, 3).expect("put");
-        db.pending_in(
-            "a.test",
-            "alice",
-            "carol@b.test",
-            Some("<presence type='subscribe'/>"),
-        )
-        .expect("pending");
-        let r = db.roster_load("a.test", "alice").expect("load");
-        assert_eq!(r.ver, 3);
-        assert_eq!(r.items, vec![item]);
-        assert_eq!(r.pending_in.len(), 1);
-        db.roster_remove("a.test", "alice", "bob@a.test", 4)
-            .expect("remove");
+        conformance::roster_offline_documents_blocklist(&open(&dir));
+    }
+
+    #[test]
+    fn concurrent_writes_all_succeed() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let db = Arc::new(open(&dir));
+        conformance::concurrent_writes_all_succeed(db.clone());
+        let stats: std::collections::HashMap<_, _> = db.stats().into_iter().collect();
+        assert_eq!(stats["storage_errors"], 8 * 20 - 50, "{stats:?}");
+        // group commit: fewer transactions than writes
         assert!(
-            db.roster_load("a.test", "alice")
-                .expect("load")
-                .items
-                .is_empty()
+            stats["storage_commits"] < stats["storage_writes"],
+            "{stats:?}"
         );
-        for i in 0..3 {
-            db.offline_push("a.test", "alice", &format!("<message id='{i}'/>"), 3)
-                .expect("push");
+    }
+
+    /// A writer whose first job holds it until `release` is dropped, so that the
+    /// writes sent meanwhile wait together.
+    fn held_writer(
+        dir: &tempfile::TempDir,
+        limits: WriterLimits,
+    ) -> (Arc<Writer<Connection>>, std::sync::mpsc::SyncSender<()>) {
+        let c = connect(&dir.path().join("w.sqlite")).expect("connect");
+        c.execute_batch("CREATE TABLE t (k INTEGER PRIMARY KEY)")
+            .expect("table");
+        let w = Arc::new(Writer::start("test", c, limits, quiet()));
+        let (release, hold) = std::sync::mpsc::sync_channel::<()>(0);
+        let w2 = w.clone();
+        std::thread::spawn(move || {
+            w2.write(move |_| {
+                let _ = hold.recv();
+                Ok(())
+            })
+        });
+        while w.stats.pending.load(Ordering::Relaxed) == 0 {
+            std::thread::yield_now();
         }
-        assert_eq!(
-            db.offline_push("a.test", "alice", "<message/>", 3),
-            Err(StorageError::Full)
-        );
-        assert!(db.offline_waiting("a.test", "alice").expect("waiting"));
-        assert!(!db.offline_waiting("a.test", "bob").expect("waiting"));
-        let msgs = db.offline_list("a.test", "alice").expect("list");
-        assert_eq!(msgs.len(), 3);
-        db.offline_delete("a.test", "alice", msgs[1].0)
-            .expect("delete");
-        assert_eq!(db.offline_list("a.test", "alice").expect("list").len(), 1);
-        db.document_set(
-            "a.test",
-            "alice",
-            "vcard-temp",
-            "<vCard xmlns='vcard-temp'/>",
-        )
-        .expect("set");
-        assert!(
-            db.document_get("a.test", "alice", "vcard-temp")
-                .expect("get")
-                .is_some()
-        );
-        db.blocklist_set("a.test", "alice", &["spam@x".into(), "evil.example".into()])
-            .expect("set");
-        assert_eq!(db.blocklist_get("a.test", "alice").expect("get").len(), 2);
-        db.delete_account("a.test", "alice").expect("delete");
-        assert!(db.offline_list("a.test", "alice").expect("list").is_empty());
-        assert!(db.blocklist_get("a.test", "alice").expect("get").is_empty());
-        assert!(
-            db.roster_load("a.test", "alice")
-                .expect("load")
-                .pending_in
-                .is_empty()
-        );
+        (w, release)
+    }
+
+    fn insert(
+        w: &Arc<Writer<Connection>>,
+        k: i64,
+    ) -> std::thread::JoinHandle<Result<(), StorageError>> {
+        let w = w.clone();
+        std::thread::spawn(move || {
+            w.write(move |c| {
+                c.execute("INSERT INTO t (k) VALUES (?1)", [k])
+                    .map(|_| ())
+                    .map_err(db_err)
+            })
+        })
+    }
+
+    #[test]
+    fn a_failed_write_fails_alone_in_its_batch() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (w, release) = held_writer(&dir, LIMITS);
+        let first = insert(&w, 1);
+        // wait until it is queued, then a duplicate and a neighbour
+        while w.stats.pending.load(Ordering::Relaxed) < 2 {
+            std::thread::yield_now();
+        }
+        let dup = insert(&w, 1);
+        let other = insert(&w, 2);
+        while w.stats.pending.load(Ordering::Relaxed) < 4 {
+            std::thread::yield_now();
+        }
+        drop(release);
+        assert_eq!(first.join().expect("join"), Ok(()));
+        assert!(dup.join().expect("join").is_err());
+        assert_eq!(other.join().expect("join"), Ok(()));
+        // the held job's transaction, then one for the three
+        assert_eq!(w.stats.commits.load(Ordering::Relaxed), 2);
+        assert_eq!(w.stats.writes.load(Ordering::Relaxed), 3);
+        assert_eq!(w.stats.errors.load(Ordering::Relaxed), 1);
+        let c = connect(&dir.path().join("w.sqlite")).expect("connect");
+        let n: i64 = c
+            .query_row("SELECT count(*) FROM t", [], |r| r.get(0))
+            .expect("count");
+        assert_eq!(n, 2);
+    }
+
+    #[test]
+    fn a_full_queue_makes_writers_wait_not_fail() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (w, release) = held_writer(&dir, WriterLimits { queue: 2, batch: 2 });
+        let writers: Vec<_> = (0..20).map(|k| insert(&w, k)).collect();
+        // more writers than the queue holds are waiting, none has been answered
+        while w.stats.pending.load(Ordering::Relaxed) < 21 {
+            std::thread::yield_now();
+        }
+        assert_eq!(w.stats.errors.load(Ordering::Relaxed), 0);
+        drop(release);
+        for h in writers {
+            assert_eq!(h.join().expect("join"), Ok(()));
+        }
+        assert_eq!(w.stats.writes.load(Ordering::Relaxed), 21);
     }
 }
