@@ -290,6 +290,9 @@ fn run(
         .and_then(Path::parent)
         .map(Path::to_path_buf)
         .unwrap_or_default();
+    // the database may live elsewhere (PostgreSQL); generated certificates and the
+    // admin address still go here
+    std::fs::create_dir_all(&settings.data_dir)?;
     let db = storage::open(&settings, log.new(slog::o!("module" => "storage")))?;
     let tls = certs::tls_context(&settings, &base)?;
     let storage = Storage::new(db.clone());

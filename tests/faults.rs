@@ -297,12 +297,8 @@ async fn admin_endpoint_answers_stats_and_nothing_else() {
 #[tokio::test]
 async fn storage_errors_reach_the_client_and_the_server_goes_on() {
     let (d, mut b) = setup().await;
-    let db = d.dir.path().join("data").join("xmppd.sqlite");
-    let c = rusqlite::Connection::open(&db).expect("open db");
-    c.busy_timeout(Duration::from_secs(5)).expect("timeout");
     // the table the credentials live in disappears under the running server
-    c.execute_batch("ALTER TABLE accounts RENAME TO accounts_away")
-        .expect("rename");
+    d.sql("ALTER TABLE accounts RENAME TO accounts_away");
     let mut r = Raw::connect(d.starttls, D).await;
     r.starttls().await;
     let f = r.auth_plain("alice", "alice-pw").await;
@@ -319,8 +315,7 @@ async fn storage_errors_reach_the_client_and_the_server_goes_on() {
     // the logged-in user is served throughout
     bystander_ok(&mut b).await;
     // storage back: logins work again, the errors did not count as wrong passwords
-    c.execute_batch("ALTER TABLE accounts_away RENAME TO accounts")
-        .expect("rename back");
+    d.sql("ALTER TABLE accounts_away RENAME TO accounts");
     let (mut a, _) = Raw::login(d.starttls, D, "alice", "alice-pw", "back").await;
     bystander_ok(&mut a).await;
 }

@@ -131,6 +131,18 @@ fn tail(log: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sqlite_concurrent_offline_roster_and_logins_lose_nothing() {
-    let d = Daemon::with(load_options(Options::default()));
+    let d = Daemon::with(load_options(Options {
+        postgres: false,
+        ..Options::default()
+    }));
+    offline_race(&d).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_concurrent_offline_roster_and_logins_lose_nothing() {
+    let d = Daemon::with(load_options(Options {
+        postgres: true,
+        ..Options::default()
+    }));
     offline_race(&d).await;
 }

@@ -85,3 +85,7 @@ pub fn quiet() -> slog::Logger {
 
 #[cfg(test)]
 pub mod conformance;
+/// The test PostgreSQL server the integration tests use too.
+#[cfg(test)]
+#[path = "../../tests/common/postgres.rs"]
+pub mod pg_server;

@@ -561,3 +561,63 @@ impl Backend for Postgres {
         super::writer_stats(&self.writer.stats)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::storage::{conformance, pg_server, quiet};
+    use std::sync::Arc;
+
+    const LIMITS: WriterLimits = WriterLimits {
+        queue: 64,
+        batch: 32,
+    };
+
+    fn open(pg: &pg_server::PgServer, db: &str) -> Postgres {
+        Postgres::open(&pg.url(db), 4, LIMITS, quiet()).expect("open")
+    }
+
+    #[test]
+    fn conformance_on_a_real_server() {
+        let mut pg = pg_server::PgServer::start();
+        conformance::accounts(&open(&pg, "xmppd"));
+        pg.createdb("second");
+        conformance::roster_offline_documents_blocklist(&open(&pg, "second"));
+        pg.createdb("third");
+        let db = Arc::new(open(&pg, "third"));
+        conformance::concurrent_writes_all_succeed(db.clone());
+        let stats: std::collections::HashMap<_, _> = db.stats().into_iter().collect();
+        assert!(
+            stats["storage_commits"] < stats["storage_writes"],
+            "{stats:?}"
+        );
+    }
+
+    #[test]
+    fn migrations_run_once_and_survive_reopen() {
+        let pg = pg_server::PgServer::start();
+        let db = open(&pg, "xmppd");
+        db.create_account("a.test", "kept", &Credentials::derive("pw", 64, false))
+            .expect("create");
+        drop(db);
+        let db = open(&pg, "xmppd");
+        assert_eq!(db.list_accounts("a.test").expect("list"), ["kept"]);
+        let v: i32 = db
+            .with(|c| Ok(c.query_one("SELECT version FROM xmppd_schema", &[])?.get(0)))
+            .expect("version");
+        assert_eq!(v as usize, MIGRATIONS.len());
+    }
+
+    #[test]
+    fn a_lost_server_fails_writes_and_reads_with_errors() {
+        let mut pg = pg_server::PgServer::start();
+        let db = open(&pg, "xmppd");
+        db.create_account("a.test", "a", &Credentials::derive("pw", 64, false))
+            .expect("create");
+        pg.stop();
+        assert!(db.offline_push("a.test", "a", "<message/>", 10).is_err());
+        assert!(db.credentials("a.test", "a").is_err());
+        let stats: std::collections::HashMap<_, _> = db.stats().into_iter().collect();
+        assert_eq!(stats["storage_failing"], 1, "{stats:?}");
+    }
+}
