@@ -272,6 +272,11 @@ async fn admin_endpoint_answers_stats_and_nothing_else() {
         "uptime_seconds",
         "auth_throttle_addresses",
         "shaper_delayed_reads",
+        "storage_writes",
+        "storage_commits",
+        "storage_errors",
+        "storage_pending",
+        "storage_failing",
     ] {
         count(&v, key);
     }
@@ -402,4 +407,120 @@ async fn kill_9_during_traffic_loses_no_accepted_offline_message() {
             .await
             .is_none()
     );
+}
+
+// ------------------------------------------------------ the writer's faults --
+
+/// Files nobody can write, not even root, until this is dropped (`chattr +i`).
+struct Immutable(Vec<std::path::PathBuf>);
+
+impl Immutable {
+    fn set(files: Vec<std::path::PathBuf>) -> Immutable {
+        let out = std::process::Command::new("chattr")
+            .arg("+i")
+            .args(&files)
+            .output()
+            .expect("chattr (e2fsprogs) is needed for this test");
+        assert!(
+            out.status.success(),
+            "chattr +i failed (the test needs root on a filesystem with the immutable flag): {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Immutable(files)
+    }
+}
+
+impl Drop for Immutable {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("chattr")
+            .arg("-i")
+            .args(&self.0)
+            .status();
+    }
+}
+
+enum Fault {
+    /// The SQLite files become unwritable under the running server.
+    ReadOnlyFiles,
+    /// The PostgreSQL server goes away (and comes back).
+    ServerDown,
+}
+
+/// While the backend cannot write, a message to an offline account comes back to its
+/// sender as an error, the log says why (a Problem per message, one Major line for the
+/// backend), `/stats` shows it; the server keeps serving, and once the backend is back
+/// the next message is stored and delivered, and the refused one is not.
+async fn unusable_backend_bounces_and_recovers(fault: Fault) {
+    enable_admin();
+    let mut d = Daemon::with(Options {
+        postgres: matches!(fault, Fault::ServerDown),
+        ..Options::default()
+    });
+    let (mut a, _) = Raw::login(d.starttls, D, "alice", "alice-pw", "pc").await;
+    let msg = |id: &str| {
+        format!("<message to='bob@localhost' type='chat' id='{id}'><body>{id}</body></message>")
+    };
+    a.send(&msg("before")).await;
+    d.wait_log("message stored offline", 1);
+    let data = d.dir.path().join("data");
+    let guard = match fault {
+        Fault::ReadOnlyFiles => Some(Immutable::set(vec![
+            data.join("xmppd.sqlite"),
+            data.join("xmppd.sqlite-wal"),
+        ])),
+        Fault::ServerDown => {
+            d.pg.as_mut().expect("postgres").stop();
+            None
+        }
+    };
+    a.send(&msg("during")).await;
+    let e = a.wait_for("id='during'").await;
+    assert!(
+        e.contains("type='error'") && e.contains("<internal-server-error"),
+        "{e}"
+    );
+    bystander_ok(&mut a).await;
+    let v = stats(&d).await;
+    assert_eq!(count(&v, "storage_failing"), 1, "{v}");
+    assert!(count(&v, "storage_errors") >= 1, "{v}");
+    // (the log is written asynchronously: it may lag behind the error stanza)
+    d.wait_log("storage unusable: writes fail", 1);
+    d.wait_log("offline message not stored", 1);
+    let log = d.log();
+    assert!(
+        log.lines()
+            .any(|l| l.contains("PROBLEM") && l.contains("offline message not stored")),
+        "{log}"
+    );
+    assert!(
+        log.lines()
+            .any(|l| l.contains("MAJOR") && l.contains("storage unusable")),
+        "{log}"
+    );
+    assert!(!log.contains("FATAL") && !log.contains("panick"), "{log}");
+    // repaired: the next message is stored
+    drop(guard);
+    if matches!(fault, Fault::ServerDown) {
+        d.pg.as_mut().expect("postgres").restart();
+    }
+    a.send(&msg("after")).await;
+    d.wait_log("storage writes work again", 1);
+    d.wait_log("message stored offline", 2);
+    assert_eq!(count(&stats(&d).await, "storage_failing"), 0);
+    let (mut b, _) = Raw::login(d.starttls, D, "bob", "bob-pw", "phone").await;
+    let first = b.next_non_presence().await;
+    let second = b.next_non_presence().await;
+    assert!(first.contains("id='before'"), "{first}");
+    assert!(second.contains("id='after'"), "{second}");
+    b.expect_only_presence(Duration::from_millis(300)).await;
+}
+
+#[tokio::test]
+async fn sqlite_read_only_files_bounce_messages_and_the_server_recovers() {
+    unusable_backend_bounces_and_recovers(Fault::ReadOnlyFiles).await;
+}
+
+#[tokio::test]
+async fn postgres_server_down_bounces_messages_and_the_server_recovers() {
+    unusable_backend_bounces_and_recovers(Fault::ServerDown).await;
 }

@@ -52,7 +52,14 @@ impl PgWrite {
 
 impl WriteConn for PgWrite {
     fn begin(&mut self) -> Result<(), StorageError> {
-        self.exec("BEGIN")
+        // a connection the server closed is found out here; nothing was sent on it yet
+        self.exec("BEGIN").or_else(|e| {
+            if self.client.as_ref().is_some_and(Client::is_closed) {
+                self.exec("BEGIN")
+            } else {
+                Err(e)
+            }
+        })
     }
     fn commit(&mut self) -> Result<(), StorageError> {
         self.exec("COMMIT")
@@ -117,16 +124,23 @@ impl Postgres {
     }
 
     /// Run a read on a pooled connection; a connection that broke is not kept.
+    /// A pooled connection the server closed (it restarted) is only found out on use:
+    /// the read is then tried once more on a new connection.
     fn with<R>(
         &self,
-        f: impl FnOnce(&mut Client) -> Result<R, postgres::Error>,
+        mut f: impl FnMut(&mut Client) -> Result<R, postgres::Error>,
     ) -> Result<R, StorageError> {
         let pooled = self.readers.lock().ok().and_then(|mut p| p.pop());
-        let mut c = match pooled {
-            Some(c) if !c.is_closed() => c,
-            _ => connect(&self.config)?,
+        let (mut c, fresh) = match pooled {
+            Some(c) if !c.is_closed() => (c, false),
+            _ => (connect(&self.config)?, true),
         };
-        let r = f(&mut c).map_err(db_err);
+        let mut r = f(&mut c);
+        if r.is_err() && c.is_closed() && !fresh {
+            c = connect(&self.config)?;
+            r = f(&mut c);
+        }
+        let r = r.map_err(db_err);
         if !c.is_closed()
             && let Ok(mut p) = self.readers.lock()
             && p.len() < self.pool

@@ -275,9 +275,10 @@ fn fail_replies(
 }
 
 /// A whole transaction failed: the backend cannot take writes (disk full, read-only,
-/// file gone, server down). Logged once until writes work again.
+/// file gone, server down). Logged once, as a Major event (the server goes on serving;
+/// each write refused is an error to its sender), until writes work again.
 fn unusable(stats: &WriterStats, e: &StorageError, log: &slog::Logger) {
     if !stats.failing.swap(true, Ordering::Relaxed) {
-        slog::error!(log, "storage unusable: writes fail"; "error" => %e);
+        slog::info!(log, "storage unusable: writes fail"; "error" => %e);
     }
 }

@@ -101,77 +101,82 @@ impl PgServer {
             String::from_utf8_lossy(&out.stdout),
             String::from_utf8_lossy(&out.stderr)
         );
-        let log = dir.path().join("postgres.log");
+        let mut s = PgServer {
+            child: None,
+            dir,
+            port: 0,
+        };
         // a port taken between our probe and the server's bind: try another
         for _ in 0..5 {
-            let port = free_port();
-            let mut cmd = command(&bin.join("postgres"), who, dir.path());
-            cmd.arg("-D")
-                .arg(&data)
-                .args(["-p", &port.to_string(), "-c", "listen_addresses=127.0.0.1"])
-                .arg("-c")
-                .arg(format!("unix_socket_directories={}", dir.path().display()))
-                .args(["-c", "fsync=off", "-c", "max_connections=200"])
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(
-                    std::fs::OpenOptions::new()
-                        .create(true)
-                        .append(true)
-                        .open(&log)
-                        .expect("postgres log"),
-                );
-            // SAFETY: prctl is async-signal-safe; the server dies with the test process
-            unsafe {
-                cmd.pre_exec(|| {
-                    libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
-                    Ok(())
-                });
-            }
-            let mut child = cmd.spawn().expect("spawn postgres");
-            let deadline = Instant::now() + Duration::from_secs(30);
-            loop {
-                if let Ok(Some(_)) = child.try_wait() {
-                    break;
-                }
-                let ready = Command::new(bin.join("pg_isready"))
-                    .args([
-                        "-q",
-                        "-h",
-                        "127.0.0.1",
-                        "-p",
-                        &port.to_string(),
-                        "-U",
-                        "xmppd",
-                        "-d",
-                        "postgres",
-                    ])
-                    .status()
-                    .is_ok_and(|s| s.success());
-                if ready {
-                    let mut s = PgServer {
-                        child: Some(child),
-                        dir,
-                        port,
-                    };
-                    s.createdb("xmppd");
-                    return s;
-                }
-                if Instant::now() > deadline {
-                    let _ = child.kill();
-                    let _ = child.wait();
-                    panic!(
-                        "PostgreSQL did not become ready:\n{}",
-                        std::fs::read_to_string(&log).unwrap_or_default()
-                    );
-                }
-                std::thread::sleep(Duration::from_millis(50));
+            s.port = free_port();
+            if s.spawn() {
+                s.createdb("xmppd");
+                return s;
             }
         }
-        panic!(
-            "PostgreSQL did not start:\n{}",
-            std::fs::read_to_string(&log).unwrap_or_default()
-        );
+        panic!("PostgreSQL did not start:\n{}", s.log());
+    }
+
+    /// Start the server on its data directory and port; false if it exited at once.
+    fn spawn(&mut self) -> bool {
+        let bin = bin_dir();
+        let dir = self.dir.path();
+        let mut cmd = command(&bin.join("postgres"), run_as(), dir);
+        cmd.arg("-D")
+            .arg(dir.join("data"))
+            .args([
+                "-p",
+                &self.port.to_string(),
+                "-c",
+                "listen_addresses=127.0.0.1",
+            ])
+            .arg("-c")
+            .arg(format!("unix_socket_directories={}", dir.display()))
+            .args(["-c", "fsync=off", "-c", "max_connections=200"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(dir.join("postgres.log"))
+                    .expect("postgres log"),
+            );
+        // SAFETY: prctl is async-signal-safe; the server dies with the test process
+        unsafe {
+            cmd.pre_exec(|| {
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                Ok(())
+            });
+        }
+        let mut child = cmd.spawn().expect("spawn postgres");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Ok(Some(_)) = child.try_wait() {
+                return false;
+            }
+            let ready = Command::new(bin.join("pg_isready"))
+                .args(["-q", "-h", "127.0.0.1", "-p", &self.port.to_string()])
+                .args(["-U", "xmppd", "-d", "postgres"])
+                .status()
+                .is_ok_and(|s| s.success());
+            if ready {
+                self.child = Some(child);
+                return true;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("PostgreSQL did not become ready:\n{}", self.log());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Start again after [`PgServer::stop`], on the same port and data.
+    pub fn restart(&mut self) {
+        assert!(self.child.is_none(), "already running");
+        assert!(self.spawn(), "PostgreSQL did not restart:\n{}", self.log());
     }
 
     /// Create another database on this server.
