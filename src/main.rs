@@ -59,6 +59,12 @@ enum Command {
     },
     /// Validate the configuration and print every problem with its line.
     CheckConfig,
+    /// Write every account of the hosted domains (credentials, rosters, offline
+    /// messages, vCards, private XML, blocklists) to FILE in the XEP-0227 format.
+    Export { file: PathBuf },
+    /// Read a XEP-0227 file (from xmppd, ejabberd's export_piefxis, Prosody...) into
+    /// the database; existing accounts are updated.
+    Import { file: PathBuf },
 }
 
 #[derive(Subcommand)]
@@ -102,6 +108,8 @@ fn main() -> ExitCode {
             cli.data_dir.clone(),
         ),
         Some(Command::Account { action }) => account(&settings, action),
+        Some(Command::Export { file }) => export(&settings, &file),
+        Some(Command::Import { file }) => import(&settings, &file),
         Some(Command::CheckConfig) => unreachable!("handled above"),
     };
     match result {
@@ -186,6 +194,8 @@ enum CliError {
     Usage(String),
     #[error("{0}")]
     Io(#[from] std::io::Error),
+    #[error(transparent)]
+    Pie(#[from] storage::xep0227::PieError),
 }
 
 /// Split `user@domain` and check both parts.
@@ -273,6 +283,43 @@ fn account(s: &Settings, action: AccountCmd) -> Result<(), CliError> {
             }
         }
     }
+    Ok(())
+}
+
+fn hosted(s: &Settings) -> Vec<String> {
+    s.domains.iter().map(|d| d.name.clone()).collect()
+}
+
+/// `xmppd export FILE`: written beside FILE first, then renamed over it.
+fn export(s: &Settings, file: &Path) -> Result<(), CliError> {
+    let db = storage::open(s, storage::quiet())?;
+    let tmp = file.with_extension("xml.partial");
+    let mut out = std::io::BufWriter::new(std::fs::File::create(&tmp)?);
+    let sum = storage::xep0227::export(&*db, &hosted(s), &mut out)?;
+    use std::io::Write;
+    out.flush()?;
+    out.into_inner().map_err(|e| e.into_error())?.sync_all()?;
+    std::fs::rename(&tmp, file)?;
+    db.flush()?;
+    println!("exported {sum} to {}", file.display());
+    Ok(())
+}
+
+/// `xmppd import FILE`.
+fn import(s: &Settings, file: &Path) -> Result<(), CliError> {
+    let db = storage::open(s, storage::quiet())?;
+    let policy = storage::xep0227::PasswordPolicy {
+        iterations: s.auth.scram_iterations,
+        keep_plain: s.auth.password_format == PasswordFormat::Plain,
+    };
+    let sum = storage::xep0227::import(&*db, file, &hosted(s), policy);
+    // what was imported before an error stays: finish writing it either way
+    db.flush()?;
+    let sum = sum?;
+    for w in &sum.warnings {
+        eprintln!("xmppd: import: {w}");
+    }
+    println!("imported {sum} from {}", file.display());
     Ok(())
 }
 

@@ -111,6 +111,13 @@ pub trait Backend: Send + Sync + 'static {
         xml: &str,
     ) -> Result<(), StorageError>;
 
+    /// Every document of the account as (key, xml), keys in order (export).
+    fn document_list(
+        &self,
+        domain: &str,
+        user: &str,
+    ) -> Result<Vec<(String, String)>, StorageError>;
+
     fn blocklist_get(&self, domain: &str, user: &str) -> Result<Vec<String>, StorageError>;
     fn blocklist_set(&self, domain: &str, user: &str, jids: &[String]) -> Result<(), StorageError>;
 

@@ -110,6 +110,21 @@ pub fn roster_offline_documents_blocklist(db: &dyn Backend) {
             .as_deref(),
         Some("<vCard xmlns='vcard-temp'><FN>A</FN></vCard>")
     );
+    db.document_set(
+        "a.test",
+        "alice",
+        "private:storage:storage:bookmarks",
+        "<storage xmlns='storage:bookmarks'/>",
+    )
+    .expect("set");
+    assert_eq!(
+        db.document_list("a.test", "alice")
+            .expect("list")
+            .iter()
+            .map(|(k, _)| k.as_str())
+            .collect::<Vec<_>>(),
+        ["private:storage:storage:bookmarks", "vcard-temp"]
+    );
     db.blocklist_set(
         "a.test",
         "alice",

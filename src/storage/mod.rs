@@ -7,6 +7,7 @@ mod migrations;
 pub mod postgres;
 pub mod sqlite;
 pub mod writer;
+pub mod xep0227;
 
 pub use sqlite::Sqlite;
 

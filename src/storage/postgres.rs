@@ -540,6 +540,22 @@ impl Backend for Postgres {
         })
     }
 
+    fn document_list(
+        &self,
+        domain: &str,
+        user: &str,
+    ) -> Result<Vec<(String, String)>, StorageError> {
+        self.with(|c| {
+            Ok(c.query(
+                "SELECT key, xml FROM documents WHERE domain = $1 AND username = $2 ORDER BY key",
+                &[&domain, &user],
+            )?
+            .iter()
+            .map(|r| (r.get(0), r.get(1)))
+            .collect())
+        })
+    }
+
     fn blocklist_get(&self, domain: &str, user: &str) -> Result<Vec<String>, StorageError> {
         self.with(|c| {
             Ok(c.query(

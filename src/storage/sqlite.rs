@@ -448,6 +448,24 @@ impl Backend for Sqlite {
         })
     }
 
+    fn document_list(
+        &self,
+        domain: &str,
+        user: &str,
+    ) -> Result<Vec<(String, String)>, StorageError> {
+        self.with(|c| {
+            let mut st = c
+                .prepare_cached(
+                    "SELECT key, xml FROM documents WHERE domain = ?1 AND username = ?2 ORDER BY key",
+                )
+                .map_err(db_err)?;
+            let rows = st
+                .query_map(params![domain, user], |r| Ok((r.get(0)?, r.get(1)?)))
+                .map_err(db_err)?;
+            rows.collect::<Result<Vec<_>, _>>().map_err(db_err)
+        })
+    }
+
     fn blocklist_get(&self, domain: &str, user: &str) -> Result<Vec<String>, StorageError> {
         self.with(|c| {
             let mut st = c
