@@ -524,3 +524,115 @@ async fn sqlite_read_only_files_bounce_messages_and_the_server_recovers() {
 async fn postgres_server_down_bounces_messages_and_the_server_recovers() {
     unusable_backend_bounces_and_recovers(Fault::ServerDown).await;
 }
+
+/// A tmpfs mounted for the test (root only), unmounted when dropped.
+struct Tmpfs(std::path::PathBuf);
+
+impl Tmpfs {
+    fn mount(at: &std::path::Path, size: &str) -> Tmpfs {
+        let out = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(at)
+            .output()
+            .expect("mount");
+        assert!(
+            out.status.success(),
+            "mounting a tmpfs failed (the disk-full test needs root): {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Tmpfs(at.to_path_buf())
+    }
+
+    fn resize(&self, size: &str) {
+        let st = std::process::Command::new("mount")
+            .args(["-o", &format!("remount,size={size}")])
+            .arg(&self.0)
+            .status()
+            .expect("remount");
+        assert!(st.success(), "remount");
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(&self.0)
+            .status();
+    }
+}
+
+/// The disk under the SQLite database fills up: every message that cannot be stored
+/// comes back to its sender as an error, every other one is delivered later, none is
+/// lost silently; with room again, storing works again.
+#[tokio::test]
+async fn sqlite_disk_full_bounces_what_it_cannot_store_and_recovers() {
+    enable_admin();
+    let mnt = tempfile::tempdir().expect("tempdir");
+    let fs = Tmpfs::mount(mnt.path(), "1m");
+    let d = Daemon::with(Options {
+        postgres: false,
+        extra: format!(
+            "[limits]\nread_rate = 0\n[storage]\ndatabase = \"{}\"\nmax_offline_messages = 100000\n",
+            mnt.path().join("xmppd.sqlite").display()
+        ),
+        ..Options::default()
+    });
+    let (mut a, _) = Raw::login(d.starttls, D, "alice", "alice-pw", "pc").await;
+    let body = "x".repeat(40_000);
+    const N: usize = 60;
+    for i in 0..N {
+        a.send(&format!(
+            "<message to='bob@localhost' type='chat' id='f{i}'><body>{i} {body}</body></message>"
+        ))
+        .await;
+    }
+    // 60 x 40 kB cannot fit in 1 MiB: some come back
+    let first = a.wait_for("type='error'").await;
+    assert!(first.contains("<internal-server-error"), "{first}");
+    let mut bounced = std::collections::BTreeSet::new();
+    let id_of = |s: &str| {
+        s.split(" id='")
+            .nth(1)
+            .and_then(|x| x.split('\'').next())
+            .unwrap_or_default()
+            .to_string()
+    };
+    bounced.insert(id_of(&first));
+    while let Ok(s) = tokio::time::timeout(Duration::from_secs(2), a.next_non_presence()).await {
+        assert!(s.contains("<internal-server-error"), "{s}");
+        bounced.insert(id_of(&s));
+    }
+    assert_eq!(count(&stats(&d).await, "storage_failing"), 1);
+    d.wait_log("storage unusable: writes fail", 1);
+    assert!(d.log().contains("full"), "the log names the cause");
+    // room again
+    fs.resize("64m");
+    a.send("<message to='bob@localhost' type='chat' id='after'><body>after</body></message>")
+        .await;
+    d.wait_log("storage writes work again", 1);
+    let (mut b, _) = Raw::login(d.starttls, D, "bob", "bob-pw", "phone").await;
+    let mut delivered = std::collections::BTreeSet::new();
+    loop {
+        let m = tokio::time::timeout(Duration::from_secs(3), b.next_non_presence())
+            .await
+            .expect("bob gets every stored message, ending with 'after'");
+        let id = id_of(&m);
+        assert!(delivered.insert(id.clone()), "twice: {id}");
+        if id == "after" {
+            break;
+        }
+    }
+    delivered.remove("after");
+    assert!(!delivered.is_empty() && !bounced.is_empty());
+    // every message either stored and delivered, or bounced; never both, never neither
+    assert!(delivered.is_disjoint(&bounced), "{delivered:?} {bounced:?}");
+    assert_eq!(
+        delivered.len() + bounced.len(),
+        N,
+        "{delivered:?} {bounced:?}"
+    );
+    drop(b);
+    drop(d);
+    drop(fs);
+}
