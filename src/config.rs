@@ -239,6 +239,12 @@ fn semantic_checks(
     if s.storage.write_queue == 0 {
         push(&["storage", "write_queue"], "must be at least 1".into());
     }
+    if s.storage.read_connections == 0 {
+        push(
+            &["storage", "read_connections"],
+            "must be at least 1".into(),
+        );
+    }
     if s.storage.write_batch == 0 {
         push(&["storage", "write_batch"], "must be at least 1".into());
     }

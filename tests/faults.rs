@@ -573,7 +573,8 @@ async fn sqlite_disk_full_bounces_what_it_cannot_store_and_recovers() {
     let d = Daemon::with(Options {
         postgres: false,
         extra: format!(
-            "[limits]\nread_rate = 0\n[storage]\ndatabase = \"{}\"\nmax_offline_messages = 100000\n",
+            // bounces carry the 40 kB bodies back: room for all of them
+            "[limits]\nread_rate = 0\nwrite_buffer = 16777216\n[storage]\ndatabase = \"{}\"\nmax_offline_messages = 100000\n",
             mnt.path().join("xmppd.sqlite").display()
         ),
         ..Options::default()

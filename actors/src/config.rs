@@ -255,8 +255,8 @@ pub struct StorageSettings {
     pub database: PathBuf,
     /// PostgreSQL connection string (key=value or `postgresql://` URL).
     pub postgres_url: String,
-    /// Idle read connections kept open (PostgreSQL).
-    pub postgres_pool: usize,
+    /// Read connections open at most (either backend); more readers wait for one.
+    pub read_connections: usize,
     /// Messages kept for an offline account; beyond it senders get an error.
     pub max_offline_messages: usize,
     /// Writes waiting for the database writer at most; callers beyond it wait.
@@ -271,7 +271,7 @@ impl Default for StorageSettings {
             backend: StorageBackend::Sqlite,
             database: PathBuf::from("xmppd.sqlite"),
             postgres_url: String::new(),
-            postgres_pool: 8,
+            read_connections: 8,
             max_offline_messages: 1000,
             write_queue: 4096,
             write_batch: 256,

@@ -4,6 +4,7 @@
 //! themselves ([`migrations`]).
 
 mod migrations;
+pub mod pool;
 pub mod postgres;
 pub mod sqlite;
 pub mod writer;
@@ -55,10 +56,15 @@ pub fn limits(s: &Settings) -> WriterLimits {
 /// Open the configured backend (creating and migrating its schema).
 pub fn open(s: &Settings, log: slog::Logger) -> Result<Arc<dyn Store>, StorageError> {
     match s.storage.backend {
-        StorageBackend::Sqlite => Ok(Arc::new(Sqlite::open(&database_path(s), limits(s), log)?)),
+        StorageBackend::Sqlite => Ok(Arc::new(Sqlite::open(
+            &database_path(s),
+            s.storage.read_connections,
+            limits(s),
+            log,
+        )?)),
         StorageBackend::Postgres => Ok(Arc::new(postgres::Postgres::open(
             &s.storage.postgres_url,
-            s.storage.postgres_pool,
+            s.storage.read_connections,
             limits(s),
             log,
         )?)),

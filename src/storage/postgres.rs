@@ -7,10 +7,10 @@
 //! `host=` to avoid TCP altogether). Lost connections are opened again on next use.
 
 use super::migrations::{ACCOUNT_TABLES, POSTGRES as MIGRATIONS};
+use super::pool::Pool;
 use super::writer::{WriteConn, Writer, WriterLimits};
 use postgres::error::SqlState;
 use postgres::{Client, NoTls};
-use std::sync::Mutex;
 use xmppd_actors::roster::{Item, Sub};
 use xmppd_actors::scram::{Credentials, ScramKeys};
 use xmppd_actors::storage::{Backend, RosterData, StorageError};
@@ -89,16 +89,16 @@ impl WriteConn for PgWrite {
 
 pub struct Postgres {
     config: postgres::Config,
-    readers: Mutex<Vec<Client>>,
-    pool: usize,
+    readers: Pool<Client>,
     writer: Writer<PgWrite>,
 }
 
 impl Postgres {
-    /// Connect, create and migrate the schema, start the writer.
+    /// Connect, create and migrate the schema, start the writer; at most `readers`
+    /// read connections besides the writer's.
     pub fn open(
         url: &str,
-        pool: usize,
+        readers: usize,
         limits: WriterLimits,
         log: slog::Logger,
     ) -> Result<Postgres, StorageError> {
@@ -118,8 +118,7 @@ impl Postgres {
                 log,
             ),
             config,
-            readers: Mutex::new(Vec::new()),
-            pool,
+            readers: Pool::new(readers),
         })
     }
 
@@ -130,24 +129,21 @@ impl Postgres {
         &self,
         mut f: impl FnMut(&mut Client) -> Result<R, postgres::Error>,
     ) -> Result<R, StorageError> {
-        let pooled = self.readers.lock().ok().and_then(|mut p| p.pop());
-        let (mut c, fresh) = match pooled {
-            Some(c) if !c.is_closed() => (c, false),
-            _ => (connect(&self.config)?, true),
+        let fresh = std::cell::Cell::new(false);
+        let open = || {
+            fresh.set(true);
+            connect(&self.config)
         };
-        let mut r = f(&mut c);
-        if r.is_err() && c.is_closed() && !fresh {
-            c = connect(&self.config)?;
-            r = f(&mut c);
-        }
-        let r = r.map_err(db_err);
-        if !c.is_closed()
-            && let Ok(mut p) = self.readers.lock()
-            && p.len() < self.pool
-        {
-            p.push(c);
-        }
-        r
+        self.readers.with(open, |c| {
+            let mut r = f(c).map_err(db_err);
+            if r.is_err() && c.is_closed() && !fresh.get() {
+                r = connect(&self.config).and_then(|n| {
+                    *c = n;
+                    f(c).map_err(db_err)
+                });
+            }
+            (r, !c.is_closed())
+        })?
     }
 
     fn write(

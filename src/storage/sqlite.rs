@@ -7,20 +7,17 @@
 //! WAL lets read beside the writer.
 
 use super::migrations::{ACCOUNT_TABLES, SQLITE as MIGRATIONS};
+use super::pool::Pool;
 use super::writer::{WriteConn, Writer, WriterLimits};
 use rusqlite::{Connection, OptionalExtension, params};
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
 use xmppd_actors::roster::{Item, Sub};
 use xmppd_actors::scram::{Credentials, ScramKeys};
 use xmppd_actors::storage::{Backend, RosterData, StorageError};
 
-/// Idle read connections kept open.
-const READ_POOL: usize = 8;
-
 pub struct Sqlite {
     path: PathBuf,
-    readers: Mutex<Vec<Connection>>,
+    readers: Pool<Connection>,
     writer: Writer<Connection>,
 }
 
@@ -67,9 +64,11 @@ fn connect(path: &Path) -> Result<Connection, StorageError> {
 }
 
 impl Sqlite {
-    /// Open (creating and migrating as needed) the database at `path`.
+    /// Open (creating and migrating as needed) the database at `path`, with at most
+    /// `readers` read connections.
     pub fn open(
         path: &Path,
+        readers: usize,
         limits: WriterLimits,
         log: slog::Logger,
     ) -> Result<Sqlite, StorageError> {
@@ -81,17 +80,9 @@ impl Sqlite {
         migrate(&w)?;
         Ok(Sqlite {
             path: path.to_path_buf(),
-            readers: Mutex::new(Vec::new()),
+            readers: Pool::new(readers),
             writer: Writer::start("sqlite", w, limits, log),
         })
-    }
-
-    fn give_back(&self, c: Connection) {
-        if let Ok(mut p) = self.readers.lock()
-            && p.len() < READ_POOL
-        {
-            p.push(c);
-        }
     }
 
     /// Run a read on a pooled read-only connection.
@@ -99,18 +90,12 @@ impl Sqlite {
         &self,
         f: impl FnOnce(&Connection) -> Result<R, StorageError>,
     ) -> Result<R, StorageError> {
-        let pooled = self.readers.lock().ok().and_then(|mut p| p.pop());
-        let c = match pooled {
-            Some(c) => c,
-            None => {
-                let c = connect(&self.path)?;
-                c.execute_batch("PRAGMA query_only = ON").map_err(db_err)?;
-                c
-            }
+        let open = || {
+            let c = connect(&self.path)?;
+            c.execute_batch("PRAGMA query_only = ON").map_err(db_err)?;
+            Ok(c)
         };
-        let r = f(&c);
-        self.give_back(c);
-        r
+        self.readers.with(open, |c| (f(c), true))?
     }
 
     /// Run a write on the writer; returns once it is committed.
@@ -558,7 +543,7 @@ mod tests {
     };
 
     fn open(dir: &tempfile::TempDir) -> Sqlite {
-        Sqlite::open(&dir.path().join("db").join("x.sqlite"), LIMITS, quiet()).expect("open")
+        Sqlite::open(&dir.path().join("db").join("x.sqlite"), 4, LIMITS, quiet()).expect("open")
     }
 
     #[test]

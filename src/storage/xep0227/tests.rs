@@ -10,6 +10,7 @@ const POLICY: PasswordPolicy = PasswordPolicy {
 fn db(dir: &tempfile::TempDir, name: &str) -> Sqlite {
     Sqlite::open(
         &dir.path().join(name),
+        2,
         WriterLimits {
             queue: 16,
             batch: 16,
