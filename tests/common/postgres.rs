@@ -13,6 +13,8 @@ pub struct PgServer {
     child: Option<Child>,
     dir: tempfile::TempDir,
     pub port: u16,
+    /// fsync on (benchmarks); tests run with fsync off, for speed.
+    durable: bool,
 }
 
 /// The newest installed PostgreSQL's bin directory.
@@ -71,8 +73,17 @@ fn free_port() -> u16 {
 }
 
 impl PgServer {
-    /// initdb and start; panics with PostgreSQL's own output when that fails.
+    /// initdb and start (fsync off); panics with PostgreSQL's own output when that fails.
     pub fn start() -> PgServer {
+        PgServer::start_with(false)
+    }
+
+    /// Start with fsync on, as a server in production runs (benchmarks).
+    pub fn start_durable() -> PgServer {
+        PgServer::start_with(true)
+    }
+
+    fn start_with(durable: bool) -> PgServer {
         let bin = bin_dir();
         let who = run_as();
         let dir = tempfile::tempdir().expect("tempdir");
@@ -105,6 +116,7 @@ impl PgServer {
             child: None,
             dir,
             port: 0,
+            durable,
         };
         // a port taken between our probe and the server's bind: try another
         for _ in 0..5 {
@@ -132,7 +144,8 @@ impl PgServer {
             ])
             .arg("-c")
             .arg(format!("unix_socket_directories={}", dir.display()))
-            .args(["-c", "fsync=off", "-c", "max_connections=200"])
+            .args(["-c", if self.durable { "fsync=on" } else { "fsync=off" }])
+            .args(["-c", "max_connections=200"])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(
