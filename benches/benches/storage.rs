@@ -46,8 +46,13 @@ fn rate(db: Arc<dyn Backend>, callers: usize) -> (f64, f64) {
     let start = Instant::now();
     let threads: Vec<_> = (0..callers)
         .map(|t| {
-            let (db, stop, done, failed, msg) =
-                (db.clone(), stop.clone(), done.clone(), failed.clone(), msg.clone());
+            let (db, stop, done, failed, msg) = (
+                db.clone(),
+                stop.clone(),
+                done.clone(),
+                failed.clone(),
+                msg.clone(),
+            );
             std::thread::spawn(move || {
                 let mut i = t;
                 while !stop.load(Ordering::Relaxed) {
