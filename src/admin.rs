@@ -95,6 +95,9 @@ pub fn stats_json(ctx: &Ctx) -> serde_json::Value {
         m.insert("rss_bytes".into(), rss_bytes().into());
         m.insert("auth_throttle_addresses".into(), addresses.into());
         m.insert("auth_throttle_accounts".into(), accounts.into());
+        for (k, n) in ctx.storage.backend().stats() {
+            m.insert(k.into(), n.into());
+        }
         m.insert(
             "shaper_delayed_reads".into(),
             xmppd_proto::net::shaper::DELAYED_READS

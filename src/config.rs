@@ -5,7 +5,7 @@ use serde::Deserialize;
 use std::path::{Path, PathBuf};
 use toml::Spanned;
 use toml::de::{DeTable, DeValue, Deserializer};
-use xmppd_proto::config::Settings;
+use xmppd_proto::config::{Settings, StorageBackend};
 
 /// The default configuration, as shipped in `config/xmppd.toml`.
 pub const DEFAULT: &str = include_str!("../config/xmppd.toml");
@@ -222,6 +222,32 @@ fn semantic_checks(
     if !(1..=10).contains(&s.auth.max_failures) {
         push(&["auth", "max_failures"], "must be between 1 and 10".into());
     }
+    if s.storage.backend == StorageBackend::Postgres && s.storage.postgres_url.trim().is_empty() {
+        push(
+            &["storage", "backend"],
+            "backend = \"postgres\" needs postgres_url".into(),
+        );
+    }
+    if !s.storage.postgres_url.is_empty()
+        && s.storage.postgres_url.parse::<postgres::Config>().is_err()
+    {
+        push(
+            &["storage", "postgres_url"],
+            "not a PostgreSQL connection string (key=value pairs or a postgresql:// URL)".into(),
+        );
+    }
+    if s.storage.write_queue == 0 {
+        push(&["storage", "write_queue"], "must be at least 1".into());
+    }
+    if s.storage.read_connections == 0 {
+        push(
+            &["storage", "read_connections"],
+            "must be at least 1".into(),
+        );
+    }
+    if s.storage.write_batch == 0 {
+        push(&["storage", "write_batch"], "must be at least 1".into());
+    }
 }
 
 fn check_cert_pair(
@@ -280,6 +306,21 @@ mod tests {
         let (_, problems) = check_text(text, Path::new(""));
         let lines: Vec<usize> = problems.iter().map(|p| p.line).collect();
         assert_eq!(lines, vec![4, 2], "{problems:?}");
+    }
+
+    #[test]
+    fn storage_settings_are_checked() {
+        let text = "[storage]\nbackend = \"postgres\"\nwrite_queue = 0\n";
+        let (_, problems) = check_text(text, Path::new(""));
+        let lines: Vec<usize> = problems.iter().map(|p| p.line).collect();
+        assert_eq!(lines, vec![2, 3], "{problems:?}");
+        let text =
+            "[storage]\nbackend = \"postgres\"\npostgres_url = \"host=127.0.0.1 user=xmppd\"\n";
+        let (s, problems) = check_text(text, Path::new(""));
+        assert!(problems.is_empty(), "{problems:?}");
+        assert_eq!(s.map(|s| s.storage.backend), Some(StorageBackend::Postgres));
+        let (_, problems) = check_text("[storage]\nbackend = \"mysql\"\n", Path::new(""));
+        assert_eq!(problems.first().map(|p| p.line), Some(2), "{problems:?}");
     }
 
     #[test]

@@ -21,11 +21,10 @@ mod storage;
 use clap::{Parser, Subcommand};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::Arc;
 use std::time::Duration;
 use xmppd_actors::server::Server;
 use xmppd_actors::signals::to_registry::SetDomains;
-use xmppd_actors::storage::{Backend, Storage, StorageError};
+use xmppd_actors::storage::{Storage, StorageError};
 use xmppd_proto::auth::scram::Credentials;
 use xmppd_proto::config::{PasswordFormat, Settings};
 
@@ -60,6 +59,12 @@ enum Command {
     },
     /// Validate the configuration and print every problem with its line.
     CheckConfig,
+    /// Write every account of the hosted domains (credentials, rosters, offline
+    /// messages, vCards, private XML, blocklists) to FILE in the XEP-0227 format.
+    Export { file: PathBuf },
+    /// Read a XEP-0227 file (from xmppd, ejabberd's export_piefxis, Prosody...) into
+    /// the database; existing accounts are updated.
+    Import { file: PathBuf },
 }
 
 #[derive(Subcommand)]
@@ -103,6 +108,8 @@ fn main() -> ExitCode {
             cli.data_dir.clone(),
         ),
         Some(Command::Account { action }) => account(&settings, action),
+        Some(Command::Export { file }) => export(&settings, &file),
+        Some(Command::Import { file }) => import(&settings, &file),
         Some(Command::CheckConfig) => unreachable!("handled above"),
     };
     match result {
@@ -177,14 +184,6 @@ fn check_config(path: Option<&Path>) -> ExitCode {
     }
 }
 
-fn database_path(s: &Settings) -> PathBuf {
-    if s.storage.database.is_absolute() {
-        s.storage.database.clone()
-    } else {
-        s.data_dir.join(&s.storage.database)
-    }
-}
-
 #[derive(Debug, thiserror::Error)]
 enum CliError {
     #[error(transparent)]
@@ -195,6 +194,8 @@ enum CliError {
     Usage(String),
     #[error("{0}")]
     Io(#[from] std::io::Error),
+    #[error(transparent)]
+    Pie(#[from] storage::xep0227::PieError),
 }
 
 /// Split `user@domain` and check both parts.
@@ -248,7 +249,7 @@ fn account_error(e: StorageError, user: &str, domain: &str) -> CliError {
 }
 
 fn account(s: &Settings, action: AccountCmd) -> Result<(), CliError> {
-    let db = storage::Sqlite::open(&database_path(s))?;
+    let db = storage::open(s, storage::quiet())?;
     match action {
         AccountCmd::Add { jid, password } => {
             let (user, domain) = parse_account(&jid, s)?;
@@ -285,6 +286,43 @@ fn account(s: &Settings, action: AccountCmd) -> Result<(), CliError> {
     Ok(())
 }
 
+fn hosted(s: &Settings) -> Vec<String> {
+    s.domains.iter().map(|d| d.name.clone()).collect()
+}
+
+/// `xmppd export FILE`: written beside FILE first, then renamed over it.
+fn export(s: &Settings, file: &Path) -> Result<(), CliError> {
+    let db = storage::open(s, storage::quiet())?;
+    let tmp = file.with_extension("xml.partial");
+    let mut out = std::io::BufWriter::new(std::fs::File::create(&tmp)?);
+    let sum = storage::xep0227::export(&*db, &hosted(s), &mut out)?;
+    use std::io::Write;
+    out.flush()?;
+    out.into_inner().map_err(|e| e.into_error())?.sync_all()?;
+    std::fs::rename(&tmp, file)?;
+    db.flush()?;
+    println!("exported {sum} to {}", file.display());
+    Ok(())
+}
+
+/// `xmppd import FILE`.
+fn import(s: &Settings, file: &Path) -> Result<(), CliError> {
+    let db = storage::open(s, storage::quiet())?;
+    let policy = storage::xep0227::PasswordPolicy {
+        iterations: s.auth.scram_iterations,
+        keep_plain: s.auth.password_format == PasswordFormat::Plain,
+    };
+    let sum = storage::xep0227::import(&*db, file, &hosted(s), policy);
+    // what was imported before an error stays: finish writing it either way
+    db.flush()?;
+    let sum = sum?;
+    for w in &sum.warnings {
+        eprintln!("xmppd: import: {w}");
+    }
+    println!("imported {sum} from {}", file.display());
+    Ok(())
+}
+
 /// Run the daemon until SIGTERM or SIGINT; SIGHUP reloads the live settings.
 fn run(
     settings: Settings,
@@ -299,7 +337,15 @@ fn run(
         .and_then(Path::parent)
         .map(Path::to_path_buf)
         .unwrap_or_default();
-    let db = Arc::new(storage::Sqlite::open(&database_path(&settings))?);
+    // the database may live elsewhere (PostgreSQL); generated certificates and the
+    // admin address still go here
+    std::fs::create_dir_all(&settings.data_dir)?;
+    {
+        // certificates' keys, the database, the admin address: the daemon's user only
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&settings.data_dir, std::fs::Permissions::from_mode(0o700))?;
+    }
+    let db = storage::open(&settings, log.new(slog::o!("module" => "storage")))?;
     let tls = certs::tls_context(&settings, &base, &log)?;
     let storage = Storage::new(db.clone());
     let system = actix_rt::System::new();

@@ -211,6 +211,21 @@ fn generates_a_self_signed_certificate_on_first_start() {
     assert!(cert.contains("BEGIN CERTIFICATE"));
     let db = dir.path().join("data/xmppd.sqlite");
     assert!(db.exists(), "database created under data_dir");
+    // the data directory, the database and its journal files, the generated key:
+    // the daemon's user only
+    use std::os::unix::fs::PermissionsExt;
+    let mode = |p: &std::path::Path| std::fs::metadata(p).map(|m| m.permissions().mode() & 0o777);
+    assert_eq!(mode(&dir.path().join("data")).ok(), Some(0o700));
+    assert_eq!(mode(&db).ok(), Some(0o600));
+    for journal in ["data/xmppd.sqlite-wal", "data/xmppd.sqlite-shm"] {
+        if let Ok(m) = mode(&dir.path().join(journal)) {
+            assert_eq!(m, 0o600, "{journal}");
+        }
+    }
+    assert_eq!(
+        mode(&dir.path().join("data/certs/selfsigned.key")).ok(),
+        Some(0o600)
+    );
 }
 
 /// A private key file readable by others is tightened to 0600 at start (issue 10).

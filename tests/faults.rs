@@ -272,6 +272,11 @@ async fn admin_endpoint_answers_stats_and_nothing_else() {
         "uptime_seconds",
         "auth_throttle_addresses",
         "shaper_delayed_reads",
+        "storage_writes",
+        "storage_commits",
+        "storage_errors",
+        "storage_pending",
+        "storage_failing",
     ] {
         count(&v, key);
     }
@@ -315,12 +320,8 @@ async fn admin_endpoint_answers_stats_and_nothing_else() {
 #[tokio::test]
 async fn storage_errors_reach_the_client_and_the_server_goes_on() {
     let (d, mut b) = setup().await;
-    let db = d.dir.path().join("data").join("xmppd.sqlite");
-    let c = rusqlite::Connection::open(&db).expect("open db");
-    c.busy_timeout(Duration::from_secs(5)).expect("timeout");
     // the table the credentials live in disappears under the running server
-    c.execute_batch("ALTER TABLE accounts RENAME TO accounts_away")
-        .expect("rename");
+    d.sql("ALTER TABLE accounts RENAME TO accounts_away");
     let mut r = Raw::connect(d.starttls, D).await;
     r.starttls().await;
     let f = r.auth_plain("alice", "alice-pw").await;
@@ -337,8 +338,7 @@ async fn storage_errors_reach_the_client_and_the_server_goes_on() {
     // the logged-in user is served throughout
     bystander_ok(&mut b).await;
     // storage back: logins work again, the errors did not count as wrong passwords
-    c.execute_batch("ALTER TABLE accounts_away RENAME TO accounts")
-        .expect("rename back");
+    d.sql("ALTER TABLE accounts_away RENAME TO accounts");
     let (mut a, _) = Raw::login(d.starttls, D, "alice", "alice-pw", "back").await;
     bystander_ok(&mut a).await;
 }
@@ -425,4 +425,233 @@ async fn kill_9_during_traffic_loses_no_accepted_offline_message() {
             .await
             .is_none()
     );
+}
+
+// ------------------------------------------------------ the writer's faults --
+
+/// Files nobody can write, not even root, until this is dropped (`chattr +i`).
+struct Immutable(Vec<std::path::PathBuf>);
+
+impl Immutable {
+    fn set(files: Vec<std::path::PathBuf>) -> Immutable {
+        let out = std::process::Command::new("chattr")
+            .arg("+i")
+            .args(&files)
+            .output()
+            .expect("chattr (e2fsprogs) is needed for this test");
+        assert!(
+            out.status.success(),
+            "chattr +i failed (the test needs root on a filesystem with the immutable flag): {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Immutable(files)
+    }
+}
+
+impl Drop for Immutable {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("chattr")
+            .arg("-i")
+            .args(&self.0)
+            .status();
+    }
+}
+
+enum Fault {
+    /// The SQLite files become unwritable under the running server.
+    ReadOnlyFiles,
+    /// The PostgreSQL server goes away (and comes back).
+    ServerDown,
+}
+
+/// While the backend cannot write, a message to an offline account comes back to its
+/// sender as an error, the log says why (a Problem per message, one Major line for the
+/// backend), `/stats` shows it; the server keeps serving, and once the backend is back
+/// the next message is stored and delivered, and the refused one is not.
+async fn unusable_backend_bounces_and_recovers(fault: Fault) {
+    enable_admin();
+    let mut d = Daemon::with(Options {
+        postgres: matches!(fault, Fault::ServerDown),
+        ..Options::default()
+    });
+    let (mut a, _) = Raw::login(d.starttls, D, "alice", "alice-pw", "pc").await;
+    let msg = |id: &str| {
+        format!("<message to='bob@localhost' type='chat' id='{id}'><body>{id}</body></message>")
+    };
+    a.send(&msg("before")).await;
+    d.wait_log("message stored offline", 1);
+    let data = d.dir.path().join("data");
+    let guard = match fault {
+        Fault::ReadOnlyFiles => Some(Immutable::set(vec![
+            data.join("xmppd.sqlite"),
+            data.join("xmppd.sqlite-wal"),
+        ])),
+        Fault::ServerDown => {
+            d.pg.as_mut().expect("postgres").stop();
+            None
+        }
+    };
+    a.send(&msg("during")).await;
+    let e = a.wait_for("id='during'").await;
+    assert!(
+        e.contains("type='error'") && e.contains("<internal-server-error"),
+        "{e}"
+    );
+    bystander_ok(&mut a).await;
+    let v = stats(&d).await;
+    assert_eq!(count(&v, "storage_failing"), 1, "{v}");
+    assert!(count(&v, "storage_errors") >= 1, "{v}");
+    // (the log is written asynchronously: it may lag behind the error stanza)
+    d.wait_log("storage unusable: writes fail", 1);
+    d.wait_log("offline message not stored", 1);
+    let log = d.log();
+    assert!(
+        log.lines()
+            .any(|l| l.contains("PROBLEM") && l.contains("offline message not stored")),
+        "{log}"
+    );
+    assert!(
+        log.lines()
+            .any(|l| l.contains("MAJOR") && l.contains("storage unusable")),
+        "{log}"
+    );
+    assert!(!log.contains("FATAL") && !log.contains("panick"), "{log}");
+    // repaired: the next message is stored
+    drop(guard);
+    if matches!(fault, Fault::ServerDown) {
+        d.pg.as_mut().expect("postgres").restart();
+    }
+    a.send(&msg("after")).await;
+    d.wait_log("storage writes work again", 1);
+    d.wait_log("message stored offline", 2);
+    assert_eq!(count(&stats(&d).await, "storage_failing"), 0);
+    let (mut b, _) = Raw::login(d.starttls, D, "bob", "bob-pw", "phone").await;
+    let first = b.next_non_presence().await;
+    let second = b.next_non_presence().await;
+    assert!(first.contains("id='before'"), "{first}");
+    assert!(second.contains("id='after'"), "{second}");
+    b.expect_only_presence(Duration::from_millis(300)).await;
+}
+
+#[tokio::test]
+async fn sqlite_read_only_files_bounce_messages_and_the_server_recovers() {
+    unusable_backend_bounces_and_recovers(Fault::ReadOnlyFiles).await;
+}
+
+#[tokio::test]
+async fn postgres_server_down_bounces_messages_and_the_server_recovers() {
+    unusable_backend_bounces_and_recovers(Fault::ServerDown).await;
+}
+
+/// A tmpfs mounted for the test (root only), unmounted when dropped.
+struct Tmpfs(std::path::PathBuf);
+
+impl Tmpfs {
+    fn mount(at: &std::path::Path, size: &str) -> Tmpfs {
+        let out = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(at)
+            .output()
+            .expect("mount");
+        assert!(
+            out.status.success(),
+            "mounting a tmpfs failed (the disk-full test needs root): {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Tmpfs(at.to_path_buf())
+    }
+
+    fn resize(&self, size: &str) {
+        let st = std::process::Command::new("mount")
+            .args(["-o", &format!("remount,size={size}")])
+            .arg(&self.0)
+            .status()
+            .expect("remount");
+        assert!(st.success(), "remount");
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(&self.0)
+            .status();
+    }
+}
+
+/// The disk under the SQLite database fills up: every message that cannot be stored
+/// comes back to its sender as an error, every other one is delivered later, none is
+/// lost silently; with room again, storing works again.
+#[tokio::test]
+async fn sqlite_disk_full_bounces_what_it_cannot_store_and_recovers() {
+    enable_admin();
+    let mnt = tempfile::tempdir().expect("tempdir");
+    let fs = Tmpfs::mount(mnt.path(), "1m");
+    let d = Daemon::with(Options {
+        postgres: false,
+        extra: format!(
+            // bounces carry the 40 kB bodies back: room for all of them
+            "[limits]\nread_rate = 0\nwrite_buffer = 16777216\n[storage]\ndatabase = \"{}\"\nmax_offline_messages = 100000\n",
+            mnt.path().join("xmppd.sqlite").display()
+        ),
+        ..Options::default()
+    });
+    let (mut a, _) = Raw::login(d.starttls, D, "alice", "alice-pw", "pc").await;
+    let body = "x".repeat(40_000);
+    const N: usize = 60;
+    for i in 0..N {
+        a.send(&format!(
+            "<message to='bob@localhost' type='chat' id='f{i}'><body>{i} {body}</body></message>"
+        ))
+        .await;
+    }
+    // 60 x 40 kB cannot fit in 1 MiB: some come back
+    let first = a.wait_for("type='error'").await;
+    assert!(first.contains("<internal-server-error"), "{first}");
+    let mut bounced = std::collections::BTreeSet::new();
+    let id_of = |s: &str| {
+        s.split(" id='")
+            .nth(1)
+            .and_then(|x| x.split('\'').next())
+            .unwrap_or_default()
+            .to_string()
+    };
+    bounced.insert(id_of(&first));
+    while let Ok(s) = tokio::time::timeout(Duration::from_secs(2), a.next_non_presence()).await {
+        assert!(s.contains("<internal-server-error"), "{s}");
+        bounced.insert(id_of(&s));
+    }
+    assert_eq!(count(&stats(&d).await, "storage_failing"), 1);
+    d.wait_log("storage unusable: writes fail", 1);
+    assert!(d.log().contains("full"), "the log names the cause");
+    // room again
+    fs.resize("64m");
+    a.send("<message to='bob@localhost' type='chat' id='after'><body>after</body></message>")
+        .await;
+    d.wait_log("storage writes work again", 1);
+    let (mut b, _) = Raw::login(d.starttls, D, "bob", "bob-pw", "phone").await;
+    let mut delivered = std::collections::BTreeSet::new();
+    loop {
+        let m = tokio::time::timeout(Duration::from_secs(3), b.next_non_presence())
+            .await
+            .expect("bob gets every stored message, ending with 'after'");
+        let id = id_of(&m);
+        assert!(delivered.insert(id.clone()), "twice: {id}");
+        if id == "after" {
+            break;
+        }
+    }
+    delivered.remove("after");
+    assert!(!delivered.is_empty() && !bounced.is_empty());
+    // every message either stored and delivered, or bounced; never both, never neither
+    assert!(delivered.is_disjoint(&bounced), "{delivered:?} {bounced:?}");
+    assert_eq!(
+        delivered.len() + bounced.len(),
+        N,
+        "{delivered:?} {bounced:?}"
+    );
+    drop(b);
+    drop(d);
+    drop(fs);
 }

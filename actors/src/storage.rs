@@ -117,8 +117,20 @@ pub trait Backend: Send + Sync + 'static {
         xml: &str,
     ) -> Result<(), StorageError>;
 
+    /// Every document of the account as (key, xml), keys in order (export).
+    fn document_list(
+        &self,
+        domain: &str,
+        user: &str,
+    ) -> Result<Vec<(String, String)>, StorageError>;
+
     fn blocklist_get(&self, domain: &str, user: &str) -> Result<Vec<String>, StorageError>;
     fn blocklist_set(&self, domain: &str, user: &str, jids: &[String]) -> Result<(), StorageError>;
+
+    /// Counters for the monitoring page (name, value); none by default.
+    fn stats(&self) -> Vec<(&'static str, u64)> {
+        Vec::new()
+    }
 }
 
 /// Cloneable handle to the backend.

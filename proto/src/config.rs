@@ -240,20 +240,46 @@ impl Default for LimitSettings {
     }
 }
 
+/// Which database holds the durable state.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum StorageBackend {
+    /// The embedded SQLite file under `data_dir`.
+    #[default]
+    Sqlite,
+    /// A PostgreSQL server (`postgres_url`).
+    Postgres,
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct StorageSettings {
+    /// `sqlite` (embedded, the default) or `postgres`.
+    pub backend: StorageBackend,
     /// SQLite database file, relative to `data_dir` unless absolute.
     pub database: PathBuf,
+    /// PostgreSQL connection string (key=value or `postgresql://` URL).
+    pub postgres_url: String,
+    /// Read connections open at most (either backend); more readers wait for one.
+    pub read_connections: usize,
     /// Messages kept for an offline account; beyond it senders get an error.
     pub max_offline_messages: usize,
+    /// Writes waiting for the database writer at most; callers beyond it wait.
+    pub write_queue: usize,
+    /// Writes committed in one transaction at most.
+    pub write_batch: usize,
 }
 
 impl Default for StorageSettings {
     fn default() -> Self {
         StorageSettings {
+            backend: StorageBackend::Sqlite,
             database: PathBuf::from("xmppd.sqlite"),
+            postgres_url: String::new(),
+            read_connections: 8,
             max_offline_messages: 1000,
+            write_queue: 4096,
+            write_batch: 256,
         }
     }
 }

@@ -2,6 +2,8 @@
 //! directory, a test PKI, and a raw XML client for protocol details.
 #![allow(dead_code)]
 
+pub mod postgres;
+
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -78,6 +80,19 @@ pub struct Options {
     pub top: String,
     pub accounts: Vec<(String, String)>,
     pub log_level: String,
+    /// Store in a PostgreSQL server started for this daemon instead of SQLite. The
+    /// default comes from `XMPPD_TEST_BACKEND=postgres`, which runs any test file
+    /// against PostgreSQL.
+    pub postgres: bool,
+}
+
+/// Whether `XMPPD_TEST_BACKEND` asks for PostgreSQL ("sqlite" or unset: SQLite).
+pub fn postgres_by_default() -> bool {
+    match std::env::var("XMPPD_TEST_BACKEND").as_deref() {
+        Ok("postgres") => true,
+        Ok("sqlite") | Ok("") | Err(_) => false,
+        Ok(other) => panic!("XMPPD_TEST_BACKEND={other}: expected sqlite or postgres"),
+    }
 }
 
 impl Default for Options {
@@ -91,6 +106,7 @@ impl Default for Options {
                 ("bob".into(), "bob-pw".into()),
             ],
             log_level: "low-level".into(),
+            postgres: postgres_by_default(),
         }
     }
 }
@@ -104,6 +120,8 @@ pub struct Daemon {
     pub direct_tls: SocketAddr,
     pub domain: String,
     stderr: PathBuf,
+    /// The PostgreSQL server this daemon stores in (stopped after the daemon).
+    pub pg: Option<postgres::PgServer>,
 }
 
 pub fn xmppd_bin() -> &'static str {
@@ -131,6 +149,19 @@ impl Daemon {
         let pki = pki();
         let dir = tempfile::tempdir().expect("tempdir");
         let config = dir.path().join("xmppd.toml");
+        let pg = o.postgres.then(postgres::PgServer::start);
+        let mut extra = o.extra.clone();
+        if let Some(pg) = &pg {
+            let keys = format!(
+                "[storage]\nbackend = \"postgres\"\npostgres_url = \"{}\"\n",
+                pg.url("xmppd")
+            );
+            extra = if extra.contains("[storage]\n") {
+                extra.replace("[storage]\n", &keys)
+            } else {
+                format!("{extra}\n{keys}")
+            };
+        }
         let text = format!(
             "data_dir = \"{data}\"\nlog_level = \"{level}\"\n{top}\n\
              [[domain]]\nname = \"{domain}\"\n\n\
@@ -143,7 +174,7 @@ impl Daemon {
             domain = o.domain,
             cert = pki.cert.display(),
             key = pki.key.display(),
-            extra = o.extra,
+            extra = extra,
         );
         std::fs::write(&config, text).expect("write config");
         let stderr = dir.path().join("xmppd.log");
@@ -155,6 +186,7 @@ impl Daemon {
             domain: o.domain.clone(),
             stderr,
             dir,
+            pg,
         };
         for (u, p) in &o.accounts {
             d.add_account(u, p);
@@ -279,6 +311,31 @@ impl Daemon {
 
     pub fn jid(&self, user: &str) -> String {
         format!("{user}@{}", self.domain)
+    }
+
+    /// Run SQL statements on the daemon's database behind its back (fault tests), on
+    /// whichever backend it uses.
+    pub fn sql(&self, statements: &str) {
+        match &self.pg {
+            Some(pg) => {
+                // the synchronous client runs its own runtime: not on a test's runtime thread
+                let (url, sql) = (pg.url("xmppd"), statements.to_string());
+                std::thread::spawn(move || {
+                    let mut c = ::postgres::Client::connect(&url, ::postgres::NoTls)
+                        .expect("connect to postgres");
+                    c.batch_execute(&sql).expect("sql");
+                })
+                .join()
+                .expect("sql thread");
+            }
+            None => {
+                let c =
+                    rusqlite::Connection::open(self.dir.path().join("data").join("xmppd.sqlite"))
+                        .expect("open db");
+                c.busy_timeout(Duration::from_secs(5)).expect("timeout");
+                c.execute_batch(statements).expect("sql");
+            }
+        }
     }
 }
 

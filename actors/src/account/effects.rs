@@ -90,7 +90,7 @@ impl Account {
                     );
                 }
                 Err(e) => {
-                    slog::error!(act.log, "offline message not stored"; "error" => %e);
+                    slog::warn!(act.log, "offline message not stored"; "error" => %e);
                     act.bounce(
                         &sig,
                         ErrorCondition::InternalServerError,

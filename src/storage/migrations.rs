@@ -1,0 +1,108 @@
+//! Versioned schema migrations, applied in order by xmppd itself at start.
+//!
+//! SQLite records how many ran in `PRAGMA user_version`; PostgreSQL in the table
+//! `xmppd_schema`. A migration, once released, is never edited: changes are new entries.
+
+/// SQLite migrations.
+pub const SQLITE: &[&str] = &[
+    "CREATE TABLE accounts (
+        domain TEXT NOT NULL,
+        username TEXT NOT NULL,
+        salt BLOB NOT NULL,
+        iterations INTEGER NOT NULL,
+        sha1_stored BLOB NOT NULL,
+        sha1_server BLOB NOT NULL,
+        sha256_stored BLOB NOT NULL,
+        sha256_server BLOB NOT NULL,
+        password TEXT,
+        created INTEGER NOT NULL DEFAULT (strftime('%s','now')),
+        PRIMARY KEY (domain, username)
+    ) WITHOUT ROWID;",
+    "CREATE TABLE roster (
+        domain TEXT NOT NULL, username TEXT NOT NULL, contact TEXT NOT NULL,
+        name TEXT, groups TEXT NOT NULL DEFAULT '[]',
+        subscription TEXT NOT NULL DEFAULT 'none',
+        ask INTEGER NOT NULL DEFAULT 0, approved INTEGER NOT NULL DEFAULT 0,
+        PRIMARY KEY (domain, username, contact)
+    ) WITHOUT ROWID;
+    CREATE TABLE roster_version (
+        domain TEXT NOT NULL, username TEXT NOT NULL, ver INTEGER NOT NULL,
+        PRIMARY KEY (domain, username)
+    ) WITHOUT ROWID;
+    CREATE TABLE pending_in (
+        domain TEXT NOT NULL, username TEXT NOT NULL, contact TEXT NOT NULL, stanza TEXT NOT NULL,
+        PRIMARY KEY (domain, username, contact)
+    ) WITHOUT ROWID;
+    CREATE TABLE offline (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        domain TEXT NOT NULL, username TEXT NOT NULL, stanza TEXT NOT NULL,
+        stored INTEGER NOT NULL DEFAULT (strftime('%s','now'))
+    );
+    CREATE INDEX offline_by_user ON offline (domain, username, id);
+    CREATE TABLE documents (
+        domain TEXT NOT NULL, username TEXT NOT NULL, key TEXT NOT NULL, xml TEXT NOT NULL,
+        PRIMARY KEY (domain, username, key)
+    ) WITHOUT ROWID;
+    CREATE TABLE blocklist (
+        domain TEXT NOT NULL, username TEXT NOT NULL, jid TEXT NOT NULL,
+        PRIMARY KEY (domain, username, jid)
+    ) WITHOUT ROWID;",
+];
+
+/// PostgreSQL migrations: the same tables as SQLite's.
+pub const POSTGRES: &[&str] = &[
+    "CREATE TABLE accounts (
+        domain TEXT NOT NULL,
+        username TEXT NOT NULL,
+        salt BYTEA NOT NULL,
+        iterations BIGINT NOT NULL,
+        sha1_stored BYTEA NOT NULL,
+        sha1_server BYTEA NOT NULL,
+        sha256_stored BYTEA NOT NULL,
+        sha256_server BYTEA NOT NULL,
+        password TEXT,
+        created BIGINT NOT NULL DEFAULT extract(epoch from now())::bigint,
+        PRIMARY KEY (domain, username)
+    );",
+    "CREATE TABLE roster (
+        domain TEXT NOT NULL, username TEXT NOT NULL, contact TEXT NOT NULL,
+        name TEXT, groups TEXT NOT NULL DEFAULT '[]',
+        subscription TEXT NOT NULL DEFAULT 'none',
+        ask BOOLEAN NOT NULL DEFAULT false, approved BOOLEAN NOT NULL DEFAULT false,
+        PRIMARY KEY (domain, username, contact)
+    );
+    CREATE TABLE roster_version (
+        domain TEXT NOT NULL, username TEXT NOT NULL, ver BIGINT NOT NULL,
+        PRIMARY KEY (domain, username)
+    );
+    CREATE TABLE pending_in (
+        domain TEXT NOT NULL, username TEXT NOT NULL, contact TEXT NOT NULL, stanza TEXT NOT NULL,
+        PRIMARY KEY (domain, username, contact)
+    );
+    CREATE TABLE offline (
+        id BIGSERIAL PRIMARY KEY,
+        domain TEXT NOT NULL, username TEXT NOT NULL, stanza TEXT NOT NULL,
+        stored BIGINT NOT NULL DEFAULT extract(epoch from now())::bigint
+    );
+    CREATE INDEX offline_by_user ON offline (domain, username, id);
+    CREATE TABLE documents (
+        domain TEXT NOT NULL, username TEXT NOT NULL, key TEXT NOT NULL, xml TEXT NOT NULL,
+        PRIMARY KEY (domain, username, key)
+    );
+    CREATE TABLE blocklist (
+        domain TEXT NOT NULL, username TEXT NOT NULL, jid TEXT NOT NULL,
+        PRIMARY KEY (domain, username, jid)
+    );",
+];
+
+/// Tables holding per-account data, emptied when the account is deleted; `accounts`
+/// last, so that its count says whether the account existed.
+pub const ACCOUNT_TABLES: &[&str] = &[
+    "roster",
+    "roster_version",
+    "pending_in",
+    "offline",
+    "documents",
+    "blocklist",
+    "accounts",
+];

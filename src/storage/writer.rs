@@ -1,0 +1,284 @@
+//! One writer per database with group commit.
+//!
+//! Every durable write is a job sent to one thread that owns the database's write
+//! connection. The thread takes whatever jobs are waiting (up to a batch limit), runs
+//! them in one transaction, each inside its own savepoint, and commits once: one fsync
+//! for many writes. A job that fails rolls back to its savepoint and fails alone; its
+//! neighbours commit. A caller learns the outcome of its write only after the commit
+//! (or its failure), so an acknowledged write is durable.
+//!
+//! Writes never meet each other in the database, so nothing is refused because two
+//! writers raced (SQLite's "database is locked"). The queue in front of the thread is
+//! bounded: when it is full, callers wait for room, they are not refused.
+
+use std::sync::Arc;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::mpsc::{Receiver, SyncSender, TryRecvError, sync_channel};
+use std::thread::JoinHandle;
+use xmppd_actors::storage::StorageError;
+
+/// A write connection the writer can drive: one transaction, savepoints inside it.
+pub trait WriteConn: Send + 'static {
+    fn begin(&mut self) -> Result<(), StorageError>;
+    fn commit(&mut self) -> Result<(), StorageError>;
+    /// Abandon the transaction (errors are of no use here: the batch failed already).
+    fn rollback(&mut self);
+    fn savepoint(&mut self) -> Result<(), StorageError>;
+    fn release(&mut self) -> Result<(), StorageError>;
+    fn rollback_to(&mut self) -> Result<(), StorageError>;
+    /// Whether the transaction is still open (SQLite rolls it back by itself after some
+    /// errors: disk full, I/O errors).
+    fn in_transaction(&self) -> bool;
+}
+
+/// The bounds of one writer.
+#[derive(Debug, Clone, Copy)]
+pub struct WriterLimits {
+    /// Writes waiting for the writer at most; further callers wait for room.
+    pub queue: usize,
+    /// Writes in one transaction at most.
+    pub batch: usize,
+}
+
+/// What the writer did, for `/stats`.
+#[derive(Debug, Default)]
+pub struct WriterStats {
+    /// Writes committed.
+    pub writes: AtomicU64,
+    /// Transactions committed.
+    pub commits: AtomicU64,
+    /// Writes that failed (the statement or the transaction).
+    pub errors: AtomicU64,
+    /// Writes sent and not yet answered.
+    pub pending: AtomicUsize,
+    /// The last transaction failed as a whole (the backend is unusable).
+    pub failing: AtomicBool,
+}
+
+type Job<C> = Box<dyn FnOnce(&mut C) -> Result<(), StorageError> + Send>;
+
+struct Request<C> {
+    job: Job<C>,
+    reply: SyncSender<Result<(), StorageError>>,
+}
+
+/// The handle callers write through; dropping it stops the thread after the writes
+/// already queued.
+pub struct Writer<C: WriteConn> {
+    tx: Mutex<Option<SyncSender<Request<C>>>>,
+    thread: Mutex<Option<JoinHandle<()>>>,
+    pub stats: Arc<WriterStats>,
+}
+
+impl<C: WriteConn> Writer<C> {
+    pub fn start(name: &str, conn: C, limits: WriterLimits, log: slog::Logger) -> Writer<C> {
+        let (tx, rx) = sync_channel::<Request<C>>(limits.queue.max(1));
+        let stats = Arc::new(WriterStats::default());
+        let st = stats.clone();
+        let batch = limits.batch.max(1);
+        let thread = std::thread::Builder::new()
+            .name(format!("{name}-writer"))
+            .spawn(move || run(conn, rx, batch, &st, &log))
+            .ok();
+        Writer {
+            tx: Mutex::new(thread.as_ref().map(|_| tx)),
+            thread: Mutex::new(thread),
+            stats,
+        }
+    }
+
+    /// Run `job` in the next transaction; returns once it is committed (or failed).
+    /// Blocks the calling thread: call it from the blocking pool, never from an actor.
+    pub fn write(
+        &self,
+        job: impl FnOnce(&mut C) -> Result<(), StorageError> + Send + 'static,
+    ) -> Result<(), StorageError> {
+        let sender = match self.tx.lock() {
+            Ok(g) => g.clone(),
+            Err(p) => p.into_inner().clone(),
+        };
+        let Some(sender) = sender else {
+            return Err(StorageError::Backend(
+                "the storage writer has stopped".into(),
+            ));
+        };
+        let (reply, answer) = sync_channel(1);
+        self.stats.pending.fetch_add(1, Ordering::Relaxed);
+        let sent = sender.send(Request {
+            job: Box::new(job),
+            reply,
+        });
+        let r = match sent {
+            Ok(()) => answer.recv().unwrap_or_else(|_| {
+                Err(StorageError::Backend(
+                    "the storage writer has stopped".into(),
+                ))
+            }),
+            Err(_) => Err(StorageError::Backend(
+                "the storage writer has stopped".into(),
+            )),
+        };
+        self.stats.pending.fetch_sub(1, Ordering::Relaxed);
+        r
+    }
+
+    /// Finish the queued writes and stop the thread.
+    pub fn stop(&self) {
+        if let Ok(mut g) = self.tx.lock() {
+            g.take();
+        }
+        let t = self.thread.lock().ok().and_then(|mut g| g.take());
+        if let Some(t) = t {
+            let _ = t.join();
+        }
+    }
+}
+
+impl<C: WriteConn> Drop for Writer<C> {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn run<C: WriteConn>(
+    mut conn: C,
+    rx: Receiver<Request<C>>,
+    max_batch: usize,
+    stats: &WriterStats,
+    log: &slog::Logger,
+) {
+    let mut batch: Vec<Request<C>> = Vec::with_capacity(max_batch.min(1024));
+    while let Ok(first) = rx.recv() {
+        batch.push(first);
+        while batch.len() < max_batch {
+            match rx.try_recv() {
+                Ok(r) => batch.push(r),
+                Err(TryRecvError::Empty | TryRecvError::Disconnected) => break,
+            }
+        }
+        commit_batch(&mut conn, &mut batch, stats, log);
+    }
+}
+
+/// One transaction for the whole batch; every request is answered.
+fn commit_batch<C: WriteConn>(
+    conn: &mut C,
+    batch: &mut Vec<Request<C>>,
+    stats: &WriterStats,
+    log: &slog::Logger,
+) {
+    if let Err(e) = conn.begin() {
+        return fail_all(batch, e, stats, log);
+    }
+    let single = batch.len() == 1;
+    let mut outcomes = Vec::with_capacity(batch.len());
+    let mut replies = Vec::with_capacity(batch.len());
+    let mut lost = None;
+    for req in batch.drain(..) {
+        replies.push(req.reply);
+        if lost.is_some() {
+            continue;
+        }
+        // one write alone needs no savepoint: its failure rolls the transaction back
+        if single {
+            let r = guarded(req.job, conn);
+            match r {
+                Err(e) if !conn.in_transaction() => lost = Some(e),
+                r => outcomes.push(r),
+            }
+            continue;
+        }
+        if let Err(e) = conn.savepoint() {
+            lost = Some(e);
+            continue;
+        }
+        let r = guarded(req.job, conn);
+        if let Err(e) = &r
+            && !conn.in_transaction()
+        {
+            // the database abandoned the whole transaction: nothing of it holds
+            lost = Some(e.clone());
+            continue;
+        }
+        let undo = match &r {
+            Ok(()) => conn.release(),
+            Err(_) => conn.rollback_to().and_then(|()| conn.release()),
+        };
+        match undo {
+            Ok(()) => outcomes.push(r),
+            Err(e) => lost = Some(e),
+        }
+    }
+    if let Some(e) = lost {
+        conn.rollback();
+        return fail_replies(replies, e, stats, log);
+    }
+    if single && outcomes.first().is_some_and(|r| r.is_err()) {
+        conn.rollback();
+        stats.errors.fetch_add(1, Ordering::Relaxed);
+        for (reply, r) in replies.into_iter().zip(outcomes) {
+            let _ = reply.send(r);
+        }
+        return;
+    }
+    match conn.commit() {
+        Ok(()) => {
+            if stats.failing.swap(false, Ordering::Relaxed) {
+                slog::info!(log, "storage writes work again");
+            }
+            stats.commits.fetch_add(1, Ordering::Relaxed);
+            for (reply, r) in replies.into_iter().zip(outcomes) {
+                match &r {
+                    Ok(()) => stats.writes.fetch_add(1, Ordering::Relaxed),
+                    Err(_) => stats.errors.fetch_add(1, Ordering::Relaxed),
+                };
+                let _ = reply.send(r);
+            }
+        }
+        Err(e) => {
+            conn.rollback();
+            fail_replies(replies, e, stats, log);
+        }
+    }
+}
+
+/// Run one job; a panic in it fails that write only.
+fn guarded<C>(job: Job<C>, conn: &mut C) -> Result<(), StorageError> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| job(conn)))
+        .unwrap_or_else(|_| Err(StorageError::Backend("storage write panicked".into())))
+}
+
+fn fail_all<C>(
+    batch: &mut Vec<Request<C>>,
+    e: StorageError,
+    stats: &WriterStats,
+    log: &slog::Logger,
+) {
+    let replies = batch.drain(..).map(|r| r.reply).collect();
+    fail_replies(replies, e, stats, log);
+}
+
+fn fail_replies(
+    replies: Vec<SyncSender<Result<(), StorageError>>>,
+    e: StorageError,
+    stats: &WriterStats,
+    log: &slog::Logger,
+) {
+    unusable(stats, &e, log);
+    stats
+        .errors
+        .fetch_add(replies.len() as u64, Ordering::Relaxed);
+    for reply in replies {
+        let _ = reply.send(Err(e.clone()));
+    }
+}
+
+/// A whole transaction failed: the backend cannot take writes (disk full, read-only,
+/// file gone, server down). Logged once, as a Major event (the server goes on serving;
+/// each write refused is an error to its sender), until writes work again.
+fn unusable(stats: &WriterStats, e: &StorageError, log: &slog::Logger) {
+    if !stats.failing.swap(true, Ordering::Relaxed) {
+        slog::info!(log, "storage unusable: writes fail"; "error" => %e);
+    }
+}

@@ -1,0 +1,148 @@
+//! Storage under concurrent load, through the real daemon over real sockets: messages
+//! to offline accounts from several senders at once, while rosters are written and
+//! accounts log in, are all stored and later delivered; none bounces.
+
+mod common;
+use common::*;
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+const D: &str = "localhost";
+
+const SENDERS: usize = 3;
+const RECIPIENTS: usize = 3;
+const PER_SENDER: usize = 200;
+
+fn load_options(base: Options) -> Options {
+    let mut o = base;
+    o.log_level = "problems".into();
+    o.accounts = vec![
+        ("alice".into(), "alice-pw".into()),
+        ("bob".into(), "bob-pw".into()),
+    ];
+    o.accounts
+        .extend((0..SENDERS).map(|i| (format!("s{i}"), format!("s{i}-pw"))));
+    o.accounts
+        .extend((0..RECIPIENTS).map(|i| (format!("r{i}"), format!("r{i}-pw"))));
+    o
+}
+
+/// The message id `s{sender}-{k}` goes to recipient `k % RECIPIENTS`.
+async fn offline_race(d: &Daemon) {
+    let mut senders = Vec::new();
+    for s in 0..SENDERS {
+        let (r, _) = Raw::login(d.starttls, D, &format!("s{s}"), &format!("s{s}-pw"), "pc").await;
+        senders.push(r);
+    }
+    let addr = d.starttls;
+    let mut tasks = tokio::task::JoinSet::new();
+    for (s, mut r) in senders.into_iter().enumerate() {
+        tasks.spawn(async move {
+            let all: String = (0..PER_SENDER)
+                .map(|k| {
+                    format!(
+                        "<message to='r{}@localhost' type='chat' id='s{s}-{k}'><body>m {s} {k}</body></message>",
+                        k % RECIPIENTS
+                    )
+                })
+                .collect();
+            r.send(&all).await;
+            r
+        });
+    }
+    // roster writes at the same time
+    tasks.spawn(async move {
+        let (mut r, _) = Raw::login(addr, D, "alice", "alice-pw", "roster").await;
+        for i in 0..60 {
+            r.send(&format!(
+                "<iq type='set' id='ro{i}'><query xmlns='jabber:iq:roster'><item jid='c{i}@localhost' name='C {i}'/></query></iq>"
+            ))
+            .await;
+            let reply = r.wait_for(&format!("id='ro{i}'")).await;
+            assert!(reply.contains("type='result'"), "roster set {i}: {reply}");
+        }
+        r
+    });
+    // and logins (credential reads, roster loads, presence)
+    tasks.spawn(async move {
+        let mut last = None;
+        for i in 0..8 {
+            let (r, _) = Raw::login(addr, D, "bob", "bob-pw", &format!("l{i}")).await;
+            last = Some(r);
+        }
+        last.expect("logged in")
+    });
+    let mut clients = Vec::new();
+    while let Some(r) = tasks.join_next().await {
+        clients.push(r.expect("client task"));
+    }
+    // every message reaches its recipient once they come online
+    let mut got = BTreeSet::new();
+    for rcpt in 0..RECIPIENTS {
+        let (mut r, _) = Raw::login(
+            d.starttls,
+            D,
+            &format!("r{rcpt}"),
+            &format!("r{rcpt}-pw"),
+            "phone",
+        )
+        .await;
+        let want = (0..SENDERS * PER_SENDER)
+            .filter(|n| (n % PER_SENDER) % RECIPIENTS == rcpt)
+            .count();
+        let mut mine = 0;
+        while mine < want {
+            // (some arrive while login waits for its presence, and are kept for here)
+            let Ok(m) = tokio::time::timeout(Duration::from_secs(9), r.next_non_presence()).await
+            else {
+                panic!(
+                    "r{rcpt}: {mine} of {want} delivered; log:\n{}",
+                    tail(&d.log())
+                );
+            };
+            let id = m
+                .split(" id='")
+                .nth(1)
+                .and_then(|s| s.split('\'').next())
+                .unwrap_or_else(|| panic!("no id: {m}"))
+                .to_string();
+            assert!(!m.contains("type='error'"), "{m}");
+            assert!(got.insert(id.clone()), "delivered twice: {id}");
+            mine += 1;
+        }
+    }
+    assert_eq!(got.len(), SENDERS * PER_SENDER);
+    // and no sender got anything back
+    for mut c in clients {
+        if let Some(e) = c
+            .try_read_until("type='error'", Duration::from_millis(300))
+            .await
+        {
+            panic!("bounced: {e}\nlog:\n{}", tail(&d.log()));
+        }
+    }
+    assert!(!d.log().contains("not stored"), "log: {}", tail(&d.log()));
+}
+
+fn tail(log: &str) -> String {
+    let lines: Vec<&str> = log.lines().collect();
+    lines[lines.len().saturating_sub(40)..].join("\n")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_concurrent_offline_roster_and_logins_lose_nothing() {
+    let d = Daemon::with(load_options(Options {
+        postgres: false,
+        ..Options::default()
+    }));
+    offline_race(&d).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_concurrent_offline_roster_and_logins_lose_nothing() {
+    let d = Daemon::with(load_options(Options {
+        postgres: true,
+        ..Options::default()
+    }));
+    offline_race(&d).await;
+}
