@@ -307,6 +307,7 @@ fn read_now(
                 Ok(Some(xmppd_proto::net::record_layer::Event::Closed)) => out.closed = true,
                 Ok(None) => {}
                 Err(e) => {
+                    slog::warn!(log, # "XMPPI", "TLS record layer: closing"; "error" => %e);
                     return Err(std::io::Error::new(std::io::ErrorKind::InvalidData, e));
                 }
             },
@@ -461,14 +462,23 @@ impl Io {
             .shaper
             .as_mut()
             .map_or(READ_CHUNK, |s| s.allowance(Instant::now(), 512));
-        let (n, outcome) = match read_now(
+        let read = read_now(
             &self.tcp,
             &mut self.tls,
             &mut self.parser,
             self.limits,
             max,
             log,
-        ) {
+        );
+        // TLS: the records the record layer wrote on its own (our KeyUpdate, an alert)
+        // go out now, before anything sealed later
+        if let Some(out) = self.tls.as_mut().and_then(|l| l.take_outgoing()) {
+            let w = tokio::time::timeout(self.tls_timeout, write_all(&self.tcp, &out)).await;
+            if read.is_ok() && !matches!(w, Ok(Ok(()))) {
+                return Err("write: TLS record layer output".into());
+            }
+        }
+        let (n, outcome) = match read {
             Ok(Some(x)) => x,
             Ok(None) => return Ok(()),
             Err(e) => return Err(format!("read: {e}")),
@@ -550,7 +560,9 @@ async fn flush(
     let data = match tls {
         Some(layer) => {
             let mut sealed = Vec::new();
-            layer.seal(&plain, &mut sealed);
+            layer
+                .seal(&plain, &mut sealed)
+                .map_err(|e| format!("TLS: {e}"))?;
             sealed
         }
         None => plain,

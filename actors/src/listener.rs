@@ -127,8 +127,9 @@ async fn refuse(mut tcp: TcpStream, tls: ListenerTls, ctx: Ctx) {
             ListenerTls::Direct => {
                 if let Ok((mut layer, _)) = ctx.tls.accept(&mut tcp).await {
                     let mut out = Vec::new();
-                    layer.seal(msg.as_bytes(), &mut out);
-                    layer.close_notify(&mut out);
+                    if layer.seal(msg.as_bytes(), &mut out).is_ok() {
+                        layer.close_notify(&mut out);
+                    }
                     let _ = tcp.write_all(&out).await;
                     let _ = tcp.shutdown().await;
                 }

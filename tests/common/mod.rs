@@ -384,6 +384,16 @@ impl Raw {
         }
     }
 
+    /// Send a TLS 1.3 KeyUpdate (rustls sets update_requested: the server must answer
+    /// with its own and switch its key too).
+    pub async fn key_update(&mut self) {
+        let RawStream::Tls(s) = &mut self.s else {
+            panic!("not TLS")
+        };
+        s.get_mut().1.refresh_traffic_keys().expect("key update");
+        s.flush().await.expect("flush");
+    }
+
     async fn fill(&mut self) -> usize {
         let mut b = [0u8; 8192];
         let n = match &mut self.s {

@@ -1,15 +1,20 @@
-//! The TLS 1.3 record layer (RFC 8446 §5) for established connections.
+//! The TLS record layer (RFC 8446 §5) for established connections.
 //!
 //! rustls runs the handshake; then its traffic secrets are extracted and this small
 //! layer protects application data with ring's AEADs — the way kernel TLS offload
-//! does. It keeps per connection only the two keys, their IVs and sequence numbers,
-//! and the bytes of a record that arrived in part (usually none), so an idle TLS
-//! session holds no buffers at all.
+//! does. It keeps per connection only the two keys, their IVs, sequence numbers and
+//! traffic secrets (for key updates), and the bytes of a record that arrived in part
+//! (usually none), so an idle TLS session holds no buffers at all.
 //!
-//! Post-handshake messages are not supported: a KeyUpdate (or anything else on the
-//! handshake content type) ends the connection with an error.
+//! After the handshake the peer may send application data, alerts and KeyUpdate
+//! (RFC 8446 §4.6.3): its receive key is updated, and `update_requested` is answered
+//! with our own KeyUpdate. Our sending key is updated before the AEAD's
+//! confidentiality limit (§5.5). Any other handshake message, and every malformed
+//! record, gets the alert RFC 8446 §6.2 names; the records this layer writes on its
+//! own (a KeyUpdate, an alert) wait in [`RecordLayer::take_outgoing`].
 
 use ring::aead::{self, Aad, LessSafeKey, Nonce, UnboundKey};
+use ring::hkdf;
 use rustls::{ConnectionTrafficSecrets, ExtractedSecrets};
 
 /// Bytes of a record header (content type, version, length).
@@ -23,22 +28,135 @@ const TAG: usize = 16;
 const APPLICATION_DATA: u8 = 23;
 const ALERT: u8 = 21;
 const HANDSHAKE: u8 = 22;
-const CLOSE_NOTIFY: u8 = 0;
+const KEY_UPDATE: u8 = 24;
+
+/// Alert descriptions (RFC 8446 §6).
+pub mod alert {
+    pub const CLOSE_NOTIFY: u8 = 0;
+    pub const UNEXPECTED_MESSAGE: u8 = 10;
+    pub const BAD_RECORD_MAC: u8 = 20;
+    pub const RECORD_OVERFLOW: u8 = 22;
+    pub const ILLEGAL_PARAMETER: u8 = 47;
+    pub const DECODE_ERROR: u8 = 50;
+    pub const INTERNAL_ERROR: u8 = 80;
+    pub const USER_CANCELED: u8 = 90;
+}
+const FATAL: u8 = 2;
+const WARNING: u8 = 1;
+
+/// Records sent under one key before it is replaced. AES-GCM's confidentiality limit
+/// is 2^24.5 full-size records (RFC 8446 §5.5); ChaCha20-Poly1305's is far beyond
+/// reach, and rotating it as often costs one HKDF per 8 million records.
+pub const ROTATE_AFTER: u64 = 1 << 23;
+/// KeyUpdates the peer may send in a row without application data in between.
+const MAX_KEY_UPDATES_IN_ROW: u8 = 32;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum RecordError {
-    #[error("TLS record too large")]
-    Overflow,
+    #[error("TLS record of {0} bytes is over the limit")]
+    Overflow(usize),
+    #[error("TLS record of {0} bytes is too short to be protected")]
+    TooShort(usize),
+    #[error("TLS plaintext of {0} bytes is over the limit")]
+    PlaintextOverflow(usize),
     #[error("TLS record failed authentication")]
     BadRecordMac,
     #[error("unexpected TLS record type {0}")]
     UnexpectedType(u8),
     #[error("TLS alert {0} from the peer")]
     Alert(u8),
-    #[error("post-handshake TLS messages are not supported")]
-    PostHandshake,
+    #[error("unexpected post-handshake message type {0}")]
+    UnexpectedHandshake(u8),
+    #[error("a KeyUpdate must end its record")]
+    Unaligned,
+    #[error("malformed {0}")]
+    Decode(&'static str),
+    #[error("KeyUpdate with request_update {0}")]
+    IllegalKeyUpdate(u8),
+    #[error("too many KeyUpdates without application data")]
+    KeyUpdateFlood,
+    #[error("TLS sequence number exhausted")]
+    SequenceExhausted,
     #[error("unsupported cipher suite for record protection")]
     Unsupported,
+}
+
+impl RecordError {
+    /// The alert that tells the peer about this error (none for the peer's own alert).
+    pub fn alert(&self) -> Option<u8> {
+        use RecordError::*;
+        Some(match self {
+            Overflow(_) | PlaintextOverflow(_) => alert::RECORD_OVERFLOW,
+            TooShort(_) | Decode(_) => alert::DECODE_ERROR,
+            BadRecordMac => alert::BAD_RECORD_MAC,
+            UnexpectedType(_) | UnexpectedHandshake(_) | Unaligned | KeyUpdateFlood => {
+                alert::UNEXPECTED_MESSAGE
+            }
+            IllegalKeyUpdate(_) => alert::ILLEGAL_PARAMETER,
+            SequenceExhausted | Unsupported => alert::INTERNAL_ERROR,
+            Alert(_) => return None,
+        })
+    }
+}
+
+/// A TLS 1.3 traffic secret (SHA-256 or SHA-384 long), kept for key updates.
+#[derive(Clone)]
+pub struct TrafficSecret {
+    bytes: [u8; 48],
+    len: u8,
+}
+
+impl TrafficSecret {
+    pub fn new(secret: &[u8]) -> Option<TrafficSecret> {
+        let mut bytes = [0u8; 48];
+        bytes.get_mut(..secret.len())?.copy_from_slice(secret);
+        matches!(secret.len(), 32 | 48).then_some(TrafficSecret {
+            bytes,
+            len: secret.len() as u8,
+        })
+    }
+
+    fn get(&self) -> &[u8] {
+        &self.bytes[..self.len as usize]
+    }
+
+    /// HKDF-Expand-Label(secret, label, "", out.len()) (RFC 8446 §7.1).
+    fn expand_label(&self, label: &[u8], out: &mut [u8]) -> Result<(), RecordError> {
+        struct Len(usize);
+        impl hkdf::KeyType for Len {
+            fn len(&self) -> usize {
+                self.0
+            }
+        }
+        let alg = if self.len == 48 {
+            hkdf::HKDF_SHA384
+        } else {
+            hkdf::HKDF_SHA256
+        };
+        let prk = hkdf::Prk::new_less_safe(alg, self.get());
+        let out_len = (out.len() as u16).to_be_bytes();
+        let label_len = [(6 + label.len()) as u8];
+        let info: [&[u8]; 5] = [&out_len, &label_len, b"tls13 ", label, &[0]];
+        prk.expand(&info, Len(out.len()))
+            .and_then(|okm| okm.fill(out))
+            .map_err(|_| RecordError::Unsupported)
+    }
+
+    /// The next generation's secret (RFC 8446 §7.2).
+    fn next(&self) -> Result<TrafficSecret, RecordError> {
+        let mut next = TrafficSecret {
+            bytes: [0; 48],
+            len: self.len,
+        };
+        self.expand_label(b"traffic upd", &mut next.bytes[..self.len as usize])?;
+        Ok(next)
+    }
+}
+
+impl Drop for TrafficSecret {
+    fn drop(&mut self) {
+        self.bytes = [0; 48];
+    }
 }
 
 /// One direction's key state.
@@ -46,10 +164,15 @@ struct Direction {
     key: LessSafeKey,
     iv: [u8; 12],
     seq: u64,
+    secret: TrafficSecret,
 }
 
 impl Direction {
-    fn new(seq: u64, secrets: ConnectionTrafficSecrets) -> Result<Direction, RecordError> {
+    fn new(
+        seq: u64,
+        secrets: ConnectionTrafficSecrets,
+        secret: TrafficSecret,
+    ) -> Result<Direction, RecordError> {
         let (alg, key, iv) = match &secrets {
             ConnectionTrafficSecrets::Aes128Gcm { key, iv } => (&aead::AES_128_GCM, key, iv),
             ConnectionTrafficSecrets::Aes256Gcm { key, iv } => (&aead::AES_256_GCM, key, iv),
@@ -67,17 +190,38 @@ impl Direction {
             key: LessSafeKey::new(key),
             iv,
             seq,
+            secret,
         })
     }
 
-    /// RFC 8446 §5.3: the IV XOR the 64-bit sequence number, which then advances.
-    fn nonce(&mut self) -> Nonce {
+    /// RFC 8446 §5.3: the IV XOR the 64-bit sequence number, which then advances. A
+    /// sequence number is never reused: at the end of its range the connection ends.
+    fn nonce(&mut self) -> Result<Nonce, RecordError> {
         let mut n = self.iv;
         for (b, s) in n[4..].iter_mut().zip(self.seq.to_be_bytes()) {
             *b ^= s;
         }
-        self.seq += 1;
-        Nonce::assume_unique_for_key(n)
+        self.seq = self
+            .seq
+            .checked_add(1)
+            .ok_or(RecordError::SequenceExhausted)?;
+        Ok(Nonce::assume_unique_for_key(n))
+    }
+
+    /// Move to the next traffic secret and its key (RFC 8446 §7.2, §7.3).
+    fn update(&mut self) -> Result<(), RecordError> {
+        let alg = self.key.algorithm();
+        let secret = self.secret.next()?;
+        let mut key = [0u8; 32];
+        let key = &mut key[..alg.key_len()];
+        secret.expand_label(b"key", key)?;
+        secret.expand_label(b"iv", &mut self.iv)?;
+        self.key =
+            LessSafeKey::new(UnboundKey::new(alg, key).map_err(|_| RecordError::Unsupported)?);
+        key.fill(0);
+        self.secret = secret;
+        self.seq = 0;
+        Ok(())
     }
 }
 
@@ -94,36 +238,76 @@ pub struct RecordLayer {
     tx: Direction,
     /// A record received in part, waiting for the rest.
     partial: Vec<u8>,
+    /// Records this layer wrote on its own (a KeyUpdate, an alert), to go out before
+    /// anything sealed later.
+    outgoing: Vec<u8>,
+    /// Bytes of a post-handshake message split over records.
+    hs: [u8; 5],
+    hs_len: u8,
+    /// KeyUpdates since the peer's last application data.
+    key_updates: u8,
+    /// Records under one key before it is replaced (ours) or we ask the peer to.
+    rotate_after: u64,
 }
 
 impl RecordLayer {
-    pub fn new(secrets: ExtractedSecrets) -> Result<RecordLayer, RecordError> {
+    /// The layer for the secrets rustls extracted, with the TLS 1.3 traffic secrets
+    /// they were derived from (`rx`: the client's, `tx`: ours).
+    pub fn new(
+        secrets: ExtractedSecrets,
+        rx: TrafficSecret,
+        tx: TrafficSecret,
+    ) -> Result<RecordLayer, RecordError> {
         Ok(RecordLayer {
-            rx: Direction::new(secrets.rx.0, secrets.rx.1)?,
-            tx: Direction::new(secrets.tx.0, secrets.tx.1)?,
+            rx: Direction::new(secrets.rx.0, secrets.rx.1, rx)?,
+            tx: Direction::new(secrets.tx.0, secrets.tx.1, tx)?,
             partial: Vec::new(),
+            outgoing: Vec::new(),
+            hs: [0; 5],
+            hs_len: 0,
+            key_updates: 0,
+            rotate_after: ROTATE_AFTER,
         })
+    }
+
+    /// Replace keys after `records` instead of [`ROTATE_AFTER`] (for tests).
+    pub fn rotate_after(&mut self, records: u64) {
+        self.rotate_after = records.max(1);
     }
 
     /// Decrypt the records in `input` (bytes as read from the socket), handing each
     /// application-data payload to `on_data`. A record cut off at the end is kept
-    /// for the next call.
+    /// for the next call. On an error, the alert for the peer is in
+    /// [`RecordLayer::take_outgoing`]; the connection must end.
     pub fn open(
         &mut self,
         input: &mut [u8],
         mut on_data: impl FnMut(&[u8]),
     ) -> Result<Option<Event>, RecordError> {
+        let r = self.open_inner(input, &mut on_data);
+        if let Err(e) = &r
+            && let Some(desc) = e.alert()
+        {
+            self.send_alert(FATAL, desc);
+        }
+        r
+    }
+
+    fn open_inner(
+        &mut self,
+        input: &mut [u8],
+        on_data: &mut impl FnMut(&[u8]),
+    ) -> Result<Option<Event>, RecordError> {
         if self.partial.is_empty() {
-            let used = open_records(&mut self.rx, input, &mut on_data)?;
-            if let (_, Some(e)) = used {
-                return Ok(Some(e));
+            let (used, ev) = self.open_records(input, on_data)?;
+            if ev.is_none() {
+                self.partial.extend_from_slice(&input[used..]);
             }
-            self.partial.extend_from_slice(&input[used.0..]);
-            return Ok(None);
+            return Ok(ev);
         }
         self.partial.extend_from_slice(input);
         let mut buf = std::mem::take(&mut self.partial);
-        let (used, ev) = open_records(&mut self.rx, &mut buf, &mut on_data)?;
+        let (used, ev) = self.open_records(&mut buf, on_data)?;
         if ev.is_none() {
             buf.drain(..used);
             if !buf.is_empty() {
@@ -134,29 +318,57 @@ impl RecordLayer {
         Ok(ev)
     }
 
-    /// Protect `plaintext` as application-data records appended to `out`.
-    pub fn seal(&mut self, plaintext: &[u8], out: &mut Vec<u8>) {
+    /// Records for the peer that this layer produced while reading (our KeyUpdate, an
+    /// alert): write them before anything sealed after this call.
+    pub fn take_outgoing(&mut self) -> Option<Vec<u8>> {
+        (!self.outgoing.is_empty()).then(|| std::mem::take(&mut self.outgoing))
+    }
+
+    /// Protect `plaintext` as application-data records appended to `out`. Our key is
+    /// updated (with a KeyUpdate ahead of the next record) before its limit.
+    pub fn seal(&mut self, plaintext: &[u8], out: &mut Vec<u8>) -> Result<(), RecordError> {
         let records = plaintext.len().div_ceil(MAX_PLAINTEXT);
         // each record: header, the inner content type, the tag
         out.reserve(plaintext.len() + records * (HEADER + 1 + TAG));
         for chunk in plaintext.chunks(MAX_PLAINTEXT) {
-            self.seal_record(chunk, APPLICATION_DATA, out);
+            if self.tx.seq >= self.rotate_after {
+                self.key_update(false, out)?;
+            }
+            self.seal_record(chunk, APPLICATION_DATA, out)?;
         }
+        Ok(())
     }
 
     /// A close_notify alert, appended to `out`.
     pub fn close_notify(&mut self, out: &mut Vec<u8>) {
-        self.seal_record(&[1, CLOSE_NOTIFY], ALERT, out);
+        let _ = self.seal_record(&[WARNING, alert::CLOSE_NOTIFY], ALERT, out);
     }
 
-    fn seal_record(&mut self, chunk: &[u8], content_type: u8, out: &mut Vec<u8>) {
+    fn send_alert(&mut self, level: u8, desc: u8) {
+        let mut out = std::mem::take(&mut self.outgoing);
+        let _ = self.seal_record(&[level, desc], ALERT, &mut out);
+        self.outgoing = out;
+    }
+
+    /// Send a KeyUpdate (under the old key), then switch to the next key.
+    fn key_update(&mut self, request: bool, out: &mut Vec<u8>) -> Result<(), RecordError> {
+        self.seal_record(&[KEY_UPDATE, 0, 0, 1, request as u8], HANDSHAKE, out)?;
+        self.tx.update()
+    }
+
+    fn seal_record(
+        &mut self,
+        chunk: &[u8],
+        content_type: u8,
+        out: &mut Vec<u8>,
+    ) -> Result<(), RecordError> {
+        let nonce = self.tx.nonce()?;
         let len = chunk.len() + 1 + TAG;
         let header = [APPLICATION_DATA, 3, 3, (len >> 8) as u8, len as u8];
         out.extend_from_slice(&header);
         let start = out.len();
         out.extend_from_slice(chunk);
         out.push(content_type);
-        let nonce = self.tx.nonce();
         // sealing cannot fail for in-bounds lengths; if it ever did, a record that is
         // not sent is better than one sent in the clear
         match self
@@ -164,8 +376,14 @@ impl RecordLayer {
             .key
             .seal_in_place_separate_tag(nonce, Aad::from(header), &mut out[start..])
         {
-            Ok(tag) => out.extend_from_slice(tag.as_ref()),
-            Err(_) => out.truncate(start - HEADER),
+            Ok(tag) => {
+                out.extend_from_slice(tag.as_ref());
+                Ok(())
+            }
+            Err(_) => {
+                out.truncate(start - HEADER);
+                Err(RecordError::Unsupported)
+            }
         }
     }
 
@@ -173,150 +391,131 @@ impl RecordLayer {
     pub fn pending(&self) -> usize {
         self.partial.len()
     }
-}
 
-/// Open every complete record at the start of `buf`; returns how many bytes were used
-/// and whether the peer closed.
-fn open_records(
-    rx: &mut Direction,
-    buf: &mut [u8],
-    on_data: &mut impl FnMut(&[u8]),
-) -> Result<(usize, Option<Event>), RecordError> {
-    let mut pos = 0;
-    while buf.len() - pos >= HEADER {
-        let h = &buf[pos..pos + HEADER];
-        let len = u16::from_be_bytes([h[3], h[4]]) as usize;
-        if !(TAG + 1..=MAX_CIPHERTEXT).contains(&len) {
-            return Err(RecordError::Overflow);
-        }
-        if h[0] != APPLICATION_DATA {
-            return Err(RecordError::UnexpectedType(h[0]));
-        }
-        if buf.len() - pos < HEADER + len {
-            break;
-        }
-        let header: [u8; HEADER] = [h[0], h[1], h[2], h[3], h[4]];
-        let nonce = rx.nonce();
-        let body = &mut buf[pos + HEADER..pos + HEADER + len];
-        let plain = rx
-            .key
-            .open_in_place(nonce, Aad::from(header), body)
-            .map_err(|_| RecordError::BadRecordMac)?;
-        pos += HEADER + len;
-        // the real content type is the last non-zero byte (RFC 8446 §5.4)
-        let Some(end) = plain.iter().rposition(|b| *b != 0) else {
-            return Err(RecordError::UnexpectedType(0));
-        };
-        let (content, ty) = (&plain[..end], plain[end]);
-        match ty {
-            APPLICATION_DATA => {
-                if !content.is_empty() {
-                    on_data(content);
+    /// Open every complete record at the start of `buf`; returns how many bytes were
+    /// used and whether the peer closed.
+    fn open_records(
+        &mut self,
+        buf: &mut [u8],
+        on_data: &mut impl FnMut(&[u8]),
+    ) -> Result<(usize, Option<Event>), RecordError> {
+        let mut pos = 0;
+        while buf.len() - pos >= HEADER {
+            let h = &buf[pos..pos + HEADER];
+            let len = u16::from_be_bytes([h[3], h[4]]) as usize;
+            if h[0] != APPLICATION_DATA {
+                return Err(RecordError::UnexpectedType(h[0]));
+            }
+            if len > MAX_CIPHERTEXT {
+                return Err(RecordError::Overflow(len));
+            }
+            if len < TAG + 1 {
+                return Err(RecordError::TooShort(len));
+            }
+            if buf.len() - pos < HEADER + len {
+                break;
+            }
+            let header: [u8; HEADER] = [h[0], h[1], h[2], h[3], h[4]];
+            let nonce = self.rx.nonce()?;
+            let body = &mut buf[pos + HEADER..pos + HEADER + len];
+            let plain = self
+                .rx
+                .key
+                .open_in_place(nonce, Aad::from(header), body)
+                .map_err(|_| RecordError::BadRecordMac)?;
+            pos += HEADER + len;
+            // TLSInnerPlaintext: content, type, zero padding (RFC 8446 §5.2, §5.4)
+            if plain.len() > MAX_PLAINTEXT + 1 {
+                return Err(RecordError::PlaintextOverflow(plain.len()));
+            }
+            let Some(end) = plain.iter().rposition(|b| *b != 0) else {
+                return Err(RecordError::UnexpectedType(0));
+            };
+            let (content, ty) = (&plain[..end], plain[end]);
+            if self.hs_len > 0 && ty != HANDSHAKE {
+                // handshake messages may not be interleaved with other records (§5.1)
+                return Err(RecordError::UnexpectedType(ty));
+            }
+            match ty {
+                APPLICATION_DATA => {
+                    self.key_updates = 0;
+                    if !content.is_empty() {
+                        on_data(content);
+                    }
                 }
+                ALERT => match content {
+                    [_, alert::CLOSE_NOTIFY] => return Ok((pos, Some(Event::Closed))),
+                    // the peer cancels; its close_notify follows (§6.1)
+                    [_, alert::USER_CANCELED] => {}
+                    [_, d] => return Err(RecordError::Alert(*d)),
+                    _ => return Err(RecordError::Decode("alert")),
+                },
+                HANDSHAKE => self.on_handshake(content)?,
+                other => return Err(RecordError::UnexpectedType(other)),
             }
-            ALERT => {
-                return match content.get(1) {
-                    Some(&CLOSE_NOTIFY) => Ok((pos, Some(Event::Closed))),
-                    Some(&d) => Err(RecordError::Alert(d)),
-                    None => Err(RecordError::UnexpectedType(ALERT)),
-                };
+            if self.rx.seq == self.rotate_after {
+                // the peer's key nears its limit: ask it to update (once per key)
+                let mut out = std::mem::take(&mut self.outgoing);
+                let r = self.key_update(true, &mut out);
+                self.outgoing = out;
+                r?;
             }
-            HANDSHAKE => return Err(RecordError::PostHandshake),
-            other => return Err(RecordError::UnexpectedType(other)),
         }
+        Ok((pos, None))
     }
-    Ok((pos, None))
+
+    /// Post-handshake messages: KeyUpdate is honoured, anything else is refused.
+    fn on_handshake(&mut self, mut c: &[u8]) -> Result<(), RecordError> {
+        if c.is_empty() {
+            return Err(RecordError::Decode("empty handshake record"));
+        }
+        while !c.is_empty() {
+            let have = self.hs_len as usize;
+            let ty = if have > 0 { self.hs[0] } else { c[0] };
+            if ty != KEY_UPDATE {
+                return Err(RecordError::UnexpectedHandshake(ty));
+            }
+            let n = (self.hs.len() - have).min(c.len());
+            self.hs[have..have + n].copy_from_slice(&c[..n]);
+            self.hs_len += n as u8;
+            c = &c[n..];
+            if (self.hs_len as usize) < self.hs.len() {
+                // the rest comes in the next record
+                return Ok(());
+            }
+            self.hs_len = 0;
+            let [_, a, b, l, request] = self.hs;
+            if [a, b, l] != [0, 0, 1] {
+                return Err(RecordError::Decode("KeyUpdate"));
+            }
+            if !c.is_empty() {
+                // a key change must end its record (§5.1)
+                return Err(RecordError::Unaligned);
+            }
+            self.on_key_update(request)?;
+        }
+        Ok(())
+    }
+
+    /// The peer updated its key (RFC 8446 §4.6.3).
+    fn on_key_update(&mut self, request: u8) -> Result<(), RecordError> {
+        self.key_updates += 1;
+        if self.key_updates > MAX_KEY_UPDATES_IN_ROW {
+            return Err(RecordError::KeyUpdateFlood);
+        }
+        match request {
+            0 => {}
+            1 => {
+                let mut out = std::mem::take(&mut self.outgoing);
+                let r = self.key_update(false, &mut out);
+                self.outgoing = out;
+                r?;
+            }
+            other => return Err(RecordError::IllegalKeyUpdate(other)),
+        }
+        self.rx.update()
+    }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use rustls::crypto::cipher::{AeadKey, Iv};
-
-    fn secrets(k: u8, i: u8) -> ConnectionTrafficSecrets {
-        ConnectionTrafficSecrets::Aes256Gcm {
-            key: AeadKey::from([k; 32]),
-            iv: Iv::new([i; 12]),
-        }
-    }
-
-    /// Two ends whose directions mirror each other.
-    fn pair() -> (RecordLayer, RecordLayer) {
-        let a = RecordLayer::new(ExtractedSecrets {
-            tx: (0, secrets(1, 2)),
-            rx: (0, secrets(3, 4)),
-        })
-        .expect("a");
-        let b = RecordLayer::new(ExtractedSecrets {
-            tx: (0, secrets(3, 4)),
-            rx: (0, secrets(1, 2)),
-        })
-        .expect("b");
-        (a, b)
-    }
-
-    #[test]
-    fn round_trip_in_any_chunking() {
-        let (mut a, mut b) = pair();
-        let mut wire = Vec::new();
-        a.seal(b"<message>hi</message>", &mut wire);
-        a.seal(&vec![b'x'; 40_000], &mut wire);
-        a.close_notify(&mut wire);
-        for step in [1, 7, 100, wire.len()] {
-            let (mut a2, mut b2) = pair();
-            let mut w = Vec::new();
-            a2.seal(b"<message>hi</message>", &mut w);
-            a2.seal(&vec![b'x'; 40_000], &mut w);
-            a2.close_notify(&mut w);
-            let mut got = Vec::new();
-            let mut closed = false;
-            for c in w.chunks(step) {
-                let mut c = c.to_vec();
-                if b2.open(&mut c, |d| got.extend_from_slice(d)).expect("open")
-                    == Some(Event::Closed)
-                {
-                    closed = true;
-                }
-            }
-            assert!(closed, "step {step}");
-            assert_eq!(got.len(), 21 + 40_000, "step {step}");
-            assert!(got.starts_with(b"<message>hi</message>"));
-        }
-        let mut got = Vec::new();
-        assert_eq!(
-            b.open(&mut wire, |d| got.extend_from_slice(d)),
-            Ok(Some(Event::Closed))
-        );
-        assert_eq!(b.pending(), 0);
-    }
-
-    #[test]
-    fn tampering_and_replay_fail() {
-        let (mut a, mut b) = pair();
-        let mut wire = Vec::new();
-        a.seal(b"secret", &mut wire);
-        let mut bad = wire.clone();
-        bad[8] ^= 1;
-        assert_eq!(b.open(&mut bad, |_| {}), Err(RecordError::BadRecordMac));
-        // a replayed record no longer matches the sequence number
-        let (mut a, mut b) = pair();
-        let mut wire = Vec::new();
-        a.seal(b"once", &mut wire);
-        let mut again = wire.clone();
-        assert!(b.open(&mut wire, |_| {}).is_ok());
-        assert_eq!(b.open(&mut again, |_| {}), Err(RecordError::BadRecordMac));
-    }
-
-    #[test]
-    fn oversized_and_plaintext_records_are_refused() {
-        let (_, mut b) = pair();
-        let mut huge = vec![23, 3, 3, 0xff, 0xff];
-        assert_eq!(b.open(&mut huge, |_| {}), Err(RecordError::Overflow));
-        let mut plain = vec![22, 3, 3, 0, 20];
-        plain.extend_from_slice(&[0; 20]);
-        assert_eq!(
-            b.open(&mut plain, |_| {}),
-            Err(RecordError::UnexpectedType(22))
-        );
-    }
-}
+mod tests;

@@ -1,7 +1,7 @@
 //! TLS for streams: certificates per domain (chosen by SNI), the rustls server
 //! configuration, and the channel-binding data SCRAM-*-PLUS needs.
 
-use crate::net::record_layer::{HEADER, MAX_PLAINTEXT, RecordLayer};
+use crate::net::record_layer::{HEADER, MAX_PLAINTEXT, RecordLayer, TrafficSecret};
 
 /// Largest handshake record body read (the TLS 1.2 ciphertext bound, generous for 1.3).
 const MAX_HANDSHAKE_RECORD: usize = MAX_PLAINTEXT + 2048;
@@ -10,6 +10,7 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer, pem::PemObject};
 use rustls::server::{ClientHello, ResolvesServerCert, ServerConfig, ServerConnection};
 use rustls::sign::CertifiedKey;
 use sha2::{Digest, Sha256, Sha384, Sha512};
+use std::cell::RefCell;
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
@@ -123,6 +124,7 @@ impl TlsContext {
         cfg.session_storage = rustls::server::ServerSessionMemoryCache::new(1024);
         cfg.send_tls13_tickets = 0;
         cfg.enable_secret_extraction = true;
+        cfg.key_log = Arc::new(CaptureTrafficSecrets);
         // our order (AES-128-GCM first: its key schedule hashes with SHA-256, cheaper
         // per handshake than SHA-384, and its keys are smaller to keep per session)
         cfg.ignore_client_order = true;
@@ -158,6 +160,8 @@ pub enum HandshakeError {
     Io(#[from] std::io::Error),
     #[error("TLS handshake record too large")]
     Oversized,
+    #[error("the TLS 1.3 traffic secrets were not captured")]
+    Secrets,
 }
 
 impl TlsContext {
@@ -171,6 +175,7 @@ impl TlsContext {
         tcp: &mut TcpStream,
     ) -> Result<(RecordLayer, ChannelBinding), HandshakeError> {
         let mut conn = ServerConnection::new(self.config.clone())?;
+        let mut captured = Captured::take();
         let mut record = Vec::with_capacity(1024);
         let mut out = Vec::new();
         loop {
@@ -193,7 +198,9 @@ impl TlsContext {
             let mut rest = &record[..];
             while !rest.is_empty() {
                 conn.read_tls(&mut rest)?;
-                if let Err(e) = conn.process_new_packets() {
+                let processed = conn.process_new_packets();
+                captured.merge(Captured::take());
+                if let Err(e) = processed {
                     // tell the client why (the alert), then give up
                     out.clear();
                     let _ = conn.write_tls(&mut out);
@@ -203,8 +210,67 @@ impl TlsContext {
             }
         }
         let cb = self.channel_binding(&conn);
-        let layer = RecordLayer::new(conn.dangerous_extract_secrets()?)?;
+        let layer = record_layer(conn, captured)?;
         Ok((layer, cb))
+    }
+}
+
+/// The record layer for an established connection: rustls's keys, and (TLS 1.3) the
+/// traffic secrets they came from, for key updates.
+fn record_layer(conn: ServerConnection, captured: Captured) -> Result<RecordLayer, HandshakeError> {
+    let (Some(rx), Some(tx)) = (captured.client, captured.server) else {
+        return Err(HandshakeError::Secrets);
+    };
+    Ok(RecordLayer::new(conn.dangerous_extract_secrets()?, rx, tx)?)
+}
+
+/// The TLS 1.3 application traffic secrets of a handshake. rustls hands them to its
+/// `KeyLog` while `process_new_packets` runs (synchronously, on this thread); each call
+/// is followed by [`Captured::take`], so a handshake never sees another's secrets.
+/// (rustls's `KernelConnection` would derive updates too, but keeps its whole key
+/// schedule per connection; the two secrets are 96 bytes.)
+#[derive(Default)]
+struct Captured {
+    client: Option<TrafficSecret>,
+    server: Option<TrafficSecret>,
+}
+
+thread_local! {
+    static CAPTURED: RefCell<Captured> = RefCell::new(Captured::default());
+}
+
+impl Captured {
+    fn take() -> Captured {
+        CAPTURED.with(|c| std::mem::take(&mut *c.borrow_mut()))
+    }
+
+    fn merge(&mut self, other: Captured) {
+        if other.client.is_some() {
+            self.client = other.client;
+        }
+        if other.server.is_some() {
+            self.server = other.server;
+        }
+    }
+}
+
+#[derive(Debug)]
+struct CaptureTrafficSecrets;
+
+impl rustls::KeyLog for CaptureTrafficSecrets {
+    fn will_log(&self, label: &str) -> bool {
+        matches!(label, "CLIENT_TRAFFIC_SECRET_0" | "SERVER_TRAFFIC_SECRET_0")
+    }
+
+    fn log(&self, label: &str, _client_random: &[u8], secret: &[u8]) {
+        CAPTURED.with(|c| {
+            let mut c = c.borrow_mut();
+            match label {
+                "CLIENT_TRAFFIC_SECRET_0" => c.client = TrafficSecret::new(secret),
+                "SERVER_TRAFFIC_SECRET_0" => c.server = TrafficSecret::new(secret),
+                _ => {}
+            }
+        });
     }
 }
 
@@ -331,6 +397,107 @@ pub fn self_signed_pem(names: &[String]) -> Result<(String, String), rcgen::Erro
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::io::{Read, Write};
+
+    /// A rustls client and our server in memory: the handshake, then the server's
+    /// record layer (as [`TlsContext::accept`] builds it).
+    fn in_memory(
+        versions: &[&'static rustls::SupportedProtocolVersion],
+    ) -> (rustls::ClientConnection, RecordLayer) {
+        let (pem, key) = self_signed_pem(&["a.test".into()]).expect("cert");
+        let der = CertificateDer::from_pem_slice(pem.as_bytes()).expect("der");
+        let key = PrivateKeyDer::from_pem_slice(key.as_bytes()).expect("key");
+        let ck = certified_key_from_der(vec![der.clone()], key).expect("ck");
+        let ctx = TlsContext::new(ck, vec![]).expect("ctx");
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(der).expect("root");
+        let ccfg = rustls::ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_protocol_versions(versions)
+        .expect("versions")
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+        let name = rustls::pki_types::ServerName::try_from("a.test").expect("name");
+        let mut client = rustls::ClientConnection::new(Arc::new(ccfg), name).expect("client");
+        let mut server = ServerConnection::new(ctx.config.clone()).expect("server");
+        let mut captured = Captured::take();
+        while client.is_handshaking() || server.is_handshaking() || server.wants_write() {
+            let mut buf = Vec::new();
+            client.write_tls(&mut buf).expect("client write");
+            if !buf.is_empty() {
+                server.read_tls(&mut &buf[..]).expect("server read");
+                server.process_new_packets().expect("server process");
+                captured.merge(Captured::take());
+            }
+            buf.clear();
+            server.write_tls(&mut buf).expect("server write");
+            if !buf.is_empty() {
+                client.read_tls(&mut &buf[..]).expect("client read");
+                client.process_new_packets().expect("client process");
+            }
+        }
+        (
+            client,
+            record_layer(server, captured).expect("record layer"),
+        )
+    }
+
+    /// The client sends `data`; returns what the server's record layer opened.
+    fn client_to_server(
+        c: &mut rustls::ClientConnection,
+        s: &mut RecordLayer,
+        data: &[u8],
+    ) -> Vec<u8> {
+        c.writer().write_all(data).expect("write");
+        let mut wire = Vec::new();
+        while c.wants_write() {
+            c.write_tls(&mut wire).expect("write tls");
+        }
+        let mut got = Vec::new();
+        s.open(&mut wire, |d| got.extend_from_slice(d))
+            .expect("open");
+        got
+    }
+
+    /// `wire` from the server; returns what the client read.
+    fn server_to_client(c: &mut rustls::ClientConnection, wire: &[u8]) -> Vec<u8> {
+        let mut rest = wire;
+        while !rest.is_empty() {
+            c.read_tls(&mut rest).expect("read tls");
+            c.process_new_packets().expect("client accepts our records");
+        }
+        let mut got = Vec::new();
+        match c.reader().read_to_end(&mut got) {
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+            Err(e) => panic!("read: {e}"),
+        }
+        got
+    }
+
+    #[test]
+    fn key_updates_interoperate_with_rustls() {
+        let (mut c, mut s) = in_memory(&[&rustls::version::TLS13]);
+        assert_eq!(client_to_server(&mut c, &mut s, b"<a/>"), b"<a/>");
+        // rustls's refresh sends KeyUpdate(update_requested): we follow its new key
+        // and answer with ours, which rustls follows
+        c.refresh_traffic_keys().expect("refresh");
+        assert_eq!(client_to_server(&mut c, &mut s, b"<b/>"), b"<b/>");
+        let mut wire = s.take_outgoing().expect("our KeyUpdate");
+        s.seal(b"<c/>", &mut wire).expect("seal");
+        assert_eq!(server_to_client(&mut c, &wire), b"<c/>");
+        // our own rotation before the limit
+        s.rotate_after(2);
+        let mut wire = Vec::new();
+        for i in 0..7 {
+            s.seal(format!("<d{i}/>").as_bytes(), &mut wire)
+                .expect("seal");
+        }
+        let want: String = (0..7).map(|i| format!("<d{i}/>")).collect();
+        assert_eq!(server_to_client(&mut c, &wire), want.as_bytes());
+        assert_eq!(client_to_server(&mut c, &mut s, b"<e/>"), b"<e/>");
+    }
 
     #[test]
     fn end_point_hash_of_generated_cert_is_sha256() {
