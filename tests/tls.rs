@@ -43,3 +43,83 @@ fn key_update_from_openssl_with_and_without_request() {
     );
     assert!(out.contains("chat continues"), "{out}");
 }
+
+/// A TLS 1.2 client: STARTTLS, SCRAM-SHA-256-PLUS with tls-server-end-point (the only
+/// binding offered on 1.2), and a chat with a TLS 1.3 client.
+#[tokio::test]
+async fn tls_1_2_client_logs_in_with_end_point_binding_and_chats() {
+    let d = Daemon::start();
+    let mut r = Raw::connect(d.starttls, "localhost").await;
+    static TLS12: &[&rustls::SupportedProtocolVersion] = &[&rustls::version::TLS12];
+    r.tls_versions = TLS12;
+    let f = r.starttls().await;
+    assert_eq!(r.tls_version(), Some(rustls::ProtocolVersion::TLSv1_2));
+    assert!(
+        f.contains("<mechanism>SCRAM-SHA-256-PLUS</mechanism>"),
+        "{f}"
+    );
+    assert!(
+        f.contains("<channel-binding type='tls-server-end-point'/>"),
+        "{f}"
+    );
+    assert!(
+        !f.contains("tls-exporter") && !f.contains("tls-unique"),
+        "{f}"
+    );
+    let cb = ClientCb {
+        name: "tls-server-end-point",
+        data: r.endpoint.clone().expect("server certificate"),
+    };
+    let ok = r
+        .auth_scram_with("SCRAM-SHA-256-PLUS", "alice", "alice-pw", cb)
+        .await;
+    assert!(ok.starts_with("<success"), "{ok}");
+    let a = r.bind(Some("old")).await;
+    r.send("<presence/>").await;
+    r.wait_for(&format!("from='{a}' to='{a}'")).await;
+    let (mut bob, b) = Raw::login(d.starttls, "localhost", "bob", "bob-pw", "r").await;
+    for i in 0..3 {
+        // a stanza over one record and one over several
+        let body = "x".repeat(if i == 1 { 40_000 } else { 10 });
+        r.send(&format!(
+            "<message to='{b}' type='chat'><body>{i}{body}</body></message>"
+        ))
+        .await;
+        let m = bob.next_non_presence().await;
+        assert!(
+            m.contains(&format!("<body>{i}{body}</body>")),
+            "{}",
+            &m[..80]
+        );
+        bob.send(&format!(
+            "<message to='{a}' type='chat'><body>back {i}</body></message>"
+        ))
+        .await;
+        let m = r.next_non_presence().await;
+        assert!(m.contains(&format!("back {i}")), "{m}");
+    }
+}
+
+/// OpenSSL through Python's ssl module, limited to TLS 1.2, on direct TLS; and the same
+/// client refused where the listener requires TLS 1.3.
+#[test]
+fn tls_1_2_from_openssl_and_min_tls_version() {
+    let d = Daemon::start();
+    let port = d.direct_tls.port().to_string();
+    let out = python(
+        "s_client_tls.py",
+        &["tls12", &port, "localhost", "alice", "alice-pw"],
+    );
+    assert!(out.contains("version TLSv1.2"), "{out}");
+    assert!(out.contains("ping answered"), "{out}");
+    let d = Daemon::with(Options {
+        listener: "min_tls_version = \"1.3\"".into(),
+        ..Options::default()
+    });
+    let port = d.direct_tls.port().to_string();
+    let out = python(
+        "s_client_tls.py",
+        &["tls12", &port, "localhost", "alice", "alice-pw", "refused"],
+    );
+    assert!(out.contains("refused: "), "{out}");
+}

@@ -3,12 +3,16 @@ clients cannot show: KeyUpdate with and without update_requested, and the server
 own KeyUpdate as seen in s_client's -msg trace.
 
 usage: s_client_tls.py keyupdate PORT DOMAIN USER PASSWORD [extra s_client args...]
+       s_client_tls.py tls12 PORT DOMAIN USER PASSWORD [refused]
+(tls12: Python's ssl limited to TLS 1.2 logs in and pings, or expects to be refused)
 Connects to 127.0.0.1:PORT (direct TLS) only; trusts the CA in $SSL_CERT_FILE.
 Prints one line per observation; exits non-zero on failure.
 """
 import base64
 import os
 import select
+import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -110,11 +114,60 @@ def keyupdate(port, domain, user, password, extra):
     c.close()
 
 
+class PySsl:
+    """The same waits and sends over Python's ssl module."""
+
+    def __init__(self, sock):
+        self.s = sock
+        self.out = b""
+        self.seen = 0
+
+    def send(self, text):
+        self.s.sendall(text.encode())
+
+    def wait(self, needle, timeout=10):
+        self.s.settimeout(timeout)
+        while True:
+            i = self.out.find(needle.encode(), self.seen)
+            if i >= 0:
+                text = self.out[self.seen:i + len(needle)].decode(errors="replace")
+                self.seen = i + len(needle)
+                return text
+            chunk = self.s.recv(65536)
+            if not chunk:
+                raise SystemExit(f"closed waiting for {needle!r}")
+            self.out += chunk
+
+
+def tls12(port, domain, user, password, expect_refused):
+    ctx = ssl.create_default_context(cafile=os.environ["SSL_CERT_FILE"])
+    ctx.maximum_version = ssl.TLSVersion.TLSv1_2
+    raw = socket.create_connection(("127.0.0.1", port), timeout=10)
+    try:
+        s = ctx.wrap_socket(raw, server_hostname=domain)
+    except ssl.SSLError as e:
+        if expect_refused:
+            print(f"refused: {e.reason}")
+            return
+        raise
+    if expect_refused:
+        raise SystemExit(f"TLS 1.2 accepted: {s.version()}")
+    print(f"version {s.version()} cipher {s.cipher()[0]}")
+    c = PySsl(s)
+    login(c, domain, user, password)
+    print("logged in")
+    for n in range(3):
+        ping(c, n, domain)
+    print("ping answered")
+
+
 def main():
     scenario, port, domain, user, password = sys.argv[1:6]
     extra = sys.argv[6:]
     if scenario == "keyupdate":
         keyupdate(int(port), domain, user, password, extra)
+    elif scenario == "tls12":
+        tls12(int(port), domain, user, password, extra == ["refused"])
     else:
         raise SystemExit(f"unknown scenario {scenario}")
 

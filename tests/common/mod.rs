@@ -78,6 +78,8 @@ pub struct Options {
     pub top: String,
     pub accounts: Vec<(String, String)>,
     pub log_level: String,
+    /// Extra keys for both listeners (e.g. `min_tls_version = "1.3"`).
+    pub listener: String,
 }
 
 impl Default for Options {
@@ -91,6 +93,7 @@ impl Default for Options {
                 ("bob".into(), "bob-pw".into()),
             ],
             log_level: "low-level".into(),
+            listener: String::new(),
         }
     }
 }
@@ -134,8 +137,8 @@ impl Daemon {
         let text = format!(
             "data_dir = \"{data}\"\nlog_level = \"{level}\"\n{top}\n\
              [[domain]]\nname = \"{domain}\"\n\n\
-             [[listener]]\naddress = \"127.0.0.1:0\"\ntls = \"starttls\"\n\n\
-             [[listener]]\naddress = \"127.0.0.1:0\"\ntls = \"direct\"\n\n\
+             [[listener]]\naddress = \"127.0.0.1:0\"\ntls = \"starttls\"\n{listener}\n\n\
+             [[listener]]\naddress = \"127.0.0.1:0\"\ntls = \"direct\"\n{listener}\n\n\
              [tls]\ncertificate = \"{cert}\"\nkey = \"{key}\"\n\n{extra}\n",
             data = dir.path().join("data").display(),
             level = o.log_level,
@@ -144,6 +147,7 @@ impl Daemon {
             cert = pki.cert.display(),
             key = pki.key.display(),
             extra = o.extra,
+            listener = o.listener,
         );
         std::fs::write(&config, text).expect("write config");
         let stderr = dir.path().join("xmppd.log");
@@ -338,6 +342,8 @@ pub struct Raw {
     pub exporter: Option<Vec<u8>>,
     /// Channel binding (tls-server-end-point) of the current TLS session.
     pub endpoint: Option<Vec<u8>>,
+    /// The TLS versions offered on upgrade.
+    pub tls_versions: &'static [&'static rustls::SupportedProtocolVersion],
 }
 
 impl Raw {
@@ -353,6 +359,7 @@ impl Raw {
             domain: domain.to_string(),
             exporter: None,
             endpoint: None,
+            tls_versions: rustls::DEFAULT_VERSIONS,
         }
     }
 
@@ -361,6 +368,14 @@ impl Raw {
         let mut r = Raw::connect(addr, domain).await;
         r.upgrade().await;
         r
+    }
+
+    /// The negotiated TLS version.
+    pub fn tls_version(&self) -> Option<rustls::ProtocolVersion> {
+        match &self.s {
+            RawStream::Tls(s) => s.get_ref().1.protocol_version(),
+            _ => None,
+        }
     }
 
     pub async fn send(&mut self, data: &str) {
@@ -548,7 +563,8 @@ impl Raw {
         let name = rustls::pki_types::ServerName::try_from(self.domain.clone()).expect("name");
         let tls = tokio::time::timeout(
             TIMEOUT,
-            tokio_rustls::TlsConnector::from(client_tls_config()).connect(name, tcp),
+            tokio_rustls::TlsConnector::from(client_tls_config_with(self.tls_versions))
+                .connect(name, tcp),
         )
         .await
         .expect("tls timeout")

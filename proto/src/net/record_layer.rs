@@ -1,4 +1,5 @@
-//! The TLS record layer (RFC 8446 §5) for established connections.
+//! The TLS record layer (RFC 8446 §5; RFC 5246 §6.2 with the AEAD suites of RFC 5288
+//! and RFC 7905) for established connections.
 //!
 //! rustls runs the handshake; then its traffic secrets are extracted and this small
 //! layer protects application data with ring's AEADs — the way kernel TLS offload
@@ -6,7 +7,12 @@
 //! traffic secrets (for key updates), and the bytes of a record that arrived in part
 //! (usually none), so an idle TLS session holds no buffers at all.
 //!
-//! After the handshake the peer may send application data, alerts and KeyUpdate
+//! TLS 1.2 records carry their real content type outside, and AES-GCM ones an explicit
+//! nonce (we send the same IV XOR sequence number construction as TLS 1.3 and rustls);
+//! TLS 1.2 has no key update and renegotiation is not offered (a ClientHello gets a
+//! no_renegotiation warning), so a TLS 1.2 AES-GCM connection ends at the limit.
+//!
+//! After a TLS 1.3 handshake the peer may send application data, alerts and KeyUpdate
 //! (RFC 8446 §4.6.3): its receive key is updated, and `update_requested` is answered
 //! with our own KeyUpdate. Our sending key is updated before the AEAD's
 //! confidentiality limit (§5.5). Any other handshake message, and every malformed
@@ -23,11 +29,16 @@ pub const HEADER: usize = 5;
 pub const MAX_PLAINTEXT: usize = 1 << 14;
 /// Largest protected record body (RFC 8446 §5.2).
 const MAX_CIPHERTEXT: usize = MAX_PLAINTEXT + 256;
+/// Largest TLS 1.2 protected record body (RFC 5246 §6.2.3).
+const MAX_CIPHERTEXT_12: usize = MAX_PLAINTEXT + 2048;
 const TAG: usize = 16;
+/// The explicit part of a TLS 1.2 AES-GCM nonce, sent in each record (RFC 5288 §3).
+const EXPLICIT_NONCE: usize = 8;
 
 const APPLICATION_DATA: u8 = 23;
 const ALERT: u8 = 21;
 const HANDSHAKE: u8 = 22;
+const CLIENT_HELLO: u8 = 1;
 const KEY_UPDATE: u8 = 24;
 
 /// Alert descriptions (RFC 8446 §6).
@@ -40,6 +51,7 @@ pub mod alert {
     pub const DECODE_ERROR: u8 = 50;
     pub const INTERNAL_ERROR: u8 = 80;
     pub const USER_CANCELED: u8 = 90;
+    pub const NO_RENEGOTIATION: u8 = 100;
 }
 const FATAL: u8 = 2;
 const WARNING: u8 = 1;
@@ -48,8 +60,16 @@ const WARNING: u8 = 1;
 /// is 2^24.5 full-size records (RFC 8446 §5.5); ChaCha20-Poly1305's is far beyond
 /// reach, and rotating it as often costs one HKDF per 8 million records.
 pub const ROTATE_AFTER: u64 = 1 << 23;
-/// KeyUpdates the peer may send in a row without application data in between.
+/// Post-handshake messages (KeyUpdate, or a TLS 1.2 ClientHello) the peer may send in a
+/// row without application data in between.
 const MAX_KEY_UPDATES_IN_ROW: u8 = 32;
+
+/// The protocol version of a connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Version {
+    Tls12,
+    Tls13,
+}
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum RecordError {
@@ -73,8 +93,10 @@ pub enum RecordError {
     Decode(&'static str),
     #[error("KeyUpdate with request_update {0}")]
     IllegalKeyUpdate(u8),
-    #[error("too many KeyUpdates without application data")]
+    #[error("too many post-handshake messages without application data")]
     KeyUpdateFlood,
+    #[error("TLS 1.2 AES-GCM key at its confidentiality limit")]
+    KeyExhausted,
     #[error("TLS sequence number exhausted")]
     SequenceExhausted,
     #[error("unsupported cipher suite for record protection")]
@@ -93,7 +115,7 @@ impl RecordError {
                 alert::UNEXPECTED_MESSAGE
             }
             IllegalKeyUpdate(_) => alert::ILLEGAL_PARAMETER,
-            SequenceExhausted | Unsupported => alert::INTERNAL_ERROR,
+            SequenceExhausted | Unsupported | KeyExhausted => alert::INTERNAL_ERROR,
             Alert(_) => return None,
         })
     }
@@ -107,6 +129,14 @@ pub struct TrafficSecret {
 }
 
 impl TrafficSecret {
+    /// No secret (TLS 1.2: there are no key updates).
+    fn none() -> TrafficSecret {
+        TrafficSecret {
+            bytes: [0; 48],
+            len: 0,
+        }
+    }
+
     pub fn new(secret: &[u8]) -> Option<TrafficSecret> {
         let mut bytes = [0u8; 48];
         bytes.get_mut(..secret.len())?.copy_from_slice(secret);
@@ -144,6 +174,9 @@ impl TrafficSecret {
 
     /// The next generation's secret (RFC 8446 §7.2).
     fn next(&self) -> Result<TrafficSecret, RecordError> {
+        if self.len == 0 {
+            return Err(RecordError::Unsupported);
+        }
         let mut next = TrafficSecret {
             bytes: [0; 48],
             len: self.len,
@@ -194,18 +227,22 @@ impl Direction {
         })
     }
 
-    /// RFC 8446 §5.3: the IV XOR the 64-bit sequence number, which then advances. A
-    /// sequence number is never reused: at the end of its range the connection ends.
-    fn nonce(&mut self) -> Result<Nonce, RecordError> {
+    /// RFC 8446 §5.3: the IV XOR the 64-bit sequence number, which then advances; the
+    /// sequence number used is returned too. A sequence number is never reused: at the
+    /// end of its range the connection ends.
+    fn nonce(&mut self) -> Result<([u8; 12], u64), RecordError> {
+        let seq = self.seq;
         let mut n = self.iv;
-        for (b, s) in n[4..].iter_mut().zip(self.seq.to_be_bytes()) {
+        for (b, s) in n[4..].iter_mut().zip(seq.to_be_bytes()) {
             *b ^= s;
         }
-        self.seq = self
-            .seq
-            .checked_add(1)
-            .ok_or(RecordError::SequenceExhausted)?;
-        Ok(Nonce::assume_unique_for_key(n))
+        self.seq = seq.checked_add(1).ok_or(RecordError::SequenceExhausted)?;
+        Ok((n, seq))
+    }
+
+    /// AES-GCM (an explicit nonce in TLS 1.2 records) rather than ChaCha20-Poly1305.
+    fn gcm(&self) -> bool {
+        self.key.algorithm() != &aead::CHACHA20_POLY1305
     }
 
     /// Move to the next traffic secret and its key (RFC 8446 §7.2, §7.3).
@@ -232,8 +269,19 @@ pub enum Event {
     Closed,
 }
 
-/// Record protection for one established TLS 1.3 connection.
+/// The additional data of a TLS 1.2 AEAD record (RFC 5246 §6.2.3.3).
+fn aad12(seq: u64, ty: u8, version: [u8; 2], len: usize) -> Aad<[u8; 13]> {
+    let mut a = [0u8; 13];
+    a[..8].copy_from_slice(&seq.to_be_bytes());
+    a[8] = ty;
+    a[9..11].copy_from_slice(&version);
+    a[11..].copy_from_slice(&(len as u16).to_be_bytes());
+    Aad::from(a)
+}
+
+/// Record protection for one established TLS connection.
 pub struct RecordLayer {
+    version: Version,
     rx: Direction,
     tx: Direction,
     /// A record received in part, waiting for the rest.
@@ -244,6 +292,8 @@ pub struct RecordLayer {
     /// Bytes of a post-handshake message split over records.
     hs: [u8; 5],
     hs_len: u8,
+    /// Bytes of a refused TLS 1.2 ClientHello still to be skipped.
+    hs_skip: u32,
     /// KeyUpdates since the peer's last application data.
     key_updates: u8,
     /// Records under one key before it is replaced (ours) or we ask the peer to.
@@ -252,22 +302,31 @@ pub struct RecordLayer {
 
 impl RecordLayer {
     /// The layer for the secrets rustls extracted, with the TLS 1.3 traffic secrets
-    /// they were derived from (`rx`: the client's, `tx`: ours).
+    /// they were derived from (the client's, ours); `None` for TLS 1.2.
     pub fn new(
         secrets: ExtractedSecrets,
-        rx: TrafficSecret,
-        tx: TrafficSecret,
+        traffic: Option<(TrafficSecret, TrafficSecret)>,
     ) -> Result<RecordLayer, RecordError> {
+        let (version, rx, tx) = match traffic {
+            Some((rx, tx)) => (Version::Tls13, rx, tx),
+            None => (Version::Tls12, TrafficSecret::none(), TrafficSecret::none()),
+        };
         Ok(RecordLayer {
+            version,
             rx: Direction::new(secrets.rx.0, secrets.rx.1, rx)?,
             tx: Direction::new(secrets.tx.0, secrets.tx.1, tx)?,
             partial: Vec::new(),
             outgoing: Vec::new(),
             hs: [0; 5],
             hs_len: 0,
+            hs_skip: 0,
             key_updates: 0,
             rotate_after: ROTATE_AFTER,
         })
+    }
+
+    pub fn version(&self) -> Version {
+        self.version
     }
 
     /// Replace keys after `records` instead of [`ROTATE_AFTER`] (for tests).
@@ -332,7 +391,11 @@ impl RecordLayer {
         out.reserve(plaintext.len() + records * (HEADER + 1 + TAG));
         for chunk in plaintext.chunks(MAX_PLAINTEXT) {
             if self.tx.seq >= self.rotate_after {
-                self.key_update(false, out)?;
+                match self.version {
+                    Version::Tls13 => self.key_update(false, out)?,
+                    Version::Tls12 if self.tx.gcm() => return Err(RecordError::KeyExhausted),
+                    Version::Tls12 => {}
+                }
             }
             self.seal_record(chunk, APPLICATION_DATA, out)?;
         }
@@ -362,26 +425,45 @@ impl RecordLayer {
         content_type: u8,
         out: &mut Vec<u8>,
     ) -> Result<(), RecordError> {
-        let nonce = self.tx.nonce()?;
-        let len = chunk.len() + 1 + TAG;
-        let header = [APPLICATION_DATA, 3, 3, (len >> 8) as u8, len as u8];
-        out.extend_from_slice(&header);
-        let start = out.len();
-        out.extend_from_slice(chunk);
-        out.push(content_type);
+        let (nonce, seq) = self.tx.nonce()?;
+        let begin = out.len();
+        let sealed = match self.version {
+            Version::Tls13 => {
+                let len = chunk.len() + 1 + TAG;
+                let header = [APPLICATION_DATA, 3, 3, (len >> 8) as u8, len as u8];
+                out.extend_from_slice(&header);
+                let start = out.len();
+                out.extend_from_slice(chunk);
+                out.push(content_type);
+                let nonce = Nonce::assume_unique_for_key(nonce);
+                let aad = Aad::from(header);
+                self.tx
+                    .key
+                    .seal_in_place_separate_tag(nonce, aad, &mut out[start..])
+            }
+            Version::Tls12 => {
+                let explicit = if self.tx.gcm() { EXPLICIT_NONCE } else { 0 };
+                let len = explicit + chunk.len() + TAG;
+                out.extend_from_slice(&[content_type, 3, 3, (len >> 8) as u8, len as u8]);
+                out.extend_from_slice(&nonce[12 - explicit..]);
+                let start = out.len();
+                out.extend_from_slice(chunk);
+                let aad = aad12(seq, content_type, [3, 3], chunk.len());
+                let nonce = Nonce::assume_unique_for_key(nonce);
+                self.tx
+                    .key
+                    .seal_in_place_separate_tag(nonce, aad, &mut out[start..])
+            }
+        };
         // sealing cannot fail for in-bounds lengths; if it ever did, a record that is
         // not sent is better than one sent in the clear
-        match self
-            .tx
-            .key
-            .seal_in_place_separate_tag(nonce, Aad::from(header), &mut out[start..])
-        {
+        match sealed {
             Ok(tag) => {
                 out.extend_from_slice(tag.as_ref());
                 Ok(())
             }
             Err(_) => {
-                out.truncate(start - HEADER);
+                out.truncate(begin);
                 Err(RecordError::Unsupported)
             }
         }
@@ -402,37 +484,71 @@ impl RecordLayer {
         let mut pos = 0;
         while buf.len() - pos >= HEADER {
             let h = &buf[pos..pos + HEADER];
+            let header: [u8; HEADER] = [h[0], h[1], h[2], h[3], h[4]];
             let len = u16::from_be_bytes([h[3], h[4]]) as usize;
-            if h[0] != APPLICATION_DATA {
-                return Err(RecordError::UnexpectedType(h[0]));
-            }
-            if len > MAX_CIPHERTEXT {
+            let (max, min) = match self.version {
+                Version::Tls13 if h[0] != APPLICATION_DATA => {
+                    return Err(RecordError::UnexpectedType(h[0]));
+                }
+                Version::Tls12 if ![APPLICATION_DATA, ALERT, HANDSHAKE].contains(&h[0]) => {
+                    return Err(RecordError::UnexpectedType(h[0]));
+                }
+                Version::Tls13 => (MAX_CIPHERTEXT, TAG + 1),
+                Version::Tls12 if self.rx.gcm() => (MAX_CIPHERTEXT_12, EXPLICIT_NONCE + TAG),
+                Version::Tls12 => (MAX_CIPHERTEXT_12, TAG),
+            };
+            if len > max {
                 return Err(RecordError::Overflow(len));
             }
-            if len < TAG + 1 {
+            if len < min {
                 return Err(RecordError::TooShort(len));
             }
             if buf.len() - pos < HEADER + len {
                 break;
             }
-            let header: [u8; HEADER] = [h[0], h[1], h[2], h[3], h[4]];
-            let nonce = self.rx.nonce()?;
             let body = &mut buf[pos + HEADER..pos + HEADER + len];
-            let plain = self
-                .rx
-                .key
-                .open_in_place(nonce, Aad::from(header), body)
-                .map_err(|_| RecordError::BadRecordMac)?;
             pos += HEADER + len;
-            // TLSInnerPlaintext: content, type, zero padding (RFC 8446 §5.2, §5.4)
-            if plain.len() > MAX_PLAINTEXT + 1 {
-                return Err(RecordError::PlaintextOverflow(plain.len()));
-            }
-            let Some(end) = plain.iter().rposition(|b| *b != 0) else {
-                return Err(RecordError::UnexpectedType(0));
+            let (content, ty) = match self.version {
+                Version::Tls13 => {
+                    let (nonce, _) = self.rx.nonce()?;
+                    let nonce = Nonce::assume_unique_for_key(nonce);
+                    let plain = self
+                        .rx
+                        .key
+                        .open_in_place(nonce, Aad::from(header), body)
+                        .map_err(|_| RecordError::BadRecordMac)?;
+                    // TLSInnerPlaintext: content, type, zero padding (RFC 8446 §5.2, §5.4)
+                    if plain.len() > MAX_PLAINTEXT + 1 {
+                        return Err(RecordError::PlaintextOverflow(plain.len()));
+                    }
+                    let Some(end) = plain.iter().rposition(|b| *b != 0) else {
+                        return Err(RecordError::UnexpectedType(0));
+                    };
+                    (&plain[..end], plain[end])
+                }
+                Version::Tls12 => {
+                    let (mut nonce, seq) = self.rx.nonce()?;
+                    let explicit = if self.rx.gcm() {
+                        // the salt, then the nonce the record carries
+                        nonce[4..].copy_from_slice(&body[..EXPLICIT_NONCE]);
+                        EXPLICIT_NONCE
+                    } else {
+                        0
+                    };
+                    let aad = aad12(seq, header[0], [header[1], header[2]], len - explicit - TAG);
+                    let nonce = Nonce::assume_unique_for_key(nonce);
+                    let plain = self
+                        .rx
+                        .key
+                        .open_within(nonce, aad, body, explicit..)
+                        .map_err(|_| RecordError::BadRecordMac)?;
+                    if plain.len() > MAX_PLAINTEXT {
+                        return Err(RecordError::PlaintextOverflow(plain.len()));
+                    }
+                    (&plain[..], header[0])
+                }
             };
-            let (content, ty) = (&plain[..end], plain[end]);
-            if self.hs_len > 0 && ty != HANDSHAKE {
+            if (self.hs_len > 0 || self.hs_skip > 0) && ty != HANDSHAKE {
                 // handshake messages may not be interleaved with other records (§5.1)
                 return Err(RecordError::UnexpectedType(ty));
             }
@@ -443,17 +559,19 @@ impl RecordLayer {
                         on_data(content);
                     }
                 }
-                ALERT => match content {
-                    [_, alert::CLOSE_NOTIFY] => return Ok((pos, Some(Event::Closed))),
-                    // the peer cancels; its close_notify follows (§6.1)
-                    [_, alert::USER_CANCELED] => {}
-                    [_, d] => return Err(RecordError::Alert(*d)),
+                ALERT => match (self.version, content) {
+                    (_, [_, alert::CLOSE_NOTIFY]) => return Ok((pos, Some(Event::Closed))),
+                    // the peer cancels; its close_notify follows (RFC 8446 §6.1)
+                    (_, [_, alert::USER_CANCELED]) => {}
+                    // TLS 1.2 warnings do not end the connection
+                    (Version::Tls12, [WARNING, _]) => {}
+                    (_, [_, d]) => return Err(RecordError::Alert(*d)),
                     _ => return Err(RecordError::Decode("alert")),
                 },
                 HANDSHAKE => self.on_handshake(content)?,
                 other => return Err(RecordError::UnexpectedType(other)),
             }
-            if self.rx.seq == self.rotate_after {
+            if self.rx.seq == self.rotate_after && self.version == Version::Tls13 {
                 // the peer's key nears its limit: ask it to update (once per key)
                 let mut out = std::mem::take(&mut self.outgoing);
                 let r = self.key_update(true, &mut out);
@@ -464,26 +582,42 @@ impl RecordLayer {
         Ok((pos, None))
     }
 
-    /// Post-handshake messages: KeyUpdate is honoured, anything else is refused.
+    /// Post-handshake messages: KeyUpdate is honoured (TLS 1.3), a ClientHello is
+    /// refused with a no_renegotiation warning (TLS 1.2), anything else is an error.
     fn on_handshake(&mut self, mut c: &[u8]) -> Result<(), RecordError> {
         if c.is_empty() {
             return Err(RecordError::Decode("empty handshake record"));
         }
         while !c.is_empty() {
+            if self.hs_skip > 0 {
+                let n = c.len().min(self.hs_skip as usize);
+                c = &c[n..];
+                self.hs_skip -= n as u32;
+                continue;
+            }
             let have = self.hs_len as usize;
             let ty = if have > 0 { self.hs[0] } else { c[0] };
-            if ty != KEY_UPDATE {
-                return Err(RecordError::UnexpectedHandshake(ty));
-            }
-            let n = (self.hs.len() - have).min(c.len());
+            let want = match (self.version, ty) {
+                (Version::Tls13, KEY_UPDATE) => 5,
+                (Version::Tls12, CLIENT_HELLO) => 4,
+                _ => return Err(RecordError::UnexpectedHandshake(ty)),
+            };
+            let n = (want - have).min(c.len());
             self.hs[have..have + n].copy_from_slice(&c[..n]);
             self.hs_len += n as u8;
             c = &c[n..];
-            if (self.hs_len as usize) < self.hs.len() {
+            if (self.hs_len as usize) < want {
                 // the rest comes in the next record
                 return Ok(());
             }
             self.hs_len = 0;
+            if ty == CLIENT_HELLO {
+                // renegotiation is not offered (RFC 5246 §7.2.2): skip the hello
+                self.count_post_handshake()?;
+                self.hs_skip = u32::from_be_bytes([0, self.hs[1], self.hs[2], self.hs[3]]);
+                self.send_alert(WARNING, alert::NO_RENEGOTIATION);
+                continue;
+            }
             let [_, a, b, l, request] = self.hs;
             if [a, b, l] != [0, 0, 1] {
                 return Err(RecordError::Decode("KeyUpdate"));
@@ -499,10 +633,7 @@ impl RecordLayer {
 
     /// The peer updated its key (RFC 8446 §4.6.3).
     fn on_key_update(&mut self, request: u8) -> Result<(), RecordError> {
-        self.key_updates += 1;
-        if self.key_updates > MAX_KEY_UPDATES_IN_ROW {
-            return Err(RecordError::KeyUpdateFlood);
-        }
+        self.count_post_handshake()?;
         match request {
             0 => {}
             1 => {
@@ -514,6 +645,14 @@ impl RecordLayer {
             other => return Err(RecordError::IllegalKeyUpdate(other)),
         }
         self.rx.update()
+    }
+
+    fn count_post_handshake(&mut self) -> Result<(), RecordError> {
+        self.key_updates += 1;
+        if self.key_updates > MAX_KEY_UPDATES_IN_ROW {
+            return Err(RecordError::KeyUpdateFlood);
+        }
+        Ok(())
     }
 }
 

@@ -19,8 +19,7 @@ fn pair() -> (RecordLayer, RecordLayer) {
             tx: (0, secrets(1, 2)),
             rx: (0, secrets(3, 4)),
         },
-        secret(5),
-        secret(6),
+        Some((secret(5), secret(6))),
     )
     .expect("a");
     let b = RecordLayer::new(
@@ -28,8 +27,7 @@ fn pair() -> (RecordLayer, RecordLayer) {
             tx: (0, secrets(3, 4)),
             rx: (0, secrets(1, 2)),
         },
-        secret(6),
-        secret(5),
+        Some((secret(6), secret(5))),
     )
     .expect("b");
     (a, b)
@@ -225,4 +223,98 @@ fn sequence_numbers_never_wrap() {
     let mut w = Vec::new();
     assert_eq!(a.seal(b"x", &mut w), Err(RecordError::SequenceExhausted));
     assert!(w.is_empty(), "nothing sealed with a reused nonce");
+}
+
+/// Two TLS 1.2 ends (AES-256-GCM or ChaCha20-Poly1305).
+fn pair12(chacha: bool) -> (RecordLayer, RecordLayer) {
+    let sec = |k: u8, i: u8| {
+        if chacha {
+            ConnectionTrafficSecrets::Chacha20Poly1305 {
+                key: AeadKey::from([k; 32]),
+                iv: Iv::new([i; 12]),
+            }
+        } else {
+            ConnectionTrafficSecrets::Aes256Gcm {
+                key: AeadKey::from([k; 32]),
+                iv: Iv::new([i; 12]),
+            }
+        }
+    };
+    let a = RecordLayer::new(
+        ExtractedSecrets {
+            tx: (1, sec(1, 2)),
+            rx: (0, sec(3, 4)),
+        },
+        None,
+    )
+    .expect("a");
+    let b = RecordLayer::new(
+        ExtractedSecrets {
+            tx: (0, sec(3, 4)),
+            rx: (1, sec(1, 2)),
+        },
+        None,
+    )
+    .expect("b");
+    (a, b)
+}
+
+#[test]
+fn tls12_records_errors_and_renegotiation() {
+    for chacha in [false, true] {
+        let (mut a, mut b) = pair12(chacha);
+        let mut w = Vec::new();
+        a.seal(&vec![b'y'; 20_000], &mut w).expect("seal");
+        // the outer type is the real one; AES-GCM carries an explicit nonce
+        assert_eq!(w[0], APPLICATION_DATA);
+        let first = u16::from_be_bytes([w[3], w[4]]) as usize;
+        assert_eq!(first, MAX_PLAINTEXT + TAG + if chacha { 0 } else { 8 });
+        let (got, r) = open_all(&mut b, &w);
+        assert_eq!((got.len(), r), (20_000, Ok(None)));
+        // a ClientHello (renegotiation) gets a no_renegotiation warning and is skipped,
+        // split over two records or not
+        let mut w = raw_record(&mut a, &[CLIENT_HELLO, 0, 0, 6, 1, 2], HANDSHAKE);
+        w.extend(raw_record(&mut a, &[3, 4, 5, 6], HANDSHAKE));
+        a.seal(b"<x/>", &mut w).expect("seal");
+        assert_eq!(open_all(&mut b, &w), (b"<x/>".to_vec(), Ok(None)));
+        let warn = b.take_outgoing().expect("warning");
+        assert_eq!(warn[0], ALERT);
+        // a warning alert does not end a TLS 1.2 connection
+        assert_eq!(open_all(&mut a, &warn), (vec![], Ok(None)));
+        // a KeyUpdate does not exist in TLS 1.2, a change_cipher_spec is out of place
+        let w = raw_record(&mut a, &[KEY_UPDATE, 0, 0, 1, 0], HANDSHAKE);
+        assert_eq!(
+            open_all(&mut b, &w).1,
+            Err(RecordError::UnexpectedHandshake(KEY_UPDATE))
+        );
+        let (mut a, mut b) = pair12(chacha);
+        let w = raw_record(&mut a, &[1], 20);
+        assert_eq!(open_all(&mut b, &w).1, Err(RecordError::UnexpectedType(20)));
+        assert_eq!(
+            alert_sent(&mut b, &mut a),
+            Err(RecordError::Alert(alert::UNEXPECTED_MESSAGE))
+        );
+        // plaintext over 2^14 is record_overflow
+        let (mut a, mut b) = pair12(chacha);
+        let w = raw_record(&mut a, &vec![0; MAX_PLAINTEXT + 1], APPLICATION_DATA);
+        assert_eq!(
+            open_all(&mut b, &w).1,
+            Err(RecordError::PlaintextOverflow(MAX_PLAINTEXT + 1))
+        );
+    }
+}
+
+#[test]
+fn tls12_aes_gcm_ends_at_its_limit() {
+    let (mut a, _) = pair12(false);
+    a.rotate_after(3);
+    let mut w = Vec::new();
+    assert!(a.seal(b"1", &mut w).is_ok());
+    assert!(a.seal(b"2", &mut w).is_ok());
+    assert_eq!(a.seal(b"3", &mut w), Err(RecordError::KeyExhausted));
+    let (mut a, _) = pair12(true);
+    a.rotate_after(3);
+    for _ in 0..5 {
+        assert!(a.seal(b"chacha has no such limit", &mut w).is_ok());
+    }
 }
