@@ -112,6 +112,7 @@ fn tls_1_2_from_openssl_and_min_tls_version() {
     );
     assert!(out.contains("version TLSv1.2"), "{out}");
     assert!(out.contains("ping answered"), "{out}");
+    assert!(out.contains("closed with close_notify both ways"), "{out}");
     let d = Daemon::with(Options {
         listener: "min_tls_version = \"1.3\"".into(),
         ..Options::default()
@@ -122,4 +123,63 @@ fn tls_1_2_from_openssl_and_min_tls_version() {
         &["tls12", &port, "localhost", "alice", "alice-pw", "refused"],
     );
     assert!(out.contains("refused: "), "{out}");
+}
+
+/// The client ends its stream and closes TLS in one write: the server's
+/// `</stream:stream>` still goes out, then its close_notify (RFC 8446 §6.1).
+#[tokio::test]
+async fn close_notify_is_answered_after_what_is_queued() {
+    let d = Daemon::start();
+    let (mut r, _) = Raw::login(d.starttls, "localhost", "alice", "alice-pw", "r").await;
+    r.send_then_close_notify("</stream:stream>").await;
+    let (text, end) = r.read_to_end_tls().await;
+    assert!(text.contains("</stream:stream>"), "{text}");
+    assert_eq!(end, Ok(()), "no close_notify from the server");
+    // on TLS 1.2 too, with a close_notify alone
+    let mut r = Raw::connect(d.starttls, "localhost").await;
+    static TLS12: &[&rustls::SupportedProtocolVersion] = &[&rustls::version::TLS12];
+    r.tls_versions = TLS12;
+    r.starttls().await;
+    r.send_then_close_notify("").await;
+    assert_eq!(r.read_to_end_tls().await.1, Ok(()));
+}
+
+/// Forged records get the alert RFC 8446 §6.2 names, logged at the problems level.
+#[tokio::test]
+async fn bad_records_get_the_right_alert() {
+    let d = Daemon::with(Options {
+        log_level: "problems".into(),
+        ..Options::default()
+    });
+    let cases: [(&[u8], &str, &str); 3] = [
+        // 16 KiB + 2049 bytes: over any protected record's bound
+        (
+            &[23, 3, 3, 0x48, 0x01],
+            "RecordOverflow",
+            "18433 bytes is over the limit",
+        ),
+        // five bytes of header and nothing: too short, not "too large"
+        (&[23, 3, 3, 0, 0], "DecodeError", "0 bytes is too short"),
+        // a record that does not authenticate
+        (
+            &[&[23, 3, 3, 0, 40][..], &[0x55; 40]].concat(),
+            "BadRecordMac",
+            "failed authentication",
+        ),
+    ];
+    for versions in [&rustls::version::TLS13, &rustls::version::TLS12] {
+        for (record, alert, logged) in &cases {
+            let mut r = Raw::connect(d.starttls, "localhost").await;
+            let v: &'static [&'static rustls::SupportedProtocolVersion] =
+                Box::leak(Box::new([versions]));
+            r.tls_versions = v;
+            r.starttls().await;
+            r.send_raw_record(record).await;
+            let (_, end) = r.read_to_end_tls().await;
+            let e = end.expect_err("the server must answer with an alert");
+            assert!(e.contains(alert), "{versions:?} {record:?}: {e}");
+            d.wait_log(logged, 1);
+        }
+    }
+    assert!(d.log().contains("TLS record layer: closing"), "{}", d.log());
 }

@@ -387,7 +387,7 @@ async fn run(
             }
             r = shaped_readable(&io.tcp, io.shaper.as_mut()), if io.reading => match r {
                 Err(e) => Err(format!("read: {e}")),
-                Ok(()) => Box::pin(io.on_readable(log)).await,
+                Ok(()) => Box::pin(io.on_readable(shared, log)).await,
             },
         };
         if let Err(reason) = r {
@@ -456,7 +456,7 @@ impl Io {
     }
 
     /// The socket is readable: read, decrypt, parse, and hand the events on.
-    async fn on_readable(&mut self, log: &slog::Logger) -> Result<(), String> {
+    async fn on_readable(&mut self, shared: &OutShared, log: &slog::Logger) -> Result<(), String> {
         // a shaped connection reads no more than its bucket holds
         let max = self
             .shaper
@@ -525,9 +525,28 @@ impl Io {
                 .await
                 .map_err(gone)?;
         } else if outcome.closed {
+            if self.tls.is_some() {
+                // the peer's close_notify: what is queued for it goes out, then ours
+                self.write_queued(shared, log).await?;
+                close(&mut self.tcp, &mut self.tls).await;
+            }
             return Err("peer closed the connection".into());
         }
         Ok(())
+    }
+
+    /// Write the data queued for the peer (up to a close), dropping other commands: the
+    /// connection is ending.
+    async fn write_queued(&mut self, shared: &OutShared, log: &slog::Logger) -> Result<(), String> {
+        while let Some(cmd) = shared.pop() {
+            match cmd {
+                Out::Data(d) => self.wbuf.extend_from_slice(&d),
+                Out::Close => break,
+                _ => {}
+            }
+        }
+        shared.queued.set(0);
+        flush(&self.tcp, &mut self.tls, &mut self.wbuf, shared, log).await
     }
 }
 

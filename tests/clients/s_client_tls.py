@@ -159,6 +159,8 @@ def tls12(port, domain, user, password, expect_refused):
     for n in range(3):
         ping(c, n, domain)
     print("ping answered")
+    s.unwrap()  # our close_notify, and the server's answer
+    print("closed with close_notify both ways")
 
 
 def main():

@@ -409,6 +409,49 @@ impl Raw {
         s.flush().await.expect("flush");
     }
 
+    /// Write `bytes` on the TCP socket under TLS, as they are (a forged record).
+    pub async fn send_raw_record(&mut self, bytes: &[u8]) {
+        let RawStream::Tls(s) = &mut self.s else {
+            panic!("not TLS")
+        };
+        s.get_mut().0.write_all(bytes).await.expect("send");
+    }
+
+    /// Send `data` and a close_notify in one write.
+    pub async fn send_then_close_notify(&mut self, data: &str) {
+        use std::io::Write;
+        let RawStream::Tls(s) = &mut self.s else {
+            panic!("not TLS")
+        };
+        let conn = s.get_mut().1;
+        conn.writer().write_all(data.as_bytes()).expect("write");
+        conn.send_close_notify();
+        s.flush().await.expect("flush");
+    }
+
+    /// Read until the connection ends: what came, and how it ended (`Ok`: with the
+    /// server's close_notify; `Err`: the TLS error, such as the alert received).
+    pub async fn read_to_end_tls(&mut self) -> (String, Result<(), String>) {
+        let RawStream::Tls(s) = &mut self.s else {
+            panic!("not TLS")
+        };
+        let mut b = [0u8; 8192];
+        let end = tokio::time::timeout(TIMEOUT, async {
+            loop {
+                match s.read(&mut b).await {
+                    Ok(0) => return Ok(()),
+                    Ok(n) => self.buf.extend_from_slice(&b[..n]),
+                    Err(e) => return Err(format!("{e:?}")),
+                }
+            }
+        })
+        .await
+        .expect("the server did not close");
+        let out = String::from_utf8_lossy(&self.buf).into_owned();
+        self.buf.clear();
+        (out, end)
+    }
+
     async fn fill(&mut self) -> usize {
         let mut b = [0u8; 8192];
         let n = match &mut self.s {
