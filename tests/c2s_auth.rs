@@ -334,8 +334,11 @@ fn data_pipelined_with_the_tls_finished_is_kept() {
 }
 
 #[tokio::test]
-async fn tls_1_2_is_refused() {
-    let d = Daemon::start();
+async fn tls_1_2_is_refused_where_1_3_is_required() {
+    let d = Daemon::with(Options {
+        listener: "min_tls_version = \"1.3\"".into(),
+        ..Options::default()
+    });
     let tcp = tokio::net::TcpStream::connect(d.direct_tls)
         .await
         .expect("connect");

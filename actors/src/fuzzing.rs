@@ -354,3 +354,90 @@ pub fn sasl_seeds() -> Vec<Vec<u8>> {
         framed(s256, &[b"y,,n=al=2Cice,r=x"]),
     ]
 }
+
+/// The TLS record layer on arbitrary bytes. Byte 0 picks TLS 1.2 or 1.3 and the AEAD
+/// ([`RecordLayer::mirrored_pair`]); the rest is framed ([`frames`]). A frame's first
+/// byte says what it is: even, raw bytes for `open`; odd, a record the peer seals with
+/// the type and content that follow (so the inner content is fuzzed past
+/// authentication); either way fed in pieces of `kind / 2` bytes. Invariants: no panic;
+/// what the layer writes on its own opens cleanly at the peer; an error (other than the
+/// peer's own alert) leaves exactly the alert it names for the peer.
+pub fn record_layer(data: &[u8]) {
+    use xmppd_proto::net::record_layer::{Event, RecordError, RecordLayer};
+    let Some((&sel, rest)) = data.split_first() else {
+        return;
+    };
+    let (mut peer, mut layer) = RecordLayer::mirrored_pair(sel);
+    for f in frames(rest) {
+        let Some((&kind, body)) = f.split_first() else {
+            continue;
+        };
+        let mut wire = if kind & 1 == 0 {
+            body.to_vec()
+        } else {
+            let (ty, content) = body.split_first().map_or((23, &[][..]), |(t, c)| (*t, c));
+            let mut w = Vec::new();
+            if peer.seal_with_type(content, ty, &mut w).is_err() {
+                return;
+            }
+            w
+        };
+        let step = usize::from(kind >> 1).max(1);
+        for chunk in wire.chunks_mut(step) {
+            let r = layer.open(chunk, |_| {});
+            let out = layer.take_outgoing();
+            match r {
+                Ok(Some(Event::Closed)) => return,
+                Ok(None) => {
+                    if let Some(mut out) = out {
+                        let r = peer.open(&mut out, |_| {});
+                        assert_eq!(r, Ok(None), "the peer refuses our records");
+                    }
+                }
+                Err(RecordError::Alert(_)) => return,
+                Err(e) => {
+                    let desc = e.alert().expect("an alert for every error of ours");
+                    let mut out = out.expect("the alert is queued");
+                    let r = peer.open(&mut out, |_| {});
+                    assert_eq!(r, Err(RecordError::Alert(desc)), "after {e}");
+                    return;
+                }
+            }
+        }
+    }
+}
+
+pub fn record_layer_seeds() -> Vec<Vec<u8>> {
+    use xmppd_proto::net::record_layer::RecordLayer;
+    let sealed = |ty: u8, content: &[u8]| [&[1, ty][..], content].concat();
+    let mut seeds = Vec::new();
+    for sel in 0..4u8 {
+        let frames: [Vec<u8>; 7] = [
+            sealed(23, b"<message><body>hi</body></message>"),
+            // KeyUpdate (update_requested) and data after it
+            sealed(22, &[24, 0, 0, 1, 1]),
+            sealed(23, b"<presence/>"),
+            // a TLS 1.2 ClientHello, split over two records
+            sealed(22, &[1, 0, 0, 4, 3]),
+            sealed(22, &[3, 0, 0]),
+            sealed(21, &[1, 0]),
+            // a raw record header: 16 KiB + 300 bytes
+            vec![200, 23, 3, 3, 0x41, 0x2c],
+        ];
+        let mut v = vec![sel];
+        for f in frames {
+            v.push(f.len() as u8);
+            v.extend_from_slice(&f);
+        }
+        seeds.push(v);
+    }
+    // a whole valid record as raw bytes, in pieces of 3
+    let (mut a, _) = RecordLayer::mirrored_pair(1);
+    let mut w = Vec::new();
+    if a.seal(b"<iq type='get' id='1'/>", &mut w).is_ok() {
+        let mut v = vec![1, (w.len() + 1) as u8, 6];
+        v.extend_from_slice(&w);
+        seeds.push(v);
+    }
+    seeds
+}

@@ -41,7 +41,7 @@ impl Server {
         let sockets = listener::bind_all(&settings).await?;
         let listening = sockets
             .iter()
-            .filter_map(|(s, t)| s.local_addr().ok().map(|a| (a, *t)))
+            .filter_map(|(s, t, _)| s.local_addr().ok().map(|a| (a, *t)))
             .collect();
         let registry_addr = Registry::new(
             settings.domains.iter().map(|d| d.name.clone()),

@@ -85,6 +85,16 @@ fn sasl_exchanges_survive_mutations() {
 }
 
 #[test]
+fn record_layer_survives_mutations() {
+    run(
+        "record_layer",
+        fuzzing::record_layer_seeds(),
+        iterations(50_000),
+        fuzzing::record_layer,
+    );
+}
+
+#[test]
 fn random_bytes() {
     let mut rng = StdRng::seed_from_u64(7);
     for _ in 0..iterations(10_000) {
@@ -93,5 +103,6 @@ fn random_bytes() {
         fuzzing::stream_parser(&v);
         fuzzing::stanza(&v);
         fuzzing::sasl(&v);
+        fuzzing::record_layer(&v);
     }
 }

@@ -6,6 +6,7 @@ fn main() -> std::io::Result<()> {
         ("stream_parser", fuzzing::stream_seeds()),
         ("stanza", fuzzing::stanza_seeds()),
         ("sasl", fuzzing::sasl_seeds()),
+        ("record_layer", fuzzing::record_layer_seeds()),
     ] {
         let dir = std::path::Path::new("seeds").join(target);
         std::fs::create_dir_all(&dir)?;

@@ -41,18 +41,9 @@ impl Default for Settings {
             workers: 0,
             domains: vec![DomainSettings::named("localhost")],
             listeners: vec![
-                ListenerSettings {
-                    address: "0.0.0.0:5222".parse().expect("literal"),
-                    tls: ListenerTls::Starttls,
-                },
-                ListenerSettings {
-                    address: "0.0.0.0:5269".parse().expect("literal"),
-                    tls: ListenerTls::Starttls,
-                },
-                ListenerSettings {
-                    address: "0.0.0.0:5223".parse().expect("literal"),
-                    tls: ListenerTls::Direct,
-                },
+                ListenerSettings::new("0.0.0.0:5222", ListenerTls::Starttls),
+                ListenerSettings::new("0.0.0.0:5269", ListenerTls::Starttls),
+                ListenerSettings::new("0.0.0.0:5223", ListenerTls::Direct),
             ],
             tls: TlsSettings::default(),
             auth: AuthSettings::default(),
@@ -130,6 +121,30 @@ pub struct ListenerSettings {
     pub address: SocketAddr,
     #[serde(default)]
     pub tls: ListenerTls,
+    /// The oldest TLS version accepted on this listener ("1.2" or "1.3").
+    #[serde(default)]
+    pub min_tls_version: TlsVersion,
+}
+
+impl ListenerSettings {
+    fn new(address: &str, tls: ListenerTls) -> Self {
+        ListenerSettings {
+            address: address.parse().expect("literal"),
+            tls,
+            min_tls_version: TlsVersion::default(),
+        }
+    }
+}
+
+/// A TLS protocol version. TLS 1.2 connections use ECDHE with AEAD suites only and
+/// must negotiate the extended master secret (RFC 7627).
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
+pub enum TlsVersion {
+    #[default]
+    #[serde(rename = "1.2")]
+    Tls12,
+    #[serde(rename = "1.3")]
+    Tls13,
 }
 
 /// How TLS starts on a listener: in-band (STARTTLS, RFC 6120) or at connect (XEP-0368).

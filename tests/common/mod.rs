@@ -84,6 +84,8 @@ pub struct Options {
     /// default comes from `XMPPD_TEST_BACKEND=postgres`, which runs any test file
     /// against PostgreSQL.
     pub postgres: bool,
+    /// Extra keys for both listeners (e.g. `min_tls_version = "1.3"`).
+    pub listener: String,
 }
 
 /// Whether `XMPPD_TEST_BACKEND` asks for PostgreSQL ("sqlite" or unset: SQLite).
@@ -107,6 +109,7 @@ impl Default for Options {
             ],
             log_level: "low-level".into(),
             postgres: postgres_by_default(),
+            listener: String::new(),
         }
     }
 }
@@ -165,8 +168,8 @@ impl Daemon {
         let text = format!(
             "data_dir = \"{data}\"\nlog_level = \"{level}\"\n{top}\n\
              [[domain]]\nname = \"{domain}\"\n\n\
-             [[listener]]\naddress = \"127.0.0.1:0\"\ntls = \"starttls\"\n\n\
-             [[listener]]\naddress = \"127.0.0.1:0\"\ntls = \"direct\"\n\n\
+             [[listener]]\naddress = \"127.0.0.1:0\"\ntls = \"starttls\"\n{listener}\n\n\
+             [[listener]]\naddress = \"127.0.0.1:0\"\ntls = \"direct\"\n{listener}\n\n\
              [tls]\ncertificate = \"{cert}\"\nkey = \"{key}\"\n\n{extra}\n",
             data = dir.path().join("data").display(),
             level = o.log_level,
@@ -175,6 +178,7 @@ impl Daemon {
             cert = pki.cert.display(),
             key = pki.key.display(),
             extra = extra,
+            listener = o.listener,
         );
         std::fs::write(&config, text).expect("write config");
         let stderr = dir.path().join("xmppd.log");
@@ -395,6 +399,8 @@ pub struct Raw {
     pub exporter: Option<Vec<u8>>,
     /// Channel binding (tls-server-end-point) of the current TLS session.
     pub endpoint: Option<Vec<u8>>,
+    /// The TLS versions offered on upgrade.
+    pub tls_versions: &'static [&'static rustls::SupportedProtocolVersion],
 }
 
 impl Raw {
@@ -410,6 +416,7 @@ impl Raw {
             domain: domain.to_string(),
             exporter: None,
             endpoint: None,
+            tls_versions: rustls::DEFAULT_VERSIONS,
         }
     }
 
@@ -418,6 +425,14 @@ impl Raw {
         let mut r = Raw::connect(addr, domain).await;
         r.upgrade().await;
         r
+    }
+
+    /// The negotiated TLS version.
+    pub fn tls_version(&self) -> Option<rustls::ProtocolVersion> {
+        match &self.s {
+            RawStream::Tls(s) => s.get_ref().1.protocol_version(),
+            _ => None,
+        }
     }
 
     pub async fn send(&mut self, data: &str) {
@@ -439,6 +454,59 @@ impl Raw {
             RawStream::Tls(s) => s.write_all(data).await.is_ok() && s.flush().await.is_ok(),
             RawStream::Gone => false,
         }
+    }
+
+    /// Send a TLS 1.3 KeyUpdate (rustls sets update_requested: the server must answer
+    /// with its own and switch its key too).
+    pub async fn key_update(&mut self) {
+        let RawStream::Tls(s) = &mut self.s else {
+            panic!("not TLS")
+        };
+        s.get_mut().1.refresh_traffic_keys().expect("key update");
+        s.flush().await.expect("flush");
+    }
+
+    /// Write `bytes` on the TCP socket under TLS, as they are (a forged record).
+    pub async fn send_raw_record(&mut self, bytes: &[u8]) {
+        let RawStream::Tls(s) = &mut self.s else {
+            panic!("not TLS")
+        };
+        s.get_mut().0.write_all(bytes).await.expect("send");
+    }
+
+    /// Send `data` and a close_notify in one write.
+    pub async fn send_then_close_notify(&mut self, data: &str) {
+        use std::io::Write;
+        let RawStream::Tls(s) = &mut self.s else {
+            panic!("not TLS")
+        };
+        let conn = s.get_mut().1;
+        conn.writer().write_all(data.as_bytes()).expect("write");
+        conn.send_close_notify();
+        s.flush().await.expect("flush");
+    }
+
+    /// Read until the connection ends: what came, and how it ended (`Ok`: with the
+    /// server's close_notify; `Err`: the TLS error, such as the alert received).
+    pub async fn read_to_end_tls(&mut self) -> (String, Result<(), String>) {
+        let RawStream::Tls(s) = &mut self.s else {
+            panic!("not TLS")
+        };
+        let mut b = [0u8; 8192];
+        let end = tokio::time::timeout(TIMEOUT, async {
+            loop {
+                match s.read(&mut b).await {
+                    Ok(0) => return Ok(()),
+                    Ok(n) => self.buf.extend_from_slice(&b[..n]),
+                    Err(e) => return Err(format!("{e:?}")),
+                }
+            }
+        })
+        .await
+        .expect("the server did not close");
+        let out = String::from_utf8_lossy(&self.buf).into_owned();
+        self.buf.clear();
+        (out, end)
     }
 
     async fn fill(&mut self) -> usize {
@@ -595,7 +663,8 @@ impl Raw {
         let name = rustls::pki_types::ServerName::try_from(self.domain.clone()).expect("name");
         let tls = tokio::time::timeout(
             TIMEOUT,
-            tokio_rustls::TlsConnector::from(client_tls_config()).connect(name, tcp),
+            tokio_rustls::TlsConnector::from(client_tls_config_with(self.tls_versions))
+                .connect(name, tcp),
         )
         .await
         .expect("tls timeout")

@@ -302,7 +302,7 @@ async fn run<T: Transport>(
             }
             r = shaped_readable(&io.transport, io.shaper.as_mut()), if io.reading => match r {
                 Err(e) => Err(format!("read: {e}")),
-                Ok(()) => Box::pin(io.on_readable(log)).await,
+                Ok(()) => Box::pin(io.on_readable(shared, log)).await,
             },
         };
         if let Err(reason) = r {
@@ -372,13 +372,22 @@ impl<T: Transport> Io<T> {
     }
 
     /// The transport is readable: read, decrypt, parse, and hand the events on.
-    async fn on_readable(&mut self, log: &slog::Logger) -> Result<(), String> {
+    async fn on_readable(&mut self, shared: &OutShared, log: &slog::Logger) -> Result<(), String> {
         // a shaped connection reads no more than its bucket holds
         let max = self
             .shaper
             .as_mut()
             .map_or(READ_CHUNK, |s| s.allowance(Instant::now(), 512));
-        let outcome = match self.transport.read(max, log) {
+        let read = self.transport.read(max, log);
+        // what the transport wrote on its own (TLS: our KeyUpdate, an alert) goes out
+        // now, before anything sealed later
+        let control = self.transport.write_control().await;
+        if read.is_ok()
+            && let Err(e) = control
+        {
+            return Err(format!("write: {e}"));
+        }
+        let outcome = match read {
             Ok(Some(x)) => x,
             Ok(None) => return Ok(()),
             Err(e) => return Err(format!("read: {e}")),
@@ -425,9 +434,27 @@ impl<T: Transport> Io<T> {
                 .await
                 .map_err(gone)?;
         } else if outcome.closed {
+            // the peer closed (TLS close_notify, or the end of the TCP stream): what is
+            // queued for it goes out, then our close (with TLS, our close_notify)
+            self.write_queued(shared, log).await?;
+            self.transport.close().await;
             return Err("peer closed the connection".into());
         }
         Ok(())
+    }
+
+    /// Write the data queued for the peer (up to a close), dropping other commands: the
+    /// connection is ending.
+    async fn write_queued(&mut self, shared: &OutShared, log: &slog::Logger) -> Result<(), String> {
+        while let Some(cmd) = shared.pop() {
+            match cmd {
+                Out::Data(d) => self.transport.frame(d),
+                Out::Close => break,
+                _ => {}
+            }
+        }
+        shared.queued.set(0);
+        flush(&mut self.transport, shared, log).await
     }
 }
 

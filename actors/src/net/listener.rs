@@ -10,23 +10,22 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
-use xmppd_proto::config::ListenerTls;
+use xmppd_proto::config::{ListenerTls, TlsVersion};
 use xmppd_proto::ns;
 use xmppd_proto::stream::error::{Condition, StreamError};
 
+/// A bound listener socket, how TLS starts on it, and the oldest TLS version accepted.
+pub type Bound = (TcpListener, ListenerTls, TlsVersion);
+
 pub struct Listener {
     ctx: Ctx,
-    sockets: Vec<(TcpListener, ListenerTls)>,
+    sockets: Vec<Bound>,
     workers: Vec<ArbiterHandle>,
     next: usize,
 }
 
 impl Listener {
-    pub fn new(
-        ctx: Ctx,
-        sockets: Vec<(TcpListener, ListenerTls)>,
-        workers: Vec<ArbiterHandle>,
-    ) -> Self {
+    pub fn new(ctx: Ctx, sockets: Vec<Bound>, workers: Vec<ArbiterHandle>) -> Self {
         Listener {
             ctx,
             sockets,
@@ -37,16 +36,20 @@ impl Listener {
 }
 
 /// One accepted socket and the listener it came in on.
-struct Incoming(std::io::Result<(TcpStream, SocketAddr)>, ListenerTls);
+struct Incoming(
+    std::io::Result<(TcpStream, SocketAddr)>,
+    ListenerTls,
+    TlsVersion,
+);
 
 impl Actor for Listener {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Context<Self>) {
-        for (sock, tls) in self.sockets.drain(..) {
+        for (sock, tls, min_tls) in self.sockets.drain(..) {
             let stream = futures::stream::unfold(sock, move |l| async move {
                 let r = l.accept().await;
-                Some((Incoming(r, tls), l))
+                Some((Incoming(r, tls, min_tls), l))
             });
             ctx.add_stream(stream);
         }
@@ -54,7 +57,7 @@ impl Actor for Listener {
 }
 
 impl StreamHandler<Incoming> for Listener {
-    fn handle(&mut self, Incoming(res, tls): Incoming, ctx: &mut Context<Self>) {
+    fn handle(&mut self, Incoming(res, tls, min_tls): Incoming, ctx: &mut Context<Self>) {
         let (tcp, peer) = match res {
             Ok(x) => x,
             Err(e) => {
@@ -71,7 +74,7 @@ impl StreamHandler<Incoming> for Listener {
                 .refused_connections
                 .fetch_add(1, Ordering::Relaxed);
             slog::warn!(self.ctx.log, # "XMPPI", "connection refused: channels limit reached"; "peer" => %peer, "channels" => cap);
-            actix_rt::spawn(refuse(tcp, tls, self.ctx.clone()));
+            actix_rt::spawn(refuse(tcp, tls, min_tls, self.ctx.clone()));
             return;
         }
         let _ = tcp.set_nodelay(true);
@@ -98,6 +101,7 @@ impl StreamHandler<Incoming> for Listener {
                             tcp,
                             peer,
                             direct_tls: tls == ListenerTls::Direct,
+                            min_tls,
                             channel,
                         },
                     );
@@ -111,7 +115,7 @@ impl StreamHandler<Incoming> for Listener {
 }
 
 /// Over the cap: answer with a stream error and close (RFC 6120 §4.9.3.17).
-async fn refuse(mut tcp: TcpStream, tls: ListenerTls, ctx: Ctx) {
+async fn refuse(mut tcp: TcpStream, tls: ListenerTls, min_tls: TlsVersion, ctx: Ctx) {
     let msg = format!(
         "<?xml version='1.0'?><stream:stream xmlns='{}' xmlns:stream='{}' version='1.0'>{}",
         ns::CLIENT,
@@ -125,10 +129,12 @@ async fn refuse(mut tcp: TcpStream, tls: ListenerTls, ctx: Ctx) {
                 let _ = tcp.shutdown().await;
             }
             ListenerTls::Direct => {
-                if let Ok((mut layer, _)) = ctx.tls.accept(&mut tcp).await {
+                let tls = ctx.tls.with_min_version(min_tls);
+                if let Ok((mut layer, _)) = tls.accept(&mut tcp).await {
                     let mut out = Vec::new();
-                    layer.seal(msg.as_bytes(), &mut out);
-                    layer.close_notify(&mut out);
+                    if layer.seal(msg.as_bytes(), &mut out).is_ok() {
+                        layer.close_notify(&mut out);
+                    }
                     let _ = tcp.write_all(&out).await;
                     let _ = tcp.shutdown().await;
                 }
@@ -139,9 +145,7 @@ async fn refuse(mut tcp: TcpStream, tls: ListenerTls, ctx: Ctx) {
 }
 
 /// Bind every configured listener address (none when `channels` is 0).
-pub async fn bind_all(
-    settings: &xmppd_proto::config::Settings,
-) -> std::io::Result<Vec<(TcpListener, ListenerTls)>> {
+pub async fn bind_all(settings: &xmppd_proto::config::Settings) -> std::io::Result<Vec<Bound>> {
     let mut v = Vec::new();
     if settings.channels == 0 {
         return Ok(v);
@@ -150,7 +154,7 @@ pub async fn bind_all(
         let sock = TcpListener::bind(l.address)
             .await
             .map_err(|e| std::io::Error::new(e.kind(), format!("{}: {e}", l.address)))?;
-        v.push((sock, l.tls));
+        v.push((sock, l.tls, l.min_tls_version));
     }
     Ok(v)
 }

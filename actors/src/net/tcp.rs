@@ -145,6 +145,7 @@ impl Transport for TcpTransport {
                     Ok(Some(Event::Closed)) => out.closed = true,
                     Ok(None) => {}
                     Err(e) => {
+                        slog::warn!(log, # "XMPPI", "TLS record layer: closing"; "error" => %e);
                         return Err(std::io::Error::new(std::io::ErrorKind::InvalidData, e));
                     }
                 },
@@ -176,12 +177,24 @@ impl Transport for TcpTransport {
         let data = match &mut self.tls {
             Some(layer) => {
                 let mut sealed = Vec::new();
-                layer.seal(&plain, &mut sealed);
+                layer
+                    .seal(&plain, &mut sealed)
+                    .map_err(std::io::Error::other)?;
                 sealed
             }
             None => plain,
         };
         write_all(&self.tcp, &data).await
+    }
+
+    async fn write_control(&mut self) -> std::io::Result<()> {
+        let Some(out) = self.tls.as_mut().and_then(|l| l.take_outgoing()) else {
+            return Ok(());
+        };
+        match tokio::time::timeout(self.tls_timeout, write_all(&self.tcp, &out)).await {
+            Ok(r) => r,
+            Err(_) => Err(std::io::ErrorKind::TimedOut.into()),
+        }
     }
 
     async fn start_tls(&mut self) -> Result<ChannelBinding, Reason> {

@@ -92,6 +92,11 @@ pub trait Transport: 'static {
     /// Seal and write everything pending; nothing is pending after `Ok`.
     fn flush(&mut self, log: &slog::Logger) -> impl Future<Output = std::io::Result<()>>;
 
+    /// Write what the transport produced on its own while reading (TLS: a KeyUpdate
+    /// answered, an alert before closing; WebSocket: a pong), ahead of anything framed
+    /// later.
+    fn write_control(&mut self) -> impl Future<Output = std::io::Result<()>>;
+
     /// Upgrade to TLS in place, after a flush (STARTTLS); the stream parser starts over.
     /// A transport without STARTTLS refuses with the reason.
     fn start_tls(&mut self) -> impl Future<Output = Result<ChannelBinding, Reason>>;

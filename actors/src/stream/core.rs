@@ -92,6 +92,8 @@ pub struct Accepted {
     pub tcp: tokio::net::TcpStream,
     pub peer: SocketAddr,
     pub direct_tls: bool,
+    /// The oldest TLS version the listener accepts.
+    pub min_tls: xmppd_proto::config::TlsVersion,
     /// Counts the connection against the `channels` cap while it lives.
     pub channel: Gauge,
 }
@@ -212,7 +214,7 @@ impl Connection {
             let params = IoParams {
                 tcp: acc.tcp,
                 direct_tls: acc.direct_tls,
-                tls: ctx.tls.clone(),
+                tls: ctx.tls.with_min_version(acc.min_tls),
                 limits: Limits {
                     max_stanza: settings.limits.max_stanza_size,
                     max_depth: settings.limits.max_depth,

@@ -1,7 +1,8 @@
 //! TLS for streams: certificates per domain (chosen by SNI), the rustls server
 //! configuration, and the channel-binding data SCRAM-*-PLUS needs.
 
-use crate::net::record_layer::{HEADER, MAX_PLAINTEXT, RecordLayer};
+use crate::config::TlsVersion;
+use crate::net::record_layer::{HEADER, MAX_PLAINTEXT, RecordLayer, TrafficSecret};
 
 /// Largest handshake record body read (the TLS 1.2 ciphertext bound, generous for 1.3).
 const MAX_HANDSHAKE_RECORD: usize = MAX_PLAINTEXT + 2048;
@@ -10,6 +11,7 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer, pem::PemObject};
 use rustls::server::{ClientHello, ResolvesServerCert, ServerConfig, ServerConnection};
 use rustls::sign::CertifiedKey;
 use sha2::{Digest, Sha256, Sha384, Sha512};
+use std::cell::RefCell;
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
@@ -25,6 +27,7 @@ pub enum TlsError {
 }
 
 /// The ring provider, named explicitly so that feature unification never changes it.
+/// TLS 1.2 suites are ECDHE with an AEAD only (rustls offers nothing weaker).
 pub fn provider() -> Arc<CryptoProvider> {
     use rustls::crypto::ring::cipher_suite as cs;
     let mut p = rustls::crypto::ring::default_provider();
@@ -32,6 +35,12 @@ pub fn provider() -> Arc<CryptoProvider> {
         cs::TLS13_AES_128_GCM_SHA256,
         cs::TLS13_AES_256_GCM_SHA384,
         cs::TLS13_CHACHA20_POLY1305_SHA256,
+        cs::TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256,
+        cs::TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256,
+        cs::TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384,
+        cs::TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384,
+        cs::TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256,
+        cs::TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256,
     ];
     Arc::new(p)
 }
@@ -98,7 +107,12 @@ impl ResolvesServerCert for CertStore {
 /// Everything a connection needs for TLS.
 #[derive(Clone)]
 pub struct TlsContext {
+    /// The configuration handshakes use (one of the two below).
     config: Arc<ServerConfig>,
+    /// TLS 1.2 and 1.3.
+    tls12: Arc<ServerConfig>,
+    /// TLS 1.3 only.
+    tls13: Arc<ServerConfig>,
     certs: Arc<CertStore>,
 }
 
@@ -114,27 +128,48 @@ impl TlsContext {
                 .collect(),
             default: Arc::new(default),
         });
-        // TLS 1.3 only: after the handshake its record layer is ours (see record_layer)
-        let mut cfg = ServerConfig::builder_with_provider(provider())
-            .with_protocol_versions(&[&rustls::version::TLS13])?
-            .with_no_client_auth()
-            .with_cert_resolver(certs.clone());
-        // Memory per idle session matters more than resumption across restarts.
-        cfg.session_storage = rustls::server::ServerSessionMemoryCache::new(1024);
-        cfg.send_tls13_tickets = 0;
-        cfg.enable_secret_extraction = true;
-        // our order (AES-128-GCM first: its key schedule hashes with SHA-256, cheaper
-        // per handshake than SHA-384, and its keys are smaller to keep per session)
-        cfg.ignore_client_order = true;
+        let config = |versions: &[&'static rustls::SupportedProtocolVersion]| {
+            // after the handshake the record layer is ours (see record_layer)
+            let mut cfg = ServerConfig::builder_with_provider(provider())
+                .with_protocol_versions(versions)?
+                .with_no_client_auth()
+                .with_cert_resolver(certs.clone());
+            // Memory per idle session matters more than resumption across restarts.
+            cfg.session_storage = rustls::server::ServerSessionMemoryCache::new(1024);
+            cfg.send_tls13_tickets = 0;
+            cfg.enable_secret_extraction = true;
+            cfg.key_log = Arc::new(CaptureTrafficSecrets);
+            // TLS 1.2 without the extended master secret is open to triple handshakes
+            // (RFC 7627); tls-server-end-point is the binding offered there
+            cfg.require_ems = true;
+            // our order (AES-128-GCM first: its key schedule hashes with SHA-256, cheaper
+            // per handshake than SHA-384, and its keys are smaller to keep per session)
+            cfg.ignore_client_order = true;
+            Ok::<_, TlsError>(Arc::new(cfg))
+        };
+        let tls12 = config(&[&rustls::version::TLS13, &rustls::version::TLS12])?;
         Ok(TlsContext {
-            config: Arc::new(cfg),
+            config: tls12.clone(),
+            tls12,
+            tls13: config(&[&rustls::version::TLS13])?,
             certs,
         })
     }
 
+    /// This context, accepting TLS versions from `min` on (a listener's setting).
+    pub fn with_min_version(&self, min: TlsVersion) -> TlsContext {
+        let mut c = self.clone();
+        c.config = match min {
+            TlsVersion::Tls12 => c.tls12.clone(),
+            TlsVersion::Tls13 => c.tls13.clone(),
+        };
+        c
+    }
+
     /// Channel-binding data for an established server connection (RFC 9266, RFC 5929).
     pub fn channel_binding(&self, conn: &ServerConnection) -> ChannelBinding {
-        // tls-exporter is only sound on TLS 1.3 (or 1.2 with extended master secret).
+        // tls-exporter only with TLS 1.3 (RFC 9266 §3, XEP-0440); on TLS 1.2 the
+        // binding offered is tls-server-end-point (tls-unique never is)
         let exporter = (conn.protocol_version() == Some(rustls::ProtocolVersion::TLSv1_3))
             .then(|| {
                 conn.export_keying_material(vec![0u8; 32], b"EXPORTER-Channel-Binding", None)
@@ -158,6 +193,8 @@ pub enum HandshakeError {
     Io(#[from] std::io::Error),
     #[error("TLS handshake record too large")]
     Oversized,
+    #[error("the TLS 1.3 traffic secrets were not captured")]
+    Secrets,
 }
 
 impl TlsContext {
@@ -171,6 +208,7 @@ impl TlsContext {
         tcp: &mut TcpStream,
     ) -> Result<(RecordLayer, ChannelBinding), HandshakeError> {
         let mut conn = ServerConnection::new(self.config.clone())?;
+        let mut captured = Captured::take();
         let mut record = Vec::with_capacity(1024);
         let mut out = Vec::new();
         loop {
@@ -193,7 +231,9 @@ impl TlsContext {
             let mut rest = &record[..];
             while !rest.is_empty() {
                 conn.read_tls(&mut rest)?;
-                if let Err(e) = conn.process_new_packets() {
+                let processed = conn.process_new_packets();
+                captured.merge(Captured::take());
+                if let Err(e) = processed {
                     // tell the client why (the alert), then give up
                     out.clear();
                     let _ = conn.write_tls(&mut out);
@@ -203,8 +243,72 @@ impl TlsContext {
             }
         }
         let cb = self.channel_binding(&conn);
-        let layer = RecordLayer::new(conn.dangerous_extract_secrets()?)?;
+        let layer = record_layer(conn, captured)?;
         Ok((layer, cb))
+    }
+}
+
+/// The record layer for an established connection: rustls's keys, and (TLS 1.3) the
+/// traffic secrets they came from, for key updates.
+fn record_layer(conn: ServerConnection, captured: Captured) -> Result<RecordLayer, HandshakeError> {
+    let traffic = match (captured.client, captured.server) {
+        (Some(rx), Some(tx)) => Some((rx, tx)),
+        _ if conn.protocol_version() == Some(rustls::ProtocolVersion::TLSv1_2) => None,
+        _ => return Err(HandshakeError::Secrets),
+    };
+    Ok(RecordLayer::new(
+        conn.dangerous_extract_secrets()?,
+        traffic,
+    )?)
+}
+
+/// The TLS 1.3 application traffic secrets of a handshake. rustls hands them to its
+/// `KeyLog` while `process_new_packets` runs (synchronously, on this thread); each call
+/// is followed by [`Captured::take`], so a handshake never sees another's secrets.
+/// (rustls's `KernelConnection` would derive updates too, but keeps its whole key
+/// schedule per connection; the two secrets are 96 bytes.)
+#[derive(Default)]
+struct Captured {
+    client: Option<TrafficSecret>,
+    server: Option<TrafficSecret>,
+}
+
+thread_local! {
+    static CAPTURED: RefCell<Captured> = RefCell::new(Captured::default());
+}
+
+impl Captured {
+    fn take() -> Captured {
+        CAPTURED.with(|c| std::mem::take(&mut *c.borrow_mut()))
+    }
+
+    fn merge(&mut self, other: Captured) {
+        if other.client.is_some() {
+            self.client = other.client;
+        }
+        if other.server.is_some() {
+            self.server = other.server;
+        }
+    }
+}
+
+#[derive(Debug)]
+struct CaptureTrafficSecrets;
+
+impl rustls::KeyLog for CaptureTrafficSecrets {
+    fn will_log(&self, label: &str) -> bool {
+        matches!(label, "CLIENT_TRAFFIC_SECRET_0" | "SERVER_TRAFFIC_SECRET_0")
+    }
+
+    fn log(&self, label: &str, _client_random: &[u8], secret: &[u8]) {
+        CAPTURED.with(|c| {
+            let mut c = c.borrow_mut();
+            match label {
+                "CLIENT_TRAFFIC_SECRET_0" => c.client = TrafficSecret::new(secret),
+                "SERVER_TRAFFIC_SECRET_0" => c.server = TrafficSecret::new(secret),
+                _ => {}
+            }
+        });
     }
 }
 
@@ -331,6 +435,150 @@ pub fn self_signed_pem(names: &[String]) -> Result<(String, String), rcgen::Erro
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::io::{Read, Write};
+
+    /// A rustls client and our server in memory: the handshake, then the server's
+    /// record layer (as [`TlsContext::accept`] builds it).
+    fn in_memory(
+        versions: &[&'static rustls::SupportedProtocolVersion],
+    ) -> (rustls::ClientConnection, RecordLayer) {
+        in_memory_with(rustls::crypto::ring::default_provider(), versions)
+    }
+
+    fn in_memory_with(
+        client_provider: CryptoProvider,
+        versions: &[&'static rustls::SupportedProtocolVersion],
+    ) -> (rustls::ClientConnection, RecordLayer) {
+        let (pem, key) = self_signed_pem(&["a.test".into()]).expect("cert");
+        let der = CertificateDer::from_pem_slice(pem.as_bytes()).expect("der");
+        let key = PrivateKeyDer::from_pem_slice(key.as_bytes()).expect("key");
+        let ck = certified_key_from_der(vec![der.clone()], key).expect("ck");
+        let ctx = TlsContext::new(ck, vec![]).expect("ctx");
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(der).expect("root");
+        let ccfg = rustls::ClientConfig::builder_with_provider(Arc::new(client_provider))
+            .with_protocol_versions(versions)
+            .expect("versions")
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        let name = rustls::pki_types::ServerName::try_from("a.test").expect("name");
+        let mut client = rustls::ClientConnection::new(Arc::new(ccfg), name).expect("client");
+        let mut server = ServerConnection::new(ctx.config.clone()).expect("server");
+        let mut captured = Captured::take();
+        while client.is_handshaking() || server.is_handshaking() || server.wants_write() {
+            let mut buf = Vec::new();
+            client.write_tls(&mut buf).expect("client write");
+            if !buf.is_empty() {
+                server.read_tls(&mut &buf[..]).expect("server read");
+                server.process_new_packets().expect("server process");
+                captured.merge(Captured::take());
+            }
+            buf.clear();
+            server.write_tls(&mut buf).expect("server write");
+            if !buf.is_empty() {
+                client.read_tls(&mut &buf[..]).expect("client read");
+                client.process_new_packets().expect("client process");
+            }
+        }
+        (
+            client,
+            record_layer(server, captured).expect("record layer"),
+        )
+    }
+
+    /// The client sends `data`; returns what the server's record layer opened.
+    fn client_to_server(
+        c: &mut rustls::ClientConnection,
+        s: &mut RecordLayer,
+        data: &[u8],
+    ) -> Vec<u8> {
+        c.writer().write_all(data).expect("write");
+        let mut wire = Vec::new();
+        while c.wants_write() {
+            c.write_tls(&mut wire).expect("write tls");
+        }
+        let mut got = Vec::new();
+        s.open(&mut wire, |d| got.extend_from_slice(d))
+            .expect("open");
+        got
+    }
+
+    /// `wire` from the server; returns what the client read.
+    fn server_to_client(c: &mut rustls::ClientConnection, wire: &[u8]) -> Vec<u8> {
+        let mut rest = wire;
+        let mut got = Vec::new();
+        while !rest.is_empty() {
+            c.read_tls(&mut rest).expect("read tls");
+            c.process_new_packets().expect("client accepts our records");
+            match c.reader().read_to_end(&mut got) {
+                Ok(_) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                Err(e) => panic!("read: {e}"),
+            }
+        }
+        got
+    }
+
+    #[test]
+    fn tls12_aead_suites_interoperate_with_rustls() {
+        use rustls::crypto::ring::cipher_suite as cs;
+        for suite in [
+            cs::TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256,
+            cs::TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384,
+            cs::TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256,
+        ] {
+            let mut p = rustls::crypto::ring::default_provider();
+            p.cipher_suites = vec![suite];
+            let (mut c, mut s) = in_memory_with(p, &[&rustls::version::TLS12]);
+            assert_eq!(s.version(), crate::net::record_layer::Version::Tls12);
+            assert_eq!(c.negotiated_cipher_suite(), Some(suite));
+            let big = vec![b'x'; 40_000];
+            for _ in 0..3 {
+                assert_eq!(client_to_server(&mut c, &mut s, b"<a/>"), b"<a/>");
+                assert_eq!(client_to_server(&mut c, &mut s, &big), big);
+                let mut wire = Vec::new();
+                s.seal(b"<b/>", &mut wire).expect("seal");
+                s.seal(&big, &mut wire).expect("seal");
+                let got = server_to_client(&mut c, &wire);
+                assert_eq!(got.len(), 4 + big.len(), "{suite:?}");
+            }
+            // close_notify both ways
+            let mut wire = Vec::new();
+            s.close_notify(&mut wire);
+            server_to_client(&mut c, &wire);
+            assert!(c.process_new_packets().expect("ok").peer_has_closed());
+            c.send_close_notify();
+            let mut wire = Vec::new();
+            c.write_tls(&mut wire).expect("write");
+            assert_eq!(
+                s.open(&mut wire, |_| {}),
+                Ok(Some(crate::net::record_layer::Event::Closed))
+            );
+        }
+    }
+
+    #[test]
+    fn key_updates_interoperate_with_rustls() {
+        let (mut c, mut s) = in_memory(&[&rustls::version::TLS13]);
+        assert_eq!(client_to_server(&mut c, &mut s, b"<a/>"), b"<a/>");
+        // rustls's refresh sends KeyUpdate(update_requested): we follow its new key
+        // and answer with ours, which rustls follows
+        c.refresh_traffic_keys().expect("refresh");
+        assert_eq!(client_to_server(&mut c, &mut s, b"<b/>"), b"<b/>");
+        let mut wire = s.take_outgoing().expect("our KeyUpdate");
+        s.seal(b"<c/>", &mut wire).expect("seal");
+        assert_eq!(server_to_client(&mut c, &wire), b"<c/>");
+        // our own rotation before the limit
+        s.rotate_after(2);
+        let mut wire = Vec::new();
+        for i in 0..7 {
+            s.seal(format!("<d{i}/>").as_bytes(), &mut wire)
+                .expect("seal");
+        }
+        let want: String = (0..7).map(|i| format!("<d{i}/>")).collect();
+        assert_eq!(server_to_client(&mut c, &wire), want.as_bytes());
+        assert_eq!(client_to_server(&mut c, &mut s, b"<e/>"), b"<e/>");
+    }
 
     #[test]
     fn end_point_hash_of_generated_cert_is_sha256() {
