@@ -58,7 +58,9 @@ impl Server {
         };
         let workers: Vec<Arbiter> = (0..n).map(|_| Arbiter::new()).collect();
         let (shutdown, _) = tokio::sync::watch::channel(false);
-        let decoy_iterations = match storage.backend().iterations_in_use() {
+        // on the blocking pool: a backend may block (the PostgreSQL driver cannot run
+        // inside this runtime)
+        let decoy_iterations = match storage.run(|b| b.iterations_in_use()).await {
             Ok(Some(n)) => n,
             Ok(None) => settings.auth.scram_iterations,
             Err(e) => {
