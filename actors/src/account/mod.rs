@@ -275,11 +275,21 @@ impl Handler<ToAccount> for Account {
 impl Account {
     /// Start the account actor of `bare` (on `worker`, or the current arbiter).
     pub fn start(bare: BareJid, ctx: Ctx, worker: Option<&ArbiterHandle>) -> AccountRef {
-        let addr = match worker {
-            Some(w) => Account::start_in_arbiter(w, move |_| Account::new(bare, ctx)),
-            None => Account::new(bare, ctx).start(),
+        // the mailbox has its full size before anyone can send to it: messages sent
+        // before the actor ran `started` on its arbiter would otherwise meet actix's
+        // default of 16, park their sender, and be refused
+        let (tx, rx) = actix::dev::channel::channel(MAILBOX);
+        let run = move || {
+            let actx = Context::with_receiver(rx);
+            actix_rt::spawn(actx.into_future(Account::new(bare, ctx)));
         };
-        AccountRef::new(addr.recipient())
+        match worker {
+            Some(w) => {
+                w.spawn_fn(run);
+            }
+            None => run(),
+        }
+        AccountRef::new(Addr::new(tx).recipient())
     }
 }
 

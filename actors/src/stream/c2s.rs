@@ -295,7 +295,9 @@ pub(super) fn bind(
         );
         return core.send_opt(r);
     }
-    let session_ctx: Context<Session> = Context::new();
+    let mut session_ctx: Context<Session> = Context::new();
+    // full size before the registry knows the address (the session starts later)
+    session_ctx.set_mailbox_capacity(crate::session::MAILBOX);
     let addr = session_ctx.address();
     let me = SessionRef::new(addr.clone().recipient());
     core.busy = true;
