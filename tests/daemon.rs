@@ -189,23 +189,7 @@ fn generates_a_self_signed_certificate_on_first_start() {
         format!("data_dir = \"{}\"\n[[domain]]\nname = \"example.org\"\n[[listener]]\naddress = \"127.0.0.1:0\"\n", dir.path().join("data").display()),
     )
     .expect("write");
-    let mut child = std::process::Command::new(xmppd_bin())
-        .arg("--config")
-        .arg(&cfg)
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("spawn");
-    let out = child.stdout.take().expect("stdout");
-    use std::io::BufRead;
-    let lines: Vec<String> = std::io::BufReader::new(out)
-        .lines()
-        .take(2)
-        .map(|l| l.expect("line"))
-        .collect();
-    let _ = child.kill();
-    let _ = child.wait();
-    assert_eq!(lines.last().map(String::as_str), Some("ready"));
+    assert!(started(&cfg), "the daemon started");
     let cert = std::fs::read_to_string(dir.path().join("data/certs/selfsigned.crt"))
         .expect("certificate generated");
     assert!(cert.contains("BEGIN CERTIFICATE"));
@@ -248,22 +232,27 @@ fn an_open_private_key_is_tightened_at_start() {
         ),
     )
     .expect("write");
+    assert!(started(&cfg), "the daemon started");
+    let mode = std::fs::metadata(&key).expect("key").permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600, "key mode {mode:o}");
+}
+
+/// Run the daemon on `cfg` until it says `ready` (then stop it); whether it did.
+fn started(cfg: &std::path::Path) -> bool {
+    use std::io::BufRead;
     let mut child = std::process::Command::new(xmppd_bin())
         .arg("--config")
-        .arg(&cfg)
+        .arg(cfg)
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::null())
         .spawn()
         .expect("spawn");
     let out = child.stdout.take().expect("stdout");
-    use std::io::BufRead;
     let ready = std::io::BufReader::new(out)
         .lines()
         .map_while(Result::ok)
         .any(|l| l == "ready");
     let _ = child.kill();
     let _ = child.wait();
-    assert!(ready, "the daemon started");
-    let mode = std::fs::metadata(&key).expect("key").permissions().mode() & 0o777;
-    assert_eq!(mode, 0o600, "key mode {mode:o}");
+    ready
 }
