@@ -79,7 +79,6 @@ impl Session {
     /// What taps see of this session.
     fn view(&self) -> SessionView<'_> {
         SessionView {
-            jid: &self.jid,
             blocked: &self.blocked,
         }
     }
@@ -372,7 +371,7 @@ impl Session {
                     stanza::remove_attr(&mut el, "to");
                     return self.hand_to_account(el);
                 }
-                Some((e, _)) => features::answer(&env, e, Who::Owner, &el),
+                Some((_, r)) => features::run_pure(r, &env, &el),
                 None => features::serve(&env, Entity::Server, Who::Owner, &el),
             }
         };

@@ -146,9 +146,10 @@ impl Account {
     fn run_iq(&mut self, caller: Caller, iq: Element, who: Who, ctx: &mut Context<Self>) {
         let settings = self.ctx.settings.get();
         let env = Env::new(&settings, &self.domain);
-        let reply = match features::lookup(&env, Entity::Account, who, &iq).map(|r| r.handler) {
-            Some(IqHandler::Account(f)) => return f(self, caller, iq, ctx),
-            Some(IqHandler::Pure(_)) => features::answer(&env, Entity::Account, who, &iq),
+        let route = features::lookup(&env, Entity::Account, who, &iq);
+        let reply = match route.map(|r| (r, r.handler)) {
+            Some((_, IqHandler::Account(f))) => return f(self, caller, iq, ctx),
+            Some((r, IqHandler::Pure(_))) => features::run_pure(r, &env, &iq),
             // malformed: bad-request; nobody takes it: service-unavailable
             _ => features::serve(&env, Entity::Account, who, &iq),
         };

@@ -210,14 +210,17 @@ pub fn lookup(env: &Env<'_>, to: Entity, from: Who, iq: &Element) -> Option<&'st
 /// Answer an iq with a pure handler; `None` when no pure handler takes it. Results and
 /// errors are never answered.
 pub fn answer(env: &Env<'_>, to: Entity, from: Who, iq: &Element) -> Option<Element> {
-    let route = lookup(env, to, from, iq)?;
+    run_pure(lookup(env, to, from, iq)?, env, iq)
+}
+
+/// Run a route already looked up for `iq`, if its handler is pure.
+pub fn run_pure(route: &IqRoute, env: &Env<'_>, iq: &Element) -> Option<Element> {
     let IqHandler::Pure(f) = route.handler else {
         return None;
     };
-    let payload = single_payload(iq)?;
     let call = IqCall {
         iq,
-        payload,
+        payload: single_payload(iq)?,
         get: iq.attr("type") == Some("get"),
         env,
     };
@@ -253,14 +256,17 @@ pub fn reply(iq: &Element, a: IqAnswer) -> Element {
 
 /// The disco#info features of `entity` on this domain: exactly those of enabled features.
 pub fn advertised(env: &Env<'_>, entity: Entity) -> Vec<&'static str> {
-    let mut vars: Vec<&'static str> = FEATURES
+    let mut vars: Vec<&'static str> = Vec::new();
+    for (_, v) in FEATURES
         .iter()
         .filter(|f| (f.enabled)(env))
         .flat_map(|f| f.disco.iter())
         .filter(|(e, _)| *e == entity)
-        .map(|(_, v)| *v)
-        .collect();
-    vars.dedup();
+    {
+        if !vars.contains(v) {
+            vars.push(v);
+        }
+    }
     vars
 }
 

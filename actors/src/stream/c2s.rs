@@ -214,13 +214,14 @@ fn pre_session_iq(conn: &mut Connection, el: Element, ctx: &mut Context<Connecti
     let Some((core, c)) = parts(conn) else { return };
     let settings = core.settings.clone();
     let env = Env::new(&settings, c.domain_name());
-    match features::lookup(&env, Entity::Stream, Who::Owner, &el).map(|r| r.handler) {
-        Some(IqHandler::Stream(f)) => f(conn, el, ctx),
-        Some(IqHandler::Pure(_)) => {
-            let r = features::answer(&env, Entity::Stream, Who::Owner, &el);
-            core.send_opt(r);
+    let route = features::lookup(&env, Entity::Stream, Who::Owner, &el);
+    match route.map(|r| (r, r.handler)) {
+        Some((_, IqHandler::Stream(f))) => f(conn, el, ctx),
+        Some((r, IqHandler::Pure(_))) => {
+            let reply = features::run_pure(r, &env, &el);
+            core.send_opt(reply);
         }
-        Some(IqHandler::Account(_)) | None => {
+        Some((_, IqHandler::Account(_))) | None => {
             let legacy = features::single_payload(&el).is_some_and(|p| p.is("query", ns::IQ_AUTH));
             if legacy {
                 // XEP-0078 §3: a server that does not offer it answers service-unavailable
