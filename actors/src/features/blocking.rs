@@ -67,14 +67,13 @@ fn delivered(c: &TapCall<'_>) -> Verdict {
 mod tests {
     use super::super::taps::{self, SessionView};
     use super::*;
-    use xmpp_parsers::jid::{FullJid, Jid};
+    use xmpp_parsers::jid::Jid;
 
     fn call<'a>(
         point: TapPoint,
         kind: Kind,
         ty: Option<&'a str>,
         peer: &'a Jid,
-        jid: &'a FullJid,
         blocked: &'a [String],
     ) -> TapCall<'a> {
         TapCall {
@@ -82,17 +81,16 @@ mod tests {
             kind,
             ty,
             peer,
-            session: SessionView { jid, blocked },
+            session: SessionView { blocked },
         }
     }
 
     #[test]
     fn blocked_peers_both_ways() {
-        let me = FullJid::new("alice@example.org/pc").expect("jid");
         let spam = Jid::new("spam@evil.example/x").expect("jid");
         let friend = Jid::new("bob@example.org/y").expect("jid");
         let list = vec!["evil.example".to_string()];
-        let run = |point, kind, ty, peer| taps::run(&call(point, kind, ty, peer, &me, &list));
+        let run = |point, kind, ty, peer| taps::run(&call(point, kind, ty, peer, &list));
         assert!(matches!(
             run(TapPoint::Sent, Kind::Message, Some("chat"), &spam),
             Verdict::Refuse {
@@ -123,7 +121,7 @@ mod tests {
         assert!(run(TapPoint::Delivered, Kind::Message, None, &friend).passes());
         // an empty blocklist passes everything
         let none: Vec<String> = Vec::new();
-        let c = call(TapPoint::Delivered, Kind::Message, None, &spam, &me, &none);
+        let c = call(TapPoint::Delivered, Kind::Message, None, &spam, &none);
         assert!(taps::run(&c).passes());
     }
 }

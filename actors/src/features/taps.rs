@@ -8,7 +8,7 @@
 use super::FEATURES;
 use minidom::Element;
 use std::sync::LazyLock;
-use xmpp_parsers::jid::{FullJid, Jid};
+use xmpp_parsers::jid::Jid;
 use xmppd_proto::stanza::{ErrorCondition, Kind};
 
 /// Where a tap sees stanzas.
@@ -22,7 +22,6 @@ pub enum TapPoint {
 
 /// What the session a stanza passes through knows about itself.
 pub struct SessionView<'a> {
-    pub jid: &'a FullJid,
     /// The account's blocklist (XEP-0191).
     pub blocked: &'a [String],
 }

@@ -75,10 +75,6 @@ impl DomainTable {
         Domain::Remote
     }
 
-    pub fn is_local(&self, domain: &str) -> bool {
-        matches!(self.lookup(domain), Domain::Local)
-    }
-
     /// The hosted domains changed (configuration reload); attached services stay, except
     /// on a domain that is now hosted.
     pub fn set_local(&mut self, local: impl IntoIterator<Item = String>) {
@@ -112,14 +108,9 @@ impl DomainTable {
         false
     }
 
-    /// The attached services, by domain (disco#items of the server lists them).
+    /// The attached services, by domain.
     pub fn services(&self) -> impl Iterator<Item = (&str, &Service)> {
         self.services.iter().map(|(d, s)| (d.as_str(), s))
-    }
-
-    /// The hosted domains.
-    pub fn local(&self) -> impl Iterator<Item = &str> {
-        self.local.iter().map(String::as_str)
     }
 }
 
