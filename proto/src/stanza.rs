@@ -202,6 +202,20 @@ pub enum SubscribeKind {
     Probe,
 }
 
+impl SubscribeKind {
+    /// The kind a presence `type` names (`None`: available, unavailable, error...).
+    pub fn from_type(ty: &str) -> Option<SubscribeKind> {
+        Some(match ty {
+            "subscribe" => SubscribeKind::Subscribe,
+            "subscribed" => SubscribeKind::Subscribed,
+            "unsubscribe" => SubscribeKind::Unsubscribe,
+            "unsubscribed" => SubscribeKind::Unsubscribed,
+            "probe" => SubscribeKind::Probe,
+            _ => return None,
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -96,3 +96,8 @@ pub mod conformance;
 #[cfg(test)]
 #[path = "../../tests/common/postgres.rs"]
 pub mod pg_server;
+
+/// Owned copies of an account's domain and user, for a write sent to the writer thread.
+pub(crate) fn own(domain: &str, user: &str) -> (String, String) {
+    (domain.to_owned(), user.to_owned())
+}

@@ -7,6 +7,7 @@
 //! `host=` to avoid TCP altogether). Lost connections are opened again on next use.
 
 use super::migrations::{ACCOUNT_TABLES, POSTGRES as MIGRATIONS};
+use super::own;
 use super::pool::Pool;
 use super::writer::{WriteConn, Writer, WriterLimits};
 use postgres::error::SqlState;
@@ -204,10 +205,6 @@ fn row_to_creds(r: &postgres::Row) -> Result<Credentials, postgres::Error> {
         },
         plain: r.try_get(6)?,
     })
-}
-
-fn own(domain: &str, user: &str) -> (String, String) {
-    (domain.to_owned(), user.to_owned())
 }
 
 fn set_version(c: &mut Client, domain: &str, user: &str, ver: u64) -> Result<(), StorageError> {

@@ -7,6 +7,7 @@
 //! WAL lets read beside the writer.
 
 use super::migrations::{ACCOUNT_TABLES, SQLITE as MIGRATIONS};
+use super::own;
 use super::pool::Pool;
 use super::writer::{WriteConn, Writer, WriterLimits};
 use rusqlite::{Connection, OptionalExtension, params};
@@ -183,10 +184,6 @@ fn row_to_creds(r: &rusqlite::Row<'_>) -> rusqlite::Result<Credentials> {
 }
 
 /// Owned copies of the arguments a write job needs (jobs outlive the call's borrows).
-fn own(domain: &str, user: &str) -> (String, String) {
-    (domain.to_owned(), user.to_owned())
-}
-
 impl Backend for Sqlite {
     fn credentials(&self, domain: &str, user: &str) -> Result<Option<Credentials>, StorageError> {
         self.with(|c| {

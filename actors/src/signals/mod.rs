@@ -120,14 +120,7 @@ impl Signal {
             Kind::Message => Signal::Message(Message { from, to, stanza }),
             Kind::Iq => Signal::Info(Info { from, to, stanza }),
             Kind::Presence => {
-                let kind = match stanza.attr("type") {
-                    Some("subscribe") => Some(SubscribeKind::Subscribe),
-                    Some("subscribed") => Some(SubscribeKind::Subscribed),
-                    Some("unsubscribe") => Some(SubscribeKind::Unsubscribe),
-                    Some("unsubscribed") => Some(SubscribeKind::Unsubscribed),
-                    Some("probe") => Some(SubscribeKind::Probe),
-                    _ => None,
-                };
+                let kind = stanza.attr("type").and_then(SubscribeKind::from_type);
                 match kind {
                     Some(kind) => Signal::Subscribe(Subscribe {
                         from,

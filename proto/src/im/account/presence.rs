@@ -36,14 +36,10 @@ impl State {
             return fx;
         };
         let ty = p.attr("type").map(str::to_string);
-        let kind = match ty.as_deref() {
-            Some("subscribe") => Some(SubscribeKind::Subscribe),
-            Some("subscribed") => Some(SubscribeKind::Subscribed),
-            Some("unsubscribe") => Some(SubscribeKind::Unsubscribe),
-            Some("unsubscribed") => Some(SubscribeKind::Unsubscribed),
-            Some("probe") => return fx,
-            _ => None,
-        };
+        let kind = ty.as_deref().and_then(SubscribeKind::from_type);
+        if kind == Some(SubscribeKind::Probe) {
+            return fx; // clients do not probe (RFC 6121 §4.3)
+        }
         match (to, kind) {
             (Some(to), Some(kind)) => {
                 self.outbound_subscription(p, to.to_bare().to_string(), kind, &mut fx)
