@@ -3,6 +3,10 @@
 # under the directory it is given, and is stopped by its pid (never by name).
 #
 # After NAME_up, SERVER_PID holds the pid whose CPU and memory are measured.
+#
+# OFFLINE_STORE=1 turns each server's offline message storage on, with its default
+# storage and no per-user limit in reach (benches/offline.sh); XMPPD_PG_URL makes
+# xmppd store in that PostgreSQL database instead of SQLite.
 
 log() { printf '[%s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 die() { log "ERROR: $*"; exit 1; }
@@ -107,7 +111,12 @@ scram_iterations = 4096
 [limits]
 # no per-connection read shaping, as for the peers (ejabberd: c2s_shaper none)
 read_rate = 0
+[storage]
+max_offline_messages = 1000000
 EOF
+  if [ -n "${XMPPD_PG_URL:-}" ]; then
+    printf 'backend = "postgres"\npostgres_url = "%s"\n' "$XMPPD_PG_URL" >> "$d/xmppd.toml"
+  fi
   "$bin" --config "$d/xmppd.toml" check-config >&2 || die "xmppd check-config failed"
   local t0=$SECONDS
   for ((i = 0; i < n; i++)); do
@@ -154,7 +163,7 @@ component_ports = { }
 http_ports = { }
 https_ports = { }
 modules_enabled = { "roster"; "saslauth"; "tls"; "disco"; "ping"; "register"; "posix" }
-modules_disabled = { "s2s"; "offline" }
+modules_disabled = { "s2s"; $( [ "${OFFLINE_STORE:-0}" = 1 ] || echo '"offline"' ) }
 authentication = "internal_hashed"
 password_hash = "SHA-256"
 default_iteration_count = 4096
@@ -261,7 +270,9 @@ api_permissions:
 shaper_rules:
   max_user_sessions: 100
   c2s_shaper: none
+  max_user_offline_messages: 1000000
 modules:
+$( [ "${OFFLINE_STORE:-0}" = 1 ] && printf '  mod_offline:\n    access_max_user_messages: max_user_offline_messages\n' )
   mod_disco: {}
   mod_ping: {}
   mod_roster: {}
@@ -292,3 +303,31 @@ ejabberd_down() {
   for i in $(seq 1 40); do kill -0 "$p" 2>/dev/null || break; sleep 0.5; done
   stop_pid "$p" ejabberd
 }
+
+# ------------------------------------------------------------------ postgresql
+# postgres_up DIR IP PORT: a PostgreSQL server from Debian's packages (fsync on, as in
+# production) on IP:PORT with its data under DIR, run as the postgres user; creates
+# the database xmppd (user xmppd, trust on loopback). PG_PID holds its pid.
+postgres_up() {
+  local d=$1 ip=$2 port=$3 bin i
+  is_loopback "$ip" || die "postgres address must be loopback"
+  ensure_pkgs postgresql
+  bin=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)
+  mkdir -p "$d"
+  chown postgres:postgres "$d"
+  setpriv --reuid=postgres --regid=postgres --init-groups "$bin/initdb" -D "$d/data" -A trust -U xmppd \
+    -E UTF8 --locale=C >"$d/initdb.log" 2>&1 || { cat "$d/initdb.log" >&2; die "initdb failed"; }
+  setpriv --reuid=postgres --regid=postgres --init-groups "$bin/postgres" -D "$d/data" -p "$port" \
+    -c "listen_addresses=$ip" -c "unix_socket_directories=$d" -c max_connections=200 \
+    >"$d/postgres.log" 2>&1 &
+  PG_PID=$!
+  for i in $(seq 1 120); do
+    "$bin/pg_isready" -q -h "$ip" -p "$port" -U xmppd -d postgres && break
+    kill -0 "$PG_PID" 2>/dev/null || { cat "$d/postgres.log" >&2; die "postgres exited at start"; }
+    sleep 0.25
+  done
+  "$bin/createdb" -h "$ip" -p "$port" -U xmppd xmppd || die "createdb failed"
+  log "postgres up on $ip:$port (pid $PG_PID)"
+}
+
+postgres_down() { stop_pid "${PG_PID:-}" postgres; PG_PID=""; }

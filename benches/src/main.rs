@@ -7,6 +7,7 @@
 
 mod chat;
 mod client;
+mod offline;
 mod ping_pong;
 mod procstat;
 mod report;
@@ -172,6 +173,33 @@ enum Cmd {
         /// Seconds the sessions are held idle (CPU measured).
         #[arg(long, short = 'd', default_value_t = 10.0)]
         duration: f64,
+        #[arg(long, default_value_t = 300.0)]
+        ramp_timeout: f64,
+    },
+    /// Senders write to recipients who are not logged in, at rising rates; the
+    /// recipients then collect what was stored (offline storage throughput).
+    Offline {
+        #[arg(long, default_value_t = 10)]
+        senders: usize,
+        #[arg(long, default_value_t = 100)]
+        recipients: usize,
+        #[arg(long, default_value_t = 0)]
+        first: u64,
+        /// Offered rates (messages/s over all senders), one step each.
+        #[arg(
+            long,
+            value_delimiter = ',',
+            default_value = "500,1000,2000,5000,10000,20000,40000"
+        )]
+        rates: Vec<f64>,
+        /// Seconds per step.
+        #[arg(long, default_value_t = 5.0)]
+        step: f64,
+        /// Longest wait for the server to finish storing after a step, seconds.
+        #[arg(long, default_value_t = 120.0)]
+        settle_timeout: f64,
+        #[arg(long, default_value_t = 20)]
+        login_concurrency: usize,
         #[arg(long, default_value_t = 300.0)]
         ramp_timeout: f64,
     },
@@ -494,6 +522,31 @@ fn main() -> ExitCode {
                 )
                 .await
             }
+            Cmd::Offline {
+                senders,
+                recipients,
+                first,
+                rates,
+                step,
+                settle_timeout,
+                login_concurrency,
+                ramp_timeout,
+            } => {
+                offline::offline(
+                    &env,
+                    &offline::OfflineArgs {
+                        senders: (*senders).max(1),
+                        recipients: (*recipients).max(1),
+                        first: *first,
+                        rates: rates.clone(),
+                        step: secs(*step),
+                        settle_timeout: secs(*settle_timeout),
+                        login_concurrency: *login_concurrency,
+                        ramp_timeout: secs(*ramp_timeout),
+                    },
+                )
+                .await
+            }
             Cmd::Register {
                 accounts,
                 first,
@@ -526,6 +579,7 @@ fn main() -> ExitCode {
         Cmd::Login { .. } => report.get("logins").unwrap_or(0.0) == 0.0,
         Cmd::Chat { .. } => report.get("received").unwrap_or(0.0) == 0.0,
         Cmd::Idle { .. } => report.get("sessions_up").unwrap_or(0.0) == 0.0,
+        Cmd::Offline { .. } => report.get("stored_per_s_max").unwrap_or(0.0) == 0.0,
         _ => false,
     };
     if failed {
