@@ -358,7 +358,14 @@ impl Session {
         let settings = self.ctx.settings.get();
         let env = Env::new(&settings, self.jid.domain().as_str());
         let mut reply = if to_domain {
-            features::serve(&env, Entity::Server, Who::Anyone, &el)
+            match features::lookup(&env, Entity::Server, Who::Owner, &el) {
+                // what the account actor does for its own users (XEP-0077 password
+                // change, removal): `to` stays, so the answer comes from the domain
+                Some(r) if matches!(r.handler, IqHandler::Account(_)) => {
+                    return self.hand_to_account(el);
+                }
+                _ => features::serve(&env, Entity::Server, Who::Anyone, &el),
+            }
         } else {
             // the session's own (RFC 3921 session, bind), the account's, the server's
             let route = [Entity::Session, Entity::Account]

@@ -20,6 +20,7 @@ pub mod legacy_session;
 pub mod offline;
 pub mod ping;
 pub mod private;
+pub mod register;
 pub mod roster;
 pub mod taps;
 pub mod vcard;
@@ -46,6 +47,8 @@ pub static FEATURES: &[Feature] = &[
     blocking::FEATURE,
     vcard::FEATURE,
     private::FEATURE,
+    register::SIGNUP,
+    register::FEATURE,
 ];
 
 /// The entity an iq is addressed to (and whose disco#info lists a feature).
@@ -172,6 +175,9 @@ pub fn always(_: &Env<'_>) -> bool {
 pub struct Env<'a> {
     pub settings: &'a Settings,
     pub domain: Option<&'a DomainSettings>,
+    /// Whether the client stream being negotiated runs TLS; `None` outside the
+    /// negotiation (sessions, accounts, the registry).
+    pub tls: Option<bool>,
 }
 
 impl<'a> Env<'a> {
@@ -180,6 +186,15 @@ impl<'a> Env<'a> {
         Env {
             settings,
             domain: settings.domain(domain),
+            tls: None,
+        }
+    }
+
+    /// The environment of a client stream being negotiated.
+    pub fn stream(settings: &'a Settings, domain: &str, tls: bool) -> Self {
+        Env {
+            tls: Some(tls),
+            ..Env::new(settings, domain)
         }
     }
 }
