@@ -549,7 +549,14 @@ impl Handler<ToSession> for Session {
                 }
             }
             ToSession::Blocklist(b) => self.blocked = b,
-            ToSession::Close(e) => self.stream_error(e),
+            ToSession::Close(e) => {
+                // the server ends the stream: the error goes out after what is queued,
+                // and the session leaves the routes at once, so that nothing is handed
+                // to a stream that will not write it (what still arrives is rerouted
+                // or returned to its sender)
+                self.stream_error(e);
+                self.end(ctx);
+            }
             ToSession::Ended => self.end(ctx),
         }
     }
