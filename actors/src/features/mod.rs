@@ -396,6 +396,71 @@ mod tests {
     }
 
     #[test]
+    fn registration_is_offered_where_it_works() {
+        let mut s = settings();
+        let domain = s.domains[0].name.clone();
+        let get = iq(
+            "<iq xmlns='jabber:client' type='get' id='1'><query xmlns='jabber:iq:register'/></iq>",
+        );
+        // for the domain's users: password change and removal always answer
+        let env = Env::new(&s, &domain);
+        assert!(advertised(&env, Entity::Server).contains(&ns::IQ_REGISTER));
+        assert!(!advertised(&env, Entity::Account).contains(&ns::IQ_REGISTER));
+        assert!(lookup(&env, Entity::Server, Who::Owner, &get).is_some());
+        assert!(
+            lookup(&env, Entity::Server, Who::Anyone, &get).is_none(),
+            "not for other servers' users"
+        );
+        assert!(lookup(&env, Entity::Account, Who::Anyone, &get).is_none());
+        // before authentication only with Auto Signup, the feature only where a password
+        // may be sent
+        let feature = "<register xmlns='http://jabber.org/features/iq-register'/>";
+        assert!(
+            lookup(
+                &Env::stream(&s, &domain, true),
+                Entity::Stream,
+                Who::Owner,
+                &get
+            )
+            .is_none()
+        );
+        assert!(!stream_features(&Env::stream(&s, &domain, true), false).contains(feature));
+        s.domains[0].auto_signup = true;
+        assert!(
+            lookup(
+                &Env::stream(&s, &domain, true),
+                Entity::Stream,
+                Who::Owner,
+                &get
+            )
+            .is_some()
+        );
+        assert!(stream_features(&Env::stream(&s, &domain, true), false).contains(feature));
+        assert!(!stream_features(&Env::stream(&s, &domain, false), false).contains(feature));
+        assert!(!stream_features(&Env::stream(&s, &domain, true), true).contains(feature));
+    }
+
+    #[test]
+    fn disco_items_come_from_the_sources_once_each() {
+        use xmppd_proto::config::DiscoItem;
+        let mut s = settings();
+        let item = |jid: &str, node: Option<&str>| DiscoItem {
+            jid: jid.into(),
+            name: None,
+            node: node.map(Into::into),
+        };
+        s.domains[0].disco_items = vec![
+            item("a.example", None),
+            item("a.example", Some("n")),
+            item("a.example", None),
+        ];
+        let domain = s.domains[0].name.clone();
+        let got = disco::items(&Env::new(&s, &domain));
+        assert_eq!(got, [item("a.example", None), item("a.example", Some("n"))]);
+        assert!(disco::items(&Env::new(&s, "not-hosted.example")).is_empty());
+    }
+
+    #[test]
     fn a_pure_answer_is_a_reply_to_the_request() {
         let s = settings();
         let env = Env::new(&s, &s.domains[0].name.clone());
