@@ -86,7 +86,10 @@ async fn without_auto_signup_there_is_no_registration() {
 
 #[tokio::test]
 async fn auto_signup_registers_then_the_new_account_logs_in() {
-    let d = Daemon::with(signup_on());
+    let d = Daemon::with(Options {
+        log_level: "all".into(),
+        ..signup_on()
+    });
     // the domain requires TLS: no feature and no registration on the clear stream
     let mut clear = Raw::connect(d.starttls, DOMAIN).await;
     let f = clear.open().await;
@@ -140,6 +143,12 @@ async fn auto_signup_registers_then_the_new_account_logs_in() {
     .await;
     assert_eq!(outcome(&r.next_stanza().await), "result");
     assert!(login_works(&d, "erin", "erin-pw").await);
+    // the XML is logged at this level, the passwords are not (fields and form alike)
+    let log = d.log();
+    assert!(log.contains("jabber:iq:register"), "the XML is logged");
+    for pw in ["carol-pw", "erin-pw", "dave-pw"] {
+        assert!(!log.contains(pw), "{pw} in the log");
+    }
 }
 
 #[tokio::test]
