@@ -398,6 +398,43 @@ async fn a_removed_name_can_be_registered_again_from_scratch() {
     assert!(!roster.contains("<item"), "{roster}");
 }
 
+#[tokio::test]
+async fn anonymous_sessions_have_nothing_to_change_or_remove() {
+    let d = Daemon::with(Options {
+        domain_keys: "anonymous = true".into(),
+        ..Options::default()
+    });
+    let (mut r, _) = tls_stream(&d).await;
+    r.send("<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='ANONYMOUS'/>")
+        .await;
+    let ok = r.next_stanza().await;
+    assert!(ok.starts_with("<success"), "{ok}");
+    r.bind(None).await;
+    for (req, id) in [
+        (
+            "<iq type='get' id='g'><query xmlns='jabber:iq:register'/></iq>".to_string(),
+            "g",
+        ),
+        (
+            "<iq type='set' id='rm'><query xmlns='jabber:iq:register'><remove/></query></iq>"
+                .to_string(),
+            "rm",
+        ),
+    ] {
+        let reply = ask(&mut r, &req, id).await;
+        assert_eq!(outcome(&reply), "registration-required", "{reply}");
+    }
+    // a registration request addressed to another domain is routed, not answered here
+    let routed = ask(
+        &mut r,
+        "<iq type='get' id='gw' to='gateway.example'><query xmlns='jabber:iq:register'/></iq>",
+        "gw",
+    )
+    .await;
+    assert!(routed.contains("from='gateway.example'"), "{routed}");
+    assert!(routed.contains("<remote-server-not-found"), "{routed}");
+}
+
 /// Replace `from` with `to` in the daemon's configuration and reload it (SIGHUP).
 fn reload(d: &Daemon, from: &str, to: &str, reloads: usize) {
     let text = std::fs::read_to_string(&d.config).expect("config");

@@ -14,6 +14,18 @@ impl Account {
         let Some(query) = features::single_payload(&iq).cloned() else {
             return;
         };
+        if self.state.exists != Some(true) {
+            // an anonymous session: there is no registration to read, change or cancel
+            let r = stanza::error_reply(
+                &iq,
+                ErrorCondition::RegistrationRequired,
+                Some("this session has no registered account"),
+            );
+            if let Some(r) = r {
+                self.write(&resource, r);
+            }
+            return;
+        }
         if iq.attr("type") == Some("get") {
             let r = stanza::iq_result(&iq, Some(register::registered(&self.user)));
             return self.write(&resource, r);
