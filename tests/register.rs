@@ -38,6 +38,7 @@ fn outcome(reply: &str) -> &'static str {
         "policy-violation",
         "bad-request",
         "registration-required",
+        "not-authorized",
     ] {
         if reply.contains(&format!(
             "<{c} xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/>"
@@ -294,6 +295,41 @@ async fn password_change_when_allowed() {
         .or(text.find("name=\"bob\""))
         .expect("bob")..];
     assert!(bob.contains("<iter-count>10000</iter-count>"), "{bob}");
+}
+
+/// Log in over a stream without TLS (the domain does not require it).
+async fn clear_session(d: &Daemon, user: &str, password: &str) -> Raw {
+    let mut r = Raw::connect(d.starttls, DOMAIN).await;
+    r.open().await;
+    let ok = r.auth_scram("SCRAM-SHA-256", user, password).await;
+    assert!(ok.starts_with("<success"), "{ok}");
+    r.bind(Some("clear")).await;
+    r
+}
+
+#[tokio::test]
+async fn a_new_password_travels_in_the_clear_only_where_plain_would() {
+    let d = Daemon::with(Options {
+        domain_keys: "require_tls = false\nplain_without_tls = false".into(),
+        ..Options::default()
+    });
+    let mut a = clear_session(&d, "alice", "alice-pw").await;
+    let no = ask(&mut a, &register_set("c", "alice", "new-pw"), "c").await;
+    assert_eq!(outcome(&no), "not-authorized", "{no}");
+    assert!(login_works(&d, "alice", "alice-pw").await);
+    // over TLS on the same domain it works
+    let (mut t, _) = Raw::bound(d.starttls, DOMAIN, "bob", "bob-pw", "t").await;
+    let ok = ask(&mut t, &register_set("c", "bob", "bob-new"), "c").await;
+    assert_eq!(outcome(&ok), "result");
+
+    // where PLAIN is offered in the clear, so is a password change
+    let d = Daemon::with(Options {
+        domain_keys: "require_tls = false\nplain_without_tls = true".into(),
+        ..Options::default()
+    });
+    let mut a = clear_session(&d, "alice", "alice-pw").await;
+    let ok = ask(&mut a, &register_set("c", "alice", "new-pw"), "c").await;
+    assert_eq!(outcome(&ok), "result");
 }
 
 #[tokio::test]

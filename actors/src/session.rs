@@ -33,6 +33,8 @@ pub struct Session {
     ctx: Ctx,
     out: Outbox,
     log: slog::Logger,
+    /// The stream runs TLS.
+    tls: bool,
     available: bool,
     priority: i8,
     /// The client is gone; what still arrives is returned to its senders.
@@ -54,6 +56,7 @@ impl Session {
         ctx: Ctx,
         out: Outbox,
         log: slog::Logger,
+        tls: bool,
     ) -> Self {
         let gauge = Gauge::new(&ctx.stats, |s| &s.session_actors);
         let bare = jid.to_bare();
@@ -66,6 +69,7 @@ impl Session {
             ctx,
             out,
             log,
+            tls,
             available: false,
             priority: 0,
             closing: false,
@@ -511,6 +515,7 @@ impl Actor for Session {
         self.account.do_send(ToAccount::Attach {
             resource: self.jid.resource().to_string(),
             session: self.me.clone(),
+            tls: self.tls,
         });
         // a server shutdown ends the stream (before binding the connection does this)
         self.ctx.on_shutdown(ctx, |act: &mut Self| {

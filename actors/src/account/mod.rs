@@ -273,13 +273,17 @@ impl Handler<ToAccount> for Account {
     fn handle(&mut self, m: ToAccount, ctx: &mut Context<Self>) {
         match m {
             ToAccount::Signal(sig) => self.inbound(sig, ctx),
-            ToAccount::Attach { resource, session } => {
+            ToAccount::Attach {
+                resource,
+                session,
+                tls,
+            } => {
                 if std::mem::take(&mut self.removed) {
                     // registered again since the removal: start from what is stored
                     self.load(ctx);
                 }
                 let fx = self.state.attach(&resource);
-                self.sessions.insert(resource, session);
+                self.sessions.insert(resource, session, tls);
                 self.carry_out(fx, None, ctx);
             }
             ToAccount::Detach { resource } => {
@@ -333,26 +337,36 @@ impl Handler<StopAccount> for Account {
     }
 }
 
-/// The session of each bound resource: a handful at most, so a vector.
+/// The session of each bound resource, and whether its stream runs TLS: a handful at
+/// most, so a vector.
 #[derive(Default)]
-struct Sessions(Vec<(String, SessionRef)>);
+struct Sessions(Vec<(String, SessionRef, bool)>);
 
 impl Sessions {
     fn get(&self, name: &str) -> Option<&SessionRef> {
-        self.0.iter().find(|(n, _)| n == name).map(|(_, r)| r)
+        self.0.iter().find(|(n, ..)| n == name).map(|(_, r, _)| r)
     }
 
-    fn insert(&mut self, name: String, r: SessionRef) {
+    /// The resource's stream runs TLS.
+    fn tls(&self, name: &str) -> bool {
+        self.0.iter().any(|(n, _, tls)| n == name && *tls)
+    }
+
+    fn insert(&mut self, name: String, r: SessionRef, tls: bool) {
         self.remove(&name);
-        self.0.push((name, r));
+        self.0.push((name, r, tls));
     }
 
     fn remove(&mut self, name: &str) {
-        self.0.retain(|(n, _)| n != name);
+        self.0.retain(|(n, ..)| n != name);
     }
 
     fn is_empty(&self) -> bool {
         self.0.is_empty()
+    }
+
+    fn all(&self) -> impl Iterator<Item = &SessionRef> {
+        self.0.iter().map(|(_, r, _)| r)
     }
 }
 

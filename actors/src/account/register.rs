@@ -40,9 +40,14 @@ impl Account {
             Ok(SetRequest::Remove) => self.remove_account(resource, iq, ctx),
             Ok(SetRequest::Fields(f)) => {
                 let settings = self.ctx.settings.get();
-                let allowed = settings
-                    .domain(&self.domain)
-                    .is_some_and(|d| d.allow_modify_password);
+                let Some(domain) = settings.domain(&self.domain) else {
+                    return refused(self, register::NOT_HOSTED);
+                };
+                // §3.3: a new password in the clear only where PLAIN would be offered
+                if !register::cleartext_ok(domain, self.sessions.tls(&resource)) {
+                    return refused(self, register::NOT_SAFE);
+                }
+                let allowed = domain.allow_modify_password;
                 match register::password_change(&self.user, allowed, f) {
                     Err(r) => refused(self, r),
                     Ok(password) => {
@@ -130,7 +135,7 @@ impl Account {
                 }
                 slog::info!(act.log, "account removed in-band"; "resource" => &resource);
                 act.write(&resource, stanza::iq_result(&iq, None));
-                for (_, session) in &act.sessions.0 {
+                for session in act.sessions.all() {
                     session.do_send(ToSession::Close(StreamError::with_text(
                         Condition::NotAuthorized,
                         "the account was removed",

@@ -355,6 +355,7 @@ pub(super) fn bind(
                 core.ctx.clone(),
                 core.out.clone(),
                 log,
+                core.tls.is_some(),
             );
             session_ctx.run(session);
             // answer the bind (or legacy auth) before anything the session writes

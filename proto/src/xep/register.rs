@@ -189,6 +189,18 @@ pub fn signup(f: Fields) -> Result<Signup, Refusal> {
     Ok(Signup { username, password })
 }
 
+/// A password change on a stream without TLS where PLAIN is not offered either (§3.3).
+pub const NOT_SAFE: Refusal = refuse(
+    ErrorCondition::NotAuthorized,
+    "a password is only changed over TLS here",
+);
+
+/// A request for a domain no longer hosted (removed by a reload).
+pub const NOT_HOSTED: Refusal = refuse(
+    ErrorCondition::ServiceUnavailable,
+    "the domain is not hosted here",
+);
+
 /// Check a password change by `account` (its username): allowed by the domain's
 /// setting, for this account only, with a non-empty new password (§3.3: never a null
 /// password). Returns the new password.
