@@ -119,6 +119,8 @@ async fn supplementary_items_are_listed_and_follow_a_reload() {
     // accounts list no items
     let r = ask(&mut a, "bob@localhost", ITEMS_NS, None, "4").await;
     assert!(r.contains("type='result'") && items(&r).is_empty(), "{r}");
+    let r = ask(&mut a, "bob@localhost", ITEMS_NS, Some("x"), "4n").await;
+    assert!(r.contains("<item-not-found"), "{r}");
 
     // the administrator adds one and deletes one; the same session sees it at once
     let text = std::fs::read_to_string(&d.config).expect("config");

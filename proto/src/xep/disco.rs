@@ -86,8 +86,11 @@ pub fn account_info(
     ))
 }
 
-/// disco#items of an account: none.
-pub fn account_items(_query: &Element) -> Result<Element, crate::stanza::ErrorCondition> {
+/// disco#items of an account: none, and no nodes (XEP-0030 §4.3: `item-not-found`).
+pub fn account_items(query: &Element) -> Result<Element, crate::stanza::ErrorCondition> {
+    if query.attr("node").is_some() {
+        return Err(crate::stanza::ErrorCondition::ItemNotFound);
+    }
     Ok(Element::bare("query", ns::DISCO_ITEMS))
 }
 
