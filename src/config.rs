@@ -181,6 +181,14 @@ fn semantic_checks(
             &["domain", &idx, "certificate"],
             &mut push,
         );
+        for item in &d.disco_items {
+            if xmpp_parsers::jid::Jid::new(&item.jid).is_err() {
+                push(
+                    &["domain", &idx, "disco_items"],
+                    format!("disco item '{}' is not a valid JID", item.jid),
+                );
+            }
+        }
     }
     let mut addrs = std::collections::HashSet::new();
     for (i, l) in s.listeners.iter().enumerate() {

@@ -174,6 +174,18 @@ pub fn stanza(data: &[u8]) {
         if let Ok(req) = legacy::parse(&el) {
             let _ = legacy::verify(&req, legacy_creds(), "0123456789abcdef");
         }
+        // in-band registration's decisions on whatever the query holds
+        if let Some(q) = el.get_child("query", xmppd_proto::ns::IQ_REGISTER) {
+            use xmppd_proto::xep::register::{self, SetRequest};
+            if let Ok(SetRequest::Fields(f)) = register::parse_set(q) {
+                let _ = register::password_change("alice", true, f.clone());
+                if let Ok(s) = register::signup(f) {
+                    assert!(!s.username.is_empty() && !s.password.is_empty());
+                }
+            }
+        }
+        // what the All Info log shows of it
+        let _ = xmppd_proto::xml::log_mask::masked(&xmppd_proto::xml::writer::to_string(&el));
     }
 }
 
@@ -301,6 +313,9 @@ pub fn stanza_seeds() -> Vec<Vec<u8>> {
         "<presence type='subscribe' from='a@localhost' to='b@localhost'/>",
         "<message type='error' from='a@localhost' to='b@localhost'><error type='cancel'/></message>",
         "<iq type='result' id='7' from='a@localhost/r' to='b@localhost/q'/>",
+        "<iq type='set' id='8'><query xmlns='jabber:iq:register'><username>bill</username><password>pw</password></query></iq>",
+        "<iq type='set' id='9'><query xmlns='jabber:iq:register'><x xmlns='jabber:x:data' type='submit'><field var='FORM_TYPE'><value>jabber:iq:register</value></field><field var='username'><value>bill</value></field><field var='password' type='text-private'><value>pw</value></field></x></query></iq>",
+        "<iq type='set' id='10'><query xmlns='jabber:iq:register'><remove/></query></iq>",
         "<message to='b@localhost' from='a@localhost/r' id='&apos;&lt;'><body>&lt;/body&gt;</body></message>",
     ]
     .into_iter()
@@ -440,4 +455,15 @@ pub fn record_layer_seeds() -> Vec<Vec<u8>> {
         seeds.push(v);
     }
     seeds
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_stanza_seeds_pass_the_stanza_target() {
+        for seed in super::stanza_seeds() {
+            assert!(!super::stanzas_of(&seed).is_empty(), "a seed that parses");
+            super::stanza(&seed);
+        }
+    }
 }

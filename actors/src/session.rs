@@ -33,6 +33,8 @@ pub struct Session {
     ctx: Ctx,
     out: Outbox,
     log: slog::Logger,
+    /// The stream runs TLS.
+    tls: bool,
     available: bool,
     priority: i8,
     /// The client is gone; what still arrives is returned to its senders.
@@ -54,6 +56,7 @@ impl Session {
         ctx: Ctx,
         out: Outbox,
         log: slog::Logger,
+        tls: bool,
     ) -> Self {
         let gauge = Gauge::new(&ctx.stats, |s| &s.session_actors);
         let bare = jid.to_bare();
@@ -66,6 +69,7 @@ impl Session {
             ctx,
             out,
             log,
+            tls,
             available: false,
             priority: 0,
             closing: false,
@@ -358,7 +362,14 @@ impl Session {
         let settings = self.ctx.settings.get();
         let env = Env::new(&settings, self.jid.domain().as_str());
         let mut reply = if to_domain {
-            features::serve(&env, Entity::Server, Who::Anyone, &el)
+            match features::lookup(&env, Entity::Server, Who::Owner, &el) {
+                // what the account actor does for its own users (XEP-0077 password
+                // change, removal): `to` stays, so the answer comes from the domain
+                Some(r) if matches!(r.handler, IqHandler::Account(_)) => {
+                    return self.hand_to_account(el);
+                }
+                _ => features::serve(&env, Entity::Server, Who::Anyone, &el),
+            }
         } else {
             // the session's own (RFC 3921 session, bind), the account's, the server's
             let route = [Entity::Session, Entity::Account]
@@ -504,6 +515,7 @@ impl Actor for Session {
         self.account.do_send(ToAccount::Attach {
             resource: self.jid.resource().to_string(),
             session: self.me.clone(),
+            tls: self.tls,
         });
         // a server shutdown ends the stream (before binding the connection does this)
         self.ctx.on_shutdown(ctx, |act: &mut Self| {
@@ -542,7 +554,14 @@ impl Handler<ToSession> for Session {
                 }
             }
             ToSession::Blocklist(b) => self.blocked = b,
-            ToSession::Close(e) => self.stream_error(e),
+            ToSession::Close(e) => {
+                // the server ends the stream: the error goes out after what is queued,
+                // and the session leaves the routes at once, so that nothing is handed
+                // to a stream that will not write it (what still arrives is rerouted
+                // or returned to its sender)
+                self.stream_error(e);
+                self.end(ctx);
+            }
             ToSession::Ended => self.end(ctx),
         }
     }

@@ -91,6 +91,26 @@ pub struct DomainSettings {
     /// PEM certificate chain and key for this domain; empty uses `[tls]`.
     pub certificate: String,
     pub key: String,
+    /// "Auto Signup": anyone may create an account on this domain in-band (XEP-0077)
+    /// before authenticating, under `limits.registrations_per_ip`.
+    pub auto_signup: bool,
+    /// "Allow to Modify Password": users may change their password in-band (XEP-0077).
+    pub allow_modify_password: bool,
+    /// Supplementary service discovery items: what disco#items of the domain (the
+    /// server, as this domain) lists besides the services attached to it.
+    pub disco_items: Vec<DiscoItem>,
+}
+
+/// One administrator-configured disco#items entry (XEP-0030 §4): a JID, with an
+/// optional name and node.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct DiscoItem {
+    pub jid: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
 }
 
 impl DomainSettings {
@@ -111,6 +131,9 @@ impl Default for DomainSettings {
             anonymous: false,
             certificate: String::new(),
             key: String::new(),
+            auto_signup: false,
+            allow_modify_password: true,
+            disco_items: Vec::new(),
         }
     }
 }
@@ -233,6 +256,12 @@ pub struct LimitSettings {
     /// Connections from one IP address (IPv6: one /64) that have not authenticated yet;
     /// more are closed with `policy-violation`. 0 turns the cap off.
     pub unauthenticated_per_ip: usize,
+    /// In-band registrations (accounts created, or names found taken) from one IP
+    /// address (IPv6: one /64) within `registration_window`; more are refused with
+    /// `resource-constraint` until the window ends. 0 turns the limit off.
+    pub registrations_per_ip: u32,
+    /// Seconds over which registrations are counted.
+    pub registration_window: u64,
 }
 
 impl Default for LimitSettings {
@@ -251,6 +280,8 @@ impl Default for LimitSettings {
             auth_throttle_window: 300,
             auth_throttle_entries: 65_536,
             unauthenticated_per_ip: 100,
+            registrations_per_ip: 5,
+            registration_window: 3600,
         }
     }
 }

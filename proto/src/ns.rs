@@ -15,6 +15,7 @@ pub const IQ_AUTH: &str = "jabber:iq:auth";
 pub const IQ_AUTH_FEATURE: &str = "http://jabber.org/features/iq-auth";
 pub const IQ_REGISTER: &str = "jabber:iq:register";
 pub const IQ_REGISTER_FEATURE: &str = "http://jabber.org/features/iq-register";
+pub const DATA_FORMS: &str = "jabber:x:data";
 pub const DISCO_INFO: &str = "http://jabber.org/protocol/disco#info";
 pub const DISCO_ITEMS: &str = "http://jabber.org/protocol/disco#items";
 pub const PING: &str = "urn:xmpp:ping";

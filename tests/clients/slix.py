@@ -106,12 +106,72 @@ async def friends(port, domain):
     await asyncio.sleep(0.3)
 
 
+class Registrant(Client):
+    """Signs up in-band (XEP-0077, slixmpp's xep_0077) when the server offers it,
+    then logs in on the same stream."""
+
+    def __init__(self, jid, password, port):
+        super().__init__(jid, password, port)
+        self.register_plugin("xep_0004")
+        self.register_plugin("xep_0066")
+        self.register_plugin("xep_0077")
+        self.add_event_handler("register", self._register)
+
+    async def _register(self, form):
+        fields = form["register"]["fields"]
+        if {"username", "password"} <= fields:
+            print("registration form has username and password")
+        resp = self.Iq()
+        resp["type"] = "set"
+        resp["register"]["username"] = self.boundjid.user
+        resp["register"]["password"] = self.password
+        await resp.send()
+        print(f"registered {self.boundjid.user}")
+
+
+async def refused(jid, password, port):
+    c = Client(jid, password, port)
+    try:
+        await c.go()
+    except (RuntimeError, asyncio.TimeoutError):
+        return True
+    finally:
+        c.disconnect()
+    return False
+
+
+async def register(port, domain):
+    """Sign up, change the password, cancel the registration, with slixmpp's own
+    XEP-0077 plugin; each step checked by logging in."""
+    kate = Registrant(f"kate@{domain}/slix", "kate-pw", port)
+    await kate.go()
+    await kate["xep_0077"].change_password("kate-new-pw")
+    print("password changed")
+    again = Client(f"kate@{domain}/again", "kate-new-pw", port)
+    await again.go()
+    print("online again with the new password")
+    if await refused(f"kate@{domain}/old", "kate-pw", port):
+        print("old password refused")
+    ended = asyncio.get_event_loop().create_future()
+    again.add_event_handler("disconnected", lambda e: ended.done() or ended.set_result(True))
+    await kate["xep_0077"].cancel_registration()
+    print("registration cancelled")
+    # the server ends every session of the account
+    await asyncio.wait_for(ended, 10)
+    for c in (kate, again):
+        c.disconnect()
+    if await refused(f"kate@{domain}/gone", "kate-new-pw", port):
+        print("removed account refused")
+
+
 async def main():
     scenario, port, domain = sys.argv[1], int(sys.argv[2]), sys.argv[3]
     if scenario == "chat":
         await chat(port, domain)
     elif scenario == "friends":
         await friends(port, domain)
+    elif scenario == "register":
+        await register(port, domain)
     else:
         raise SystemExit(f"unknown scenario {scenario}")
 

@@ -86,6 +86,8 @@ pub struct Options {
     pub postgres: bool,
     /// Extra keys for both listeners (e.g. `min_tls_version = "1.3"`).
     pub listener: String,
+    /// Extra keys for the domain (e.g. `auto_signup = true`).
+    pub domain_keys: String,
 }
 
 /// Whether `XMPPD_TEST_BACKEND` asks for PostgreSQL ("sqlite" or unset: SQLite).
@@ -110,6 +112,7 @@ impl Default for Options {
             log_level: "low-level".into(),
             postgres: postgres_by_default(),
             listener: String::new(),
+            domain_keys: String::new(),
         }
     }
 }
@@ -167,7 +170,7 @@ impl Daemon {
         }
         let text = format!(
             "data_dir = \"{data}\"\nlog_level = \"{level}\"\n{top}\n\
-             [[domain]]\nname = \"{domain}\"\n\n\
+             [[domain]]\nname = \"{domain}\"\n{domain_keys}\n\n\
              [[listener]]\naddress = \"127.0.0.1:0\"\ntls = \"starttls\"\n{listener}\n\n\
              [[listener]]\naddress = \"127.0.0.1:0\"\ntls = \"direct\"\n{listener}\n\n\
              [tls]\ncertificate = \"{cert}\"\nkey = \"{key}\"\n\n{extra}\n",
@@ -179,6 +182,7 @@ impl Daemon {
             key = pki.key.display(),
             extra = extra,
             listener = o.listener,
+            domain_keys = o.domain_keys,
         );
         std::fs::write(&config, text).expect("write config");
         let stderr = dir.path().join("xmppd.log");

@@ -9,6 +9,7 @@ mod blocklist;
 mod contacts;
 mod documents;
 mod effects;
+mod register;
 
 use crate::context::Ctx;
 use crate::features::{self, Caller, Entity, Env, IqHandler, Who};
@@ -42,6 +43,9 @@ pub struct Account {
     /// The session of each bound resource (the same names as `state.resources`).
     sessions: Sessions,
     linger: Option<SpawnHandle>,
+    /// The account was removed in-band (its state is empty); a session that binds
+    /// after a new registration of the name loads the state again.
+    removed: bool,
 }
 
 impl Account {
@@ -57,6 +61,7 @@ impl Account {
             log,
             sessions: Sessions::default(),
             linger: None,
+            removed: false,
         }
     }
 
@@ -133,25 +138,38 @@ impl Account {
             return self.bounce(&sig, ErrorCondition::ServiceUnavailable, None);
         }
         let iq = sig.stanza().clone();
-        self.run_iq(Caller::Other(sig), iq, Who::Anyone, ctx);
+        self.run_iq(Caller::Other(sig), iq, Who::Anyone, Entity::Account, ctx);
     }
 
-    /// An iq from one of the account's resources, for the account itself.
+    /// An iq from one of the account's resources, for the account itself, or for its
+    /// domain on the account's behalf (the session keeps `to` only on those).
     fn own_iq(&mut self, resource: String, iq: Element, ctx: &mut Context<Self>) {
-        self.run_iq(Caller::Own(resource), iq, Who::Owner, ctx);
+        let to = if iq.attr("to").is_some() {
+            Entity::Server
+        } else {
+            Entity::Account
+        };
+        self.run_iq(Caller::Own(resource), iq, Who::Owner, to, ctx);
     }
 
     /// Run an iq through the feature table: a handler that needs the account's state
     /// runs here, a pure one answers at once, anything else is `service-unavailable`.
-    fn run_iq(&mut self, caller: Caller, iq: Element, who: Who, ctx: &mut Context<Self>) {
+    fn run_iq(
+        &mut self,
+        caller: Caller,
+        iq: Element,
+        who: Who,
+        to: Entity,
+        ctx: &mut Context<Self>,
+    ) {
         let settings = self.ctx.settings.get();
         let env = Env::new(&settings, &self.domain);
-        let route = features::lookup(&env, Entity::Account, who, &iq);
+        let route = features::lookup(&env, to, who, &iq);
         let reply = match route.map(|r| (r, r.handler)) {
             Some((_, IqHandler::Account(f))) => return f(self, caller, iq, ctx),
             Some((r, IqHandler::Pure(_))) => features::run_pure(r, &env, &iq),
             // malformed: bad-request; nobody takes it: service-unavailable
-            _ => features::serve(&env, Entity::Account, who, &iq),
+            _ => features::serve(&env, to, who, &iq),
         };
         if let Some(r) = reply {
             self.reply_to(&caller, r);
@@ -208,7 +226,13 @@ impl Actor for Account {
 
     fn started(&mut self, ctx: &mut Context<Self>) {
         ctx.set_mailbox_capacity(MAILBOX);
-        // Everything that arrives waits until the account is loaded.
+        self.load(ctx);
+    }
+}
+
+impl Account {
+    /// Load the account's state; everything that arrives meanwhile waits.
+    fn load(&mut self, ctx: &mut Context<Self>) {
         self.store(
             ctx,
             move |b, d, u| {
@@ -249,9 +273,17 @@ impl Handler<ToAccount> for Account {
     fn handle(&mut self, m: ToAccount, ctx: &mut Context<Self>) {
         match m {
             ToAccount::Signal(sig) => self.inbound(sig, ctx),
-            ToAccount::Attach { resource, session } => {
+            ToAccount::Attach {
+                resource,
+                session,
+                tls,
+            } => {
+                if std::mem::take(&mut self.removed) {
+                    // registered again since the removal: start from what is stored
+                    self.load(ctx);
+                }
                 let fx = self.state.attach(&resource);
-                self.sessions.insert(resource, session);
+                self.sessions.insert(resource, session, tls);
                 self.carry_out(fx, None, ctx);
             }
             ToAccount::Detach { resource } => {
@@ -305,26 +337,36 @@ impl Handler<StopAccount> for Account {
     }
 }
 
-/// The session of each bound resource: a handful at most, so a vector.
+/// The session of each bound resource, and whether its stream runs TLS: a handful at
+/// most, so a vector.
 #[derive(Default)]
-struct Sessions(Vec<(String, SessionRef)>);
+struct Sessions(Vec<(String, SessionRef, bool)>);
 
 impl Sessions {
     fn get(&self, name: &str) -> Option<&SessionRef> {
-        self.0.iter().find(|(n, _)| n == name).map(|(_, r)| r)
+        self.0.iter().find(|(n, ..)| n == name).map(|(_, r, _)| r)
     }
 
-    fn insert(&mut self, name: String, r: SessionRef) {
+    /// The resource's stream runs TLS.
+    fn tls(&self, name: &str) -> bool {
+        self.0.iter().any(|(n, _, tls)| n == name && *tls)
+    }
+
+    fn insert(&mut self, name: String, r: SessionRef, tls: bool) {
         self.remove(&name);
-        self.0.push((name, r));
+        self.0.push((name, r, tls));
     }
 
     fn remove(&mut self, name: &str) {
-        self.0.retain(|(n, _)| n != name);
+        self.0.retain(|(n, ..)| n != name);
     }
 
     fn is_empty(&self) -> bool {
         self.0.is_empty()
+    }
+
+    fn all(&self) -> impl Iterator<Item = &SessionRef> {
+        self.0.iter().map(|(_, r, _)| r)
     }
 }
 
@@ -343,6 +385,14 @@ pub mod iq {
     pub fn blocking(acc: &mut Account, caller: Caller, iq: Element, ctx: &mut Context<Account>) {
         if let Caller::Own(resource) = caller {
             acc.blocking_iq(&resource, iq, ctx);
+        }
+    }
+
+    /// In-band registration (XEP-0077) of the account's own resources: what is on
+    /// file, password change, removal.
+    pub fn register(acc: &mut Account, caller: Caller, iq: Element, ctx: &mut Context<Account>) {
+        if let Caller::Own(resource) = caller {
+            acc.register_iq(resource, iq, ctx);
         }
     }
 

@@ -1,7 +1,8 @@
 //! Service discovery (XEP-0030) of the server and of accounts, generated from the
 //! feature table.
 
-use super::{Entity, Feature, IqAnswer, IqCall, IqHandler, IqRoute, Types, Who, always};
+use super::{Entity, Env, Feature, IqAnswer, IqCall, IqHandler, IqRoute, Types, Who, always};
+use xmppd_proto::config::DiscoItem;
 use xmppd_proto::ns;
 use xmppd_proto::xep::disco;
 
@@ -40,7 +41,32 @@ fn server_info(c: &IqCall<'_>) -> IqAnswer {
 }
 
 fn server_items(c: &IqCall<'_>) -> IqAnswer {
-    Ok(Some(disco::server_items(c.payload)?))
+    Ok(Some(disco::server_items(c.payload, &items(c.env))?))
+}
+
+/// Where the items of a domain's disco#items come from, in the order they are listed.
+/// Each source reads what it needs from the environment at the time of the request, so
+/// a reload or a service attaching shows at the next request. (Attached services such
+/// as components are a source of their own, added here.)
+pub static ITEM_SOURCES: &[fn(&Env<'_>) -> Vec<DiscoItem>] = &[supplementary];
+
+/// The items of the domain at hand: every source's, each JID and node once (the first source
+/// that names it wins).
+pub fn items(env: &Env<'_>) -> Vec<DiscoItem> {
+    let mut out: Vec<DiscoItem> = Vec::new();
+    for it in ITEM_SOURCES.iter().flat_map(|source| source(env)) {
+        if !out.iter().any(|o| o.jid == it.jid && o.node == it.node) {
+            out.push(it);
+        }
+    }
+    out
+}
+
+/// The administrator's supplementary items for the domain (`[[domain]] disco_items`).
+fn supplementary(env: &Env<'_>) -> Vec<DiscoItem> {
+    env.domain
+        .map(|d| d.disco_items.clone())
+        .unwrap_or_default()
 }
 
 fn account_info(c: &IqCall<'_>) -> IqAnswer {

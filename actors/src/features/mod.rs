@@ -20,6 +20,7 @@ pub mod legacy_session;
 pub mod offline;
 pub mod ping;
 pub mod private;
+pub mod register;
 pub mod roster;
 pub mod taps;
 pub mod vcard;
@@ -46,6 +47,8 @@ pub static FEATURES: &[Feature] = &[
     blocking::FEATURE,
     vcard::FEATURE,
     private::FEATURE,
+    register::SIGNUP,
+    register::FEATURE,
 ];
 
 /// The entity an iq is addressed to (and whose disco#info lists a feature).
@@ -172,6 +175,9 @@ pub fn always(_: &Env<'_>) -> bool {
 pub struct Env<'a> {
     pub settings: &'a Settings,
     pub domain: Option<&'a DomainSettings>,
+    /// Whether the client stream being negotiated runs TLS; `None` outside the
+    /// negotiation (sessions, accounts, the registry).
+    pub tls: Option<bool>,
 }
 
 impl<'a> Env<'a> {
@@ -180,6 +186,15 @@ impl<'a> Env<'a> {
         Env {
             settings,
             domain: settings.domain(domain),
+            tls: None,
+        }
+    }
+
+    /// The environment of a client stream being negotiated.
+    pub fn stream(settings: &'a Settings, domain: &str, tls: bool) -> Self {
+        Env {
+            tls: Some(tls),
+            ..Env::new(settings, domain)
         }
     }
 }
@@ -378,6 +393,71 @@ mod tests {
         let el =
             iq("<iq xmlns='jabber:client' type='get' id='1'><query xmlns='jabber:iq:auth'/></iq>");
         assert!(lookup(&Env::new(&s, &domain), Entity::Stream, Who::Owner, &el).is_none());
+    }
+
+    #[test]
+    fn registration_is_offered_where_it_works() {
+        let mut s = settings();
+        let domain = s.domains[0].name.clone();
+        let get = iq(
+            "<iq xmlns='jabber:client' type='get' id='1'><query xmlns='jabber:iq:register'/></iq>",
+        );
+        // for the domain's users: password change and removal always answer
+        let env = Env::new(&s, &domain);
+        assert!(advertised(&env, Entity::Server).contains(&ns::IQ_REGISTER));
+        assert!(!advertised(&env, Entity::Account).contains(&ns::IQ_REGISTER));
+        assert!(lookup(&env, Entity::Server, Who::Owner, &get).is_some());
+        assert!(
+            lookup(&env, Entity::Server, Who::Anyone, &get).is_none(),
+            "not for other servers' users"
+        );
+        assert!(lookup(&env, Entity::Account, Who::Anyone, &get).is_none());
+        // before authentication only with Auto Signup, the feature only where a password
+        // may be sent
+        let feature = "<register xmlns='http://jabber.org/features/iq-register'/>";
+        assert!(
+            lookup(
+                &Env::stream(&s, &domain, true),
+                Entity::Stream,
+                Who::Owner,
+                &get
+            )
+            .is_none()
+        );
+        assert!(!stream_features(&Env::stream(&s, &domain, true), false).contains(feature));
+        s.domains[0].auto_signup = true;
+        assert!(
+            lookup(
+                &Env::stream(&s, &domain, true),
+                Entity::Stream,
+                Who::Owner,
+                &get
+            )
+            .is_some()
+        );
+        assert!(stream_features(&Env::stream(&s, &domain, true), false).contains(feature));
+        assert!(!stream_features(&Env::stream(&s, &domain, false), false).contains(feature));
+        assert!(!stream_features(&Env::stream(&s, &domain, true), true).contains(feature));
+    }
+
+    #[test]
+    fn disco_items_come_from_the_sources_once_each() {
+        use xmppd_proto::config::DiscoItem;
+        let mut s = settings();
+        let item = |jid: &str, node: Option<&str>| DiscoItem {
+            jid: jid.into(),
+            name: None,
+            node: node.map(Into::into),
+        };
+        s.domains[0].disco_items = vec![
+            item("a.example", None),
+            item("a.example", Some("n")),
+            item("a.example", None),
+        ];
+        let domain = s.domains[0].name.clone();
+        let got = disco::items(&Env::new(&s, &domain));
+        assert_eq!(got, [item("a.example", None), item("a.example", Some("n"))]);
+        assert!(disco::items(&Env::new(&s, "not-hosted.example")).is_empty());
     }
 
     #[test]

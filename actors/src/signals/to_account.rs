@@ -14,6 +14,9 @@ pub enum ToAccount {
     Attach {
         resource: String,
         session: SessionRef,
+        /// The session's stream runs TLS (a password sent in-band in the clear follows
+        /// SASL PLAIN's rule).
+        tls: bool,
     },
     /// A session ended (its presence becomes unavailable, RFC 6121 §4.5.3).
     Detach { resource: String },

@@ -17,7 +17,8 @@ pub enum ToSession {
     Write(Element),
     /// The account's blocklist changed (XEP-0191).
     Blocklist(Arc<Vec<String>>),
-    /// Close the client's stream with a stream error (shutdown, conflict, admin).
+    /// Close the client's stream with a stream error and end the session (its routes
+    /// go at once; the I/O task writes the error and closes).
     Close(StreamError),
     /// The connection under the session is gone.
     Ended,

@@ -44,6 +44,8 @@ pub struct ClientStream {
     /// How often the running attempt waited for others in flight.
     pub(super) throttle_waits: u32,
     pub(super) failures: u32,
+    /// An account was registered in-band on this stream (one per stream).
+    pub(super) registered_here: bool,
 }
 
 fn start(_: &StreamCore) -> Kind {
@@ -57,6 +59,7 @@ fn start(_: &StreamCore) -> Kind {
         attempt: None,
         throttle_waits: 0,
         failures: 0,
+        registered_here: false,
     }))
 }
 
@@ -93,7 +96,9 @@ impl ClientStream {
     /// features contribute (legacy authentication before, binding, roster versioning and
     /// the RFC 3921 session after authentication).
     fn features(&self, core: &StreamCore) -> String {
-        let env = Env::new(&core.settings, self.domain_name());
+        // the live settings: what a reload turns on or off (Auto Signup) shows at once
+        let settings = core.ctx.settings.get();
+        let env = Env::stream(&settings, self.domain_name(), core.tls.is_some());
         let mut f = String::from("<stream:features>");
         if self.auth.is_none() {
             if core.tls.is_none() {
@@ -212,8 +217,8 @@ fn starttls(conn: &mut Connection) {
 /// (legacy authentication, binding); anything else ends the stream.
 fn pre_session_iq(conn: &mut Connection, el: Element, ctx: &mut Context<Connection>) {
     let Some((core, c)) = parts(conn) else { return };
-    let settings = core.settings.clone();
-    let env = Env::new(&settings, c.domain_name());
+    let settings = core.ctx.settings.get();
+    let env = Env::stream(&settings, c.domain_name(), core.tls.is_some());
     let route = features::lookup(&env, Entity::Stream, Who::Owner, &el);
     match route.map(|r| (r, r.handler)) {
         Some((_, IqHandler::Stream(f))) => f(conn, el, ctx),
@@ -222,9 +227,11 @@ fn pre_session_iq(conn: &mut Connection, el: Element, ctx: &mut Context<Connecti
             core.send_opt(reply);
         }
         Some((_, IqHandler::Account(_))) | None => {
-            let legacy = features::single_payload(&el).is_some_and(|p| p.is("query", ns::IQ_AUTH));
-            if legacy {
-                // XEP-0078 §3: a server that does not offer it answers service-unavailable
+            let not_offered = features::single_payload(&el)
+                .is_some_and(|p| p.is("query", ns::IQ_AUTH) || p.is("query", ns::IQ_REGISTER));
+            if not_offered {
+                // XEP-0078 §3, XEP-0077 §3.1: a server that does not offer it answers
+                // service-unavailable
                 let r = stanza::error_reply(&el, ErrorCondition::ServiceUnavailable, None);
                 core.send_opt(r);
             } else if c.auth.is_none() {
@@ -252,6 +259,7 @@ pub fn bind_iq(conn: &mut Connection, el: Element, ctx: &mut Context<Connection>
 }
 
 pub use super::c2s_legacy::legacy_auth_iq;
+pub use super::c2s_register::register_iq;
 
 /// Bind a resource: reserve it in the registry, start the session, answer, hand the
 /// stream over.
@@ -347,6 +355,7 @@ pub(super) fn bind(
                 core.ctx.clone(),
                 core.out.clone(),
                 log,
+                core.tls.is_some(),
             );
             session_ctx.run(session);
             // answer the bind (or legacy auth) before anything the session writes

@@ -8,7 +8,6 @@ use base64::Engine;
 use minidom::Element;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
-use xmpp_parsers::jid::BareJid;
 use xmppd_proto::auth::sasl::{self, Claim, Exchange, Failure, Mech, Step};
 use xmppd_proto::auth::scram::Credentials;
 use xmppd_proto::auth::scram_messages::{scram_client_final_ok, scram_client_first_ok};
@@ -486,13 +485,9 @@ fn decode(text: &str) -> Result<Option<Vec<u8>>, Failure> {
         .map_err(|_| Failure::IncorrectEncoding)
 }
 
-/// Normalise a username the way a JID's local part is (nodeprep); `None` if invalid.
-pub fn nodeprep(user: &str) -> Option<String> {
-    let bare = BareJid::new(&format!("{user}@x.invalid")).ok()?;
-    let node = bare.node()?.to_string();
-    // the local part must not smuggle in a domain or resource
-    (!node.is_empty()).then_some(node)
-}
+/// Normalise a username the way a JID's local part is (nodeprep); `None` if invalid
+/// (shared with in-band registration).
+pub use xmppd_proto::xep::register::nodeprep;
 
 #[cfg(test)]
 mod tests {

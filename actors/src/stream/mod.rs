@@ -10,6 +10,7 @@
 
 pub mod c2s;
 mod c2s_legacy;
+mod c2s_register;
 mod c2s_sasl;
 pub mod core;
 

@@ -1,4 +1,5 @@
 //! Payloads of the XEPs the server answers itself.
 
 pub mod disco;
+pub mod register;
 pub mod version;

@@ -26,6 +26,11 @@ pub fn masked(xml: &str) -> String {
     'scan: while let Some(lt) = rest.find('<') {
         out.push_str(&rest[..lt]);
         rest = &rest[lt..];
+        if let Some((field, after)) = secret_field(rest) {
+            out.push_str(&field);
+            rest = after;
+            continue 'scan;
+        }
         for name in SECRET {
             let Some(after) = rest.strip_prefix('<').and_then(|r| r.strip_prefix(name)) else {
                 continue;
@@ -56,6 +61,44 @@ pub fn masked(xml: &str) -> String {
     out
 }
 
+/// A data form field that carries a password (`var='password'`, or `text-private`, as
+/// in XEP-0077 registration forms), with its values masked, and what follows it.
+fn secret_field(at: &str) -> Option<(String, &str)> {
+    let after = at.strip_prefix("<field")?;
+    if !after.starts_with([' ', '>', '/']) {
+        return None;
+    }
+    let gt = after.find('>')?;
+    let tag = &after[..gt];
+    let secret = [
+        "var='password'",
+        "var=\"password\"",
+        "'text-private'",
+        "\"text-private\"",
+    ]
+    .iter()
+    .any(|p| tag.contains(p));
+    if !secret || tag.ends_with('/') {
+        return None;
+    }
+    let end = after.find("</field>")?;
+    let body = &after[..end];
+    let mut out = String::from("<field");
+    let mut rest = body;
+    while let Some(v) = rest.find("<value>") {
+        out.push_str(&rest[..v + "<value>".len()]);
+        rest = &rest[v + "<value>".len()..];
+        let Some(close) = rest.find("</value>") else {
+            break;
+        };
+        out.push_str("***");
+        rest = &rest[close..];
+    }
+    out.push_str(rest);
+    out.push_str("</field>");
+    Some((out, &after[end + "</field>".len()..]))
+}
+
 #[cfg(test)]
 mod tests {
     use super::masked;
@@ -75,6 +118,19 @@ mod tests {
         assert_eq!(
             masked("<authors>x</authors><password/>"),
             "<authors>x</authors><password/>"
+        );
+        // a registration data form: the password field's value, nothing else
+        assert_eq!(
+            masked(
+                "<x xmlns='jabber:x:data' type='submit'><field var='username'><value>bill</value></field>\
+                 <field var='password'><value>Calliope</value></field></x>"
+            ),
+            "<x xmlns='jabber:x:data' type='submit'><field var='username'><value>bill</value></field>\
+             <field var='password'><value>***</value></field></x>"
+        );
+        assert_eq!(
+            masked("<field type=\"text-private\" var=\"pin\"><value>1234</value></field>"),
+            "<field type=\"text-private\" var=\"pin\"><value>***</value></field>"
         );
     }
 }

@@ -1,0 +1,551 @@
+//! In-band registration (XEP-0077) against the real daemon: signing up with Auto Signup
+//! on and off, conflicts, malformed names, the per-address limit, password change with
+//! Allow to Modify Password on and off, account removal, and both settings changed by
+//! a reload while the server runs.
+
+mod common;
+use common::*;
+use std::time::Duration;
+
+const DOMAIN: &str = "localhost";
+
+fn signup_on() -> Options {
+    Options {
+        domain_keys: "auto_signup = true".into(),
+        ..Options::default()
+    }
+}
+
+fn register_set(id: &str, user: &str, password: &str) -> String {
+    format!(
+        "<iq type='set' id='{id}'><query xmlns='jabber:iq:register'>\
+         <username>{user}</username><password>{password}</password></query></iq>"
+    )
+}
+
+/// The condition of an error reply, or "result".
+fn outcome(reply: &str) -> &'static str {
+    if reply.contains("type='result'") {
+        return "result";
+    }
+    for c in [
+        "conflict",
+        "jid-malformed",
+        "not-acceptable",
+        "not-allowed",
+        "service-unavailable",
+        "resource-constraint",
+        "policy-violation",
+        "bad-request",
+        "registration-required",
+        "not-authorized",
+    ] {
+        if reply.contains(&format!(
+            "<{c} xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/>"
+        )) {
+            return c;
+        }
+    }
+    panic!("unexpected reply: {reply}")
+}
+
+/// A new stream with TLS up, not authenticated; returns it with its features.
+async fn tls_stream(d: &Daemon) -> (Raw, String) {
+    let mut r = Raw::connect(d.starttls, DOMAIN).await;
+    let f = r.starttls().await;
+    (r, f)
+}
+
+async fn login_works(d: &Daemon, user: &str, password: &str) -> bool {
+    let (mut r, _) = tls_stream(d).await;
+    r.auth_scram("SCRAM-SHA-256", user, password)
+        .await
+        .starts_with("<success")
+}
+
+#[tokio::test]
+async fn without_auto_signup_there_is_no_registration() {
+    let d = Daemon::start();
+    let (mut r, f) = tls_stream(&d).await;
+    assert!(
+        !f.contains("iq-register"),
+        "no stream feature when off: {f}"
+    );
+    r.send("<iq type='get' id='g'><query xmlns='jabber:iq:register'/></iq>")
+        .await;
+    assert_eq!(outcome(&r.next_stanza().await), "service-unavailable");
+    r.send(&register_set("s", "carol", "carol-pw")).await;
+    assert_eq!(outcome(&r.next_stanza().await), "service-unavailable");
+    // the stream is still usable: nothing was created, alice logs in on it
+    assert!(
+        r.auth_scram("SCRAM-SHA-256", "alice", "alice-pw")
+            .await
+            .starts_with("<success")
+    );
+    assert!(!login_works(&d, "carol", "carol-pw").await);
+}
+
+#[tokio::test]
+async fn auto_signup_registers_then_the_new_account_logs_in() {
+    let d = Daemon::with(Options {
+        log_level: "all".into(),
+        ..signup_on()
+    });
+    // the domain requires TLS: no feature and no registration on the clear stream
+    let mut clear = Raw::connect(d.starttls, DOMAIN).await;
+    let f = clear.open().await;
+    assert!(!f.contains("iq-register"), "{f}");
+    clear.send(&register_set("c", "carol", "carol-pw")).await;
+    assert_eq!(outcome(&clear.next_stanza().await), "policy-violation");
+
+    let (mut r, f) = tls_stream(&d).await;
+    assert!(
+        f.contains("<register xmlns='http://jabber.org/features/iq-register'/>"),
+        "{f}"
+    );
+    r.send("<iq type='get' id='g'><query xmlns='jabber:iq:register'/></iq>")
+        .await;
+    let form = r.next_stanza().await;
+    for part in [
+        "type='result'",
+        "<instructions>",
+        "<username/>",
+        "<password/>",
+        "xmlns='jabber:x:data'",
+        "var='username'",
+        "var='password'",
+    ] {
+        assert!(form.contains(part), "{part} missing: {form}");
+    }
+    r.send(&register_set("s", "Carol", "carol-pw")).await;
+    assert_eq!(outcome(&r.next_stanza().await), "result");
+    // one registration per stream
+    r.send(&register_set("s2", "dave", "dave-pw")).await;
+    assert_eq!(outcome(&r.next_stanza().await), "not-acceptable");
+    // the same stream authenticates as the new account (the name was nodeprepped)
+    let ok = r.auth_scram("SCRAM-SHA-256", "carol", "carol-pw").await;
+    assert!(ok.starts_with("<success"), "{ok}");
+    let jid = r.bind(Some("new")).await;
+    assert_eq!(jid, "carol@localhost/new");
+    assert!(!login_works(&d, "carol", "wrong").await);
+    assert!(!login_works(&d, "dave", "dave-pw").await);
+    let list = d.cli(&["account", "list"]);
+    assert!(String::from_utf8_lossy(&list.stdout).contains("carol@localhost"));
+
+    // the data form works as well as the legacy fields
+    let (mut r, _) = tls_stream(&d).await;
+    r.send(
+        "<iq type='set' id='x'><query xmlns='jabber:iq:register'>\
+         <x xmlns='jabber:x:data' type='submit'>\
+         <field var='FORM_TYPE'><value>jabber:iq:register</value></field>\
+         <field var='username'><value>erin</value></field>\
+         <field var='password'><value>erin-pw</value></field></x></query></iq>",
+    )
+    .await;
+    assert_eq!(outcome(&r.next_stanza().await), "result");
+    assert!(login_works(&d, "erin", "erin-pw").await);
+    // the XML is logged at this level, the passwords are not (fields and form alike)
+    let log = d.log();
+    assert!(log.contains("jabber:iq:register"), "the XML is logged");
+    for pw in ["carol-pw", "erin-pw", "dave-pw"] {
+        assert!(!log.contains(pw), "{pw} in the log");
+    }
+}
+
+#[tokio::test]
+async fn taken_malformed_and_incomplete_registrations_are_refused() {
+    let d = Daemon::with(signup_on());
+    let cases = [
+        (register_set("1", "alice", "x"), "conflict"),
+        (register_set("2", "ALICE", "x"), "conflict"),
+        (register_set("3", "a@b", "x"), "jid-malformed"),
+        (register_set("4", "a/b", "x"), "jid-malformed"),
+        (register_set("5", "", "x"), "not-acceptable"),
+        (register_set("6", "frank", ""), "not-acceptable"),
+        (
+            "<iq type='set' id='7'><query xmlns='jabber:iq:register'><username>frank</username></query></iq>".into(),
+            "not-acceptable",
+        ),
+        (
+            "<iq type='set' id='8'><query xmlns='jabber:iq:register'><remove/></query></iq>".into(),
+            "registration-required",
+        ),
+    ];
+    let (mut r, _) = tls_stream(&d).await;
+    for (req, want) in cases {
+        r.send(&req).await;
+        let reply = r.next_stanza().await;
+        assert_eq!(outcome(&reply), want, "{req}: {reply}");
+    }
+    // alice's password was not touched by the conflicting attempts
+    assert!(login_works(&d, "alice", "alice-pw").await);
+    assert!(!login_works(&d, "frank", "").await);
+}
+
+#[tokio::test]
+async fn registrations_are_limited_per_address() {
+    let d = Daemon::with(Options {
+        extra: "[limits]\nregistrations_per_ip = 2\n".into(),
+        ..signup_on()
+    });
+    // a taken name counts too (it is how names are probed)
+    for (user, want) in [
+        ("u1", "result"),
+        ("alice", "conflict"),
+        ("u2", "resource-constraint"),
+    ] {
+        let (mut r, _) = tls_stream(&d).await;
+        r.send(&register_set("r", user, "pw")).await;
+        let reply = r.next_stanza().await;
+        assert_eq!(outcome(&reply), want, "{user}: {reply}");
+        if want == "resource-constraint" {
+            assert!(reply.contains("too many registrations"), "{reply}");
+        }
+    }
+    assert!(login_works(&d, "u1", "pw").await);
+    assert!(!login_works(&d, "u2", "pw").await);
+    // logging in is not registering: still fine from this address
+    assert!(login_works(&d, "bob", "bob-pw").await);
+}
+
+/// An iq on a bound session; returns the reply.
+async fn ask(r: &mut Raw, iq: &str, id: &str) -> String {
+    r.send(iq).await;
+    r.wait_for(&format!("id='{id}'")).await
+}
+
+#[tokio::test]
+async fn password_change_when_allowed() {
+    let d = Daemon::with(Options {
+        extra: "[limits]\n".into(),
+        ..Options::default()
+    });
+    let (mut a, _) = Raw::bound(d.starttls, DOMAIN, "alice", "alice-pw", "r1").await;
+    // what is on file
+    let info = ask(
+        &mut a,
+        "<iq type='get' id='i'><query xmlns='jabber:iq:register'/></iq>",
+        "i",
+    )
+    .await;
+    assert!(info.contains("<registered/>"), "{info}");
+    assert!(info.contains("<username>alice</username>"), "{info}");
+    // someone else's name, an empty password: refused, nothing changes
+    let other = ask(&mut a, &register_set("o", "bob", "x"), "o").await;
+    assert_eq!(outcome(&other), "bad-request");
+    let empty = ask(&mut a, &register_set("e", "alice", ""), "e").await;
+    assert_eq!(outcome(&empty), "not-acceptable");
+    assert!(
+        !empty.contains("<password"),
+        "the request is not echoed: {empty}"
+    );
+    // addressed to the domain, as XEP-0077 §3.3 shows it: the answer comes from there
+    let ok = ask(
+        &mut a,
+        "<iq type='set' id='c' to='localhost'><query xmlns='jabber:iq:register'>\
+         <username>alice</username><password>new-pw</password></query></iq>",
+        "c",
+    )
+    .await;
+    assert_eq!(outcome(&ok), "result");
+    assert!(ok.contains("from='localhost'"), "{ok}");
+    assert!(login_works(&d, "alice", "new-pw").await);
+    assert!(!login_works(&d, "alice", "alice-pw").await);
+    // PLAIN (one derivation on the server side) agrees
+    let (mut p, _) = tls_stream(&d).await;
+    assert!(
+        p.auth_plain("alice", "new-pw")
+            .await
+            .starts_with("<success")
+    );
+    // and without 'to' (slixmpp's way)
+    let ok = ask(&mut a, &register_set("c2", "alice", "newer-pw"), "c2").await;
+    assert_eq!(outcome(&ok), "result");
+    assert!(login_works(&d, "alice", "newer-pw").await);
+    assert!(!login_works(&d, "alice", "new-pw").await);
+    // new keys, at the iteration count configured now (a reload changes it), for
+    // SCRAM-SHA-1 as well as SHA-256
+    reload(
+        &d,
+        "[limits]",
+        "[auth]\nscram_iterations = 4999\n[limits]",
+        1,
+    );
+    let ok = ask(&mut a, &register_set("c3", "alice", "newest-pw"), "c3").await;
+    assert_eq!(outcome(&ok), "result");
+    let (mut s1, _) = tls_stream(&d).await;
+    let sha1 = s1.auth_scram("SCRAM-SHA-1", "alice", "newest-pw").await;
+    assert!(sha1.starts_with("<success"), "{sha1}");
+    let file = d.dir.path().join("export.xml");
+    let out = d.cli(&["export", file.to_str().expect("path")]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = std::fs::read_to_string(&file).expect("export");
+    let alice = &text[text
+        .find("name='alice'")
+        .or(text.find("name=\"alice\""))
+        .expect("alice")..];
+    let alice = &alice[..alice.find("</user>").expect("end of user")];
+    assert!(alice.contains("<iter-count>4999</iter-count>"), "{alice}");
+    let bob = &text[text
+        .find("name='bob'")
+        .or(text.find("name=\"bob\""))
+        .expect("bob")..];
+    assert!(bob.contains("<iter-count>10000</iter-count>"), "{bob}");
+}
+
+/// Log in over a stream without TLS (the domain does not require it).
+async fn clear_session(d: &Daemon, user: &str, password: &str) -> Raw {
+    let mut r = Raw::connect(d.starttls, DOMAIN).await;
+    r.open().await;
+    let ok = r.auth_scram("SCRAM-SHA-256", user, password).await;
+    assert!(ok.starts_with("<success"), "{ok}");
+    r.bind(Some("clear")).await;
+    r
+}
+
+#[tokio::test]
+async fn a_new_password_travels_in_the_clear_only_where_plain_would() {
+    let d = Daemon::with(Options {
+        domain_keys: "require_tls = false\nplain_without_tls = false".into(),
+        ..Options::default()
+    });
+    let mut a = clear_session(&d, "alice", "alice-pw").await;
+    let no = ask(&mut a, &register_set("c", "alice", "new-pw"), "c").await;
+    assert_eq!(outcome(&no), "not-authorized", "{no}");
+    assert!(login_works(&d, "alice", "alice-pw").await);
+    // over TLS on the same domain it works
+    let (mut t, _) = Raw::bound(d.starttls, DOMAIN, "bob", "bob-pw", "t").await;
+    let ok = ask(&mut t, &register_set("c", "bob", "bob-new"), "c").await;
+    assert_eq!(outcome(&ok), "result");
+
+    // where PLAIN is offered in the clear, so is a password change
+    let d = Daemon::with(Options {
+        domain_keys: "require_tls = false\nplain_without_tls = true".into(),
+        ..Options::default()
+    });
+    let mut a = clear_session(&d, "alice", "alice-pw").await;
+    let ok = ask(&mut a, &register_set("c", "alice", "new-pw"), "c").await;
+    assert_eq!(outcome(&ok), "result");
+}
+
+#[tokio::test]
+async fn password_change_when_not_allowed() {
+    let d = Daemon::with(Options {
+        domain_keys: "allow_modify_password = false".into(),
+        ..Options::default()
+    });
+    let (mut a, _) = Raw::bound(d.starttls, DOMAIN, "alice", "alice-pw", "r1").await;
+    let no = ask(&mut a, &register_set("c", "alice", "new-pw"), "c").await;
+    assert_eq!(outcome(&no), "not-allowed");
+    assert!(login_works(&d, "alice", "alice-pw").await);
+    assert!(!login_works(&d, "alice", "new-pw").await);
+}
+
+#[tokio::test]
+async fn removal_answers_then_ends_every_session_and_the_account_is_gone() {
+    let d = Daemon::start();
+    let (mut a1, _) = Raw::login(d.starttls, DOMAIN, "alice", "alice-pw", "one").await;
+    let (mut a2, _) = Raw::login(d.starttls, DOMAIN, "alice", "alice-pw", "two").await;
+    let (mut b, _) = Raw::login(d.starttls, DOMAIN, "bob", "bob-pw", "b").await;
+    // alice and bob are contacts both ways
+    for r in [&mut a1, &mut b] {
+        r.send("<iq type='get' id='roster'><query xmlns='jabber:iq:roster'/></iq>")
+            .await;
+        r.wait_for("id='roster'").await;
+    }
+    for (r, peer, id) in [(&mut a1, "bob", "ra"), (&mut b, "alice", "rb")] {
+        r.send(&format!(
+            "<iq type='set' id='{id}'><query xmlns='jabber:iq:roster'><item jid='{peer}@localhost'/></query></iq>"
+        ))
+        .await;
+        r.wait_for(&format!("id='{id}'")).await;
+        r.send(&format!(
+            "<presence to='{peer}@localhost' type='subscribe'/>"
+        ))
+        .await;
+    }
+    for (r, peer) in [(&mut b, "alice"), (&mut a1, "bob")] {
+        r.wait_for("type='subscribe'").await;
+        r.send(&format!(
+            "<presence to='{peer}@localhost' type='subscribed'/>"
+        ))
+        .await;
+    }
+    b.wait_for("subscription='both'").await;
+
+    a1.send("<iq type='set' id='rm'><query xmlns='jabber:iq:register'><remove/></query></iq>")
+        .await;
+    let end = a1.read_to_close().await;
+    let result = end.find("id='rm'").expect("answered");
+    let error = end
+        .find("<not-authorized xmlns='urn:ietf:params:xml:ns:xmpp-streams'/>")
+        .expect("stream error");
+    assert!(result < error, "the answer comes first: {end}");
+    assert!(end[..error].contains("type='result'"), "{end}");
+    let other = a2.read_to_close().await;
+    assert!(
+        other.contains("<not-authorized xmlns='urn:ietf:params:xml:ns:xmpp-streams'/>"),
+        "{other}"
+    );
+    // bob's subscription to alice was cancelled (RFC 6121 §2.5.2 on alice's side)
+    b.wait_for("type='unsubscribed'").await;
+    b.wait_for("subscription='none'").await;
+    // the account cannot log in and receives nothing
+    assert!(!login_works(&d, "alice", "alice-pw").await);
+    b.send("<message to='alice@localhost' id='m' type='chat'><body>hi</body></message>")
+        .await;
+    let bounce = b.wait_for("id='m'").await;
+    assert!(bounce.contains("type='error'"), "{bounce}");
+    let list = d.cli(&["account", "list"]);
+    assert_eq!(String::from_utf8_lossy(&list.stdout), "bob@localhost\n");
+}
+
+#[tokio::test]
+async fn a_removed_name_can_be_registered_again_from_scratch() {
+    let d = Daemon::with(signup_on());
+    let (mut a, _) = Raw::bound(d.starttls, DOMAIN, "alice", "alice-pw", "r").await;
+    a.send("<iq type='set' id='v'><vCard xmlns='vcard-temp'><FN>Old Alice</FN></vCard></iq>")
+        .await;
+    a.wait_for("id='v'").await;
+    a.send("<iq type='set' id='rm'><query xmlns='jabber:iq:register'><remove/></query></iq>")
+        .await;
+    a.read_to_close().await;
+    let (mut r, _) = tls_stream(&d).await;
+    r.send(&register_set("s", "alice", "fresh-pw")).await;
+    assert_eq!(outcome(&r.next_stanza().await), "result");
+    let (mut a, _) = Raw::login(d.starttls, DOMAIN, "alice", "fresh-pw", "r").await;
+    let v = ask(
+        &mut a,
+        "<iq type='get' id='g'><vCard xmlns='vcard-temp'/></iq>",
+        "g",
+    )
+    .await;
+    assert!(!v.contains("Old Alice"), "nothing of the old account: {v}");
+    let roster = ask(
+        &mut a,
+        "<iq type='get' id='q'><query xmlns='jabber:iq:roster'/></iq>",
+        "q",
+    )
+    .await;
+    assert!(!roster.contains("<item"), "{roster}");
+}
+
+#[tokio::test]
+async fn anonymous_sessions_have_nothing_to_change_or_remove() {
+    let d = Daemon::with(Options {
+        domain_keys: "anonymous = true".into(),
+        ..Options::default()
+    });
+    let (mut r, _) = tls_stream(&d).await;
+    r.send("<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='ANONYMOUS'/>")
+        .await;
+    let ok = r.next_stanza().await;
+    assert!(ok.starts_with("<success"), "{ok}");
+    r.bind(None).await;
+    for (req, id) in [
+        (
+            "<iq type='get' id='g'><query xmlns='jabber:iq:register'/></iq>".to_string(),
+            "g",
+        ),
+        (
+            "<iq type='set' id='rm'><query xmlns='jabber:iq:register'><remove/></query></iq>"
+                .to_string(),
+            "rm",
+        ),
+    ] {
+        let reply = ask(&mut r, &req, id).await;
+        assert_eq!(outcome(&reply), "registration-required", "{reply}");
+    }
+    // a registration request addressed to another domain is routed, not answered here
+    let routed = ask(
+        &mut r,
+        "<iq type='get' id='gw' to='gateway.example'><query xmlns='jabber:iq:register'/></iq>",
+        "gw",
+    )
+    .await;
+    assert!(routed.contains("from='gateway.example'"), "{routed}");
+    assert!(routed.contains("<remote-server-not-found"), "{routed}");
+}
+
+/// Replace `from` with `to` in the daemon's configuration and reload it (SIGHUP).
+fn reload(d: &Daemon, from: &str, to: &str, reloads: usize) {
+    let text = std::fs::read_to_string(&d.config).expect("config");
+    assert!(text.contains(from), "{from} not in the configuration");
+    std::fs::write(&d.config, text.replace(from, to)).expect("write config");
+    d.signal(libc::SIGHUP);
+    d.wait_log("configuration reloaded", reloads);
+}
+
+#[tokio::test]
+async fn both_settings_follow_a_reload_at_once() {
+    let d = Daemon::with(Options {
+        domain_keys: "auto_signup = false\nallow_modify_password = true".into(),
+        ..Options::default()
+    });
+    // a session bound before the reload
+    let (mut a, _) = Raw::bound(d.starttls, DOMAIN, "alice", "alice-pw", "r").await;
+    // a stream opened before the reload, still unauthenticated
+    let (mut early, f) = tls_stream(&d).await;
+    assert!(!f.contains("iq-register"), "{f}");
+
+    reload(&d, "auto_signup = false", "auto_signup = true", 1);
+    let (mut r, f) = tls_stream(&d).await;
+    assert!(f.contains("iq-register"), "on after the reload: {f}");
+    r.send(&register_set("s", "gina", "gina-pw")).await;
+    assert_eq!(outcome(&r.next_stanza().await), "result");
+    // the stream opened before the reload may register too: read per request
+    early.send(&register_set("s", "hank", "hank-pw")).await;
+    assert_eq!(outcome(&early.next_stanza().await), "result");
+    assert!(login_works(&d, "gina", "gina-pw").await);
+
+    reload(
+        &d,
+        "allow_modify_password = true",
+        "allow_modify_password = false",
+        2,
+    );
+    let no = ask(&mut a, &register_set("c", "alice", "new-pw"), "c").await;
+    assert_eq!(outcome(&no), "not-allowed", "the same session, refused now");
+
+    reload(&d, "auto_signup = true", "auto_signup = false", 3);
+    let (mut r, f) = tls_stream(&d).await;
+    assert!(!f.contains("iq-register"), "off again: {f}");
+    r.send(&register_set("s", "ivan", "ivan-pw")).await;
+    assert_eq!(outcome(&r.next_stanza().await), "service-unavailable");
+
+    reload(
+        &d,
+        "allow_modify_password = false",
+        "allow_modify_password = true",
+        4,
+    );
+    let ok = ask(&mut a, &register_set("c2", "alice", "new-pw"), "c2").await;
+    assert_eq!(outcome(&ok), "result");
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert!(login_works(&d, "alice", "new-pw").await);
+}
+
+#[test]
+fn slixmpp_registers_changes_its_password_and_cancels() {
+    let d = Daemon::with(signup_on());
+    let out = python(
+        "slix.py",
+        &["register", &d.starttls.port().to_string(), DOMAIN],
+    );
+    for line in [
+        "registration form has username and password",
+        "registered kate",
+        "online kate@localhost/slix",
+        "password changed",
+        "online again with the new password",
+        "old password refused",
+        "registration cancelled",
+        "removed account refused",
+    ] {
+        assert!(out.contains(line), "{line} missing:\n{out}");
+    }
+}
