@@ -39,8 +39,23 @@ fn server_info(c: &IqCall<'_>) -> IqAnswer {
     Ok(Some(disco::server_info(c.payload, &vars)?))
 }
 
+/// The components attached now, with the name configured for each.
 fn server_items(c: &IqCall<'_>) -> IqAnswer {
-    Ok(Some(disco::server_items(c.payload)?))
+    let items: Vec<(&str, Option<&str>)> = c
+        .env
+        .components
+        .iter()
+        .map(|d| {
+            let name = c
+                .env
+                .settings
+                .component(d)
+                .map(|s| s.description.as_str())
+                .filter(|n| !n.is_empty());
+            (d.as_str(), name)
+        })
+        .collect();
+    Ok(Some(disco::server_items(c.payload, &items)?))
 }
 
 fn account_info(c: &IqCall<'_>) -> IqAnswer {

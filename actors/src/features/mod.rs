@@ -172,6 +172,8 @@ pub fn always(_: &Env<'_>) -> bool {
 pub struct Env<'a> {
     pub settings: &'a Settings,
     pub domain: Option<&'a DomainSettings>,
+    /// The domains of the trusted components attached now (the server's disco#items).
+    pub components: &'a [String],
 }
 
 impl<'a> Env<'a> {
@@ -180,7 +182,13 @@ impl<'a> Env<'a> {
         Env {
             settings,
             domain: settings.domain(domain),
+            components: &[],
         }
+    }
+
+    /// The same, knowing which components are attached (see [`Env::components`]).
+    pub fn with_components(self, components: &'a [String]) -> Self {
+        Env { components, ..self }
     }
 }
 

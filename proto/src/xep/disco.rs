@@ -45,12 +45,25 @@ pub fn server_info(
     ))
 }
 
-/// disco#items of the server (components and administrator items come later).
-pub fn server_items(query: &Element) -> Result<Element, crate::stanza::ErrorCondition> {
+/// disco#items of the server: one `<item/>` per entity given (JID and optional name),
+/// in order: the trusted components attached now.
+pub fn server_items(
+    query: &Element,
+    items: &[(&str, Option<&str>)],
+) -> Result<Element, crate::stanza::ErrorCondition> {
     if query.attr("node").is_some() {
         return Err(crate::stanza::ErrorCondition::ItemNotFound);
     }
-    Ok(Element::bare("query", ns::DISCO_ITEMS))
+    let mut q = Element::bare("query", ns::DISCO_ITEMS);
+    for (jid, name) in items {
+        let mut i = Element::bare("item", ns::DISCO_ITEMS);
+        set_attr(&mut i, "jid", jid);
+        if let Some(n) = name {
+            set_attr(&mut i, "name", n);
+        }
+        q.append_child(i);
+    }
+    Ok(q)
 }
 
 /// disco#info of an account (answered by the server on the account's behalf), listing
@@ -72,4 +85,31 @@ pub fn account_info(
 /// disco#items of an account: none.
 pub fn account_items(_query: &Element) -> Result<Element, crate::stanza::ErrorCondition> {
     Ok(Element::bare("query", ns::DISCO_ITEMS))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn server_items_lists_each_entity_given() {
+        let q = Element::bare("query", ns::DISCO_ITEMS);
+        let r =
+            server_items(&q, &[("irc.example", Some("IRC")), ("gw.example", None)]).expect("items");
+        let items: Vec<(Option<&str>, Option<&str>)> = r
+            .children()
+            .map(|i| (i.attr("jid"), i.attr("name")))
+            .collect();
+        assert_eq!(
+            items,
+            vec![
+                (Some("irc.example"), Some("IRC")),
+                (Some("gw.example"), None)
+            ]
+        );
+        assert_eq!(server_items(&q, &[]).expect("none").children().count(), 0);
+        let mut with_node = q.clone();
+        set_attr(&mut with_node, "node", "x");
+        assert!(server_items(&with_node, &[]).is_err());
+    }
 }
