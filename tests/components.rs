@@ -324,3 +324,32 @@ async fn disco_items_list_the_attached_components() {
         "{r}"
     );
 }
+
+/// slixmpp's `ComponentXMPP` as the component, a slixmpp client as the user.
+#[test]
+fn slixmpp_component_and_client() {
+    let d = daemon();
+    let out = python(
+        "component.py",
+        &[
+            &d.starttls.port().to_string(),
+            "localhost",
+            "irc.localhost",
+            "s3cret",
+        ],
+    );
+    let expect = [
+        "component irc.localhost connected",
+        "component got chat from alice@localhost/slix to echo@irc.localhost: hello component",
+        "alice got chat from echo@irc.localhost: echo: hello component",
+        "alice sees identities [('gateway', 'echo', 'Echo')]",
+        "server items ['irc.localhost']",
+        "component got subscribe from alice@localhost to echo@irc.localhost",
+        "alice sees echo@irc.localhost/echo available show=chat",
+        "alice's roster has echo@irc.localhost as to",
+        "after disconnect alice got error service-unavailable",
+    ];
+    for e in expect {
+        assert!(out.contains(e), "missing {e:?} in:\n{out}");
+    }
+}
