@@ -98,7 +98,12 @@ async def main(port, domain, name, secret):
         if p["from"].bare == f"echo@{name}":
             print(f"alice sees {p['from']} available show={p['show']}", flush=True)
             break
+    # the roster push may come after the contact's presence
     item = alice.client_roster[f"echo@{name}"]
+    for _ in range(50):
+        if item["subscription"] == "to":
+            break
+        await asyncio.sleep(0.1)
     print(f"alice's roster has echo@{name} as {item['subscription']}", flush=True)
 
     comp.disconnect()
