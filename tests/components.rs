@@ -287,6 +287,43 @@ async fn a_second_connection_is_refused_or_replaces_the_first() {
     assert!(m.contains("id='k3'"), "{m}");
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_component_that_does_not_read_is_dropped_and_senders_are_told() {
+    let d = Daemon::with(Options {
+        extra: format!("{COMPONENTS}\n[limits]\nread_rate = 0\nwrite_buffer = 262144\n"),
+        ..Options::default()
+    });
+    let (mut a, _) = alice(&d).await;
+    // attached, then never reads again
+    let _c = attach(&d, "irc.localhost", "s3cret").await;
+    let body = "x".repeat(16 * 1024);
+    let mut refused = None;
+    for i in 0..4000 {
+        a.send(&format!(
+            "<message to='x@irc.localhost' id='f{i}'><body>{body}</body></message>"
+        ))
+        .await;
+        if i % 32 == 31
+            && let Some(r) = a
+                .try_read_until("</message>", Duration::from_millis(20))
+                .await
+        {
+            refused = Some(r);
+            break;
+        }
+    }
+    let r = refused.expect("the queue for the component never filled");
+    assert!(has_error(&r, "resource-constraint"), "{r}");
+    d.wait_log("component not reading", 1);
+    d.wait_log("component detached", 1);
+    // the component's domain is free again
+    let mut c = attach(&d, "irc.localhost", "s3cret").await;
+    a.send("<message to='x@irc.localhost' id='after'><body>back</body></message>")
+        .await;
+    let m = c.wait_for("id='after'").await;
+    assert!(m.contains("<body>back</body>"), "{m}");
+}
+
 async fn items(a: &mut Raw, id: &str) -> String {
     a.send(&format!(
         "<iq to='localhost' type='get' id='{id}'><query xmlns='http://jabber.org/protocol/disco#items'/></iq>"
