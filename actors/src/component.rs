@@ -104,7 +104,7 @@ impl Component {
     }
 
     /// What the component sent: checked, then routed.
-    fn from_component(&mut self, el: Element) {
+    fn component_stanza(&mut self, el: Element) {
         self.ctx.stats.stanzas_in.fetch_add(1, Ordering::Relaxed);
         if el.is("error", ns::STREAM) {
             slog::debug!(self.log, # "XMPPI", "component sent a stream error"; "error" => writer::to_string(&el));
@@ -216,7 +216,7 @@ impl Handler<Inbound> for Component {
             if self.closing || self.stream_ended {
                 break;
             }
-            self.from_component(el);
+            self.component_stanza(el);
         }
         self.release_held(ctx);
     }
