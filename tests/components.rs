@@ -115,6 +115,77 @@ async fn handshake_unknown_name_wrong_secret_and_nothing_before_it() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wrong_secrets_are_throttled_per_address() {
+    let d = Daemon::with(Options {
+        extra: format!("{COMPONENTS}\n[limits]\nauth_failures_per_ip = 2\n"),
+        ..Options::default()
+    });
+    for _ in 0..2 {
+        let mut c = Raw::connect(d.starttls, "irc.localhost").await;
+        let id = stream_id(&open(&mut c, "irc.localhost").await);
+        c.send(&format!("<handshake>{}</handshake>", digest(&id, "guess")))
+            .await;
+        let rest = c.read_to_close().await;
+        assert!(rest.contains("<not-authorized "), "{rest}");
+    }
+    // now even the right secret is refused from this address for the window
+    let mut c = Raw::connect(d.starttls, "irc.localhost").await;
+    let id = stream_id(&open(&mut c, "irc.localhost").await);
+    c.send(&format!("<handshake>{}</handshake>", digest(&id, "s3cret")))
+        .await;
+    let rest = c.read_to_close().await;
+    assert!(rest.contains("<policy-violation "), "{rest}");
+    assert!(!rest.contains("<handshake/>"), "{rest}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn components_and_secrets_change_on_reload() {
+    let d = Daemon::start();
+    let mut c = Raw::connect(d.starttls, "irc.localhost").await;
+    open(&mut c, "irc.localhost").await;
+    let rest = c.read_to_close().await;
+    assert!(rest.contains("<host-unknown "), "{rest}");
+    // check-config refuses a component named like a hosted domain
+    let cfg = std::fs::read_to_string(&d.config).expect("read");
+    std::fs::write(
+        &d.config,
+        format!("{cfg}\n[[components]]\nname = \"localhost\"\nsecret = \"x\"\n"),
+    )
+    .expect("write");
+    let out = d.cli(&["check-config"]);
+    assert!(!out.status.success());
+    let err =
+        String::from_utf8_lossy(&out.stderr).into_owned() + &String::from_utf8_lossy(&out.stdout);
+    assert!(err.contains("is a hosted domain"), "{err}");
+    // added while running: new connections see it after the reload
+    std::fs::write(&d.config, format!("{cfg}\n{COMPONENTS}")).expect("write");
+    d.signal(libc::SIGHUP);
+    d.wait_log("configuration reloaded", 1);
+    let mut c = attach(&d, "irc.localhost", "s3cret").await;
+    // a new secret: the connected component stays, new connections need the new one
+    std::fs::write(
+        &d.config,
+        format!("{cfg}\n{}", COMPONENTS.replace("s3cret", "n3w")),
+    )
+    .expect("write");
+    d.signal(libc::SIGHUP);
+    d.wait_log("configuration reloaded", 2);
+    let (mut a, _) = alice(&d).await;
+    a.send("<message to='x@irc.localhost' id='still'><body>1</body></message>")
+        .await;
+    assert!(c.next_stanza().await.contains("id='still'"));
+    c.send("</stream:stream>").await;
+    c.read_to_close().await;
+    d.wait_log("component detached", 1);
+    let mut old = Raw::connect(d.starttls, "irc.localhost").await;
+    let id = stream_id(&open(&mut old, "irc.localhost").await);
+    old.send(&format!("<handshake>{}</handshake>", digest(&id, "s3cret")))
+        .await;
+    assert!(old.read_to_close().await.contains("<not-authorized "));
+    let _new = attach(&d, "irc.localhost", "n3w").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn messages_iq_and_presence_both_ways() {
     let d = daemon();
     let mut c = attach(&d, "irc.localhost", "s3cret").await;
@@ -151,6 +222,31 @@ async fn messages_iq_and_presence_both_ways() {
     let r = a.next_non_presence().await;
     assert!(r.contains("type='result'") && r.contains("id='q1'"), "{r}");
     assert!(r.contains("category='gateway'"), "{r}");
+
+    // iq from the component to the user, and the user's result back
+    c.send(&format!(
+        "<iq from='bob@irc.localhost/irc' to='{jid}' type='get' id='v1'><query xmlns='jabber:iq:version'/></iq>"
+    ))
+    .await;
+    let q = a.wait_for("id='v1'").await;
+    assert!(q.contains("from='bob@irc.localhost/irc'"), "{q}");
+    a.send("<iq to='bob@irc.localhost/irc' type='result' id='v1'><query xmlns='jabber:iq:version'><name>raw</name></query></iq>")
+        .await;
+    let r = c.next_stanza().await;
+    assert!(
+        r.contains("type='result'") && r.contains("<name>raw</name>"),
+        "{r}"
+    );
+    assert!(r.contains(&format!("from='{jid}'")), "{r}");
+
+    // registration with the gateway (XEP-0077) is the component's to answer
+    a.send("<iq to='irc.localhost' type='get' id='reg'><query xmlns='jabber:iq:register'/></iq>")
+        .await;
+    let q = c.next_stanza().await;
+    assert!(
+        q.contains("id='reg'") && q.contains("jabber:iq:register"),
+        "{q}"
+    );
 
     // iq from the component to the server: answered to the component
     c.send("<iq from='irc.localhost' to='localhost' type='get' id='s1'><ping xmlns='urn:xmpp:ping'/></iq>")

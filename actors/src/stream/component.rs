@@ -14,6 +14,8 @@ use crate::component::Component;
 use crate::signals::to_registry::{AttachComponent, AttachError};
 use actix::prelude::*;
 use minidom::Element;
+use std::time::Instant;
+use xmppd_proto::auth::throttle::{self, AuthThrottle};
 use xmppd_proto::component::handshake_ok;
 use xmppd_proto::config::ComponentSettings;
 use xmppd_proto::ns;
@@ -74,8 +76,19 @@ fn element(conn: &mut Connection, el: Element, ctx: &mut Context<Connection>) {
     let Some(config) = c.config.clone() else {
         return core.fail(StreamError::new(Condition::NotAuthorized));
     };
+    // wrong secrets count against the address like failed logins (limits.auth_failures_per_ip)
+    let policy = throttle::Policy::from(&core.settings.limits);
+    let (ip, now) = (core.peer.ip(), Instant::now());
+    if let Err(e) = AuthThrottle::global().check(&policy, ip, None, now) {
+        slog::warn!(core.log, # "XMPPI", "component handshake refused"; "component" => &config.name, "why" => %e);
+        return core.fail(StreamError::with_text(
+            Condition::PolicyViolation,
+            e.to_string(),
+        ));
+    }
     if !handshake_ok(&core.stream_id, &config.secret, &el.text()) {
         slog::warn!(core.log, # "XMPPI", "component handshake failed"; "component" => &config.name);
+        AuthThrottle::global().failed(&policy, ip, None, now);
         return core.fail(StreamError::new(Condition::NotAuthorized));
     }
     attach(conn, config, ctx);
