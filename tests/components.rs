@@ -277,6 +277,35 @@ async fn messages_iq_and_presence_both_ways() {
     assert!(push.contains("jid='bob@irc.localhost'"), "{push}");
     let p = a.wait_for("from='bob@irc.localhost/irc'").await;
     assert!(p.contains("<show>away</show>"), "{p}");
+    // the gateway contact subscribes back: approved, then the user's broadcasts reach it
+    c.send("<presence from='bob@irc.localhost' to='alice@localhost' type='subscribe'/>")
+        .await;
+    let req = a.wait_for("type='subscribe'").await;
+    assert!(req.contains("from='bob@irc.localhost'"), "{req}");
+    a.send("<presence to='bob@irc.localhost' type='subscribed'/>")
+        .await;
+    let ok = c.wait_for("type='subscribed'").await;
+    assert!(ok.contains("from='alice@localhost'"), "{ok}");
+    let push = a.wait_for("subscription='both'").await;
+    assert!(push.contains("jid='bob@irc.localhost'"), "{push}");
+    // with the subscription the contact gets the user's current presence
+    let now = c.wait_for(&format!("from='{jid}'")).await;
+    assert!(
+        now.starts_with("<presence") && !now.contains("type="),
+        "{now}"
+    );
+    a.send("<presence><show>dnd</show></presence>").await;
+    let p = c.wait_for("<show>dnd</show>").await;
+    assert!(p.contains(&format!("from='{jid}'")), "{p}");
+    assert!(p.contains("to='bob@irc.localhost'"), "{p}");
+    // a second resource logging in probes the gateway contact
+    let (_a2, jid2) = Raw::login(d.starttls, "localhost", "alice", "alice-pw", "r2").await;
+    let probe = c.wait_for("type='probe'").await;
+    assert!(probe.contains("to='bob@irc.localhost'"), "{probe}");
+    assert!(probe.contains("from='alice@localhost"), "{probe}");
+    let p = c.wait_for(&format!("from='{jid2}'")).await;
+    assert!(p.starts_with("<presence"), "{p}");
+
     // directed presence to a gateway contact reaches the component
     a.send("<presence to='bob@irc.localhost' type='unavailable'/>")
         .await;
@@ -286,7 +315,7 @@ async fn messages_iq_and_presence_both_ways() {
     // a malformed 'to' is the component's stanza error
     c.send("<message from='bob@irc.localhost' to='a@@b' id='bad'><body>x</body></message>")
         .await;
-    let e = c.next_stanza().await;
+    let e = c.wait_for("id='bad'").await;
     assert!(
         has_error(&e, "jid-malformed") && e.contains("id='bad'"),
         "{e}"
