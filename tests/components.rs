@@ -421,16 +421,18 @@ async fn a_component_that_does_not_read_is_dropped_and_senders_are_told() {
     let (mut a, _) = alice(&d).await;
     // attached, then never reads again
     let _c = attach(&d, "irc.localhost", "s3cret").await;
-    let body = "x".repeat(16 * 1024);
+    // small messages, and alice reads often: the bounces carry the body back, and alice
+    // too is dropped if she leaves more than the write buffer unread
+    let body = "x".repeat(2 * 1024);
     let mut refused = None;
-    for i in 0..4000 {
+    for i in 0..20_000 {
         a.send(&format!(
             "<message to='x@irc.localhost' id='f{i}'><body>{body}</body></message>"
         ))
         .await;
-        if i % 32 == 31
+        if i % 16 == 15
             && let Some(r) = a
-                .try_read_until("</message>", Duration::from_millis(20))
+                .try_read_until("</message>", Duration::from_millis(5))
                 .await
         {
             refused = Some(r);
@@ -459,13 +461,25 @@ async fn items(a: &mut Raw, id: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn disco_items_list_the_attached_components() {
-    let d = daemon();
+    // two hosted domains: each lists the components
+    let d = Daemon::with(Options {
+        extra: format!("{COMPONENTS}\n[[domain]]\nname = \"other.localhost\"\n"),
+        ..Options::default()
+    });
     let (mut a, _) = alice(&d).await;
     let r = items(&mut a, "d1").await;
     assert!(r.contains("type='result'") && !r.contains("<item"), "{r}");
     let mut c = attach(&d, "irc.localhost", "s3cret").await;
     let g = attach(&d, "gw.localhost", "gw-secret").await;
     let r = items(&mut a, "d2").await;
+    assert!(
+        r.contains("<item jid='gw.localhost'/><item jid='irc.localhost' name='IRC gateway'/>"),
+        "{r}"
+    );
+    // the other hosted domain, asked through the registry
+    a.send("<iq to='other.localhost' type='get' id='o1'><query xmlns='http://jabber.org/protocol/disco#items'/></iq>")
+        .await;
+    let r = a.wait_for("id='o1'").await;
     assert!(
         r.contains("<item jid='gw.localhost'/><item jid='irc.localhost' name='IRC gateway'/>"),
         "{r}"
