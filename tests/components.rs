@@ -46,7 +46,12 @@ fn stream_id(header: &str) -> String {
 
 /// A component connected and attached (handshake accepted).
 async fn attach(d: &Daemon, name: &str, secret: &str) -> Raw {
-    let mut c = Raw::connect(d.starttls, name).await;
+    let c = Raw::connect(d.starttls, name).await;
+    handshake(c, name, secret).await
+}
+
+/// The handshake on a connection: attached.
+async fn handshake(mut c: Raw, name: &str, secret: &str) -> Raw {
     let header = open(&mut c, name).await;
     assert!(header.contains(&format!("from='{name}'")), "{header}");
     assert!(!header.contains("version="), "{header}");
@@ -113,6 +118,19 @@ async fn handshake_unknown_name_wrong_secret_and_nothing_before_it() {
     let m = c.next_stanza().await;
     assert!(m.contains("to='someone@irc.localhost'"), "{m}");
     assert!(m.contains("from='alice@localhost/r'"), "{m}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_component_over_direct_tls() {
+    let d = daemon();
+    // the component checks the server's certificate (for its domain, localhost)
+    let c = Raw::connect_tls(d.direct_tls, "localhost").await;
+    let mut c = handshake(c, "irc.localhost", "s3cret").await;
+    let (mut a, _) = alice(&d).await;
+    a.send("<message to='x@irc.localhost' id='t1'><body>over tls</body></message>")
+        .await;
+    let m = c.next_stanza().await;
+    assert!(m.contains("id='t1'") && m.contains("over tls"), "{m}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
