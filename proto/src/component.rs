@@ -115,9 +115,18 @@ mod tests {
     }
 
     #[test]
-    fn handshake_digest_of_stream_id_and_secret() {
-        // XEP-0114 §3's stream id with a secret; the value computed by coreutils
-        // (`printf 3BF96D32sh4k3sp34r3 | sha1sum`)
+    fn handshake_per_xep_0114_example_3() {
+        // XEP-0114 example 3: stream id 3BF96D32; the secret behind the example's value
+        // is "test" (`printf 3BF96D32test | sha1sum`)
+        assert_eq!(
+            handshake_digest("3BF96D32", "test"),
+            "aaee83c26aeeafcbabeabfcbcd50df997e0a2a1e"
+        );
+        assert!(handshake_ok(
+            "3BF96D32",
+            "test",
+            "aaee83c26aeeafcbabeabfcbcd50df997e0a2a1e"
+        ));
         let d = handshake_digest("3BF96D32", "sh4k3sp34r3");
         assert_eq!(d, "684d86ce2263c38ce39cf9cd6226805020596251");
         assert!(handshake_ok("3BF96D32", "sh4k3sp34r3", &d));
