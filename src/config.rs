@@ -190,6 +190,39 @@ fn semantic_checks(
             }
         }
     }
+    let mut names = std::collections::HashSet::new();
+    for (i, c) in s.components.iter().enumerate() {
+        let idx = i.to_string();
+        let name = c.name.to_ascii_lowercase();
+        let valid = !name.is_empty()
+            && xmpp_parsers::jid::BareJid::new(&name).is_ok_and(|j| j.node().is_none());
+        if !valid {
+            push(
+                &["components", &idx, "name"],
+                format!("'{}' is not a valid component domain", c.name),
+            );
+        } else if seen.contains(&name) {
+            push(
+                &["components", &idx, "name"],
+                format!(
+                    "'{}' is a hosted domain: a component needs a domain of its own",
+                    c.name
+                ),
+            );
+        }
+        if !names.insert(name) {
+            push(
+                &["components", &idx, "name"],
+                format!("component '{}' is configured twice", c.name),
+            );
+        }
+        if c.secret.is_empty() {
+            push(
+                &["components", &idx, "secret"],
+                "a component needs a secret".into(),
+            );
+        }
+    }
     let mut addrs = std::collections::HashSet::new();
     for (i, l) in s.listeners.iter().enumerate() {
         if l.address.port() != 0 && !addrs.insert(l.address) {
@@ -329,6 +362,25 @@ mod tests {
         assert_eq!(s.map(|s| s.storage.backend), Some(StorageBackend::Postgres));
         let (_, problems) = check_text("[storage]\nbackend = \"mysql\"\n", Path::new(""));
         assert_eq!(problems.first().map(|p| p.line), Some(2), "{problems:?}");
+    }
+
+    #[test]
+    fn components_are_checked() {
+        let text = "[[domain]]\nname = \"example.org\"\n\
+            [[components]]\nname = \"irc.example.org\"\nsecret = \"s\"\ndescription = \"IRC\"\n\
+            [[components]]\nname = \"Example.org\"\nsecret = \"s\"\n\
+            [[components]]\nname = \"IRC.example.org\"\nsecret = \"\"\n\
+            [[components]]\nname = \"a@b\"\nsecret = \"s\"\n";
+        let (s, problems) = check_text(text, Path::new(""));
+        let lines: Vec<usize> = problems.iter().map(|p| p.line).collect();
+        // hosted, twice, no secret, not a domain
+        assert_eq!(lines, vec![8, 11, 12, 14], "{problems:?}");
+        let s = s.expect("read");
+        let irc = s.component("irc.EXAMPLE.org").expect("found");
+        assert_eq!((irc.secret.as_str(), irc.replace), ("s", false));
+        assert_eq!(irc.description, "IRC");
+        // and the secret never shows in debug output
+        assert!(!format!("{irc:?}").contains("\"s\""));
     }
 
     #[test]

@@ -123,8 +123,9 @@ async fn wrong_namespaces() {
     let (d, mut b) = setup().await;
     let s2s = HDR.replace("xmlns='jabber:client'", "xmlns='jabber:server'");
     expect_stream_error(&d, &mut b, s2s.as_bytes(), "invalid-namespace", false).await;
+    // a component stream to a hosted domain: no such component
     let comp = HDR.replace("xmlns='jabber:client'", "xmlns='jabber:component:accept'");
-    expect_stream_error(&d, &mut b, comp.as_bytes(), "invalid-namespace", false).await;
+    expect_stream_error(&d, &mut b, comp.as_bytes(), "host-unknown", false).await;
     let bad_stream_ns = HDR.replace("http://etherx.jabber.org/streams", "urn:wrong");
     expect_stream_error(
         &d,

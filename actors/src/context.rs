@@ -94,6 +94,9 @@ pub struct ServerContext {
     /// The iteration count of an unknown user's decoy credentials: what most stored
     /// accounts have (read at start), else the configured one.
     pub decoy_iterations: std::sync::atomic::AtomicU32,
+    /// The domains of the trusted components attached now (disco#items lists them),
+    /// kept by the registry.
+    pub components: Live<Vec<String>>,
 }
 
 pub type Ctx = Arc<ServerContext>;

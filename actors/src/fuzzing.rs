@@ -12,7 +12,9 @@ use std::sync::OnceLock;
 use xmppd_proto::auth::legacy;
 use xmppd_proto::auth::sasl::{self, Claim, DecoyKey, Exchange, Mech, Step};
 use xmppd_proto::auth::scram::Credentials;
+use xmppd_proto::component;
 use xmppd_proto::net::tls::ChannelBinding;
+use xmppd_proto::ns;
 use xmppd_proto::stanza::{self, ErrorCondition};
 use xmppd_proto::xml::fast_parser::FastParser;
 use xmppd_proto::xml::stream_parser::{Limits, StreamEvent};
@@ -169,6 +171,32 @@ pub fn stanza(data: &[u8]) {
             if let Some(r) = features::serve(&env, to, Who::Anyone, &el) {
                 round_trips(&r);
             }
+        }
+        // what a component sends (XEP-0114), as the component of `localhost`
+        let _ = component::handshake_ok("0123456789abcdef", "secret", &el.text());
+        match component::inbound(el.clone(), "localhost") {
+            component::Verdict::Route { from, stanza, .. } => {
+                round_trips(&stanza);
+                assert!(stanza.has_ns(ns::CLIENT), "routed outside jabber:client");
+                assert!(from.domain().as_str().eq_ignore_ascii_case("localhost"));
+                // and back out to a component: it reads the same element in its namespace
+                let out = xmppd_proto::xml::writer::to_bytes_in(&stanza, ns::CLIENT);
+                let wrapped = format!(
+                    "<w xmlns='{}'>{}</w>",
+                    ns::COMPONENT,
+                    String::from_utf8_lossy(&out)
+                );
+                let back: Element = wrapped.parse().expect("written for a component");
+                let back = back.children().next().cloned().expect("one child");
+                // (compared as written: the parser may split text nodes differently)
+                let to_bytes = xmppd_proto::xml::writer::to_bytes;
+                assert_eq!(
+                    to_bytes(&component::into_ns(back, ns::CLIENT)),
+                    to_bytes(&stanza)
+                );
+            }
+            component::Verdict::Reply(r) => round_trips(&r),
+            component::Verdict::Fail(_) => {}
         }
         let _ = crate::features::single_payload(&el);
         if let Ok(req) = legacy::parse(&el) {

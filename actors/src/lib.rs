@@ -2,6 +2,7 @@
 //! (plain functions and types, no actix) they run.
 
 pub mod account;
+pub mod component;
 pub mod context;
 pub mod features;
 pub mod fuzzing;

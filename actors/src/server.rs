@@ -79,6 +79,7 @@ impl Server {
             started: Instant::now(),
             shutdown,
             decoy_iterations: decoy_iterations.into(),
+            components: Live::new(Vec::new()),
         });
         let replicas = workers
             .iter()

@@ -29,6 +29,8 @@ pub struct Settings {
     pub auth: AuthSettings,
     pub limits: LimitSettings,
     pub storage: StorageSettings,
+    /// Trusted components (XEP-0114) that may attach, by domain.
+    pub components: Vec<ComponentSettings>,
 }
 
 impl Default for Settings {
@@ -49,6 +51,7 @@ impl Default for Settings {
             auth: AuthSettings::default(),
             limits: LimitSettings::default(),
             storage: StorageSettings::default(),
+            components: Vec::new(),
         }
     }
 }
@@ -56,6 +59,40 @@ impl Default for Settings {
 impl Settings {
     pub fn domain(&self, name: &str) -> Option<&DomainSettings> {
         self.domains.iter().find(|d| d.name == name)
+    }
+
+    /// The configured component whose domain is `name` (case-insensitive).
+    pub fn component(&self, name: &str) -> Option<&ComponentSettings> {
+        self.components
+            .iter()
+            .find(|c| c.name.eq_ignore_ascii_case(name))
+    }
+}
+
+/// A trusted component (XEP-0114): a service (a gateway, say) that connects to the
+/// server with a shared secret and then serves every JID of its domain.
+#[derive(Clone, Serialize, Deserialize, PartialEq, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct ComponentSettings {
+    /// The component's domain (the stream header's `to`); never a hosted domain.
+    pub name: String,
+    /// The shared secret of the handshake.
+    pub secret: String,
+    /// A second connection for the domain while one is attached: `false` refuses it
+    /// with `conflict`, `true` closes the first (with `conflict`) and takes its place.
+    pub replace: bool,
+    /// The name shown for it in disco#items (none when empty).
+    pub description: String,
+}
+
+impl std::fmt::Debug for ComponentSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ComponentSettings")
+            .field("name", &self.name)
+            .field("secret", &"***")
+            .field("replace", &self.replace)
+            .field("description", &self.description)
+            .finish()
     }
 }
 

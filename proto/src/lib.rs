@@ -14,6 +14,7 @@
 //! - [`config`]: the settings schema.
 
 pub mod auth;
+pub mod component;
 pub mod config;
 pub mod im;
 pub mod net;

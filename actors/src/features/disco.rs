@@ -46,9 +46,9 @@ fn server_items(c: &IqCall<'_>) -> IqAnswer {
 
 /// Where the items of a domain's disco#items come from, in the order they are listed.
 /// Each source reads what it needs from the environment at the time of the request, so
-/// a reload or a service attaching shows at the next request. (Attached services such
-/// as components are a source of their own, added here.)
-pub static ITEM_SOURCES: &[fn(&Env<'_>) -> Vec<DiscoItem>] = &[supplementary];
+/// a reload or a service attaching shows at the next request. Chat-room services are
+/// a source of their own, added here when they land.
+pub static ITEM_SOURCES: &[fn(&Env<'_>) -> Vec<DiscoItem>] = &[components, supplementary];
 
 /// The items of the domain at hand: every source's, each JID and node once (the first source
 /// that names it wins).
@@ -60,6 +60,22 @@ pub fn items(env: &Env<'_>) -> Vec<DiscoItem> {
         }
     }
     out
+}
+
+/// The trusted components attached now, with the name configured for each.
+fn components(env: &Env<'_>) -> Vec<DiscoItem> {
+    env.components
+        .iter()
+        .map(|d| DiscoItem {
+            jid: d.clone(),
+            name: env
+                .settings
+                .component(d)
+                .map(|s| s.description.clone())
+                .filter(|n| !n.is_empty()),
+            node: None,
+        })
+        .collect()
 }
 
 /// The administrator's supplementary items for the domain (`[[domain]] disco_items`).

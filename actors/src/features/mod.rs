@@ -178,6 +178,8 @@ pub struct Env<'a> {
     /// Whether the client stream being negotiated runs TLS; `None` outside the
     /// negotiation (sessions, accounts, the registry).
     pub tls: Option<bool>,
+    /// The domains of the trusted components attached now (the server's disco#items).
+    pub components: &'a [String],
 }
 
 impl<'a> Env<'a> {
@@ -187,6 +189,7 @@ impl<'a> Env<'a> {
             settings,
             domain: settings.domain(domain),
             tls: None,
+            components: &[],
         }
     }
 
@@ -196,6 +199,11 @@ impl<'a> Env<'a> {
             tls: Some(tls),
             ..Env::new(settings, domain)
         }
+    }
+
+    /// The same, knowing which components are attached (see [`Env::components`]).
+    pub fn with_components(self, components: &'a [String]) -> Self {
+        Env { components, ..self }
     }
 }
 

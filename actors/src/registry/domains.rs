@@ -8,6 +8,7 @@
 //! (RFC 7622 §3.2 nameprep leaves ASCII domains case-insensitive).
 
 use crate::signals::Signal;
+use crate::signals::to_registry::Replaced;
 use actix::Recipient;
 use std::collections::{HashMap, HashSet};
 
@@ -25,6 +26,8 @@ pub enum ServiceKind {
 pub struct Service {
     pub kind: ServiceKind,
     pub signals: Recipient<Signal>,
+    /// Told when another actor takes the domain over (components with `replace`).
+    pub replaced: Option<Recipient<Replaced>>,
 }
 
 /// The answer of a lookup.
@@ -37,14 +40,7 @@ pub enum Domain<'a> {
     Remote,
 }
 
-/// Why a service could not be attached.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum AttachError {
-    #[error("the domain is hosted here")]
-    Hosted,
-    #[error("another service serves the domain")]
-    Taken,
-}
+pub use crate::signals::to_registry::AttachError;
 
 #[derive(Default)]
 pub struct DomainTable {
@@ -97,6 +93,23 @@ impl DomainTable {
         Ok(())
     }
 
+    /// Attach `service` to `domain` in place of the one attached there, if any, which is
+    /// returned (to be told it was replaced).
+    pub fn replace(
+        &mut self,
+        domain: &str,
+        service: Service,
+    ) -> Result<Option<Service>, AttachError> {
+        let d = domain.to_ascii_lowercase();
+        if self.local.contains(&d) {
+            return Err(AttachError::Hosted);
+        }
+        Ok(self
+            .services
+            .insert(d, service)
+            .filter(|old| old.signals.connected()))
+    }
+
     /// Detach the service of `domain`, if it is the one given (a replaced service that
     /// ends late must not detach its successor).
     pub fn detach(&mut self, domain: &str, signals: &Recipient<Signal>) -> bool {
@@ -132,6 +145,7 @@ mod tests {
         Service {
             kind,
             signals: Sink.start().recipient(),
+            replaced: None,
         }
     }
 
@@ -172,6 +186,24 @@ mod tests {
         assert!(!t.detach("irc.example.org", &other));
         assert!(t.detach("irc.example.org", &first_signals));
         assert!(matches!(t.lookup("irc.example.org"), Domain::Remote));
+        // replacing hands the old one back
+        let first = service(ServiceKind::Component);
+        let first_signals = first.signals.clone();
+        t.attach("irc.example.org", first).expect("attach");
+        let second = service(ServiceKind::Component);
+        let second_signals = second.signals.clone();
+        let old = t.replace("irc.example.org", second).expect("replace");
+        assert!(old.is_some_and(|o| o.signals == first_signals));
+        // the replaced one ending late does not detach its successor
+        assert!(!t.detach("irc.example.org", &first_signals));
+        assert!(
+            matches!(t.lookup("irc.example.org"), Domain::Service(s) if s.signals == second_signals)
+        );
+        assert_eq!(
+            t.replace("example.org", service(ServiceKind::Component))
+                .err(),
+            Some(AttachError::Hosted)
+        );
     }
 
     #[actix_rt::test]

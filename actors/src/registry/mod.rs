@@ -10,12 +10,12 @@ pub mod routes;
 use crate::context::Ctx;
 use crate::features::{self, Entity, Env, Who};
 use crate::signals::to_registry::{
-    AccountIdle, Availability, Bind, BindError, FromSession, ListSessions, SessionInfo, SetDomains,
-    Unbind,
+    AccountIdle, AttachComponent, AttachError, Availability, Bind, BindError, DetachService,
+    FromSession, ListSessions, Replaced, SessionInfo, SetDomains, Unbind,
 };
 use crate::signals::{AccountRef, SessionRef, Signal, ToAccount, ToSession};
 use actix::prelude::*;
-use domains::{Domain, DomainTable};
+use domains::{Domain, DomainTable, Service, ServiceKind};
 use routes::{Route, RouteTable, RouteUpdate};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -116,6 +116,14 @@ impl Registry {
                     }
                 };
             }
+            // a configured component that is not connected now
+            Domain::Remote if self.is_component(to.domain().as_str()) => {
+                return self.bounce(
+                    sig,
+                    ErrorCondition::ServiceUnavailable,
+                    Some("the component is not connected"),
+                );
+            }
             // Federation is not built yet: every other domain is unreachable.
             Domain::Remote => {
                 return self.bounce(
@@ -135,13 +143,34 @@ impl Registry {
         }
     }
 
+    /// Whether `domain` is a configured trusted component.
+    fn is_component(&self, domain: &str) -> bool {
+        self.ctx
+            .as_ref()
+            .is_some_and(|c| c.settings.get().component(domain).is_some())
+    }
+
+    /// Tell everyone who reads it which components are attached now (disco#items).
+    fn publish_components(&self) {
+        let Some(ctx) = self.ctx.as_ref() else { return };
+        let mut names: Vec<String> = self
+            .domains
+            .services()
+            .filter(|(_, s)| s.kind == ServiceKind::Component)
+            .map(|(d, _)| d.to_string())
+            .collect();
+        names.sort();
+        ctx.components.set(names);
+    }
+
     /// Addressed to a hosted domain itself.
     fn for_server(&mut self, sig: Signal) {
         match &sig {
             Signal::Info(i) => {
                 let Some(ctx) = self.ctx.as_ref() else { return };
                 let settings = ctx.settings.get();
-                let env = Env::new(&settings, i.to.domain().as_str());
+                let components = ctx.components.get();
+                let env = Env::new(&settings, i.to.domain().as_str()).with_components(&components);
                 if let Some(reply) = features::serve(&env, Entity::Server, Who::Anyone, &i.stanza)
                     && let Some(r) = Signal::new(i.to.clone(), i.from.clone(), reply)
                 {
@@ -348,6 +377,41 @@ impl Handler<SetDomains> for Registry {
     type Result = ();
     fn handle(&mut self, d: SetDomains, _: &mut Context<Self>) {
         self.domains.set_local(d.0);
+        self.publish_components();
+    }
+}
+
+impl Handler<AttachComponent> for Registry {
+    type Result = Result<(), AttachError>;
+    fn handle(&mut self, a: AttachComponent, _: &mut Context<Self>) -> Self::Result {
+        let service = Service {
+            kind: ServiceKind::Component,
+            signals: a.signals,
+            replaced: Some(a.replaced),
+        };
+        if a.replace {
+            if let Some(old) = self.domains.replace(&a.domain, service)? {
+                slog::info!(self.log, "component replaced by a new connection"; "domain" => &a.domain);
+                if let Some(r) = old.replaced {
+                    r.do_send(Replaced);
+                }
+            }
+        } else {
+            self.domains.attach(&a.domain, service)?;
+        }
+        slog::info!(self.log, "component attached"; "domain" => &a.domain);
+        self.publish_components();
+        Ok(())
+    }
+}
+
+impl Handler<DetachService> for Registry {
+    type Result = ();
+    fn handle(&mut self, d: DetachService, _: &mut Context<Self>) {
+        if self.domains.detach(&d.domain, &d.signals) {
+            slog::info!(self.log, "component detached"; "domain" => &d.domain);
+            self.publish_components();
+        }
     }
 }
 
@@ -423,5 +487,7 @@ pub fn reference(addr: &Addr<Registry>) -> crate::signals::RegistryRef {
         set_domains: addr.clone().recipient(),
         list_sessions: addr.clone().recipient(),
         account_idle: addr.clone().recipient(),
+        attach_component: addr.clone().recipient(),
+        detach_service: addr.clone().recipient(),
     }
 }

@@ -96,6 +96,8 @@ pub struct RegistryRef {
     pub set_domains: Recipient<SetDomains>,
     pub list_sessions: Recipient<ListSessions>,
     pub account_idle: Recipient<AccountIdle>,
+    pub attach_component: Recipient<AttachComponent>,
+    pub detach_service: Recipient<DetachService>,
 }
 
 impl RegistryRef {
@@ -104,3 +106,38 @@ impl RegistryRef {
         self.signal.do_send(sig)
     }
 }
+
+/// Why a service could not be attached to its domain.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AttachError {
+    #[error("the domain is hosted here")]
+    Hosted,
+    #[error("another service serves the domain")]
+    Taken,
+}
+
+/// A trusted component authenticated: attach it to its domain, so that every signal
+/// for the domain or any JID in it goes to `signals`. With `replace`, a component
+/// already attached there is told [`Replaced`] and detached; without, the attach is
+/// refused ([`AttachError::Taken`]).
+#[derive(actix::Message)]
+#[rtype(result = "Result<(), AttachError>")]
+pub struct AttachComponent {
+    pub domain: String,
+    pub signals: Recipient<Signal>,
+    pub replaced: Recipient<Replaced>,
+    pub replace: bool,
+}
+
+/// A service leaves its domain (only the one attached can detach itself).
+#[derive(actix::Message)]
+#[rtype(result = "()")]
+pub struct DetachService {
+    pub domain: String,
+    pub signals: Recipient<Signal>,
+}
+
+/// Sent to an attached service that another connection for its domain replaced.
+#[derive(Debug, actix::Message)]
+#[rtype(result = "()")]
+pub struct Replaced;

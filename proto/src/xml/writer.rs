@@ -15,6 +15,17 @@ pub fn to_bytes(el: &Element) -> Vec<u8> {
     out
 }
 
+/// The element as written inside a stream whose default namespace is `default_ns`:
+/// elements in that namespace carry no declaration, so the peer reads them in its
+/// stream's own default namespace (a `jabber:client` stanza written with
+/// `default_ns = jabber:client` reads as `jabber:component:accept` on a component
+/// stream). Not self-contained: for that stream only.
+pub fn to_bytes_in(el: &Element, default_ns: &str) -> Vec<u8> {
+    let mut out = Vec::with_capacity(estimate(el));
+    write(el, Some(default_ns), &mut out);
+    out
+}
+
 pub fn to_string(el: &Element) -> String {
     String::from_utf8(to_bytes(el)).unwrap_or_default()
 }

@@ -1,0 +1,521 @@
+//! Trusted components (XEP-0114) against the real daemon, with raw sockets where the
+//! protocol matters: the handshake, routing both ways between a component and local
+//! users, detaching and reattaching, duplicate connections, bounds, reload, disco#items.
+//! Real components (slixmpp's `ComponentXMPP`, the biboumi IRC gateway) are in
+//! `components_gateways.rs`.
+
+mod common;
+use common::*;
+use sha1::{Digest, Sha1};
+use std::time::Duration;
+
+const COMPONENTS: &str = "[[components]]\nname = \"irc.localhost\"\nsecret = \"s3cret\"\n\
+    description = \"IRC gateway\"\n\n\
+    [[components]]\nname = \"gw.localhost\"\nsecret = \"gw-secret\"\nreplace = true\n";
+
+fn daemon() -> Daemon {
+    Daemon::with(Options {
+        extra: COMPONENTS.into(),
+        ..Options::default()
+    })
+}
+
+fn digest(id: &str, secret: &str) -> String {
+    Sha1::digest(format!("{id}{secret}").as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// Open a component stream to `name`; returns the server's header.
+async fn open(c: &mut Raw, name: &str) -> String {
+    c.send(&format!(
+        "<?xml version='1.0'?><stream:stream xmlns='jabber:component:accept' \
+         xmlns:stream='http://etherx.jabber.org/streams' to='{name}'>"
+    ))
+    .await;
+    c.read_until(">").await;
+    c.read_until(">").await
+}
+
+fn stream_id(header: &str) -> String {
+    let start = header.find(" id='").expect("stream id") + 5;
+    let end = header[start..].find('\'').expect("id end") + start;
+    header[start..end].to_string()
+}
+
+/// A component connected and attached (handshake accepted).
+async fn attach(d: &Daemon, name: &str, secret: &str) -> Raw {
+    let c = Raw::connect(d.starttls, name).await;
+    handshake(c, name, secret).await
+}
+
+/// The handshake on a connection: attached.
+async fn handshake(mut c: Raw, name: &str, secret: &str) -> Raw {
+    let header = open(&mut c, name).await;
+    assert!(header.contains(&format!("from='{name}'")), "{header}");
+    assert!(!header.contains("version="), "{header}");
+    let id = stream_id(&header);
+    c.send(&format!("<handshake>{}</handshake>", digest(&id, secret)))
+        .await;
+    let ok = c.next_stanza().await;
+    assert_eq!(ok, "<handshake/>");
+    c
+}
+
+async fn alice(d: &Daemon) -> (Raw, String) {
+    Raw::login(d.starttls, "localhost", "alice", "alice-pw", "r").await
+}
+
+fn has_error(stanza: &str, cond: &str) -> bool {
+    stanza.contains("type='error'") && stanza.contains(&format!("<{cond} "))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn handshake_unknown_name_wrong_secret_and_nothing_before_it() {
+    let d = daemon();
+    // a name that is not configured: host-unknown
+    let mut c = Raw::connect(d.starttls, "nope.localhost").await;
+    open(&mut c, "nope.localhost").await;
+    let rest = c.read_to_close().await;
+    assert!(rest.contains("<host-unknown "), "{rest}");
+    // a hosted domain is no component either
+    let mut c = Raw::connect(d.starttls, "localhost").await;
+    open(&mut c, "localhost").await;
+    let rest = c.read_to_close().await;
+    assert!(rest.contains("<host-unknown "), "{rest}");
+    // a wrong secret: not-authorized, and the domain stays unattached
+    let mut c = Raw::connect(d.starttls, "irc.localhost").await;
+    let id = stream_id(&open(&mut c, "irc.localhost").await);
+    c.send(&format!("<handshake>{}</handshake>", digest(&id, "wrong")))
+        .await;
+    let rest = c.read_to_close().await;
+    assert!(rest.contains("<not-authorized "), "{rest}");
+    // the right secret for another stream id (a replayed handshake): not-authorized
+    let mut c = Raw::connect(d.starttls, "irc.localhost").await;
+    open(&mut c, "irc.localhost").await;
+    c.send(&format!("<handshake>{}</handshake>", digest(&id, "s3cret")))
+        .await;
+    let rest = c.read_to_close().await;
+    assert!(rest.contains("<not-authorized "), "{rest}");
+    // a stanza before the handshake: not-authorized, nothing routed
+    let (mut a, _) = alice(&d).await;
+    let mut c = Raw::connect(d.starttls, "irc.localhost").await;
+    open(&mut c, "irc.localhost").await;
+    c.send("<message from='x@irc.localhost' to='alice@localhost'><body>early</body></message>")
+        .await;
+    let rest = c.read_to_close().await;
+    assert!(rest.contains("<not-authorized "), "{rest}");
+    a.send("<message to='someone@irc.localhost' id='m1'><body>hi</body></message>")
+        .await;
+    let r = a.next_non_presence().await;
+    assert!(has_error(&r, "service-unavailable"), "{r}");
+    assert!(!r.contains("early"), "{r}");
+    // the right one works
+    let mut c = attach(&d, "irc.localhost", "s3cret").await;
+    a.send("<message to='someone@irc.localhost' id='m2'><body>hi</body></message>")
+        .await;
+    let m = c.next_stanza().await;
+    assert!(m.contains("to='someone@irc.localhost'"), "{m}");
+    assert!(m.contains("from='alice@localhost/r'"), "{m}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_component_over_direct_tls() {
+    let d = daemon();
+    // the component checks the server's certificate (for its domain, localhost)
+    let c = Raw::connect_tls(d.direct_tls, "localhost").await;
+    let mut c = handshake(c, "irc.localhost", "s3cret").await;
+    let (mut a, _) = alice(&d).await;
+    a.send("<message to='x@irc.localhost' id='t1'><body>over tls</body></message>")
+        .await;
+    let m = c.next_stanza().await;
+    assert!(m.contains("id='t1'") && m.contains("over tls"), "{m}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wrong_secrets_are_throttled_per_address() {
+    let d = Daemon::with(Options {
+        extra: format!("{COMPONENTS}\n[limits]\nauth_failures_per_ip = 2\n"),
+        ..Options::default()
+    });
+    for _ in 0..2 {
+        let mut c = Raw::connect(d.starttls, "irc.localhost").await;
+        let id = stream_id(&open(&mut c, "irc.localhost").await);
+        c.send(&format!("<handshake>{}</handshake>", digest(&id, "guess")))
+            .await;
+        let rest = c.read_to_close().await;
+        assert!(rest.contains("<not-authorized "), "{rest}");
+    }
+    // now even the right secret is refused from this address for the window
+    let mut c = Raw::connect(d.starttls, "irc.localhost").await;
+    let id = stream_id(&open(&mut c, "irc.localhost").await);
+    c.send(&format!("<handshake>{}</handshake>", digest(&id, "s3cret")))
+        .await;
+    let rest = c.read_to_close().await;
+    assert!(rest.contains("<policy-violation "), "{rest}");
+    assert!(!rest.contains("<handshake/>"), "{rest}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn components_and_secrets_change_on_reload() {
+    let d = Daemon::start();
+    let mut c = Raw::connect(d.starttls, "irc.localhost").await;
+    open(&mut c, "irc.localhost").await;
+    let rest = c.read_to_close().await;
+    assert!(rest.contains("<host-unknown "), "{rest}");
+    // check-config refuses a component named like a hosted domain
+    let cfg = std::fs::read_to_string(&d.config).expect("read");
+    std::fs::write(
+        &d.config,
+        format!("{cfg}\n[[components]]\nname = \"localhost\"\nsecret = \"x\"\n"),
+    )
+    .expect("write");
+    let out = d.cli(&["check-config"]);
+    assert!(!out.status.success());
+    let err =
+        String::from_utf8_lossy(&out.stderr).into_owned() + &String::from_utf8_lossy(&out.stdout);
+    assert!(err.contains("is a hosted domain"), "{err}");
+    // added while running: new connections see it after the reload
+    std::fs::write(&d.config, format!("{cfg}\n{COMPONENTS}")).expect("write");
+    d.signal(libc::SIGHUP);
+    d.wait_log("configuration reloaded", 1);
+    let mut c = attach(&d, "irc.localhost", "s3cret").await;
+    // a new secret: the connected component stays, new connections need the new one
+    std::fs::write(
+        &d.config,
+        format!("{cfg}\n{}", COMPONENTS.replace("s3cret", "n3w")),
+    )
+    .expect("write");
+    d.signal(libc::SIGHUP);
+    d.wait_log("configuration reloaded", 2);
+    let (mut a, _) = alice(&d).await;
+    a.send("<message to='x@irc.localhost' id='still'><body>1</body></message>")
+        .await;
+    assert!(c.next_stanza().await.contains("id='still'"));
+    c.send("</stream:stream>").await;
+    c.read_to_close().await;
+    d.wait_log("component detached", 1);
+    let mut old = Raw::connect(d.starttls, "irc.localhost").await;
+    let id = stream_id(&open(&mut old, "irc.localhost").await);
+    old.send(&format!("<handshake>{}</handshake>", digest(&id, "s3cret")))
+        .await;
+    assert!(old.read_to_close().await.contains("<not-authorized "));
+    let _new = attach(&d, "irc.localhost", "n3w").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn messages_iq_and_presence_both_ways() {
+    let d = daemon();
+    let mut c = attach(&d, "irc.localhost", "s3cret").await;
+    let (mut a, jid) = alice(&d).await;
+
+    // user → component: written without a namespace declaration (the component's own)
+    a.send("<message to='bob@irc.localhost' type='chat' id='m1'><body>hello irc</body></message>")
+        .await;
+    let m = c.next_stanza().await;
+    assert!(m.starts_with("<message "), "{m}");
+    assert!(!m.contains("jabber:client"), "{m}");
+    assert!(m.contains(&format!("from='{jid}'")), "{m}");
+    assert!(m.contains("<body>hello irc</body>"), "{m}");
+
+    // component → user
+    c.send(&format!(
+        "<message from='bob@irc.localhost/irc' to='{jid}' type='chat' id='c1'><body>hello xmpp</body></message>"
+    ))
+    .await;
+    let m = a.next_non_presence().await;
+    assert!(m.contains("from='bob@irc.localhost/irc'"), "{m}");
+    assert!(m.contains("<body>hello xmpp</body>"), "{m}");
+
+    // iq from the user, answered by the component
+    a.send("<iq to='irc.localhost' type='get' id='q1'><query xmlns='http://jabber.org/protocol/disco#info'/></iq>")
+        .await;
+    let q = c.next_stanza().await;
+    assert!(q.contains("id='q1'") && q.contains("type='get'"), "{q}");
+    c.send(&format!(
+        "<iq from='irc.localhost' to='{jid}' type='result' id='q1'><query xmlns='http://jabber.org/protocol/disco#info'>\
+         <identity category='gateway' type='irc' name='IRC'/></query></iq>"
+    ))
+    .await;
+    let r = a.next_non_presence().await;
+    assert!(r.contains("type='result'") && r.contains("id='q1'"), "{r}");
+    assert!(r.contains("category='gateway'"), "{r}");
+
+    // iq from the component to the user, and the user's result back
+    c.send(&format!(
+        "<iq from='bob@irc.localhost/irc' to='{jid}' type='get' id='v1'><query xmlns='jabber:iq:version'/></iq>"
+    ))
+    .await;
+    let q = a.wait_for("id='v1'").await;
+    assert!(q.contains("from='bob@irc.localhost/irc'"), "{q}");
+    a.send("<iq to='bob@irc.localhost/irc' type='result' id='v1'><query xmlns='jabber:iq:version'><name>raw</name></query></iq>")
+        .await;
+    let r = c.next_stanza().await;
+    assert!(
+        r.contains("type='result'") && r.contains("<name>raw</name>"),
+        "{r}"
+    );
+    assert!(r.contains(&format!("from='{jid}'")), "{r}");
+
+    // registration with the gateway (XEP-0077) is the component's to answer
+    a.send("<iq to='irc.localhost' type='get' id='reg'><query xmlns='jabber:iq:register'/></iq>")
+        .await;
+    let q = c.next_stanza().await;
+    assert!(
+        q.contains("id='reg'") && q.contains("jabber:iq:register"),
+        "{q}"
+    );
+
+    // iq from the component to the server: answered to the component
+    c.send("<iq from='irc.localhost' to='localhost' type='get' id='s1'><ping xmlns='urn:xmpp:ping'/></iq>")
+        .await;
+    let r = c.next_stanza().await;
+    assert!(r.contains("type='result'") && r.contains("id='s1'"), "{r}");
+    assert!(r.contains("to='irc.localhost'"), "{r}");
+
+    // a subscription to a gateway contact goes to the component...
+    a.send("<iq type='get' id='ros'><query xmlns='jabber:iq:roster'/></iq>")
+        .await;
+    a.wait_for("id='ros'").await;
+    a.send("<presence to='bob@irc.localhost' type='subscribe'/>")
+        .await;
+    let pending = a.wait_for("ask='subscribe'").await;
+    assert!(pending.contains("jid='bob@irc.localhost'"), "{pending}");
+    let s = c.wait_for("type='subscribe'").await;
+    assert!(s.contains("from='alice@localhost'"), "{s}");
+    // ...and its answer and presence come back: roster push, then the presence
+    c.send("<presence from='bob@irc.localhost' to='alice@localhost' type='subscribed'/>")
+        .await;
+    c.send(
+        "<presence from='bob@irc.localhost/irc' to='alice@localhost'><show>away</show></presence>",
+    )
+    .await;
+    let push = a.wait_for("subscription='to'").await;
+    assert!(push.contains("jabber:iq:roster"), "{push}");
+    assert!(push.contains("jid='bob@irc.localhost'"), "{push}");
+    let p = a.wait_for("from='bob@irc.localhost/irc'").await;
+    assert!(p.contains("<show>away</show>"), "{p}");
+    // the gateway contact subscribes back: approved, then the user's broadcasts reach it
+    c.send("<presence from='bob@irc.localhost' to='alice@localhost' type='subscribe'/>")
+        .await;
+    let req = a.wait_for("type='subscribe'").await;
+    assert!(req.contains("from='bob@irc.localhost'"), "{req}");
+    a.send("<presence to='bob@irc.localhost' type='subscribed'/>")
+        .await;
+    let ok = c.wait_for("type='subscribed'").await;
+    assert!(ok.contains("from='alice@localhost'"), "{ok}");
+    let push = a.wait_for("subscription='both'").await;
+    assert!(push.contains("jid='bob@irc.localhost'"), "{push}");
+    // with the subscription the contact gets the user's current presence
+    let now = c.wait_for(&format!("from='{jid}'")).await;
+    assert!(
+        now.starts_with("<presence") && !now.contains("type="),
+        "{now}"
+    );
+    a.send("<presence><show>dnd</show></presence>").await;
+    let p = c.wait_for("<show>dnd</show>").await;
+    assert!(p.contains(&format!("from='{jid}'")), "{p}");
+    assert!(p.contains("to='bob@irc.localhost'"), "{p}");
+    // a second resource logging in probes the gateway contact
+    let (_a2, jid2) = Raw::login(d.starttls, "localhost", "alice", "alice-pw", "r2").await;
+    let probe = c.wait_for("type='probe'").await;
+    assert!(probe.contains("to='bob@irc.localhost'"), "{probe}");
+    assert!(probe.contains("from='alice@localhost"), "{probe}");
+    let p = c.wait_for(&format!("from='{jid2}'")).await;
+    assert!(p.starts_with("<presence"), "{p}");
+
+    // directed presence to a gateway contact reaches the component
+    a.send("<presence to='bob@irc.localhost' type='unavailable'/>")
+        .await;
+    let u = c.wait_for("type='unavailable'").await;
+    assert!(u.contains(&format!("from='{jid}'")), "{u}");
+
+    // a malformed 'to' is the component's stanza error
+    c.send("<message from='bob@irc.localhost' to='a@@b' id='bad'><body>x</body></message>")
+        .await;
+    let e = c.wait_for("id='bad'").await;
+    assert!(
+        has_error(&e, "jid-malformed") && e.contains("id='bad'"),
+        "{e}"
+    );
+
+    // 'from' outside its domain ends the component's stream: invalid-from
+    c.send("<message from='bob@localhost' to='alice@localhost'><body>spoof</body></message>")
+        .await;
+    let rest = c.read_to_close().await;
+    assert!(rest.contains("<invalid-from "), "{rest}");
+    a.expect_only_presence(Duration::from_millis(300)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn detached_component_gives_service_unavailable_and_reattaches_at_once() {
+    let d = daemon();
+    let (mut a, _) = alice(&d).await;
+    // configured, never connected
+    a.send("<message to='x@irc.localhost' id='n1'><body>1</body></message>")
+        .await;
+    let r = a.next_non_presence().await;
+    assert!(
+        has_error(&r, "service-unavailable") && r.contains("id='n1'"),
+        "{r}"
+    );
+    // a domain that is no component at all: no federation yet
+    a.send("<message to='x@elsewhere.example' id='n2'><body>1</body></message>")
+        .await;
+    let r = a.next_non_presence().await;
+    assert!(has_error(&r, "remote-server-not-found"), "{r}");
+
+    for round in 0..3 {
+        let mut c = attach(&d, "irc.localhost", "s3cret").await;
+        let id = format!("r{round}");
+        a.send(&format!(
+            "<message to='x@irc.localhost' id='{id}'><body>round</body></message>"
+        ))
+        .await;
+        let m = c.next_stanza().await;
+        assert!(m.contains(&format!("id='{id}'")), "{m}");
+        // the component goes away (closing its stream)
+        c.send("</stream:stream>").await;
+        c.read_to_close().await;
+        d.wait_log("component detached", round + 1);
+        a.send(&format!(
+            "<message to='x@irc.localhost' id='{id}-gone'><body>gone</body></message>"
+        ))
+        .await;
+        let r = a.next_non_presence().await;
+        assert!(
+            has_error(&r, "service-unavailable") && r.contains(&format!("id='{id}-gone'")),
+            "{r}"
+        );
+        // an iq too
+        a.send("<iq to='irc.localhost' type='get' id='gone-iq'><ping xmlns='urn:xmpp:ping'/></iq>")
+            .await;
+        let r = a.next_non_presence().await;
+        assert!(has_error(&r, "service-unavailable"), "{r}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_connection_is_refused_or_replaces_the_first() {
+    let d = daemon();
+    let (mut a, _) = alice(&d).await;
+    // replace = false (the default): the second gets conflict, the first keeps serving
+    let mut first = attach(&d, "irc.localhost", "s3cret").await;
+    let mut second = Raw::connect(d.starttls, "irc.localhost").await;
+    let id = stream_id(&open(&mut second, "irc.localhost").await);
+    second
+        .send(&format!("<handshake>{}</handshake>", digest(&id, "s3cret")))
+        .await;
+    let rest = second.read_to_close().await;
+    assert!(rest.contains("<conflict "), "{rest}");
+    a.send("<message to='x@irc.localhost' id='k1'><body>still</body></message>")
+        .await;
+    let m = first.next_stanza().await;
+    assert!(m.contains("id='k1'"), "{m}");
+
+    // replace = true: the second takes over, the first is closed with conflict
+    let mut old = attach(&d, "gw.localhost", "gw-secret").await;
+    let mut new = attach(&d, "gw.localhost", "gw-secret").await;
+    let rest = old.read_to_close().await;
+    assert!(rest.contains("<conflict "), "{rest}");
+    a.send("<message to='x@gw.localhost' id='k2'><body>new one</body></message>")
+        .await;
+    let m = new.next_stanza().await;
+    assert!(m.contains("id='k2'"), "{m}");
+    // the replaced one's end did not detach its successor
+    d.wait_log("component disconnected", 1);
+    a.send("<message to='x@gw.localhost' id='k3'><body>again</body></message>")
+        .await;
+    let m = new.next_stanza().await;
+    assert!(m.contains("id='k3'"), "{m}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_component_that_does_not_read_is_dropped_and_senders_are_told() {
+    let d = Daemon::with(Options {
+        extra: format!("{COMPONENTS}\n[limits]\nread_rate = 0\nwrite_buffer = 262144\n"),
+        ..Options::default()
+    });
+    let (mut a, _) = alice(&d).await;
+    // attached, then never reads again
+    let _c = attach(&d, "irc.localhost", "s3cret").await;
+    // small messages, and alice reads often: the bounces carry the body back, and alice
+    // too is dropped if she leaves more than the write buffer unread
+    let body = "x".repeat(2 * 1024);
+    let mut refused = None;
+    for i in 0..20_000 {
+        a.send(&format!(
+            "<message to='x@irc.localhost' id='f{i}'><body>{body}</body></message>"
+        ))
+        .await;
+        if i % 16 == 15
+            && let Some(r) = a
+                .try_read_until("</message>", Duration::from_millis(5))
+                .await
+        {
+            refused = Some(r);
+            break;
+        }
+    }
+    let r = refused.expect("the queue for the component never filled");
+    assert!(has_error(&r, "resource-constraint"), "{r}");
+    d.wait_log("component not reading", 1);
+    d.wait_log("component detached", 1);
+    // the component's domain is free again
+    let mut c = attach(&d, "irc.localhost", "s3cret").await;
+    a.send("<message to='x@irc.localhost' id='after'><body>back</body></message>")
+        .await;
+    let m = c.wait_for("id='after'").await;
+    assert!(m.contains("<body>back</body>"), "{m}");
+}
+
+async fn items(a: &mut Raw, id: &str) -> String {
+    a.send(&format!(
+        "<iq to='localhost' type='get' id='{id}'><query xmlns='http://jabber.org/protocol/disco#items'/></iq>"
+    ))
+    .await;
+    a.wait_for(&format!("id='{id}'")).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn disco_items_list_the_attached_components() {
+    // two hosted domains: each lists the components
+    let d = Daemon::with(Options {
+        extra: format!("{COMPONENTS}\n[[domain]]\nname = \"other.localhost\"\n"),
+        ..Options::default()
+    });
+    let (mut a, _) = alice(&d).await;
+    let r = items(&mut a, "d1").await;
+    assert!(r.contains("type='result'") && !r.contains("<item"), "{r}");
+    let mut c = attach(&d, "irc.localhost", "s3cret").await;
+    let g = attach(&d, "gw.localhost", "gw-secret").await;
+    let r = items(&mut a, "d2").await;
+    assert!(
+        r.contains("<item jid='gw.localhost'/><item jid='irc.localhost' name='IRC gateway'/>"),
+        "{r}"
+    );
+    // the other hosted domain, asked through the registry
+    a.send("<iq to='other.localhost' type='get' id='o1'><query xmlns='http://jabber.org/protocol/disco#items'/></iq>")
+        .await;
+    let r = a.wait_for("id='o1'").await;
+    assert!(
+        r.contains("<item jid='gw.localhost'/><item jid='irc.localhost' name='IRC gateway'/>"),
+        "{r}"
+    );
+    // the same answer for anyone asking, through the registry: the component itself
+    c.send("<iq from='irc.localhost' to='localhost' type='get' id='d3'><query xmlns='http://jabber.org/protocol/disco#items'/></iq>")
+        .await;
+    let r = c.next_stanza().await;
+    assert!(
+        r.contains("jid='irc.localhost'") && r.contains("jid='gw.localhost'"),
+        "{r}"
+    );
+    drop(g);
+    d.wait_log("component detached", 1);
+    let r = items(&mut a, "d4").await;
+    assert!(
+        r.contains("jid='irc.localhost'") && !r.contains("jid='gw.localhost'"),
+        "{r}"
+    );
+}
