@@ -47,6 +47,14 @@ pub const SQLITE: &[&str] = &[
         domain TEXT NOT NULL, username TEXT NOT NULL, jid TEXT NOT NULL,
         PRIMARY KEY (domain, username, jid)
     ) WITHOUT ROWID;",
+    // The number of offline messages each account has waiting, kept with every store and
+    // delivery, so that the per-account limit is checked without counting the queue.
+    "CREATE TABLE offline_count (
+        domain TEXT NOT NULL, username TEXT NOT NULL, n INTEGER NOT NULL,
+        PRIMARY KEY (domain, username)
+    ) WITHOUT ROWID;
+    INSERT INTO offline_count (domain, username, n)
+        SELECT domain, username, count(*) FROM offline GROUP BY domain, username;",
 ];
 
 /// PostgreSQL migrations: the same tables as SQLite's.
@@ -93,6 +101,12 @@ pub const POSTGRES: &[&str] = &[
         domain TEXT NOT NULL, username TEXT NOT NULL, jid TEXT NOT NULL,
         PRIMARY KEY (domain, username, jid)
     );",
+    "CREATE TABLE offline_count (
+        domain TEXT NOT NULL, username TEXT NOT NULL, n BIGINT NOT NULL,
+        PRIMARY KEY (domain, username)
+    );
+    INSERT INTO offline_count (domain, username, n)
+        SELECT domain, username, count(*) FROM offline GROUP BY domain, username;",
 ];
 
 /// Tables holding per-account data, emptied when the account is deleted; `accounts`
@@ -102,6 +116,7 @@ pub const ACCOUNT_TABLES: &[&str] = &[
     "roster_version",
     "pending_in",
     "offline",
+    "offline_count",
     "documents",
     "blocklist",
     "accounts",

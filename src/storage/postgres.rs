@@ -149,7 +149,7 @@ impl Postgres {
 
     fn write(
         &self,
-        f: impl FnOnce(&mut Client) -> Result<(), StorageError> + Send + 'static,
+        mut f: impl FnMut(&mut Client) -> Result<(), StorageError> + Send + 'static,
     ) -> Result<(), StorageError> {
         self.writer.write(move |w| f(w.client()?))
     }
@@ -429,7 +429,7 @@ impl Backend for Postgres {
         let ((domain, user), contact) = (own(domain, user), contact.to_owned());
         let stanza = stanza.map(str::to_owned);
         self.write(move |c| {
-            match stanza {
+            match &stanza {
                 Some(x) => c.execute(
                     "INSERT INTO pending_in (domain, username, contact, stanza) VALUES ($1, $2, $3, $4)
                      ON CONFLICT (domain, username, contact) DO UPDATE SET stanza = excluded.stanza",
@@ -453,25 +453,29 @@ impl Backend for Postgres {
         limit: usize,
     ) -> Result<(), StorageError> {
         let ((domain, user), stanza) = (own(domain, user), stanza.to_owned());
-        // count and insert in the writer's transaction: no write of this server comes
-        // between them
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        if limit == 0 {
+            return Err(StorageError::Full);
+        }
+        // one statement, one round trip: the account's count goes up only while under
+        // the limit, and the message is stored only when it did
         self.write(move |c| {
-            let n: i64 = c
-                .query_one(
-                    "SELECT count(*) FROM offline WHERE domain = $1 AND username = $2",
-                    &[&domain, &user],
+            let stored = c
+                .execute(
+                    "WITH counted AS (
+                        INSERT INTO offline_count (domain, username, n) VALUES ($1, $2, 1)
+                        ON CONFLICT (domain, username)
+                        DO UPDATE SET n = offline_count.n + 1 WHERE offline_count.n < $4
+                        RETURNING n)
+                     INSERT INTO offline (domain, username, stanza)
+                        SELECT $1, $2, $3 FROM counted",
+                    &[&domain, &user, &stanza, &limit],
                 )
-                .map_err(db_err)?
-                .get(0);
-            if n as usize >= limit {
+                .map_err(db_err)?;
+            if stored == 0 {
                 return Err(StorageError::Full);
             }
-            c.execute(
-                "INSERT INTO offline (domain, username, stanza) VALUES ($1, $2, $3)",
-                &[&domain, &user, &stanza],
-            )
-            .map(|_| ())
-            .map_err(db_err)
+            Ok(())
         })
     }
 
@@ -504,6 +508,13 @@ impl Backend for Postgres {
                 "DELETE FROM offline WHERE domain = $1 AND username = $2 AND id <= $3",
                 &[&domain, &user, &last_id],
             )
+            .and_then(|_| {
+                c.execute(
+                    "UPDATE offline_count SET n = (SELECT count(*) FROM offline
+                     WHERE domain = $1 AND username = $2) WHERE domain = $1 AND username = $2",
+                    &[&domain, &user],
+                )
+            })
             .map(|_| ())
             .map_err(db_err)
         })

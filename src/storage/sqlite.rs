@@ -138,7 +138,7 @@ impl Sqlite {
     /// Run a write on the writer; returns once it is committed.
     fn write(
         &self,
-        f: impl FnOnce(&Connection) -> Result<(), StorageError> + Send + 'static,
+        mut f: impl FnMut(&Connection) -> Result<(), StorageError> + Send + 'static,
     ) -> Result<(), StorageError> {
         self.writer.write(move |c| f(c))
     }
@@ -359,7 +359,7 @@ impl Backend for Sqlite {
         let ((domain, user), contact) = (own(domain, user), contact.to_owned());
         let stanza = stanza.map(str::to_owned);
         self.write(move |c| {
-            match stanza {
+            match &stanza {
                 Some(x) => c.execute(
                     "INSERT INTO pending_in (domain, username, contact, stanza) VALUES (?1, ?2, ?3, ?4)
                      ON CONFLICT (domain, username, contact) DO UPDATE SET stanza = excluded.stanza",
@@ -383,14 +383,25 @@ impl Backend for Sqlite {
         limit: usize,
     ) -> Result<(), StorageError> {
         let ((domain, user), stanza) = (own(domain, user), stanza.to_owned());
-        // the count and the insert run in the writer's transaction: no other write
-        // can come between them
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        if limit == 0 {
+            return Err(StorageError::Full);
+        }
+        // the account's count goes up only while under the limit; count and message are
+        // written in the writer's transaction: no other write comes between them
         self.write(move |c| {
-            let n: i64 = c
-                .prepare_cached("SELECT count(*) FROM offline WHERE domain = ?1 AND username = ?2")
-                .and_then(|mut st| st.query_row(params![domain, user], |r| r.get(0)))
+            let counted: Option<i64> = c
+                .prepare_cached(
+                    "INSERT INTO offline_count (domain, username, n) VALUES (?1, ?2, 1)
+                     ON CONFLICT (domain, username) DO UPDATE SET n = n + 1 WHERE n < ?3
+                     RETURNING n",
+                )
+                .and_then(|mut st| {
+                    st.query_row(params![domain, user, limit], |r| r.get(0))
+                        .optional()
+                })
                 .map_err(db_err)?;
-            if n as usize >= limit {
+            if counted.is_none() {
                 return Err(StorageError::Full);
             }
             c.prepare_cached("INSERT INTO offline (domain, username, stanza) VALUES (?1, ?2, ?3)")
@@ -425,6 +436,13 @@ impl Backend for Sqlite {
                 "DELETE FROM offline WHERE domain = ?1 AND username = ?2 AND id <= ?3",
                 params![domain, user, last_id],
             )
+            .and_then(|_| {
+                c.execute(
+                    "UPDATE offline_count SET n = (SELECT count(*) FROM offline
+                     WHERE domain = ?1 AND username = ?2) WHERE domain = ?1 AND username = ?2",
+                    params![domain, user],
+                )
+            })
             .map(|_| ())
             .map_err(db_err)
         })
