@@ -5,6 +5,7 @@ pub mod account;
 pub mod context;
 pub mod features;
 pub mod fuzzing;
+pub mod metrics;
 pub mod net;
 pub mod registry;
 pub mod server;

@@ -42,6 +42,7 @@ pub struct Account {
     /// The session of each bound resource (the same names as `state.resources`).
     sessions: Sessions,
     linger: Option<SpawnHandle>,
+    _counted: crate::metrics::ActorGuard,
 }
 
 impl Account {
@@ -57,6 +58,7 @@ impl Account {
             log,
             sessions: Sessions::default(),
             linger: None,
+            _counted: crate::metrics::ActorGuard::new(crate::metrics::ActorKind::Account),
         }
     }
 

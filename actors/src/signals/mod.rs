@@ -197,8 +197,10 @@ impl Signal {
 
     /// The error signal that returns this one to its sender; `None` for signals that
     /// must not be answered (errors, iq results).
+    /// Every caller routes what it returns, so this is where bounces are counted.
     pub fn bounce(&self, cond: ErrorCondition, text: Option<&str>) -> Option<Signal> {
         let reply = stanza::error_reply(self.stanza(), cond, text)?;
+        crate::metrics::METRICS.signal(self, crate::metrics::Outcome::Bounced);
         Signal::new(self.to().clone(), self.from().clone(), reply)
     }
 }

@@ -340,7 +340,7 @@ pub(super) fn bind(
                 .ctx
                 .log
                 .new(slog::o!("jid" => full.to_string(), "peer" => core.peer.to_string()));
-            let session = Session::new(
+            let mut session = Session::new(
                 full.clone(),
                 me,
                 account,
@@ -348,6 +348,8 @@ pub(super) fn bind(
                 core.out.clone(),
                 log,
             );
+            core.conn.set_identity(full.as_str());
+            session.conn = Some(core.conn.clone());
             session_ctx.run(session);
             // answer the bind (or legacy auth) before anything the session writes
             let payload = (!legacy).then(|| {

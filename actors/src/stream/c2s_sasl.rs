@@ -3,6 +3,7 @@
 
 use super::c2s::{ClientStream, parts};
 use super::core::{Connection, StreamCore};
+use crate::metrics::METRICS;
 use actix::prelude::*;
 use base64::Engine;
 use minidom::Element;
@@ -45,6 +46,8 @@ pub(super) fn element(conn: &mut Connection, el: Element, ctx: &mut Context<Conn
 
 /// Answer a failed step, count it, and end the stream after too many.
 pub(super) fn failure(core: &mut StreamCore, c: &mut ClientStream, f: Failure) {
+    let mech = c.sasl.as_ref().map_or("other", |run| run.mech.name());
+    METRICS.auth(mech, false);
     c.sasl = None;
     // an attempt that did not get to a password check gives its place back
     c.attempt = None;
@@ -89,6 +92,7 @@ fn blocked(core: &StreamCore, account: Option<&str>) -> bool {
         Ok(()) => false,
         Err(why) => {
             slog::warn!(core.log, # "XMPPI", "authentication refused"; "reason" => %why, "account" => account.unwrap_or(""));
+            METRICS.auth_throttled.fetch_add(1, Ordering::Relaxed);
             true
         }
     }
@@ -107,6 +111,7 @@ pub(super) fn reserve(
         Begin::Wait => Ok(None),
         Begin::Refused(why) => {
             slog::warn!(core.log, # "XMPPI", "authentication refused"; "reason" => %why, "account" => account.unwrap_or(""));
+            METRICS.auth_throttled.fetch_add(1, Ordering::Relaxed);
             Err(why)
         }
     }
@@ -444,6 +449,10 @@ fn apply(core: &mut StreamCore, c: &mut ClientStream, mech: Mech, step: Step) {
                 a.succeeded();
             }
             core.send(&format!("<success xmlns='{}'>{body}</success>", ns::SASL));
+            METRICS.auth(mech.name(), true);
+            core.conn.set_mechanism(mech.name());
+            core.conn
+                .set_identity(&format!("{}@{}", who.username, c.domain_name()));
             c.auth = Some(who);
             core.authenticated();
             core.restart();

@@ -1,0 +1,561 @@
+//! Process-wide counters for `/metrics` and the connection registry for `/monitor`.
+//!
+//! Everything here is a plain atomic bumped where the work happens (one `Relaxed`
+//! `fetch_add`, no lock, no allocation); the HTTP side reads and encodes them when it
+//! is scraped. They are statics: one server per process, and no `Arc` to follow on
+//! the hot path. The registry's map is locked only when a connection opens or closes
+//! and when the HTTP side lists it, never per stanza.
+
+use actix::Recipient;
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use crate::net::io::FromIo;
+use crate::signals::Signal;
+
+/// Kinds of actor counted as started and stopped. New actor kinds (outbound queues,
+/// rooms, components) add a variant here and hold an [`ActorGuard`] while they live.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ActorKind {
+    Connection,
+    Session,
+    Account,
+    IoTask,
+}
+
+impl ActorKind {
+    pub const ALL: [ActorKind; 4] = [
+        ActorKind::Connection,
+        ActorKind::Session,
+        ActorKind::Account,
+        ActorKind::IoTask,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            ActorKind::Connection => "connection",
+            ActorKind::Session => "session",
+            ActorKind::Account => "account",
+            ActorKind::IoTask => "io_task",
+        }
+    }
+}
+
+const ACTOR_KINDS: usize = ActorKind::ALL.len();
+
+/// The routed signal kinds, in [`Signal`]'s order.
+pub const SIGNAL_KINDS: [&str; 4] = ["message", "subscribe", "notify", "info"];
+
+/// What became of a routed signal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// Written to the recipient's stream.
+    Delivered,
+    /// Kept in the recipient's offline storage.
+    StoredOffline,
+    /// Returned to its sender as an error.
+    Bounced,
+}
+
+pub const OUTCOMES: [&str; 3] = ["delivered", "stored_offline", "bounced"];
+
+/// SASL mechanisms (and legacy authentication) counted by result; anything else
+/// (an unknown or absent mechanism) is counted as `other`.
+pub const AUTH_MECHS: [&str; 8] = [
+    "PLAIN",
+    "SCRAM-SHA-1",
+    "SCRAM-SHA-1-PLUS",
+    "SCRAM-SHA-256",
+    "SCRAM-SHA-256-PLUS",
+    "ANONYMOUS",
+    "legacy",
+    "other",
+];
+
+/// The process-wide counters (see the module documentation).
+pub struct Metrics {
+    actors_started: [AtomicU64; ACTOR_KINDS],
+    actors_stopped: [AtomicU64; ACTOR_KINDS],
+    signals: [[AtomicU64; OUTCOMES.len()]; SIGNAL_KINDS.len()],
+    /// `[mechanism][0: success, 1: failure]`
+    auth: [[AtomicU64; 2]; AUTH_MECHS.len()],
+    /// Authentication attempts refused or delayed by the failure throttle.
+    pub auth_throttled: AtomicU64,
+    /// Bytes and stanzas of connections that have closed (the live ones are summed
+    /// from the registry when read).
+    closed: Totals,
+    /// Connections that ever brought TLS up, and all accepted.
+    pub tls_established: AtomicU64,
+    pub connections_accepted: AtomicU64,
+    /// Seconds since the epoch, refreshed by [`tick`] once a second: what the I/O tasks
+    /// stamp as last activity without reading the clock per read.
+    now: AtomicU64,
+}
+
+#[derive(Default)]
+struct Totals {
+    bytes_in: AtomicU64,
+    bytes_out: AtomicU64,
+    stanzas_in: AtomicU64,
+    stanzas_out: AtomicU64,
+}
+
+impl Totals {
+    const fn new() -> Totals {
+        Totals {
+            bytes_in: AtomicU64::new(0),
+            bytes_out: AtomicU64::new(0),
+            stanzas_in: AtomicU64::new(0),
+            stanzas_out: AtomicU64::new(0),
+        }
+    }
+}
+
+pub static METRICS: Metrics = Metrics {
+    actors_started: [const { AtomicU64::new(0) }; ACTOR_KINDS],
+    actors_stopped: [const { AtomicU64::new(0) }; ACTOR_KINDS],
+    signals: [const { [const { AtomicU64::new(0) }; OUTCOMES.len()] }; SIGNAL_KINDS.len()],
+    auth: [const { [const { AtomicU64::new(0) }; 2] }; AUTH_MECHS.len()],
+    auth_throttled: AtomicU64::new(0),
+    closed: Totals::new(),
+    tls_established: AtomicU64::new(0),
+    connections_accepted: AtomicU64::new(0),
+    now: AtomicU64::new(0),
+};
+
+fn kind_index(sig: &Signal) -> usize {
+    match sig {
+        Signal::Message(_) => 0,
+        Signal::Subscribe(_) => 1,
+        Signal::Notify(_) => 2,
+        Signal::Info(_) => 3,
+    }
+}
+
+/// Totals of traffic: (bytes in, bytes out, stanzas in, stanzas out).
+pub type Traffic = (u64, u64, u64, u64);
+
+impl Metrics {
+    /// Count a signal's outcome.
+    #[inline]
+    pub fn signal(&self, sig: &Signal, outcome: Outcome) {
+        self.signal_at(kind_index(sig), outcome);
+    }
+
+    /// Count a message's outcome (the direct path carries no [`Signal`]).
+    #[inline]
+    pub fn message(&self, outcome: Outcome) {
+        self.signal_at(0, outcome);
+    }
+
+    #[inline]
+    fn signal_at(&self, kind: usize, outcome: Outcome) {
+        self.signals[kind][outcome as usize].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// `(kind, outcome, count)` for every pair.
+    pub fn signals(&self) -> Vec<(&'static str, &'static str, u64)> {
+        let mut v = Vec::new();
+        for (k, row) in SIGNAL_KINDS.iter().zip(&self.signals) {
+            for (o, n) in OUTCOMES.iter().zip(row) {
+                v.push((*k, *o, n.load(Ordering::Relaxed)));
+            }
+        }
+        v
+    }
+
+    /// Count an authentication by mechanism name (as the client named it).
+    pub fn auth(&self, mechanism: &str, ok: bool) {
+        let i = AUTH_MECHS
+            .iter()
+            .position(|m| *m == mechanism)
+            .unwrap_or(AUTH_MECHS.len() - 1);
+        self.auth[i][usize::from(!ok)].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// `(mechanism, result, count)`, result `success` or `failure`.
+    pub fn auths(&self) -> Vec<(&'static str, &'static str, u64)> {
+        let mut v = Vec::new();
+        for (m, row) in AUTH_MECHS.iter().zip(&self.auth) {
+            v.push((*m, "success", row[0].load(Ordering::Relaxed)));
+            v.push((*m, "failure", row[1].load(Ordering::Relaxed)));
+        }
+        v
+    }
+
+    /// `(kind, started, stopped)` for every actor kind.
+    pub fn actors(&self) -> Vec<(&'static str, u64, u64)> {
+        ActorKind::ALL
+            .iter()
+            .map(|k| {
+                let i = *k as usize;
+                (
+                    k.name(),
+                    self.actors_started[i].load(Ordering::Relaxed),
+                    self.actors_stopped[i].load(Ordering::Relaxed),
+                )
+            })
+            .collect()
+    }
+
+    /// Traffic of every connection since the start, closed and live.
+    pub fn traffic(&self) -> Traffic {
+        let c = &self.closed;
+        let l = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        let mut t = (
+            l(&c.bytes_in),
+            l(&c.bytes_out),
+            l(&c.stanzas_in),
+            l(&c.stanzas_out),
+        );
+        for i in connections() {
+            t.0 += l(&i.bytes_in);
+            t.1 += l(&i.bytes_out);
+            t.2 += l(&i.stanzas_in);
+            t.3 += l(&i.stanzas_out);
+        }
+        t
+    }
+
+    /// Seconds since the epoch, as of the last [`tick`].
+    #[inline]
+    pub fn now(&self) -> u64 {
+        self.now.load(Ordering::Relaxed)
+    }
+}
+
+/// Refresh the coarse clock ([`Metrics::now`]); the server calls it once a second.
+pub fn tick() {
+    METRICS.now.store(unix_now(), Ordering::Relaxed);
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// Counts an actor as started now and as stopped when dropped.
+pub struct ActorGuard(ActorKind);
+
+impl ActorGuard {
+    pub fn new(kind: ActorKind) -> ActorGuard {
+        METRICS.actors_started[kind as usize].fetch_add(1, Ordering::Relaxed);
+        ActorGuard(kind)
+    }
+}
+
+impl Drop for ActorGuard {
+    fn drop(&mut self) {
+        METRICS.actors_stopped[self.0 as usize].fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+// ------------------------------------------------------------ connections --
+
+/// What kind of peer a connection carries (known once its first header arrives).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum ConnKind {
+    Unknown = 0,
+    Client = 1,
+    ServerIn = 2,
+    ServerOut = 3,
+    Component = 4,
+}
+
+impl ConnKind {
+    pub const ALL: [ConnKind; 5] = [
+        ConnKind::Unknown,
+        ConnKind::Client,
+        ConnKind::ServerIn,
+        ConnKind::ServerOut,
+        ConnKind::Component,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            ConnKind::Unknown => "negotiating",
+            ConnKind::Client => "client",
+            ConnKind::ServerIn => "server_in",
+            ConnKind::ServerOut => "server_out",
+            ConnKind::Component => "component",
+        }
+    }
+
+    /// The kind of an inbound stream with this default namespace.
+    pub fn of_namespace(ns: &str) -> ConnKind {
+        match ns {
+            xmppd_proto::ns::CLIENT => ConnKind::Client,
+            "jabber:server" => ConnKind::ServerIn,
+            "jabber:component:accept" => ConnKind::Component,
+            _ => ConnKind::Unknown,
+        }
+    }
+
+    fn from_u8(v: u8) -> ConnKind {
+        ConnKind::ALL
+            .get(usize::from(v))
+            .copied()
+            .unwrap_or(ConnKind::Unknown)
+    }
+}
+
+/// One live connection as the monitor shows it. The counters are bumped by the
+/// connection's I/O task and session; the rest is set once at TLS, authentication
+/// and binding.
+pub struct ConnInfo {
+    pub id: u64,
+    pub remote: SocketAddr,
+    /// Seconds since the epoch.
+    pub since: u64,
+    kind: AtomicU8,
+    /// The authenticated JID (a client's, full once bound) or domain (a server's,
+    /// a component's).
+    identity: Mutex<String>,
+    tls: OnceLock<(&'static str, &'static str)>,
+    mechanism: OnceLock<&'static str>,
+    pub bytes_in: AtomicU64,
+    pub bytes_out: AtomicU64,
+    pub stanzas_in: AtomicU64,
+    pub stanzas_out: AtomicU64,
+    /// Seconds since the epoch (the coarse clock).
+    pub last_activity: AtomicU64,
+    /// The actor that owns the stream now (the connection, then its session): an
+    /// administrator's close is sent there.
+    control: Mutex<Option<Recipient<FromIo>>>,
+}
+
+/// A snapshot of a [`ConnInfo`] for the monitor.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ConnRow {
+    pub id: u64,
+    pub kind: &'static str,
+    pub remote: String,
+    pub identity: String,
+    pub tls_version: Option<&'static str>,
+    pub tls_cipher: Option<&'static str>,
+    pub mechanism: Option<&'static str>,
+    pub since: u64,
+    pub stanzas_in: u64,
+    pub stanzas_out: u64,
+    pub bytes_in: u64,
+    pub bytes_out: u64,
+    pub last_activity: u64,
+}
+
+impl ConnInfo {
+    pub fn kind(&self) -> ConnKind {
+        ConnKind::from_u8(self.kind.load(Ordering::Relaxed))
+    }
+
+    pub fn set_kind(&self, k: ConnKind) {
+        self.kind.store(k as u8, Ordering::Relaxed);
+    }
+
+    pub fn set_identity(&self, who: &str) {
+        let mut g = self.identity.lock().unwrap_or_else(|p| p.into_inner());
+        who.clone_into(&mut g);
+    }
+
+    /// TLS came up with this protocol version and cipher suite.
+    pub fn set_tls(&self, version: &'static str, cipher: &'static str) {
+        if self.tls.set((version, cipher)).is_ok() {
+            METRICS.tls_established.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    pub fn is_tls(&self) -> bool {
+        self.tls.get().is_some()
+    }
+
+    pub fn set_mechanism(&self, m: &'static str) {
+        let _ = self.mechanism.set(m);
+    }
+
+    /// The actor that owns the stream from now on.
+    pub fn set_control(&self, r: Recipient<FromIo>) {
+        *self.control.lock().unwrap_or_else(|p| p.into_inner()) = Some(r);
+    }
+
+    /// Close the stream with this stream error (an administrator's request); false
+    /// when its actor is gone.
+    pub fn close_with(&self, err: xmppd_proto::stream::error::StreamError) -> bool {
+        let r = self
+            .control
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        match r {
+            Some(r) => r.try_send(FromIo::ParseError(err)).is_ok(),
+            None => false,
+        }
+    }
+
+    /// Bytes and stanzas read in one read; stamps the last activity.
+    #[inline]
+    pub fn note_read(&self, bytes: usize, stanzas: usize) {
+        self.bytes_in.fetch_add(bytes as u64, Ordering::Relaxed);
+        if stanzas > 0 {
+            self.stanzas_in.fetch_add(stanzas as u64, Ordering::Relaxed);
+        }
+        self.last_activity.store(METRICS.now(), Ordering::Relaxed);
+    }
+
+    #[inline]
+    pub fn note_written(&self, bytes: usize) {
+        self.bytes_out.fetch_add(bytes as u64, Ordering::Relaxed);
+    }
+
+    #[inline]
+    pub fn note_stanza_out(&self) {
+        self.stanzas_out.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn row(&self) -> ConnRow {
+        let l = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        let tls = self.tls.get();
+        ConnRow {
+            id: self.id,
+            kind: self.kind().name(),
+            remote: self.remote.to_string(),
+            identity: self
+                .identity
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .clone(),
+            tls_version: tls.map(|t| t.0),
+            tls_cipher: tls.map(|t| t.1),
+            mechanism: self.mechanism.get().copied(),
+            since: self.since,
+            stanzas_in: l(&self.stanzas_in),
+            stanzas_out: l(&self.stanzas_out),
+            bytes_in: l(&self.bytes_in),
+            bytes_out: l(&self.bytes_out),
+            last_activity: l(&self.last_activity),
+        }
+    }
+}
+
+static CONNS: Mutex<BTreeMap<u64, Arc<ConnInfo>>> = Mutex::new(BTreeMap::new());
+static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+
+fn conns() -> std::sync::MutexGuard<'static, BTreeMap<u64, Arc<ConnInfo>>> {
+    CONNS.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Every live connection.
+pub fn connections() -> Vec<Arc<ConnInfo>> {
+    conns().values().cloned().collect()
+}
+
+/// One live connection by its monitor id.
+pub fn connection(id: u64) -> Option<Arc<ConnInfo>> {
+    conns().get(&id).cloned()
+}
+
+/// A connection's place in the registry: listed while this lives (the I/O task holds
+/// it), its traffic added to the closed totals when dropped.
+pub struct Registered(Arc<ConnInfo>);
+
+impl Registered {
+    pub fn new(remote: SocketAddr, kind: ConnKind) -> Registered {
+        let now = unix_now();
+        let info = Arc::new(ConnInfo {
+            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
+            remote,
+            since: now,
+            kind: AtomicU8::new(kind as u8),
+            identity: Mutex::new(String::new()),
+            tls: OnceLock::new(),
+            mechanism: OnceLock::new(),
+            bytes_in: AtomicU64::new(0),
+            bytes_out: AtomicU64::new(0),
+            stanzas_in: AtomicU64::new(0),
+            stanzas_out: AtomicU64::new(0),
+            last_activity: AtomicU64::new(now),
+            control: Mutex::new(None),
+        });
+        METRICS.connections_accepted.fetch_add(1, Ordering::Relaxed);
+        conns().insert(info.id, info.clone());
+        Registered(info)
+    }
+
+    pub fn info(&self) -> &Arc<ConnInfo> {
+        &self.0
+    }
+}
+
+impl Drop for Registered {
+    fn drop(&mut self) {
+        let i = &self.0;
+        conns().remove(&i.id);
+        let c = &METRICS.closed;
+        let l = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        c.bytes_in.fetch_add(l(&i.bytes_in), Ordering::Relaxed);
+        c.bytes_out.fetch_add(l(&i.bytes_out), Ordering::Relaxed);
+        c.stanzas_in.fetch_add(l(&i.stanzas_in), Ordering::Relaxed);
+        c.stanzas_out
+            .fetch_add(l(&i.stanzas_out), Ordering::Relaxed);
+        *i.control.lock().unwrap_or_else(|p| p.into_inner()) = None;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn registry_lists_live_connections_and_keeps_closed_traffic() {
+        let before = METRICS.traffic();
+        let r = Registered::new("127.0.0.1:1".parse().expect("addr"), ConnKind::Unknown);
+        let id = r.info().id;
+        r.info().note_read(100, 2);
+        r.info().note_written(40);
+        r.info().note_stanza_out();
+        r.info().set_kind(ConnKind::of_namespace("jabber:client"));
+        r.info().set_tls("TLSv1_3", "TLS13_AES_128_GCM_SHA256");
+        r.info().set_mechanism("PLAIN");
+        r.info().set_identity("a@b/c");
+        let row = connection(id).expect("listed").row();
+        assert_eq!(
+            (
+                row.kind,
+                row.identity.as_str(),
+                row.tls_version,
+                row.mechanism
+            ),
+            ("client", "a@b/c", Some("TLSv1_3"), Some("PLAIN"))
+        );
+        assert_eq!(
+            (row.bytes_in, row.stanzas_in, row.bytes_out, row.stanzas_out),
+            (100, 2, 40, 1)
+        );
+        drop(r);
+        assert!(connection(id).is_none());
+        let after = METRICS.traffic();
+        // other tests may run alongside: at least ours was kept
+        assert!(after.0 >= before.0 + 100 && after.3 > before.3);
+    }
+
+    #[test]
+    fn auth_counts_by_mechanism_and_unknown_as_other() {
+        let find = |m: &str, r: &str| {
+            METRICS
+                .auths()
+                .into_iter()
+                .find(|(a, b, _)| *a == m && *b == r)
+                .map(|x| x.2)
+                .expect("row")
+        };
+        let (p, o) = (find("SCRAM-SHA-1", "failure"), find("other", "success"));
+        METRICS.auth("SCRAM-SHA-1", false);
+        METRICS.auth("X-NOPE", true);
+        assert!(find("SCRAM-SHA-1", "failure") > p);
+        assert!(find("other", "success") > o);
+    }
+}
