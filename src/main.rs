@@ -97,6 +97,16 @@ fn main() -> ExitCode {
     if matches!(cli.command, Some(Command::CheckConfig)) {
         return check_config(cli.config.as_deref());
     }
+    if let (Some(Command::Reload), Some(dir)) = (&cli.command, &cli.data_dir) {
+        // the data directory is all it needs: a broken file is the daemon's to report
+        return match reload::run(dir) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("xmppd: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     let settings = match load_settings(&cli) {
         Ok(s) => s,
         Err(e) => {

@@ -37,6 +37,8 @@ pub struct ClientStream {
     pub(super) sasl: Option<super::c2s_sasl::SaslRun>,
     /// `<auth/>` came without an initial response; the mechanism waits for it.
     pub(super) sasl_pending: Option<Mech>,
+    /// The mechanism of the latest `<auth/>` (what the metrics count a failure under).
+    pub(super) tried: Option<Mech>,
     /// `user@domain` the running exchange claims (for the failure throttle).
     pub(super) sasl_account: Option<String>,
     /// The running attempt's place in the failure throttle.
@@ -53,6 +55,7 @@ fn start(_: &StreamCore) -> Kind {
         auth: None,
         sasl: None,
         sasl_pending: None,
+        tried: None,
         sasl_account: None,
         attempt: None,
         throttle_waits: 0,

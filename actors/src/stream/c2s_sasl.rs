@@ -46,8 +46,7 @@ pub(super) fn element(conn: &mut Connection, el: Element, ctx: &mut Context<Conn
 
 /// Answer a failed step, count it, and end the stream after too many.
 pub(super) fn failure(core: &mut StreamCore, c: &mut ClientStream, f: Failure) {
-    let mech = c.sasl.as_ref().map_or("other", |run| run.mech.name());
-    METRICS.auth(mech, false);
+    METRICS.auth(c.tried.map_or("other", Mech::name), false);
     c.sasl = None;
     // an attempt that did not get to a password check gives its place back
     c.attempt = None;
@@ -136,6 +135,7 @@ fn auth(conn: &mut Connection, el: Element, ctx: &mut Context<Connection>) {
     c.sasl = None;
     c.sasl_pending = None;
     c.attempt = None;
+    c.tried = None;
     let offered = sasl::offered(c.offer(core));
     let Some(mech) = el
         .attr("mechanism")
@@ -144,6 +144,7 @@ fn auth(conn: &mut Connection, el: Element, ctx: &mut Context<Connection>) {
     else {
         return failure(core, c, Failure::InvalidMechanism);
     };
+    c.tried = Some(mech);
     let initial = match decode(&el.text()) {
         Ok(Some(d)) => d,
         Ok(None) if mech == Mech::Anonymous => Vec::new(),
