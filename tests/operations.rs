@@ -161,6 +161,10 @@ async fn metrics_move_with_the_traffic() {
     assert_eq!(m(&now, plain_ok), 1.0);
     assert_eq!(m(&now, plain_bad), 1.0);
     assert_eq!(m(&now, "xmppd_connections{kind=\"client\"}"), 3.0);
+    assert_eq!(m(&now, "xmppd_actors{kind=\"io_task\"}"), 3.0);
+    // each login's presence came back to it
+    let notify = "xmppd_signals_total{kind=\"notify\",outcome=\"delivered\"}";
+    assert!(m(&now, notify) >= 2.0, "{}", m(&now, notify));
     assert_eq!(m(&now, "xmppd_connections_secure{tls=\"true\"}"), 3.0);
     assert_eq!(m(&now, "xmppd_connections_secure{tls=\"false\"}"), 0.0);
     assert!(m(&now, "xmppd_process_resident_memory_bytes") > 1e6);
@@ -181,6 +185,31 @@ async fn metrics_move_with_the_traffic() {
     assert_eq!(m(&now, delivered) - m(&before, delivered), 3.0);
     assert!(m(&now, "xmppd_stanzas_total{direction=\"in\"}") >= stanzas_in + 3.0);
     assert!(m(&now, "xmppd_traffic_bytes_total{direction=\"in\"}") > bytes_in + 150.0);
+    // one message in 64 on the direct path is timed: 128 more give at least two samples
+    let timed = m(&now, "xmppd_routing_latency_seconds_count");
+    for i in 0..128 {
+        a.send(&format!(
+            "<message to='bob@{D}/two' type='chat' id='t{i}'><body>{i}</body></message>"
+        ))
+        .await;
+    }
+    b.wait_for("id='t127'").await;
+    let now = metrics(addr).await;
+    assert_eq!(m(&now, delivered) - m(&before, delivered), 131.0);
+    assert!(m(&now, "xmppd_routing_latency_seconds_count") >= timed + 2.0);
+    assert!(m(&now, "xmppd_routing_latency_seconds_sum") > 0.0);
+    assert_eq!(
+        m(&now, "xmppd_routing_latency_seconds_bucket{le=\"+Inf\"}"),
+        m(&now, "xmppd_routing_latency_seconds_count")
+    );
+    // cumulative buckets
+    let le = |b: &str| {
+        m(
+            &now,
+            &format!("xmppd_routing_latency_seconds_bucket{{le=\"{b}\"}}"),
+        )
+    };
+    assert!(le("0.00001") <= le("0.001") && le("0.001") <= le("+Inf"));
 
     // bob leaves: a chat message to him is kept offline; one to nobody bounces
     drop(b);

@@ -62,6 +62,29 @@ pub enum Outcome {
 
 pub const OUTCOMES: [&str; 3] = ["delivered", "stored_offline", "bounced"];
 
+/// Upper bounds (seconds) of the routing-latency histogram's buckets (+Inf follows).
+pub const LATENCY_BUCKETS: [f64; 12] = [
+    0.000_01, 0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.05, 0.25, 1.0,
+];
+
+/// One message in this many on the direct session-to-session path is timed (two clock
+/// reads); the others cost one thread-local increment.
+pub const ROUTING_SAMPLE: u32 = 64;
+
+thread_local! {
+    static ROUTED: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
+}
+
+/// `Some(now)` for one call in [`ROUTING_SAMPLE`] on this thread.
+#[inline]
+pub fn sample_routing() -> Option<std::time::Instant> {
+    ROUTED.with(|n| {
+        let v = n.get().wrapping_add(1);
+        n.set(v);
+        (v % ROUTING_SAMPLE == 0).then(std::time::Instant::now)
+    })
+}
+
 /// SASL mechanisms (and legacy authentication) counted by result; anything else
 /// (an unknown or absent mechanism) is counted as `other`.
 pub const AUTH_MECHS: [&str; 8] = [
@@ -93,6 +116,10 @@ pub struct Metrics {
     /// Seconds since the epoch, refreshed by [`tick`] once a second: what the I/O tasks
     /// stamp as last activity without reading the clock per read.
     now: AtomicU64,
+    /// The routing-latency histogram: per bucket (the last is +Inf, not cumulative),
+    /// the sum in nanoseconds.
+    latency: [AtomicU64; LATENCY_BUCKETS.len() + 1],
+    latency_sum_ns: AtomicU64,
 }
 
 #[derive(Default)]
@@ -124,6 +151,8 @@ pub static METRICS: Metrics = Metrics {
     tls_established: AtomicU64::new(0),
     connections_accepted: AtomicU64::new(0),
     now: AtomicU64::new(0),
+    latency: [const { AtomicU64::new(0) }; LATENCY_BUCKETS.len() + 1],
+    latency_sum_ns: AtomicU64::new(0),
 };
 
 fn kind_index(sig: &Signal) -> usize {
@@ -149,6 +178,21 @@ impl Metrics {
     #[inline]
     pub fn message(&self, outcome: Outcome) {
         self.signal_at(0, outcome);
+    }
+
+    /// Count the outcome of a stanza an account produced for a session (presence,
+    /// roster pushes, offline messages), by what signal kind it is.
+    pub fn element(&self, el: &minidom::Element, outcome: Outcome) {
+        let kind = match el.name() {
+            "message" => 0,
+            "presence" => match el.attr("type") {
+                Some("subscribe" | "subscribed" | "unsubscribe" | "unsubscribed") => 1,
+                _ => 2,
+            },
+            "iq" => 3,
+            _ => return,
+        };
+        self.signal_at(kind, outcome);
     }
 
     #[inline]
@@ -218,6 +262,32 @@ impl Metrics {
             t.3 += l(&i.stanzas_out);
         }
         t
+    }
+
+    /// A sampled message went from the sender's session to the recipient's stream in `d`.
+    pub fn observe_routing(&self, d: std::time::Duration) {
+        let s = d.as_secs_f64();
+        let i = LATENCY_BUCKETS
+            .iter()
+            .position(|b| s <= *b)
+            .unwrap_or(LATENCY_BUCKETS.len());
+        self.latency[i].fetch_add(1, Ordering::Relaxed);
+        let ns = u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
+        self.latency_sum_ns.fetch_add(ns, Ordering::Relaxed);
+    }
+
+    /// The histogram as prometheus-client takes it: (sum in seconds, count, per-bucket
+    /// `(upper bound, count)` ending with +Inf; the encoder makes them cumulative).
+    pub fn routing_latency(&self) -> (f64, u64, Vec<(f64, u64)>) {
+        let mut acc = 0;
+        let mut buckets = Vec::with_capacity(self.latency.len());
+        for (i, n) in self.latency.iter().enumerate() {
+            let n = n.load(Ordering::Relaxed);
+            acc += n;
+            buckets.push((LATENCY_BUCKETS.get(i).copied().unwrap_or(f64::INFINITY), n));
+        }
+        let sum = self.latency_sum_ns.load(Ordering::Relaxed) as f64 / 1e9;
+        (sum, acc, buckets)
     }
 
     /// Seconds since the epoch, as of the last [`tick`].
@@ -540,6 +610,22 @@ mod tests {
         let after = METRICS.traffic();
         // other tests may run alongside: at least ours was kept
         assert!(after.0 >= before.0 + 100 && after.3 > before.3);
+    }
+
+    #[test]
+    fn routing_latency_is_cumulative_and_sampled() {
+        let (_, before, _) = METRICS.routing_latency();
+        METRICS.observe_routing(std::time::Duration::from_micros(30));
+        METRICS.observe_routing(std::time::Duration::from_secs(5));
+        let (sum, count, buckets) = METRICS.routing_latency();
+        assert!(count >= before + 2 && sum >= 5.0);
+        assert_eq!(buckets.iter().map(|b| b.1).sum::<u64>(), count);
+        assert!(buckets.windows(2).all(|w| w[0].0 < w[1].0));
+        assert!(buckets.last().is_some_and(|b| b.0.is_infinite() && b.1 > 0));
+        let sampled = (0..ROUTING_SAMPLE * 4)
+            .filter(|_| sample_routing().is_some())
+            .count();
+        assert_eq!(sampled, 4);
     }
 
     #[test]

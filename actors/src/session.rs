@@ -480,6 +480,9 @@ impl Session {
             Ok(()) => {
                 self.ctx.stats.stanzas_out.fetch_add(1, Ordering::Relaxed);
                 METRICS.message(Outcome::Delivered);
+                if let Some(t) = m.sent {
+                    METRICS.observe_routing(t.elapsed());
+                }
                 if let Some(c) = &self.conn {
                     c.note_stanza_out();
                 }
@@ -554,8 +557,8 @@ impl Handler<ToSession> for Session {
             ToSession::Signal(sig) => self.deliver(sig),
             ToSession::Serialised(m) => self.deliver_serialised(m),
             ToSession::Write(el) => {
-                if !self.closing {
-                    let _ = self.write(&el);
+                if !self.closing && self.write(&el).is_ok() {
+                    METRICS.element(&el, Outcome::Delivered);
                 }
             }
             ToSession::Blocklist(b) => self.blocked = b,

@@ -4,7 +4,8 @@
 //! from `/proc/self`. Nothing here runs on the hot path.
 
 use prometheus_client::collector::Collector;
-use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric, NoLabelSet};
+use prometheus_client::metrics::MetricType;
 use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::registry::{Registry, Unit};
@@ -160,6 +161,14 @@ impl Collector for Engine {
                 .map(|(k, o, n)| (vec![("kind", k), ("outcome", o)], counter(n)))
                 .collect(),
         )?;
+        let (sum, count, buckets) = METRICS.routing_latency();
+        enc.encode_descriptor(
+            "routing_latency",
+            "Time from the sender's session to the recipient's stream, messages on the direct path, one in 64 sampled",
+            Some(&Unit::Seconds),
+            MetricType::Histogram,
+        )?
+        .encode_histogram::<NoLabelSet>(sum, count, &buckets, None)?;
         // traffic
         let (bytes_in, bytes_out, stanzas_in, stanzas_out) = METRICS.traffic();
         family(

@@ -284,6 +284,7 @@ async fn run<T: Transport>(
         conn: registered,
         ..
     } = params;
+    let _counted = crate::metrics::ActorGuard::new(crate::metrics::ActorKind::IoTask);
     let mut io = Io {
         transport,
         target,

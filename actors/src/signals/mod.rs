@@ -69,6 +69,9 @@ pub struct Serialised {
     /// The message's `type`, for the taps on the receiving side.
     pub ty: Option<&'static str>,
     pub bytes: Vec<u8>,
+    /// When the sender handed it on, for one message in
+    /// [`crate::metrics::ROUTING_SAMPLE`] (the routing-latency histogram).
+    pub sent: Option<std::time::Instant>,
 }
 
 impl Serialised {
@@ -85,6 +88,7 @@ impl Serialised {
         };
         Serialised {
             ty,
+            sent: crate::metrics::sample_routing(),
             bytes: xmppd_proto::xml::writer::to_bytes(&m.stanza),
             from: m.from,
             to: m.to,
