@@ -466,14 +466,17 @@ impl ConnInfo {
         }
     }
 
-    /// Bytes and stanzas read in one read; stamps the last activity.
+    /// Bytes read in one read; stamps the last activity.
     #[inline]
-    pub fn note_read(&self, bytes: usize, stanzas: usize) {
+    pub fn note_read(&self, bytes: usize) {
         self.bytes_in.fetch_add(bytes as u64, Ordering::Relaxed);
-        if stanzas > 0 {
-            self.stanzas_in.fetch_add(stanzas as u64, Ordering::Relaxed);
-        }
         self.last_activity.store(METRICS.now(), Ordering::Relaxed);
+    }
+
+    /// Top-level elements read, handed on in one batch.
+    #[inline]
+    pub fn note_stanzas_in(&self, n: usize) {
+        self.stanzas_in.fetch_add(n as u64, Ordering::Relaxed);
     }
 
     #[inline]
@@ -534,7 +537,11 @@ pub struct Registered(Arc<ConnInfo>);
 
 impl Registered {
     pub fn new(remote: SocketAddr, kind: ConnKind) -> Registered {
-        let now = unix_now();
+        // the coarse clock, as last activity is stamped with (it never looks earlier)
+        let now = match METRICS.now() {
+            0 => unix_now(),
+            n => n,
+        };
         let info = Arc::new(ConnInfo {
             id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
             remote,
@@ -584,7 +591,8 @@ mod tests {
         let before = METRICS.traffic();
         let r = Registered::new("127.0.0.1:1".parse().expect("addr"), ConnKind::Unknown);
         let id = r.info().id;
-        r.info().note_read(100, 2);
+        r.info().note_read(100);
+        r.info().note_stanzas_in(2);
         r.info().note_written(40);
         r.info().note_stanza_out();
         r.info().set_kind(ConnKind::of_namespace("jabber:client"));

@@ -412,12 +412,7 @@ impl<T: Transport> Io<T> {
         self.park_at = outcome
             .clean
             .then(|| tokio::time::Instant::now() + PARK_AFTER);
-        let n = outcome
-            .events
-            .iter()
-            .filter(|e| matches!(e, StreamEvent::Stanza(_)))
-            .count();
-        self.conn.note_read(outcome.wire_bytes, n);
+        self.conn.note_read(outcome.wire_bytes);
         let gone = |_| "connection actor gone".to_string();
         let mut stanzas = Vec::new();
         for ev in outcome.events {
@@ -425,6 +420,7 @@ impl<T: Transport> Io<T> {
                 StreamEvent::Stanza(el) => stanzas.push(el),
                 other => {
                     if !stanzas.is_empty() {
+                        self.conn.note_stanzas_in(stanzas.len());
                         let batch = Inbound(std::mem::take(&mut stanzas));
                         self.target
                             .send(batch)
@@ -440,6 +436,7 @@ impl<T: Transport> Io<T> {
             }
         }
         if !stanzas.is_empty() {
+            self.conn.note_stanzas_in(stanzas.len());
             self.target
                 .send(Inbound(stanzas))
                 .await
