@@ -107,6 +107,9 @@ scram_iterations = 4096
 [limits]
 # no per-connection read shaping, as for the peers (ejabberd: c2s_shaper none)
 read_rate = 0
+[http]
+# the HTTP side (metrics, monitor) stays on, on this server's own loopback address
+address = "$ip:5280"
 EOF
   "$bin" --config "$d/xmppd.toml" check-config >&2 || die "xmppd check-config failed"
   local t0=$SECONDS
