@@ -6,6 +6,7 @@ pub mod context;
 pub mod features;
 pub mod fuzzing;
 pub mod metrics;
+pub mod monitor;
 pub mod net;
 pub mod registry;
 pub mod server;

@@ -6,7 +6,8 @@
 use crate::context::{Ctx, Gauge};
 use crate::features::taps::{self, SessionView, TapCall, TapPoint, Verdict};
 use crate::features::{self, Entity, Env, IqHandler, Who};
-use crate::metrics::{ActorGuard, ActorKind, ConnInfo, METRICS, Outcome};
+use crate::metrics::{ActorGuard, ActorKind, METRICS, Outcome};
+use crate::monitor::ConnInfo;
 use crate::net::io::{FromIo, Inbound, Outbox, WriteError};
 use crate::registry::routes;
 use crate::signals::to_registry::{Availability, FromSession, Unbind};

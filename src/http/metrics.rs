@@ -11,7 +11,8 @@ use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::registry::{Registry, Unit};
 use std::sync::atomic::Ordering;
 use xmppd_actors::context::Ctx;
-use xmppd_actors::metrics::{ConnKind, METRICS, connections};
+use xmppd_actors::metrics::METRICS;
+use xmppd_actors::monitor::{ConnKind, connections};
 
 /// Reads everything when scraped.
 struct Engine(Ctx);

@@ -7,7 +7,7 @@
 use super::{Shared, csrf_ok, text};
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
-use xmppd_actors::metrics::{ConnRow, connection, connections};
+use xmppd_actors::monitor::{ConnRow, connection, connections};
 use xmppd_proto::stream::error::{Condition, StreamError};
 
 /// Every live connection, oldest first.
@@ -56,7 +56,10 @@ pub async fn close(
         slog::info!(shared.ctx.log, "connection closed from the monitor"; "id" => form.id, "peer" => %c.remote);
         text(StatusCode::OK, "closing\n")
     } else {
-        text(StatusCode::CONFLICT, "the connection is already closing\n")
+        text(
+            StatusCode::CONFLICT,
+            "the connection is closing already or its actor is busy: try again\n",
+        )
     }
 }
 

@@ -9,7 +9,7 @@
 use super::tcp::TcpTransport;
 use super::transport::{READ_CHUNK, Transport};
 use crate::context::Gauge;
-use crate::metrics::{ConnInfo, Registered};
+use crate::monitor::{ConnInfo, Registered};
 use actix::prelude::*;
 use minidom::Element;
 use std::cell::{Cell, RefCell};

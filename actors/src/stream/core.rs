@@ -8,7 +8,8 @@
 
 use super::Kind;
 use crate::context::{Ctx, Gauge};
-use crate::metrics::{ActorGuard, ActorKind, ConnInfo, ConnKind, Registered};
+use crate::metrics::{ActorGuard, ActorKind};
+use crate::monitor::{ConnInfo, ConnKind, Registered};
 use crate::net::io::{self, FromIo, Inbound, IoParams, Outbox};
 use actix::prelude::*;
 use minidom::Element;
