@@ -97,7 +97,8 @@ pub const AUTH_MECHS: [&str; 8] = [
 pub struct Metrics {
     actors_started: [AtomicU64; ACTOR_KINDS],
     actors_stopped: [AtomicU64; ACTOR_KINDS],
-    signals: [[AtomicU64; OUTCOMES.len()]; SIGNAL_KINDS.len()],
+    /// Bumped per delivered stanza by every worker thread: sharded (see [`Sharded`]).
+    signals: [Sharded; SIGNAL_KINDS.len() * OUTCOMES.len()],
     /// `[mechanism][0: success, 1: failure]`
     auth: [[AtomicU64; 2]; AUTH_MECHS.len()],
     /// Authentication attempts refused or delayed by the failure throttle.
@@ -139,7 +140,7 @@ impl Totals {
 pub static METRICS: Metrics = Metrics {
     actors_started: [const { AtomicU64::new(0) }; ACTOR_KINDS],
     actors_stopped: [const { AtomicU64::new(0) }; ACTOR_KINDS],
-    signals: [const { [const { AtomicU64::new(0) }; OUTCOMES.len()] }; SIGNAL_KINDS.len()],
+    signals: [const { Sharded::new() }; SIGNAL_KINDS.len() * OUTCOMES.len()],
     auth: [const { [const { AtomicU64::new(0) }; 2] }; AUTH_MECHS.len()],
     auth_throttled: AtomicU64::new(0),
     closed: Totals::new(),
@@ -156,6 +157,46 @@ fn kind_index(sig: &Signal) -> usize {
         Signal::Subscribe(_) => 1,
         Signal::Notify(_) => 2,
         Signal::Info(_) => 3,
+    }
+}
+
+/// Shards of a counter bumped from every worker thread.
+const SHARDS: usize = 8;
+
+/// One shard on its own cache line (128 bytes: adjacent-line prefetch pairs them).
+#[repr(align(128))]
+struct Shard(AtomicU64);
+
+/// A counter split over cache lines: each thread bumps the shard it was given, so
+/// workers counting the same thing do not bounce one line between their cores. Reading
+/// sums the shards.
+pub struct Sharded([Shard; SHARDS]);
+
+static NEXT_SHARD: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+thread_local! {
+    static MY_SHARD: usize = NEXT_SHARD.fetch_add(1, Ordering::Relaxed) % SHARDS;
+}
+
+impl Sharded {
+    pub const fn new() -> Sharded {
+        Sharded([const { Shard(AtomicU64::new(0)) }; SHARDS])
+    }
+
+    #[inline]
+    pub fn add(&self, n: u64) {
+        let i = MY_SHARD.with(|i| *i);
+        self.0[i].0.fetch_add(n, Ordering::Relaxed);
+    }
+
+    pub fn get(&self) -> u64 {
+        self.0.iter().map(|s| s.0.load(Ordering::Relaxed)).sum()
+    }
+}
+
+impl Default for Sharded {
+    fn default() -> Self {
+        Sharded::new()
     }
 }
 
@@ -192,15 +233,15 @@ impl Metrics {
 
     #[inline]
     fn signal_at(&self, kind: usize, outcome: Outcome) {
-        self.signals[kind][outcome as usize].fetch_add(1, Ordering::Relaxed);
+        self.signals[kind * OUTCOMES.len() + outcome as usize].add(1);
     }
 
     /// `(kind, outcome, count)` for every pair.
     pub fn signals(&self) -> Vec<(&'static str, &'static str, u64)> {
         let mut v = Vec::new();
-        for (k, row) in SIGNAL_KINDS.iter().zip(&self.signals) {
-            for (o, n) in OUTCOMES.iter().zip(row) {
-                v.push((*k, *o, n.load(Ordering::Relaxed)));
+        for (i, k) in SIGNAL_KINDS.iter().enumerate() {
+            for (j, o) in OUTCOMES.iter().enumerate() {
+                v.push((*k, *o, self.signals[i * OUTCOMES.len() + j].get()));
             }
         }
         v
@@ -323,6 +364,18 @@ impl Drop for ActorGuard {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_sharded_counter_sums_what_every_thread_added() {
+        static C: Sharded = Sharded::new();
+        let threads: Vec<_> = (0..12)
+            .map(|_| std::thread::spawn(|| (0..1000).for_each(|_| C.add(1))))
+            .collect();
+        for t in threads {
+            t.join().expect("thread");
+        }
+        assert_eq!(C.get(), 12_000);
+    }
 
     #[test]
     fn routing_latency_is_cumulative_and_sampled() {
