@@ -396,8 +396,16 @@ async fn reload_applies_a_new_log_level_without_dropping_connections() {
     a.wait_for("id='quiet-ping'").await;
     assert!(!d.log().contains("quiet-ping"), "major logs no XML");
 
+    // a domain not served yet: host-unknown
+    let mut other = Raw::connect(d.starttls, "new.example").await;
+    let h = other.header();
+    other.send(&h).await;
+    let refused = other.read_to_close().await;
+    assert!(refused.contains("host-unknown"), "{refused}");
+
     let text = std::fs::read_to_string(&d.config).expect("config");
     let text = text.replace("log_level = \"major\"", "log_level = \"all\"");
+    let text = format!("{text}\n[[domain]]\nname = \"new.example\"\n");
     std::fs::write(&d.config, text).expect("config");
     let out = d.cli(&["reload"]);
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -407,6 +415,18 @@ async fn reload_applies_a_new_log_level_without_dropping_connections() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(stdout.contains("applied log_level"), "{stdout}");
+    assert!(
+        stdout.contains("added [new.example]")
+            && stdout.contains("needs-restart domain certificates"),
+        "{stdout}"
+    );
+    // the new domain is served at once
+    let mut other = Raw::connect(d.starttls, "new.example").await;
+    let features = other.open().await;
+    assert!(
+        features.contains("urn:ietf:params:xml:ns:xmpp-tls"),
+        "{features}"
+    );
 
     // the same connection goes on, and its XML is logged now
     a.send("<iq type='get' id='loud-ping'><ping xmlns='urn:xmpp:ping'/></iq>")
