@@ -23,6 +23,8 @@ use actix_web::dev::{Service, ServiceResponse};
 use actix_web::http::StatusCode;
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
+use futures::FutureExt;
+use futures::future::Either;
 use std::net::SocketAddr;
 use std::time::Duration;
 use xmppd_actors::context::Ctx;
@@ -105,18 +107,15 @@ pub fn start(ctx: &Ctx, log: &slog::Logger) -> Result<Option<SocketAddr>, HttpEr
         App::new()
             .app_data(shared.clone())
             .app_data(web::FormConfig::default().limit(16 * 1024))
-            .wrap_fn(|req, srv| {
-                let verdict = check_origin(req.request());
-                let fut = verdict.is_ok().then(|| srv.call(req));
-                async move {
-                    match (fut, verdict) {
-                        (Some(f), _) => f.await.map(|r| r.map_into_left_body()),
-                        (None, Err((req, why))) => Ok(ServiceResponse::new(
-                            req,
-                            text(StatusCode::FORBIDDEN, why).map_into_right_body(),
-                        )),
-                        (None, Ok(())) => unreachable!("called when allowed"),
-                    }
+            .wrap_fn(|req, srv| match refusal(req.request()) {
+                None => Either::Left(
+                    srv.call(req)
+                        .map(|r| r.map(ServiceResponse::map_into_left_body)),
+                ),
+                Some(why) => {
+                    let (req, _) = req.into_parts();
+                    let res = text(StatusCode::FORBIDDEN, why).map_into_right_body();
+                    Either::Right(std::future::ready(Ok(ServiceResponse::new(req, res))))
                 }
             })
             // a resource answers other methods with 405
@@ -156,18 +155,16 @@ pub fn start(ctx: &Ctx, log: &slog::Logger) -> Result<Option<SocketAddr>, HttpEr
     Ok(Some(bound))
 }
 
-type Refusal = (HttpRequest, &'static str);
-
-/// Host must name a loopback address or localhost; a browser's `Origin`, when sent,
-/// too (no other site's page may post here).
-#[allow(clippy::result_large_err)]
-fn check_origin(req: &HttpRequest) -> Result<(), Refusal> {
+/// Why a request is refused before any handler sees it: `Host` must name a loopback
+/// address or localhost, and a browser's `Origin`, when sent, too (no other site's page
+/// may post here).
+fn refusal(req: &HttpRequest) -> Option<&'static str> {
     let host = req
         .headers()
         .get(header::HOST)
         .and_then(|h| h.to_str().ok());
     if !host.is_some_and(host_is_loopback) {
-        return Err((req.clone(), "Host must name a loopback address\n"));
+        return Some("Host must name a loopback address\n");
     }
     if let Some(origin) = req.headers().get(header::ORIGIN) {
         let ok = origin
@@ -176,10 +173,10 @@ fn check_origin(req: &HttpRequest) -> Result<(), Refusal> {
             .and_then(|o| o.split_once("://"))
             .is_some_and(|(_, rest)| host_is_loopback(rest));
         if !ok {
-            return Err((req.clone(), "cross-site requests are refused\n"));
+            return Some("cross-site requests are refused\n");
         }
     }
-    Ok(())
+    None
 }
 
 /// `name[:port]` names a loopback address or `localhost`.
