@@ -107,6 +107,8 @@ pub enum ReloadError {
     BadPid(String),
     #[error("xmppd (pid {0}) is not running: {1}")]
     Signal(i32, std::io::Error),
+    #[error("pid {0} in the pid file is not this xmppd ({1}): a stale pid file?")]
+    NotXmppd(i32, String),
     #[error("xmppd (pid {0}) did not report the reload within 10 s")]
     Timeout(i32),
     #[error("the configuration was not reloaded: {0}")]
@@ -122,6 +124,18 @@ pub fn run(data_dir: &Path) -> Result<(), ReloadError> {
         .trim()
         .parse()
         .map_err(|_| ReloadError::BadPid(pf.display().to_string()))?;
+    // a pid file left by a crash may name another process by now: signal only the
+    // same program as this one
+    if let (Ok(theirs), Ok(ours)) = (
+        std::fs::read_link(format!("/proc/{pid}/exe")),
+        std::env::current_exe(),
+    ) && theirs != ours
+        // the daemon's binary was replaced on disk (an upgrade) since it started
+        && theirs.as_os_str().to_string_lossy().trim_end_matches(" (deleted)")
+            != ours.as_os_str().to_string_lossy()
+    {
+        return Err(ReloadError::NotXmppd(pid, theirs.display().to_string()));
+    }
     let sf = status_file(data_dir);
     let before = std::fs::read_to_string(&sf).map_or(0, |t| generation(&t));
     // SAFETY: kill(2) with a pid read from our own pid file and a valid signal number.

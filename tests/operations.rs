@@ -443,3 +443,38 @@ async fn reload_applies_a_new_log_level_without_dropping_connections() {
         .await;
     a.wait_for("id='after'").await;
 }
+
+#[tokio::test]
+async fn reload_never_signals_a_process_that_is_not_xmppd() {
+    // a pid file left behind, naming a process that is not xmppd: this test
+    let dir = tempfile::tempdir().expect("tmp");
+    std::fs::write(
+        dir.path().join("xmppd.pid"),
+        format!("{}\n", std::process::id()),
+    )
+    .expect("pid file");
+    let out = std::process::Command::new(xmppd_bin())
+        .arg("--data-dir")
+        .arg(dir.path())
+        .arg("reload")
+        .output()
+        .expect("reload");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && stderr.contains("stale pid file"),
+        "{stderr}"
+    );
+    // no pid file: nothing running
+    std::fs::remove_file(dir.path().join("xmppd.pid")).expect("rm");
+    let out = std::process::Command::new(xmppd_bin())
+        .arg("--data-dir")
+        .arg(dir.path())
+        .arg("reload")
+        .output()
+        .expect("reload");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && stderr.contains("no running xmppd"),
+        "{stderr}"
+    );
+}
