@@ -155,6 +155,15 @@ fn semantic_checks(
     if s.domains.is_empty() {
         push(&["domain"], "at least one [[domain]] is needed".into());
     }
+    if s.http.enabled && !s.http.address.ip().is_loopback() {
+        push(
+            &["http", "address"],
+            format!(
+                "{}: the HTTP side has no administrator authentication yet, so it listens on loopback addresses only",
+                s.http.address
+            ),
+        );
+    }
     let mut seen = std::collections::HashSet::new();
     for (i, d) in s.domains.iter().enumerate() {
         let idx = i.to_string();

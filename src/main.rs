@@ -1,7 +1,8 @@
 //! xmppd: the daemon and its administration commands.
 
-mod admin;
 mod certs;
+mod http;
+mod reload;
 
 /// jemalloc: about a tenth less server CPU per delivered message than glibc malloc,
 /// at the same memory per idle session (benches/RESULTS.md).
@@ -65,6 +66,9 @@ enum Command {
     /// Read a XEP-0227 file (from xmppd, ejabberd's export_piefxis, Prosody...) into
     /// the database; existing accounts are updated.
     Import { file: PathBuf },
+    /// Make the running daemon (found by the pid file in its data directory) re-read
+    /// its configuration, and print what was applied and what needs a restart.
+    Reload,
 }
 
 #[derive(Subcommand)]
@@ -93,6 +97,16 @@ fn main() -> ExitCode {
     if matches!(cli.command, Some(Command::CheckConfig)) {
         return check_config(cli.config.as_deref());
     }
+    if let (Some(Command::Reload), Some(dir)) = (&cli.command, &cli.data_dir) {
+        // the data directory is all it needs: a broken file is the daemon's to report
+        return match reload::run(dir) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("xmppd: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     let settings = match load_settings(&cli) {
         Ok(s) => s,
         Err(e) => {
@@ -110,6 +124,9 @@ fn main() -> ExitCode {
         Some(Command::Account { action }) => account(&settings, action),
         Some(Command::Export { file }) => export(&settings, &file),
         Some(Command::Import { file }) => import(&settings, &file),
+        Some(Command::Reload) => {
+            reload::run(&settings.data_dir).map_err(|e| CliError::Usage(e.to_string()))
+        }
         Some(Command::CheckConfig) => unreachable!("handled above"),
     };
     match result {
@@ -357,7 +374,17 @@ fn run(
         for (addr, tls) in &server.listening {
             println!("listening {} {addr}", if *tls == xmppd_proto::config::ListenerTls::Direct { "direct-tls" } else { "starttls" });
         }
-        admin::start(&server.ctx, &log);
+        if let Err(e) = http::start(&server.ctx, &log) {
+            server.shutdown(Duration::from_secs(1)).await;
+            return Err(CliError::Usage(e.to_string()));
+        }
+        let pid_file = reload::pid_file(&server.ctx.settings.get().data_dir);
+        if let Err(e) = std::fs::write(&pid_file, format!("{}\n", std::process::id())) {
+            slog::warn!(log, "cannot write the pid file"; "file" => %pid_file.display(), "error" => %e);
+        }
+        let status_file = reload::status_file(&server.ctx.settings.get().data_dir);
+        let _ = std::fs::remove_file(&status_file);
+        let mut generation = 0u64;
         // handlers first: a signal right after "ready" must not find the defaults
         use tokio::signal::unix::{SignalKind, signal};
         let mut term = signal(SignalKind::terminate())?;
@@ -371,21 +398,31 @@ fn run(
                 _ = term.recv() => break,
                 _ = int.recv() => break,
                 _ = hup.recv() => {
-                    match config::load(config_path.as_deref()) {
+                    generation += 1;
+                    let result = match config::load(config_path.as_deref()) {
                         Ok(mut new) => {
                             apply_overrides(&mut new, config_path.as_deref(), domain.as_deref(), data_dir.as_deref());
+                            let (applied, restart) = reload::changes(&server.ctx.settings.get(), &new);
                             ctl.set(new.log_level, new.log_tags.clone());
                             server.ctx.registry.set_domains.do_send(SetDomains(new.domains.iter().map(|d| d.name.clone()).collect()));
                             server.ctx.settings.set(new);
-                            slog::info!(log, "configuration reloaded");
+                            slog::info!(log, "configuration reloaded"; "applied" => applied.join("; "), "needs_restart" => restart.join(", "));
+                            Ok((applied, restart))
                         }
-                        Err(e) => slog::error!(log, "configuration not reloaded"; "error" => %e),
+                        Err(e) => {
+                            slog::error!(log, "configuration not reloaded"; "error" => %e);
+                            Err(e.to_string())
+                        }
+                    };
+                    if let Err(e) = reload::write_atomically(&status_file, &reload::status_text(generation, &result)) {
+                        slog::warn!(log, "cannot write the reload status"; "file" => %status_file.display(), "error" => %e);
                     }
                 }
             }
         }
         slog::info!(log, "shutting down");
         server.shutdown(Duration::from_secs(5)).await;
+        let _ = std::fs::remove_file(&pid_file);
         Ok(())
     });
     if let Err(e) = db.flush() {

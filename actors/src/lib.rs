@@ -6,6 +6,8 @@ pub mod component;
 pub mod context;
 pub mod features;
 pub mod fuzzing;
+pub mod metrics;
+pub mod monitor;
 pub mod net;
 pub mod registry;
 pub mod server;

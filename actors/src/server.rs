@@ -91,6 +91,15 @@ impl Server {
             workers: workers.iter().map(|a| a.handle()).collect(),
             start_account: Arc::new(Account::start),
         });
+        // the coarse clock the I/O tasks stamp last activity with
+        crate::metrics::tick();
+        actix_rt::spawn(async {
+            let mut every = tokio::time::interval(Duration::from_secs(1));
+            loop {
+                every.tick().await;
+                crate::metrics::tick();
+            }
+        });
         let listener = (!sockets.is_empty()).then(|| {
             Listener::new(
                 ctx.clone(),

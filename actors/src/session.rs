@@ -6,6 +6,8 @@
 use crate::context::{Ctx, Gauge};
 use crate::features::taps::{self, SessionView, TapCall, TapPoint, Verdict};
 use crate::features::{self, Entity, Env, IqHandler, Who};
+use crate::metrics::{ActorGuard, ActorKind, METRICS, Outcome};
+use crate::monitor::ConnInfo;
 use crate::net::io::{FromIo, Inbound, Outbox, WriteError};
 use crate::registry::routes;
 use crate::signals::to_registry::{Availability, FromSession, Unbind};
@@ -45,7 +47,9 @@ pub struct Session {
     held: Vec<Held>,
     /// Signals handed to the registry and not yet routed by it (see `FromSession`).
     via_registry: Arc<AtomicUsize>,
-    _gauge: Gauge,
+    /// The connection in the monitor's registry, when the stream came from one.
+    pub conn: Option<Arc<ConnInfo>>,
+    _gauge: (Gauge, ActorGuard),
 }
 
 impl Session {
@@ -58,7 +62,10 @@ impl Session {
         log: slog::Logger,
         tls: bool,
     ) -> Self {
-        let gauge = Gauge::new(&ctx.stats, |s| &s.session_actors);
+        let gauge = (
+            Gauge::new(&ctx.stats, |s| &s.session_actors),
+            ActorGuard::new(ActorKind::Session),
+        );
         let bare = jid.to_bare();
         Session {
             jid,
@@ -76,6 +83,7 @@ impl Session {
             stream_ended: false,
             held: Vec::new(),
             via_registry: Arc::new(AtomicUsize::new(0)),
+            conn: None,
             _gauge: gauge,
         }
     }
@@ -121,6 +129,9 @@ impl Session {
         let r = self.out.send_element(el);
         if r.is_ok() {
             self.ctx.stats.stanzas_out.fetch_add(1, Ordering::Relaxed);
+            if let Some(c) = &self.conn {
+                c.note_stanza_out();
+            }
         }
         r
     }
@@ -453,9 +464,12 @@ impl Session {
             Verdict::Drop => return,
             Verdict::Refuse { cond, .. } => return self.undeliverable(sig, cond),
         }
-        if let Err(e) = self.write(sig.stanza()) {
-            let cond = self.refused(e);
-            self.undeliverable(sig, cond);
+        match self.write(sig.stanza()) {
+            Ok(()) => METRICS.signal(&sig, Outcome::Delivered),
+            Err(e) => {
+                let cond = self.refused(e);
+                self.undeliverable(sig, cond);
+            }
         }
     }
 
@@ -478,6 +492,13 @@ impl Session {
         match self.out.try_send_bytes(m.bytes) {
             Ok(()) => {
                 self.ctx.stats.stanzas_out.fetch_add(1, Ordering::Relaxed);
+                METRICS.message(Outcome::Delivered);
+                if let Some(t) = m.sent {
+                    METRICS.observe_routing(t.elapsed());
+                }
+                if let Some(c) = &self.conn {
+                    c.note_stanza_out();
+                }
             }
             Err((e, bytes)) => {
                 let cond = self.refused(e);
@@ -550,8 +571,8 @@ impl Handler<ToSession> for Session {
             ToSession::Signal(sig) => self.deliver(sig),
             ToSession::Serialised(m) => self.deliver_serialised(m),
             ToSession::Write(el) => {
-                if !self.closing {
-                    let _ = self.write(&el);
+                if !self.closing && self.write(&el).is_ok() {
+                    METRICS.element(&el, Outcome::Delivered);
                 }
             }
             ToSession::Blocklist(b) => self.blocked = b,

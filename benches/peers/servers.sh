@@ -113,6 +113,9 @@ scram_iterations = 4096
 read_rate = 0
 [storage]
 max_offline_messages = 1000000
+[http]
+# the HTTP side (metrics, monitor) stays on, on this server's own loopback address
+address = "$ip:5280"
 EOF
   if [ -n "${XMPPD_PG_URL:-}" ]; then
     printf 'backend = "postgres"\npostgres_url = "%s"\n' "$XMPPD_PG_URL" >> "$d/xmppd.toml"

@@ -31,6 +31,7 @@ pub struct Settings {
     pub storage: StorageSettings,
     /// Trusted components (XEP-0114) that may attach, by domain.
     pub components: Vec<ComponentSettings>,
+    pub http: HttpSettings,
 }
 
 impl Default for Settings {
@@ -52,6 +53,7 @@ impl Default for Settings {
             limits: LimitSettings::default(),
             storage: StorageSettings::default(),
             components: Vec::new(),
+            http: HttpSettings::default(),
         }
     }
 }
@@ -363,6 +365,29 @@ impl Default for StorageSettings {
             max_offline_messages: 1000,
             write_queue: 4096,
             write_batch: 256,
+        }
+    }
+}
+
+/// The HTTP side: `/metrics`, `/monitor`, `/stats` (and later the WebAdmin).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpSettings {
+    /// Serve HTTP at all.
+    pub enabled: bool,
+    /// Where to listen. Without administrator authentication (not there yet) only a
+    /// loopback address is accepted.
+    pub address: SocketAddr,
+    /// Requests served at once at most; more wait in the kernel's backlog.
+    pub max_connections: usize,
+}
+
+impl Default for HttpSettings {
+    fn default() -> Self {
+        HttpSettings {
+            enabled: true,
+            address: SocketAddr::from(([127, 0, 0, 1], 5280)),
+            max_connections: 32,
         }
     }
 }

@@ -157,6 +157,10 @@ impl Daemon {
         let config = dir.path().join("xmppd.toml");
         let pg = o.postgres.then(postgres::PgServer::start);
         let mut extra = o.extra.clone();
+        if !extra.contains("[http]") {
+            // every test daemon has its HTTP side, on a port of its own
+            extra.push_str("\n[http]\naddress = \"127.0.0.1:0\"\n");
+        }
         if let Some(pg) = &pg {
             let keys = format!(
                 "[storage]\nbackend = \"postgres\"\npostgres_url = \"{}\"\n",

@@ -78,6 +78,7 @@ impl Account {
             move |b, d, u| b.offline_push(d, u, &xml, limit),
             move |act, r, _| match r {
                 Ok(()) => {
+                    crate::metrics::METRICS.signal(&sig, crate::metrics::Outcome::StoredOffline);
                     act.state.offline_waiting = true;
                     slog::info!(act.log, "message stored offline"; "from" => %sig.from())
                 }

@@ -46,6 +46,7 @@ pub struct Account {
     /// The account was removed in-band (its state is empty); a session that binds
     /// after a new registration of the name loads the state again.
     removed: bool,
+    _counted: crate::metrics::ActorGuard,
 }
 
 impl Account {
@@ -62,6 +63,7 @@ impl Account {
             sessions: Sessions::default(),
             linger: None,
             removed: false,
+            _counted: crate::metrics::ActorGuard::new(crate::metrics::ActorKind::Account),
         }
     }
 

@@ -9,11 +9,13 @@
 use super::tcp::TcpTransport;
 use super::transport::{READ_CHUNK, Transport};
 use crate::context::Gauge;
+use crate::monitor::{ConnInfo, Registered};
 use actix::prelude::*;
 use minidom::Element;
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
 use std::rc::Rc;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::net::TcpStream;
 use tokio::sync::Notify;
@@ -189,6 +191,8 @@ pub struct IoParams {
     pub read_burst: u64,
     /// Count the task (and the connection against the `channels` cap) while it runs.
     pub gauges: (Gauge, Gauge),
+    /// The connection's entry in the monitor's registry (listed while the task runs).
+    pub conn: Registered,
 }
 
 /// What the I/O task needs at start besides its transport.
@@ -199,6 +203,9 @@ pub struct TaskParams {
     pub read_burst: u64,
     /// Count the task (and the connection against the `channels` cap) while it runs.
     pub gauges: (Gauge, Gauge),
+    /// The connection's entry in the monitor's registry (listed while the task runs);
+    /// the task counts bytes and stanzas read and bytes written on it.
+    pub conn: Registered,
 }
 
 /// Start the I/O task for a TCP connection on the current arbiter; returns the outbox.
@@ -220,6 +227,7 @@ pub fn spawn(
         read_rate: params.read_rate,
         read_burst: params.read_burst,
         gauges: params.gauges,
+        conn: params.conn,
     };
     spawn_transport(transport, task, control, target, log)
 }
@@ -256,6 +264,7 @@ struct Io<T> {
     /// Where stream events go: the connection actor, then the session.
     control: Recipient<FromIo>,
     shaper: Option<Shaper>,
+    conn: Arc<ConnInfo>,
     reading: bool,
     park_at: Option<tokio::time::Instant>,
 }
@@ -272,13 +281,16 @@ async fn run<T: Transport>(
         read_rate,
         read_burst,
         gauges: _gauges,
+        conn: registered,
         ..
     } = params;
+    let _counted = crate::metrics::ActorGuard::new(crate::metrics::ActorKind::IoTask);
     let mut io = Io {
         transport,
         target,
         control,
         shaper: Shaper::new(read_rate, read_burst, Instant::now()),
+        conn: registered.info().clone(),
         reading: true,
         park_at: None,
     };
@@ -321,6 +333,7 @@ impl<T: Transport> Io<T> {
     }
 
     async fn tls_up(&mut self, cb: ChannelBinding) -> Result<(), String> {
+        self.conn.set_tls(cb.version, cb.cipher);
         self.control
             .send(FromIo::TlsUp(cb))
             .await
@@ -342,6 +355,7 @@ impl<T: Transport> Io<T> {
                     shared
                         .queued
                         .set(shared.queued.get().saturating_sub(d.len()));
+                    self.conn.note_written(d.len());
                     self.transport.frame(d);
                 }
                 other => {
@@ -398,6 +412,7 @@ impl<T: Transport> Io<T> {
         self.park_at = outcome
             .clean
             .then(|| tokio::time::Instant::now() + PARK_AFTER);
+        self.conn.note_read(outcome.wire_bytes);
         let gone = |_| "connection actor gone".to_string();
         let mut stanzas = Vec::new();
         for ev in outcome.events {
@@ -405,6 +420,7 @@ impl<T: Transport> Io<T> {
                 StreamEvent::Stanza(el) => stanzas.push(el),
                 other => {
                     if !stanzas.is_empty() {
+                        self.conn.note_stanzas_in(stanzas.len());
                         let batch = Inbound(std::mem::take(&mut stanzas));
                         self.target
                             .send(batch)
@@ -420,6 +436,7 @@ impl<T: Transport> Io<T> {
             }
         }
         if !stanzas.is_empty() {
+            self.conn.note_stanzas_in(stanzas.len());
             self.target
                 .send(Inbound(stanzas))
                 .await

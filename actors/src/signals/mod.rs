@@ -69,6 +69,9 @@ pub struct Serialised {
     /// The message's `type`, for the taps on the receiving side.
     pub ty: Option<&'static str>,
     pub bytes: Vec<u8>,
+    /// When the sender handed it on, for one message in
+    /// [`crate::metrics::ROUTING_SAMPLE`] (the routing-latency histogram).
+    pub sent: Option<std::time::Instant>,
 }
 
 impl Serialised {
@@ -85,6 +88,7 @@ impl Serialised {
         };
         Serialised {
             ty,
+            sent: crate::metrics::sample_routing(),
             bytes: xmppd_proto::xml::writer::to_bytes(&m.stanza),
             from: m.from,
             to: m.to,
@@ -197,8 +201,10 @@ impl Signal {
 
     /// The error signal that returns this one to its sender; `None` for signals that
     /// must not be answered (errors, iq results).
+    /// Every caller routes what it returns, so this is where bounces are counted.
     pub fn bounce(&self, cond: ErrorCondition, text: Option<&str>) -> Option<Signal> {
         let reply = stanza::error_reply(self.stanza(), cond, text)?;
+        crate::metrics::METRICS.signal(self, crate::metrics::Outcome::Bounced);
         Signal::new(self.to().clone(), self.from().clone(), reply)
     }
 }

@@ -37,6 +37,8 @@ pub struct ClientStream {
     pub(super) sasl: Option<super::c2s_sasl::SaslRun>,
     /// `<auth/>` came without an initial response; the mechanism waits for it.
     pub(super) sasl_pending: Option<Mech>,
+    /// The mechanism of the latest `<auth/>` (what the metrics count a failure under).
+    pub(super) tried: Option<Mech>,
     /// `user@domain` the running exchange claims (for the failure throttle).
     pub(super) sasl_account: Option<String>,
     /// The running attempt's place in the failure throttle.
@@ -55,6 +57,7 @@ fn start(_: &StreamCore) -> Kind {
         auth: None,
         sasl: None,
         sasl_pending: None,
+        tried: None,
         sasl_account: None,
         attempt: None,
         throttle_waits: 0,
@@ -348,7 +351,7 @@ pub(super) fn bind(
                 .ctx
                 .log
                 .new(slog::o!("jid" => full.to_string(), "peer" => core.peer.to_string()));
-            let session = Session::new(
+            let mut session = Session::new(
                 full.clone(),
                 me,
                 account,
@@ -357,6 +360,8 @@ pub(super) fn bind(
                 log,
                 core.tls.is_some(),
             );
+            core.conn.set_identity(full.as_str());
+            session.conn = Some(core.conn.clone());
             session_ctx.run(session);
             // answer the bind (or legacy auth) before anything the session writes
             let payload = (!legacy).then(|| {

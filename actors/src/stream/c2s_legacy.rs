@@ -135,6 +135,7 @@ fn authenticate(conn: &mut Connection, el: Element, ctx: &mut Context<Connection
             attempt.failed(&throttle_policy(core), Instant::now());
             c.failures += 1;
             core.ctx.stats.auth_failures.fetch_add(1, Ordering::Relaxed);
+            crate::metrics::METRICS.auth("legacy", false);
             slog::warn!(core.log, # "XMPPI", "legacy authentication failed"; "user" => &user);
             let r = stanza::error_reply(&el, ErrorCondition::NotAuthorized, None);
             core.send_opt(r);
@@ -142,6 +143,8 @@ fn authenticate(conn: &mut Connection, el: Element, ctx: &mut Context<Connection
             return act.pump(ctx);
         }
         slog::debug!(core.log, # "XMPPI", "authenticated (legacy)"; "user" => &user);
+        crate::metrics::METRICS.auth("legacy", true);
+        core.conn.set_mechanism("legacy");
         attempt.succeeded();
         c.auth = Some(Authenticated {
             username: user,

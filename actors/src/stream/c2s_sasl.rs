@@ -3,6 +3,7 @@
 
 use super::c2s::{ClientStream, parts};
 use super::core::{Connection, StreamCore};
+use crate::metrics::METRICS;
 use actix::prelude::*;
 use base64::Engine;
 use minidom::Element;
@@ -44,6 +45,7 @@ pub(super) fn element(conn: &mut Connection, el: Element, ctx: &mut Context<Conn
 
 /// Answer a failed step, count it, and end the stream after too many.
 pub(super) fn failure(core: &mut StreamCore, c: &mut ClientStream, f: Failure) {
+    METRICS.auth(c.tried.map_or("other", Mech::name), false);
     c.sasl = None;
     // an attempt that did not get to a password check gives its place back
     c.attempt = None;
@@ -88,6 +90,7 @@ fn blocked(core: &StreamCore, account: Option<&str>) -> bool {
         Ok(()) => false,
         Err(why) => {
             slog::warn!(core.log, # "XMPPI", "authentication refused"; "reason" => %why, "account" => account.unwrap_or(""));
+            METRICS.auth_throttled.fetch_add(1, Ordering::Relaxed);
             true
         }
     }
@@ -106,6 +109,7 @@ pub(super) fn reserve(
         Begin::Wait => Ok(None),
         Begin::Refused(why) => {
             slog::warn!(core.log, # "XMPPI", "authentication refused"; "reason" => %why, "account" => account.unwrap_or(""));
+            METRICS.auth_throttled.fetch_add(1, Ordering::Relaxed);
             Err(why)
         }
     }
@@ -130,6 +134,7 @@ fn auth(conn: &mut Connection, el: Element, ctx: &mut Context<Connection>) {
     c.sasl = None;
     c.sasl_pending = None;
     c.attempt = None;
+    c.tried = None;
     let offered = sasl::offered(c.offer(core));
     let Some(mech) = el
         .attr("mechanism")
@@ -138,6 +143,7 @@ fn auth(conn: &mut Connection, el: Element, ctx: &mut Context<Connection>) {
     else {
         return failure(core, c, Failure::InvalidMechanism);
     };
+    c.tried = Some(mech);
     let initial = match decode(&el.text()) {
         Ok(Some(d)) => d,
         Ok(None) if mech == Mech::Anonymous => Vec::new(),
@@ -443,6 +449,10 @@ fn apply(core: &mut StreamCore, c: &mut ClientStream, mech: Mech, step: Step) {
                 a.succeeded();
             }
             core.send(&format!("<success xmlns='{}'>{body}</success>", ns::SASL));
+            METRICS.auth(mech.name(), true);
+            core.conn.set_mechanism(mech.name());
+            core.conn
+                .set_identity(&format!("{}@{}", who.username, c.domain_name()));
             c.auth = Some(who);
             core.authenticated();
             core.restart();

@@ -8,6 +8,8 @@
 
 use super::Kind;
 use crate::context::{Ctx, Gauge};
+use crate::metrics::{ActorGuard, ActorKind};
+use crate::monitor::{ConnInfo, ConnKind, Registered};
 use crate::net::io::{self, FromIo, Inbound, IoParams, Outbox};
 use actix::prelude::*;
 use minidom::Element;
@@ -77,7 +79,9 @@ pub struct StreamCore {
     /// This stream's place among its address's unauthenticated ones (`None` once
     /// authenticated, or when there was no room: the stream is then refused).
     pre_auth: Option<PreAuthSlot>,
-    _gauge: Gauge,
+    /// This connection in the monitor's registry.
+    pub conn: Arc<ConnInfo>,
+    _gauge: (Gauge, ActorGuard),
 }
 
 pub struct Connection {
@@ -198,6 +202,7 @@ impl StreamCore {
     /// This actor stops once the I/O task confirms (`FromIo::HandedOver`), so nothing sent
     /// to it is lost.
     pub fn hand_over(&mut self, stanzas: Recipient<Inbound>, control: Recipient<FromIo>) {
+        self.conn.set_control(control.clone());
         self.out.handover(stanzas.clone(), control.clone());
         self.handed_to = Some((stanzas, control));
         self.phase = Phase::Bound;
@@ -211,6 +216,9 @@ impl Connection {
         let log = ctx.log.new(slog::o!("peer" => acc.peer.to_string()));
         Connection::create(move |actx| {
             let me = actx.address();
+            let registered = Registered::new(acc.peer, ConnKind::Unknown);
+            let conn = registered.info().clone();
+            conn.set_control(me.clone().recipient());
             let params = IoParams {
                 tcp: acc.tcp,
                 direct_tls: acc.direct_tls,
@@ -225,9 +233,13 @@ impl Connection {
                 read_rate: settings.limits.read_rate,
                 read_burst: settings.limits.read_burst,
                 gauges: (Gauge::new(&ctx.stats, |s| &s.io_tasks), acc.channel),
+                conn: registered,
             };
             let out = io::spawn(params, me.clone().recipient(), me.recipient(), log.clone());
-            let gauge = Gauge::new(&ctx.stats, |s| &s.connection_actors);
+            let gauge = (
+                Gauge::new(&ctx.stats, |s| &s.connection_actors),
+                ActorGuard::new(ActorKind::Connection),
+            );
             let pre_auth =
                 PreAuth::global().enter(acc.peer.ip(), settings.limits.unauthenticated_per_ip);
             slog::debug!(log, # "XMPPI", "connection accepted"; "direct_tls" => acc.direct_tls);
@@ -247,6 +259,7 @@ impl Connection {
                     backlog: VecDeque::new(),
                     handed_to: None,
                     pre_auth,
+                    conn,
                     _gauge: gauge,
                     ctx,
                 },
@@ -269,6 +282,7 @@ impl Connection {
         let strategy = match (found, self.strategy) {
             (Ok(s), None) => {
                 self.core.ns = s.ns;
+                self.core.conn.set_kind(ConnKind::of_namespace(s.ns));
                 self.kind = (s.start)(&self.core);
                 self.strategy = Some(s);
                 s

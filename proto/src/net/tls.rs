@@ -178,7 +178,20 @@ impl TlsContext {
             .flatten();
         let ck = self.certs.pick(conn.server_name());
         let endpoint = ck.cert.first().map(|c| server_end_point(c.as_ref()));
-        ChannelBinding { exporter, endpoint }
+        let version = conn
+            .protocol_version()
+            .and_then(|v| v.as_str())
+            .unwrap_or("unknown");
+        let cipher = conn
+            .negotiated_cipher_suite()
+            .and_then(|c| c.suite().as_str())
+            .unwrap_or("unknown");
+        ChannelBinding {
+            exporter,
+            endpoint,
+            version,
+            cipher,
+        }
     }
 }
 
@@ -317,6 +330,10 @@ impl rustls::KeyLog for CaptureTrafficSecrets {
 pub struct ChannelBinding {
     pub exporter: Option<Vec<u8>>,
     pub endpoint: Option<Vec<u8>>,
+    /// The negotiated protocol version and cipher suite (rustls' names), for the
+    /// monitor.
+    pub version: &'static str,
+    pub cipher: &'static str,
 }
 
 impl ChannelBinding {

@@ -1,0 +1,265 @@
+//! `GET /metrics`: the Prometheus exposition (OpenMetrics text), encoded by
+//! `prometheus-client` from the engine's atomics at scrape time
+//! ([`xmppd_actors::metrics`], the [`Stats`](xmppd_actors::context::Stats) gauges) and
+//! from `/proc/self`. Nothing here runs on the hot path.
+
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric, NoLabelSet};
+use prometheus_client::metrics::MetricType;
+use prometheus_client::metrics::counter::ConstCounter;
+use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::registry::{Registry, Unit};
+use std::sync::atomic::Ordering;
+use xmppd_actors::context::Ctx;
+use xmppd_actors::metrics::METRICS;
+use xmppd_actors::monitor::{ConnKind, connections};
+
+/// Reads everything when scraped.
+struct Engine(Ctx);
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Engine")
+    }
+}
+
+type Labels<'a> = Vec<(&'static str, &'a str)>;
+
+/// One metric family: its samples, each with its labels.
+fn family<M: EncodeMetric>(
+    enc: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    unit: Option<&Unit>,
+    samples: Vec<(Labels<'_>, M)>,
+) -> Result<(), std::fmt::Error> {
+    let Some(ty) = samples.first().map(|(_, m)| m.metric_type()) else {
+        return Ok(());
+    };
+    let mut d = enc.encode_descriptor(name, help, unit, ty)?;
+    for (labels, m) in samples {
+        if labels.is_empty() {
+            m.encode(d.encode_family(&Vec::<(&str, &str)>::new())?)?;
+        } else {
+            m.encode(d.encode_family(&labels)?)?;
+        }
+    }
+    Ok(())
+}
+
+fn gauge(v: u64) -> ConstGauge<i64> {
+    ConstGauge::new(i64::try_from(v).unwrap_or(i64::MAX))
+}
+
+fn counter(v: u64) -> ConstCounter<u64> {
+    ConstCounter::new(v)
+}
+
+impl Collector for Engine {
+    fn encode(&self, mut enc: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let stats = &self.0.stats;
+        let conns = connections();
+        // live connections by stream kind and by security
+        let mut by_kind = [0u64; ConnKind::ALL.len()];
+        let mut tls = 0u64;
+        for c in &conns {
+            by_kind[c.kind() as usize] += 1;
+            tls += u64::from(c.is_tls());
+        }
+        family(
+            &mut enc,
+            "connections",
+            "Open connections by stream kind (negotiating: no stream header yet)",
+            None,
+            ConnKind::ALL
+                .iter()
+                .map(|k| (vec![("kind", k.name())], gauge(by_kind[*k as usize])))
+                .collect(),
+        )?;
+        family(
+            &mut enc,
+            "connections_secure",
+            "Open connections with and without TLS",
+            None,
+            vec![
+                (vec![("tls", "true")], gauge(tls)),
+                (vec![("tls", "false")], gauge(conns.len() as u64 - tls)),
+            ],
+        )?;
+        family(
+            &mut enc,
+            "connections_accepted",
+            "Connections accepted",
+            None,
+            vec![(
+                vec![],
+                counter(METRICS.connections_accepted.load(Ordering::Relaxed)),
+            )],
+        )?;
+        family(
+            &mut enc,
+            "connections_tls",
+            "Connections that brought TLS up (STARTTLS or direct TLS)",
+            None,
+            vec![(
+                vec![],
+                counter(METRICS.tls_established.load(Ordering::Relaxed)),
+            )],
+        )?;
+        family(
+            &mut enc,
+            "connections_refused",
+            "Connections refused at the channels limit",
+            None,
+            vec![(
+                vec![],
+                counter(stats.refused_connections.load(Ordering::Relaxed)),
+            )],
+        )?;
+        // actors
+        let actors = METRICS.actors();
+        family(
+            &mut enc,
+            "actors",
+            "Live actors by kind",
+            None,
+            actors
+                .iter()
+                .map(|(k, started, stopped)| {
+                    (vec![("kind", *k)], gauge(started.saturating_sub(*stopped)))
+                })
+                .collect(),
+        )?;
+        family(
+            &mut enc,
+            "actors_started",
+            "Actors started by kind",
+            None,
+            actors
+                .iter()
+                .map(|(k, started, _)| (vec![("kind", *k)], counter(*started)))
+                .collect(),
+        )?;
+        family(
+            &mut enc,
+            "actors_stopped",
+            "Actors stopped by kind",
+            None,
+            actors
+                .iter()
+                .map(|(k, _, stopped)| (vec![("kind", *k)], counter(*stopped)))
+                .collect(),
+        )?;
+        // routing
+        family(
+            &mut enc,
+            "signals",
+            "Signals routed by kind (message, subscribe, notify, info) and outcome",
+            None,
+            METRICS
+                .signals()
+                .into_iter()
+                .map(|(k, o, n)| (vec![("kind", k), ("outcome", o)], counter(n)))
+                .collect(),
+        )?;
+        let (sum, count, buckets) = METRICS.routing_latency();
+        enc.encode_descriptor(
+            "routing_latency",
+            "Time from the sender's session to the recipient's stream, messages on the direct path, one in 64 sampled",
+            Some(&Unit::Seconds),
+            MetricType::Histogram,
+        )?
+        .encode_histogram::<NoLabelSet>(sum, count, &buckets, None)?;
+        // traffic
+        let (bytes_in, bytes_out, stanzas_in, stanzas_out) = METRICS.traffic();
+        family(
+            &mut enc,
+            "traffic",
+            "Bytes read from peers' sockets (in) and XML written to peers, before TLS (out)",
+            Some(&Unit::Bytes),
+            vec![
+                (vec![("direction", "in")], counter(bytes_in)),
+                (vec![("direction", "out")], counter(bytes_out)),
+            ],
+        )?;
+        family(
+            &mut enc,
+            "stanzas",
+            "Top-level elements read from peers (in) and stanzas written to clients (out)",
+            None,
+            vec![
+                (vec![("direction", "in")], counter(stanzas_in)),
+                (vec![("direction", "out")], counter(stanzas_out)),
+            ],
+        )?;
+        // authentication
+        family(
+            &mut enc,
+            "authentications",
+            "Authentication attempts by mechanism and result",
+            None,
+            METRICS
+                .auths()
+                .into_iter()
+                .map(|(m, r, n)| (vec![("mechanism", m), ("result", r)], counter(n)))
+                .collect(),
+        )?;
+        family(
+            &mut enc,
+            "authentications_throttled",
+            "Authentication attempts refused by the failure throttle",
+            None,
+            vec![(
+                vec![],
+                counter(METRICS.auth_throttled.load(Ordering::Relaxed)),
+            )],
+        )?;
+        // the process
+        let (rss, fds) = (super::stats::rss_bytes(), open_fds());
+        family(
+            &mut enc,
+            "process_resident_memory",
+            "Resident set size of the process",
+            Some(&Unit::Bytes),
+            vec![(vec![], gauge(rss))],
+        )?;
+        family(
+            &mut enc,
+            "process_open_fds",
+            "Open file descriptors of the process",
+            None,
+            vec![(vec![], gauge(fds))],
+        )?;
+        family(
+            &mut enc,
+            "uptime",
+            "Time since the server started",
+            Some(&Unit::Seconds),
+            vec![(vec![], gauge(self.0.started.elapsed().as_secs()))],
+        )?;
+        Ok(())
+    }
+}
+
+/// Open file descriptors (0 where /proc is not there).
+fn open_fds() -> u64 {
+    std::fs::read_dir("/proc/self/fd")
+        .map(|d| d.count() as u64)
+        .unwrap_or(0)
+}
+
+/// The registry `/metrics` encodes: `xmppd_` names.
+pub fn registry(ctx: &Ctx) -> Registry {
+    let mut r = Registry::with_prefix("xmppd");
+    r.register_collector(Box::new(Engine(ctx.clone())));
+    r
+}
+
+/// The exposition text.
+pub fn render(r: &Registry) -> String {
+    let mut out = String::with_capacity(8 * 1024);
+    if prometheus_client::encoding::text::encode(&mut out, r).is_err() {
+        out.clear();
+    }
+    out
+}

@@ -1,0 +1,271 @@
+//! The HTTP side, on actix-web: `GET /metrics` (Prometheus), `GET /monitor` and
+//! `/monitor.json` (the connections), `POST /monitor/close`, `GET /stats` (JSON
+//! counters). Later the WebAdmin and WebSocket clients live here too.
+//!
+//! It listens on `[http] address` (`127.0.0.1:5280`; `XMPPD_ADMIN=ADDR` in the
+//! environment overrides it, `127.0.0.1:0` picks a free port). There is no administrator
+//! authentication yet, so a non-loopback address stops the daemon at start. Every request
+//! must name a loopback address or `localhost` in `Host` (a page of another origin whose
+//! name resolves to 127.0.0.1 — DNS rebinding — names itself there); every request that
+//! changes state is a POST carrying the process's CSRF token. The bound address is
+//! printed as `admin ADDR` and written to `DATA_DIR/admin.addr`.
+//!
+//! Bounds: `[http] max_connections` at once, one request per connection, the request
+//! head within actix-web's limits (431 beyond 128 KiB) and 5 s (408), form bodies within
+//! 16 KiB.
+
+mod metrics;
+mod monitor;
+pub mod stats;
+
+use actix_web::body::BoxBody;
+use actix_web::dev::{Service, ServiceResponse};
+use actix_web::http::StatusCode;
+use actix_web::http::header::{self, HeaderValue};
+use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
+use futures::FutureExt;
+use futures::future::Either;
+use std::net::SocketAddr;
+use std::time::Duration;
+use xmppd_actors::context::Ctx;
+
+pub const ENV: &str = "XMPPD_ADMIN";
+
+/// Why the HTTP side refuses to start (the daemon does not start either).
+#[derive(Debug, thiserror::Error)]
+pub enum HttpError {
+    #[error("http address {0:?} in {ENV}: {1}")]
+    BadAddress(String, std::net::AddrParseError),
+    #[error(
+        "http address {0}: the HTTP side has no administrator authentication yet, so it listens on loopback addresses only"
+    )]
+    NotLoopback(SocketAddr),
+}
+
+/// What every handler shares.
+pub struct Shared {
+    pub ctx: Ctx,
+    /// Embedded in the pages, required on every POST.
+    pub csrf: String,
+    registry: prometheus_client::registry::Registry,
+}
+
+/// Where the HTTP side should listen: `XMPPD_ADMIN` over `[http]`; `None` when off.
+pub fn address(ctx: &Ctx) -> Result<Option<SocketAddr>, HttpError> {
+    let addr = match std::env::var(ENV).ok().filter(|v| !v.trim().is_empty()) {
+        Some(v) => v
+            .trim()
+            .parse()
+            .map_err(|e| HttpError::BadAddress(v.clone(), e))?,
+        None => {
+            let s = ctx.settings.get();
+            if !s.http.enabled {
+                return Ok(None);
+            }
+            s.http.address
+        }
+    };
+    if !addr.ip().is_loopback() {
+        return Err(HttpError::NotLoopback(addr));
+    }
+    Ok(Some(addr))
+}
+
+/// A fresh random token (hex), one per process.
+fn csrf_token() -> String {
+    let bytes: [u8; 24] = rand::random();
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Start the HTTP side on the current actix system. A non-loopback address is an
+/// error; an address that cannot be bound is logged and the daemon goes on without it.
+pub fn start(ctx: &Ctx, log: &slog::Logger) -> Result<Option<SocketAddr>, HttpError> {
+    let Some(addr) = address(ctx)? else {
+        return Ok(None);
+    };
+    let listener = match std::net::TcpListener::bind(addr) {
+        Ok(l) => l,
+        Err(e) => {
+            slog::error!(log, "HTTP side not started"; "address" => %addr, "error" => %e);
+            return Ok(None);
+        }
+    };
+    let bound = match listener.local_addr() {
+        Ok(a) => a,
+        Err(e) => {
+            slog::error!(log, "HTTP side not started"; "error" => %e);
+            return Ok(None);
+        }
+    };
+    let shared = web::Data::new(Shared {
+        ctx: ctx.clone(),
+        csrf: csrf_token(),
+        registry: metrics::registry(ctx),
+    });
+    let max = ctx.settings.get().http.max_connections.max(1);
+    let server = HttpServer::new(move || {
+        App::new()
+            .app_data(shared.clone())
+            .app_data(web::FormConfig::default().limit(16 * 1024))
+            .wrap_fn(|req, srv| match refusal(req.request()) {
+                None => Either::Left(
+                    srv.call(req)
+                        .map(|r| r.map(ServiceResponse::map_into_left_body)),
+                ),
+                Some(why) => {
+                    let (req, _) = req.into_parts();
+                    let res = text(StatusCode::FORBIDDEN, why).map_into_right_body();
+                    Either::Right(std::future::ready(Ok(ServiceResponse::new(req, res))))
+                }
+            })
+            // a resource answers other methods with 405
+            .service(web::resource("/").get(index))
+            .service(web::resource("/stats").get(get_stats))
+            .service(web::resource("/metrics").get(get_metrics))
+            .service(web::resource("/monitor").get(monitor::page))
+            .service(web::resource("/monitor.json").get(monitor::json))
+            .service(web::resource("/monitor/close").post(monitor::close))
+            .default_service(web::to(not_found))
+    })
+    .workers(1)
+    .max_connections(max)
+    .backlog(64)
+    .keep_alive(actix_web::http::KeepAlive::Disabled)
+    .client_request_timeout(Duration::from_secs(5))
+    .client_disconnect_timeout(Duration::from_secs(1))
+    .shutdown_timeout(1)
+    .disable_signals();
+    let server = match listener
+        .set_nonblocking(true)
+        .and_then(|()| server.listen(listener))
+    {
+        Ok(s) => s.run(),
+        Err(e) => {
+            slog::error!(log, "HTTP side not started"; "address" => %addr, "error" => %e);
+            return Ok(None);
+        }
+    };
+    actix_rt::spawn(server);
+    println!("admin {bound}");
+    let file = ctx.settings.get().data_dir.join("admin.addr");
+    if let Err(e) = std::fs::write(&file, bound.to_string()) {
+        slog::warn!(log, "cannot write the HTTP address"; "file" => %file.display(), "error" => %e);
+    }
+    slog::info!(log, "HTTP side listening"; "address" => %bound);
+    Ok(Some(bound))
+}
+
+/// Why a request is refused before any handler sees it: `Host` must name a loopback
+/// address or localhost, and a browser's `Origin`, when sent, too (no other site's page
+/// may post here).
+fn refusal(req: &HttpRequest) -> Option<&'static str> {
+    let host = req
+        .headers()
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok());
+    if !host.is_some_and(host_is_loopback) {
+        return Some("Host must name a loopback address\n");
+    }
+    if let Some(origin) = req.headers().get(header::ORIGIN) {
+        let ok = origin
+            .to_str()
+            .ok()
+            .and_then(|o| o.split_once("://"))
+            .is_some_and(|(_, rest)| host_is_loopback(rest));
+        if !ok {
+            return Some("cross-site requests are refused\n");
+        }
+    }
+    None
+}
+
+/// `name[:port]` names a loopback address or `localhost`.
+pub fn host_is_loopback(host: &str) -> bool {
+    let host = host.trim();
+    let name = match host.strip_prefix('[') {
+        Some(rest) => rest.split(']').next().unwrap_or(""),
+        None => host.split(':').next().unwrap_or(""),
+    };
+    name.eq_ignore_ascii_case("localhost")
+        || name
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
+/// The request carries the process's CSRF token (header `X-CSRF-Token` or the form
+/// field `csrf`), compared without an early exit.
+pub fn csrf_ok(shared: &Shared, req: &HttpRequest, form: Option<&str>) -> bool {
+    let given = req
+        .headers()
+        .get("x-csrf-token")
+        .and_then(|h| h.to_str().ok())
+        .or(form)
+        .unwrap_or("");
+    let want = shared.csrf.as_bytes();
+    given.len() == want.len()
+        && given
+            .bytes()
+            .zip(want)
+            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+            == 0
+}
+
+pub fn text(code: StatusCode, body: &'static str) -> HttpResponse<BoxBody> {
+    HttpResponse::build(code)
+        .insert_header((header::CONTENT_TYPE, "text/plain; charset=utf-8"))
+        .body(body)
+}
+
+async fn index() -> HttpResponse {
+    text(
+        StatusCode::OK,
+        "xmppd: GET /metrics (Prometheus), /monitor (connections), /monitor.json, /stats\n",
+    )
+}
+
+async fn not_found() -> HttpResponse {
+    text(StatusCode::NOT_FOUND, "not found\n")
+}
+
+async fn get_stats(shared: web::Data<Shared>) -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("application/json")
+        .body(format!("{}\n", stats::stats_json(&shared.ctx)))
+}
+
+async fn get_metrics(shared: web::Data<Shared>) -> HttpResponse {
+    let body = metrics::render(&shared.registry);
+    HttpResponse::Ok()
+        .insert_header((
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/openmetrics-text; version=1.0.0; charset=utf-8"),
+        ))
+        .body(body)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::host_is_loopback;
+
+    #[test]
+    fn only_loopback_hosts() {
+        for ok in [
+            "127.0.0.1:5280",
+            "localhost",
+            "[::1]:80",
+            "127.9.9.9",
+            "LOCALHOST:1",
+        ] {
+            assert!(host_is_loopback(ok), "{ok}");
+        }
+        for bad in [
+            "evil.example",
+            "10.0.0.1:5280",
+            "localhost.evil.example",
+            "",
+            "[::2]:80",
+        ] {
+            assert!(!host_is_loopback(bad), "{bad}");
+        }
+    }
+}
