@@ -113,13 +113,11 @@ scram_iterations = 4096
 read_rate = 0
 [storage]
 max_offline_messages = 1000000
+$( [ -n "${XMPPD_PG_URL:-}" ] && printf 'backend = "postgres"\npostgres_url = "%s"\n' "$XMPPD_PG_URL" )
 [http]
 # the HTTP side (metrics, monitor) stays on, on this server's own loopback address
 address = "$ip:5280"
 EOF
-  if [ -n "${XMPPD_PG_URL:-}" ]; then
-    printf 'backend = "postgres"\npostgres_url = "%s"\n' "$XMPPD_PG_URL" >> "$d/xmppd.toml"
-  fi
   "$bin" --config "$d/xmppd.toml" check-config >&2 || die "xmppd check-config failed"
   local t0=$SECONDS
   for ((i = 0; i < n; i++)); do

@@ -38,6 +38,8 @@ pub struct OfflineArgs {
 /// Bounces seen by the senders' readers, by step (the step number is in the id).
 struct Bounces {
     by_step: Vec<AtomicU64>,
+    /// How many bounces were printed (the first few are).
+    shown: AtomicU64,
 }
 
 /// Read a sender's stream until it ends, counting error replies to our messages.
@@ -60,6 +62,9 @@ async fn bounce_reader(mut rd: ReadHalf<Stream>, mut scan: Scanner, b: Arc<Bounc
                             .and_then(|s| std::str::from_utf8(s).ok()?.parse::<usize>().ok());
                         if let Some(c) = step.and_then(|s| b.by_step.get(s)) {
                             c.fetch_add(1, Ordering::Relaxed);
+                        }
+                        if b.shown.fetch_add(1, Ordering::Relaxed) < 3 {
+                            eprintln!("xmppd-load: bounced: {}", String::from_utf8_lossy(el));
                         }
                     }
                 }
@@ -236,6 +241,7 @@ pub async fn offline(env: &Env, a: &OfflineArgs) -> Report {
     }
     let bounces = Arc::new(Bounces {
         by_step: (0..a.rates.len()).map(|_| AtomicU64::new(0)).collect(),
+        shown: AtomicU64::new(0),
     });
     let mut writers: Vec<Option<WriteHalf<Stream>>> = Vec::new();
     let mut readers = JoinSet::new();
