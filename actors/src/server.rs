@@ -89,6 +89,7 @@ impl Server {
             ctx: ctx.clone(),
             workers: workers.iter().map(|a| a.handle()).collect(),
             start_account: Arc::new(Account::start),
+            start_outbound: Arc::new(crate::s2s::OutboundQueue::start),
         });
         let listener = (!sockets.is_empty()).then(|| {
             Listener::new(

@@ -9,11 +9,14 @@ pub mod routes;
 
 use crate::context::Ctx;
 use crate::features::{self, Entity, Env, Who};
+use crate::signals::to_outbound::{DialbackVerify, ListQueues};
 use crate::signals::to_registry::{
     AccountIdle, Availability, Bind, BindError, FromSession, ListSessions, SessionInfo, SetDomains,
     Unbind,
 };
-use crate::signals::{AccountRef, SessionRef, Signal, ToAccount, ToSession};
+use crate::signals::{
+    AccountRef, OutboundRef, SessionRef, Signal, ToAccount, ToOutbound, ToSession,
+};
 use actix::prelude::*;
 use domains::{Domain, DomainTable};
 use routes::{Route, RouteTable, RouteUpdate};
@@ -28,8 +31,16 @@ use xmppd_proto::stanza::ErrorCondition;
 pub type AccountStarter =
     Arc<dyn Fn(BareJid, Ctx, Option<&ArbiterHandle>) -> AccountRef + Send + Sync>;
 
+/// Starts the outbound queue of a (remote domain, local domain) pair on the given
+/// arbiter (federation); handed to the registry at start like [`AccountStarter`].
+pub type OutboundStarter =
+    Arc<dyn Fn(String, String, Ctx, Option<&ArbiterHandle>) -> OutboundRef + Send + Sync>;
+
 pub struct Registry {
     domains: DomainTable,
+    /// Outbound queues by (remote domain, local domain), started on first need.
+    outbound: HashMap<(String, String), OutboundRef>,
+    start_outbound: Option<OutboundStarter>,
     /// The authoritative table; every change is also sent to the replicas.
     routes: RouteTable,
     replicas: Vec<Recipient<RouteUpdate>>,
@@ -47,6 +58,8 @@ impl Registry {
     pub fn new(domains: impl IntoIterator<Item = String>, log: slog::Logger) -> Self {
         Registry {
             domains: DomainTable::new(domains),
+            outbound: HashMap::new(),
+            start_outbound: None,
             routes: RouteTable::default(),
             replicas: Vec::new(),
             accounts: HashMap::new(),
@@ -116,14 +129,7 @@ impl Registry {
                     }
                 };
             }
-            // Federation is not built yet: every other domain is unreachable.
-            Domain::Remote => {
-                return self.bounce(
-                    sig,
-                    ErrorCondition::RemoteServerNotFound,
-                    Some("server-to-server is not enabled"),
-                );
-            }
+            Domain::Remote => return self.remote(sig),
         }
         let to = sig.to();
         if to.node().is_none() {
@@ -132,6 +138,60 @@ impl Registry {
         match to.resource() {
             Some(_) => self.for_full(sig),
             None => self.for_bare(sig),
+        }
+    }
+
+    /// The outbound queue of (remote, local), started on a worker arbiter if not running.
+    fn queue(&mut self, remote: &str, local: &str) -> Option<OutboundRef> {
+        let key = (remote.to_ascii_lowercase(), local.to_ascii_lowercase());
+        if let Some(q) = self.outbound.get(&key).filter(|q| q.send.connected()) {
+            return Some(q.clone());
+        }
+        let ctx = self.ctx.clone()?;
+        if !ctx.settings.get().s2s.enabled {
+            return None;
+        }
+        let start = self.start_outbound.as_ref()?;
+        let worker = self
+            .workers
+            .get(self.next_worker % self.workers.len().max(1));
+        self.next_worker = self.next_worker.wrapping_add(1);
+        let q = start(key.0.clone(), key.1.clone(), ctx, worker);
+        self.outbound.insert(key, q.clone());
+        Some(q)
+    }
+
+    /// For a domain neither hosted nor served here: its outbound queue (federation).
+    fn remote(&mut self, sig: Signal) {
+        let remote = sig.to().domain().to_string();
+        let local = sig.from().domain().to_string();
+        if !matches!(
+            self.domains.lookup(&local),
+            Domain::Local | Domain::Service(_)
+        ) {
+            // never relay between two remote domains
+            return self.bounce(sig, ErrorCondition::NotAllowed, Some("no relaying"));
+        }
+        let Some(q) = self.queue(&remote, &local) else {
+            return self.bounce(
+                sig,
+                ErrorCondition::RemoteServerNotFound,
+                Some("server-to-server is not enabled"),
+            );
+        };
+        match q.send.try_send(ToOutbound::Signal(sig)) {
+            Ok(()) => {}
+            Err(SendError::Full(ToOutbound::Signal(sig))) => self.bounce(
+                sig,
+                ErrorCondition::ResourceConstraint,
+                Some("the outbound queue is overloaded"),
+            ),
+            Err(SendError::Closed(ToOutbound::Signal(sig))) => self.bounce(
+                sig,
+                ErrorCondition::RemoteServerTimeout,
+                Some("the outbound queue ended"),
+            ),
+            Err(_) => {}
         }
     }
 
@@ -379,6 +439,7 @@ pub struct Init {
     pub replicas: Vec<Recipient<RouteUpdate>>,
     pub workers: Vec<ArbiterHandle>,
     pub start_account: AccountStarter,
+    pub start_outbound: OutboundStarter,
 }
 
 impl Handler<Init> for Registry {
@@ -388,6 +449,7 @@ impl Handler<Init> for Registry {
         self.replicas = i.replicas;
         self.workers = i.workers;
         self.start_account = Some(i.start_account);
+        self.start_outbound = Some(i.start_outbound);
     }
 }
 
@@ -412,6 +474,38 @@ impl Handler<AccountIdle> for Registry {
     }
 }
 
+impl Handler<DialbackVerify> for Registry {
+    type Result = ();
+    fn handle(&mut self, d: DialbackVerify, _: &mut Context<Self>) {
+        let local_ok = matches!(self.domains.lookup(&d.local), Domain::Local);
+        let remote_ok = matches!(self.domains.lookup(&d.remote), Domain::Remote);
+        let q = if local_ok && remote_ok {
+            self.queue(&d.remote, &d.local)
+        } else {
+            None
+        };
+        match q {
+            Some(q) => {
+                if let Err(e) = q.send.try_send(ToOutbound::Verify(d.verify)) {
+                    if let ToOutbound::Verify(v) = e.into_inner() {
+                        let _ = v.reply.send(false);
+                    }
+                }
+            }
+            // dropping the reply answers "not verified"
+            None => drop(d.verify.reply),
+        }
+    }
+}
+
+impl Handler<ListQueues> for Registry {
+    type Result = MessageResult<ListQueues>;
+    fn handle(&mut self, _: ListQueues, _: &mut Context<Self>) -> Self::Result {
+        self.outbound.retain(|_, q| q.send.connected());
+        MessageResult(self.outbound.values().map(|q| q.state.clone()).collect())
+    }
+}
+
 /// The handle every other actor reaches the registry by.
 pub fn reference(addr: &Addr<Registry>) -> crate::signals::RegistryRef {
     crate::signals::RegistryRef {
@@ -423,5 +517,7 @@ pub fn reference(addr: &Addr<Registry>) -> crate::signals::RegistryRef {
         set_domains: addr.clone().recipient(),
         list_sessions: addr.clone().recipient(),
         account_idle: addr.clone().recipient(),
+        dialback_verify: addr.clone().recipient(),
+        list_queues: addr.clone().recipient(),
     }
 }

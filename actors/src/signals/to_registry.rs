@@ -96,6 +96,8 @@ pub struct RegistryRef {
     pub set_domains: Recipient<SetDomains>,
     pub list_sessions: Recipient<ListSessions>,
     pub account_idle: Recipient<AccountIdle>,
+    pub dialback_verify: Recipient<super::to_outbound::DialbackVerify>,
+    pub list_queues: Recipient<super::to_outbound::ListQueues>,
 }
 
 impl RegistryRef {

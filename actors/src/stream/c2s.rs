@@ -65,7 +65,7 @@ pub(super) fn parts(conn: &mut Connection) -> Option<(&mut StreamCore, &mut Clie
     let Connection { core, kind, .. } = conn;
     match kind {
         Kind::Client(c) => Some((core, c)),
-        Kind::Undecided => None,
+        _ => None,
     }
 }
 

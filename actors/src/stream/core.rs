@@ -71,6 +71,9 @@ pub struct StreamCore {
     pub tls: Option<ChannelBinding>,
     /// An asynchronous step is running; elements wait in the backlog.
     pub busy: bool,
+    /// The stream stays with this actor once authenticated (server streams): the
+    /// authentication timeout no longer applies.
+    pub established: bool,
     backlog: VecDeque<Element>,
     /// Where the stream goes once negotiated; set by [`StreamCore::hand_over`].
     handed_to: Option<(Recipient<Inbound>, Recipient<FromIo>)>,
@@ -244,6 +247,7 @@ impl Connection {
                     header_sent: false,
                     tls: None,
                     busy: false,
+                    established: false,
                     backlog: VecDeque::new(),
                     handed_to: None,
                     pre_auth,
@@ -345,7 +349,10 @@ impl Actor for Connection {
         });
         let timeout = Duration::from_secs(self.core.settings.limits.auth_timeout.max(1));
         ctx.run_later(timeout, |act, _| {
-            if act.core.handed_to.is_none() && act.core.phase != Phase::Closing {
+            if act.core.handed_to.is_none()
+                && !act.core.established
+                && act.core.phase != Phase::Closing
+            {
                 act.core.fail(StreamError::with_text(
                     Condition::ConnectionTimeout,
                     "authentication took too long",

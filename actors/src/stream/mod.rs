@@ -4,40 +4,39 @@
 //! - [`c2s`]: clients (`jabber:client`): STARTTLS, SASL, legacy authentication,
 //!   resource binding, then the stream goes to a `Session`.
 //!
-//! Server-to-server (`jabber:server`) and component (`jabber:component:accept`) streams
-//! get a strategy each here, in a file of their own and a line in [`STRATEGIES`];
-//! until then they are refused with `invalid-namespace`.
+//! - [`s2s_in`]: servers (`jabber:server`): STARTTLS, dialback, then stanzas from the
+//!   verified domains become signals; the stream stays with its `Connection`.
+//!
+//! Component (`jabber:component:accept`) streams get a strategy here, in a file of
+//! their own and a line in [`STRATEGIES`]; until then they are refused with
+//! `invalid-namespace`.
 
 pub mod c2s;
 mod c2s_legacy;
 mod c2s_sasl;
 pub mod core;
+pub mod s2s_in;
 
 pub use self::core::{Accepted, Connection, StreamCore};
 use xmppd_proto::ns;
 use xmppd_proto::stream::error::{Condition, StreamError};
 
 /// The negotiation strategies, by stream namespace.
-pub static STRATEGIES: &[&core::Strategy] = &[&c2s::STRATEGY];
+pub static STRATEGIES: &[&core::Strategy] = &[&c2s::STRATEGY, &s2s_in::STRATEGY];
 
 /// Stream kinds that exist but are not enabled on this server, with what their peers
 /// are told.
-const NOT_ENABLED: &[(&str, &str)] = &[
-    (
-        ns::SERVER,
-        "server-to-server streams are not enabled on this server",
-    ),
-    (
-        ns::COMPONENT,
-        "component streams are not enabled on this server",
-    ),
-];
+const NOT_ENABLED: &[(&str, &str)] = &[(
+    ns::COMPONENT,
+    "component streams are not enabled on this server",
+)];
 
 /// Each strategy's state for one stream.
 pub enum Kind {
     /// No stream header yet.
     Undecided,
     Client(Box<c2s::ClientStream>),
+    Server(Box<s2s_in::ServerStream>),
 }
 
 /// The strategy for a stream whose header declared `default_ns`, or the stream error
@@ -60,12 +59,9 @@ mod tests {
     fn namespaces_pick_their_strategy() {
         let c = strategy_for(Some(ns::CLIENT)).ok().map(|s| s.ns);
         assert_eq!(c, Some(ns::CLIENT));
-        for other in [
-            Some(ns::SERVER),
-            Some(ns::COMPONENT),
-            Some("urn:nope"),
-            None,
-        ] {
+        let s = strategy_for(Some(ns::SERVER)).ok().map(|s| s.ns);
+        assert_eq!(s, Some(ns::SERVER));
+        for other in [Some(ns::COMPONENT), Some("urn:nope"), None] {
             let e = strategy_for(other).err().expect("refused");
             assert_eq!(e.condition, Condition::InvalidNamespace);
         }

@@ -1,0 +1,224 @@
+//! The inbound server stream strategy (`jabber:server`, RFC 6120 with XEP-0220
+//! dialback): STARTTLS offered, then dialback. A `db:result` from a peer is verified
+//! with the authoritative server of its domain through our outbound queue to it
+//! (`db:verify`); a `db:verify` for a key we made is answered here. Several domain pairs
+//! may be authorised on one stream (at most `s2s.max_domain_pairs`). Every stanza's
+//! `from` domain must have been verified on the stream for its `to` domain
+//! (`xmppd_proto::s2s::pairs`), else the stream ends with the error RFC 6120 names;
+//! accepted stanzas move to `jabber:client` and become signals for the registry.
+//! The stream stays with its `Connection` actor: it has no session to hand over to.
+
+use super::Kind;
+use super::core::{Connection, Phase, Strategy, StreamCore};
+use crate::s2s::queue::dialback_key_matches;
+use crate::signals::Signal;
+use crate::signals::to_outbound::{DialbackVerify, Verify};
+use actix::prelude::*;
+use minidom::Element;
+use std::time::Duration;
+use xmppd_proto::ns;
+use xmppd_proto::s2s::dialback::{self, Dialback};
+use xmppd_proto::s2s::namespace;
+use xmppd_proto::s2s::pairs::{Pairs, Refusal};
+use xmppd_proto::stanza;
+use xmppd_proto::stream::error::{Condition, StreamError};
+use xmppd_proto::xml::stream_parser::StreamHeader;
+
+pub const STRATEGY: Strategy = Strategy {
+    ns: ns::SERVER,
+    start,
+    header,
+    element,
+};
+
+/// An inbound server stream's state.
+pub struct ServerStream {
+    /// Our domain the stream was opened to (`to` of the first header), if any.
+    local: Option<String>,
+    pairs: Pairs,
+}
+
+fn start(_: &StreamCore) -> Kind {
+    Kind::Server(Box::new(ServerStream {
+        local: None,
+        pairs: Pairs::default(),
+    }))
+}
+
+fn parts(conn: &mut Connection) -> Option<(&mut StreamCore, &mut ServerStream)> {
+    let Connection { core, kind, .. } = conn;
+    match kind {
+        Kind::Server(s) => Some((core, s)),
+        _ => None,
+    }
+}
+
+fn hosted(core: &StreamCore, domain: &str) -> bool {
+    core.settings.domain(&domain.to_ascii_lowercase()).is_some()
+}
+
+fn header(conn: &mut Connection, h: StreamHeader, _: &mut Context<Connection>) {
+    let Some((core, s)) = parts(conn) else { return };
+    if !core.settings.s2s.enabled {
+        return core.fail(StreamError::with_text(
+            Condition::InvalidNamespace,
+            "server-to-server streams are not enabled on this server",
+        ));
+    }
+    // RFC 6120 §4.7.2: a server stream names its receiving domain; old dialback-only
+    // peers may leave it out (XEP-0220 §2.1: the domain comes with each db:result).
+    let to = h.to.as_deref().map(|t| t.to_ascii_lowercase());
+    if let Some(t) = &to {
+        if !hosted(core, t) {
+            return core.fail(StreamError::new(Condition::HostUnknown));
+        }
+        s.local = Some(t.clone());
+    }
+    if let Some(f) = h.from.as_deref()
+        && hosted(core, f)
+    {
+        // a peer claiming one of our own domains
+        return core.fail(StreamError::new(Condition::InvalidFrom));
+    }
+    let mut features = String::from("<stream:features>");
+    if core.tls.is_none() {
+        features.push_str(&format!("<starttls xmlns='{}'/>", ns::TLS));
+    }
+    features.push_str(&format!(
+        "<dialback xmlns='{}'><errors/></dialback></stream:features>",
+        ns::DIALBACK_FEATURE
+    ));
+    let from = s.local.clone();
+    // the dialback prefix is declared on our header too (XEP-0220 §2.1)
+    let ver = h.version.is_some();
+    core.version = ver;
+    core.send_header(from.as_deref(), ver.then_some(features.as_str()));
+    core.phase = Phase::Negotiating;
+}
+
+fn element(conn: &mut Connection, el: Element, ctx: &mut Context<Connection>) {
+    if el.is("starttls", ns::TLS) {
+        let Some((core, s)) = parts(conn) else { return };
+        if core.tls.is_some() || !s.pairs.is_empty() {
+            return core.refuse_tls();
+        }
+        return core.start_tls();
+    }
+    if el.has_ns(ns::DIALBACK) {
+        return dialback(conn, el, ctx);
+    }
+    if el.has_ns(ns::SERVER) && matches!(el.name(), "message" | "presence" | "iq") {
+        return stanza_in(conn, el);
+    }
+    let Some((core, s)) = parts(conn) else { return };
+    if s.pairs.is_empty() {
+        return core.fail(StreamError::new(Condition::NotAuthorized));
+    }
+    if matches!(el.name(), "message" | "presence" | "iq") {
+        return core.fail(StreamError::new(Condition::InvalidNamespace));
+    }
+    core.fail(StreamError::new(Condition::UnsupportedStanzaType))
+}
+
+fn dialback(conn: &mut Connection, el: Element, ctx: &mut Context<Connection>) {
+    let Some((core, s)) = parts(conn) else { return };
+    let db = match Dialback::parse(&el) {
+        Ok(d) => d,
+        Err(_) => return core.fail(StreamError::new(Condition::ImproperAddressing)),
+    };
+    match db {
+        Dialback::ResultRequest { from, to, key } => {
+            if !hosted(core, &to) {
+                // XEP-0220 §2.4: the domain is not served here
+                core.send(&dialback::result_error(&to, &from, "item-not-found"));
+                return;
+            }
+            if hosted(core, &from) {
+                return core.fail(StreamError::new(Condition::InvalidFrom));
+            }
+            match s
+                .pairs
+                .begin(&from, &to, core.settings.s2s.max_domain_pairs)
+            {
+                Ok(()) => {}
+                Err(Refusal::TooMany) => {
+                    return core.fail(StreamError::with_text(
+                        Condition::PolicyViolation,
+                        "too many domain pairs on this stream",
+                    ));
+                }
+                Err(Refusal::Duplicate) => return,
+            }
+            let (tx, rx) = tokio::sync::oneshot::channel();
+            core.ctx.registry.dialback_verify.do_send(DialbackVerify {
+                remote: from.clone(),
+                local: to.clone(),
+                verify: Verify {
+                    id: core.stream_id.clone(),
+                    key,
+                    reply: tx,
+                },
+            });
+            let wait = Duration::from_secs(core.settings.s2s.connect_timeout.max(1) + 10);
+            let fut = async move { matches!(tokio::time::timeout(wait, rx).await, Ok(Ok(true))) };
+            ctx.spawn(fut.into_actor(conn).map(move |valid, conn, _| {
+                let Some((core, s)) = parts(conn) else { return };
+                if core.closing() {
+                    return;
+                }
+                s.pairs.finish(&from, &to, valid);
+                core.send(&dialback::result_answer(&to, &from, valid));
+                if valid {
+                    slog::info!(core.log, # "XMPPI", "inbound stream authenticated (dialback)"; "remote" => &from, "local" => &to);
+                    core.authenticated();
+                    core.established = true;
+                } else {
+                    slog::warn!(core.log, # "XMPPI", "dialback refused"; "remote" => &from, "local" => &to);
+                    core.fail(StreamError::with_text(
+                        Condition::NotAuthorized,
+                        "dialback key not verified",
+                    ));
+                }
+            }));
+        }
+        Dialback::VerifyRequest { from, to, id, key } => {
+            if !hosted(core, &to) {
+                return core.fail(StreamError::new(Condition::HostUnknown));
+            }
+            // we made the key for (receiving = from, originating = to, id)
+            let valid = dialback_key_matches(&core.ctx, &from, &to, &id, &key);
+            core.send(&dialback::verify_answer(&to, &from, &id, valid));
+        }
+        // answers belong on our outgoing streams, not here
+        Dialback::ResultAnswer { .. } | Dialback::VerifyAnswer { .. } => {
+            core.fail(StreamError::new(Condition::UnsupportedStanzaType))
+        }
+    }
+}
+
+fn stanza_in(conn: &mut Connection, el: Element) {
+    let Some((core, s)) = parts(conn) else { return };
+    let (from, to) = match (stanza::jid_attr(&el, "from"), stanza::jid_attr(&el, "to")) {
+        (Ok(Some(f)), Ok(Some(t))) => (f, t),
+        (Ok(None), _) | (_, Ok(None)) => {
+            return core.fail(StreamError::new(Condition::ImproperAddressing));
+        }
+        _ => return core.fail(StreamError::new(Condition::InvalidFrom)),
+    };
+    if let Err(c) = s
+        .pairs
+        .check(from.domain().as_str(), to.domain().as_str(), |d| {
+            core.settings.domain(d).is_some()
+        })
+    {
+        return core.fail(StreamError::new(c));
+    }
+    let el = namespace::rename(&el, ns::SERVER, ns::CLIENT);
+    if let Some(sig) = Signal::new(from, to, el) {
+        core.ctx
+            .stats
+            .stanzas_in
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        core.ctx.registry.route(sig);
+    }
+}
