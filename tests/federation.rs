@@ -9,88 +9,15 @@
 //! names xmppd's ephemeral port. xmppd reaches Prosody through a router record.
 
 mod common;
+mod federation_common;
 use common::*;
-use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
+use federation_common::*;
+use std::net::{Ipv4Addr, SocketAddr};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 const XMPPD_DOMAIN: &str = "xmppd.example";
 const PROSODY_DOMAIN: &str = "prosody.example";
-
-/// A DNS responder on loopback: SRV `_xmpp-server._tcp.NAME` and A `NAME` for the
-/// names it is given, NXDOMAIN for everything else.
-struct FakeDns {
-    addr: SocketAddr,
-}
-
-impl FakeDns {
-    fn start(entries: Vec<(String, Ipv4Addr, u16)>) -> FakeDns {
-        use hickory_resolver::proto::op::{Message, OpCode, ResponseCode};
-        use hickory_resolver::proto::rr::rdata::{A, SRV};
-        use hickory_resolver::proto::rr::{Name, RData, Record, RecordType};
-        let sock = UdpSocket::bind("127.0.0.1:0").expect("dns socket");
-        let addr = sock.local_addr().expect("addr");
-        std::thread::spawn(move || {
-            let mut buf = [0u8; 1500];
-            loop {
-                let Ok((n, peer)) = sock.recv_from(&mut buf) else {
-                    return;
-                };
-                let Ok(q) = Message::from_vec(&buf[..n]) else {
-                    continue;
-                };
-                let mut r = Message::response(q.metadata.id, OpCode::Query);
-                r.metadata.recursion_desired = q.metadata.recursion_desired;
-                r.metadata.recursion_available = true;
-                r.metadata.authoritative = true;
-                let mut found = false;
-                for query in &q.queries {
-                    r.add_query(query.clone());
-                    let name = query.name().to_ascii().to_lowercase();
-                    for (domain, ip, port) in &entries {
-                        let srv_name = format!("_xmpp-server._tcp.{domain}.");
-                        if query.query_type() == RecordType::SRV && name == srv_name {
-                            let target = Name::from_ascii(format!("{domain}.")).expect("name");
-                            r.add_answer(Record::from_rdata(
-                                query.name().clone(),
-                                60,
-                                RData::SRV(SRV::new(0, 0, *port, target)),
-                            ));
-                            found = true;
-                        }
-                        if query.query_type() == RecordType::A && name == format!("{domain}.") {
-                            r.add_answer(Record::from_rdata(
-                                query.name().clone(),
-                                60,
-                                RData::A(A(*ip)),
-                            ));
-                            found = true;
-                        }
-                        if name == format!("{domain}.") || name == srv_name {
-                            // the name exists (AAAA and others: no data)
-                            found = true;
-                        }
-                    }
-                }
-                if !found {
-                    r.metadata.response_code = ResponseCode::NXDomain;
-                }
-                if let Ok(bytes) = r.to_vec() {
-                    let _ = sock.send_to(&bytes, peer);
-                }
-            }
-        });
-        FakeDns { addr }
-    }
-}
-
-/// A free TCP port on `ip` (bound and released; Prosody takes it right after).
-fn free_port(ip: Ipv4Addr) -> u16 {
-    std::net::TcpListener::bind((ip, 0))
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
-}
 
 /// A loopback address of this test process's own, so parallel runs do not meet.
 fn own_address(n: u8) -> Ipv4Addr {
@@ -103,7 +30,6 @@ struct Prosody {
     dir: tempfile::TempDir,
     ip: Ipv4Addr,
     c2s: u16,
-    s2s: u16,
 }
 
 impl Prosody {
@@ -168,7 +94,6 @@ VirtualHost "{PROSODY_DOMAIN}"
             dir,
             ip,
             c2s,
-            s2s,
         };
         for _ in 0..100 {
             if std::net::TcpStream::connect((ip, c2s)).is_ok() {
@@ -188,17 +113,6 @@ impl Drop for Prosody {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
-    }
-}
-
-fn die_with_parent(cmd: &mut Command) {
-    use std::os::unix::process::CommandExt;
-    // SAFETY: prctl is async-signal-safe and touches nothing else.
-    unsafe {
-        cmd.pre_exec(|| {
-            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
-            Ok(())
-        });
     }
 }
 

@@ -61,6 +61,8 @@ pub struct OutboundQueue {
     /// A secure domain's requirement failed: signals are refused with this until the
     /// next attempt.
     refusing: Option<(ErrorCondition, String)>,
+    /// Why the last attempt failed: what waiting signals are bounced with.
+    last_failure: Option<(ErrorCondition, String)>,
     last_used: Instant,
     sent: u64,
     bounced: u64,
@@ -118,6 +120,7 @@ impl OutboundQueue {
             backoff: Duration::ZERO,
             retry_at: None,
             refusing: None,
+            last_failure: None,
             last_used: Instant::now(),
             sent: 0,
             bounced: 0,
@@ -191,16 +194,14 @@ impl OutboundQueue {
     fn tick(&mut self, ctx: &mut Context<Self>) {
         let settings = self.ctx.settings.get();
         if self.state != State::Connected && !self.pending.is_empty() {
-            let why = self
+            let (cond, why) = self
                 .refusing
-                .as_ref()
-                .map(|(_, w)| w.clone())
-                .unwrap_or_else(|| "the remote server cannot be reached".into());
-            let cond = self
-                .refusing
-                .as_ref()
-                .map(|(c, _)| *c)
-                .unwrap_or(ErrorCondition::RemoteServerTimeout);
+                .clone()
+                .or_else(|| self.last_failure.clone())
+                .unwrap_or((
+                    ErrorCondition::RemoteServerTimeout,
+                    "the remote server cannot be reached".into(),
+                ));
             self.expire(cond, &why, false);
         }
         let now = Instant::now();
@@ -328,6 +329,7 @@ impl Handler<LinkEvent> for OutboundQueue {
                 self.state = State::Connected;
                 self.backoff = Duration::ZERO;
                 self.refusing = None;
+                self.last_failure = None;
                 self.last_used = Instant::now();
                 let waiting: Vec<_> = self.pending.drain(..).collect();
                 for (sig, _) in waiting {
@@ -358,6 +360,7 @@ impl Handler<LinkEvent> for OutboundQueue {
                 };
                 self.retry_at = Some(Instant::now() + self.backoff);
                 self.state = State::BackingOff;
+                self.last_failure = Some((condition, why.clone()));
                 if retry {
                     self.refusing = None;
                     self.expire(condition, &why, false);

@@ -1,0 +1,329 @@
+//! Two xmppd servers federating on loopback, and the inbound server stream's refusals
+//! (hostile input): chat and iq both ways found through SRV records, a forged dialback
+//! key, stanzas before authentication or from a domain never verified, a stream that
+//! claims one of our domains, a verification for a stream that does not exist; bounces
+//! for unreachable peers, queued messages delivered in order to a peer that comes back,
+//! and the secure-domain checks (no STARTTLS, untrusted certificate, wrong name).
+
+mod common;
+mod federation_common;
+use common::*;
+use federation_common::*;
+use std::net::Ipv4Addr;
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// A daemon for `domain` that resolves peers through `dns`, with extra `[s2s]` keys and
+/// top-level tables.
+fn server(domain: &str, dns: &FakeDns, s2s: &str, tables: &str) -> Daemon {
+    let d = Daemon::with(Options {
+        domain: domain.into(),
+        extra: format!("[s2s]\n{}retry_initial = 1\n{s2s}\n{tables}", dns.config()),
+        ..Options::default()
+    });
+    dns.add(domain, Ipv4Addr::LOCALHOST, d.starttls.port());
+    d
+}
+
+fn s2s_header(from: &str, to: &str) -> String {
+    format!(
+        "<?xml version='1.0'?><stream:stream xmlns='jabber:server' \
+         xmlns:stream='http://etherx.jabber.org/streams' xmlns:db='jabber:server:dialback' \
+         from='{from}' to='{to}' version='1.0'>"
+    )
+}
+
+/// The id of the stream header in `text`.
+fn stream_id(text: &str) -> String {
+    let i = text.find(" id='").expect("stream id") + 5;
+    text[i..].split('\'').next().expect("id").to_string()
+}
+
+/// XEP-0185 key, computed here independently of the server's code.
+fn key(secret: &str, receiving: &str, originating: &str, id: &str) -> String {
+    use hmac::{Hmac, Mac};
+    use sha2::{Digest, Sha256};
+    let hashed: String = Sha256::digest(secret.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(hashed.as_bytes()).expect("key");
+    mac.update(format!("{receiving} {originating} {id}").as_bytes());
+    mac.finalize()
+        .into_bytes()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+#[tokio::test]
+async fn two_servers_chat_and_answer_iq_both_ways() {
+    let dns = FakeDns::start(vec![]);
+    let a = server("a.test", &dns, "", "");
+    let b = server("b.test", &dns, "", "");
+    let (mut alice, _) = Raw::login(a.starttls, "a.test", "alice", "alice-pw", "r").await;
+    let (mut bob, _) = Raw::login(b.starttls, "b.test", "bob", "bob-pw", "r").await;
+    alice
+        .send("<message to='bob@b.test' type='chat' id='m1'><body>hi bob</body></message>")
+        .await;
+    let m = bob.wait_for("hi bob").await;
+    assert!(m.contains("from='alice@a.test/r'"), "{m}");
+    bob.send("<message to='alice@a.test/r' type='chat' id='m2'><body>hi alice</body></message>")
+        .await;
+    let m = alice.wait_for("hi alice").await;
+    assert!(m.contains("from='bob@b.test/r'"), "{m}");
+    // iq to the remote server itself, both ways
+    alice
+        .send("<iq to='b.test' type='get' id='v1'><query xmlns='jabber:iq:version'/></iq>")
+        .await;
+    let r = alice.wait_for("id='v1'").await;
+    assert!(r.contains("type='result'") && r.contains("xmppd"), "{r}");
+    bob.send("<iq to='a.test' type='get' id='v2'><query xmlns='jabber:iq:version'/></iq>")
+        .await;
+    let r = bob.wait_for("id='v2'").await;
+    assert!(r.contains("type='result'") && r.contains("xmppd"), "{r}");
+    assert!(
+        a.log().contains("outgoing stream authenticated"),
+        "{}",
+        a.log()
+    );
+}
+
+#[tokio::test]
+async fn dialback_refusals() {
+    let dns = FakeDns::start(vec![]);
+    let a = server("a.test", &dns, "", "");
+    let _b = server(
+        "b.test",
+        &dns,
+        "dialback_secret = \"known to the test\"\n",
+        "",
+    );
+    let (mut alice, _) = Raw::login(a.starttls, "a.test", "alice", "alice-pw", "r").await;
+
+    // a stanza before any dialback: not-authorized
+    let mut r = Raw::connect(a.starttls, "a.test").await;
+    r.send(&s2s_header("b.test", "a.test")).await;
+    let f = r.read_until("</stream:features>").await;
+    assert!(f.contains("urn:xmpp:features:dialback"), "{f}");
+    r.send("<message from='bob@b.test' to='alice@a.test'><body>early</body></message>")
+        .await;
+    let out = r.read_to_close().await;
+    assert!(out.contains("<not-authorized"), "{out}");
+
+    // a stream that claims one of our own domains: invalid-from
+    let mut r = Raw::connect(a.starttls, "a.test").await;
+    r.send(&s2s_header("a.test", "a.test")).await;
+    let out = r.read_to_close().await;
+    assert!(out.contains("<invalid-from"), "{out}");
+
+    // a forged key: the authoritative server (b.test) says invalid
+    let mut r = Raw::connect(a.starttls, "a.test").await;
+    r.send(&s2s_header("b.test", "a.test")).await;
+    r.read_until("</stream:features>").await;
+    r.send("<db:result from='b.test' to='a.test'>forged</db:result>")
+        .await;
+    let out = r.read_to_close().await;
+    assert!(out.contains("type='invalid'"), "{out}");
+    assert!(out.contains("<not-authorized"), "{out}");
+
+    // a verification for a stream id that does not exist: invalid
+    let mut r = Raw::connect(a.starttls, "a.test").await;
+    r.send(&s2s_header("b.test", "a.test")).await;
+    r.read_until("</stream:features>").await;
+    r.send("<db:verify from='b.test' to='a.test' id='no-such-stream'>abcdef</db:verify>")
+        .await;
+    let out = r.read_until("/>").await;
+    assert!(out.contains("type='invalid'"), "{out}");
+
+    // the right key (the test knows b.test's secret): valid; then only b.test may send
+    let mut r = Raw::connect(a.starttls, "a.test").await;
+    r.send(&s2s_header("b.test", "a.test")).await;
+    let f = r.read_until("</stream:features>").await;
+    let id = stream_id(&f);
+    let k = key("known to the test", "a.test", "b.test", &id);
+    r.send(&format!(
+        "<db:result from='b.test' to='a.test'>{k}</db:result>"
+    ))
+    .await;
+    let out = r.read_until("/>").await;
+    assert!(out.contains("type='valid'"), "{out}");
+    r.send("<message from='bob@b.test/x' to='alice@a.test' type='chat'><body>verified</body></message>")
+        .await;
+    let m = alice.wait_for("verified").await;
+    assert!(m.contains("from='bob@b.test/x'"), "{m}");
+    r.send("<message from='eve@c.test/x' to='alice@a.test' type='chat'><body>forged from</body></message>")
+        .await;
+    let out = r.read_to_close().await;
+    assert!(out.contains("<invalid-from"), "{out}");
+    alice.expect_only_presence(Duration::from_millis(300)).await;
+}
+
+#[tokio::test]
+async fn unreachable_peers_bounce_after_the_configured_time() {
+    let dns = FakeDns::start(vec![]);
+    let closed = free_port(Ipv4Addr::LOCALHOST);
+    let a = server(
+        "a.test",
+        &dns,
+        "bounce_after = 2\n",
+        &format!("[[routes]]\ndomain = \"down.test\"\nhost = \"127.0.0.1\"\nport = {closed}\n"),
+    );
+    let (mut alice, _) = Raw::login(a.starttls, "a.test", "alice", "alice-pw", "r").await;
+    let t = std::time::Instant::now();
+    alice
+        .send("<message to='x@down.test' type='chat' id='d1'><body>1</body></message>")
+        .await;
+    // a name the DNS server does not know
+    alice
+        .send("<message to='x@nowhere.test' type='chat' id='n1'><body>2</body></message>")
+        .await;
+    let e = alice.wait_for("id='d1'").await;
+    assert!(
+        e.contains("type='error'") && e.contains("remote-server-timeout"),
+        "{e}"
+    );
+    assert!(
+        t.elapsed() >= Duration::from_millis(1500),
+        "bounced too early"
+    );
+    let e = alice.wait_for("id='n1'").await;
+    assert!(
+        e.contains("type='error'") && e.contains("remote-server-not-found"),
+        "{e}"
+    );
+}
+
+#[tokio::test]
+async fn a_peer_that_comes_back_gets_the_queued_messages_in_order() {
+    let dns = FakeDns::start(vec![]);
+    let a = server("a.test", &dns, "bounce_after = 60\n", "");
+    let (mut alice, _) = Raw::login(a.starttls, "a.test", "alice", "alice-pw", "r").await;
+    for i in 1..=5 {
+        alice
+            .send(&format!(
+                "<message to='bob@b.test' type='chat' id='q{i}'><body>queued {i}</body></message>"
+            ))
+            .await;
+    }
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // b.test appears (its DNS entry with it); bob is online before the queue retries
+    let b = Daemon::with(Options {
+        domain: "b.test".into(),
+        extra: format!("[s2s]\n{}", dns.config()),
+        ..Options::default()
+    });
+    let (mut bob, _) = Raw::login(b.starttls, "b.test", "bob", "bob-pw", "r").await;
+    dns.add("b.test", Ipv4Addr::LOCALHOST, b.starttls.port());
+    for i in 1..=5 {
+        let m = bob.next_non_presence().await;
+        assert!(
+            m.contains(&format!("queued {i}")),
+            "message {i} out of order: {m}"
+        );
+    }
+    alice.expect_only_presence(Duration::from_millis(300)).await;
+}
+
+/// A peer that offers no STARTTLS, only dialback (it never gets further).
+async fn plaintext_peer() -> u16 {
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let port = l.local_addr().expect("addr").port();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = l.accept().await {
+            tokio::spawn(async move {
+                let mut buf = [0u8; 4096];
+                let _ = s.read(&mut buf).await;
+                let _ = s
+                    .write_all(
+                        b"<?xml version='1.0'?><stream:stream xmlns='jabber:server' \
+                          xmlns:stream='http://etherx.jabber.org/streams' id='x' \
+                          from='plain.test' version='1.0'><stream:features>\
+                          <dialback xmlns='urn:xmpp:features:dialback'/></stream:features>",
+                    )
+                    .await;
+                let _ = s.read(&mut buf).await;
+            });
+        }
+    });
+    port
+}
+
+/// alice@a.test sends to `to`; the answer (delivery or error) as `bob` sees it or as the
+/// error alice gets.
+async fn secure_error(a: &Daemon, to: &str) -> String {
+    let (mut alice, _) = Raw::login(a.starttls, "a.test", "alice", "alice-pw", "r").await;
+    alice
+        .send(&format!(
+            "<message to='{to}' type='chat' id='s1'><body>secret</body></message>"
+        ))
+        .await;
+    alice.wait_for("id='s1'").await
+}
+
+#[tokio::test]
+async fn secure_domain_without_starttls_is_refused() {
+    let dns = FakeDns::start(vec![]);
+    let port = plaintext_peer().await;
+    let a = server(
+        "a.test",
+        &dns,
+        "secure_domains = [\"*.plain.test\"]\n",
+        &format!("[[routes]]\ndomain = \"plain.test\"\nhost = \"127.0.0.1\"\nport = {port}\n"),
+    );
+    let e = secure_error(&a, "x@plain.test").await;
+    assert!(e.contains("type='error'") && e.contains("STARTTLS"), "{e}");
+}
+
+#[tokio::test]
+async fn secure_domain_with_an_untrusted_certificate_is_refused() {
+    let dns = FakeDns::start(vec![]);
+    let a = server("a.test", &dns, "secure_domains = [\"b.test\"]\n", "");
+    let _b = server("b.test", &dns, "", "");
+    let e = secure_error(&a, "bob@b.test").await;
+    assert!(
+        e.contains("type='error'") && e.contains("not trusted"),
+        "{e}"
+    );
+}
+
+#[tokio::test]
+async fn secure_domain_with_a_certificate_for_another_name_is_refused() {
+    let dns = FakeDns::start(vec![]);
+    let ca = pki().ca.display().to_string();
+    let a = server(
+        "a.test",
+        &dns,
+        &format!("secure_domains = [\"d.test\"]\ntrusted_certificates = [\"{ca}\"]\n"),
+        "",
+    );
+    // the test certificate names localhost, a.test, b.test, c.test: not d.test
+    let _d = server("d.test", &dns, "", "");
+    let e = secure_error(&a, "bob@d.test").await;
+    assert!(
+        e.contains("type='error'") && e.contains("names another domain"),
+        "{e}"
+    );
+}
+
+#[tokio::test]
+async fn secure_domain_with_a_trusted_certificate_delivers() {
+    let dns = FakeDns::start(vec![]);
+    let ca = pki().ca.display().to_string();
+    let a = server(
+        "a.test",
+        &dns,
+        &format!("secure_domains = [\"b.test\"]\ntrusted_certificates = [\"{ca}\"]\n"),
+        "",
+    );
+    let b = server("b.test", &dns, "", "");
+    let (mut bob, _) = Raw::login(b.starttls, "b.test", "bob", "bob-pw", "r").await;
+    let (mut alice, _) = Raw::login(a.starttls, "a.test", "alice", "alice-pw", "r").await;
+    alice
+        .send("<message to='bob@b.test' type='chat' id='s1'><body>over TLS</body></message>")
+        .await;
+    let m = bob.wait_for("over TLS").await;
+    assert!(m.contains("from='alice@a.test/r'"), "{m}");
+}
