@@ -486,10 +486,10 @@ impl Handler<DialbackVerify> for Registry {
         };
         match q {
             Some(q) => {
-                if let Err(e) = q.send.try_send(ToOutbound::Verify(d.verify)) {
-                    if let ToOutbound::Verify(v) = e.into_inner() {
-                        let _ = v.reply.send(false);
-                    }
+                if let Err(e) = q.send.try_send(ToOutbound::Verify(d.verify))
+                    && let ToOutbound::Verify(v) = e.into_inner()
+                {
+                    let _ = v.reply.send(false);
                 }
             }
             // dropping the reply answers "not verified"
