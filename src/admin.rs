@@ -1,5 +1,6 @@
 //! A small monitoring endpoint for operators and tests: `GET /stats` answers the live
-//! counters (connections, connection actors, session actors, I/O tasks...) as JSON.
+//! counters (connections, connection actors, session actors, I/O tasks...) as JSON;
+//! `GET /s2s` each outbound queue (federation): its state, length and counters.
 //!
 //! It is off unless the environment variable `XMPPD_ADMIN` names an address to listen
 //! on (`127.0.0.1:0` picks a free port). It has no authentication: bind it to loopback.
@@ -155,7 +156,20 @@ async fn serve(mut sock: TcpStream, ctx: &Ctx) -> std::io::Result<()> {
             let body = format!("{}\n", stats_json(ctx));
             respond(&mut sock, 200, "application/json", &body).await
         }
-        ("GET", "/") => respond(&mut sock, 200, "text/plain", "xmppd admin: GET /stats\n").await,
+        ("GET", "/s2s") => {
+            let queues = xmppd_actors::s2s::queues(ctx).await;
+            let body = format!("{}\n", serde_json::json!({ "outbound": queues }));
+            respond(&mut sock, 200, "application/json", &body).await
+        }
+        ("GET", "/") => {
+            respond(
+                &mut sock,
+                200,
+                "text/plain",
+                "xmppd admin: GET /stats, GET /s2s\n",
+            )
+            .await
+        }
         ("GET", _) => respond(&mut sock, 404, "text/plain", "not found\n").await,
         _ => respond(&mut sock, 405, "text/plain", "only GET\n").await,
     }

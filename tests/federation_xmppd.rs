@@ -7,8 +7,10 @@
 
 mod common;
 mod federation_common;
+mod hostile_common;
 use common::*;
 use federation_common::*;
+use hostile_common::{admin_addr, admin_get, enable_admin};
 use std::net::Ipv4Addr;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -58,6 +60,7 @@ fn key(secret: &str, receiving: &str, originating: &str, id: &str) -> String {
 
 #[tokio::test]
 async fn two_servers_chat_and_answer_iq_both_ways() {
+    enable_admin();
     let dns = FakeDns::start(vec![]);
     let a = server("a.test", &dns, "", "");
     let b = server("b.test", &dns, "", "");
@@ -326,4 +329,50 @@ async fn secure_domain_with_a_trusted_certificate_delivers() {
         .await;
     let m = bob.wait_for("over TLS").await;
     assert!(m.contains("from='alice@a.test/r'"), "{m}");
+}
+
+#[tokio::test]
+async fn domain_pairs_on_one_stream_are_bounded() {
+    // the authoritative servers accept connections and never answer: every
+    // verification stays pending
+    let hole = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let port = hole.local_addr().expect("addr").port();
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((s, _)) = hole.accept().await {
+            held.push(s);
+        }
+    });
+    let dns = FakeDns::start(vec![]);
+    let a = server(
+        "a.test",
+        &dns,
+        "max_domain_pairs = 2\n",
+        &format!("[[routes]]\ndomain = \"*.hole.test\"\nhost = \"127.0.0.1\"\nport = {port}\n"),
+    );
+    let mut r = Raw::connect(a.starttls, "a.test").await;
+    r.send(&s2s_header("x1.hole.test", "a.test")).await;
+    r.read_until("</stream:features>").await;
+    for i in 1..=3 {
+        r.send(&format!(
+            "<db:result from='x{i}.hole.test' to='a.test'>k{i}</db:result>"
+        ))
+        .await;
+    }
+    let out = r.read_to_close().await;
+    assert!(out.contains("<policy-violation"), "{out}");
+    assert!(out.contains("too many domain pairs"), "{out}");
+}
+
+#[tokio::test]
+async fn a_peer_that_never_finishes_dialback_is_timed_out() {
+    let dns = FakeDns::start(vec![]);
+    let a = server("a.test", &dns, "", "[limits]\nauth_timeout = 1\n");
+    let mut r = Raw::connect(a.starttls, "a.test").await;
+    r.send(&s2s_header("b.test", "a.test")).await;
+    r.read_until("</stream:features>").await;
+    let out = r.read_to_close().await;
+    assert!(out.contains("<connection-timeout"), "{out}");
 }
