@@ -219,6 +219,16 @@ fn stanza_in(conn: &mut Connection, el: Element) {
             .stats
             .stanzas_in
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        core.ctx.registry.route(sig);
+        // the registry's mailbox is bounded for streams (as for client sessions); a
+        // peer that floods it gets its stanzas back rather than growing it
+        if let Err(SendError::Full(sig)) | Err(SendError::Closed(sig)) =
+            core.ctx.registry.signal.try_send(sig)
+            && let Some(err) = sig.bounce(
+                stanza::ErrorCondition::ResourceConstraint,
+                Some("the server is overloaded"),
+            )
+        {
+            core.ctx.registry.route(err);
+        }
     }
 }
