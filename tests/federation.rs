@@ -149,12 +149,14 @@ fn federated_pair(extra: &str) -> (Daemon, Prosody, FakeDns) {
     (d, p, dns)
 }
 
-#[test]
-fn chat_subscription_presence_and_iq_with_prosody() {
-    if !have_prosody() {
-        panic!("prosody is not installed (scripts/test installs it)");
-    }
-    let (d, p, _dns) = federated_pair("");
+/// Run the slixmpp scenario between alice@xmppd and bob@peer; its output.
+fn run_scenario(
+    d: &Daemon,
+    ip: Ipv4Addr,
+    c2s: u16,
+    domain: &str,
+    peer_log: &dyn Fn() -> String,
+) -> String {
     let out = std::process::Command::new("timeout")
         .arg("90")
         .arg("python3")
@@ -163,9 +165,9 @@ fn chat_subscription_presence_and_iq_with_prosody() {
             "both",
             &d.starttls.port().to_string(),
             XMPPD_DOMAIN,
-            &p.ip.to_string(),
-            &p.c2s.to_string(),
-            PROSODY_DOMAIN,
+            &ip.to_string(),
+            &c2s.to_string(),
+            domain,
         ])
         .env("SSL_CERT_FILE", &pki().ca)
         .output()
@@ -173,34 +175,35 @@ fn chat_subscription_presence_and_iq_with_prosody() {
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(
         out.status.success(),
-        "fed.py failed:\n{stdout}\n{}\n--- xmppd\n{}\n--- prosody\n{}",
+        "fed.py failed:\n{stdout}\n{}\n--- xmppd\n{}\n--- peer\n{}",
         String::from_utf8_lossy(&out.stderr),
         d.log(),
-        p.log()
+        peer_log()
     );
-    assert!(
-        stdout.contains(&format!(
-            "bob got chat from alice@{XMPPD_DOMAIN}/slix: hello from xmppd"
-        )),
-        "{stdout}"
-    );
-    assert!(
-        stdout.contains(&format!(
-            "alice got chat from bob@{PROSODY_DOMAIN}/slix: hello from prosody"
-        )),
-        "{stdout}"
-    );
-    assert!(
-        stdout.contains("alice sees bob as both; bob sees alice as both"),
-        "{stdout}"
-    );
-    assert!(stdout.contains("presence seen both ways"), "{stdout}");
-    assert!(
-        stdout.contains(&format!("bob asked {XMPPD_DOMAIN}: xmppd")),
-        "{stdout}"
-    );
-    assert!(
-        stdout.contains(&format!("alice asked {PROSODY_DOMAIN}: Prosody")),
-        "{stdout}"
-    );
+    stdout
+}
+
+/// What a user on each side observed: chat both ways, mutual subscription, presence
+/// both ways, each server answering the other side's user.
+fn assert_federated(stdout: &str, domain: &str, software: &str) {
+    for want in [
+        format!("bob got chat from alice@{XMPPD_DOMAIN}/slix: hello from xmppd"),
+        format!("alice got chat from bob@{domain}/slix: hello from the peer"),
+        "alice sees bob as both; bob sees alice as both".to_string(),
+        "presence seen both ways".to_string(),
+        format!("bob asked {XMPPD_DOMAIN}: xmppd"),
+        format!("alice asked {domain}: {software}"),
+    ] {
+        assert!(stdout.contains(&want), "missing {want:?} in:\n{stdout}");
+    }
+}
+
+#[test]
+fn chat_subscription_presence_and_iq_with_prosody() {
+    if !have_prosody() {
+        panic!("prosody is not installed (scripts/test installs it)");
+    }
+    let (d, p, _dns) = federated_pair("");
+    let stdout = run_scenario(&d, p.ip, p.c2s, PROSODY_DOMAIN, &|| p.log());
+    assert_federated(&stdout, PROSODY_DOMAIN, "Prosody");
 }

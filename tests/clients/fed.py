@@ -78,7 +78,7 @@ async def both(xport, xdomain, pip, pport, pdomain):
     alice.send_message(mto=b, mbody="hello from xmppd", mtype="chat")
     m = await asyncio.wait_for(bob.inbox.get(), 30)
     print(f"bob got {m['type']} from {m['from']}: {m['body']}")
-    bob.send_message(mto=m["from"], mbody="hello from prosody", mtype="chat")
+    bob.send_message(mto=m["from"], mbody="hello from the peer", mtype="chat")
     m = await asyncio.wait_for(alice.inbox.get(), 30)
     print(f"alice got {m['type']} from {m['from']}: {m['body']}")
     # subscription both ways (each side's client accepts and subscribes back)
