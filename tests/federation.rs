@@ -1,12 +1,15 @@
-//! Federation with Prosody (Debian's, a server nobody here wrote) on loopback: chat,
-//! presence subscription and iq both ways through dialback; a forged dialback key and
-//! a stanza from an unverified domain refused; signals for an unreachable peer bounced.
+//! Federation with Prosody 0.12 and ejabberd 23.01 (Debian's; servers nobody here
+//! wrote) on loopback: chat, presence subscription, presence and iq to the other server,
+//! both ways, through STARTTLS and dialback.
 //!
 //! Prosody runs in the foreground as a child of the test (killed when the test ends or
 //! dies), on its own 127.0.x.y address with ephemeral ports and a temporary config and
 //! data directory. It finds xmppd through a tiny DNS server the test runs on loopback
 //! (Prosody's libunbound forwards to it): SRV `_xmpp-server._tcp` for xmppd's domain
 //! names xmppd's ephemeral port. xmppd reaches Prosody through a router record.
+//! ejabberd runs the same way (its own node name and distribution port, its inetrc
+//! naming the test's DNS server; it resolves SRV targets with getaddrinfo, so the SRV
+//! answer names the address itself).
 
 mod common;
 mod federation_common;
@@ -206,4 +209,215 @@ fn chat_subscription_presence_and_iq_with_prosody() {
     let (d, p, _dns) = federated_pair("");
     let stdout = run_scenario(&d, p.ip, p.c2s, PROSODY_DOMAIN, &|| p.log());
     assert_federated(&stdout, PROSODY_DOMAIN, "Prosody");
+}
+
+const EJABBERD_DOMAIN: &str = "ejabberd.example";
+
+/// ejabberd (Debian's 23.01) in the foreground as the `ejabberd` user, its own node
+/// name, Erlang distribution port (no epmd), config, spool and logs in a temporary
+/// directory; DNS only through the test's server (its own inetrc). The whole process
+/// group is killed at the end.
+struct Ejabberd {
+    child: Child,
+    dir: tempfile::TempDir,
+    ip: Ipv4Addr,
+    c2s: u16,
+}
+
+impl Ejabberd {
+    fn ctl(&self) -> Command {
+        let d = self.dir.path();
+        let mut cmd = Command::new("setpriv");
+        cmd.args([
+            "--reuid=ejabberd",
+            "--regid=ejabberd",
+            "--init-groups",
+            "ejabberdctl",
+            "--config-dir",
+        ])
+        .arg(d.join("etc"))
+        .arg("--config")
+        .arg(d.join("etc/ejabberd.yml"))
+        .arg("--ctl-config")
+        .arg(d.join("etc/ejabberdctl.cfg"))
+        .arg("--logs")
+        .arg(d.join("logs"))
+        .arg("--spool")
+        .arg(d.join("spool"))
+        .env("HOME", d)
+        .current_dir(d);
+        cmd
+    }
+
+    fn start(ip: Ipv4Addr, (c2s, s2s): (u16, u16), dns: SocketAddr) -> Ejabberd {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let d = dir.path().to_path_buf();
+        for sub in ["etc", "spool", "logs"] {
+            std::fs::create_dir_all(d.join(sub)).expect("dir");
+        }
+        // rcgen's default validity (to the year 4096) overflows ejabberd's expiry timer
+        let made = Command::new("openssl")
+            .args([
+                "req",
+                "-x509",
+                "-newkey",
+                "ec",
+                "-pkeyopt",
+                "ec_paramgen_curve:P-256",
+            ])
+            .args(["-nodes", "-days", "30", "-subj"])
+            .arg(format!("/CN={EJABBERD_DOMAIN}"))
+            .arg("-keyout")
+            .arg(d.join("etc/key.pem"))
+            .arg("-out")
+            .arg(d.join("etc/crt.pem"))
+            .output()
+            .expect("openssl");
+        assert!(made.status.success(), "openssl: {made:?}");
+        let pem = [
+            std::fs::read_to_string(d.join("etc/crt.pem")).expect("crt"),
+            std::fs::read_to_string(d.join("etc/key.pem")).expect("key"),
+        ]
+        .concat();
+        std::fs::write(d.join("etc/cert.pem"), pem).expect("cert");
+        let dist = free_port(Ipv4Addr::LOCALHOST);
+        let node = format!("ejabberd_fed_{}@localhost", std::process::id());
+        let dns_ip = dns.ip().to_string().replace('.', ",");
+        std::fs::write(
+            d.join("etc/inetrc"),
+            format!(
+                "{{resolv_conf, \"\"}}.\n{{hosts_file, \"\"}}.\n\
+                 {{host, {{127,0,0,1}}, [\"localhost\"]}}.\n\
+                 {{nameserver, {{{dns_ip}}}, {}}}.\n{{lookup, [file, dns]}}.\n\
+                 {{timeout, 1000}}.\n{{retry, 1}}.\n",
+                dns.port()
+            ),
+        )
+        .expect("inetrc");
+        std::fs::write(
+            d.join("etc/ejabberdctl.cfg"),
+            format!(
+                "ERLANG_NODE={node}\nINET_DIST_INTERFACE=127.0.0.1\nERL_DIST_PORT={dist}\n\
+                 ERL_EPMD_ADDRESS=127.0.0.1\nEJABBERD_PID_PATH={}/ejabberd.pid\n\
+                 EJABBERD_BYPASS_WARNINGS=true\n",
+                d.display()
+            ),
+        )
+        .expect("ctl cfg");
+        std::fs::write(
+            d.join("etc/ejabberd.yml"),
+            format!(
+                r#"hosts:
+  - "{EJABBERD_DOMAIN}"
+loglevel: debug
+log_rotate_count: 0
+certfiles:
+  - "{d}/etc/cert.pem"
+acme:
+  auto: false
+listen:
+  -
+    port: {c2s}
+    ip: "{ip}"
+    module: ejabberd_c2s
+    starttls: true
+  -
+    port: {s2s}
+    ip: "{ip}"
+    module: ejabberd_s2s_in
+s2s_use_starttls: optional
+s2s_access: all
+s2s_dns_timeout: 3
+s2s_dns_retries: 1
+auth_method: internal
+auth_password_format: scram
+access_rules:
+  c2s:
+    allow: all
+modules:
+  mod_disco: {{}}
+  mod_ping: {{}}
+  mod_roster: {{}}
+  mod_s2s_dialback: {{}}
+  mod_version:
+    show_os: false
+"#,
+                d = d.display()
+            ),
+        )
+        .expect("config");
+        let chown = Command::new("chown")
+            .args(["-R", "ejabberd:ejabberd"])
+            .arg(&d)
+            .status()
+            .expect("chown");
+        assert!(chown.success());
+        let mut perms = std::fs::metadata(&d).expect("meta").permissions();
+        std::os::unix::fs::PermissionsExt::set_mode(&mut perms, 0o755);
+        std::fs::set_permissions(&d, perms).expect("chmod");
+        let mut e = Ejabberd {
+            child: Command::new("true").spawn().expect("placeholder"),
+            dir,
+            ip,
+            c2s,
+        };
+        let mut cmd = e.ctl();
+        cmd.arg("foreground")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
+        let _ = e.child.wait();
+        e.child = cmd.spawn().expect("spawn ejabberd");
+        for _ in 0..300 {
+            if std::net::TcpStream::connect((ip, c2s)).is_ok() {
+                let _ = e.ctl().arg("started").output();
+                let out = e
+                    .ctl()
+                    .args(["register", "bob", EJABBERD_DOMAIN, "pw"])
+                    .output()
+                    .expect("ejabberdctl register");
+                assert!(out.status.success(), "register: {out:?}\n{}", e.log());
+                return e;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        panic!("ejabberd did not start:\n{}", e.log());
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("logs/ejabberd.log")).unwrap_or_default()
+    }
+}
+
+impl Drop for Ejabberd {
+    fn drop(&mut self) {
+        // the shell, erl and its helpers: the whole process group
+        let pgid = self.child.id() as i32;
+        // SAFETY: signals a process group this test created.
+        unsafe { libc::kill(-pgid, libc::SIGKILL) };
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn chat_subscription_presence_and_iq_with_ejabberd() {
+    let ip = own_address(3);
+    let ports = (free_port(ip), free_port(ip));
+    let d = Daemon::with(Options {
+        domain: XMPPD_DOMAIN.into(),
+        extra: format!(
+            "[[routes]]\ndomain = \"{EJABBERD_DOMAIN}\"\nhost = \"{ip}\"\nport = {}\n",
+            ports.1
+        ),
+        ..Options::default()
+    });
+    let dns = FakeDns::with_address_targets(vec![(
+        XMPPD_DOMAIN.to_string(),
+        Ipv4Addr::LOCALHOST,
+        d.starttls.port(),
+    )]);
+    let e = Ejabberd::start(ip, ports, dns.addr);
+    let stdout = run_scenario(&d, e.ip, e.c2s, EJABBERD_DOMAIN, &|| e.log());
+    assert_federated(&stdout, EJABBERD_DOMAIN, "ejabberd");
 }

@@ -15,6 +15,17 @@ pub struct FakeDns {
 
 impl FakeDns {
     pub fn start(entries: Vec<(String, Ipv4Addr, u16)>) -> FakeDns {
+        FakeDns::serve(entries, false)
+    }
+
+    /// The same, with SRV targets written as the address itself (`127.0.0.1.`): for a
+    /// peer that resolves SRV through this server but targets through getaddrinfo
+    /// (ejabberd), which parses an address literal without asking anyone.
+    pub fn with_address_targets(entries: Vec<(String, Ipv4Addr, u16)>) -> FakeDns {
+        FakeDns::serve(entries, true)
+    }
+
+    fn serve(entries: Vec<(String, Ipv4Addr, u16)>, address_targets: bool) -> FakeDns {
         let entries = Arc::new(Mutex::new(entries));
         let shared = entries.clone();
         use hickory_resolver::proto::op::{Message, OpCode, ResponseCode};
@@ -43,7 +54,12 @@ impl FakeDns {
                     for (domain, ip, port) in &entries {
                         let srv_name = format!("_xmpp-server._tcp.{domain}.");
                         if query.query_type() == RecordType::SRV && name == srv_name {
-                            let target = Name::from_ascii(format!("{domain}.")).expect("name");
+                            let target = if address_targets {
+                                format!("{ip}.")
+                            } else {
+                                format!("{domain}.")
+                            };
+                            let target = Name::from_ascii(target).expect("name");
                             r.add_answer(Record::from_rdata(
                                 query.name().clone(),
                                 60,

@@ -65,6 +65,9 @@ pub struct StreamCore {
     pub ns: &'static str,
     /// Our headers carry `version='1.0'` (false for pre-1.0 client streams).
     pub version: bool,
+    /// More namespace declarations for our headers (server streams: the dialback
+    /// prefix, XEP-0220 §2.1).
+    pub header_ns: &'static str,
     /// Our stream header went out (stream errors need one first).
     pub header_sent: bool,
     /// TLS is up, with its channel-binding data.
@@ -137,9 +140,10 @@ impl StreamCore {
         };
         let version = if self.version { " version='1.0'" } else { "" };
         format!(
-            "<?xml version='1.0'?><stream:stream xmlns='{}' xmlns:stream='{}'{from}{id}{version} xml:lang='en'>",
+            "<?xml version='1.0'?><stream:stream xmlns='{}' xmlns:stream='{}'{}{from}{id}{version} xml:lang='en'>",
             self.ns,
-            ns::STREAM
+            ns::STREAM,
+            self.header_ns
         )
     }
 
@@ -244,6 +248,7 @@ impl Connection {
                     stream_id: String::new(),
                     ns: ns::CLIENT,
                     version: true,
+                    header_ns: "",
                     header_sent: false,
                     tls: None,
                     busy: false,

@@ -89,7 +89,9 @@ fn header(conn: &mut Connection, h: StreamHeader, _: &mut Context<Connection>) {
         ns::DIALBACK_FEATURE
     ));
     let from = s.local.clone();
-    // the dialback prefix is declared on our header too (XEP-0220 §2.1)
+    // the dialback prefix is declared on our header too (XEP-0220 §2.1): peers take it
+    // as the sign that we speak dialback
+    core.header_ns = " xmlns:db='jabber:server:dialback'";
     let ver = h.version.is_some();
     core.version = ver;
     core.send_header(from.as_deref(), ver.then_some(features.as_str()));
