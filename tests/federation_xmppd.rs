@@ -90,6 +90,16 @@ async fn two_servers_chat_and_answer_iq_both_ways() {
         "{}",
         a.log()
     );
+    // the queue is a visible actor with its state and counters
+    let (status, body) = admin_get(admin_addr(&a), "/s2s").await;
+    assert!(status.contains("200"), "{status}");
+    let v: serde_json::Value = serde_json::from_str(&body).expect("json");
+    let q = &v["outbound"][0];
+    assert_eq!(q["remote"], "b.test", "{v}");
+    assert_eq!(q["local"], "a.test", "{v}");
+    assert_eq!(q["state"], "connected", "{v}");
+    assert_eq!(q["pending"], 0, "{v}");
+    assert!(q["sent"].as_u64().is_some_and(|n| n >= 2), "{v}");
 }
 
 #[tokio::test]
@@ -375,4 +385,47 @@ async fn a_peer_that_never_finishes_dialback_is_timed_out() {
     r.read_until("</stream:features>").await;
     let out = r.read_to_close().await;
     assert!(out.contains("<connection-timeout"), "{out}");
+}
+
+#[tokio::test]
+async fn sasl_external_with_trusted_certificates_and_dialback_without() {
+    let dns = FakeDns::start(vec![]);
+    let ca = pki().ca.display().to_string();
+    let trust = format!("trusted_certificates = [\"{ca}\"]\n");
+    // a.test and b.test trust the test CA, whose certificate names both: EXTERNAL
+    let a = server("a.test", &dns, &trust, "");
+    let b = server("b.test", &dns, &trust, "");
+    // c.test trusts nobody: a.test's certificate is not good enough for it
+    let c = server("c.test", &dns, "", "");
+    let (mut alice, _) = Raw::login(a.starttls, "a.test", "alice", "alice-pw", "r").await;
+    let (mut bob, _) = Raw::login(b.starttls, "b.test", "bob", "bob-pw", "r").await;
+    let (mut carol, _) = Raw::login(c.starttls, "c.test", "alice", "alice-pw", "r").await;
+    alice
+        .send("<message to='bob@b.test' type='chat'><body>by certificate</body></message>")
+        .await;
+    let m = bob.wait_for("by certificate").await;
+    assert!(m.contains("from='alice@a.test/r'"), "{m}");
+    assert!(
+        a.log()
+            .contains("outgoing stream authenticated (SASL EXTERNAL)"),
+        "{}",
+        a.log()
+    );
+    assert!(
+        b.log()
+            .contains("inbound stream authenticated (SASL EXTERNAL)"),
+        "{}",
+        b.log()
+    );
+    alice
+        .send("<message to='alice@c.test' type='chat'><body>by dialback</body></message>")
+        .await;
+    let m = carol.wait_for("by dialback").await;
+    assert!(m.contains("from='alice@a.test/r'"), "{m}");
+    assert!(
+        c.log().contains("inbound stream authenticated (dialback)"),
+        "{}",
+        c.log()
+    );
+    assert!(!c.log().contains("SASL EXTERNAL"), "{}", c.log());
 }

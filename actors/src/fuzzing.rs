@@ -213,6 +213,7 @@ pub fn sasl(data: &[u8]) {
         ChannelBinding {
             exporter: Some(vec![1; 32]),
             endpoint: Some(vec![2; 32]),
+            peer_chain: None,
         }
     } else {
         ChannelBinding::default()

@@ -68,6 +68,10 @@ pub struct LinkParams {
     pub settings: Arc<Settings>,
     pub secret: Arc<[u8]>,
     pub secure: bool,
+    /// Our certificate for the local domain, presented as the TLS client certificate.
+    pub ours: Option<Arc<rustls::sign::CertifiedKey>>,
+    /// Our certificate validates for the local domain: SASL EXTERNAL may work.
+    pub can_external: bool,
     pub generation: u64,
     pub log: slog::Logger,
 }
@@ -263,16 +267,20 @@ async fn link(
     let deadline =
         tokio::time::Instant::now() + Duration::from_secs(p.settings.s2s.connect_timeout.max(1));
     let negotiated = tokio::time::timeout_at(deadline, negotiate(p, tell)).await;
-    let (mut wire, id) = match negotiated {
+    let (mut wire, id, mut authed) = match negotiated {
         Ok(r) => r?,
         Err(_) => return Err(Fail::timeout("the remote server took too long")),
     };
     tell(Event::Open);
-    tell(Event::Phase("authenticating"));
-    let key = dialback::key(&p.secret, &p.remote, &p.local, &id);
-    wire.write(dialback::result_request(&p.local, &p.remote, &key).as_bytes())
-        .await?;
-    let mut authed = false;
+    if authed {
+        slog::info!(p.log, # "XMPPO", "outgoing stream authenticated (SASL EXTERNAL)"; "remote" => &p.remote, "local" => &p.local);
+        tell(Event::Up);
+    } else {
+        tell(Event::Phase("authenticating"));
+        let key = dialback::key(&p.secret, &p.remote, &p.local, &id);
+        wire.write(dialback::result_request(&p.local, &p.remote, &key).as_bytes())
+            .await?;
+    }
     let auth_timer = tokio::time::sleep_until(deadline + Duration::from_secs(10));
     tokio::pin!(auth_timer);
     loop {
@@ -325,9 +333,10 @@ async fn link(
     }
 }
 
-/// Connect, open the stream, STARTTLS when offered (or required), up to the point where
-/// dialback starts. Returns the wire and the peer's stream id.
-async fn negotiate(p: &LinkParams, tell: &impl Fn(Event)) -> Result<(Wire, String), Fail> {
+/// Connect, open the stream, STARTTLS when offered (or required), SASL EXTERNAL when
+/// offered and possible, up to the point where dialback starts. Returns the wire, the
+/// peer's stream id, and whether SASL EXTERNAL authenticated the stream already.
+async fn negotiate(p: &LinkParams, tell: &impl Fn(Event)) -> Result<(Wire, String, bool), Fail> {
     let (tcp, target) = connect(p, tell).await?;
     let limits = Limits {
         max_stanza: p.settings.limits.max_stanza_size,
@@ -338,10 +347,12 @@ async fn negotiate(p: &LinkParams, tell: &impl Fn(Event)) -> Result<(Wire, Strin
     let roots = tls::roots(&p.settings.s2s.trusted_certificates);
     let mut state = LinkState {
         secure: p.secure,
+        can_external: p.can_external,
         ..LinkState::default()
     };
+    let mut external_done = false;
     let tls_config = || {
-        tls::client_config(roots.clone(), target.relay.as_deref())
+        tls::client_config(roots.clone(), target.relay.as_deref(), p.ours.clone())
             .map_err(|e| Fail::timeout(format!("TLS configuration: {e}")))
     };
     if target.direct_tls {
@@ -376,6 +387,9 @@ async fn negotiate(p: &LinkParams, tell: &impl Fn(Event)) -> Result<(Wire, Strin
             let why = xmppd_proto::xml::writer::to_string(&features);
             return Err(Fail::timeout(format!("stream error from the peer: {why}")));
         }
+        if external_done {
+            return Ok((wire, id, true));
+        }
         match outgoing::next(&features, state) {
             Step::StartTls => {
                 tell(Event::Phase("tls"));
@@ -401,7 +415,30 @@ async fn negotiate(p: &LinkParams, tell: &impl Fn(Event)) -> Result<(Wire, Strin
                     return Err(Fail::policy(f));
                 }
             }
-            Step::Dialback | Step::External => return Ok((wire, id)),
+            Step::External => {
+                use base64::Engine;
+                let authzid = base64::engine::general_purpose::STANDARD.encode(&p.local);
+                wire.write(
+                    format!(
+                        "<auth xmlns='{}' mechanism='EXTERNAL'>{authzid}</auth>",
+                        ns::SASL
+                    )
+                    .as_bytes(),
+                )
+                .await?;
+                let answer = wire.element().await?;
+                if answer.is("success", ns::SASL) {
+                    // RFC 6120 §6.4.6: a new stream over the same connection
+                    external_done = true;
+                    wire.parser = FastParser::new(wire.limits);
+                    wire.events.clear();
+                    continue;
+                }
+                // the peer does not accept our certificate: dialback on this stream
+                slog::debug!(p.log, # "XMPPO", "SASL EXTERNAL refused, trying dialback"; "remote" => &p.remote);
+                return Ok((wire, id, false));
+            }
+            Step::Dialback => return Ok((wire, id, false)),
             Step::Fail(f) => {
                 return Err(if p.secure && f == Failure::NoStartTls {
                     Fail::policy(f)

@@ -163,7 +163,15 @@ impl OutboundQueue {
         self.generation += 1;
         self.retry_at = None;
         let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        let ours = self.ctx.tls.certified_key(Some(&self.local));
+        let can_external = super::tls::check_chain(
+            super::tls::roots(&settings.s2s.trusted_certificates),
+            &ours.cert,
+            &[&self.local],
+        ) == super::tls::CertCheck::Valid;
         let params = LinkParams {
+            ours: Some(ours),
+            can_external,
             secure: routes::listed(&settings.s2s.secure_domains, &self.remote),
             secret: secret(&settings.s2s.dialback_secret),
             remote: self.remote.clone(),

@@ -45,6 +45,37 @@ pub fn roots(trusted: &[String]) -> Arc<RootCertStore> {
     Arc::new(roots)
 }
 
+/// Check a certificate chain against `roots` for any of `names` (RFC 6125 DNS-ID, as
+/// XEP-0178 asks of server certificates), now.
+pub fn check_chain(
+    roots: Arc<RootCertStore>,
+    chain: &[CertificateDer<'_>],
+    names: &[&str],
+) -> CertCheck {
+    let Some((end_entity, intermediates)) = chain.split_first() else {
+        return CertCheck::Untrusted;
+    };
+    let Ok(v) = WebPkiServerVerifier::builder_with_provider(roots, provider()).build() else {
+        return CertCheck::Untrusted;
+    };
+    let now = UnixTime::now();
+    let mut outcome = CertCheck::Untrusted;
+    for name in names {
+        let Ok(n) = ServerName::try_from(name.to_string()) else {
+            continue;
+        };
+        match v.verify_server_cert(end_entity, intermediates, &n, &[], now) {
+            Ok(_) => return CertCheck::Valid,
+            Err(Error::InvalidCertificate(CertificateError::NotValidForName))
+            | Err(Error::InvalidCertificate(CertificateError::NotValidForNameContext { .. })) => {
+                outcome = CertCheck::WrongName
+            }
+            Err(_) => {}
+        }
+    }
+    outcome
+}
+
 #[derive(Debug)]
 struct Recording {
     /// `None` when there is no trusted certificate at all: every chain is untrusted.
@@ -123,10 +154,30 @@ impl ServerCertVerifier for Recording {
     }
 }
 
-/// A client configuration for one connection, and where its certificate check lands.
+/// Presents our certificate for the local domain as the client certificate.
+#[derive(Debug)]
+struct OurCertificate(Arc<rustls::sign::CertifiedKey>);
+
+impl rustls::client::ResolvesClientCert for OurCertificate {
+    fn resolve(
+        &self,
+        _root_hint_subjects: &[&[u8]],
+        _sigschemes: &[SignatureScheme],
+    ) -> Option<Arc<rustls::sign::CertifiedKey>> {
+        Some(self.0.clone())
+    }
+
+    fn has_certs(&self) -> bool {
+        true
+    }
+}
+
+/// A client configuration for one connection (presenting `ours` as the client
+/// certificate when given), and where its certificate check lands.
 pub fn client_config(
     roots: Arc<RootCertStore>,
     relay: Option<&str>,
+    ours: Option<Arc<rustls::sign::CertifiedKey>>,
 ) -> Result<(Arc<rustls::ClientConfig>, Arc<Mutex<CertCheck>>), Error> {
     let inner = WebPkiServerVerifier::builder_with_provider(roots, provider())
         .build()
@@ -137,10 +188,13 @@ pub fn client_config(
         relay: relay.and_then(|r| ServerName::try_from(r.to_string()).ok()),
         outcome: outcome.clone(),
     };
-    let cfg = rustls::ClientConfig::builder_with_provider(provider())
+    let builder = rustls::ClientConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()?
         .dangerous()
-        .with_custom_certificate_verifier(Arc::new(verifier))
-        .with_no_client_auth();
+        .with_custom_certificate_verifier(Arc::new(verifier));
+    let cfg = match ours {
+        Some(ck) => builder.with_client_cert_resolver(Arc::new(OurCertificate(ck))),
+        None => builder.with_no_client_auth(),
+    };
     Ok((Arc::new(cfg), outcome))
 }

@@ -1,5 +1,6 @@
 //! The inbound server stream strategy (`jabber:server`, RFC 6120 with XEP-0220
-//! dialback): STARTTLS offered, then dialback. A `db:result` from a peer is verified
+//! dialback): STARTTLS offered, then SASL EXTERNAL when the peer's certificate
+//! validates for the domain it claims (RFC 6120 §13.7, XEP-0178), and dialback. A `db:result` from a peer is verified
 //! with the authoritative server of its domain through our outbound queue to it
 //! (`db:verify`); a `db:verify` for a key we made is answered here. Several domain pairs
 //! may be authorised on one stream (at most `s2s.max_domain_pairs`). Every stanza's
@@ -35,12 +36,21 @@ pub const STRATEGY: Strategy = Strategy {
 pub struct ServerStream {
     /// Our domain the stream was opened to (`to` of the first header), if any.
     local: Option<String>,
+    /// The domain the peer's header claims (`from`), if any.
+    remote: Option<String>,
+    /// The peer's TLS certificate validates for `remote`: SASL EXTERNAL is offered.
+    external: bool,
+    /// SASL EXTERNAL succeeded on this connection.
+    sasl_done: bool,
     pairs: Pairs,
 }
 
 fn start(_: &StreamCore) -> Kind {
     Kind::Server(Box::new(ServerStream {
         local: None,
+        remote: None,
+        external: false,
+        sasl_done: false,
         pairs: Pairs::default(),
     }))
 }
@@ -80,9 +90,30 @@ fn header(conn: &mut Connection, h: StreamHeader, _: &mut Context<Connection>) {
         // a peer claiming one of our own domains
         return core.fail(StreamError::new(Condition::InvalidFrom));
     }
+    s.remote = h.from.as_deref().map(|f| f.to_ascii_lowercase());
     let mut features = String::from("<stream:features>");
     if core.tls.is_none() {
         features.push_str(&format!("<starttls xmlns='{}'/>", ns::TLS));
+    }
+    // RFC 6120 §13.7, XEP-0178: a certificate that validates for the claimed domain
+    s.external = !s.sasl_done
+        && s.local.is_some()
+        && match (
+            core.tls.as_ref().and_then(|t| t.peer_chain.as_ref()),
+            &s.remote,
+        ) {
+            (Some(chain), Some(remote)) => {
+                let roots = crate::s2s::tls::roots(&core.settings.s2s.trusted_certificates);
+                crate::s2s::tls::check_chain(roots, chain, &[remote])
+                    == crate::s2s::tls::CertCheck::Valid
+            }
+            _ => false,
+        };
+    if s.external {
+        features.push_str(&format!(
+            "<mechanisms xmlns='{}'><mechanism>EXTERNAL</mechanism></mechanisms>",
+            ns::SASL
+        ));
     }
     features.push_str(&format!(
         "<dialback xmlns='{}'><errors/></dialback></stream:features>",
@@ -109,6 +140,9 @@ fn element(conn: &mut Connection, el: Element, ctx: &mut Context<Connection>) {
     if el.has_ns(ns::DIALBACK) {
         return dialback(conn, el, ctx);
     }
+    if el.is("auth", ns::SASL) {
+        return sasl_external(conn, el);
+    }
     if el.has_ns(ns::SERVER) && matches!(el.name(), "message" | "presence" | "iq") {
         return stanza_in(conn, el);
     }
@@ -120,6 +154,49 @@ fn element(conn: &mut Connection, el: Element, ctx: &mut Context<Connection>) {
         return core.fail(StreamError::new(Condition::InvalidNamespace));
     }
     core.fail(StreamError::new(Condition::UnsupportedStanzaType))
+}
+
+/// `<auth mechanism='EXTERNAL'>` (RFC 6120 §6.4, XEP-0178 §3): the authorization
+/// identity, if any, must be the domain the certificate was checked for.
+fn sasl_external(conn: &mut Connection, el: Element) {
+    let Some((core, s)) = parts(conn) else { return };
+    let failure = |core: &mut StreamCore, cond: &str| {
+        core.send(&format!(
+            "<failure xmlns='{}'><{cond}/></failure>",
+            ns::SASL
+        ))
+    };
+    if el.attr("mechanism") != Some("EXTERNAL") || !s.external {
+        return failure(core, "invalid-mechanism");
+    }
+    let (Some(remote), Some(local)) = (s.remote.clone(), s.local.clone()) else {
+        return failure(core, "not-authorized");
+    };
+    let text = el.text();
+    let text = text.trim();
+    let authzid = if text.is_empty() || text == "=" {
+        Some(remote.clone())
+    } else {
+        use base64::Engine;
+        base64::engine::general_purpose::STANDARD
+            .decode(text)
+            .ok()
+            .and_then(|b| String::from_utf8(b).ok())
+            .map(|a| a.to_ascii_lowercase())
+    };
+    match authzid {
+        Some(a) if a == remote => {}
+        Some(_) => return failure(core, "invalid-authzid"),
+        None => return failure(core, "incorrect-encoding"),
+    }
+    slog::info!(core.log, # "XMPPI", "inbound stream authenticated (SASL EXTERNAL)"; "remote" => &remote, "local" => &local);
+    core.send(&format!("<success xmlns='{}'/>", ns::SASL));
+    s.pairs.grant(&remote, &local);
+    s.sasl_done = true;
+    s.external = false;
+    core.authenticated();
+    core.established = true;
+    core.restart();
 }
 
 fn dialback(conn: &mut Connection, el: Element, ctx: &mut Context<Connection>) {

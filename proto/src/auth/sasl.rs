@@ -552,6 +552,7 @@ mod tests {
         let cb = ChannelBinding {
             exporter: Some(vec![1; 32]),
             endpoint: None,
+            peer_chain: None,
         };
         assert!(matches!(
             run_client(
