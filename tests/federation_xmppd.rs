@@ -429,3 +429,64 @@ async fn sasl_external_with_trusted_certificates_and_dialback_without() {
     );
     assert!(!c.log().contains("SASL EXTERNAL"), "{}", c.log());
 }
+
+#[tokio::test]
+async fn a_full_queue_bounces_at_once() {
+    enable_admin();
+    let dns = FakeDns::start(vec![]);
+    // b.test is not in the DNS: everything waits (bounce_after is long)
+    let a = server("a.test", &dns, "queue_limit = 2\nbounce_after = 60\n", "");
+    let (mut alice, _) = Raw::login(a.starttls, "a.test", "alice", "alice-pw", "r").await;
+    for i in 1..=3 {
+        alice
+            .send(&format!(
+                "<message to='bob@b.test' type='chat' id='f{i}'><body>{i}</body></message>"
+            ))
+            .await;
+    }
+    let e = alice.wait_for("id='f3'").await;
+    assert!(
+        e.contains("type='error'") && e.contains("resource-constraint"),
+        "{e}"
+    );
+    let (_, body) = admin_get(admin_addr(&a), "/s2s").await;
+    let v: serde_json::Value = serde_json::from_str(&body).expect("json");
+    assert_eq!(v["outbound"][0]["pending"], 2, "{v}");
+    assert_eq!(v["outbound"][0]["bounced"], 1, "{v}");
+    alice.expect_only_presence(Duration::from_millis(300)).await;
+}
+
+#[tokio::test]
+async fn an_idle_outgoing_stream_is_closed_and_reopened_on_demand() {
+    enable_admin();
+    let dns = FakeDns::start(vec![]);
+    let a = server("a.test", &dns, "idle_timeout = 1\n", "");
+    let b = server("b.test", &dns, "", "");
+    let (mut alice, _) = Raw::login(a.starttls, "a.test", "alice", "alice-pw", "r").await;
+    let (mut bob, _) = Raw::login(b.starttls, "b.test", "bob", "bob-pw", "r").await;
+    alice
+        .send("<message to='bob@b.test' type='chat'><body>first</body></message>")
+        .await;
+    bob.wait_for("first").await;
+    // idle: the stream closes and the queue ends
+    let mut gone = false;
+    for _ in 0..50 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let (_, body) = admin_get(admin_addr(&a), "/s2s").await;
+        let v: serde_json::Value = serde_json::from_str(&body).expect("json");
+        if v["outbound"].as_array().is_some_and(|q| q.is_empty()) {
+            gone = true;
+            break;
+        }
+    }
+    assert!(gone, "the idle queue did not end:\n{}", a.log());
+    assert!(
+        a.log().contains("closing an idle outgoing stream"),
+        "{}",
+        a.log()
+    );
+    alice
+        .send("<message to='bob@b.test' type='chat'><body>second</body></message>")
+        .await;
+    bob.wait_for("second").await;
+}
