@@ -135,19 +135,18 @@ fn have_prosody() -> bool {
 fn federated_pair(extra: &str) -> (Daemon, Prosody, FakeDns) {
     let ip = own_address(2);
     let ports = (free_port(ip), free_port(ip));
+    let dns = FakeDns::start(vec![]);
     let d = Daemon::with(Options {
         domain: XMPPD_DOMAIN.into(),
         extra: format!(
-            "[[routes]]\ndomain = \"{PROSODY_DOMAIN}\"\nhost = \"{ip}\"\nport = {}\n\n{extra}",
-            ports.1
+            "[[routes]]\ndomain = \"{PROSODY_DOMAIN}\"\nhost = \"{ip}\"\nport = {}\n\n\
+             [s2s]\n{}{extra}",
+            ports.1,
+            dns.config()
         ),
         ..Options::default()
     });
-    let dns = FakeDns::start(vec![(
-        XMPPD_DOMAIN.to_string(),
-        Ipv4Addr::LOCALHOST,
-        d.starttls.port(),
-    )]);
+    dns.add(XMPPD_DOMAIN, Ipv4Addr::LOCALHOST, d.starttls.port());
     let p = Prosody::start(ip, ports, dns.addr);
     (d, p, dns)
 }
@@ -404,19 +403,18 @@ impl Drop for Ejabberd {
 fn chat_subscription_presence_and_iq_with_ejabberd() {
     let ip = own_address(3);
     let ports = (free_port(ip), free_port(ip));
+    let dns = FakeDns::with_address_targets(vec![]);
     let d = Daemon::with(Options {
         domain: XMPPD_DOMAIN.into(),
         extra: format!(
-            "[[routes]]\ndomain = \"{EJABBERD_DOMAIN}\"\nhost = \"{ip}\"\nport = {}\n",
-            ports.1
+            "[[routes]]\ndomain = \"{EJABBERD_DOMAIN}\"\nhost = \"{ip}\"\nport = {}\n\n\
+             [s2s]\n{}",
+            ports.1,
+            dns.config()
         ),
         ..Options::default()
     });
-    let dns = FakeDns::with_address_targets(vec![(
-        XMPPD_DOMAIN.to_string(),
-        Ipv4Addr::LOCALHOST,
-        d.starttls.port(),
-    )]);
+    dns.add(XMPPD_DOMAIN, Ipv4Addr::LOCALHOST, d.starttls.port());
     let e = Ejabberd::start(ip, ports, dns.addr);
     let stdout = run_scenario(&d, e.ip, e.c2s, EJABBERD_DOMAIN, &|| e.log());
     assert_federated(&stdout, EJABBERD_DOMAIN, "ejabberd");
