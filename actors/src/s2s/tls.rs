@@ -4,84 +4,19 @@
 //! is recorded, and the link decides (dialback needs no valid certificate; a secure
 //! domain does).
 
-use rustls::client::WebPkiServerVerifier;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
-use rustls::{CertificateError, DigitallySignedStruct, Error, RootCertStore, SignatureScheme};
+use rustls::{DigitallySignedStruct, Error, RootCertStore, SignatureScheme};
 use std::sync::{Arc, Mutex};
 use xmppd_proto::net::tls::provider;
 
-/// What the peer's certificate turned out to be.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum CertCheck {
-    /// Not checked (no TLS yet).
-    None,
-    Valid,
-    /// The chain does not lead to a trusted certificate (or is expired, malformed...).
-    Untrusted,
-    /// Trusted, but names neither the domain nor the relay host.
-    WrongName,
-}
-
-/// The trusted roots: the system bundle (when present) and the configured PEM files.
-pub fn roots(trusted: &[String]) -> Arc<RootCertStore> {
-    let mut roots = RootCertStore::empty();
-    let system = [
-        "/etc/ssl/certs/ca-certificates.crt",
-        "/etc/pki/tls/certs/ca-bundle.crt",
-    ];
-    for path in system
-        .iter()
-        .map(|s| s.to_string())
-        .chain(trusted.iter().cloned())
-    {
-        if let Ok(iter) = CertificateDer::pem_file_iter(&path) {
-            for c in iter.flatten() {
-                let _ = roots.add(c);
-            }
-        }
-    }
-    Arc::new(roots)
-}
-
-/// Check a certificate chain against `roots` for any of `names` (RFC 6125 DNS-ID, as
-/// XEP-0178 asks of server certificates), now.
-pub fn check_chain(
-    roots: Arc<RootCertStore>,
-    chain: &[CertificateDer<'_>],
-    names: &[&str],
-) -> CertCheck {
-    let Some((end_entity, intermediates)) = chain.split_first() else {
-        return CertCheck::Untrusted;
-    };
-    let Ok(v) = WebPkiServerVerifier::builder_with_provider(roots, provider()).build() else {
-        return CertCheck::Untrusted;
-    };
-    let now = UnixTime::now();
-    let mut outcome = CertCheck::Untrusted;
-    for name in names {
-        let Ok(n) = ServerName::try_from(name.to_string()) else {
-            continue;
-        };
-        match v.verify_server_cert(end_entity, intermediates, &n, &[], now) {
-            Ok(_) => return CertCheck::Valid,
-            Err(Error::InvalidCertificate(CertificateError::NotValidForName))
-            | Err(Error::InvalidCertificate(CertificateError::NotValidForNameContext { .. })) => {
-                outcome = CertCheck::WrongName
-            }
-            Err(_) => {}
-        }
-    }
-    outcome
-}
+pub use xmppd_proto::s2s::certs::{CertCheck, check_chain, roots};
 
 #[derive(Debug)]
 struct Recording {
-    /// `None` when there is no trusted certificate at all: every chain is untrusted.
-    inner: Option<Arc<WebPkiServerVerifier>>,
+    roots: Arc<RootCertStore>,
     /// Another name the certificate may carry (the relay host of a router record).
-    relay: Option<ServerName<'static>>,
+    relay: Option<String>,
     outcome: Arc<Mutex<CertCheck>>,
 }
 
@@ -94,25 +29,19 @@ impl ServerCertVerifier for Recording {
         ocsp: &[u8],
         now: UnixTime,
     ) -> Result<ServerCertVerified, Error> {
-        let check = |name: &ServerName<'_>| match &self.inner {
-            Some(v) => v.verify_server_cert(end_entity, intermediates, name, ocsp, now),
-            None => Err(Error::InvalidCertificate(CertificateError::UnknownIssuer)),
+        let mut chain = Vec::with_capacity(1 + intermediates.len());
+        chain.push(end_entity.clone());
+        chain.extend(intermediates.iter().cloned());
+        let name = match server_name {
+            ServerName::DnsName(n) => n.as_ref().to_string(),
+            other => other.to_str().into_owned(),
         };
-        let name_error = |e: &Error| {
-            matches!(
-                e,
-                Error::InvalidCertificate(CertificateError::NotValidForName)
-                    | Error::InvalidCertificate(CertificateError::NotValidForNameContext { .. })
-            )
-        };
-        let outcome = match check(server_name) {
-            Ok(_) => CertCheck::Valid,
-            Err(e) if name_error(&e) => match self.relay.as_ref().map(check) {
-                Some(Ok(_)) => CertCheck::Valid,
-                _ => CertCheck::WrongName,
-            },
-            Err(_) => CertCheck::Untrusted,
-        };
+        let mut names = vec![name.as_str()];
+        if let Some(r) = &self.relay {
+            names.push(r);
+        }
+        let _ = (ocsp, now);
+        let outcome = check_chain(self.roots.clone(), &chain, &names);
         if let Ok(mut o) = self.outcome.lock() {
             *o = outcome;
         }
@@ -179,13 +108,10 @@ pub fn client_config(
     relay: Option<&str>,
     ours: Option<Arc<rustls::sign::CertifiedKey>>,
 ) -> Result<(Arc<rustls::ClientConfig>, Arc<Mutex<CertCheck>>), Error> {
-    let inner = WebPkiServerVerifier::builder_with_provider(roots, provider())
-        .build()
-        .ok();
     let outcome = Arc::new(Mutex::new(CertCheck::None));
     let verifier = Recording {
-        inner,
-        relay: relay.and_then(|r| ServerName::try_from(r.to_string()).ok()),
+        roots,
+        relay: relay.map(str::to_string),
         outcome: outcome.clone(),
     };
     let builder = rustls::ClientConfig::builder_with_provider(provider())
