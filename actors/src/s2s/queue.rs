@@ -15,7 +15,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc::UnboundedSender;
 use xmppd_proto::ns;
-use xmppd_proto::s2s::{namespace, routes};
+use xmppd_proto::s2s::{namespace, retry, routes};
 use xmppd_proto::stanza::ErrorCondition;
 
 /// Signals the queue's mailbox holds before the registry bounces them.
@@ -188,14 +188,17 @@ impl OutboundQueue {
     /// Bounce what waited too long; with `all`, everything waiting.
     fn expire(&mut self, cond: ErrorCondition, why: &str, all: bool) {
         let limit = Duration::from_secs(self.ctx.settings.get().s2s.bounce_after);
-        let now = Instant::now();
-        while let Some((_, at)) = self.pending.front() {
-            if !all && now.duration_since(*at) < limit {
-                break;
-            }
-            if let Some((sig, _)) = self.pending.pop_front() {
-                self.bounce(sig, cond, why);
-            }
+        let n = if all {
+            self.pending.len()
+        } else {
+            retry::expired(
+                self.pending.iter().map(|(_, at)| *at),
+                Instant::now(),
+                limit,
+            )
+        };
+        for (sig, _) in self.pending.drain(..n).collect::<Vec<_>>() {
+            self.bounce(sig, cond, why);
         }
     }
 
@@ -361,11 +364,11 @@ impl Handler<LinkEvent> for OutboundQueue {
                     let _ = v.reply.send(false);
                 }
                 let s = self.ctx.settings.get();
-                self.backoff = if self.backoff.is_zero() {
-                    Duration::from_secs(s.s2s.retry_initial.max(1))
-                } else {
-                    (self.backoff * 2).min(Duration::from_secs(s.s2s.retry_max.max(1)))
-                };
+                self.backoff = retry::next_backoff(
+                    self.backoff,
+                    Duration::from_secs(s.s2s.retry_initial),
+                    Duration::from_secs(s.s2s.retry_max),
+                );
                 self.retry_at = Some(Instant::now() + self.backoff);
                 self.state = State::BackingOff;
                 self.last_failure = Some((condition, why.clone()));

@@ -6,6 +6,7 @@
 //! - [`pairs`]: the domain pairs verified on an inbound stream, and the check every
 //!   stanza's `from` and `to` pass;
 //! - [`outgoing`]: what an outgoing stream does next, given the features it was offered;
+//! - [`retry`]: the outbound queue's backoff and when a waiting stanza is given up;
 //! - [`routes`]: router records and domain patterns (`*.example.com`);
 //! - [`namespace`]: stanzas between `jabber:server` on the wire and `jabber:client` inside.
 
@@ -14,4 +15,5 @@ pub mod dialback;
 pub mod namespace;
 pub mod outgoing;
 pub mod pairs;
+pub mod retry;
 pub mod routes;
