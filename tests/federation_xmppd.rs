@@ -140,6 +140,19 @@ async fn dialback_refusals() {
     assert!(out.contains("type='invalid'"), "{out}");
     assert!(out.contains("<not-authorized"), "{out}");
 
+    // dialback for a domain not served here: a dialback error (XEP-0220 §2.4), the
+    // stream stays
+    let mut r = Raw::connect(a.starttls, "a.test").await;
+    r.send(&s2s_header("b.test", "a.test")).await;
+    r.read_until("</stream:features>").await;
+    r.send("<db:result from='b.test' to='elsewhere.test'>k</db:result>")
+        .await;
+    let out = r.read_until("</db:result>").await;
+    assert!(
+        out.contains("type='error'") && out.contains("<item-not-found"),
+        "{out}"
+    );
+
     // a verification for a stream id that does not exist: invalid
     let mut r = Raw::connect(a.starttls, "a.test").await;
     r.send(&s2s_header("b.test", "a.test")).await;

@@ -250,6 +250,13 @@ impl Actor for OutboundQueue {
     fn started(&mut self, ctx: &mut Context<Self>) {
         ctx.set_mailbox_capacity(MAILBOX);
         ctx.run_interval(Duration::from_secs(1), |q, ctx| q.tick(ctx));
+        // at shutdown the outgoing stream is closed properly; what waits is bounced
+        // when the actor stops
+        self.ctx.clone().on_shutdown(ctx, |q: &mut Self| {
+            if let Some(l) = q.link.take() {
+                let _ = l.send(LinkCmd::Close);
+            }
+        });
     }
 
     fn stopped(&mut self, _: &mut Context<Self>) {
