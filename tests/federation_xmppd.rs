@@ -503,3 +503,46 @@ async fn an_idle_outgoing_stream_is_closed_and_reopened_on_demand() {
         .await;
     bob.wait_for("second").await;
 }
+
+#[tokio::test]
+async fn a_peer_found_through_xmpps_server_gets_direct_tls() {
+    let dns = FakeDns::start(vec![]);
+    let a = server("a.test", &dns, "", "");
+    let b = Daemon::with(Options {
+        domain: "b.test".into(),
+        extra: format!("[s2s]\n{}", dns.config()),
+        ..Options::default()
+    });
+    // only the direct-TLS listener is published (XEP-0368)
+    dns.add("xmpps:b.test", Ipv4Addr::LOCALHOST, b.direct_tls.port());
+    let (mut alice, _) = Raw::login(a.starttls, "a.test", "alice", "alice-pw", "r").await;
+    let (mut bob, _) = Raw::login(b.starttls, "b.test", "bob", "bob-pw", "r").await;
+    alice
+        .send("<message to='bob@b.test' type='chat'><body>direct</body></message>")
+        .await;
+    let m = bob.wait_for("direct").await;
+    assert!(m.contains("from='alice@a.test/r'"), "{m}");
+    assert!(
+        a.log()
+            .contains(&format!("127.0.0.1:{}", b.direct_tls.port())),
+        "{}",
+        a.log()
+    );
+}
+
+#[tokio::test]
+async fn unauthenticated_server_streams_per_address_are_bounded() {
+    let dns = FakeDns::start(vec![]);
+    let a = server("a.test", &dns, "", "[limits]\nunauthenticated_per_ip = 3\n");
+    let mut open = Vec::new();
+    for _ in 0..3 {
+        let mut r = Raw::connect(a.starttls, "a.test").await;
+        r.send(&s2s_header("b.test", "a.test")).await;
+        r.read_until("</stream:features>").await;
+        open.push(r);
+    }
+    let mut r = Raw::connect(a.starttls, "a.test").await;
+    r.send(&s2s_header("b.test", "a.test")).await;
+    let out = r.read_to_close().await;
+    assert!(out.contains("<policy-violation"), "{out}");
+}

@@ -6,8 +6,9 @@ use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
 use std::process::Command;
 use std::sync::{Arc, Mutex};
 
-/// A DNS responder on loopback: SRV `_xmpp-server._tcp.NAME` and A `NAME` for the
-/// names it is given, NXDOMAIN for everything else.
+/// A DNS responder on loopback: SRV `_xmpp-server._tcp.NAME` (or, for an entry named
+/// `xmpps:NAME`, `_xmpps-server._tcp.NAME`) and A `NAME` for the names it is given,
+/// NXDOMAIN for everything else.
 pub struct FakeDns {
     pub addr: SocketAddr,
     entries: Arc<Mutex<Vec<(String, Ipv4Addr, u16)>>>,
@@ -51,8 +52,13 @@ impl FakeDns {
                     r.add_query(query.clone());
                     let name = query.name().to_ascii().to_lowercase();
                     let entries = shared.lock().map(|e| e.clone()).unwrap_or_default();
-                    for (domain, ip, port) in &entries {
-                        let srv_name = format!("_xmpp-server._tcp.{domain}.");
+                    for (entry, ip, port) in &entries {
+                        // "xmpps:NAME": the direct-TLS service (XEP-0368) instead
+                        let (service, domain) = match entry.strip_prefix("xmpps:") {
+                            Some(d) => ("_xmpps-server", d),
+                            None => ("_xmpp-server", entry.as_str()),
+                        };
+                        let srv_name = format!("{service}._tcp.{domain}.");
                         if query.query_type() == RecordType::SRV && name == srv_name {
                             let target = if address_targets {
                                 format!("{ip}.")
