@@ -7,7 +7,7 @@ use rustls::client::danger::ServerCertVerifier;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{CertificateError, Error, RootCertStore};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 /// What the peer's certificate turned out to be.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -22,7 +22,25 @@ pub enum CertCheck {
 }
 
 /// The trusted roots: the system bundle (when present) and the configured PEM files.
+/// Read once per list of files and kept (the last list asked for): streams and links
+/// ask for every handshake, and the system bundle is some hundred certificates.
 pub fn roots(trusted: &[String]) -> Arc<RootCertStore> {
+    static CACHE: Mutex<Option<(Vec<String>, Arc<RootCertStore>)>> = Mutex::new(None);
+    let mut cache = match CACHE.lock() {
+        Ok(g) => g,
+        Err(p) => p.into_inner(),
+    };
+    if let Some((list, r)) = cache.as_ref()
+        && list.as_slice() == trusted
+    {
+        return r.clone();
+    }
+    let r = load_roots(trusted);
+    *cache = Some((trusted.to_vec(), r.clone()));
+    r
+}
+
+fn load_roots(trusted: &[String]) -> Arc<RootCertStore> {
     let mut roots = RootCertStore::empty();
     let system = [
         "/etc/ssl/certs/ca-certificates.crt",
