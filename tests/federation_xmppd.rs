@@ -85,11 +85,7 @@ async fn two_servers_chat_and_answer_iq_both_ways() {
         .await;
     let r = bob.wait_for("id='v2'").await;
     assert!(r.contains("type='result'") && r.contains("xmppd"), "{r}");
-    assert!(
-        a.log().contains("outgoing stream authenticated"),
-        "{}",
-        a.log()
-    );
+    a.wait_log("outgoing stream authenticated", 1);
     // the queue is a visible actor with its state and counters
     let (status, body) = admin_get(admin_addr(&a), "/s2s").await;
     assert!(status.contains("200"), "{status}");
@@ -418,28 +414,14 @@ async fn sasl_external_with_trusted_certificates_and_dialback_without() {
         .await;
     let m = bob.wait_for("by certificate").await;
     assert!(m.contains("from='alice@a.test/r'"), "{m}");
-    assert!(
-        a.log()
-            .contains("outgoing stream authenticated (SASL EXTERNAL)"),
-        "{}",
-        a.log()
-    );
-    assert!(
-        b.log()
-            .contains("inbound stream authenticated (SASL EXTERNAL)"),
-        "{}",
-        b.log()
-    );
+    a.wait_log("outgoing stream authenticated (SASL EXTERNAL)", 1);
+    b.wait_log("inbound stream authenticated (SASL EXTERNAL)", 1);
     alice
         .send("<message to='alice@c.test' type='chat'><body>by dialback</body></message>")
         .await;
     let m = carol.wait_for("by dialback").await;
     assert!(m.contains("from='alice@a.test/r'"), "{m}");
-    assert!(
-        c.log().contains("inbound stream authenticated (dialback)"),
-        "{}",
-        c.log()
-    );
+    c.wait_log("inbound stream authenticated (dialback)", 1);
     assert!(!c.log().contains("SASL EXTERNAL"), "{}", c.log());
 }
 
@@ -493,11 +475,7 @@ async fn an_idle_outgoing_stream_is_closed_and_reopened_on_demand() {
         }
     }
     assert!(gone, "the idle queue did not end:\n{}", a.log());
-    assert!(
-        a.log().contains("closing an idle outgoing stream"),
-        "{}",
-        a.log()
-    );
+    a.wait_log("closing an idle outgoing stream", 1);
     alice
         .send("<message to='bob@b.test' type='chat'><body>second</body></message>")
         .await;
@@ -522,12 +500,7 @@ async fn a_peer_found_through_xmpps_server_gets_direct_tls() {
         .await;
     let m = bob.wait_for("direct").await;
     assert!(m.contains("from='alice@a.test/r'"), "{m}");
-    assert!(
-        a.log()
-            .contains(&format!("127.0.0.1:{}", b.direct_tls.port())),
-        "{}",
-        a.log()
-    );
+    a.wait_log(&format!("127.0.0.1:{}", b.direct_tls.port()), 1);
 }
 
 #[tokio::test]

@@ -275,7 +275,12 @@ impl Handler<ToOutbound> for OutboundQueue {
         match m {
             ToOutbound::Signal(sig) => {
                 if let Some((cond, why)) = self.refusing.clone() {
-                    return self.bounce(sig, cond, &why);
+                    // a secure domain's check failed: refused until the backoff is
+                    // over, then this signal makes the next attempt
+                    if self.retry_at.is_none_or(|t| Instant::now() < t) {
+                        return self.bounce(sig, cond, &why);
+                    }
+                    self.refusing = None;
                 }
                 if self.state == State::Connected {
                     return self.write(sig);
@@ -290,7 +295,8 @@ impl Handler<ToOutbound> for OutboundQueue {
                 }
                 self.pending.push_back((sig, Instant::now()));
                 self.last_used = Instant::now();
-                if self.state == State::Idle {
+                let retry_due = self.retry_at.is_none_or(|t| Instant::now() >= t);
+                if self.state == State::Idle || (self.state == State::BackingOff && retry_due) {
                     self.connect(ctx);
                 }
             }
