@@ -519,3 +519,100 @@ async fn unauthenticated_server_streams_per_address_are_bounded() {
     let out = r.read_to_close().await;
     assert!(out.contains("<policy-violation"), "{out}");
 }
+
+/// A peer that says every dialback key is valid, then never reads again.
+async fn deaf_peer() -> u16 {
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let port = l.local_addr().expect("addr").port();
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((mut s, _)) = l.accept().await {
+            let mut buf = [0u8; 4096];
+            let mut seen = String::new();
+            while !seen.contains("</db:result>") {
+                match s.read(&mut buf).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => seen.push_str(&String::from_utf8_lossy(&buf[..n])),
+                }
+                if seen.contains("<stream:stream") && !seen.contains("sent-features") {
+                    seen.push_str("sent-features");
+                    let _ = s
+                        .write_all(
+                            b"<?xml version='1.0'?><stream:stream xmlns='jabber:server' \
+                              xmlns:stream='http://etherx.jabber.org/streams' \
+                              xmlns:db='jabber:server:dialback' id='deaf' from='deaf.test' \
+                              version='1.0'><stream:features><dialback \
+                              xmlns='urn:xmpp:features:dialback'/></stream:features>",
+                        )
+                        .await;
+                }
+            }
+            let _ = s
+                .write_all(b"<db:result from='deaf.test' to='a.test' type='valid'/>")
+                .await;
+            held.push(s);
+        }
+    });
+    port
+}
+
+#[tokio::test]
+async fn a_peer_that_does_not_read_gets_a_bounded_queue() {
+    let dns = FakeDns::start(vec![]);
+    let port = deaf_peer().await;
+    let a = server(
+        "a.test",
+        &dns,
+        "queue_limit = 4\nbounce_after = 2\n",
+        &format!(
+            "[[routes]]\ndomain = \"deaf.test\"\nhost = \"127.0.0.1\"\nport = {port}\n\n\
+             [limits]\nread_rate = 0\nwrite_buffer = 268435456\n"
+        ),
+    );
+    let (mut alice, _) = Raw::login(a.starttls, "a.test", "alice", "alice-pw", "r").await;
+    alice
+        .send("<message to='x@deaf.test' type='chat'><body>hello</body></message>")
+        .await;
+    // (async: the fake peer runs on this test's runtime)
+    for _ in 0..100 {
+        if a.log().contains("outgoing stream authenticated") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let body = "x".repeat(60_000);
+    // far more than the link's buffer and the sockets hold; the errors are read as
+    // they come (alice's own connection has a bounded write queue too)
+    let mut refused = false;
+    for i in 0..2000 {
+        alice
+            .send(&format!(
+                "<message to='x@deaf.test' type='chat' id='d{i}'><body>{body}</body></message>"
+            ))
+            .await;
+        if alice
+            .try_read_until("resource-constraint", Duration::from_millis(1))
+            .await
+            .is_some()
+        {
+            refused = true;
+            break;
+        }
+    }
+    assert!(refused, "the queue never refused:\n{}", a.log());
+    // what waited in the queue goes back too once it waited long enough
+    let mut timed_out = false;
+    for _ in 0..30 {
+        if alice
+            .try_read_until("remote-server-timeout", Duration::from_secs(1))
+            .await
+            .is_some()
+        {
+            timed_out = true;
+            break;
+        }
+    }
+    assert!(timed_out, "nothing waited out bounce_after:\n{}", a.log());
+}

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio::sync::mpsc::UnboundedReceiver;
+use tokio::sync::mpsc::Receiver;
 use xmppd_proto::config::Settings;
 use xmppd_proto::ns;
 use xmppd_proto::s2s::dialback::{self, Dialback};
@@ -200,11 +200,7 @@ impl Wire {
 }
 
 /// Run a link until it fails or closes; every outcome is reported.
-pub async fn run(
-    p: LinkParams,
-    mut cmds: UnboundedReceiver<LinkCmd>,
-    events: Recipient<LinkEvent>,
-) {
+pub async fn run(p: LinkParams, mut cmds: Receiver<LinkCmd>, events: Recipient<LinkEvent>) {
     let generation = p.generation;
     let tell = |what: Event| {
         events.do_send(LinkEvent { generation, what });
@@ -261,7 +257,7 @@ fn cert_failure(c: CertCheck) -> Option<Failure> {
 
 async fn link(
     p: &LinkParams,
-    cmds: &mut UnboundedReceiver<LinkCmd>,
+    cmds: &mut Receiver<LinkCmd>,
     tell: &impl Fn(Event),
 ) -> Result<(), Fail> {
     let deadline =

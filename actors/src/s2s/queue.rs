@@ -13,13 +13,16 @@ use actix::prelude::*;
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
-use tokio::sync::mpsc::UnboundedSender;
+use tokio::sync::mpsc::Sender;
 use xmppd_proto::ns;
 use xmppd_proto::s2s::{namespace, retry, routes};
 use xmppd_proto::stanza::ErrorCondition;
 
 /// Signals the queue's mailbox holds before the registry bounces them.
 const MAILBOX: usize = 4096;
+/// Stanzas and commands buffered between the queue and its link; beyond it, signals
+/// wait in the queue (the peer reads slowly).
+const LINK_BUFFER: usize = 256;
 /// Dialback verifications waiting for a link at most.
 const MAX_VERIFIES: usize = 256;
 
@@ -51,7 +54,7 @@ pub struct OutboundQueue {
     state: State,
     /// Signals waiting for the link, with the time each arrived.
     pending: VecDeque<(Signal, Instant)>,
-    link: Option<UnboundedSender<LinkCmd>>,
+    link: Option<Sender<LinkCmd>>,
     generation: u64,
     /// Verifications waiting for the stream to open, then for their answer.
     verifies: Vec<Verify>,
@@ -143,16 +146,54 @@ impl OutboundQueue {
         }
     }
 
+    /// Hand a signal to the link (connected), behind any that wait; when the link's
+    /// buffer is full it waits too, within `queue_limit`.
     fn write(&mut self, sig: Signal) {
+        if self.pending.is_empty() && self.try_hand(&sig) {
+            return;
+        }
+        self.enqueue(sig);
+    }
+
+    /// Put a signal in the link's buffer; false when it is full or gone.
+    fn try_hand(&mut self, sig: &Signal) -> bool {
+        let Some(l) = &self.link else { return false };
         let el = namespace::rename(sig.stanza(), ns::CLIENT, ns::SERVER);
         let bytes = xmppd_proto::xml::writer::to_bytes(&el);
-        match &self.link {
-            Some(l) if l.send(LinkCmd::Stanza(bytes)).is_ok() => {
-                self.sent += 1;
-                self.last_used = Instant::now();
-            }
-            _ => self.pending.push_back((sig, Instant::now())),
+        if l.try_send(LinkCmd::Stanza(bytes)).is_err() {
+            return false;
         }
+        self.sent += 1;
+        self.last_used = Instant::now();
+        true
+    }
+
+    /// Hand the link what waits, in order, as long as its buffer takes it.
+    fn flush(&mut self) {
+        while self.state == State::Connected {
+            let Some((sig, _)) = self.pending.front() else {
+                break;
+            };
+            let sig = sig.clone();
+            if !self.try_hand(&sig) {
+                break;
+            }
+            self.pending.pop_front();
+        }
+    }
+
+    /// Wait for the link, unless `queue_limit` signals wait already (then bounced).
+    fn enqueue(&mut self, sig: Signal) {
+        let limit = self.ctx.settings.get().s2s.queue_limit;
+        if self.pending.len() >= limit {
+            return self.bounce(
+                sig,
+                ErrorCondition::ResourceConstraint,
+                "too many stanzas wait for this server",
+            );
+        }
+        self.pending.push_back((sig, Instant::now()));
+        self.last_used = Instant::now();
     }
 
     fn connect(&mut self, ctx: &mut Context<Self>) {
@@ -162,7 +203,7 @@ impl OutboundQueue {
         let settings = self.ctx.settings.get();
         self.generation += 1;
         self.retry_at = None;
-        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        let (tx, rx) = tokio::sync::mpsc::channel(LINK_BUFFER);
         let ours = self.ctx.tls.certified_key(Some(&self.local));
         let can_external = super::tls::check_chain(
             super::tls::roots(&settings.s2s.trusted_certificates),
@@ -204,7 +245,9 @@ impl OutboundQueue {
 
     fn tick(&mut self, ctx: &mut Context<Self>) {
         let settings = self.ctx.settings.get();
-        if self.state != State::Connected && !self.pending.is_empty() {
+        self.flush();
+        if !self.pending.is_empty() {
+            // not connected, or connected to a peer that does not read
             let (cond, why) = self
                 .refusing
                 .clone()
@@ -229,7 +272,7 @@ impl OutboundQueue {
         {
             slog::debug!(self.log, # "XMPPO", "closing an idle outgoing stream");
             if let Some(l) = self.link.take() {
-                let _ = l.send(LinkCmd::Close);
+                let _ = l.try_send(LinkCmd::Close);
             }
             self.state = State::Idle;
         }
@@ -254,7 +297,7 @@ impl Actor for OutboundQueue {
         // when the actor stops
         self.ctx.clone().on_shutdown(ctx, |q: &mut Self| {
             if let Some(l) = q.link.take() {
-                let _ = l.send(LinkCmd::Close);
+                let _ = l.try_send(LinkCmd::Close);
             }
         });
     }
@@ -285,16 +328,7 @@ impl Handler<ToOutbound> for OutboundQueue {
                 if self.state == State::Connected {
                     return self.write(sig);
                 }
-                let limit = self.ctx.settings.get().s2s.queue_limit;
-                if self.pending.len() >= limit {
-                    return self.bounce(
-                        sig,
-                        ErrorCondition::ResourceConstraint,
-                        "too many stanzas wait for this server",
-                    );
-                }
-                self.pending.push_back((sig, Instant::now()));
-                self.last_used = Instant::now();
+                self.enqueue(sig);
                 let retry_due = self.retry_at.is_none_or(|t| Instant::now() >= t);
                 if self.state == State::Idle || (self.state == State::BackingOff && retry_due) {
                     self.connect(ctx);
@@ -311,11 +345,16 @@ impl Handler<ToOutbound> for OutboundQueue {
                 );
                 match (&self.link, open) {
                     (Some(l), true) => {
-                        let _ = l.send(LinkCmd::Verify {
+                        let cmd = LinkCmd::Verify {
                             id: v.id.clone(),
                             key: v.key,
-                        });
-                        self.asked.entry(v.id).or_default().push(v.reply);
+                        };
+                        if l.try_send(cmd).is_ok() {
+                            self.asked.entry(v.id).or_default().push(v.reply);
+                        } else {
+                            // the link's buffer is full: not verified
+                            let _ = v.reply.send(false);
+                        }
                     }
                     _ => {
                         self.verifies.push(v);
@@ -341,11 +380,15 @@ impl Handler<LinkEvent> for OutboundQueue {
                 self.state = State::Linking("authenticating");
                 if let Some(l) = &self.link {
                     for v in self.verifies.drain(..) {
-                        let _ = l.send(LinkCmd::Verify {
+                        let cmd = LinkCmd::Verify {
                             id: v.id.clone(),
                             key: v.key,
-                        });
-                        self.asked.entry(v.id).or_default().push(v.reply);
+                        };
+                        if l.try_send(cmd).is_ok() {
+                            self.asked.entry(v.id).or_default().push(v.reply);
+                        } else {
+                            let _ = v.reply.send(false);
+                        }
                     }
                 }
             }
@@ -355,10 +398,7 @@ impl Handler<LinkEvent> for OutboundQueue {
                 self.refusing = None;
                 self.last_failure = None;
                 self.last_used = Instant::now();
-                let waiting: Vec<_> = self.pending.drain(..).collect();
-                for (sig, _) in waiting {
-                    self.write(sig);
-                }
+                self.flush();
             }
             Event::Verified { id, valid } => {
                 for r in self.asked.remove(&id).unwrap_or_default() {
