@@ -90,6 +90,7 @@ impl Server {
             ctx: ctx.clone(),
             workers: workers.iter().map(|a| a.handle()).collect(),
             start_account: Arc::new(Account::start),
+            start_outbound: Arc::new(crate::s2s::OutboundQueue::start),
         });
         // the coarse clock the I/O tasks stamp last activity with
         crate::metrics::tick();

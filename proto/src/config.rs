@@ -32,6 +32,10 @@ pub struct Settings {
     /// Trusted components (XEP-0114) that may attach, by domain.
     pub components: Vec<ComponentSettings>,
     pub http: HttpSettings,
+    pub s2s: S2sSettings,
+    /// Router records: how to reach a remote domain, overriding DNS.
+    #[serde(rename = "routes")]
+    pub routes: Vec<RouteSettings>,
 }
 
 impl Default for Settings {
@@ -54,6 +58,8 @@ impl Default for Settings {
             storage: StorageSettings::default(),
             components: Vec::new(),
             http: HttpSettings::default(),
+            s2s: S2sSettings::default(),
+            routes: Vec::new(),
         }
     }
 }
@@ -388,6 +394,75 @@ impl Default for HttpSettings {
             enabled: true,
             address: SocketAddr::from(([127, 0, 0, 1], 5280)),
             max_connections: 32,
+        }
+    }
+}
+
+/// A router record: every signal for `domain` (or, with `*.company.dom`, for any
+/// subdomain and the domain itself) goes to `host`:`port` instead of where DNS says.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RouteSettings {
+    pub domain: String,
+    /// Relay host name or IP address; its certificate may carry this name.
+    pub host: String,
+    #[serde(default = "default_s2s_port")]
+    pub port: u16,
+    /// TLS from the first byte (XEP-0368) instead of STARTTLS.
+    #[serde(default)]
+    pub direct_tls: bool,
+}
+
+fn default_s2s_port() -> u16 {
+    5269
+}
+
+/// Federation (server-to-server) settings.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct S2sSettings {
+    /// Accept inbound server streams and open outbound ones.
+    pub enabled: bool,
+    /// DNS server for SRV and address lookups ("127.0.0.1:5353"); empty: the system's.
+    pub resolver: String,
+    /// Seconds a signal may wait for an unreachable peer before it is bounced.
+    pub bounce_after: u64,
+    /// Signals waiting per (remote, local) domain pair; more are bounced at once.
+    pub queue_limit: usize,
+    /// Seconds an outgoing stream may stay unused before it is closed.
+    pub idle_timeout: u64,
+    /// Seconds to connect and authenticate an outgoing stream.
+    pub connect_timeout: u64,
+    /// First wait before retrying a failed connection; doubles up to `retry_max`.
+    pub retry_initial: u64,
+    pub retry_max: u64,
+    /// Domains (patterns like `*.company.dom`) reached only over TLS with a certificate
+    /// that validates against `trusted_certificates` and names the domain or its relay.
+    pub secure_domains: Vec<String>,
+    /// PEM files of certificates (CAs) trusted for server certificates, besides the
+    /// system's trust store.
+    pub trusted_certificates: Vec<String>,
+    /// The dialback secret (XEP-0185); empty: a random one per process.
+    pub dialback_secret: String,
+    /// Domain pairs one inbound stream may authenticate (verified or being verified).
+    pub max_domain_pairs: usize,
+}
+
+impl Default for S2sSettings {
+    fn default() -> Self {
+        S2sSettings {
+            enabled: true,
+            resolver: String::new(),
+            bounce_after: 300,
+            queue_limit: 1000,
+            idle_timeout: 600,
+            connect_timeout: 30,
+            retry_initial: 5,
+            retry_max: 60,
+            secure_domains: Vec::new(),
+            trusted_certificates: Vec::new(),
+            dialback_secret: String::new(),
+            max_domain_pairs: 100,
         }
     }
 }

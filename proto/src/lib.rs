@@ -11,6 +11,8 @@
 //!   resource choice, the account's presence/subscription decisions as effects;
 //! - [`xep`]: payloads of the XEPs the server answers (disco, version, ...);
 //! - [`net`]: TLS set-up, the record layer, the read shaper;
+//! - [`s2s`]: server-to-server decisions (dialback keys, domain pairs, the outgoing
+//!   stream's next step, router records);
 //! - [`config`]: the settings schema.
 
 pub mod auth;
@@ -19,6 +21,7 @@ pub mod config;
 pub mod im;
 pub mod net;
 pub mod ns;
+pub mod s2s;
 pub mod stanza;
 pub mod stream;
 pub mod xep;

@@ -23,3 +23,5 @@ pub const VERSION: &str = "jabber:iq:version";
 pub const XML: &str = "http://www.w3.org/XML/1998/namespace";
 pub const VCARD: &str = "vcard-temp";
 pub const PRIVATE: &str = "jabber:iq:private";
+pub const DIALBACK: &str = "jabber:server:dialback";
+pub const DIALBACK_FEATURE: &str = "urn:xmpp:features:dialback";

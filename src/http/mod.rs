@@ -1,6 +1,6 @@
 //! The HTTP side, on actix-web: `GET /metrics` (Prometheus), `GET /monitor` and
 //! `/monitor.json` (the connections), `POST /monitor/close`, `GET /stats` (JSON
-//! counters). Later the WebAdmin and WebSocket clients live here too.
+//! counters), `GET /s2s` (each outbound queue of federation: state, length, counters). Later the WebAdmin and WebSocket clients live here too.
 //!
 //! It listens on `[http] address` (`127.0.0.1:5280`; `XMPPD_ADMIN=ADDR` in the
 //! environment overrides it, `127.0.0.1:0` picks a free port). There is no administrator
@@ -121,6 +121,7 @@ pub fn start(ctx: &Ctx, log: &slog::Logger) -> Result<Option<SocketAddr>, HttpEr
             // a resource answers other methods with 405
             .service(web::resource("/").get(index))
             .service(web::resource("/stats").get(get_stats))
+            .service(web::resource("/s2s").get(get_s2s))
             .service(web::resource("/metrics").get(get_metrics))
             .service(web::resource("/monitor").get(monitor::page))
             .service(web::resource("/monitor.json").get(monitor::json))
@@ -219,7 +220,7 @@ pub fn text(code: StatusCode, body: &'static str) -> HttpResponse<BoxBody> {
 async fn index() -> HttpResponse {
     text(
         StatusCode::OK,
-        "xmppd: GET /metrics (Prometheus), /monitor (connections), /monitor.json, /stats\n",
+        "xmppd: GET /metrics (Prometheus), /monitor (connections), /monitor.json, /stats, /s2s\n",
     )
 }
 
@@ -231,6 +232,13 @@ async fn get_stats(shared: web::Data<Shared>) -> HttpResponse {
     HttpResponse::Ok()
         .content_type("application/json")
         .body(format!("{}\n", stats::stats_json(&shared.ctx)))
+}
+
+async fn get_s2s(shared: web::Data<Shared>) -> HttpResponse {
+    let queues = xmppd_actors::s2s::queues(&shared.ctx).await;
+    HttpResponse::Ok()
+        .content_type("application/json")
+        .body(format!("{}\n", serde_json::json!({ "outbound": queues })))
 }
 
 async fn get_metrics(shared: web::Data<Shared>) -> HttpResponse {

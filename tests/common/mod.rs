@@ -172,6 +172,11 @@ impl Daemon {
                 format!("{extra}\n{keys}")
             };
         }
+        // Federation is off unless the test configures it (`[s2s]` in `extra`, with its
+        // own resolver): no test may look a name up beyond loopback.
+        if !extra.contains("[s2s]") {
+            extra = format!("{extra}\n[s2s]\nenabled = false\n");
+        }
         let text = format!(
             "data_dir = \"{data}\"\nlog_level = \"{level}\"\n{top}\n\
              [[domain]]\nname = \"{domain}\"\n{domain_keys}\n\n\

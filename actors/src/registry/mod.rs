@@ -9,11 +9,14 @@ pub mod routes;
 
 use crate::context::Ctx;
 use crate::features::{self, Entity, Env, Who};
+use crate::signals::to_outbound::{DialbackVerify, ListQueues};
 use crate::signals::to_registry::{
     AccountIdle, AttachComponent, AttachError, Availability, Bind, BindError, DetachService,
     FromSession, ListSessions, Replaced, SessionInfo, SetDomains, Unbind,
 };
-use crate::signals::{AccountRef, SessionRef, Signal, ToAccount, ToSession};
+use crate::signals::{
+    AccountRef, OutboundRef, SessionRef, Signal, ToAccount, ToOutbound, ToSession,
+};
 use actix::prelude::*;
 use domains::{Domain, DomainTable, Service, ServiceKind};
 use routes::{Route, RouteTable, RouteUpdate};
@@ -28,8 +31,16 @@ use xmppd_proto::stanza::ErrorCondition;
 pub type AccountStarter =
     Arc<dyn Fn(BareJid, Ctx, Option<&ArbiterHandle>) -> AccountRef + Send + Sync>;
 
+/// Starts the outbound queue of a (remote domain, local domain) pair on the given
+/// arbiter (federation); handed to the registry at start like [`AccountStarter`].
+pub type OutboundStarter =
+    Arc<dyn Fn(String, String, Ctx, Option<&ArbiterHandle>) -> OutboundRef + Send + Sync>;
+
 pub struct Registry {
     domains: DomainTable,
+    /// Outbound queues by (remote domain, local domain), started on first need.
+    outbound: HashMap<(String, String), OutboundRef>,
+    start_outbound: Option<OutboundStarter>,
     /// The authoritative table; every change is also sent to the replicas.
     routes: RouteTable,
     replicas: Vec<Recipient<RouteUpdate>>,
@@ -47,6 +58,8 @@ impl Registry {
     pub fn new(domains: impl IntoIterator<Item = String>, log: slog::Logger) -> Self {
         Registry {
             domains: DomainTable::new(domains),
+            outbound: HashMap::new(),
+            start_outbound: None,
             routes: RouteTable::default(),
             replicas: Vec::new(),
             accounts: HashMap::new(),
@@ -124,14 +137,7 @@ impl Registry {
                     Some("the component is not connected"),
                 );
             }
-            // Federation is not built yet: every other domain is unreachable.
-            Domain::Remote => {
-                return self.bounce(
-                    sig,
-                    ErrorCondition::RemoteServerNotFound,
-                    Some("server-to-server is not enabled"),
-                );
-            }
+            Domain::Remote => return self.remote(sig),
         }
         let to = sig.to();
         if to.node().is_none() {
@@ -161,6 +167,60 @@ impl Registry {
             .collect();
         names.sort();
         ctx.components.set(names);
+    }
+
+    /// The outbound queue of (remote, local), started on a worker arbiter if not running.
+    fn queue(&mut self, remote: &str, local: &str) -> Option<OutboundRef> {
+        let key = (remote.to_ascii_lowercase(), local.to_ascii_lowercase());
+        if let Some(q) = self.outbound.get(&key).filter(|q| q.send.connected()) {
+            return Some(q.clone());
+        }
+        let ctx = self.ctx.clone()?;
+        if !ctx.settings.get().s2s.enabled {
+            return None;
+        }
+        let start = self.start_outbound.as_ref()?;
+        let worker = self
+            .workers
+            .get(self.next_worker % self.workers.len().max(1));
+        self.next_worker = self.next_worker.wrapping_add(1);
+        let q = start(key.0.clone(), key.1.clone(), ctx, worker);
+        self.outbound.insert(key, q.clone());
+        Some(q)
+    }
+
+    /// For a domain neither hosted nor served here: its outbound queue (federation).
+    fn remote(&mut self, sig: Signal) {
+        let remote = sig.to().domain().to_string();
+        let local = sig.from().domain().to_string();
+        if !matches!(
+            self.domains.lookup(&local),
+            Domain::Local | Domain::Service(_)
+        ) {
+            // never relay between two remote domains
+            return self.bounce(sig, ErrorCondition::NotAllowed, Some("no relaying"));
+        }
+        let Some(q) = self.queue(&remote, &local) else {
+            return self.bounce(
+                sig,
+                ErrorCondition::RemoteServerNotFound,
+                Some("server-to-server is not enabled"),
+            );
+        };
+        match q.send.try_send(ToOutbound::Signal(sig)) {
+            Ok(()) => {}
+            Err(SendError::Full(ToOutbound::Signal(sig))) => self.bounce(
+                sig,
+                ErrorCondition::ResourceConstraint,
+                Some("the outbound queue is overloaded"),
+            ),
+            Err(SendError::Closed(ToOutbound::Signal(sig))) => self.bounce(
+                sig,
+                ErrorCondition::RemoteServerTimeout,
+                Some("the outbound queue ended"),
+            ),
+            Err(_) => {}
+        }
     }
 
     /// Addressed to a hosted domain itself.
@@ -443,6 +503,7 @@ pub struct Init {
     pub replicas: Vec<Recipient<RouteUpdate>>,
     pub workers: Vec<ArbiterHandle>,
     pub start_account: AccountStarter,
+    pub start_outbound: OutboundStarter,
 }
 
 impl Handler<Init> for Registry {
@@ -452,6 +513,7 @@ impl Handler<Init> for Registry {
         self.replicas = i.replicas;
         self.workers = i.workers;
         self.start_account = Some(i.start_account);
+        self.start_outbound = Some(i.start_outbound);
     }
 }
 
@@ -476,6 +538,38 @@ impl Handler<AccountIdle> for Registry {
     }
 }
 
+impl Handler<DialbackVerify> for Registry {
+    type Result = ();
+    fn handle(&mut self, d: DialbackVerify, _: &mut Context<Self>) {
+        let local_ok = matches!(self.domains.lookup(&d.local), Domain::Local);
+        let remote_ok = matches!(self.domains.lookup(&d.remote), Domain::Remote);
+        let q = if local_ok && remote_ok {
+            self.queue(&d.remote, &d.local)
+        } else {
+            None
+        };
+        match q {
+            Some(q) => {
+                if let Err(e) = q.send.try_send(ToOutbound::Verify(d.verify))
+                    && let ToOutbound::Verify(v) = e.into_inner()
+                {
+                    let _ = v.reply.send(false);
+                }
+            }
+            // dropping the reply answers "not verified"
+            None => drop(d.verify.reply),
+        }
+    }
+}
+
+impl Handler<ListQueues> for Registry {
+    type Result = MessageResult<ListQueues>;
+    fn handle(&mut self, _: ListQueues, _: &mut Context<Self>) -> Self::Result {
+        self.outbound.retain(|_, q| q.send.connected());
+        MessageResult(self.outbound.values().map(|q| q.state.clone()).collect())
+    }
+}
+
 /// The handle every other actor reaches the registry by.
 pub fn reference(addr: &Addr<Registry>) -> crate::signals::RegistryRef {
     crate::signals::RegistryRef {
@@ -489,5 +583,7 @@ pub fn reference(addr: &Addr<Registry>) -> crate::signals::RegistryRef {
         account_idle: addr.clone().recipient(),
         attach_component: addr.clone().recipient(),
         detach_service: addr.clone().recipient(),
+        dialback_verify: addr.clone().recipient(),
+        list_queues: addr.clone().recipient(),
     }
 }

@@ -10,10 +10,12 @@
 
 pub mod handle;
 pub mod to_account;
+pub mod to_outbound;
 pub mod to_registry;
 pub mod to_session;
 
 pub use to_account::{AccountRef, ToAccount};
+pub use to_outbound::{OutboundRef, ToOutbound};
 pub use to_registry::RegistryRef;
 pub use to_session::{SessionRef, ToSession};
 

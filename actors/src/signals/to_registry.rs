@@ -98,6 +98,8 @@ pub struct RegistryRef {
     pub account_idle: Recipient<AccountIdle>,
     pub attach_component: Recipient<AttachComponent>,
     pub detach_service: Recipient<DetachService>,
+    pub dialback_verify: Recipient<super::to_outbound::DialbackVerify>,
+    pub list_queues: Recipient<super::to_outbound::ListQueues>,
 }
 
 impl RegistryRef {

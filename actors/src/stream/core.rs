@@ -67,12 +67,18 @@ pub struct StreamCore {
     pub ns: &'static str,
     /// Our headers carry `version='1.0'` (false for pre-1.0 client streams).
     pub version: bool,
+    /// More namespace declarations for our headers (server streams: the dialback
+    /// prefix, XEP-0220 §2.1).
+    pub header_ns: &'static str,
     /// Our stream header went out (stream errors need one first).
     pub header_sent: bool,
     /// TLS is up, with its channel-binding data.
     pub tls: Option<ChannelBinding>,
     /// An asynchronous step is running; elements wait in the backlog.
     pub busy: bool,
+    /// The stream stays with this actor once authenticated (server streams): the
+    /// authentication timeout no longer applies.
+    pub established: bool,
     backlog: VecDeque<Element>,
     /// Where the stream goes once negotiated; set by [`StreamCore::hand_over`].
     handed_to: Option<(Recipient<Inbound>, Recipient<FromIo>)>,
@@ -138,9 +144,10 @@ impl StreamCore {
         };
         let version = if self.version { " version='1.0'" } else { "" };
         format!(
-            "<?xml version='1.0'?><stream:stream xmlns='{}' xmlns:stream='{}'{from}{id}{version} xml:lang='en'>",
+            "<?xml version='1.0'?><stream:stream xmlns='{}' xmlns:stream='{}'{}{from}{id}{version} xml:lang='en'>",
             self.ns,
-            ns::STREAM
+            ns::STREAM,
+            self.header_ns
         )
     }
 
@@ -253,9 +260,11 @@ impl Connection {
                     stream_id: String::new(),
                     ns: ns::CLIENT,
                     version: true,
+                    header_ns: "",
                     header_sent: false,
                     tls: None,
                     busy: false,
+                    established: false,
                     backlog: VecDeque::new(),
                     handed_to: None,
                     pre_auth,
@@ -359,7 +368,10 @@ impl Actor for Connection {
         });
         let timeout = Duration::from_secs(self.core.settings.limits.auth_timeout.max(1));
         ctx.run_later(timeout, |act, _| {
-            if act.core.handed_to.is_none() && act.core.phase != Phase::Closing {
+            if act.core.handed_to.is_none()
+                && !act.core.established
+                && act.core.phase != Phase::Closing
+            {
                 act.core.fail(StreamError::with_text(
                     Condition::ConnectionTimeout,
                     "authentication took too long",

@@ -3,13 +3,12 @@
 //!
 //! - [`c2s`]: clients (`jabber:client`): STARTTLS, SASL, legacy authentication,
 //!   resource binding, then the stream goes to a `Session`.
-//!
 //! - [`component`]: trusted components (`jabber:component:accept`, XEP-0114): the
 //!   handshake, then the stream goes to a `Component`.
+//! - [`s2s_in`]: servers (`jabber:server`): STARTTLS, dialback, then stanzas from the
+//!   verified domains become signals; the stream stays with its `Connection`.
 //!
-//! Server-to-server streams (`jabber:server`) get a strategy here, in a file of their
-//! own and a line in [`STRATEGIES`]; until then they are refused with
-//! `invalid-namespace`.
+//! Other stream namespaces are refused with `invalid-namespace`.
 
 pub mod c2s;
 mod c2s_legacy;
@@ -17,20 +16,14 @@ mod c2s_register;
 mod c2s_sasl;
 pub mod component;
 pub mod core;
+pub mod s2s_in;
 
 pub use self::core::{Accepted, Connection, StreamCore};
-use xmppd_proto::ns;
 use xmppd_proto::stream::error::{Condition, StreamError};
 
 /// The negotiation strategies, by stream namespace.
-pub static STRATEGIES: &[&core::Strategy] = &[&c2s::STRATEGY, &component::STRATEGY];
-
-/// Stream kinds that exist but are not enabled on this server, with what their peers
-/// are told.
-const NOT_ENABLED: &[(&str, &str)] = &[(
-    ns::SERVER,
-    "server-to-server streams are not enabled on this server",
-)];
+pub static STRATEGIES: &[&core::Strategy] =
+    &[&c2s::STRATEGY, &component::STRATEGY, &s2s_in::STRATEGY];
 
 /// Each strategy's state for one stream.
 pub enum Kind {
@@ -38,6 +31,7 @@ pub enum Kind {
     Undecided,
     Client(Box<c2s::ClientStream>),
     Component(Box<component::ComponentStream>),
+    Server(Box<s2s_in::ServerStream>),
 }
 
 /// The strategy for a stream whose header declared `default_ns`, or the stream error
@@ -46,15 +40,13 @@ pub fn strategy_for(default_ns: Option<&str>) -> Result<&'static core::Strategy,
     if let Some(s) = STRATEGIES.iter().find(|s| Some(s.ns) == default_ns) {
         return Ok(s);
     }
-    match NOT_ENABLED.iter().find(|(n, _)| Some(*n) == default_ns) {
-        Some((_, why)) => Err(StreamError::with_text(Condition::InvalidNamespace, *why)),
-        None => Err(StreamError::new(Condition::InvalidNamespace)),
-    }
+    Err(StreamError::new(Condition::InvalidNamespace))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use xmppd_proto::ns;
 
     #[test]
     fn namespaces_pick_their_strategy() {
@@ -62,7 +54,9 @@ mod tests {
         assert_eq!(c, Some(ns::CLIENT));
         let c = strategy_for(Some(ns::COMPONENT)).ok().map(|s| s.ns);
         assert_eq!(c, Some(ns::COMPONENT));
-        for other in [Some(ns::SERVER), Some("urn:nope"), None] {
+        let s = strategy_for(Some(ns::SERVER)).ok().map(|s| s.ns);
+        assert_eq!(s, Some(ns::SERVER));
+        for other in [Some("urn:nope"), None] {
             let e = strategy_for(other).err().expect("refused");
             assert_eq!(e.condition, Condition::InvalidNamespace);
         }

@@ -132,7 +132,7 @@ impl TlsContext {
             // after the handshake the record layer is ours (see record_layer)
             let mut cfg = ServerConfig::builder_with_provider(provider())
                 .with_protocol_versions(versions)?
-                .with_no_client_auth()
+                .with_client_cert_verifier(Arc::new(OptionalClientCert))
                 .with_cert_resolver(certs.clone());
             // Memory per idle session matters more than resumption across restarts.
             cfg.session_storage = rustls::server::ServerSessionMemoryCache::new(1024);
@@ -186,12 +186,87 @@ impl TlsContext {
             .negotiated_cipher_suite()
             .and_then(|c| c.suite().as_str())
             .unwrap_or("unknown");
+        let peer_chain = conn
+            .peer_certificates()
+            .filter(|c| !c.is_empty())
+            .map(|c| Arc::new(c.iter().map(|d| d.clone().into_owned()).collect()));
         ChannelBinding {
             exporter,
             endpoint,
             version,
             cipher,
+            peer_chain,
         }
+    }
+
+    /// The certificate and key served for `name` (also what an outgoing server stream
+    /// presents as its client certificate).
+    pub fn certified_key(&self, name: Option<&str>) -> Arc<CertifiedKey> {
+        self.certs.pick(name).clone()
+    }
+}
+
+/// Asks every peer for a certificate and accepts any, or none: only server streams use
+/// it (SASL EXTERNAL, RFC 6120 §13.7), and they check the chain against their trusted
+/// certificates and the claimed domain themselves. The handshake still proves the peer
+/// holds the certificate's key (the signature checks below). Clients send none.
+#[derive(Debug)]
+struct OptionalClientCert;
+
+impl rustls::server::danger::ClientCertVerifier for OptionalClientCert {
+    fn offer_client_auth(&self) -> bool {
+        true
+    }
+
+    fn client_auth_mandatory(&self) -> bool {
+        false
+    }
+
+    fn root_hint_subjects(&self) -> &[rustls::DistinguishedName] {
+        &[]
+    }
+
+    fn verify_client_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _now: rustls::pki_types::UnixTime,
+    ) -> Result<rustls::server::danger::ClientCertVerified, rustls::Error> {
+        Ok(rustls::server::danger::ClientCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &provider().signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &provider().signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        provider()
+            .signature_verification_algorithms
+            .supported_schemes()
     }
 }
 
@@ -334,6 +409,8 @@ pub struct ChannelBinding {
     /// monitor.
     pub version: &'static str,
     pub cipher: &'static str,
+    /// The certificate chain the peer presented, if any (server streams: SASL EXTERNAL).
+    pub peer_chain: Option<Arc<Vec<CertificateDer<'static>>>>,
 }
 
 impl ChannelBinding {

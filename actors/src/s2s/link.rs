@@ -1,0 +1,447 @@
+//! One outgoing server stream (the link of an outbound queue): resolve, connect,
+//! STARTTLS or direct TLS, dialback, then write what the queue hands it. It runs as a
+//! task beside its queue and reports what happens as [`LinkEvent`]s; the decisions it
+//! follows are `xmppd_proto::s2s` (`outgoing::next`, the dialback key).
+
+use super::resolve::{self, Target};
+use super::tls::{self, CertCheck};
+use actix::Recipient;
+use minidom::Element;
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::mpsc::Receiver;
+use xmppd_proto::config::Settings;
+use xmppd_proto::ns;
+use xmppd_proto::s2s::dialback::{self, Dialback};
+use xmppd_proto::s2s::outgoing::{self, Failure, LinkState, Step};
+use xmppd_proto::stanza::ErrorCondition;
+use xmppd_proto::xml::escape::escape_attr;
+use xmppd_proto::xml::fast_parser::FastParser;
+use xmppd_proto::xml::stream_parser::{Limits, StreamEvent};
+
+/// What the queue tells its link.
+pub enum LinkCmd {
+    /// A stanza, already in `jabber:server` and serialised.
+    Stanza(Vec<u8>),
+    /// `<db:verify>` for an inbound stream's key.
+    Verify { id: String, key: String },
+    /// Close the stream (idle, or the queue ends).
+    Close,
+}
+
+/// What the link tells its queue; `gen` tells links of the same queue apart.
+#[derive(actix::Message)]
+#[rtype(result = "()")]
+pub struct LinkEvent {
+    pub generation: u64,
+    pub what: Event,
+}
+
+pub enum Event {
+    /// A new phase, for the queue's visible state.
+    Phase(&'static str),
+    /// The stream is open: dialback verifications may go.
+    Open,
+    /// Authenticated: stanzas may go.
+    Up,
+    Verified {
+        id: String,
+        valid: bool,
+    },
+    /// The link failed; `retry` is false when trying again cannot help (a secure
+    /// domain's requirement not met).
+    Failed {
+        condition: ErrorCondition,
+        why: String,
+        retry: bool,
+    },
+    /// The stream ended normally (closed by either side).
+    Closed,
+}
+
+pub struct LinkParams {
+    pub remote: String,
+    pub local: String,
+    pub settings: Arc<Settings>,
+    pub secret: Arc<[u8]>,
+    pub secure: bool,
+    /// Our certificate for the local domain, presented as the TLS client certificate.
+    pub ours: Option<Arc<rustls::sign::CertifiedKey>>,
+    /// Our certificate validates for the local domain: SASL EXTERNAL may work.
+    pub can_external: bool,
+    pub generation: u64,
+    pub log: slog::Logger,
+}
+
+struct Fail {
+    condition: ErrorCondition,
+    why: String,
+    retry: bool,
+}
+
+impl Fail {
+    fn timeout(why: impl Into<String>) -> Fail {
+        Fail {
+            condition: ErrorCondition::RemoteServerTimeout,
+            why: why.into(),
+            retry: true,
+        }
+    }
+
+    fn policy(f: Failure) -> Fail {
+        Fail {
+            condition: ErrorCondition::RemoteServerTimeout,
+            why: f.as_str().to_string(),
+            retry: false,
+        }
+    }
+}
+
+enum Io {
+    Plain(TcpStream),
+    Tls(Box<tokio_rustls::client::TlsStream<TcpStream>>),
+    Gone,
+}
+
+/// The connection and its parser.
+struct Wire {
+    io: Io,
+    parser: FastParser,
+    limits: Limits,
+    events: VecDeque<StreamEvent>,
+    buf: Vec<u8>,
+}
+
+impl Wire {
+    fn new(io: Io, limits: Limits) -> Wire {
+        Wire {
+            io,
+            parser: FastParser::new(limits),
+            limits,
+            events: VecDeque::new(),
+            buf: vec![0; 16 * 1024],
+        }
+    }
+
+    async fn write(&mut self, b: &[u8]) -> Result<(), Fail> {
+        let r = match &mut self.io {
+            Io::Plain(s) => s.write_all(b).await,
+            Io::Tls(s) => match s.write_all(b).await {
+                Ok(()) => s.flush().await,
+                Err(e) => Err(e),
+            },
+            Io::Gone => return Err(Fail::timeout("connection gone")),
+        };
+        r.map_err(|e| Fail::timeout(format!("write: {e}")))
+    }
+
+    /// The next stream event (cancel-safe: bytes are fed to the parser as soon as read).
+    async fn next(&mut self) -> Result<StreamEvent, Fail> {
+        loop {
+            if let Some(e) = self.events.pop_front() {
+                return Ok(e);
+            }
+            let n = match &mut self.io {
+                Io::Plain(s) => s.read(&mut self.buf).await,
+                Io::Tls(s) => s.read(&mut self.buf).await,
+                Io::Gone => return Err(Fail::timeout("connection gone")),
+            }
+            .map_err(|e| Fail::timeout(format!("read: {e}")))?;
+            if n == 0 {
+                return Err(Fail::timeout("the peer closed the connection"));
+            }
+            let mut out = Vec::new();
+            self.parser
+                .feed(&self.buf[..n], &mut out)
+                .map_err(|e| Fail::timeout(format!("the peer sent bad XML: {e}")))?;
+            self.events.extend(out);
+        }
+    }
+
+    async fn element(&mut self) -> Result<Element, Fail> {
+        match self.next().await? {
+            StreamEvent::Stanza(el) => Ok(el),
+            StreamEvent::Header(_) => Err(Fail::timeout("unexpected stream header")),
+            StreamEvent::End => Err(Fail::timeout("the peer closed the stream")),
+        }
+    }
+
+    async fn start_tls(&mut self, cfg: Arc<rustls::ClientConfig>, name: &str) -> Result<(), Fail> {
+        let Io::Plain(tcp) = std::mem::replace(&mut self.io, Io::Gone) else {
+            return Err(Fail::timeout("TLS is already up"));
+        };
+        let server_name = rustls::pki_types::ServerName::try_from(name.to_string())
+            .map_err(|_| Fail::timeout("the domain is not a DNS name"))?;
+        let tls = tokio_rustls::TlsConnector::from(cfg)
+            .connect(server_name, tcp)
+            .await
+            .map_err(|e| Fail::timeout(format!("TLS handshake: {e}")))?;
+        self.io = Io::Tls(Box::new(tls));
+        self.parser = FastParser::new(self.limits);
+        self.events.clear();
+        Ok(())
+    }
+
+    async fn shutdown(&mut self) {
+        let _ = self.write(b"</stream:stream>").await;
+        match &mut self.io {
+            Io::Plain(s) => {
+                let _ = s.shutdown().await;
+            }
+            Io::Tls(s) => {
+                let _ = s.shutdown().await;
+            }
+            Io::Gone => {}
+        }
+    }
+}
+
+/// Run a link until it fails or closes; every outcome is reported.
+pub async fn run(p: LinkParams, mut cmds: Receiver<LinkCmd>, events: Recipient<LinkEvent>) {
+    let generation = p.generation;
+    let tell = |what: Event| {
+        events.do_send(LinkEvent { generation, what });
+    };
+    let outcome = link(&p, &mut cmds, &tell).await;
+    match outcome {
+        Ok(()) => tell(Event::Closed),
+        Err(f) => {
+            slog::info!(p.log, # "XMPPO", "outgoing stream failed"; "remote" => &p.remote, "why" => &f.why);
+            tell(Event::Failed {
+                condition: f.condition,
+                why: f.why,
+                retry: f.retry,
+            })
+        }
+    }
+}
+
+async fn connect(p: &LinkParams, tell: &impl Fn(Event)) -> Result<(TcpStream, Target), Fail> {
+    tell(Event::Phase("resolving"));
+    let targets = resolve::targets(&p.settings, &p.remote).await;
+    let mut found = false;
+    let timeout = Duration::from_secs(p.settings.s2s.connect_timeout.max(1));
+    tell(Event::Phase("connecting"));
+    for t in targets {
+        for addr in resolve::addresses(&p.settings, &t).await {
+            found = true;
+            slog::debug!(p.log, # "XMPPO", "connecting"; "remote" => &p.remote, "address" => %addr);
+            if let Ok(Ok(s)) = tokio::time::timeout(timeout, TcpStream::connect(addr)).await {
+                let _ = s.set_nodelay(true);
+                return Ok((s, t));
+            }
+        }
+    }
+    if found {
+        Err(Fail::timeout("cannot connect to the remote server"))
+    } else {
+        Err(Fail {
+            condition: ErrorCondition::RemoteServerNotFound,
+            why: "the remote domain does not resolve".into(),
+            retry: true,
+        })
+    }
+}
+
+/// The certificate check's outcome as a failure, for a secure domain.
+fn cert_failure(c: CertCheck) -> Option<Failure> {
+    match c {
+        CertCheck::Valid => None,
+        CertCheck::WrongName => Some(Failure::WrongName),
+        CertCheck::Untrusted | CertCheck::None => Some(Failure::UntrustedCertificate),
+    }
+}
+
+async fn link(
+    p: &LinkParams,
+    cmds: &mut Receiver<LinkCmd>,
+    tell: &impl Fn(Event),
+) -> Result<(), Fail> {
+    let deadline =
+        tokio::time::Instant::now() + Duration::from_secs(p.settings.s2s.connect_timeout.max(1));
+    let negotiated = tokio::time::timeout_at(deadline, negotiate(p, tell)).await;
+    let (mut wire, id, mut authed) = match negotiated {
+        Ok(r) => r?,
+        Err(_) => return Err(Fail::timeout("the remote server took too long")),
+    };
+    tell(Event::Open);
+    if authed {
+        slog::info!(p.log, # "XMPPO", "outgoing stream authenticated (SASL EXTERNAL)"; "remote" => &p.remote, "local" => &p.local);
+        tell(Event::Up);
+    } else {
+        tell(Event::Phase("authenticating"));
+        let key = dialback::key(&p.secret, &p.remote, &p.local, &id);
+        wire.write(dialback::result_request(&p.local, &p.remote, &key).as_bytes())
+            .await?;
+    }
+    let auth_timer = tokio::time::sleep_until(deadline + Duration::from_secs(10));
+    tokio::pin!(auth_timer);
+    loop {
+        tokio::select! {
+            cmd = cmds.recv() => match cmd {
+                Some(LinkCmd::Stanza(b)) => wire.write(&b).await?,
+                Some(LinkCmd::Verify { id, key }) => {
+                    wire.write(dialback::verify_request(&p.local, &p.remote, &id, &key).as_bytes()).await?
+                }
+                Some(LinkCmd::Close) | None => {
+                    wire.shutdown().await;
+                    return Ok(());
+                }
+            },
+            ev = wire.next() => match ev? {
+                StreamEvent::Stanza(el) => {
+                    if el.is("error", ns::STREAM) {
+                        let why = xmppd_proto::xml::writer::to_string(&el);
+                        return Err(Fail::timeout(format!("stream error from the peer: {why}")));
+                    }
+                    match Dialback::parse(&el) {
+                        Ok(Dialback::ResultAnswer { from, to, valid })
+                            if from == p.remote && to == p.local =>
+                        {
+                            if !valid {
+                                return Err(Fail::timeout("the remote server refused our dialback"));
+                            }
+                            if !authed {
+                                authed = true;
+                                slog::info!(p.log, # "XMPPO", "outgoing stream authenticated"; "remote" => &p.remote, "local" => &p.local);
+                                tell(Event::Up);
+                            }
+                        }
+                        Ok(Dialback::VerifyAnswer { id, valid, .. }) => tell(Event::Verified { id, valid }),
+                        _ => {
+                            slog::debug!(p.log, # "XMPPO", "ignored on an outgoing stream"; "element" => el.name());
+                        }
+                    }
+                }
+                StreamEvent::End => {
+                    wire.shutdown().await;
+                    return if authed { Ok(()) } else { Err(Fail::timeout("the peer closed the stream")) };
+                }
+                StreamEvent::Header(_) => return Err(Fail::timeout("unexpected stream header")),
+            },
+            _ = &mut auth_timer, if !authed => {
+                return Err(Fail::timeout("dialback took too long"));
+            }
+        }
+    }
+}
+
+/// Connect, open the stream, STARTTLS when offered (or required), SASL EXTERNAL when
+/// offered and possible, up to the point where dialback starts. Returns the wire, the
+/// peer's stream id, and whether SASL EXTERNAL authenticated the stream already.
+async fn negotiate(p: &LinkParams, tell: &impl Fn(Event)) -> Result<(Wire, String, bool), Fail> {
+    let (tcp, target) = connect(p, tell).await?;
+    let limits = Limits {
+        max_stanza: p.settings.limits.max_stanza_size,
+        max_depth: p.settings.limits.max_depth,
+        ..Limits::default()
+    };
+    let mut wire = Wire::new(Io::Plain(tcp), limits);
+    let roots = tls::roots(&p.settings.s2s.trusted_certificates);
+    let mut state = LinkState {
+        secure: p.secure,
+        can_external: p.can_external,
+        ..LinkState::default()
+    };
+    let mut external_done = false;
+    let tls_config = || {
+        tls::client_config(roots.clone(), target.relay.as_deref(), p.ours.clone())
+            .map_err(|e| Fail::timeout(format!("TLS configuration: {e}")))
+    };
+    if target.direct_tls {
+        let (cfg, outcome) = tls_config()?;
+        wire.start_tls(cfg, &p.remote).await?;
+        state.tls = true;
+        let check = outcome.lock().map(|c| *c).unwrap_or(CertCheck::None);
+        state.cert_valid = check == CertCheck::Valid;
+        if p.secure
+            && let Some(f) = cert_failure(check)
+        {
+            return Err(Fail::policy(f));
+        }
+    }
+    loop {
+        let header = format!(
+            "<?xml version='1.0'?><stream:stream xmlns='{}' xmlns:stream='{}' xmlns:db='{}' \
+             from='{}' to='{}' version='1.0'>",
+            ns::SERVER,
+            ns::STREAM,
+            ns::DIALBACK,
+            escape_attr(&p.local),
+            escape_attr(&p.remote)
+        );
+        wire.write(header.as_bytes()).await?;
+        let id = match wire.next().await? {
+            StreamEvent::Header(h) => h.id.unwrap_or_default(),
+            _ => return Err(Fail::timeout("no stream header from the peer")),
+        };
+        let features = wire.element().await?;
+        if features.is("error", ns::STREAM) {
+            let why = xmppd_proto::xml::writer::to_string(&features);
+            return Err(Fail::timeout(format!("stream error from the peer: {why}")));
+        }
+        if external_done {
+            return Ok((wire, id, true));
+        }
+        match outgoing::next(&features, state) {
+            Step::StartTls => {
+                tell(Event::Phase("tls"));
+                wire.write(format!("<starttls xmlns='{}'/>", ns::TLS).as_bytes())
+                    .await?;
+                let answer = wire.element().await?;
+                if !answer.is("proceed", ns::TLS) {
+                    return Err(if p.secure {
+                        Fail::policy(Failure::NoStartTls)
+                    } else {
+                        Fail::timeout("the peer refused STARTTLS")
+                    });
+                }
+                let (cfg, outcome) = tls_config()?;
+                wire.start_tls(cfg, &p.remote).await?;
+                state.tls = true;
+                let check = outcome.lock().map(|c| *c).unwrap_or(CertCheck::None);
+                state.cert_valid = check == CertCheck::Valid;
+                slog::debug!(p.log, # "XMPPO", "TLS established"; "remote" => &p.remote, "certificate" => ?check);
+                if p.secure
+                    && let Some(f) = cert_failure(check)
+                {
+                    return Err(Fail::policy(f));
+                }
+            }
+            Step::External => {
+                use base64::Engine;
+                let authzid = base64::engine::general_purpose::STANDARD.encode(&p.local);
+                wire.write(
+                    format!(
+                        "<auth xmlns='{}' mechanism='EXTERNAL'>{authzid}</auth>",
+                        ns::SASL
+                    )
+                    .as_bytes(),
+                )
+                .await?;
+                let answer = wire.element().await?;
+                if answer.is("success", ns::SASL) {
+                    // RFC 6120 §6.4.6: a new stream over the same connection
+                    external_done = true;
+                    wire.parser = FastParser::new(wire.limits);
+                    wire.events.clear();
+                    continue;
+                }
+                // the peer does not accept our certificate: dialback on this stream
+                slog::debug!(p.log, # "XMPPO", "SASL EXTERNAL refused, trying dialback"; "remote" => &p.remote);
+                return Ok((wire, id, false));
+            }
+            Step::Dialback => return Ok((wire, id, false)),
+            Step::Fail(f) => {
+                return Err(if p.secure && f == Failure::NoStartTls {
+                    Fail::policy(f)
+                } else {
+                    Fail::timeout(f.as_str())
+                });
+            }
+        }
+    }
+}

@@ -1,0 +1,65 @@
+//! What the registry sends an outbound queue (federation), and what inbound server
+//! streams ask the registry for (dialback verification through the queue of the
+//! authoritative server).
+
+use super::Signal;
+use actix::prelude::*;
+
+/// A message for the `OutboundQueue` of one (remote domain, local domain) pair.
+#[derive(actix::Message)]
+#[rtype(result = "()")]
+pub enum ToOutbound {
+    /// Deliver this signal to the remote domain.
+    Signal(Signal),
+    /// Ask the remote (authoritative) server whether it made a dialback key.
+    Verify(Verify),
+}
+
+/// A dialback verification (XEP-0220 §2.3): `<db:verify from=local to=remote id>key`,
+/// sent over our outgoing stream to `remote`; the answer goes to `reply` (`false` also
+/// when the remote server cannot be reached).
+pub struct Verify {
+    pub id: String,
+    pub key: String,
+    pub reply: tokio::sync::oneshot::Sender<bool>,
+}
+
+/// An inbound server stream asks the registry to verify a dialback key with the
+/// remote domain's authoritative server.
+#[derive(actix::Message)]
+#[rtype(result = "()")]
+pub struct DialbackVerify {
+    /// The domain that claims to send (the authoritative server is its).
+    pub remote: String,
+    /// Our domain the claim is for.
+    pub local: String,
+    pub verify: Verify,
+}
+
+/// One outbound queue's view, for monitoring.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct QueueInfo {
+    pub remote: String,
+    pub local: String,
+    pub state: &'static str,
+    pub pending: usize,
+    pub sent: u64,
+    pub bounced: u64,
+}
+
+/// The registry lists its outbound queues.
+#[derive(actix::Message)]
+#[rtype(result = "Vec<Recipient<QueueState>>")]
+pub struct ListQueues;
+
+/// Ask a queue for its state.
+#[derive(actix::Message)]
+#[rtype(result = "QueueInfo")]
+pub struct QueueState;
+
+/// The handle an outbound queue is reached by.
+#[derive(Clone)]
+pub struct OutboundRef {
+    pub send: Recipient<ToOutbound>,
+    pub state: Recipient<QueueState>,
+}

@@ -1,0 +1,313 @@
+//! The inbound server stream strategy (`jabber:server`, RFC 6120 with XEP-0220
+//! dialback): STARTTLS offered, then SASL EXTERNAL when the peer's certificate
+//! validates for the domain it claims (RFC 6120 §13.7, XEP-0178), and dialback. A `db:result` from a peer is verified
+//! with the authoritative server of its domain through our outbound queue to it
+//! (`db:verify`); a `db:verify` for a key we made is answered here. Several domain pairs
+//! may be authorised on one stream (at most `s2s.max_domain_pairs`). Every stanza's
+//! `from` domain must have been verified on the stream for its `to` domain
+//! (`xmppd_proto::s2s::pairs`), else the stream ends with the error RFC 6120 names;
+//! accepted stanzas move to `jabber:client` and become signals for the registry.
+//! The stream stays with its `Connection` actor: it has no session to hand over to.
+
+use super::Kind;
+use super::core::{Connection, Phase, Strategy, StreamCore};
+use crate::s2s::queue::dialback_key_matches;
+use crate::signals::Signal;
+use crate::signals::to_outbound::{DialbackVerify, Verify};
+use actix::prelude::*;
+use minidom::Element;
+use std::time::Duration;
+use xmppd_proto::ns;
+use xmppd_proto::s2s::dialback::{self, Dialback};
+use xmppd_proto::s2s::namespace;
+use xmppd_proto::s2s::pairs::{Pairs, Refusal};
+use xmppd_proto::stanza;
+use xmppd_proto::stream::error::{Condition, StreamError};
+use xmppd_proto::xml::stream_parser::StreamHeader;
+
+pub const STRATEGY: Strategy = Strategy {
+    ns: ns::SERVER,
+    start,
+    header,
+    element,
+};
+
+/// An inbound server stream's state.
+pub struct ServerStream {
+    /// Our domain the stream was opened to (`to` of the first header), if any.
+    local: Option<String>,
+    /// The domain the peer's header claims (`from`), if any.
+    remote: Option<String>,
+    /// The peer's TLS certificate validates for `remote`: SASL EXTERNAL is offered.
+    external: bool,
+    /// SASL EXTERNAL succeeded on this connection.
+    sasl_done: bool,
+    pairs: Pairs,
+}
+
+fn start(_: &StreamCore) -> Kind {
+    Kind::Server(Box::new(ServerStream {
+        local: None,
+        remote: None,
+        external: false,
+        sasl_done: false,
+        pairs: Pairs::default(),
+    }))
+}
+
+fn parts(conn: &mut Connection) -> Option<(&mut StreamCore, &mut ServerStream)> {
+    let Connection { core, kind, .. } = conn;
+    match kind {
+        Kind::Server(s) => Some((core, s)),
+        _ => None,
+    }
+}
+
+fn hosted(core: &StreamCore, domain: &str) -> bool {
+    core.settings.domain(&domain.to_ascii_lowercase()).is_some()
+}
+
+fn header(conn: &mut Connection, h: StreamHeader, _: &mut Context<Connection>) {
+    let Some((core, s)) = parts(conn) else { return };
+    if !core.settings.s2s.enabled {
+        return core.fail(StreamError::with_text(
+            Condition::InvalidNamespace,
+            "server-to-server streams are not enabled on this server",
+        ));
+    }
+    // RFC 6120 §4.7.2: a server stream names its receiving domain; old dialback-only
+    // peers may leave it out (XEP-0220 §2.1: the domain comes with each db:result).
+    let to = h.to.as_deref().map(|t| t.to_ascii_lowercase());
+    if let Some(t) = &to {
+        if !hosted(core, t) {
+            return core.fail(StreamError::new(Condition::HostUnknown));
+        }
+        s.local = Some(t.clone());
+    }
+    if let Some(f) = h.from.as_deref()
+        && hosted(core, f)
+    {
+        // a peer claiming one of our own domains
+        return core.fail(StreamError::new(Condition::InvalidFrom));
+    }
+    s.remote = h.from.as_deref().map(|f| f.to_ascii_lowercase());
+    let mut features = String::from("<stream:features>");
+    if core.tls.is_none() {
+        features.push_str(&format!("<starttls xmlns='{}'/>", ns::TLS));
+    }
+    // RFC 6120 §13.7, XEP-0178: a certificate that validates for the claimed domain
+    s.external = !s.sasl_done
+        && s.local.is_some()
+        && match (
+            core.tls.as_ref().and_then(|t| t.peer_chain.as_ref()),
+            &s.remote,
+        ) {
+            (Some(chain), Some(remote)) => {
+                let roots = crate::s2s::tls::roots(&core.settings.s2s.trusted_certificates);
+                crate::s2s::tls::check_chain(roots, chain, &[remote])
+                    == crate::s2s::tls::CertCheck::Valid
+            }
+            _ => false,
+        };
+    if s.external {
+        features.push_str(&format!(
+            "<mechanisms xmlns='{}'><mechanism>EXTERNAL</mechanism></mechanisms>",
+            ns::SASL
+        ));
+    }
+    features.push_str(&format!(
+        "<dialback xmlns='{}'><errors/></dialback></stream:features>",
+        ns::DIALBACK_FEATURE
+    ));
+    let from = s.local.clone();
+    // the dialback prefix is declared on our header too (XEP-0220 §2.1): peers take it
+    // as the sign that we speak dialback
+    core.header_ns = " xmlns:db='jabber:server:dialback'";
+    let ver = h.version.is_some();
+    core.version = ver;
+    core.send_header(from.as_deref(), ver.then_some(features.as_str()));
+    core.phase = Phase::Negotiating;
+}
+
+fn element(conn: &mut Connection, el: Element, ctx: &mut Context<Connection>) {
+    if el.is("starttls", ns::TLS) {
+        let Some((core, s)) = parts(conn) else { return };
+        if core.tls.is_some() || !s.pairs.is_empty() {
+            return core.refuse_tls();
+        }
+        return core.start_tls();
+    }
+    if el.has_ns(ns::DIALBACK) {
+        return dialback(conn, el, ctx);
+    }
+    if el.is("auth", ns::SASL) {
+        return sasl_external(conn, el);
+    }
+    if el.has_ns(ns::SERVER) && matches!(el.name(), "message" | "presence" | "iq") {
+        return stanza_in(conn, el);
+    }
+    let Some((core, s)) = parts(conn) else { return };
+    if s.pairs.is_empty() {
+        return core.fail(StreamError::new(Condition::NotAuthorized));
+    }
+    if matches!(el.name(), "message" | "presence" | "iq") {
+        return core.fail(StreamError::new(Condition::InvalidNamespace));
+    }
+    core.fail(StreamError::new(Condition::UnsupportedStanzaType))
+}
+
+/// `<auth mechanism='EXTERNAL'>` (RFC 6120 §6.4, XEP-0178 §3): the authorization
+/// identity, if any, must be the domain the certificate was checked for.
+fn sasl_external(conn: &mut Connection, el: Element) {
+    let Some((core, s)) = parts(conn) else { return };
+    let failure = |core: &mut StreamCore, cond: &str| {
+        core.send(&format!(
+            "<failure xmlns='{}'><{cond}/></failure>",
+            ns::SASL
+        ))
+    };
+    if el.attr("mechanism") != Some("EXTERNAL") || !s.external {
+        return failure(core, "invalid-mechanism");
+    }
+    let (Some(remote), Some(local)) = (s.remote.clone(), s.local.clone()) else {
+        return failure(core, "not-authorized");
+    };
+    let text = el.text();
+    let text = text.trim();
+    let authzid = if text.is_empty() || text == "=" {
+        Some(remote.clone())
+    } else {
+        use base64::Engine;
+        base64::engine::general_purpose::STANDARD
+            .decode(text)
+            .ok()
+            .and_then(|b| String::from_utf8(b).ok())
+            .map(|a| a.to_ascii_lowercase())
+    };
+    match authzid {
+        Some(a) if a == remote => {}
+        Some(_) => return failure(core, "invalid-authzid"),
+        None => return failure(core, "incorrect-encoding"),
+    }
+    slog::info!(core.log, # "XMPPI", "inbound stream authenticated (SASL EXTERNAL)"; "remote" => &remote, "local" => &local);
+    core.send(&format!("<success xmlns='{}'/>", ns::SASL));
+    s.pairs.grant(&remote, &local);
+    s.sasl_done = true;
+    s.external = false;
+    core.authenticated();
+    core.established = true;
+    core.restart();
+}
+
+fn dialback(conn: &mut Connection, el: Element, ctx: &mut Context<Connection>) {
+    let Some((core, s)) = parts(conn) else { return };
+    let db = match Dialback::parse(&el) {
+        Ok(d) => d,
+        Err(_) => return core.fail(StreamError::new(Condition::ImproperAddressing)),
+    };
+    match db {
+        Dialback::ResultRequest { from, to, key } => {
+            if !hosted(core, &to) {
+                // XEP-0220 §2.4: the domain is not served here
+                core.send(&dialback::result_error(&to, &from, "item-not-found"));
+                return;
+            }
+            if hosted(core, &from) {
+                return core.fail(StreamError::new(Condition::InvalidFrom));
+            }
+            match s
+                .pairs
+                .begin(&from, &to, core.settings.s2s.max_domain_pairs)
+            {
+                Ok(()) => {}
+                Err(Refusal::TooMany) => {
+                    return core.fail(StreamError::with_text(
+                        Condition::PolicyViolation,
+                        "too many domain pairs on this stream",
+                    ));
+                }
+                Err(Refusal::Duplicate) => return,
+            }
+            let (tx, rx) = tokio::sync::oneshot::channel();
+            core.ctx.registry.dialback_verify.do_send(DialbackVerify {
+                remote: from.clone(),
+                local: to.clone(),
+                verify: Verify {
+                    id: core.stream_id.clone(),
+                    key,
+                    reply: tx,
+                },
+            });
+            let wait = Duration::from_secs(core.settings.s2s.connect_timeout.max(1) + 10);
+            let fut = async move { matches!(tokio::time::timeout(wait, rx).await, Ok(Ok(true))) };
+            ctx.spawn(fut.into_actor(conn).map(move |valid, conn, _| {
+                let Some((core, s)) = parts(conn) else { return };
+                if core.closing() {
+                    return;
+                }
+                s.pairs.finish(&from, &to, valid);
+                core.send(&dialback::result_answer(&to, &from, valid));
+                if valid {
+                    slog::info!(core.log, # "XMPPI", "inbound stream authenticated (dialback)"; "remote" => &from, "local" => &to);
+                    core.authenticated();
+                    core.established = true;
+                } else {
+                    slog::warn!(core.log, # "XMPPI", "dialback refused"; "remote" => &from, "local" => &to);
+                    core.fail(StreamError::with_text(
+                        Condition::NotAuthorized,
+                        "dialback key not verified",
+                    ));
+                }
+            }));
+        }
+        Dialback::VerifyRequest { from, to, id, key } => {
+            if !hosted(core, &to) {
+                return core.fail(StreamError::new(Condition::HostUnknown));
+            }
+            // we made the key for (receiving = from, originating = to, id)
+            let valid = dialback_key_matches(&core.ctx, &from, &to, &id, &key);
+            core.send(&dialback::verify_answer(&to, &from, &id, valid));
+        }
+        // answers belong on our outgoing streams, not here
+        Dialback::ResultAnswer { .. } | Dialback::VerifyAnswer { .. } => {
+            core.fail(StreamError::new(Condition::UnsupportedStanzaType))
+        }
+    }
+}
+
+fn stanza_in(conn: &mut Connection, el: Element) {
+    let Some((core, s)) = parts(conn) else { return };
+    let (from, to) = match (stanza::jid_attr(&el, "from"), stanza::jid_attr(&el, "to")) {
+        (Ok(Some(f)), Ok(Some(t))) => (f, t),
+        (Ok(None), _) | (_, Ok(None)) => {
+            return core.fail(StreamError::new(Condition::ImproperAddressing));
+        }
+        _ => return core.fail(StreamError::new(Condition::InvalidFrom)),
+    };
+    if let Err(c) = s
+        .pairs
+        .check(from.domain().as_str(), to.domain().as_str(), |d| {
+            core.settings.domain(d).is_some()
+        })
+    {
+        return core.fail(StreamError::new(c));
+    }
+    let el = namespace::rename(&el, ns::SERVER, ns::CLIENT);
+    if let Some(sig) = Signal::new(from, to, el) {
+        core.ctx
+            .stats
+            .stanzas_in
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        // the registry's mailbox is bounded for streams (as for client sessions); a
+        // peer that floods it gets its stanzas back rather than growing it
+        if let Err(SendError::Full(sig)) | Err(SendError::Closed(sig)) =
+            core.ctx.registry.signal.try_send(sig)
+            && let Some(err) = sig.bounce(
+                stanza::ErrorCondition::ResourceConstraint,
+                Some("the server is overloaded"),
+            )
+        {
+            core.ctx.registry.route(err);
+        }
+    }
+}

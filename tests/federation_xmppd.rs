@@ -1,0 +1,618 @@
+//! Two xmppd servers federating on loopback, and the inbound server stream's refusals
+//! (hostile input): chat and iq both ways found through SRV records, a forged dialback
+//! key, stanzas before authentication or from a domain never verified, a stream that
+//! claims one of our domains, a verification for a stream that does not exist; bounces
+//! for unreachable peers, queued messages delivered in order to a peer that comes back,
+//! and the secure-domain checks (no STARTTLS, untrusted certificate, wrong name).
+
+mod common;
+mod federation_common;
+mod hostile_common;
+use common::*;
+use federation_common::*;
+use hostile_common::{admin_addr, admin_get, enable_admin};
+use std::net::Ipv4Addr;
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// A daemon for `domain` that resolves peers through `dns`, with extra `[s2s]` keys and
+/// top-level tables.
+fn server(domain: &str, dns: &FakeDns, s2s: &str, tables: &str) -> Daemon {
+    let d = Daemon::with(Options {
+        domain: domain.into(),
+        extra: format!("[s2s]\n{}retry_initial = 1\n{s2s}\n{tables}", dns.config()),
+        ..Options::default()
+    });
+    dns.add(domain, Ipv4Addr::LOCALHOST, d.starttls.port());
+    d
+}
+
+fn s2s_header(from: &str, to: &str) -> String {
+    format!(
+        "<?xml version='1.0'?><stream:stream xmlns='jabber:server' \
+         xmlns:stream='http://etherx.jabber.org/streams' xmlns:db='jabber:server:dialback' \
+         from='{from}' to='{to}' version='1.0'>"
+    )
+}
+
+/// The id of the stream header in `text`.
+fn stream_id(text: &str) -> String {
+    let i = text.find(" id='").expect("stream id") + 5;
+    text[i..].split('\'').next().expect("id").to_string()
+}
+
+/// XEP-0185 key, computed here independently of the server's code.
+fn key(secret: &str, receiving: &str, originating: &str, id: &str) -> String {
+    use hmac::{Hmac, Mac};
+    use sha2::{Digest, Sha256};
+    let hashed: String = Sha256::digest(secret.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(hashed.as_bytes()).expect("key");
+    mac.update(format!("{receiving} {originating} {id}").as_bytes());
+    mac.finalize()
+        .into_bytes()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+#[tokio::test]
+async fn two_servers_chat_and_answer_iq_both_ways() {
+    enable_admin();
+    let dns = FakeDns::start(vec![]);
+    let a = server("a.test", &dns, "", "");
+    let b = server("b.test", &dns, "", "");
+    let (mut alice, _) = Raw::login(a.starttls, "a.test", "alice", "alice-pw", "r").await;
+    let (mut bob, _) = Raw::login(b.starttls, "b.test", "bob", "bob-pw", "r").await;
+    alice
+        .send("<message to='bob@b.test' type='chat' id='m1'><body>hi bob</body></message>")
+        .await;
+    let m = bob.wait_for("hi bob").await;
+    assert!(m.contains("from='alice@a.test/r'"), "{m}");
+    bob.send("<message to='alice@a.test/r' type='chat' id='m2'><body>hi alice</body></message>")
+        .await;
+    let m = alice.wait_for("hi alice").await;
+    assert!(m.contains("from='bob@b.test/r'"), "{m}");
+    // iq to the remote server itself, both ways
+    alice
+        .send("<iq to='b.test' type='get' id='v1'><query xmlns='jabber:iq:version'/></iq>")
+        .await;
+    let r = alice.wait_for("id='v1'").await;
+    assert!(r.contains("type='result'") && r.contains("xmppd"), "{r}");
+    bob.send("<iq to='a.test' type='get' id='v2'><query xmlns='jabber:iq:version'/></iq>")
+        .await;
+    let r = bob.wait_for("id='v2'").await;
+    assert!(r.contains("type='result'") && r.contains("xmppd"), "{r}");
+    a.wait_log("outgoing stream authenticated", 1);
+    // the queue is a visible actor with its state and counters
+    let (status, body) = admin_get(admin_addr(&a), "/s2s").await;
+    assert!(status.contains("200"), "{status}");
+    let v: serde_json::Value = serde_json::from_str(&body).expect("json");
+    let q = &v["outbound"][0];
+    assert_eq!(q["remote"], "b.test", "{v}");
+    assert_eq!(q["local"], "a.test", "{v}");
+    assert_eq!(q["state"], "connected", "{v}");
+    assert_eq!(q["pending"], 0, "{v}");
+    assert!(q["sent"].as_u64().is_some_and(|n| n >= 2), "{v}");
+}
+
+#[tokio::test]
+async fn dialback_refusals() {
+    let dns = FakeDns::start(vec![]);
+    let a = server("a.test", &dns, "", "");
+    let _b = server(
+        "b.test",
+        &dns,
+        "dialback_secret = \"known to the test\"\n",
+        "",
+    );
+    let (mut alice, _) = Raw::login(a.starttls, "a.test", "alice", "alice-pw", "r").await;
+
+    // a stanza before any dialback: not-authorized
+    let mut r = Raw::connect(a.starttls, "a.test").await;
+    r.send(&s2s_header("b.test", "a.test")).await;
+    let f = r.read_until("</stream:features>").await;
+    assert!(f.contains("urn:xmpp:features:dialback"), "{f}");
+    r.send("<message from='bob@b.test' to='alice@a.test'><body>early</body></message>")
+        .await;
+    let out = r.read_to_close().await;
+    assert!(out.contains("<not-authorized"), "{out}");
+
+    // a stream that claims one of our own domains: invalid-from
+    let mut r = Raw::connect(a.starttls, "a.test").await;
+    r.send(&s2s_header("a.test", "a.test")).await;
+    let out = r.read_to_close().await;
+    assert!(out.contains("<invalid-from"), "{out}");
+
+    // a forged key: the authoritative server (b.test) says invalid
+    let mut r = Raw::connect(a.starttls, "a.test").await;
+    r.send(&s2s_header("b.test", "a.test")).await;
+    r.read_until("</stream:features>").await;
+    r.send("<db:result from='b.test' to='a.test'>forged</db:result>")
+        .await;
+    let out = r.read_to_close().await;
+    assert!(out.contains("type='invalid'"), "{out}");
+    assert!(out.contains("<not-authorized"), "{out}");
+
+    // dialback for a domain not served here: a dialback error (XEP-0220 §2.4), the
+    // stream stays
+    let mut r = Raw::connect(a.starttls, "a.test").await;
+    r.send(&s2s_header("b.test", "a.test")).await;
+    r.read_until("</stream:features>").await;
+    r.send("<db:result from='b.test' to='elsewhere.test'>k</db:result>")
+        .await;
+    let out = r.read_until("</db:result>").await;
+    assert!(
+        out.contains("type='error'") && out.contains("<item-not-found"),
+        "{out}"
+    );
+
+    // a verification for a stream id that does not exist: invalid
+    let mut r = Raw::connect(a.starttls, "a.test").await;
+    r.send(&s2s_header("b.test", "a.test")).await;
+    r.read_until("</stream:features>").await;
+    r.send("<db:verify from='b.test' to='a.test' id='no-such-stream'>abcdef</db:verify>")
+        .await;
+    let out = r.read_until("/>").await;
+    assert!(out.contains("type='invalid'"), "{out}");
+
+    // the right key (the test knows b.test's secret): valid; then only b.test may send
+    let mut r = Raw::connect(a.starttls, "a.test").await;
+    r.send(&s2s_header("b.test", "a.test")).await;
+    let f = r.read_until("</stream:features>").await;
+    let id = stream_id(&f);
+    let k = key("known to the test", "a.test", "b.test", &id);
+    r.send(&format!(
+        "<db:result from='b.test' to='a.test'>{k}</db:result>"
+    ))
+    .await;
+    let out = r.read_until("/>").await;
+    assert!(out.contains("type='valid'"), "{out}");
+    r.send("<message from='bob@b.test/x' to='alice@a.test' type='chat'><body>verified</body></message>")
+        .await;
+    let m = alice.wait_for("verified").await;
+    assert!(m.contains("from='bob@b.test/x'"), "{m}");
+    r.send("<message from='eve@c.test/x' to='alice@a.test' type='chat'><body>forged from</body></message>")
+        .await;
+    let out = r.read_to_close().await;
+    assert!(out.contains("<invalid-from"), "{out}");
+    alice.expect_only_presence(Duration::from_millis(300)).await;
+}
+
+#[tokio::test]
+async fn unreachable_peers_bounce_after_the_configured_time() {
+    let dns = FakeDns::start(vec![]);
+    let closed = free_port(Ipv4Addr::LOCALHOST);
+    let a = server(
+        "a.test",
+        &dns,
+        "bounce_after = 2\n",
+        &format!("[[routes]]\ndomain = \"down.test\"\nhost = \"127.0.0.1\"\nport = {closed}\n"),
+    );
+    let (mut alice, _) = Raw::login(a.starttls, "a.test", "alice", "alice-pw", "r").await;
+    let t = std::time::Instant::now();
+    alice
+        .send("<message to='x@down.test' type='chat' id='d1'><body>1</body></message>")
+        .await;
+    // a name the DNS server does not know
+    alice
+        .send("<message to='x@nowhere.test' type='chat' id='n1'><body>2</body></message>")
+        .await;
+    let e = alice.wait_for("id='d1'").await;
+    assert!(
+        e.contains("type='error'") && e.contains("remote-server-timeout"),
+        "{e}"
+    );
+    assert!(
+        t.elapsed() >= Duration::from_millis(1500),
+        "bounced too early"
+    );
+    let e = alice.wait_for("id='n1'").await;
+    assert!(
+        e.contains("type='error'") && e.contains("remote-server-not-found"),
+        "{e}"
+    );
+}
+
+#[tokio::test]
+async fn a_peer_that_comes_back_gets_the_queued_messages_in_order() {
+    let dns = FakeDns::start(vec![]);
+    let a = server("a.test", &dns, "bounce_after = 60\n", "");
+    let (mut alice, _) = Raw::login(a.starttls, "a.test", "alice", "alice-pw", "r").await;
+    for i in 1..=5 {
+        alice
+            .send(&format!(
+                "<message to='bob@b.test' type='chat' id='q{i}'><body>queued {i}</body></message>"
+            ))
+            .await;
+    }
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // b.test appears (its DNS entry with it); bob is online before the queue retries
+    let b = Daemon::with(Options {
+        domain: "b.test".into(),
+        extra: format!("[s2s]\n{}", dns.config()),
+        ..Options::default()
+    });
+    let (mut bob, _) = Raw::login(b.starttls, "b.test", "bob", "bob-pw", "r").await;
+    dns.add("b.test", Ipv4Addr::LOCALHOST, b.starttls.port());
+    for i in 1..=5 {
+        let m = bob.next_non_presence().await;
+        assert!(
+            m.contains(&format!("queued {i}")),
+            "message {i} out of order: {m}"
+        );
+    }
+    alice.expect_only_presence(Duration::from_millis(300)).await;
+}
+
+/// A peer that offers no STARTTLS, only dialback (it never gets further).
+async fn plaintext_peer() -> u16 {
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let port = l.local_addr().expect("addr").port();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = l.accept().await {
+            tokio::spawn(async move {
+                let mut buf = [0u8; 4096];
+                let _ = s.read(&mut buf).await;
+                let _ = s
+                    .write_all(
+                        b"<?xml version='1.0'?><stream:stream xmlns='jabber:server' \
+                          xmlns:stream='http://etherx.jabber.org/streams' id='x' \
+                          from='plain.test' version='1.0'><stream:features>\
+                          <dialback xmlns='urn:xmpp:features:dialback'/></stream:features>",
+                    )
+                    .await;
+                let _ = s.read(&mut buf).await;
+            });
+        }
+    });
+    port
+}
+
+/// alice@a.test sends to `to`; the answer (delivery or error) as `bob` sees it or as the
+/// error alice gets.
+async fn secure_error(a: &Daemon, to: &str) -> String {
+    let (mut alice, _) = Raw::login(a.starttls, "a.test", "alice", "alice-pw", "r").await;
+    alice
+        .send(&format!(
+            "<message to='{to}' type='chat' id='s1'><body>secret</body></message>"
+        ))
+        .await;
+    alice.wait_for("id='s1'").await
+}
+
+#[tokio::test]
+async fn secure_domain_without_starttls_is_refused() {
+    let dns = FakeDns::start(vec![]);
+    let port = plaintext_peer().await;
+    let a = server(
+        "a.test",
+        &dns,
+        "secure_domains = [\"*.plain.test\"]\n",
+        &format!("[[routes]]\ndomain = \"plain.test\"\nhost = \"127.0.0.1\"\nport = {port}\n"),
+    );
+    let e = secure_error(&a, "x@plain.test").await;
+    assert!(e.contains("type='error'") && e.contains("STARTTLS"), "{e}");
+}
+
+#[tokio::test]
+async fn secure_domain_with_an_untrusted_certificate_is_refused() {
+    let dns = FakeDns::start(vec![]);
+    let a = server("a.test", &dns, "secure_domains = [\"b.test\"]\n", "");
+    let _b = server("b.test", &dns, "", "");
+    let e = secure_error(&a, "bob@b.test").await;
+    assert!(
+        e.contains("type='error'") && e.contains("not trusted"),
+        "{e}"
+    );
+}
+
+#[tokio::test]
+async fn secure_domain_with_a_certificate_for_another_name_is_refused() {
+    let dns = FakeDns::start(vec![]);
+    let ca = pki().ca.display().to_string();
+    let a = server(
+        "a.test",
+        &dns,
+        &format!("secure_domains = [\"d.test\"]\ntrusted_certificates = [\"{ca}\"]\n"),
+        "",
+    );
+    // the test certificate names localhost, a.test, b.test, c.test: not d.test
+    let _d = server("d.test", &dns, "", "");
+    let e = secure_error(&a, "bob@d.test").await;
+    assert!(
+        e.contains("type='error'") && e.contains("names another domain"),
+        "{e}"
+    );
+}
+
+#[tokio::test]
+async fn secure_domain_with_a_trusted_certificate_delivers() {
+    let dns = FakeDns::start(vec![]);
+    let ca = pki().ca.display().to_string();
+    let a = server(
+        "a.test",
+        &dns,
+        &format!("secure_domains = [\"b.test\"]\ntrusted_certificates = [\"{ca}\"]\n"),
+        "",
+    );
+    let b = server("b.test", &dns, "", "");
+    let (mut bob, _) = Raw::login(b.starttls, "b.test", "bob", "bob-pw", "r").await;
+    let (mut alice, _) = Raw::login(a.starttls, "a.test", "alice", "alice-pw", "r").await;
+    alice
+        .send("<message to='bob@b.test' type='chat' id='s1'><body>over TLS</body></message>")
+        .await;
+    let m = bob.wait_for("over TLS").await;
+    assert!(m.contains("from='alice@a.test/r'"), "{m}");
+}
+
+#[tokio::test]
+async fn domain_pairs_on_one_stream_are_bounded() {
+    // the authoritative servers accept connections and never answer: every
+    // verification stays pending
+    let hole = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let port = hole.local_addr().expect("addr").port();
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((s, _)) = hole.accept().await {
+            held.push(s);
+        }
+    });
+    let dns = FakeDns::start(vec![]);
+    let a = server(
+        "a.test",
+        &dns,
+        "max_domain_pairs = 2\n",
+        &format!("[[routes]]\ndomain = \"*.hole.test\"\nhost = \"127.0.0.1\"\nport = {port}\n"),
+    );
+    let mut r = Raw::connect(a.starttls, "a.test").await;
+    r.send(&s2s_header("x1.hole.test", "a.test")).await;
+    r.read_until("</stream:features>").await;
+    for i in 1..=3 {
+        r.send(&format!(
+            "<db:result from='x{i}.hole.test' to='a.test'>k{i}</db:result>"
+        ))
+        .await;
+    }
+    let out = r.read_to_close().await;
+    assert!(out.contains("<policy-violation"), "{out}");
+    assert!(out.contains("too many domain pairs"), "{out}");
+}
+
+#[tokio::test]
+async fn a_peer_that_never_finishes_dialback_is_timed_out() {
+    let dns = FakeDns::start(vec![]);
+    let a = server("a.test", &dns, "", "[limits]\nauth_timeout = 1\n");
+    let mut r = Raw::connect(a.starttls, "a.test").await;
+    r.send(&s2s_header("b.test", "a.test")).await;
+    r.read_until("</stream:features>").await;
+    let out = r.read_to_close().await;
+    assert!(out.contains("<connection-timeout"), "{out}");
+}
+
+#[tokio::test]
+async fn sasl_external_with_trusted_certificates_and_dialback_without() {
+    let dns = FakeDns::start(vec![]);
+    let ca = pki().ca.display().to_string();
+    let trust = format!("trusted_certificates = [\"{ca}\"]\n");
+    // a.test and b.test trust the test CA, whose certificate names both: EXTERNAL
+    let a = server("a.test", &dns, &trust, "");
+    let b = server("b.test", &dns, &trust, "");
+    // c.test trusts nobody: a.test's certificate is not good enough for it
+    let c = server("c.test", &dns, "", "");
+    let (mut alice, _) = Raw::login(a.starttls, "a.test", "alice", "alice-pw", "r").await;
+    let (mut bob, _) = Raw::login(b.starttls, "b.test", "bob", "bob-pw", "r").await;
+    let (mut carol, _) = Raw::login(c.starttls, "c.test", "alice", "alice-pw", "r").await;
+    alice
+        .send("<message to='bob@b.test' type='chat'><body>by certificate</body></message>")
+        .await;
+    let m = bob.wait_for("by certificate").await;
+    assert!(m.contains("from='alice@a.test/r'"), "{m}");
+    a.wait_log("outgoing stream authenticated (SASL EXTERNAL)", 1);
+    b.wait_log("inbound stream authenticated (SASL EXTERNAL)", 1);
+    alice
+        .send("<message to='alice@c.test' type='chat'><body>by dialback</body></message>")
+        .await;
+    let m = carol.wait_for("by dialback").await;
+    assert!(m.contains("from='alice@a.test/r'"), "{m}");
+    c.wait_log("inbound stream authenticated (dialback)", 1);
+    assert!(!c.log().contains("SASL EXTERNAL"), "{}", c.log());
+}
+
+#[tokio::test]
+async fn a_full_queue_bounces_at_once() {
+    enable_admin();
+    let dns = FakeDns::start(vec![]);
+    // b.test is not in the DNS: everything waits (bounce_after is long)
+    let a = server("a.test", &dns, "queue_limit = 2\nbounce_after = 60\n", "");
+    let (mut alice, _) = Raw::login(a.starttls, "a.test", "alice", "alice-pw", "r").await;
+    for i in 1..=3 {
+        alice
+            .send(&format!(
+                "<message to='bob@b.test' type='chat' id='f{i}'><body>{i}</body></message>"
+            ))
+            .await;
+    }
+    let e = alice.wait_for("id='f3'").await;
+    assert!(
+        e.contains("type='error'") && e.contains("resource-constraint"),
+        "{e}"
+    );
+    let (_, body) = admin_get(admin_addr(&a), "/s2s").await;
+    let v: serde_json::Value = serde_json::from_str(&body).expect("json");
+    assert_eq!(v["outbound"][0]["pending"], 2, "{v}");
+    assert_eq!(v["outbound"][0]["bounced"], 1, "{v}");
+    alice.expect_only_presence(Duration::from_millis(300)).await;
+}
+
+#[tokio::test]
+async fn an_idle_outgoing_stream_is_closed_and_reopened_on_demand() {
+    enable_admin();
+    let dns = FakeDns::start(vec![]);
+    let a = server("a.test", &dns, "idle_timeout = 1\n", "");
+    let b = server("b.test", &dns, "", "");
+    let (mut alice, _) = Raw::login(a.starttls, "a.test", "alice", "alice-pw", "r").await;
+    let (mut bob, _) = Raw::login(b.starttls, "b.test", "bob", "bob-pw", "r").await;
+    alice
+        .send("<message to='bob@b.test' type='chat'><body>first</body></message>")
+        .await;
+    bob.wait_for("first").await;
+    // idle: the stream closes and the queue ends
+    let mut gone = false;
+    for _ in 0..50 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let (_, body) = admin_get(admin_addr(&a), "/s2s").await;
+        let v: serde_json::Value = serde_json::from_str(&body).expect("json");
+        if v["outbound"].as_array().is_some_and(|q| q.is_empty()) {
+            gone = true;
+            break;
+        }
+    }
+    assert!(gone, "the idle queue did not end:\n{}", a.log());
+    a.wait_log("closing an idle outgoing stream", 1);
+    alice
+        .send("<message to='bob@b.test' type='chat'><body>second</body></message>")
+        .await;
+    bob.wait_for("second").await;
+}
+
+#[tokio::test]
+async fn a_peer_found_through_xmpps_server_gets_direct_tls() {
+    let dns = FakeDns::start(vec![]);
+    let a = server("a.test", &dns, "", "");
+    let b = Daemon::with(Options {
+        domain: "b.test".into(),
+        extra: format!("[s2s]\n{}", dns.config()),
+        ..Options::default()
+    });
+    // only the direct-TLS listener is published (XEP-0368)
+    dns.add("xmpps:b.test", Ipv4Addr::LOCALHOST, b.direct_tls.port());
+    let (mut alice, _) = Raw::login(a.starttls, "a.test", "alice", "alice-pw", "r").await;
+    let (mut bob, _) = Raw::login(b.starttls, "b.test", "bob", "bob-pw", "r").await;
+    alice
+        .send("<message to='bob@b.test' type='chat'><body>direct</body></message>")
+        .await;
+    let m = bob.wait_for("direct").await;
+    assert!(m.contains("from='alice@a.test/r'"), "{m}");
+    a.wait_log(&format!("127.0.0.1:{}", b.direct_tls.port()), 1);
+}
+
+#[tokio::test]
+async fn unauthenticated_server_streams_per_address_are_bounded() {
+    let dns = FakeDns::start(vec![]);
+    let a = server("a.test", &dns, "", "[limits]\nunauthenticated_per_ip = 3\n");
+    let mut open = Vec::new();
+    for _ in 0..3 {
+        let mut r = Raw::connect(a.starttls, "a.test").await;
+        r.send(&s2s_header("b.test", "a.test")).await;
+        r.read_until("</stream:features>").await;
+        open.push(r);
+    }
+    let mut r = Raw::connect(a.starttls, "a.test").await;
+    r.send(&s2s_header("b.test", "a.test")).await;
+    let out = r.read_to_close().await;
+    assert!(out.contains("<policy-violation"), "{out}");
+}
+
+/// A peer that says every dialback key is valid, then never reads again.
+async fn deaf_peer() -> u16 {
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let port = l.local_addr().expect("addr").port();
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((mut s, _)) = l.accept().await {
+            let mut buf = [0u8; 4096];
+            let mut seen = String::new();
+            while !seen.contains("</db:result>") {
+                match s.read(&mut buf).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => seen.push_str(&String::from_utf8_lossy(&buf[..n])),
+                }
+                if seen.contains("<stream:stream") && !seen.contains("sent-features") {
+                    seen.push_str("sent-features");
+                    let _ = s
+                        .write_all(
+                            b"<?xml version='1.0'?><stream:stream xmlns='jabber:server' \
+                              xmlns:stream='http://etherx.jabber.org/streams' \
+                              xmlns:db='jabber:server:dialback' id='deaf' from='deaf.test' \
+                              version='1.0'><stream:features><dialback \
+                              xmlns='urn:xmpp:features:dialback'/></stream:features>",
+                        )
+                        .await;
+                }
+            }
+            let _ = s
+                .write_all(b"<db:result from='deaf.test' to='a.test' type='valid'/>")
+                .await;
+            held.push(s);
+        }
+    });
+    port
+}
+
+#[tokio::test]
+async fn a_peer_that_does_not_read_gets_a_bounded_queue() {
+    let dns = FakeDns::start(vec![]);
+    let port = deaf_peer().await;
+    let a = server(
+        "a.test",
+        &dns,
+        "queue_limit = 4\nbounce_after = 2\n",
+        &format!(
+            "[[routes]]\ndomain = \"deaf.test\"\nhost = \"127.0.0.1\"\nport = {port}\n\n\
+             [limits]\nread_rate = 0\nwrite_buffer = 268435456\n"
+        ),
+    );
+    let (mut alice, _) = Raw::login(a.starttls, "a.test", "alice", "alice-pw", "r").await;
+    alice
+        .send("<message to='x@deaf.test' type='chat'><body>hello</body></message>")
+        .await;
+    // (async: the fake peer runs on this test's runtime)
+    for _ in 0..100 {
+        if a.log().contains("outgoing stream authenticated") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let body = "x".repeat(60_000);
+    // far more than the link's buffer and the sockets hold; the errors are read as
+    // they come (alice's own connection has a bounded write queue too)
+    let mut refused = false;
+    for i in 0..2000 {
+        alice
+            .send(&format!(
+                "<message to='x@deaf.test' type='chat' id='d{i}'><body>{body}</body></message>"
+            ))
+            .await;
+        if alice
+            .try_read_until("resource-constraint", Duration::from_millis(1))
+            .await
+            .is_some()
+        {
+            refused = true;
+            break;
+        }
+    }
+    assert!(refused, "the queue never refused:\n{}", a.log());
+    // what waited in the queue goes back too once it waited long enough
+    let mut timed_out = false;
+    for _ in 0..30 {
+        if alice
+            .try_read_until("remote-server-timeout", Duration::from_secs(1))
+            .await
+            .is_some()
+        {
+            timed_out = true;
+            break;
+        }
+    }
+    assert!(timed_out, "nothing waited out bounce_after:\n{}", a.log());
+}
