@@ -16,6 +16,7 @@
 pub mod auth;
 pub mod config;
 pub mod im;
+pub mod muc;
 pub mod net;
 pub mod ns;
 pub mod stanza;
