@@ -5,7 +5,7 @@ mod enter;
 mod messages;
 
 use super::room::Room;
-use super::{Effect, Limits};
+pub use super::{Effect, Limits};
 use crate::xml::writer::to_string;
 use minidom::Element;
 use xmpp_parsers::jid::{BareJid, Jid};
