@@ -47,6 +47,11 @@ pub const SQLITE: &[&str] = &[
         domain TEXT NOT NULL, username TEXT NOT NULL, jid TEXT NOT NULL,
         PRIMARY KEY (domain, username, jid)
     ) WITHOUT ROWID;",
+    // chat rooms (XEP-0045): a persistent room's configuration, affiliations and subject
+    "CREATE TABLE rooms (
+        jid TEXT NOT NULL PRIMARY KEY, service TEXT NOT NULL, data TEXT NOT NULL
+    ) WITHOUT ROWID;
+    CREATE INDEX rooms_by_service ON rooms (service);",
 ];
 
 /// PostgreSQL migrations: the same tables as SQLite's.
@@ -93,6 +98,10 @@ pub const POSTGRES: &[&str] = &[
         domain TEXT NOT NULL, username TEXT NOT NULL, jid TEXT NOT NULL,
         PRIMARY KEY (domain, username, jid)
     );",
+    "CREATE TABLE rooms (
+        jid TEXT NOT NULL PRIMARY KEY, service TEXT NOT NULL, data TEXT NOT NULL
+    );
+    CREATE INDEX rooms_by_service ON rooms (service);",
 ];
 
 /// Tables holding per-account data, emptied when the account is deleted; `accounts`
