@@ -7,6 +7,7 @@ pub mod features;
 pub mod fuzzing;
 pub mod net;
 pub mod registry;
+pub mod rooms;
 pub mod server;
 pub mod session;
 pub mod signals;

@@ -73,7 +73,17 @@ pub struct Serialised {
 
 impl Serialised {
     pub fn new(m: Message) -> Serialised {
-        let ty = match m.stanza.attr("type") {
+        Serialised {
+            ty: Serialised::ty_of(&m.stanza),
+            bytes: xmppd_proto::xml::writer::to_bytes(&m.stanza),
+            from: m.from,
+            to: m.to,
+        }
+    }
+
+    /// A message's `type`, as the taps read it.
+    pub fn ty_of(stanza: &Element) -> Option<&'static str> {
+        match stanza.attr("type") {
             Some("chat") => Some("chat"),
             Some("groupchat") => Some("groupchat"),
             Some("headline") => Some("headline"),
@@ -82,12 +92,6 @@ impl Serialised {
             // RFC 6121 §5.2.2: an unknown type is taken as normal
             Some(_) => Some("normal"),
             None => None,
-        };
-        Serialised {
-            ty,
-            bytes: xmppd_proto::xml::writer::to_bytes(&m.stanza),
-            from: m.from,
-            to: m.to,
         }
     }
 
