@@ -247,3 +247,45 @@ async fn a_persistent_room_survives_a_restart() {
         "{f}"
     );
 }
+
+/// slixmpp's XEP-0045 plugin, a client library nobody here wrote: three users join,
+/// chat, one changes nick, one is kicked.
+#[test]
+fn slixmpp_users_join_chat_rename_and_kick() {
+    let d = Daemon::with(opts());
+    let out = python("muc.py", &["chat", &d.starttls.port().to_string(), D]);
+    for line in [
+        "alice joined: codes=[110, 201] affiliation=owner",
+        "instant room configured",
+        "carol sees occupants ['alice', 'bob', 'carol']",
+        "alice got groupchat from alice: welcome everyone",
+        "bob got groupchat from alice: welcome everyone",
+        "carol got groupchat from alice: welcome everyone",
+        "alice got groupchat from bob: thanks alice",
+        "carol is now caroline",
+        "alice sees caroline",
+        "bob was kicked: codes=[110, 307]",
+        "alice's roster ['alice', 'caroline']",
+    ] {
+        assert!(out.contains(line), "missing {line:?} in:\n{out}");
+    }
+}
+
+/// The same plugin finds a persistent room, its name and its subject after a restart.
+#[test]
+fn slixmpp_finds_a_persistent_room_after_a_restart() {
+    let mut d = Daemon::with(opts());
+    let out = python("muc.py", &["persist", &d.starttls.port().to_string(), D]);
+    assert!(out.contains("persistent room made"), "{out}");
+    d.terminate();
+    d.spawn();
+    let out = python("muc.py", &["restored", &d.starttls.port().to_string(), D]);
+    assert!(
+        out.contains("listed [('keep@conference.localhost', 'Kept room')]"),
+        "{out}"
+    );
+    assert!(
+        out.contains("bob joined: codes=[110] subject=still here"),
+        "{out}"
+    );
+}
