@@ -289,3 +289,98 @@ fn slixmpp_finds_a_persistent_room_after_a_restart() {
         "{out}"
     );
 }
+
+/// Hostile occupants: a `from` inside the room, forged MUC payloads, floods, and one
+/// user creating room after room; each is refused and the room keeps serving.
+#[tokio::test]
+async fn spoofing_floods_and_room_creation_are_bounded() {
+    let d = Daemon::with(Options {
+        extra: "[muc]\nmax_rooms_per_user = 3\nmessages_per_minute = 5\n".into(),
+        ..opts()
+    });
+    let mut a = login(&d, "alice").await;
+    let mut b = login(&d, "bob").await;
+    join(&mut a, ROOM, "alice").await;
+    instant(&mut a, ROOM).await;
+    // bob claims in his presence to be an owner and moderator: the room says what he is
+    b.send(&format!("<presence to='{ROOM}/bob'><x xmlns='http://jabber.org/protocol/muc'/><x xmlns='http://jabber.org/protocol/muc#user'><item affiliation='owner' role='moderator'/><status code='201'/></x><occupant-id xmlns='urn:xmpp:occupant-id:0' id='alices-id'/></presence>")).await;
+    let me = b.wait_for("code='110'").await;
+    assert!(
+        me.contains("affiliation='none'") && me.contains("role='participant'"),
+        "{me}"
+    );
+    assert!(
+        !me.contains("code='201'") && !me.contains("alices-id"),
+        "{me}"
+    );
+    let seen = a.wait_for(&format!("from='{ROOM}/bob'")).await;
+    assert!(
+        seen.contains("affiliation='none'") && !seen.contains("alices-id"),
+        "{seen}"
+    );
+
+    // flood: the sixth message within a minute is refused, the others went out
+    for n in 0..6 {
+        b.send(&format!(
+            "<message to='{ROOM}' type='groupchat' id='f{n}'><body>flood {n}</body></message>"
+        ))
+        .await;
+    }
+    let e = b.wait_for("id='f5'").await;
+    assert!(
+        e.contains("type='error'") && e.contains("resource-constraint"),
+        "{e}"
+    );
+    a.wait_for("flood 4").await;
+
+    // three rooms of his own are fine, a fourth is not (max_rooms_per_user)
+    for n in 0..3 {
+        join(&mut b, &format!("bobs{n}@conference.localhost"), "bob").await;
+    }
+    b.send("<presence to='bobs3@conference.localhost/bob'><x xmlns='http://jabber.org/protocol/muc'/></presence>").await;
+    let e = b.wait_for("from='bobs3@conference.localhost/bob'").await;
+    assert!(
+        e.contains("type='error'") && e.contains("resource-constraint"),
+        "{e}"
+    );
+
+    // a stanza claiming to come from inside the room ends the sender's stream
+    b.send(&format!(
+        "<message from='{ROOM}/alice' to='{ROOM}' type='groupchat'><body>spoof</body></message>"
+    ))
+    .await;
+    let rest = b.read_to_close().await;
+    assert!(rest.contains("<invalid-from"), "{rest}");
+    // bob's session ended: he leaves; alice still chats
+    let left = a.wait_for("type='unavailable'").await;
+    assert!(left.contains(&format!("from='{ROOM}/bob'")), "{left}");
+    a.send(&format!(
+        "<message to='{ROOM}' type='groupchat'><body>still here</body></message>"
+    ))
+    .await;
+    let m = a.wait_for("still here").await;
+    assert!(!m.contains("spoof"), "{m}");
+}
+
+#[tokio::test]
+async fn mediated_invitation_reaches_the_invitee() {
+    let d = Daemon::with(opts());
+    let mut a = login(&d, "alice").await;
+    let mut b = login(&d, "bob").await;
+    join(&mut a, ROOM, "alice").await;
+    instant(&mut a, ROOM).await;
+    a.send(&format!("<message to='{ROOM}'><x xmlns='http://jabber.org/protocol/muc#user'><invite to='bob@localhost'><reason>come in</reason></invite></x></message>")).await;
+    let inv = b.wait_for("<invite").await;
+    assert!(
+        inv.contains(&format!("from='{ROOM}'"))
+            && inv.contains("from='alice@localhost/r'")
+            && inv.contains("come in"),
+        "{inv}"
+    );
+    b.send(&format!("<message to='{ROOM}'><x xmlns='http://jabber.org/protocol/muc#user'><decline to='alice@localhost/r'><reason>busy</reason></decline></x></message>")).await;
+    let dec = a.wait_for("<decline").await;
+    assert!(
+        dec.contains("from='bob@localhost'") && dec.contains("busy"),
+        "{dec}"
+    );
+}
