@@ -19,7 +19,7 @@ pub(super) fn message(
 ) -> Vec<Effect> {
     let ty = st.attr("type");
     if ty == Some("error") {
-        return Vec::new();
+        return delivery_error(room, from, st);
     }
     if let Some(nick) = to.resource() {
         return private(room, from, nick.as_str(), st, now_ms);
@@ -39,6 +39,33 @@ pub(super) fn message(
         st,
         ErrorCondition::BadRequest,
         Some("messages to the room are of type groupchat"),
+    )
+}
+
+/// An error from an occupant's own JID saying it cannot be reached: a message from
+/// the room bounced. The occupant is removed (status 333) rather than written to
+/// again; other errors (a client refusing one private message) change nothing.
+fn delivery_error(room: &mut Room, from: &Jid, st: &Element) -> Vec<Effect> {
+    const GONE: [&str; 5] = [
+        "service-unavailable",
+        "recipient-unavailable",
+        "item-not-found",
+        "remote-server-not-found",
+        "gone",
+    ];
+    let unreachable = st
+        .get_child("error", ns::CLIENT)
+        .is_some_and(|e| GONE.iter().any(|c| e.has_child(c, ns::STANZAS)));
+    let Some(nick) = room.occupants.by_jid(from).map(|o| o.nick.clone()) else {
+        return Vec::new();
+    };
+    if !unreachable {
+        return Vec::new();
+    }
+    room.remove_occupant(
+        &nick,
+        &[super::room::status::ERROR],
+        super::room::ItemExtras::default(),
     )
 }
 

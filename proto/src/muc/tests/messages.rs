@@ -200,3 +200,19 @@ fn mediated_invitations_and_declines() {
         .any(|s| s.contains("affiliation='member'"))
     );
 }
+
+#[test]
+fn an_occupant_that_cannot_be_reached_is_removed_with_333() {
+    let mut t = three();
+    // a client refusing one private message stays
+    let refused = "<message type='error'><error type='cancel'><not-acceptable xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error></message>";
+    assert!(t.send(C, "bob", refused).is_empty());
+    assert!(t.room.occupants.by_nick("carol").is_some());
+    // a bounce saying the session is gone removes it
+    let gone = "<message type='error'><error type='cancel'><service-unavailable xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error></message>";
+    let out = t.send(C, "", gone);
+    assert!(to(&out, A)[0].contains("code='333'"));
+    assert!(t.room.occupants.by_nick("carol").is_none());
+    // from a stranger: nothing
+    assert!(t.send("eve@example.org/e", "", gone).is_empty());
+}
