@@ -138,14 +138,18 @@ impl Chatroom {
         };
         let bytes = xmppd_proto::xml::writer::to_bytes(stanza);
         let head = 1 + stanza.name().len();
+        // the writer starts with `<name`; the `to` goes right after it
+        let (Some(open), Some(rest)) = (bytes.get(..head), bytes.get(head..)) else {
+            return;
+        };
         let ty = Serialised::ty_of(stanza);
         for jid in to {
             let mut b = Vec::with_capacity(bytes.len() + jid.as_str().len() + 6);
-            b.extend_from_slice(&bytes[..head]);
+            b.extend_from_slice(open);
             b.extend_from_slice(b" to='");
             xmppd_proto::xml::escape::escape_into(jid.as_str(), true, &mut b);
             b.push(b'\'');
-            b.extend_from_slice(&bytes[head..]);
+            b.extend_from_slice(rest);
             let m = Serialised {
                 from: from.clone(),
                 to: jid.clone(),
