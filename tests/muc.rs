@@ -384,3 +384,37 @@ async fn mediated_invitation_reaches_the_invitee() {
         "{dec}"
     );
 }
+
+/// An idle persistent room's actor stops after `idle_timeout` and is started again,
+/// from storage, by the next stanza; a temporary room is simply gone.
+#[tokio::test]
+async fn an_idle_persistent_room_stops_and_comes_back() {
+    let d = Daemon::with(Options {
+        extra: "[muc]\nidle_timeout = 1\n".into(),
+        ..opts()
+    });
+    let mut a = login(&d, "alice").await;
+    join(&mut a, ROOM, "alice").await;
+    a.send(&format!("<iq type='set' id='cfg' to='{ROOM}'><query xmlns='http://jabber.org/protocol/muc#owner'><x xmlns='jabber:x:data' type='submit'><field var='muc#roomconfig_persistentroom'><value>1</value></field></x></query></iq>")).await;
+    assert!(a.wait_for("id='cfg'").await.contains("type='result'"));
+    a.send(&format!(
+        "<message to='{ROOM}' type='groupchat'><subject>Idle</subject></message>"
+    ))
+    .await;
+    a.wait_for("<subject>Idle").await;
+    a.send(&format!("<presence to='{ROOM}/alice' type='unavailable'/>"))
+        .await;
+    a.wait_for("type='unavailable'").await;
+    d.wait_log("room stopped", 1);
+    // restored on demand: disco works, alice is still the owner, the subject is kept
+    a.send(&format!("<iq type='get' id='ri' to='{ROOM}'><query xmlns='http://jabber.org/protocol/disco#info'/></iq>")).await;
+    assert!(a.wait_for("id='ri'").await.contains("muc_persistent"));
+    let me = join(&mut a, ROOM, "alice").await;
+    assert!(
+        me.contains("affiliation='owner'") && !me.contains("code='201'"),
+        "{me}"
+    );
+    // (the empty subject of the first join is still unread: look for this one)
+    let s = a.wait_for("<subject>Idle</subject>").await;
+    assert!(s.contains(&format!("from='{ROOM}/alice'")), "{s}");
+}
