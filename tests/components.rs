@@ -487,7 +487,11 @@ async fn disco_items_list_the_attached_components() {
     });
     let (mut a, _) = alice(&d).await;
     let r = items(&mut a, "d1").await;
-    assert!(r.contains("type='result'") && !r.contains("<item"), "{r}");
+    // before any component attaches: only the chat-room service
+    assert!(
+        r.contains("type='result'") && !r.contains(".localhost'/><item") && !r.contains("irc."),
+        "{r}"
+    );
     let mut c = attach(&d, "irc.localhost", "s3cret").await;
     let g = attach(&d, "gw.localhost", "gw-secret").await;
     let r = items(&mut a, "d2").await;

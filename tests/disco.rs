@@ -102,9 +102,11 @@ async fn supplementary_items_are_listed_and_follow_a_reload() {
         r.contains("type='result'") && r.contains("from='localhost'"),
         "{r}"
     );
+    // the chat-room service first, then the administrator's items in their order
     assert_eq!(
         items(&r),
         [
+            "<item jid='conference.localhost' name='Chat rooms'/>",
             "<item jid='irc.example.net' name='IRC gateway'/>",
             "<item jid='lobby@rooms.example.net' name='Lobby' node='main'/>",
         ],
@@ -112,7 +114,14 @@ async fn supplementary_items_are_listed_and_follow_a_reload() {
     );
     // each domain has its own
     let r = ask(&mut a, "second.test", ITEMS_NS, None, "2").await;
-    assert_eq!(items(&r), ["<item jid='only-second.example.net'/>"], "{r}");
+    assert_eq!(
+        items(&r),
+        [
+            "<item jid='conference.second.test' name='Chat rooms'/>",
+            "<item jid='only-second.example.net'/>"
+        ],
+        "{r}"
+    );
     // a node of the server's is not known
     let r = ask(&mut a, "localhost", ITEMS_NS, Some("main"), "3").await;
     assert!(r.contains("<item-not-found"), "{r}");
@@ -136,6 +145,7 @@ async fn supplementary_items_are_listed_and_follow_a_reload() {
     assert_eq!(
         items(&r),
         [
+            "<item jid='conference.localhost' name='Chat rooms'/>",
             "<item jid='muc.example.org' name='Rooms'/>",
             "<item jid='lobby@rooms.example.net' name='Lobby' node='main'/>",
         ],
@@ -147,7 +157,11 @@ async fn supplementary_items_are_listed_and_follow_a_reload() {
     d.signal(libc::SIGHUP);
     d.wait_log("configuration reloaded", 2);
     let r = ask(&mut a, "localhost", ITEMS_NS, None, "6").await;
-    assert!(r.contains("type='result'") && items(&r).is_empty(), "{r}");
+    assert_eq!(
+        items(&r),
+        ["<item jid='conference.localhost' name='Chat rooms'/>"],
+        "{r}"
+    );
 }
 
 /// [`ITEMS`] after the first reload's change.

@@ -10,6 +10,7 @@ pub mod metrics;
 pub mod monitor;
 pub mod net;
 pub mod registry;
+pub mod rooms;
 pub mod s2s;
 pub mod server;
 pub mod session;

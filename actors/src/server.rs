@@ -3,8 +3,10 @@
 use crate::account::Account;
 use crate::context::{Live, ServerContext, Stats};
 use crate::net::listener::{self, Listener};
+use crate::registry::domains::{Service, ServiceKind};
 use crate::registry::routes::Replica;
-use crate::registry::{self, Init, Registry};
+use crate::registry::{self, Attach, Init, Registry};
+use crate::rooms::service::RoomService;
 use crate::storage::Storage;
 use actix::prelude::*;
 use std::net::SocketAddr;
@@ -101,6 +103,7 @@ impl Server {
                 crate::metrics::tick();
             }
         });
+        start_room_services(&ctx, &registry_addr, &workers).await;
         let listener = (!sockets.is_empty()).then(|| {
             Listener::new(
                 ctx.clone(),
@@ -130,6 +133,42 @@ impl Server {
         }
         for w in self.workers.drain(..) {
             w.stop();
+        }
+    }
+}
+
+/// A room service (XEP-0045) for every hosted domain, attached to the domain table.
+async fn start_room_services(
+    ctx: &Arc<ServerContext>,
+    registry: &Addr<Registry>,
+    workers: &[Arbiter],
+) {
+    let settings = ctx.settings.get();
+    if !settings.muc.enabled {
+        return;
+    }
+    for d in &settings.domains {
+        let domain = format!("{}.{}", settings.muc.subdomain, d.name);
+        let service = RoomService::new(
+            domain.clone(),
+            ctx.clone(),
+            workers.iter().map(|a| a.handle()).collect(),
+        )
+        .start();
+        let attach = Attach {
+            domain: domain.clone(),
+            service: Service {
+                kind: ServiceKind::Rooms,
+                signals: service.recipient(),
+                replaced: None,
+            },
+        };
+        match registry.send(attach).await {
+            Ok(Ok(())) => slog::debug!(ctx.log, "room service started"; "domain" => domain),
+            Ok(Err(e)) => {
+                slog::warn!(ctx.log, "no room service"; "domain" => domain, "error" => %e)
+            }
+            Err(e) => slog::warn!(ctx.log, "no room service"; "domain" => domain, "error" => %e),
         }
     }
 }

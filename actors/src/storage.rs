@@ -127,6 +127,14 @@ pub trait Backend: Send + Sync + 'static {
     fn blocklist_get(&self, domain: &str, user: &str) -> Result<Vec<String>, StorageError>;
     fn blocklist_set(&self, domain: &str, user: &str, jids: &[String]) -> Result<(), StorageError>;
 
+    /// A persistent chat room as saved (JSON of `muc::room::Saved`), by room JID.
+    fn room_get(&self, jid: &str) -> Result<Option<String>, StorageError>;
+    /// Insert or replace a persistent room of `service`.
+    fn room_set(&self, service: &str, jid: &str, data: &str) -> Result<(), StorageError>;
+    fn room_delete(&self, jid: &str) -> Result<(), StorageError>;
+    /// Every persistent room of a service as (JID, data), by JID.
+    fn room_list(&self, service: &str) -> Result<Vec<(String, String)>, StorageError>;
+
     /// Counters for the monitoring page (name, value); none by default.
     fn stats(&self) -> Vec<(&'static str, u64)> {
         Vec::new()

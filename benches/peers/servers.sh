@@ -118,6 +118,10 @@ $( [ -n "${XMPPD_PG_URL:-}" ] && printf 'backend = "postgres"\npostgres_url = "%
 # the HTTP side (metrics, monitor) stays on, on this server's own loopback address
 address = "$ip:5280"
 EOF
+  if [ "${MUC:-0}" = 1 ]; then
+    # room benchmarks (room-compare.sh): no per-occupant message rate, big rooms
+    printf '[muc]\nmessages_per_minute = 0\nmax_occupants = 1000\n' >> "$d/xmppd.toml"
+  fi
   "$bin" --config "$d/xmppd.toml" check-config >&2 || die "xmppd check-config failed"
   local t0=$SECONDS
   for ((i = 0; i < n; i++)); do
@@ -179,6 +183,10 @@ unbound = { hoststxt = true; resolvconf = false; forward = { "127.0.0.53" } }
 VirtualHost "$dom"
   ssl = { certificate = "$certs/cert.pem"; key = "$certs/key.pem" }
 EOF
+  if [ "${MUC:-0}" = 1 ]; then
+    # room benchmarks (room-compare.sh): Prosody's MUC component, anyone may create
+    printf 'Component "conference.%s" "muc"\n  restrict_room_creation = false\n  max_history_messages = 20\n' "$dom" >> "$d/prosody.cfg.lua"
+  fi
   prosody --config "$d/prosody.cfg.lua" -F >"$d/stdout.log" 2>&1 &
   SERVER_PID=$!
   wait_port "$ip" 5222 30 || { tail -20 "$d/prosody.log" "$d/stdout.log" >&2; die "prosody did not listen on $ip:5222"; }
@@ -281,6 +289,10 @@ $( [ "${OFFLINE_STORE:-0}" = 1 ] && printf '  mod_offline:\n    access_max_user_
     ip_access: all
     access: register
 EOF
+  if [ "${MUC:-0}" = 1 ]; then
+    # room benchmarks (room-compare.sh): mod_muc with big rooms, no message interval
+    printf '  mod_muc:\n    host: "conference.@HOST@"\n    access_create: all\n    max_users: 1000\n    min_message_interval: 0\n    history_size: 20\n' >> "$d/etc/ejabberd.yml"
+  fi
   chown -R ejabberd:ejabberd "$d" 2>/dev/null || true
   ensure_pkgs util-linux   # setpriv, unshare
   unshare --mount --propagation private bash -c '

@@ -11,6 +11,7 @@ mod offline;
 mod ping_pong;
 mod procstat;
 mod report;
+mod room;
 mod scenarios;
 
 use xmppd_bench::scram;
@@ -203,10 +204,32 @@ enum Cmd {
         #[arg(long, default_value_t = 300.0)]
         ramp_timeout: f64,
     },
-    /// Chat rooms (placeholder: xmppd has no MUC yet).
+    /// N occupants of one chat room (XEP-0045) send groupchat messages open loop:
+    /// deliveries per second, delivery latency, server CPU per delivery.
     Room {
-        #[arg(trailing_var_arg = true, allow_hyphen_values = true, hide = true)]
-        rest: Vec<String>,
+        #[arg(long, short = 'n', default_value_t = 100)]
+        occupants: usize,
+        #[arg(long, default_value_t = 0)]
+        first: u64,
+        /// Messages per second into the room (all senders together); each is
+        /// delivered to every occupant.
+        #[arg(long, default_value_t = 10.0)]
+        rate: f64,
+        /// The room's JID (default: bench@conference.DOMAIN).
+        #[arg(long, default_value = "")]
+        room: String,
+        #[arg(long, short = 'd', default_value_t = 20.0)]
+        duration: f64,
+        #[arg(long, default_value_t = 3.0)]
+        warmup: f64,
+        #[arg(long, default_value_t = 5.0)]
+        drain: f64,
+        #[arg(long, default_value_t = 0)]
+        payload: usize,
+        #[arg(long, default_value_t = 50)]
+        login_concurrency: usize,
+        #[arg(long, default_value_t = 300.0)]
+        ramp_timeout: f64,
     },
     /// Create accounts first..first+accounts by in-band registration (XEP-0077).
     Register {
@@ -314,10 +337,6 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let g = &cli.g;
     match &cli.cmd {
-        Cmd::Room { .. } => {
-            println!("room scenario: needs MUC (not implemented in xmppd yet)");
-            return ExitCode::from(2);
-        }
         Cmd::Compare {
             baseline,
             metrics,
@@ -552,7 +571,36 @@ fn main() -> ExitCode {
                 first,
                 concurrency,
             } => scenarios::register(&env, *first, *accounts, *concurrency).await,
-            Cmd::Room { .. } | Cmd::Compare { .. } | Cmd::Value { .. } => {
+            Cmd::Room {
+                occupants,
+                first,
+                rate,
+                room,
+                duration,
+                warmup,
+                drain,
+                payload,
+                login_concurrency,
+                ramp_timeout,
+            } => {
+                room::room(
+                    &env,
+                    &room::RoomArgs {
+                        occupants: *occupants,
+                        first: *first,
+                        rate: *rate,
+                        room: room.clone(),
+                        duration: secs(*duration),
+                        warmup: secs(*warmup),
+                        drain: secs(*drain),
+                        payload: *payload,
+                        login_concurrency: *login_concurrency,
+                        ramp_timeout: secs(*ramp_timeout),
+                    },
+                )
+                .await
+            }
+            Cmd::Compare { .. } | Cmd::Value { .. } => {
                 unreachable!("handled above")
             }
         }

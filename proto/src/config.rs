@@ -36,6 +36,7 @@ pub struct Settings {
     /// Router records: how to reach a remote domain, overriding DNS.
     #[serde(rename = "routes")]
     pub routes: Vec<RouteSettings>,
+    pub muc: MucSettings,
 }
 
 impl Default for Settings {
@@ -60,6 +61,7 @@ impl Default for Settings {
             http: HttpSettings::default(),
             s2s: S2sSettings::default(),
             routes: Vec::new(),
+            muc: MucSettings::default(),
         }
     }
 }
@@ -463,6 +465,46 @@ impl Default for S2sSettings {
             trusted_certificates: Vec::new(),
             dialback_secret: String::new(),
             max_domain_pairs: 100,
+        }
+    }
+}
+
+/// Chat rooms (XEP-0045): one room service per hosted domain.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct MucSettings {
+    /// Run a room service for every hosted domain.
+    pub enabled: bool,
+    /// The service of domain `d` is `<subdomain>.d`.
+    pub subdomain: String,
+    /// Occupants of one room at most (a room's own limit may be lower).
+    pub max_occupants: usize,
+    /// Messages a room keeps as history for newcomers.
+    pub history: usize,
+    /// Messages one occupant may send per minute; beyond: resource-constraint. 0: no limit.
+    pub messages_per_minute: u32,
+    /// Rooms running at once per service; creating more is refused (resource-constraint).
+    pub max_rooms: usize,
+    /// Rooms one user may create that are still running (temporary or not).
+    pub max_rooms_per_user: usize,
+    /// Seconds a persistent room with nobody in it keeps running before its actor stops.
+    pub idle_timeout: u64,
+    /// Signals waiting for one room at most; beyond: resource-constraint.
+    pub room_mailbox: usize,
+}
+
+impl Default for MucSettings {
+    fn default() -> Self {
+        MucSettings {
+            enabled: true,
+            subdomain: "conference".to_string(),
+            max_occupants: 200,
+            history: 20,
+            messages_per_minute: 120,
+            max_rooms: 10_000,
+            max_rooms_per_user: 20,
+            idle_timeout: 300,
+            room_mailbox: 4096,
         }
     }
 }

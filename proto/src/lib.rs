@@ -19,6 +19,7 @@ pub mod auth;
 pub mod component;
 pub mod config;
 pub mod im;
+pub mod muc;
 pub mod net;
 pub mod ns;
 pub mod s2s;

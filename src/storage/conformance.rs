@@ -216,3 +216,30 @@ pub fn concurrent_writes_all_succeed(db: Arc<dyn Backend>) {
     assert_eq!(ok, 50);
     assert_eq!(db.offline_list("c.test", "quota").expect("list").len(), 50);
 }
+
+/// Persistent chat rooms: saved, replaced, listed by service, deleted.
+pub fn rooms(db: &dyn Backend) {
+    assert_eq!(db.room_get("r@muc.a.test").expect("get"), None);
+    db.room_set("muc.a.test", "r@muc.a.test", "{\"v\":1}")
+        .expect("set");
+    db.room_set("muc.a.test", "s@muc.a.test", "{}")
+        .expect("set");
+    db.room_set("muc.b.test", "t@muc.b.test", "{}")
+        .expect("set");
+    db.room_set("muc.a.test", "r@muc.a.test", "{\"v\":2}")
+        .expect("replace");
+    assert_eq!(
+        db.room_get("r@muc.a.test").expect("get").as_deref(),
+        Some("{\"v\":2}")
+    );
+    assert_eq!(
+        db.room_list("muc.a.test").expect("list"),
+        vec![
+            ("r@muc.a.test".to_string(), "{\"v\":2}".to_string()),
+            ("s@muc.a.test".to_string(), "{}".to_string())
+        ]
+    );
+    db.room_delete("r@muc.a.test").expect("delete");
+    assert_eq!(db.room_get("r@muc.a.test").expect("get"), None);
+    assert_eq!(db.room_list("muc.a.test").expect("list").len(), 1);
+}

@@ -55,6 +55,11 @@ pub const SQLITE: &[&str] = &[
     ) WITHOUT ROWID;
     INSERT INTO offline_count (domain, username, n)
         SELECT domain, username, count(*) FROM offline GROUP BY domain, username;",
+    // chat rooms (XEP-0045): a persistent room's configuration, affiliations and subject
+    "CREATE TABLE rooms (
+        jid TEXT NOT NULL PRIMARY KEY, service TEXT NOT NULL, data TEXT NOT NULL
+    ) WITHOUT ROWID;
+    CREATE INDEX rooms_by_service ON rooms (service);",
 ];
 
 /// PostgreSQL migrations: the same tables as SQLite's.
@@ -107,6 +112,10 @@ pub const POSTGRES: &[&str] = &[
     );
     INSERT INTO offline_count (domain, username, n)
         SELECT domain, username, count(*) FROM offline GROUP BY domain, username;",
+    "CREATE TABLE rooms (
+        jid TEXT NOT NULL PRIMARY KEY, service TEXT NOT NULL, data TEXT NOT NULL
+    );
+    CREATE INDEX rooms_by_service ON rooms (service);",
 ];
 
 /// Tables holding per-account data, emptied when the account is deleted; `accounts`

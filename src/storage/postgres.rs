@@ -570,6 +570,49 @@ impl Backend for Postgres {
         })
     }
 
+    fn room_get(&self, jid: &str) -> Result<Option<String>, StorageError> {
+        self.with(|c| {
+            Ok(
+                c.query_opt("SELECT data FROM rooms WHERE jid = $1", &[&jid])?
+                    .map(|r| r.get(0)),
+            )
+        })
+    }
+
+    fn room_set(&self, service: &str, jid: &str, data: &str) -> Result<(), StorageError> {
+        let (service, jid, data) = (service.to_owned(), jid.to_owned(), data.to_owned());
+        self.write(move |c| {
+            c.execute(
+                "INSERT INTO rooms (jid, service, data) VALUES ($1, $2, $3)
+                 ON CONFLICT (jid) DO UPDATE SET service = excluded.service, data = excluded.data",
+                &[&jid, &service, &data],
+            )
+            .map(|_| ())
+            .map_err(db_err)
+        })
+    }
+
+    fn room_delete(&self, jid: &str) -> Result<(), StorageError> {
+        let jid = jid.to_owned();
+        self.write(move |c| {
+            c.execute("DELETE FROM rooms WHERE jid = $1", &[&jid])
+                .map(|_| ())
+                .map_err(db_err)
+        })
+    }
+
+    fn room_list(&self, service: &str) -> Result<Vec<(String, String)>, StorageError> {
+        self.with(|c| {
+            Ok(c.query(
+                "SELECT jid, data FROM rooms WHERE service = $1 ORDER BY jid",
+                &[&service],
+            )?
+            .iter()
+            .map(|r| (r.get(0), r.get(1)))
+            .collect())
+        })
+    }
+
     fn blocklist_get(&self, domain: &str, user: &str) -> Result<Vec<String>, StorageError> {
         self.with(|c| {
             Ok(c.query(
@@ -627,6 +670,7 @@ mod tests {
         conformance::accounts(&open(&pg, "xmppd"));
         pg.createdb("second");
         conformance::roster_offline_documents_blocklist(&open(&pg, "second"));
+        conformance::rooms(&open(&pg, "second"));
         pg.createdb("third");
         let db = Arc::new(open(&pg, "third"));
         conformance::concurrent_writes_all_succeed(db.clone());

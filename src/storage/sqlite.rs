@@ -502,6 +502,50 @@ impl Backend for Sqlite {
         })
     }
 
+    fn room_get(&self, jid: &str) -> Result<Option<String>, StorageError> {
+        self.with(|c| {
+            c.query_row("SELECT data FROM rooms WHERE jid = ?1", params![jid], |r| {
+                r.get(0)
+            })
+            .optional()
+            .map_err(db_err)
+        })
+    }
+
+    fn room_set(&self, service: &str, jid: &str, data: &str) -> Result<(), StorageError> {
+        let (service, jid, data) = (service.to_owned(), jid.to_owned(), data.to_owned());
+        self.write(move |c| {
+            c.execute(
+                "INSERT INTO rooms (jid, service, data) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (jid) DO UPDATE SET service = excluded.service, data = excluded.data",
+                params![jid, service, data],
+            )
+            .map(|_| ())
+            .map_err(db_err)
+        })
+    }
+
+    fn room_delete(&self, jid: &str) -> Result<(), StorageError> {
+        let jid = jid.to_owned();
+        self.write(move |c| {
+            c.execute("DELETE FROM rooms WHERE jid = ?1", params![jid])
+                .map(|_| ())
+                .map_err(db_err)
+        })
+    }
+
+    fn room_list(&self, service: &str) -> Result<Vec<(String, String)>, StorageError> {
+        self.with(|c| {
+            let mut st = c
+                .prepare_cached("SELECT jid, data FROM rooms WHERE service = ?1 ORDER BY jid")
+                .map_err(db_err)?;
+            let rows = st
+                .query_map(params![service], |r| Ok((r.get(0)?, r.get(1)?)))
+                .map_err(db_err)?;
+            rows.collect::<Result<Vec<_>, _>>().map_err(db_err)
+        })
+    }
+
     fn blocklist_get(&self, domain: &str, user: &str) -> Result<Vec<String>, StorageError> {
         self.with(|c| {
             let mut st = c
@@ -625,6 +669,12 @@ mod tests {
     fn roster_offline_documents_blocklist() {
         let dir = tempfile::tempdir().expect("tempdir");
         conformance::roster_offline_documents_blocklist(&open(&dir));
+    }
+
+    #[test]
+    fn rooms() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        conformance::rooms(&open(&dir));
     }
 
     #[test]

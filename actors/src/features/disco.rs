@@ -46,9 +46,21 @@ fn server_items(c: &IqCall<'_>) -> IqAnswer {
 
 /// Where the items of a domain's disco#items come from, in the order they are listed.
 /// Each source reads what it needs from the environment at the time of the request, so
-/// a reload or a service attaching shows at the next request. Chat-room services are
-/// a source of their own, added here when they land.
-pub static ITEM_SOURCES: &[fn(&Env<'_>) -> Vec<DiscoItem>] = &[components, supplementary];
+/// a reload or a service attaching shows at the next request.
+pub static ITEM_SOURCES: &[fn(&Env<'_>) -> Vec<DiscoItem>] = &[rooms, components, supplementary];
+
+/// The domain's chat-room service (XEP-0045 §6.1: the server lists it in its items).
+fn rooms(env: &Env<'_>) -> Vec<DiscoItem> {
+    let muc = &env.settings.muc;
+    match env.domain {
+        Some(d) if muc.enabled => vec![DiscoItem {
+            jid: format!("{}.{}", muc.subdomain, d.name),
+            name: Some("Chat rooms".to_string()),
+            node: None,
+        }],
+        _ => Vec::new(),
+    }
+}
 
 /// The items of the domain at hand: every source's, each JID and node once (the first source
 /// that names it wins).

@@ -570,6 +570,21 @@ impl Handler<ListQueues> for Registry {
     }
 }
 
+/// Attach an actor that serves every JID of a domain (a room service, a component).
+#[derive(actix::Message)]
+#[rtype(result = "Result<(), domains::AttachError>")]
+pub struct Attach {
+    pub domain: String,
+    pub service: domains::Service,
+}
+
+impl Handler<Attach> for Registry {
+    type Result = Result<(), domains::AttachError>;
+    fn handle(&mut self, a: Attach, _: &mut Context<Self>) -> Self::Result {
+        self.domains.attach(&a.domain, a.service)
+    }
+}
+
 /// The handle every other actor reaches the registry by.
 pub fn reference(addr: &Addr<Registry>) -> crate::signals::RegistryRef {
     crate::signals::RegistryRef {

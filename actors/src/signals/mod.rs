@@ -78,7 +78,18 @@ pub struct Serialised {
 
 impl Serialised {
     pub fn new(m: Message) -> Serialised {
-        let ty = match m.stanza.attr("type") {
+        Serialised {
+            ty: Serialised::ty_of(&m.stanza),
+            sent: crate::metrics::sample_routing(),
+            bytes: xmppd_proto::xml::writer::to_bytes(&m.stanza),
+            from: m.from,
+            to: m.to,
+        }
+    }
+
+    /// A message's `type`, as the taps read it.
+    pub fn ty_of(stanza: &Element) -> Option<&'static str> {
+        match stanza.attr("type") {
             Some("chat") => Some("chat"),
             Some("groupchat") => Some("groupchat"),
             Some("headline") => Some("headline"),
@@ -87,13 +98,6 @@ impl Serialised {
             // RFC 6121 §5.2.2: an unknown type is taken as normal
             Some(_) => Some("normal"),
             None => None,
-        };
-        Serialised {
-            ty,
-            sent: crate::metrics::sample_routing(),
-            bytes: xmppd_proto::xml::writer::to_bytes(&m.stanza),
-            from: m.from,
-            to: m.to,
         }
     }
 

@@ -1,0 +1,341 @@
+//! The `Chatroom` actor: holds one room's state (`xmppd_proto::muc::room::Room`) and
+//! carries out the effects of its decisions: stanzas to occupants (a groupchat message
+//! serialised once, the same bytes to every session), storage writes, stopping when
+//! empty.
+
+use super::service::RoomService;
+use super::{Entry, Listing, RoomIdle};
+use crate::context::Ctx;
+use crate::registry::routes;
+use crate::signals::{Serialised, Signal, ToSession};
+use actix::prelude::*;
+use minidom::Element;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use xmpp_parsers::jid::{BareJid, Jid};
+use xmppd_proto::muc::room::{Room, Saved};
+use xmppd_proto::muc::{Effect, Limits, ns};
+use xmppd_proto::stanza::{ErrorCondition, set_attr};
+
+pub struct Chatroom {
+    jid: BareJid,
+    /// The service's domain (what saved rooms are listed under).
+    service_domain: String,
+    /// `None` while a saved room loads, or when it could not be read.
+    room: Option<Room>,
+    restore: bool,
+    limits: Limits,
+    ctx: Ctx,
+    service: Addr<RoomService>,
+    idle: Option<SpawnHandle>,
+    /// The service let the room stop: whatever still arrives is routed again.
+    gone: bool,
+    listed: Option<Entry>,
+    log: slog::Logger,
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+impl Chatroom {
+    pub fn new(
+        jid: BareJid,
+        service_domain: String,
+        restore: bool,
+        limits: Limits,
+        ctx: Ctx,
+        service: Addr<RoomService>,
+    ) -> Chatroom {
+        let log = ctx.log.new(slog::o!("room" => jid.to_string()));
+        Chatroom {
+            room: (!restore).then(|| Room::new(jid.clone(), limits)),
+            jid,
+            service_domain,
+            restore,
+            limits,
+            ctx,
+            service,
+            idle: None,
+            gone: false,
+            listed: None,
+            log,
+        }
+    }
+
+    /// Carry out effects in order. Occupants whose session cannot take more are removed
+    /// (status 333), which yields more effects: at most a few rounds.
+    fn apply(&mut self, effects: Vec<Effect>, ctx: &mut Context<Self>) {
+        let mut effects = effects;
+        for _ in 0..4 {
+            let mut stuck = Vec::new();
+            for e in effects {
+                match e {
+                    Effect::Send(el) => self.send(el, &mut stuck),
+                    Effect::Fanout { stanza, to } => self.fanout(&stanza, &to, &mut stuck),
+                    Effect::Save => self.save(ctx),
+                    Effect::Delete => self.delete(ctx),
+                    // checked after every stanza (a room may be empty without it)
+                    Effect::Empty => {}
+                }
+            }
+            effects = Vec::new();
+            let Some(room) = self.room.as_mut() else {
+                return;
+            };
+            for jid in stuck {
+                let Some(nick) = room.occupants.by_jid(&jid).map(|o| o.nick.clone()) else {
+                    continue;
+                };
+                slog::warn!(self.log, "occupant does not keep up: removed"; "jid" => %jid);
+                let to = format!("{}/{nick}", self.jid);
+                let mut p = Element::bare("presence", ns::CLIENT);
+                set_attr(&mut p, "type", "error");
+                set_attr(&mut p, "from", jid.as_str());
+                set_attr(&mut p, "to", &to);
+                let Ok(to) = Jid::new(&to) else { continue };
+                effects.extend(room.handle(&jid, &to, &p, now_ms()));
+            }
+            if effects.is_empty() {
+                break;
+            }
+        }
+        self.update_listing();
+    }
+
+    /// One stanza to one JID: straight to the session when this thread's replica of
+    /// the route table knows it (same order as the fan-out), else through the registry.
+    fn send(&self, el: Element, stuck: &mut Vec<Jid>) {
+        let (Some(Ok(from)), Some(Ok(to))) =
+            (el.attr("from").map(Jid::new), el.attr("to").map(Jid::new))
+        else {
+            return;
+        };
+        let Some(sig) = Signal::new(from, to.clone(), el) else {
+            return;
+        };
+        let addr = to
+            .try_as_full()
+            .ok()
+            .and_then(|f| routes::with_replica(|t| t.lookup(f)));
+        match addr {
+            Some(a) => match a.try_send(ToSession::Signal(sig)) {
+                Ok(()) => {}
+                Err(SendError::Full(_)) => stuck.push(to),
+                Err(SendError::Closed(ToSession::Signal(sig))) => self.ctx.registry.route(sig),
+                Err(SendError::Closed(_)) => {}
+            },
+            None => self.ctx.registry.route(sig),
+        }
+    }
+
+    /// The same message to many: serialised once; each recipient gets those bytes with
+    /// its `to` put in after the element name.
+    fn fanout(&self, stanza: &Element, to: &[Jid], stuck: &mut Vec<Jid>) {
+        let Some(Ok(from)) = stanza.attr("from").map(Jid::new) else {
+            return;
+        };
+        let bytes = xmppd_proto::xml::writer::to_bytes(stanza);
+        let head = 1 + stanza.name().len();
+        // the writer starts with `<name`; the `to` goes right after it
+        let (Some(open), Some(rest)) = (bytes.get(..head), bytes.get(head..)) else {
+            return;
+        };
+        let ty = Serialised::ty_of(stanza);
+        for jid in to {
+            let mut b = Vec::with_capacity(bytes.len() + jid.as_str().len() + 6);
+            b.extend_from_slice(open);
+            b.extend_from_slice(b" to='");
+            xmppd_proto::xml::escape::escape_into(jid.as_str(), true, &mut b);
+            b.push(b'\'');
+            b.extend_from_slice(rest);
+            let m = Serialised {
+                from: from.clone(),
+                to: jid.clone(),
+                ty,
+                bytes: b,
+                sent: None,
+            };
+            let addr = jid
+                .try_as_full()
+                .ok()
+                .and_then(|f| routes::with_replica(|t| t.lookup(f)));
+            let back = match addr {
+                Some(a) => match a.try_send(ToSession::Serialised(m)) {
+                    Ok(()) => continue,
+                    Err(SendError::Full(_)) => {
+                        stuck.push(jid.clone());
+                        continue;
+                    }
+                    Err(SendError::Closed(ToSession::Serialised(m))) => m,
+                    Err(SendError::Closed(_)) => continue,
+                },
+                None => m,
+            };
+            if let Some(sig) = back.into_signal() {
+                self.ctx.registry.route(sig);
+            }
+        }
+    }
+
+    fn save(&mut self, ctx: &mut Context<Self>) {
+        let Some(room) = &self.room else { return };
+        let data = match serde_json::to_string(&room.saved()) {
+            Ok(d) => d,
+            Err(e) => {
+                slog::error!(self.log, "cannot serialise the room"; "error" => %e);
+                return;
+            }
+        };
+        let (service, jid) = (self.service_domain.clone(), self.jid.to_string());
+        let write = self.ctx.storage.clone();
+        // in order with the room's other writes; later stanzas wait for the commit
+        async move { write.run(move |b| b.room_set(&service, &jid, &data)).await }
+            .into_actor(self)
+            .map(|r, act, _| {
+                if let Err(e) = r {
+                    slog::warn!(act.log, "room not saved"; "error" => %e);
+                }
+            })
+            .wait(ctx);
+    }
+
+    fn delete(&mut self, ctx: &mut Context<Self>) {
+        let jid = self.jid.to_string();
+        let write = self.ctx.storage.clone();
+        async move { write.run(move |b| b.room_delete(&jid)).await }
+            .into_actor(self)
+            .map(|r, act, _| {
+                if let Err(e) = r {
+                    slog::warn!(act.log, "saved room not deleted"; "error" => %e);
+                }
+            })
+            .wait(ctx);
+    }
+
+    /// Nobody is left: a temporary (or destroyed) room stops now, a persistent one
+    /// after `idle_timeout`.
+    fn empty(&mut self, ctx: &mut Context<Self>) {
+        let stays = self
+            .room
+            .as_ref()
+            .is_some_and(|r| r.config.persistent && !r.destroyed && !r.fresh);
+        if !stays {
+            return self.stop_if_allowed(ctx);
+        }
+        let wait = Duration::from_secs(self.ctx.settings.get().muc.idle_timeout);
+        self.idle = Some(ctx.run_later(wait, |act, ctx| {
+            if act.room.as_ref().is_some_and(|r| r.occupants.is_empty()) {
+                act.stop_if_allowed(ctx);
+            }
+        }));
+    }
+
+    fn stop_if_allowed(&mut self, ctx: &mut Context<Self>) {
+        let ask = self.service.send(RoomIdle {
+            jid: self.jid.clone(),
+            addr: ctx.address(),
+        });
+        async move { ask.await.unwrap_or(true) }
+            .into_actor(self)
+            .map(|stop, act, ctx| {
+                if stop {
+                    act.gone = true;
+                    ctx.stop();
+                }
+            })
+            .wait(ctx);
+    }
+
+    /// Tell the service how the room is listed, when that changed.
+    fn update_listing(&mut self) {
+        let entry = self
+            .room
+            .as_ref()
+            .filter(|r| !r.destroyed && !r.locked && !r.fresh)
+            .map(|r| Entry {
+                name: r.config.name.clone(),
+                public: r.config.public,
+                persistent: r.config.persistent,
+            });
+        if entry != self.listed {
+            self.listed = entry.clone();
+            self.service.do_send(Listing {
+                jid: self.jid.clone(),
+                entry,
+            });
+        }
+    }
+}
+
+impl Actor for Chatroom {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        ctx.set_mailbox_capacity(self.ctx.settings.get().muc.room_mailbox);
+        if !self.restore {
+            return;
+        }
+        let jid = self.jid.to_string();
+        let read = self.ctx.storage.clone();
+        // everything sent to the room waits until it is loaded
+        async move { read.run(move |b| b.room_get(&jid)).await }
+            .into_actor(self)
+            .map(|r, act, _| {
+                let saved = match r {
+                    Ok(Some(data)) => {
+                        serde_json::from_str::<Saved>(&data).map_err(|e| e.to_string())
+                    }
+                    Ok(None) => Err("not found".to_string()),
+                    Err(e) => Err(e.to_string()),
+                };
+                match saved {
+                    Ok(s) => {
+                        act.room = Some(Room::restore(act.jid.clone(), s, act.limits));
+                        act.update_listing();
+                    }
+                    Err(e) => slog::warn!(act.log, "saved room cannot be read"; "error" => e),
+                }
+            })
+            .wait(ctx);
+    }
+
+    fn stopped(&mut self, _: &mut Context<Self>) {
+        slog::debug!(self.log, "room stopped");
+        // a temporary room is gone from the directory; a persistent one stays listed
+        if self.listed.as_ref().is_none_or(|e| !e.persistent) {
+            self.service.do_send(Listing {
+                jid: self.jid.clone(),
+                entry: None,
+            });
+        }
+    }
+}
+
+impl Handler<Signal> for Chatroom {
+    type Result = ();
+    fn handle(&mut self, sig: Signal, ctx: &mut Context<Self>) {
+        if self.gone {
+            // stopped by the service's leave: the service starts the room again
+            return self.ctx.registry.route(sig);
+        }
+        if let Some(h) = self.idle.take() {
+            ctx.cancel_future(h);
+        }
+        let Some(room) = self.room.as_mut() else {
+            if let Some(b) = sig.bounce(
+                ErrorCondition::InternalServerError,
+                Some("the room cannot be loaded"),
+            ) {
+                self.ctx.registry.route(b);
+            }
+            return;
+        };
+        let effects = room.handle(sig.from(), sig.to(), sig.stanza(), now_ms());
+        self.apply(effects, ctx);
+        if !self.gone && self.room.as_ref().is_none_or(|r| r.occupants.is_empty()) {
+            self.empty(ctx);
+        }
+    }
+}

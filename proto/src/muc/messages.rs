@@ -1,0 +1,274 @@
+//! Messages in a room: groupchat fan-out with reflection and history, subject changes,
+//! private messages between occupants, mediated invitations and declines (XEP-0045
+//! §7.4, §7.5, §7.8, §8.1).
+
+use super::config::AllowPm;
+use super::roles::{Affiliation, Role};
+use super::room::{Room, cleaned, error, stanza};
+use super::{Effect, ns};
+use crate::stanza::{ErrorCondition, set_attr};
+use minidom::Element;
+use xmpp_parsers::jid::Jid;
+
+pub(super) fn message(
+    room: &mut Room,
+    from: &Jid,
+    to: &Jid,
+    st: &Element,
+    now_ms: u64,
+) -> Vec<Effect> {
+    let ty = st.attr("type");
+    if ty == Some("error") {
+        return delivery_error(room, from, st);
+    }
+    if let Some(nick) = to.resource() {
+        return private(room, from, nick.as_str(), st, now_ms);
+    }
+    if ty == Some("groupchat") {
+        return groupchat(room, from, st, now_ms);
+    }
+    if let Some(x) = st.get_child("x", ns::USER) {
+        if x.has_child("decline", ns::USER) {
+            return decline(room, from, x);
+        }
+        if x.has_child("invite", ns::USER) {
+            return invite(room, from, st, x);
+        }
+    }
+    error(
+        st,
+        ErrorCondition::BadRequest,
+        Some("messages to the room are of type groupchat"),
+    )
+}
+
+/// An error from an occupant's own JID saying it cannot be reached: a message from
+/// the room bounced. The occupant is removed (status 333) rather than written to
+/// again; other errors (a client refusing one private message) change nothing.
+fn delivery_error(room: &mut Room, from: &Jid, st: &Element) -> Vec<Effect> {
+    const GONE: [&str; 5] = [
+        "service-unavailable",
+        "recipient-unavailable",
+        "item-not-found",
+        "remote-server-not-found",
+        "gone",
+    ];
+    let unreachable = st
+        .get_child("error", ns::CLIENT)
+        .is_some_and(|e| GONE.iter().any(|c| e.has_child(c, ns::STANZAS)));
+    let Some(nick) = room.occupants.by_jid(from).map(|o| o.nick.clone()) else {
+        return Vec::new();
+    };
+    if !unreachable {
+        return Vec::new();
+    }
+    room.remove_occupant(
+        &nick,
+        &[super::room::status::ERROR],
+        super::room::ItemExtras::default(),
+    )
+}
+
+/// The occupant-id element of XEP-0421.
+fn occupant_id(id: &str) -> Element {
+    let mut e = Element::bare("occupant-id", ns::OCCUPANT_ID);
+    set_attr(&mut e, "id", id);
+    e
+}
+
+/// Count a message against the sender's rate; `false` when over it.
+fn within_rate(room: &mut Room, from: &Jid, now_ms: u64) -> bool {
+    let per_minute = room.limits.messages_per_minute;
+    room.occupants
+        .by_jid_mut(from)
+        .is_some_and(|o| o.allow_message(now_ms, per_minute))
+}
+
+fn groupchat(room: &mut Room, from: &Jid, st: &Element, now_ms: u64) -> Vec<Effect> {
+    let Some(o) = room.occupants.by_jid(from) else {
+        return error(
+            st,
+            ErrorCondition::NotAcceptable,
+            Some("only occupants may send to the room"),
+        );
+    };
+    let (nick, role, id) = (o.nick.clone(), o.role, o.occupant_id.clone());
+    let subject = st.get_child("subject", ns::CLIENT);
+    let body = st.has_child("body", ns::CLIENT);
+    let changes_subject = subject.is_some() && !body;
+    if changes_subject {
+        let allowed =
+            role == Role::Moderator || (room.config.change_subject && role >= Role::Participant);
+        if !allowed {
+            return error(
+                st,
+                ErrorCondition::Forbidden,
+                Some("you may not change the subject"),
+            );
+        }
+    } else if role < Role::Participant {
+        return error(
+            st,
+            ErrorCondition::Forbidden,
+            Some("visitors have no voice in this room"),
+        );
+    }
+    if !within_rate(room, from, now_ms) {
+        return error(
+            st,
+            ErrorCondition::ResourceConstraint,
+            Some("too many messages: slow down"),
+        );
+    }
+    let mut m = cleaned(st, "message");
+    set_attr(&mut m, "from", &room.room_jid(&nick));
+    m.append_child(occupant_id(&id));
+    let mut out = Vec::new();
+    if let (true, Some(s)) = (changes_subject, subject) {
+        room.subject = s.text();
+        room.subject_by = nick;
+        out.extend(room.save());
+    } else if body {
+        room.history.push(&m, room.jid.as_str(), now_ms / 1000);
+    }
+    out.insert(
+        0,
+        Effect::Fanout {
+            stanza: m,
+            to: room.occupants.all_jids(),
+        },
+    );
+    out
+}
+
+fn private(room: &mut Room, from: &Jid, nick: &str, st: &Element, now_ms: u64) -> Vec<Effect> {
+    if st.attr("type") == Some("groupchat") {
+        return error(
+            st,
+            ErrorCondition::BadRequest,
+            Some("groupchat goes to the room"),
+        );
+    }
+    let Some(sender) = room.occupants.by_jid(from) else {
+        return error(
+            st,
+            ErrorCondition::NotAcceptable,
+            Some("only occupants may send private messages"),
+        );
+    };
+    let allowed = match room.config.allow_pm {
+        AllowPm::Anyone => true,
+        AllowPm::Participants => sender.role >= Role::Participant,
+        AllowPm::Moderators => sender.role == Role::Moderator,
+        AllowPm::None => false,
+    };
+    if !allowed {
+        return error(
+            st,
+            ErrorCondition::Forbidden,
+            Some("private messages are not allowed here"),
+        );
+    }
+    let (sender_nick, id) = (sender.nick.clone(), sender.occupant_id.clone());
+    let Some(target) = room.occupants.by_nick(nick) else {
+        return error(st, ErrorCondition::ItemNotFound, Some("no such occupant"));
+    };
+    let to = target.jids().cloned().collect();
+    if !within_rate(room, from, now_ms) {
+        return error(
+            st,
+            ErrorCondition::ResourceConstraint,
+            Some("too many messages: slow down"),
+        );
+    }
+    let mut m = cleaned(st, "message");
+    set_attr(&mut m, "from", &room.room_jid(&sender_nick));
+    m.append_child(Element::bare("x", ns::USER));
+    m.append_child(occupant_id(&id));
+    vec![Effect::Fanout { stanza: m, to }]
+}
+
+fn invite(room: &mut Room, from: &Jid, st: &Element, x: &Element) -> Vec<Effect> {
+    let Some(o) = room.occupants.by_jid(from) else {
+        return error(
+            st,
+            ErrorCondition::NotAcceptable,
+            Some("only occupants may invite"),
+        );
+    };
+    let aff = o.affiliation;
+    if room.config.members_only && !room.config.allow_invites && aff < Affiliation::Admin {
+        return error(
+            st,
+            ErrorCondition::Forbidden,
+            Some("only admins may invite to this room"),
+        );
+    }
+    let mut invitees = Vec::new();
+    for i in x.children().filter(|c| c.is("invite", ns::USER)) {
+        match i.attr("to").map(Jid::new) {
+            Some(Ok(j)) => invitees.push((j, i.get_child("reason", ns::USER).map(|r| r.text()))),
+            _ => {
+                return error(
+                    st,
+                    ErrorCondition::JidMalformed,
+                    Some("an invitation needs a valid 'to'"),
+                );
+            }
+        }
+    }
+    let mut out = Vec::new();
+    let mut save = false;
+    for (to, reason) in invitees {
+        let mut m = stanza("message", room.jid.as_str(), Some(to.as_str()), None);
+        let mut ux = Element::bare("x", ns::USER);
+        let mut inv = Element::bare("invite", ns::USER);
+        set_attr(&mut inv, "from", from.as_str());
+        if let Some(r) = &reason {
+            let mut re = Element::bare("reason", ns::USER);
+            re.append_text(r);
+            inv.append_child(re);
+        }
+        ux.append_child(inv);
+        if !room.config.password.is_empty() {
+            let mut p = Element::bare("password", ns::USER);
+            p.append_text(&room.config.password);
+            ux.append_child(p);
+        }
+        m.append_child(ux);
+        // a body for clients that show invitations as text
+        let mut body = Element::bare("body", ns::CLIENT);
+        body.append_text(format!("{from} invites you to the room {}", room.jid));
+        m.append_child(body);
+        out.push(Effect::Send(m));
+        // §7.8.2: in a members-only room the invitee becomes a member
+        let bare = to.to_bare();
+        if room.config.members_only && room.affiliation(&bare) == Affiliation::None {
+            room.affiliations.insert(bare, Affiliation::Member);
+            save = true;
+        }
+    }
+    if save {
+        out.extend(room.save());
+    }
+    out
+}
+
+fn decline(room: &Room, from: &Jid, x: &Element) -> Vec<Effect> {
+    let Some(d) = x.get_child("decline", ns::USER) else {
+        return Vec::new();
+    };
+    let Some(Ok(to)) = d.attr("to").map(Jid::new) else {
+        return Vec::new();
+    };
+    let mut m = stanza("message", room.jid.as_str(), Some(to.as_str()), None);
+    let mut ux = Element::bare("x", ns::USER);
+    let mut dec = Element::bare("decline", ns::USER);
+    set_attr(&mut dec, "from", from.to_bare().as_str());
+    if let Some(r) = d.get_child("reason", ns::USER) {
+        dec.append_child(r.clone());
+    }
+    ux.append_child(dec);
+    m.append_child(ux);
+    vec![Effect::Send(m)]
+}

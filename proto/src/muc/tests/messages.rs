@@ -1,0 +1,218 @@
+//! Groupchat, private messages, subjects, invitations (XEP-0045 §7.4–7.5, §7.8, §8.1).
+
+use super::*;
+use crate::muc::Limits;
+
+const A: &str = "alice@example.org/a";
+const B: &str = "bob@example.org/b";
+const C: &str = "carol@example.org/c";
+
+fn three() -> T {
+    let mut t = T::instant();
+    t.enter(B, "bob");
+    t.enter(C, "carol");
+    t
+}
+
+#[test]
+fn groupchat_goes_to_everyone_with_the_senders_reflection() {
+    let mut t = three();
+    let out = t.send(B, "", "<message type='groupchat' id='g1'><body>hello</body><occupant-id xmlns='urn:xmpp:occupant-id:0' id='forged'/></message>");
+    assert_eq!(out.len(), 1, "one fan-out: {out:?}");
+    let Effect::Fanout {
+        stanza,
+        to: targets,
+    } = &out[0]
+    else {
+        panic!("not a fan-out: {out:?}")
+    };
+    assert_eq!(targets.len(), 3);
+    assert_eq!(stanza.attr("to"), None);
+    let s = to_string(stanza);
+    assert!(
+        s.contains(&format!("from='{ROOM}/bob'"))
+            && s.contains("id='g1'")
+            && s.contains("<body>hello</body>")
+    );
+    // XEP-0421: the sender's own occupant-id is dropped, the room's added
+    assert!(!s.contains("forged"), "{s}");
+    assert_eq!(s.matches("<occupant-id").count(), 1);
+    assert_eq!(t.room.history.len(), 1);
+}
+
+#[test]
+fn only_occupants_with_voice_speak() {
+    let mut t = three();
+    assert_eq!(
+        err(&t.send(
+            "eve@example.org/e",
+            "",
+            "<message type='groupchat'><body>x</body></message>"
+        )),
+        "not-acceptable"
+    );
+    t.configure(&[("muc#roomconfig_moderatedroom", "1")]);
+    // already joined participants keep their role; a newcomer is a visitor
+    t.enter("dave@example.org/d", "dave");
+    assert_eq!(
+        err(&t.send(
+            "dave@example.org/d",
+            "",
+            "<message type='groupchat'><body>x</body></message>"
+        )),
+        "forbidden"
+    );
+    // a chat-type message to the room itself is refused
+    assert_eq!(
+        err(&t.send(B, "", "<message type='chat'><body>x</body></message>")),
+        "bad-request"
+    );
+}
+
+#[test]
+fn subject_changes_by_those_allowed() {
+    let mut t = three();
+    let out = t.send(
+        B,
+        "",
+        "<message type='groupchat'><subject>News</subject></message>",
+    );
+    assert_eq!(all(&out).len(), 3);
+    assert_eq!(t.room.subject, "News");
+    assert_eq!(t.room.history.len(), 0, "a subject is not history");
+    t.configure(&[("muc#roomconfig_changesubject", "0")]);
+    assert_eq!(
+        err(&t.send(
+            B,
+            "",
+            "<message type='groupchat'><subject>Mine</subject></message>"
+        )),
+        "forbidden"
+    );
+    // moderators still may
+    assert_eq!(
+        all(&t.send(
+            A,
+            "",
+            "<message type='groupchat'><subject>Owner's</subject></message>"
+        ))
+        .len(),
+        3
+    );
+    assert_eq!(t.room.subject, "Owner's");
+}
+
+#[test]
+fn private_messages_between_occupants() {
+    let mut t = three();
+    let out = t.send(
+        B,
+        "carol",
+        "<message type='chat'><body>psst</body></message>",
+    );
+    let c = to(&out, C);
+    assert_eq!(c.len(), 1);
+    assert!(
+        c[0].contains(&format!("from='{ROOM}/bob'"))
+            && c[0].contains("http://jabber.org/protocol/muc#user")
+    );
+    assert!(to(&out, A).is_empty());
+    assert_eq!(
+        err(&t.send(B, "nobody", "<message type='chat'><body>x</body></message>")),
+        "item-not-found"
+    );
+    assert_eq!(
+        err(&t.send(
+            B,
+            "carol",
+            "<message type='groupchat'><body>x</body></message>"
+        )),
+        "bad-request"
+    );
+    assert_eq!(
+        err(&t.send(
+            "eve@example.org/e",
+            "carol",
+            "<message type='chat'><body>x</body></message>"
+        )),
+        "not-acceptable"
+    );
+    t.configure(&[("muc#roomconfig_allowpm", "none")]);
+    assert_eq!(
+        err(&t.send(B, "carol", "<message type='chat'><body>x</body></message>")),
+        "forbidden"
+    );
+}
+
+#[test]
+fn flooding_is_refused_past_the_rate() {
+    let mut t = T::with(Limits {
+        messages_per_minute: 2,
+        ..Limits::default()
+    });
+    t.send(A, "alice", "<presence/>");
+    t.send(A, "", "<message type='groupchat'><body>1</body></message>");
+    t.send(A, "", "<message type='groupchat'><body>2</body></message>");
+    assert_eq!(
+        err(&t.send(A, "", "<message type='groupchat'><body>3</body></message>")),
+        "resource-constraint"
+    );
+    t.now += 60_000;
+    assert_eq!(
+        all(&t.send(A, "", "<message type='groupchat'><body>4</body></message>")).len(),
+        1
+    );
+}
+
+#[test]
+fn mediated_invitations_and_declines() {
+    let mut t = three();
+    let out = t.send(B, "", "<message><x xmlns='http://jabber.org/protocol/muc#user'><invite to='dave@example.org'><reason>join us</reason></invite></x></message>");
+    let d = to(&out, "dave@example.org");
+    assert_eq!(d.len(), 1);
+    assert!(
+        d[0].contains(&format!("from='{ROOM}'"))
+            && d[0].contains(&format!("<invite from='{B}'>"))
+            && d[0].contains("join us"),
+        "{}",
+        d[0]
+    );
+    let out = t.send("dave@example.org/d", "", "<message><x xmlns='http://jabber.org/protocol/muc#user'><decline to='bob@example.org/b'><reason>busy</reason></decline></x></message>");
+    let b = to(&out, B);
+    assert!(
+        b[0].contains("<decline from='dave@example.org'>") && b[0].contains("busy"),
+        "{}",
+        b[0]
+    );
+    assert_eq!(err(&t.send("eve@example.org/e", "", "<message><x xmlns='http://jabber.org/protocol/muc#user'><invite to='x@y'/></x></message>")), "not-acceptable");
+    // members-only: participants may not invite unless allowed; an owner's invitee becomes a member
+    t.configure(&[("muc#roomconfig_membersonly", "1")]);
+    assert_eq!(err(&t.send(B, "", "<message><x xmlns='http://jabber.org/protocol/muc#user'><invite to='frank@example.org'/></x></message>")), "forbidden");
+    let out = t.send(A, "", "<message><x xmlns='http://jabber.org/protocol/muc#user'><invite to='frank@example.org'/></x></message>");
+    assert_eq!(to(&out, "frank@example.org").len(), 1);
+    assert!(out.contains(&Effect::Save) || !t.room.config.persistent);
+    assert!(
+        to(
+            &t.enter("frank@example.org/f", "frank"),
+            "frank@example.org/f"
+        )
+        .iter()
+        .any(|s| s.contains("affiliation='member'"))
+    );
+}
+
+#[test]
+fn an_occupant_that_cannot_be_reached_is_removed_with_333() {
+    let mut t = three();
+    // a client refusing one private message stays
+    let refused = "<message type='error'><error type='cancel'><not-acceptable xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error></message>";
+    assert!(t.send(C, "bob", refused).is_empty());
+    assert!(t.room.occupants.by_nick("carol").is_some());
+    // a bounce saying the session is gone removes it
+    let gone = "<message type='error'><error type='cancel'><service-unavailable xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error></message>";
+    let out = t.send(C, "", gone);
+    assert!(to(&out, A)[0].contains("code='333'"));
+    assert!(t.room.occupants.by_nick("carol").is_none());
+    // from a stranger: nothing
+    assert!(t.send("eve@example.org/e", "", gone).is_empty());
+}
