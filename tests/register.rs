@@ -5,7 +5,6 @@
 
 mod common;
 use common::*;
-use std::time::Duration;
 
 const DOMAIN: &str = "localhost";
 
@@ -434,6 +433,187 @@ async fn a_removed_name_can_be_registered_again_from_scratch() {
     assert!(!roster.contains("<item"), "{roster}");
 }
 
+/// Register `user` anew on a fresh stream; the outcome.
+async fn register(d: &Daemon, user: &str, password: &str) -> &'static str {
+    let (mut r, _) = tls_stream(d).await;
+    r.send(&register_set("s", user, password)).await;
+    outcome(&r.next_stanza().await)
+}
+
+#[tokio::test]
+async fn writes_that_follow_a_removal_are_refused_and_never_inherited() {
+    let d = Daemon::with(signup_on());
+    let (mut a, _) = Raw::bound(d.starttls, DOMAIN, "alice", "alice-pw", "r").await;
+    // the removal and writes behind it in the same read: vCard, private XML, roster,
+    // blocklist, presence
+    a.send(
+        "<iq type='set' id='rm'><query xmlns='jabber:iq:register'><remove/></query></iq>\
+         <iq type='set' id='v'><vCard xmlns='vcard-temp'><FN>Ghost</FN></vCard></iq>\
+         <iq type='set' id='p'><query xmlns='jabber:iq:private'><ghost xmlns='urn:x:ghost'>boo</ghost></query></iq>\
+         <iq type='set' id='ro'><query xmlns='jabber:iq:roster'><item jid='ghost@localhost'/></query></iq>\
+         <iq type='set' id='b'><block xmlns='urn:xmpp:blocking'><item jid='ghost@localhost'/></block></iq>\
+         <presence/>",
+    )
+    .await;
+    let end = a.read_to_close().await;
+    assert!(end.contains("id='rm'"), "{end}");
+    for id in ["v", "p", "ro", "b"] {
+        if let Some(at) = end.find(&format!("id='{id}'")) {
+            let reply = &end[end[..at].rfind('<').unwrap_or(0)..];
+            assert!(
+                !reply.starts_with("<iq type='result'"),
+                "{id} accepted: {end}"
+            );
+        }
+    }
+    assert_eq!(register(&d, "alice", "fresh-pw").await, "result");
+    let (mut a, _) = Raw::bound(d.starttls, DOMAIN, "alice", "fresh-pw", "r").await;
+    for (req, id, ghost) in [
+        (
+            "<iq type='get' id='g1'><vCard xmlns='vcard-temp'/></iq>",
+            "g1",
+            "Ghost",
+        ),
+        (
+            "<iq type='get' id='g2'><query xmlns='jabber:iq:private'><ghost xmlns='urn:x:ghost'/></query></iq>",
+            "g2",
+            "boo",
+        ),
+        (
+            "<iq type='get' id='g3'><query xmlns='jabber:iq:roster'/></iq>",
+            "g3",
+            "ghost@",
+        ),
+        (
+            "<iq type='get' id='g4'><blocklist xmlns='urn:xmpp:blocking'/></iq>",
+            "g4",
+            "ghost@",
+        ),
+    ] {
+        let reply = ask(&mut a, req, id).await;
+        assert!(reply.contains("type='result'"), "{reply}");
+        assert!(
+            !reply.contains(ghost),
+            "inherited from the removed account: {reply}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_stream_authenticated_before_a_removal_cannot_bind_after_it() {
+    let d = Daemon::with(signup_on());
+    // two streams authenticate as alice and wait before binding
+    let mut late = Vec::new();
+    for _ in 0..2 {
+        let (mut s, _) = tls_stream(&d).await;
+        let ok = s.auth_scram("SCRAM-SHA-256", "alice", "alice-pw").await;
+        assert!(ok.starts_with("<success"), "{ok}");
+        late.push(s);
+    }
+    let (mut a, _) = Raw::bound(d.starttls, DOMAIN, "alice", "alice-pw", "r").await;
+    a.send("<iq type='set' id='rm'><query xmlns='jabber:iq:register'><remove/></query></iq>")
+        .await;
+    a.read_to_close().await;
+    let mut second = late.pop().expect("stream");
+    let mut first = late.pop().expect("stream");
+    // the account is gone: the session ends at once
+    first.bind(Some("late")).await;
+    let end = first.read_to_close().await;
+    assert!(
+        end.contains("<not-authorized xmlns='urn:ietf:params:xml:ns:xmpp-streams'/>"),
+        "{end}"
+    );
+    // someone registers the name again: the old authentication is still not theirs
+    assert_eq!(register(&d, "alice", "new-owner-pw").await, "result");
+    second.bind(Some("later")).await;
+    let end = second.read_to_close().await;
+    assert!(
+        end.contains("<not-authorized xmlns='urn:ietf:params:xml:ns:xmpp-streams'/>"),
+        "{end}"
+    );
+    // the new owner logs in and stays
+    let (mut n, _) = Raw::login(d.starttls, DOMAIN, "alice", "new-owner-pw", "n").await;
+    let info = ask(
+        &mut n,
+        "<iq type='get' id='i'><query xmlns='jabber:iq:register'/></iq>",
+        "i",
+    )
+    .await;
+    assert!(info.contains("<registered/>"), "{info}");
+}
+
+#[tokio::test]
+async fn anonymous_names_cannot_be_registered() {
+    let d = Daemon::with(Options {
+        domain_keys: "auto_signup = true\nanonymous = true".into(),
+        ..Options::default()
+    });
+    let (mut r, _) = tls_stream(&d).await;
+    r.send("<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='ANONYMOUS'/>")
+        .await;
+    assert!(r.next_stanza().await.starts_with("<success"));
+    let jid = r.bind(None).await;
+    let name = &jid[..jid.find('@').expect("node")];
+    assert!(name.starts_with("anon-"), "{jid}");
+    // the live anonymous user's name, and any other of the kind: taken
+    assert_eq!(register(&d, name, "pw").await, "conflict");
+    assert_eq!(
+        register(&d, "anon-0000000000000000", "pw").await,
+        "conflict"
+    );
+    assert!(!login_works(&d, name, "pw").await);
+}
+
+#[tokio::test]
+async fn a_signup_before_login_is_only_for_the_streams_domain() {
+    let d = Daemon::with(Options {
+        extra: "[[domain]]\nname = \"other.test\"\nauto_signup = true\n".into(),
+        ..signup_on()
+    });
+    let (mut r, _) = tls_stream(&d).await;
+    for to in ["other.test", "irc.localhost", "bob@localhost"] {
+        r.send(&format!(
+            "<iq type='set' id='t' to='{to}'><query xmlns='jabber:iq:register'>\
+             <username>walt</username><password>walt-pw</password></query></iq>"
+        ))
+        .await;
+        let reply = r.next_stanza().await;
+        assert_eq!(outcome(&reply), "service-unavailable", "{to}: {reply}");
+    }
+    assert!(!login_works(&d, "walt", "walt-pw").await);
+    // the stream's own domain, named or not, works
+    r.send(
+        "<iq type='set' id='t' to='localhost'><query xmlns='jabber:iq:register'>\
+         <username>walt</username><password>walt-pw</password></query></iq>",
+    )
+    .await;
+    assert_eq!(outcome(&r.next_stanza().await), "result");
+    assert!(login_works(&d, "walt", "walt-pw").await);
+}
+
+#[tokio::test]
+async fn password_changes_are_limited_per_account() {
+    let d = Daemon::with(Options {
+        extra: "[limits]\npassword_changes_per_account = 2\n".into(),
+        ..Options::default()
+    });
+    let (mut a, _) = Raw::bound(d.starttls, DOMAIN, "alice", "alice-pw", "r").await;
+    for (id, pw, want) in [
+        ("1", "pw-1", "result"),
+        ("2", "pw-2", "result"),
+        ("3", "pw-3", "resource-constraint"),
+    ] {
+        let reply = ask(&mut a, &register_set(id, "alice", pw), id).await;
+        assert_eq!(outcome(&reply), want, "{reply}");
+    }
+    assert!(login_works(&d, "alice", "pw-2").await);
+    assert!(!login_works(&d, "alice", "pw-3").await);
+    // another account has its own budget
+    let (mut b, _) = Raw::bound(d.starttls, DOMAIN, "bob", "bob-pw", "r").await;
+    let ok = ask(&mut b, &register_set("1", "bob", "bob-new"), "1").await;
+    assert_eq!(outcome(&ok), "result");
+}
+
 #[tokio::test]
 async fn anonymous_sessions_have_nothing_to_change_or_remove() {
     let d = Daemon::with(Options {
@@ -525,7 +705,7 @@ async fn both_settings_follow_a_reload_at_once() {
     );
     let ok = ask(&mut a, &register_set("c2", "alice", "new-pw"), "c2").await;
     assert_eq!(outcome(&ok), "result");
-    tokio::time::sleep(Duration::from_millis(50)).await;
+    // the result is sent after the new keys are stored
     assert!(login_works(&d, "alice", "new-pw").await);
 }
 

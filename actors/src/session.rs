@@ -35,6 +35,8 @@ pub struct Session {
     log: slog::Logger,
     /// The stream runs TLS.
     tls: bool,
+    /// When the stream authenticated with stored credentials (`None`: anonymous).
+    authenticated_at: Option<std::time::Instant>,
     available: bool,
     priority: i8,
     /// The client is gone; what still arrives is returned to its senders.
@@ -57,6 +59,7 @@ impl Session {
         out: Outbox,
         log: slog::Logger,
         tls: bool,
+        authenticated_at: Option<std::time::Instant>,
     ) -> Self {
         let gauge = Gauge::new(&ctx.stats, |s| &s.session_actors);
         let bare = jid.to_bare();
@@ -70,6 +73,7 @@ impl Session {
             out,
             log,
             tls,
+            authenticated_at,
             available: false,
             priority: 0,
             closing: false,
@@ -517,6 +521,7 @@ impl Actor for Session {
             resource: self.jid.resource().to_string(),
             session: self.me.clone(),
             tls: self.tls,
+            authenticated_at: self.authenticated_at,
         });
         // a server shutdown ends the stream (before binding the connection does this)
         self.ctx.on_shutdown(ctx, |act: &mut Self| {

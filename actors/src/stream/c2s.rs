@@ -34,6 +34,8 @@ pub struct ClientStream {
     /// Pre-1.0 stream (no features): only legacy authentication.
     pub(super) legacy_stream: bool,
     pub(super) auth: Option<Authenticated>,
+    /// When `auth` was set (the session's account must not have been removed since).
+    pub(super) auth_at: Option<std::time::Instant>,
     pub(super) sasl: Option<super::c2s_sasl::SaslRun>,
     /// `<auth/>` came without an initial response; the mechanism waits for it.
     pub(super) sasl_pending: Option<Mech>,
@@ -53,6 +55,7 @@ fn start(_: &StreamCore) -> Kind {
         domain: None,
         legacy_stream: false,
         auth: None,
+        auth_at: None,
         sasl: None,
         sasl_pending: None,
         sasl_account: None,
@@ -274,6 +277,12 @@ pub(super) fn bind(
     let Some(auth) = c.auth.clone() else {
         return;
     };
+    // an anonymous session has no stored credentials to have authenticated with
+    let authenticated_at = if auth.anonymous {
+        None
+    } else {
+        Some(c.auth_at.unwrap_or_else(std::time::Instant::now))
+    };
     let Ok(bare) = BareJid::new(&format!("{}@{}", auth.username, c.domain_name())) else {
         let r = stanza::error_reply(&el, ErrorCondition::InternalServerError, None);
         return core.send_opt(r);
@@ -356,6 +365,7 @@ pub(super) fn bind(
                 core.out.clone(),
                 log,
                 core.tls.is_some(),
+                authenticated_at,
             );
             session_ctx.run(session);
             // answer the bind (or legacy auth) before anything the session writes
