@@ -15,7 +15,7 @@ use minidom::Element;
 use xmpp_parsers::jid::{BareJid, FullJid};
 use xmppd_proto::auth::sasl::{self, Authenticated, Mech, OfferContext};
 use xmppd_proto::auth::throttle::Attempt;
-use xmppd_proto::config::DomainSettings;
+use xmppd_proto::config::{DomainSettings, Settings};
 use xmppd_proto::ns;
 use xmppd_proto::stanza::{self, ErrorCondition};
 use xmppd_proto::stream::error::{Condition, StreamError};
@@ -98,10 +98,10 @@ impl ClientStream {
     /// `<stream:features/>`: the negotiation's own (STARTTLS, SASL) and what enabled
     /// features contribute (legacy authentication before, binding, roster versioning and
     /// the RFC 3921 session after authentication).
-    fn features(&self, core: &StreamCore) -> String {
-        // the live settings: what a reload turns on or off (Auto Signup) shows at once
-        let settings = core.ctx.settings.get();
-        let env = Env::stream(&settings, self.domain_name(), core.tls.is_some());
+    /// `settings` is the snapshot `self.domain` was read from at this header, so that
+    /// STARTTLS-required, the mechanisms and what features offer (Auto Signup) agree.
+    fn features(&self, core: &StreamCore, settings: &Settings) -> String {
+        let env = Env::stream(settings, self.domain_name(), core.tls.is_some());
         let mut f = String::from("<stream:features>");
         if self.auth.is_none() {
             if core.tls.is_none() {
@@ -146,9 +146,12 @@ fn header(conn: &mut Connection, h: StreamHeader, _: &mut Context<Connection>) {
     let first = c.domain.is_none();
     // RFC 6120 §4.7.2: without 'to' the server may pick its default domain.
     let requested = h.to.as_deref().map(|t| t.to_ascii_lowercase());
+    // the live settings, read once for this header: what a reload turns on or off
+    // (Auto Signup, TLS rules, mechanisms) shows at once, all from the same snapshot
+    let settings = core.ctx.settings.get();
     let domain = match requested.as_deref() {
-        Some(t) => core.settings.domain(t).cloned(),
-        None => core.settings.domains.first().cloned(),
+        Some(t) => settings.domain(t).cloned(),
+        None => settings.domains.first().cloned(),
     };
     let Some(domain) = domain else {
         return core.fail(StreamError::new(Condition::HostUnknown));
@@ -176,7 +179,7 @@ fn header(conn: &mut Connection, h: StreamHeader, _: &mut Context<Connection>) {
             return core.fail(StreamError::new(Condition::UnsupportedVersion));
         }
     }
-    let features = (!c.legacy_stream).then(|| c.features(core));
+    let features = (!c.legacy_stream).then(|| c.features(core, &settings));
     core.send_header(Some(&name), features.as_deref());
     core.phase = Phase::Negotiating;
 }
