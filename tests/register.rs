@@ -615,6 +615,27 @@ async fn password_changes_are_limited_per_account() {
 }
 
 #[tokio::test]
+async fn another_users_registration_request_is_answered_service_unavailable() {
+    let d = Daemon::start();
+    let (_a, _) = Raw::bound(d.starttls, DOMAIN, "alice", "alice-pw", "r").await;
+    let (mut b, _) = Raw::bound(d.starttls, DOMAIN, "bob", "bob-pw", "r").await;
+    for (req, id) in [
+        (
+            "<iq type='get' id='g' to='alice@localhost'><query xmlns='jabber:iq:register'/></iq>",
+            "g",
+        ),
+        (
+            "<iq type='set' id='rm' to='alice@localhost'><query xmlns='jabber:iq:register'><remove/></query></iq>",
+            "rm",
+        ),
+    ] {
+        let reply = ask(&mut b, req, id).await;
+        assert_eq!(outcome(&reply), "service-unavailable", "{reply}");
+    }
+    assert!(login_works(&d, "alice", "alice-pw").await);
+}
+
+#[tokio::test]
 async fn anonymous_sessions_have_nothing_to_change_or_remove() {
     let d = Daemon::with(Options {
         domain_keys: "anonymous = true".into(),
