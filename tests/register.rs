@@ -152,6 +152,43 @@ async fn auto_signup_registers_then_the_new_account_logs_in() {
 }
 
 #[tokio::test]
+async fn passwords_stay_out_of_the_log_however_they_are_written() {
+    let d = Daemon::with(Options {
+        log_level: "all".into(),
+        ..signup_on()
+    });
+    // a data form with an entity-encoded var, the value with its own xmlns, split
+    // across reads in the middle of the password
+    let (mut r, _) = tls_stream(&d).await;
+    let form = "<iq type='set' id='x'><query xmlns='jabber:iq:register'>\
+         <x xmlns='jabber:x:data' type='submit'>\
+         <field var='FORM_TYPE'><value>jabber:iq:register</value></field>\
+         <field var='username'><value>nina</value></field>\
+         <field var='passw&#111;rd'><value xmlns='jabber:x:data'>nina-secret-pw</value></field></x></query></iq>";
+    let cut = form.find("secret").expect("cut");
+    r.send(&form[..cut]).await;
+    // the server reads what has arrived before the rest comes
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    r.send(&form[cut..]).await;
+    assert_eq!(outcome(&r.next_stanza().await), "result");
+    // prefixed legacy fields
+    let (mut r, _) = tls_stream(&d).await;
+    r.send(
+        "<iq type='set' id='p'><reg:query xmlns:reg='jabber:iq:register'>\
+         <reg:username>olga</reg:username><reg:password>olga-secret-pw</reg:password></reg:query></iq>",
+    )
+    .await;
+    assert_eq!(outcome(&r.next_stanza().await), "result");
+    assert!(login_works(&d, "nina", "nina-secret-pw").await);
+    assert!(login_works(&d, "olga", "olga-secret-pw").await);
+    let log = d.log();
+    assert!(log.contains("jabber:iq:register"), "the XML is logged");
+    for secret in ["secret-pw", "nina-sec", "olga-secret"] {
+        assert!(!log.contains(secret), "{secret} in the log");
+    }
+}
+
+#[tokio::test]
 async fn taken_malformed_and_incomplete_registrations_are_refused() {
     let d = Daemon::with(signup_on());
     let cases = [

@@ -12,6 +12,7 @@ use tokio::net::TcpStream;
 use xmppd_proto::net::record_layer::{Event, RecordLayer};
 use xmppd_proto::net::tls::{ChannelBinding, TlsContext};
 use xmppd_proto::xml::fast_parser::FastParser;
+use xmppd_proto::xml::log_mask::StreamMasker;
 use xmppd_proto::xml::stream_parser::{Limits, Parked};
 
 /// The stream parser, or what is left of it while the stream is idle.
@@ -56,6 +57,9 @@ pub struct TcpTransport {
     parser: ParserSlot,
     /// Plaintext waiting to be sealed and written.
     wbuf: Vec<u8>,
+    /// What the trace log hides of each direction (followed across reads).
+    recv_mask: StreamMasker,
+    send_mask: StreamMasker,
 }
 
 impl TcpTransport {
@@ -75,6 +79,8 @@ impl TcpTransport {
             limits,
             parser: ParserSlot::fresh(limits),
             wbuf: Vec::new(),
+            recv_mask: StreamMasker::new(),
+            send_mask: StreamMasker::new(),
         }
     }
 
@@ -127,10 +133,12 @@ impl Transport for TcpTransport {
             if n == 0 {
                 return Ok(Some(out));
             }
-            let (parser, limits) = (&mut self.parser, self.limits);
+            let (parser, limits, masker) = (&mut self.parser, self.limits, &mut self.recv_mask);
             let mut last = 0u8;
             let mut feed = |data: &[u8]| {
-                slog::trace!(log, # "XMPPI", "recv"; "xml" => xmppd_proto::xml::log_mask::mask(data));
+                // the masker follows every read, logged or not
+                let xml = masker.mask(data);
+                slog::trace!(log, # "XMPPI", "recv"; "xml" => xml);
                 if out.error.is_none()
                     && let Err(e) = parser.active(limits).feed(data, &mut out.events)
                 {
@@ -172,7 +180,8 @@ impl Transport for TcpTransport {
         if self.wbuf.is_empty() {
             return Ok(());
         }
-        slog::trace!(log, # "XMPPI", "send"; "xml" => xmppd_proto::xml::log_mask::mask(&self.wbuf));
+        let xml = self.send_mask.mask(&self.wbuf);
+        slog::trace!(log, # "XMPPI", "send"; "xml" => xml);
         let plain = std::mem::take(&mut self.wbuf);
         let data = match &mut self.tls {
             Some(layer) => {
