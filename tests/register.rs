@@ -244,6 +244,22 @@ async fn registrations_are_limited_per_address() {
     assert!(login_works(&d, "bob", "bob-pw").await);
 }
 
+#[tokio::test]
+async fn the_server_wide_registration_cap_holds_whatever_the_address() {
+    let d = Daemon::with(Options {
+        extra: "[limits]\nregistrations_per_ip = 10\nregistrations_global = 2\n".into(),
+        ..signup_on()
+    });
+    for (user, want) in [
+        ("g1", "result"),
+        ("g2", "result"),
+        ("g3", "resource-constraint"),
+    ] {
+        assert_eq!(register(&d, user, "pw").await, want, "{user}");
+    }
+    assert!(!login_works(&d, "g3", "pw").await);
+}
+
 /// An iq on a bound session; returns the reply.
 async fn ask(r: &mut Raw, iq: &str, id: &str) -> String {
     r.send(iq).await;
