@@ -22,6 +22,15 @@ use xmppd_proto::stream::error::{Condition, StreamError};
 /// Signals waiting for one session before the registry refuses more.
 pub const MAILBOX: usize = 1024;
 
+/// What a session knows of its stream's negotiation.
+#[derive(Debug, Clone, Copy)]
+pub struct Negotiated {
+    /// The stream runs TLS.
+    pub tls: bool,
+    /// When the stream authenticated with stored credentials (`None`: anonymous).
+    pub authenticated_at: Option<std::time::Instant>,
+}
+
 pub struct Session {
     jid: FullJid,
     bare: BareJid,
@@ -58,8 +67,10 @@ impl Session {
         ctx: Ctx,
         out: Outbox,
         log: slog::Logger,
-        tls: bool,
-        authenticated_at: Option<std::time::Instant>,
+        Negotiated {
+            tls,
+            authenticated_at,
+        }: Negotiated,
     ) -> Self {
         let gauge = Gauge::new(&ctx.stats, |s| &s.session_actors);
         let bare = jid.to_bare();

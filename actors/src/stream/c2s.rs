@@ -7,7 +7,7 @@
 use super::Kind;
 use super::core::{Connection, Phase, Strategy, StreamCore};
 use crate::features::{self, Entity, Env, IqHandler, Who};
-use crate::session::Session;
+use crate::session::{Negotiated, Session};
 use crate::signals::SessionRef;
 use crate::signals::to_registry::{Bind, BindError};
 use actix::prelude::*;
@@ -367,8 +367,10 @@ pub(super) fn bind(
                 core.ctx.clone(),
                 core.out.clone(),
                 log,
-                core.tls.is_some(),
-                authenticated_at,
+                Negotiated {
+                    tls: core.tls.is_some(),
+                    authenticated_at,
+                },
             );
             session_ctx.run(session);
             // answer the bind (or legacy auth) before anything the session writes

@@ -86,8 +86,8 @@ impl StreamMasker {
                     }
                     let end = if cdata {
                         // <![CDATA[ ... ]]> (or a comment): ends at "]]>" / "-->"
-                        b == b'>' && (tag.ends_with(b"]]>") || tag.ends_with(b"-->"))
-                            || (self.skipping && b == b'>')
+                        b == b'>'
+                            && (self.skipping || tag.ends_with(b"]]>") || tag.ends_with(b"-->"))
                     } else {
                         match (self.quote, b) {
                             (Some(q), c) if c == q => {
