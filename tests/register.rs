@@ -615,6 +615,14 @@ async fn anonymous_names_cannot_be_registered() {
         "conflict"
     );
     assert!(!login_works(&d, name, "pw").await);
+    // nor can the administrator create one
+    let out = d.cli(&["account", "add", "anon-1@localhost", "--password", "pw"]);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("reserved"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 #[tokio::test]
