@@ -23,8 +23,10 @@ const MAX_TAG: usize = 8 * 1024;
 /// The masking state of one direction of one stream.
 #[derive(Debug, Default)]
 pub struct StreamMasker {
-    /// The tag being read (from `<`), when it is split across reads.
-    tag: Option<Vec<u8>>,
+    /// A tag is being read (from `<`), possibly split across reads.
+    in_tag: bool,
+    /// Its bytes so far (the buffer is reused from tag to tag).
+    tag: Vec<u8>,
     /// The tag being read was too long to keep: skip to its end.
     skipping: bool,
     /// Quote character inside the current tag's attribute value.
@@ -61,54 +63,54 @@ impl StreamMasker {
             _ => hide.push(i..i + 1),
         };
         for (i, &b) in data.iter().enumerate() {
-            match self.tag.as_mut() {
-                None if b == b'<' => {
-                    self.tag = Some(vec![b'<']);
+            if !self.in_tag {
+                if b == b'<' {
+                    self.in_tag = true;
+                    self.tag.clear();
+                    self.tag.push(b'<');
                     self.quote = None;
                     self.skipping = false;
+                } else if self.secret_from.is_some() {
+                    push(i);
                 }
-                None => {
-                    if self.secret_from.is_some() {
-                        push(i);
-                    }
+                continue;
+            }
+            let cdata = self.tag.starts_with(b"<!");
+            if cdata && self.secret_from.is_some() {
+                push(i);
+            }
+            if !self.skipping {
+                if self.tag.len() < MAX_TAG {
+                    self.tag.push(b);
+                } else {
+                    self.skipping = true;
                 }
-                Some(tag) => {
-                    let cdata = tag.starts_with(b"<!");
-                    if cdata && self.secret_from.is_some() {
-                        push(i);
+            }
+            let end = if cdata {
+                // <![CDATA[ ... ]]> (or a comment): ends at "]]>" / "-->"
+                b == b'>'
+                    && (self.skipping || self.tag.ends_with(b"]]>") || self.tag.ends_with(b"-->"))
+            } else {
+                match (self.quote, b) {
+                    (Some(q), c) if c == q => {
+                        self.quote = None;
+                        false
                     }
-                    if !self.skipping {
-                        if tag.len() < MAX_TAG {
-                            tag.push(b);
-                        } else {
-                            self.skipping = true;
-                        }
+                    (Some(_), _) => false,
+                    (None, b'\'' | b'"') => {
+                        self.quote = Some(b);
+                        false
                     }
-                    let end = if cdata {
-                        // <![CDATA[ ... ]]> (or a comment): ends at "]]>" / "-->"
-                        b == b'>'
-                            && (self.skipping || tag.ends_with(b"]]>") || tag.ends_with(b"-->"))
-                    } else {
-                        match (self.quote, b) {
-                            (Some(q), c) if c == q => {
-                                self.quote = None;
-                                false
-                            }
-                            (Some(_), _) => false,
-                            (None, b'\'' | b'"') => {
-                                self.quote = Some(b);
-                                false
-                            }
-                            (None, b'>') => true,
-                            (None, _) => false,
-                        }
-                    };
-                    if end {
-                        let tag = self.tag.take().unwrap_or_default();
-                        if !cdata {
-                            self.close_tag(&tag);
-                        }
-                    }
+                    (None, b'>') => true,
+                    (None, _) => false,
+                }
+            };
+            if end {
+                self.in_tag = false;
+                if !cdata {
+                    let tag = std::mem::take(&mut self.tag);
+                    self.close_tag(&tag);
+                    self.tag = tag;
                 }
             }
         }
@@ -144,14 +146,16 @@ impl StreamMasker {
             None => (inner, ""),
         };
         let local = name.rsplit(':').next().unwrap_or(name);
-        let attrs = attributes(attrs);
-        let attr = |n: &str| attrs.iter().find(|(k, _)| k == n).map(|(_, v)| v.as_str());
         let secret = match local {
             "auth" | "response" | "success" | "password" | "digest" => true,
-            "query" => attrs.iter().any(|(k, v)| {
+            "query" => attributes(attrs).iter().any(|(k, v)| {
                 (k == "xmlns" || k.starts_with("xmlns:")) && v == "jabber:iq:register"
             }),
-            "field" => attr("type") == Some("text-private") || attr("var") == Some("password"),
+            "field" => {
+                let attrs = attributes(attrs);
+                let attr = |n: &str| attrs.iter().find(|(k, _)| k == n).map(|(_, v)| v.as_str());
+                attr("type") == Some("text-private") || attr("var") == Some("password")
+            }
             _ => false,
         };
         if empty {
