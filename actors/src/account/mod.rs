@@ -454,6 +454,7 @@ pub mod iq {
 
     /// In-band registration (XEP-0077) of the account's own resources: what is on
     /// file, password change, removal.
+    ///
     /// Anyone else asking is answered `service-unavailable` (XEP-0077 is between an
     /// entity and its own host).
     pub fn register(acc: &mut Account, caller: Caller, iq: Element, ctx: &mut Context<Account>) {

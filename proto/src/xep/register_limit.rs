@@ -45,7 +45,8 @@ impl From<&LimitSettings> for LimitPolicy {
 pub enum Limited {
     /// This key's budget for the window is spent.
     Spent,
-    /// The table is full of live windows: nobody new is counted until some end.
+    /// The table is full of live windows (nobody new is counted until some end), or
+    /// the server-wide budget is spent: not this key's doing.
     Full,
 }
 
@@ -166,7 +167,10 @@ impl RegistrationLimit {
         };
         let key = address_key(ip);
         let p48 = prefix_48(ip);
-        t.global.check(&(), p.global, p.window, now)?;
+        // the server-wide budget spent is no fault of this address: reported as Full
+        t.global
+            .check(&(), p.global, p.window, now)
+            .map_err(|_| Limited::Full)?;
         t.per_ip.check(&key, p.per_ip, p.window, now)?;
         if let Some(k) = &p48 {
             t.per_48.check(k, p.per_48, p.window, now)?;
@@ -320,7 +324,7 @@ mod tests {
         for n in 1..=3 {
             assert!(l.take(&p, ip(&format!("192.0.2.{n}")), t0).is_ok());
         }
-        assert_eq!(l.take(&p, ip("198.51.100.1"), t0), Err(Limited::Spent));
+        assert_eq!(l.take(&p, ip("198.51.100.1"), t0), Err(Limited::Full));
         assert!(
             l.take(&p, ip("198.51.100.1"), t0 + Duration::from_secs(60))
                 .is_ok()
