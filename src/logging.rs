@@ -55,10 +55,12 @@ fn label(level: Level) -> &'static str {
 
 impl LogControl {
     pub fn new(global: LogLevel, tags: impl IntoIterator<Item = (String, LogLevel)>) -> Arc<Self> {
-        Arc::new(LogControl {
+        let ctl = Arc::new(LogControl {
             global: AtomicU8::new(to_u8(global)),
-            tags: RwLock::new(tags.into_iter().collect()),
-        })
+            tags: RwLock::new(HashMap::new()),
+        });
+        ctl.set(global, tags);
+        ctl
     }
 
     /// Replace the global level and the per-tag overrides.
@@ -67,6 +69,10 @@ impl LogControl {
         if let Ok(mut t) = self.tags.write() {
             *t = tags.into_iter().collect();
         }
+        let xml = ["XMPPI", "XMPPO"]
+            .iter()
+            .any(|tag| self.enabled(tag, Level::Trace));
+        xmppd_proto::xml::log_mask::XML_LOGGED.store(xml, Ordering::Relaxed);
     }
 
     pub fn enabled(&self, tag: &str, level: Level) -> bool {

@@ -270,6 +270,12 @@ fn account(s: &Settings, action: AccountCmd) -> Result<(), CliError> {
     match action {
         AccountCmd::Add { jid, password } => {
             let (user, domain) = parse_account(&jid, s)?;
+            if xmppd_proto::xep::register::is_reserved(&user) {
+                return Err(CliError::Usage(format!(
+                    "names starting with {} are reserved for anonymous sessions",
+                    xmppd_proto::xep::register::ANONYMOUS_PREFIX
+                )));
+            }
             let creds = new_credentials(s, password)?;
             db.create_account(&domain, &user, &creds)
                 .map_err(|e| account_error(e, &user, &domain))?;

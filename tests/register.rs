@@ -1,67 +1,11 @@
 //! In-band registration (XEP-0077) against the real daemon: signing up with Auto Signup
 //! on and off, conflicts, malformed names, the per-address limit, password change with
-//! Allow to Modify Password on and off, account removal, and both settings changed by
-//! a reload while the server runs.
+//! Allow to Modify Password on and off, the limits, anonymous names, and both settings
+//! changed by a reload while the server runs. Removal: `register_removal.rs`.
 
 mod common;
+use common::register::*;
 use common::*;
-use std::time::Duration;
-
-const DOMAIN: &str = "localhost";
-
-fn signup_on() -> Options {
-    Options {
-        domain_keys: "auto_signup = true".into(),
-        ..Options::default()
-    }
-}
-
-fn register_set(id: &str, user: &str, password: &str) -> String {
-    format!(
-        "<iq type='set' id='{id}'><query xmlns='jabber:iq:register'>\
-         <username>{user}</username><password>{password}</password></query></iq>"
-    )
-}
-
-/// The condition of an error reply, or "result".
-fn outcome(reply: &str) -> &'static str {
-    if reply.contains("type='result'") {
-        return "result";
-    }
-    for c in [
-        "conflict",
-        "jid-malformed",
-        "not-acceptable",
-        "not-allowed",
-        "service-unavailable",
-        "resource-constraint",
-        "policy-violation",
-        "bad-request",
-        "registration-required",
-        "not-authorized",
-    ] {
-        if reply.contains(&format!(
-            "<{c} xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/>"
-        )) {
-            return c;
-        }
-    }
-    panic!("unexpected reply: {reply}")
-}
-
-/// A new stream with TLS up, not authenticated; returns it with its features.
-async fn tls_stream(d: &Daemon) -> (Raw, String) {
-    let mut r = Raw::connect(d.starttls, DOMAIN).await;
-    let f = r.starttls().await;
-    (r, f)
-}
-
-async fn login_works(d: &Daemon, user: &str, password: &str) -> bool {
-    let (mut r, _) = tls_stream(d).await;
-    r.auth_scram("SCRAM-SHA-256", user, password)
-        .await
-        .starts_with("<success")
-}
 
 #[tokio::test]
 async fn without_auto_signup_there_is_no_registration() {
@@ -153,6 +97,43 @@ async fn auto_signup_registers_then_the_new_account_logs_in() {
 }
 
 #[tokio::test]
+async fn passwords_stay_out_of_the_log_however_they_are_written() {
+    let d = Daemon::with(Options {
+        log_level: "all".into(),
+        ..signup_on()
+    });
+    // a data form with an entity-encoded var, the value with its own xmlns, split
+    // across reads in the middle of the password
+    let (mut r, _) = tls_stream(&d).await;
+    let form = "<iq type='set' id='x'><query xmlns='jabber:iq:register'>\
+         <x xmlns='jabber:x:data' type='submit'>\
+         <field var='FORM_TYPE'><value>jabber:iq:register</value></field>\
+         <field var='username'><value>nina</value></field>\
+         <field var='passw&#111;rd'><value xmlns='jabber:x:data'>nina-secret-pw</value></field></x></query></iq>";
+    let cut = form.find("secret").expect("cut");
+    r.send(&form[..cut]).await;
+    // the server reads what has arrived before the rest comes
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    r.send(&form[cut..]).await;
+    assert_eq!(outcome(&r.next_stanza().await), "result");
+    // prefixed legacy fields
+    let (mut r, _) = tls_stream(&d).await;
+    r.send(
+        "<iq type='set' id='p'><reg:query xmlns:reg='jabber:iq:register'>\
+         <reg:username>olga</reg:username><reg:password>olga-secret-pw</reg:password></reg:query></iq>",
+    )
+    .await;
+    assert_eq!(outcome(&r.next_stanza().await), "result");
+    assert!(login_works(&d, "nina", "nina-secret-pw").await);
+    assert!(login_works(&d, "olga", "olga-secret-pw").await);
+    let log = d.log();
+    assert!(log.contains("jabber:iq:register"), "the XML is logged");
+    for secret in ["secret-pw", "nina-sec", "olga-secret"] {
+        assert!(!log.contains(secret), "{secret} in the log");
+    }
+}
+
+#[tokio::test]
 async fn taken_malformed_and_incomplete_registrations_are_refused() {
     let d = Daemon::with(signup_on());
     let cases = [
@@ -208,10 +189,20 @@ async fn registrations_are_limited_per_address() {
     assert!(login_works(&d, "bob", "bob-pw").await);
 }
 
-/// An iq on a bound session; returns the reply.
-async fn ask(r: &mut Raw, iq: &str, id: &str) -> String {
-    r.send(iq).await;
-    r.wait_for(&format!("id='{id}'")).await
+#[tokio::test]
+async fn the_server_wide_registration_cap_holds_whatever_the_address() {
+    let d = Daemon::with(Options {
+        extra: "[limits]\nregistrations_per_ip = 10\nregistrations_global = 2\n".into(),
+        ..signup_on()
+    });
+    for (user, want) in [
+        ("g1", "result"),
+        ("g2", "result"),
+        ("g3", "resource-constraint"),
+    ] {
+        assert_eq!(register(&d, user, "pw").await, want, "{user}");
+    }
+    assert!(!login_works(&d, "g3", "pw").await);
 }
 
 #[tokio::test]
@@ -346,92 +337,104 @@ async fn password_change_when_not_allowed() {
 }
 
 #[tokio::test]
-async fn removal_answers_then_ends_every_session_and_the_account_is_gone() {
-    let d = Daemon::start();
-    let (mut a1, _) = Raw::login(d.starttls, DOMAIN, "alice", "alice-pw", "one").await;
-    let (mut a2, _) = Raw::login(d.starttls, DOMAIN, "alice", "alice-pw", "two").await;
-    let (mut b, _) = Raw::login(d.starttls, DOMAIN, "bob", "bob-pw", "b").await;
-    // alice and bob are contacts both ways
-    for r in [&mut a1, &mut b] {
-        r.send("<iq type='get' id='roster'><query xmlns='jabber:iq:roster'/></iq>")
-            .await;
-        r.wait_for("id='roster'").await;
-    }
-    for (r, peer, id) in [(&mut a1, "bob", "ra"), (&mut b, "alice", "rb")] {
-        r.send(&format!(
-            "<iq type='set' id='{id}'><query xmlns='jabber:iq:roster'><item jid='{peer}@localhost'/></query></iq>"
-        ))
+async fn anonymous_names_cannot_be_registered() {
+    let d = Daemon::with(Options {
+        domain_keys: "auto_signup = true\nanonymous = true".into(),
+        ..Options::default()
+    });
+    let (mut r, _) = tls_stream(&d).await;
+    r.send("<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='ANONYMOUS'/>")
         .await;
-        r.wait_for(&format!("id='{id}'")).await;
-        r.send(&format!(
-            "<presence to='{peer}@localhost' type='subscribe'/>"
-        ))
-        .await;
-    }
-    for (r, peer) in [(&mut b, "alice"), (&mut a1, "bob")] {
-        r.wait_for("type='subscribe'").await;
-        r.send(&format!(
-            "<presence to='{peer}@localhost' type='subscribed'/>"
-        ))
-        .await;
-    }
-    b.wait_for("subscription='both'").await;
-
-    a1.send("<iq type='set' id='rm'><query xmlns='jabber:iq:register'><remove/></query></iq>")
-        .await;
-    let end = a1.read_to_close().await;
-    let result = end.find("id='rm'").expect("answered");
-    let error = end
-        .find("<not-authorized xmlns='urn:ietf:params:xml:ns:xmpp-streams'/>")
-        .expect("stream error");
-    assert!(result < error, "the answer comes first: {end}");
-    assert!(end[..error].contains("type='result'"), "{end}");
-    let other = a2.read_to_close().await;
-    assert!(
-        other.contains("<not-authorized xmlns='urn:ietf:params:xml:ns:xmpp-streams'/>"),
-        "{other}"
+    assert!(r.next_stanza().await.starts_with("<success"));
+    let jid = r.bind(None).await;
+    let name = &jid[..jid.find('@').expect("node")];
+    assert!(name.starts_with("anon-"), "{jid}");
+    // the live anonymous user's name, and any other of the kind: taken
+    assert_eq!(register(&d, name, "pw").await, "conflict");
+    assert_eq!(
+        register(&d, "anon-0000000000000000", "pw").await,
+        "conflict"
     );
-    // bob's subscription to alice was cancelled (RFC 6121 §2.5.2 on alice's side)
-    b.wait_for("type='unsubscribed'").await;
-    b.wait_for("subscription='none'").await;
-    // the account cannot log in and receives nothing
-    assert!(!login_works(&d, "alice", "alice-pw").await);
-    b.send("<message to='alice@localhost' id='m' type='chat'><body>hi</body></message>")
-        .await;
-    let bounce = b.wait_for("id='m'").await;
-    assert!(bounce.contains("type='error'"), "{bounce}");
-    let list = d.cli(&["account", "list"]);
-    assert_eq!(String::from_utf8_lossy(&list.stdout), "bob@localhost\n");
+    assert!(!login_works(&d, name, "pw").await);
+    // nor can the administrator create one
+    let out = d.cli(&["account", "add", "anon-1@localhost", "--password", "pw"]);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("reserved"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 #[tokio::test]
-async fn a_removed_name_can_be_registered_again_from_scratch() {
-    let d = Daemon::with(signup_on());
-    let (mut a, _) = Raw::bound(d.starttls, DOMAIN, "alice", "alice-pw", "r").await;
-    a.send("<iq type='set' id='v'><vCard xmlns='vcard-temp'><FN>Old Alice</FN></vCard></iq>")
-        .await;
-    a.wait_for("id='v'").await;
-    a.send("<iq type='set' id='rm'><query xmlns='jabber:iq:register'><remove/></query></iq>")
-        .await;
-    a.read_to_close().await;
+async fn a_signup_before_login_is_only_for_the_streams_domain() {
+    let d = Daemon::with(Options {
+        extra: "[[domain]]\nname = \"other.test\"\nauto_signup = true\n".into(),
+        ..signup_on()
+    });
     let (mut r, _) = tls_stream(&d).await;
-    r.send(&register_set("s", "alice", "fresh-pw")).await;
+    for to in ["other.test", "irc.localhost", "bob@localhost"] {
+        r.send(&format!(
+            "<iq type='set' id='t' to='{to}'><query xmlns='jabber:iq:register'>\
+             <username>walt</username><password>walt-pw</password></query></iq>"
+        ))
+        .await;
+        let reply = r.next_stanza().await;
+        assert_eq!(outcome(&reply), "service-unavailable", "{to}: {reply}");
+    }
+    assert!(!login_works(&d, "walt", "walt-pw").await);
+    // the stream's own domain, named or not, works
+    r.send(
+        "<iq type='set' id='t' to='localhost'><query xmlns='jabber:iq:register'>\
+         <username>walt</username><password>walt-pw</password></query></iq>",
+    )
+    .await;
     assert_eq!(outcome(&r.next_stanza().await), "result");
-    let (mut a, _) = Raw::login(d.starttls, DOMAIN, "alice", "fresh-pw", "r").await;
-    let v = ask(
-        &mut a,
-        "<iq type='get' id='g'><vCard xmlns='vcard-temp'/></iq>",
-        "g",
-    )
-    .await;
-    assert!(!v.contains("Old Alice"), "nothing of the old account: {v}");
-    let roster = ask(
-        &mut a,
-        "<iq type='get' id='q'><query xmlns='jabber:iq:roster'/></iq>",
-        "q",
-    )
-    .await;
-    assert!(!roster.contains("<item"), "{roster}");
+    assert!(login_works(&d, "walt", "walt-pw").await);
+}
+
+#[tokio::test]
+async fn password_changes_are_limited_per_account() {
+    let d = Daemon::with(Options {
+        extra: "[limits]\npassword_changes_per_account = 2\n".into(),
+        ..Options::default()
+    });
+    let (mut a, _) = Raw::bound(d.starttls, DOMAIN, "alice", "alice-pw", "r").await;
+    for (id, pw, want) in [
+        ("1", "pw-1", "result"),
+        ("2", "pw-2", "result"),
+        ("3", "pw-3", "resource-constraint"),
+    ] {
+        let reply = ask(&mut a, &register_set(id, "alice", pw), id).await;
+        assert_eq!(outcome(&reply), want, "{reply}");
+    }
+    assert!(login_works(&d, "alice", "pw-2").await);
+    assert!(!login_works(&d, "alice", "pw-3").await);
+    // another account has its own budget
+    let (mut b, _) = Raw::bound(d.starttls, DOMAIN, "bob", "bob-pw", "r").await;
+    let ok = ask(&mut b, &register_set("1", "bob", "bob-new"), "1").await;
+    assert_eq!(outcome(&ok), "result");
+}
+
+#[tokio::test]
+async fn another_users_registration_request_is_answered_service_unavailable() {
+    let d = Daemon::start();
+    let (_a, _) = Raw::bound(d.starttls, DOMAIN, "alice", "alice-pw", "r").await;
+    let (mut b, _) = Raw::bound(d.starttls, DOMAIN, "bob", "bob-pw", "r").await;
+    for (req, id) in [
+        (
+            "<iq type='get' id='g' to='alice@localhost'><query xmlns='jabber:iq:register'/></iq>",
+            "g",
+        ),
+        (
+            "<iq type='set' id='rm' to='alice@localhost'><query xmlns='jabber:iq:register'><remove/></query></iq>",
+            "rm",
+        ),
+    ] {
+        let reply = ask(&mut b, req, id).await;
+        assert_eq!(outcome(&reply), "service-unavailable", "{reply}");
+    }
+    assert!(login_works(&d, "alice", "alice-pw").await);
 }
 
 #[tokio::test]
@@ -525,7 +528,7 @@ async fn both_settings_follow_a_reload_at_once() {
     );
     let ok = ask(&mut a, &register_set("c2", "alice", "new-pw"), "c2").await;
     assert_eq!(outcome(&ok), "result");
-    tokio::time::sleep(Duration::from_millis(50)).await;
+    // the result is sent after the new keys are stored
     assert!(login_works(&d, "alice", "new-pw").await);
 }
 

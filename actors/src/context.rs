@@ -8,6 +8,7 @@ use std::time::Instant;
 use xmppd_proto::auth::sasl::DecoyKey;
 use xmppd_proto::config::Settings;
 use xmppd_proto::net::tls::TlsContext;
+use xmppd_proto::xep::register_limit::{PasswordLimit, RecentRemovals, RegistrationLimit};
 
 /// A value an administrator can replace while the server runs. Readers take a cheap
 /// snapshot (`Arc`) and keep it for the work at hand.
@@ -97,6 +98,13 @@ pub struct ServerContext {
     /// The domains of the trusted components attached now (disco#items lists them),
     /// kept by the registry.
     pub components: Live<Vec<String>>,
+    /// In-band registrations counted per address, /48 and server (XEP-0077).
+    pub registrations: RegistrationLimit,
+    /// In-band password changes counted per account.
+    pub password_changes: PasswordLimit,
+    /// Accounts removed in-band lately: a stream authenticated before a removal must
+    /// not bind after it.
+    pub removals: RecentRemovals,
 }
 
 pub type Ctx = Arc<ServerContext>;

@@ -82,6 +82,9 @@ impl Server {
             shutdown,
             decoy_iterations: decoy_iterations.into(),
             components: Live::new(Vec::new()),
+            registrations: Default::default(),
+            password_changes: Default::default(),
+            removals: Default::default(),
         });
         let replicas = workers
             .iter()

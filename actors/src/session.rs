@@ -24,6 +24,15 @@ use xmppd_proto::stream::error::{Condition, StreamError};
 /// Signals waiting for one session before the registry refuses more.
 pub const MAILBOX: usize = 1024;
 
+/// What a session knows of its stream's negotiation.
+#[derive(Debug, Clone, Copy)]
+pub struct Negotiated {
+    /// The stream runs TLS.
+    pub tls: bool,
+    /// When the stream authenticated with stored credentials (`None`: anonymous).
+    pub authenticated_at: Option<std::time::Instant>,
+}
+
 pub struct Session {
     jid: FullJid,
     bare: BareJid,
@@ -37,6 +46,8 @@ pub struct Session {
     log: slog::Logger,
     /// The stream runs TLS.
     tls: bool,
+    /// When the stream authenticated with stored credentials (`None`: anonymous).
+    authenticated_at: Option<std::time::Instant>,
     available: bool,
     priority: i8,
     /// The client is gone; what still arrives is returned to its senders.
@@ -60,7 +71,10 @@ impl Session {
         ctx: Ctx,
         out: Outbox,
         log: slog::Logger,
-        tls: bool,
+        Negotiated {
+            tls,
+            authenticated_at,
+        }: Negotiated,
     ) -> Self {
         let gauge = (
             Gauge::new(&ctx.stats, |s| &s.session_actors),
@@ -77,6 +91,7 @@ impl Session {
             out,
             log,
             tls,
+            authenticated_at,
             available: false,
             priority: 0,
             closing: false,
@@ -538,6 +553,7 @@ impl Actor for Session {
             resource: self.jid.resource().to_string(),
             session: self.me.clone(),
             tls: self.tls,
+            authenticated_at: self.authenticated_at,
         });
         // a server shutdown ends the stream (before binding the connection does this)
         self.ctx.on_shutdown(ctx, |act: &mut Self| {

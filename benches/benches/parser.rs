@@ -10,6 +10,7 @@ use std::hint::black_box;
 use std::time::Duration;
 use xmppd_proto::xml::fast_parser::FastParser;
 use xmppd_proto::xml::fast_parser::differential::Parser;
+use xmppd_proto::xml::log_mask::StreamMasker;
 use xmppd_proto::xml::stream_parser::{Limits, StreamEvent, StreamParser};
 
 const HEADER: &[u8] = b"<?xml version='1.0'?><stream:stream xmlns='jabber:client' \
@@ -109,6 +110,23 @@ fn fresh_stream(c: &mut Criterion) {
     g.finish();
 }
 
+/// The log masker every read also goes through (`xml::log_mask::StreamMasker`, run
+/// whether or not the record is written), next to the parser it accompanies.
+fn log_mask(c: &mut Criterion) {
+    const N: usize = 100;
+    let chunk: String = (0..N).map(mixed).collect();
+    let mut g = c.benchmark_group("log mask: 100 mixed stanzas in one chunk");
+    g.throughput(Throughput::Elements(N as u64));
+    g.bench_function("scan", |b| {
+        let mut m = StreamMasker::new();
+        let _ = m.mask(HEADER);
+        b.iter(|| {
+            let _ = m.mask(black_box(chunk.as_bytes()));
+        })
+    });
+    g.finish();
+}
+
 fn parsers(c: &mut Criterion) {
     one_chunk(c, "parser: 100 chat messages in one chunk", message);
     one_chunk(
@@ -119,6 +137,7 @@ fn parsers(c: &mut Criterion) {
     one_chunk(c, "parser: 100 mixed stanzas in one chunk", mixed);
     small_pieces(c);
     fresh_stream(c);
+    log_mask(c);
 }
 
 criterion_group! {

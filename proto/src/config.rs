@@ -307,8 +307,19 @@ pub struct LimitSettings {
     /// address (IPv6: one /64) within `registration_window`; more are refused with
     /// `resource-constraint` until the window ends. 0 turns the limit off.
     pub registrations_per_ip: u32,
+    /// In-band registrations from one IPv6 /48 within `registration_window` (however
+    /// many /64s it spans); 0 turns this tier off.
+    pub registrations_per_48: u32,
+    /// In-band registrations on the whole server within `registration_window`; 0 turns
+    /// this tier off.
+    pub registrations_global: u32,
     /// Seconds over which registrations are counted.
     pub registration_window: u64,
+    /// In-band password changes (XEP-0077 §3.3) per account within
+    /// `password_change_window`; more get `resource-constraint`. 0 turns it off.
+    pub password_changes_per_account: u32,
+    /// Seconds over which password changes are counted.
+    pub password_change_window: u64,
 }
 
 impl Default for LimitSettings {
@@ -328,7 +339,11 @@ impl Default for LimitSettings {
             auth_throttle_entries: 65_536,
             unauthenticated_per_ip: 100,
             registrations_per_ip: 5,
+            registrations_per_48: 20,
+            registrations_global: 500,
             registration_window: 3600,
+            password_changes_per_account: 10,
+            password_change_window: 3600,
         }
     }
 }

@@ -130,11 +130,15 @@ class Registrant(Client):
 
 
 async def refused(jid, password, port):
+    """The server answered the login with a SASL failure (a timeout, a dropped
+    connection or a session that came up is not a refusal)."""
     c = Client(jid, password, port)
     try:
         await c.go()
-    except (RuntimeError, asyncio.TimeoutError):
-        return True
+    except RuntimeError as e:
+        return str(e) == "authentication failed"
+    except asyncio.TimeoutError:
+        return False
     finally:
         c.disconnect()
     return False

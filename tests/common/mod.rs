@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod postgres;
+pub mod register;
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;

@@ -25,6 +25,7 @@ use xmppd_proto::im::blocking::{self, Request as BlockRequest};
 use xmppd_proto::im::roster::{self, Change, Item};
 use xmppd_proto::ns;
 use xmppd_proto::stanza::{self, ErrorCondition};
+use xmppd_proto::stream::error::{Condition, StreamError};
 
 /// Signals waiting for one account actor before the registry refuses more (the same
 /// bound as a session's).
@@ -43,9 +44,9 @@ pub struct Account {
     /// The session of each bound resource (the same names as `state.resources`).
     sessions: Sessions,
     linger: Option<SpawnHandle>,
-    /// The account was removed in-band (its state is empty); a session that binds
-    /// after a new registration of the name loads the state again.
-    removed: bool,
+    /// An in-band removal running or done: the sessions' writes are refused, and a
+    /// session that binds after a new registration of the name loads the state again.
+    removal: register::Removal,
     _counted: crate::metrics::ActorGuard,
 }
 
@@ -62,7 +63,7 @@ impl Account {
             log,
             sessions: Sessions::default(),
             linger: None,
-            removed: false,
+            removal: register::Removal::None,
             _counted: crate::metrics::ActorGuard::new(crate::metrics::ActorKind::Account),
         }
     }
@@ -235,6 +236,15 @@ impl Actor for Account {
 impl Account {
     /// Load the account's state; everything that arrives meanwhile waits.
     fn load(&mut self, ctx: &mut Context<Self>) {
+        self.load_then(ctx, |_, _| {});
+    }
+
+    /// Load the account's state, then run `then`.
+    fn load_then(
+        &mut self,
+        ctx: &mut Context<Self>,
+        then: impl FnOnce(&mut Self, &mut Context<Self>) + 'static,
+    ) {
         self.store(
             ctx,
             move |b, d, u| {
@@ -247,9 +257,11 @@ impl Account {
                     b.offline_waiting(d, u)?,
                 )))
             },
-            |act, r: Result<Option<(RosterData, Vec<String>, bool)>, StorageError>, ctx| {
+            move |act, r: Result<Option<(RosterData, Vec<String>, bool)>, StorageError>, ctx| {
                 match r {
                     Ok(Some((data, blocklist, offline_waiting))) => {
+                        // registered (again): whatever a removal left is over
+                        act.removal = register::Removal::None;
                         let s = &mut act.state;
                         s.offline_waiting = offline_waiting;
                         s.exists = Some(true);
@@ -264,9 +276,46 @@ impl Account {
                         act.state.exists = Some(false);
                     }
                 }
+                then(act, ctx);
                 act.schedule_linger(ctx);
             },
         );
+    }
+
+    /// A session comes up. One that authenticated with stored credentials needs the
+    /// account to exist, and to be the account it authenticated against (not removed
+    /// since); an anonymous one must not join a registered account. Otherwise its
+    /// stream ends with `not-authorized`.
+    fn attach(
+        &mut self,
+        resource: String,
+        session: SessionRef,
+        tls: bool,
+        authenticated_at: Option<std::time::Instant>,
+        ctx: &mut Context<Self>,
+    ) {
+        let refused = match authenticated_at {
+            Some(at) => {
+                self.state.exists != Some(true)
+                    || self.removal != register::Removal::None
+                    || self
+                        .ctx
+                        .removals
+                        .removed_since(self.state.bare.as_str(), at)
+            }
+            None => self.state.exists == Some(true),
+        };
+        if refused {
+            slog::warn!(self.log, # "XMPPI", "session refused: the account it authenticated for is gone"; "resource" => &resource);
+            session.do_send(ToSession::Close(StreamError::with_text(
+                Condition::NotAuthorized,
+                "the account does not exist",
+            )));
+            return;
+        }
+        let fx = self.state.attach(&resource);
+        self.sessions.insert(resource, session, tls);
+        self.carry_out(fx, None, ctx);
     }
 }
 
@@ -279,20 +328,35 @@ impl Handler<ToAccount> for Account {
                 resource,
                 session,
                 tls,
+                authenticated_at,
             } => {
-                if std::mem::take(&mut self.removed) {
-                    // registered again since the removal: start from what is stored
-                    self.load(ctx);
+                let stale =
+                    self.removal != register::Removal::None || self.state.exists == Some(false);
+                if authenticated_at.is_some() && stale {
+                    // removed, or not there when last looked: maybe registered
+                    // (again) since, so start from what is stored now
+                    self.load_then(ctx, move |act, ctx| {
+                        act.attach(resource, session, tls, authenticated_at, ctx);
+                        act.schedule_linger(ctx);
+                    });
+                } else {
+                    self.attach(resource, session, tls, authenticated_at, ctx);
                 }
-                let fx = self.state.attach(&resource);
-                self.sessions.insert(resource, session, tls);
-                self.carry_out(fx, None, ctx);
             }
+            ToAccount::Detach { resource } if self.sessions.get(&resource).is_none() => {}
             ToAccount::Detach { resource } => {
                 // the effects still write to the resource that leaves
                 let fx = self.state.detach(&resource);
                 self.carry_out(fx, None, ctx);
                 self.sessions.remove(&resource);
+            }
+            // a session this account did not take, or a removal under way or done:
+            // nothing it sends is written for the account
+            ToAccount::FromClient { resource, .. } if self.sessions.get(&resource).is_none() => {}
+            ToAccount::FromClient { resource, stanza }
+                if self.removal != register::Removal::None =>
+            {
+                self.after_removal(&resource, &stanza)
             }
             ToAccount::FromClient { resource, stanza } => match stanza.name() {
                 "presence" => {
@@ -392,9 +456,13 @@ pub mod iq {
 
     /// In-band registration (XEP-0077) of the account's own resources: what is on
     /// file, password change, removal.
+    ///
+    /// Anyone else asking is answered `service-unavailable` (XEP-0077 is between an
+    /// entity and its own host).
     pub fn register(acc: &mut Account, caller: Caller, iq: Element, ctx: &mut Context<Account>) {
-        if let Caller::Own(resource) = caller {
-            acc.register_iq(resource, iq, ctx);
+        match caller {
+            Caller::Own(resource) => acc.register_iq(resource, iq, ctx),
+            Caller::Other(sig) => acc.bounce(&sig, ErrorCondition::ServiceUnavailable, None),
         }
     }
 

@@ -1,13 +1,27 @@
 //! In-band registration for a registered user (XEP-0077): what is on file, password
-//! change (when the domain's "Allow to Modify Password" is on, read per request), and
-//! account removal, which cancels the account's subscriptions, deletes everything
-//! stored for it and ends every session of the account after the answer (§3.2).
+//! change (when the domain's "Allow to Modify Password" is on, read per request;
+//! rate-limited per account and run among the bounded key derivations), and account
+//! removal: from the moment it starts the account takes no more writes from its
+//! sessions; once the delete has committed the subscriptions are cancelled, the
+//! requester is answered and every session ends (§3.2).
 
 use super::*;
+use std::time::Instant;
 use xmppd_proto::auth::scram::Credentials;
 use xmppd_proto::config::PasswordFormat;
 use xmppd_proto::stream::error::{Condition, StreamError};
 use xmppd_proto::xep::register::{self, Refusal, SetRequest};
+
+/// Where the account stands with an in-band removal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Removal {
+    None,
+    /// `<remove/>` was accepted; the delete has not committed yet.
+    Running,
+    /// The account was deleted; its state is empty until a load finds the name
+    /// registered again.
+    Done,
+}
 
 impl Account {
     pub(super) fn register_iq(&mut self, resource: String, iq: Element, ctx: &mut Context<Self>) {
@@ -48,20 +62,36 @@ impl Account {
                     return refused(self, register::NOT_SAFE);
                 }
                 let allowed = domain.allow_modify_password;
-                match register::password_change(&self.user, allowed, f) {
-                    Err(r) => refused(self, r),
-                    Ok(password) => {
-                        let iterations = settings.auth.scram_iterations;
-                        let keep_plain = settings.auth.password_format == PasswordFormat::Plain;
-                        self.change_password(resource, iq, password, iterations, keep_plain, ctx)
-                    }
+                let password = match register::password_change(&self.user, allowed, f) {
+                    Err(r) => return refused(self, r),
+                    Ok(p) => p,
+                };
+                let bare = self.state.bare.to_string();
+                let limits = &settings.limits;
+                if self
+                    .ctx
+                    .password_changes
+                    .take(&bare, limits, Instant::now())
+                    .is_err()
+                {
+                    slog::warn!(self.log, # "XMPPI", "password change refused: too many");
+                    return refused(
+                        self,
+                        Refusal {
+                            cond: ErrorCondition::ResourceConstraint,
+                            text: "too many password changes: try again later",
+                        },
+                    );
                 }
+                let iterations = settings.auth.scram_iterations;
+                let keep_plain = settings.auth.password_format == PasswordFormat::Plain;
+                self.change_password(resource, iq, password, iterations, keep_plain, ctx)
             }
         }
     }
 
     /// New SCRAM keys (fresh salt, the configured iterations), derived on the blocking
-    /// pool, replace the stored ones.
+    /// pool among the bounded derivations (as a login's), replace the stored ones.
     fn change_password(
         &mut self,
         resource: String,
@@ -71,52 +101,46 @@ impl Account {
         keep_plain: bool,
         ctx: &mut Context<Self>,
     ) {
-        self.store(
-            ctx,
-            move |b, d, u| {
-                let creds = Credentials::derive(&password, iterations, keep_plain);
-                b.set_credentials(d, u, &creds)
-            },
-            move |act, r, _| {
-                let reply = match r {
-                    Ok(()) => {
-                        slog::info!(act.log, "password changed in-band"; "resource" => &resource);
-                        Some(stanza::iq_result(&iq, None))
-                    }
-                    Err(e) => {
-                        slog::error!(act.log, "password not changed"; "error" => %e);
-                        stanza::error_reply(&iq, ErrorCondition::InternalServerError, None)
-                    }
-                };
-                if let Some(r) = reply {
-                    act.write(&resource, r);
+        let storage = self.ctx.storage.clone();
+        let (domain, user) = (self.domain.clone(), self.user.clone());
+        async move {
+            let _permit = crate::stream::derivation_permit().await;
+            storage
+                .run(move |b| {
+                    let creds = Credentials::derive(&password, iterations, keep_plain);
+                    b.set_credentials(&domain, &user, &creds)
+                })
+                .await
+        }
+        .into_actor(self)
+        .map(move |r, act, _| {
+            let reply = match r {
+                Ok(()) => {
+                    slog::info!(act.log, "password changed in-band"; "resource" => &resource);
+                    Some(stanza::iq_result(&iq, None))
                 }
-            },
-        );
+                Err(e) => {
+                    slog::error!(act.log, "password not changed"; "error" => %e);
+                    stanza::error_reply(&iq, ErrorCondition::InternalServerError, None)
+                }
+            };
+            if let Some(r) = reply {
+                act.write(&resource, r);
+            }
+        })
+        .wait(ctx);
     }
 
-    /// §3.2: cancel the subscriptions both ways (RFC 6121 §2.5.2 for each contact, and
-    /// decline the requests waiting), delete the account, answer, then close every
-    /// session with `not-authorized`.
+    /// §3.2: from now on the sessions' writes are refused; delete the account; once
+    /// that committed, cancel the subscriptions both ways (what
+    /// [`register::removal_routes`] decided), answer, and close every session with
+    /// `not-authorized`. A failed delete changes nothing and sends nothing.
     fn remove_account(&mut self, resource: String, iq: Element, ctx: &mut Context<Self>) {
-        let contacts: Vec<String> = self.state.roster.keys().cloned().collect();
-        for c in contacts {
-            if let Ok(fx) = self.state.remove_contact(&c) {
-                // the routed stanzas only: the stored roster goes with the account
-                for e in fx {
-                    if let xmppd_proto::im::account::Effect::Route(el) = e {
-                        self.route(el);
-                    }
-                }
-            }
-        }
-        for contact in std::mem::take(&mut self.state.pending).into_keys() {
-            let mut p = Element::bare("presence", ns::CLIENT);
-            stanza::set_attr(&mut p, "from", self.state.bare.as_str());
-            stanza::set_attr(&mut p, "to", &contact);
-            stanza::set_attr(&mut p, "type", "unsubscribed");
-            self.route(p);
-        }
+        let routes = register::removal_routes(&self.state);
+        self.removal = Removal::Running;
+        let limits = self.ctx.settings.get().limits.clone();
+        // a stream that authenticated before the delete binds within this
+        let keep = Duration::from_secs(limits.auth_timeout.max(1) + limits.tls_timeout);
         self.store(
             ctx,
             |b, d, u| match b.delete_account(d, u) {
@@ -126,6 +150,7 @@ impl Account {
             move |act, r, _| {
                 if let Err(e) = r {
                     slog::error!(act.log, "account not removed"; "error" => %e);
+                    act.removal = Removal::None;
                     if let Some(e) =
                         stanza::error_reply(&iq, ErrorCondition::InternalServerError, None)
                     {
@@ -133,7 +158,13 @@ impl Account {
                     }
                     return;
                 }
+                act.ctx
+                    .removals
+                    .record(act.state.bare.as_str(), Instant::now(), keep);
                 slog::info!(act.log, "account removed in-band"; "resource" => &resource);
+                for el in routes {
+                    act.route(el);
+                }
                 act.write(&resource, stanza::iq_result(&iq, None));
                 for session in act.sessions.all() {
                     session.do_send(ToSession::Close(StreamError::with_text(
@@ -146,8 +177,23 @@ impl Account {
                 act.state.resources = resources;
                 act.state.exists = Some(false);
                 act.state.offline_waiting = false;
-                act.removed = true;
+                act.removal = Removal::Done;
             },
         );
+    }
+
+    /// A client stanza while the account is being (or was) removed: an iq request is
+    /// refused, anything else dropped; nothing is written for the account.
+    pub(super) fn after_removal(&self, resource: &str, stanza: &Element) {
+        if stanza.name() == "iq" && matches!(stanza.attr("type"), Some("get" | "set")) {
+            let r = stanza::error_reply(
+                stanza,
+                ErrorCondition::RegistrationRequired,
+                Some("the account was removed"),
+            );
+            if let Some(r) = r {
+                self.write(resource, r);
+            }
+        }
     }
 }

@@ -12,6 +12,7 @@ use tokio::net::TcpStream;
 use xmppd_proto::net::record_layer::{Event, RecordLayer};
 use xmppd_proto::net::tls::{ChannelBinding, TlsContext};
 use xmppd_proto::xml::fast_parser::FastParser;
+use xmppd_proto::xml::log_mask::{StreamMasker, xml_logged};
 use xmppd_proto::xml::stream_parser::{Limits, Parked};
 
 /// The stream parser, or what is left of it while the stream is idle.
@@ -56,6 +57,11 @@ pub struct TcpTransport {
     parser: ParserSlot,
     /// Plaintext waiting to be sealed and written.
     wbuf: Vec<u8>,
+    /// What the trace log hides of each direction (followed across reads).
+    recv_mask: StreamMasker,
+    /// The receiving masker has followed the stream since it was between stanzas.
+    recv_synced: bool,
+    send_mask: StreamMasker,
 }
 
 impl TcpTransport {
@@ -75,6 +81,9 @@ impl TcpTransport {
             limits,
             parser: ParserSlot::fresh(limits),
             wbuf: Vec::new(),
+            recv_mask: StreamMasker::new(),
+            recv_synced: true,
+            send_mask: StreamMasker::new(),
         }
     }
 
@@ -127,10 +136,22 @@ impl Transport for TcpTransport {
             if n == 0 {
                 return Ok(Some(out));
             }
-            let (parser, limits) = (&mut self.parser, self.limits);
+            let (parser, limits, masker) = (&mut self.parser, self.limits, &mut self.recv_mask);
             let mut last = 0u8;
+            // The masker follows the stream only while its XML is logged. Switched on
+            // in the middle of an element (a password, say) it cannot know what it is
+            // in: nothing is shown until the stream is between stanzas again.
+            let logged = xml_logged();
+            let synced = &mut self.recv_synced;
             let mut feed = |data: &[u8]| {
-                slog::trace!(log, # "XMPPI", "recv"; "xml" => xmppd_proto::xml::log_mask::mask(data));
+                if logged {
+                    if *synced {
+                        let xml = masker.mask(data);
+                        slog::trace!(log, # "XMPPI", "recv"; "xml" => xml);
+                    } else {
+                        slog::trace!(log, # "XMPPI", "recv"; "xml" => "(not shown: logging began inside a stanza)");
+                    }
+                }
                 if out.error.is_none()
                     && let Err(e) = parser.active(limits).feed(data, &mut out.events)
                 {
@@ -152,6 +173,15 @@ impl Transport for TcpTransport {
                 None => feed(&buf[..n]),
             }
             out.clean = last == b'>' && self.tls.as_ref().is_none_or(|l| l.pending() == 0);
+            if !logged {
+                self.recv_synced = false;
+            } else if !self.recv_synced
+                && let ParserSlot::Active(p) = &self.parser
+                && p.at_stanza_boundary()
+            {
+                self.recv_mask = StreamMasker::new();
+                self.recv_synced = true;
+            }
             Ok(Some(out))
         })
     }
@@ -172,7 +202,14 @@ impl Transport for TcpTransport {
         if self.wbuf.is_empty() {
             return Ok(());
         }
-        slog::trace!(log, # "XMPPI", "send"; "xml" => xmppd_proto::xml::log_mask::mask(&self.wbuf));
+        // what we write is whole stanzas (or our stream header): a masker started
+        // fresh at any flush is in step
+        if xml_logged() {
+            let xml = self.send_mask.mask(&self.wbuf);
+            slog::trace!(log, # "XMPPI", "send"; "xml" => xml);
+        } else {
+            self.send_mask = StreamMasker::new();
+        }
         let plain = std::mem::take(&mut self.wbuf);
         let data = match &mut self.tls {
             Some(layer) => {

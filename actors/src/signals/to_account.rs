@@ -17,6 +17,10 @@ pub enum ToAccount {
         /// The session's stream runs TLS (a password sent in-band in the clear follows
         /// SASL PLAIN's rule).
         tls: bool,
+        /// When the stream authenticated with the account's stored credentials;
+        /// `None` for an anonymous session. The account refuses a session whose
+        /// account is gone, or was removed after this.
+        authenticated_at: Option<std::time::Instant>,
     },
     /// A session ended (its presence becomes unavailable, RFC 6121 §4.5.3).
     Detach { resource: String },

@@ -7,7 +7,7 @@
 use super::Kind;
 use super::core::{Connection, Phase, Strategy, StreamCore};
 use crate::features::{self, Entity, Env, IqHandler, Who};
-use crate::session::Session;
+use crate::session::{Negotiated, Session};
 use crate::signals::SessionRef;
 use crate::signals::to_registry::{Bind, BindError};
 use actix::prelude::*;
@@ -15,7 +15,7 @@ use minidom::Element;
 use xmpp_parsers::jid::{BareJid, FullJid};
 use xmppd_proto::auth::sasl::{self, Authenticated, Mech, OfferContext};
 use xmppd_proto::auth::throttle::Attempt;
-use xmppd_proto::config::DomainSettings;
+use xmppd_proto::config::{DomainSettings, Settings};
 use xmppd_proto::ns;
 use xmppd_proto::stanza::{self, ErrorCondition};
 use xmppd_proto::stream::error::{Condition, StreamError};
@@ -34,6 +34,8 @@ pub struct ClientStream {
     /// Pre-1.0 stream (no features): only legacy authentication.
     pub(super) legacy_stream: bool,
     pub(super) auth: Option<Authenticated>,
+    /// When `auth` was set (the session's account must not have been removed since).
+    pub(super) auth_at: Option<std::time::Instant>,
     pub(super) sasl: Option<super::c2s_sasl::SaslRun>,
     /// `<auth/>` came without an initial response; the mechanism waits for it.
     pub(super) sasl_pending: Option<Mech>,
@@ -55,6 +57,7 @@ fn start(_: &StreamCore) -> Kind {
         domain: None,
         legacy_stream: false,
         auth: None,
+        auth_at: None,
         sasl: None,
         sasl_pending: None,
         tried: None,
@@ -98,10 +101,10 @@ impl ClientStream {
     /// `<stream:features/>`: the negotiation's own (STARTTLS, SASL) and what enabled
     /// features contribute (legacy authentication before, binding, roster versioning and
     /// the RFC 3921 session after authentication).
-    fn features(&self, core: &StreamCore) -> String {
-        // the live settings: what a reload turns on or off (Auto Signup) shows at once
-        let settings = core.ctx.settings.get();
-        let env = Env::stream(&settings, self.domain_name(), core.tls.is_some());
+    /// `settings` is the snapshot `self.domain` was read from at this header, so that
+    /// STARTTLS-required, the mechanisms and what features offer (Auto Signup) agree.
+    fn features(&self, core: &StreamCore, settings: &Settings) -> String {
+        let env = Env::stream(settings, self.domain_name(), core.tls.is_some());
         let mut f = String::from("<stream:features>");
         if self.auth.is_none() {
             if core.tls.is_none() {
@@ -146,9 +149,12 @@ fn header(conn: &mut Connection, h: StreamHeader, _: &mut Context<Connection>) {
     let first = c.domain.is_none();
     // RFC 6120 §4.7.2: without 'to' the server may pick its default domain.
     let requested = h.to.as_deref().map(|t| t.to_ascii_lowercase());
+    // the live settings, read once for this header: what a reload turns on or off
+    // (Auto Signup, TLS rules, mechanisms) shows at once, all from the same snapshot
+    let settings = core.ctx.settings.get();
     let domain = match requested.as_deref() {
-        Some(t) => core.settings.domain(t).cloned(),
-        None => core.settings.domains.first().cloned(),
+        Some(t) => settings.domain(t).cloned(),
+        None => settings.domains.first().cloned(),
     };
     let Some(domain) = domain else {
         return core.fail(StreamError::new(Condition::HostUnknown));
@@ -176,7 +182,7 @@ fn header(conn: &mut Connection, h: StreamHeader, _: &mut Context<Connection>) {
             return core.fail(StreamError::new(Condition::UnsupportedVersion));
         }
     }
-    let features = (!c.legacy_stream).then(|| c.features(core));
+    let features = (!c.legacy_stream).then(|| c.features(core, &settings));
     core.send_header(Some(&name), features.as_deref());
     core.phase = Phase::Negotiating;
 }
@@ -277,6 +283,12 @@ pub(super) fn bind(
     let Some(auth) = c.auth.clone() else {
         return;
     };
+    // an anonymous session has no stored credentials to have authenticated with
+    let authenticated_at = if auth.anonymous {
+        None
+    } else {
+        Some(c.auth_at.unwrap_or_else(std::time::Instant::now))
+    };
     let Ok(bare) = BareJid::new(&format!("{}@{}", auth.username, c.domain_name())) else {
         let r = stanza::error_reply(&el, ErrorCondition::InternalServerError, None);
         return core.send_opt(r);
@@ -358,7 +370,10 @@ pub(super) fn bind(
                 core.ctx.clone(),
                 core.out.clone(),
                 log,
-                core.tls.is_some(),
+                Negotiated {
+                    tls: core.tls.is_some(),
+                    authenticated_at,
+                },
             );
             core.conn.set_identity(full.as_str());
             session.conn = Some(core.conn.clone());

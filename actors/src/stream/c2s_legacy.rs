@@ -91,6 +91,7 @@ fn authenticate(conn: &mut Connection, el: Element, ctx: &mut Context<Connection
     };
     // the lookup and the check (one key derivation, against a decoy for an unknown
     // account: the same work either way) run on the blocking pool
+    c.auth_at = Some(std::time::Instant::now());
     let storage = core.ctx.storage.clone();
     let server = core.ctx.clone();
     let iterations = core.ctx.decoy_iterations.load(Ordering::Relaxed);

@@ -15,9 +15,8 @@ use std::time::Instant;
 use xmppd_proto::auth::scram::Credentials;
 use xmppd_proto::config::PasswordFormat;
 use xmppd_proto::stanza::{self, ErrorCondition};
-use xmppd_proto::xep::register::{
-    self, LimitPolicy, Refusal, RegistrationLimit, SetRequest, SignupContext,
-};
+use xmppd_proto::xep::register::{self, Refusal, SetRequest, SignupContext};
+use xmppd_proto::xep::register_limit::{LimitPolicy, Limited};
 
 fn refuse(conn: &mut Connection, el: &Element, r: Refusal) {
     let reply = stanza::error_reply(el, r.cond, Some(r.text));
@@ -34,7 +33,9 @@ pub fn register_iq(conn: &mut Connection, el: Element, ctx: &mut Context<Connect
         registered_here: c.registered_here,
     };
     let domain = c.domain_name().to_string();
-    if let Err(r) = register::signup_allowed(settings.domain(&domain), here) {
+    if let Err(r) = register::signup_allowed(settings.domain(&domain), here)
+        .and_then(|()| register::signup_addressed(el.attr("to"), &domain))
+    {
         return refuse(conn, &el, r);
     }
     let Some(query) = features::single_payload(&el) else {
@@ -62,13 +63,17 @@ pub fn register_iq(conn: &mut Connection, el: Element, ctx: &mut Context<Connect
         Err(r) => return refuse(conn, &el, r),
     };
     let policy = LimitPolicy::from(&settings.limits);
-    if !RegistrationLimit::global().take(&policy, core.peer.ip(), Instant::now()) {
-        slog::warn!(core.log, # "XMPPI", "registration refused: too many from this address"; "user" => &signup.username);
-        let r = stanza::error_reply(
-            &el,
-            ErrorCondition::ResourceConstraint,
-            Some("too many registrations from this address: try again later"),
-        );
+    if let Err(why) = core
+        .ctx
+        .registrations
+        .take(&policy, core.peer.ip(), Instant::now())
+    {
+        slog::warn!(core.log, # "XMPPI", "registration refused: limit reached"; "user" => &signup.username, "why" => ?why);
+        let text = match why {
+            Limited::Spent => "too many registrations from this address: try again later",
+            Limited::Full => "too many registrations at the moment: try again later",
+        };
+        let r = stanza::error_reply(&el, ErrorCondition::ResourceConstraint, Some(text));
         return core.send_opt(r);
     }
     let iterations = settings.auth.scram_iterations;

@@ -184,6 +184,8 @@ fn begin(conn: &mut Connection, mech: Mech, initial: Vec<u8>, ctx: &mut Context<
         Claim::Anonymous => None,
     };
     c.sasl_account = user.clone().flatten().map(|u| format!("{u}@{domain}"));
+    // the credentials are read after this: an account removed later is not this one
+    c.auth_at = Some(Instant::now());
     if mech == Mech::Plain {
         // PLAIN's password is checked right after the lookup: the attempt takes its
         // place in the throttle now, for work the server does, not a round trip
@@ -403,7 +405,7 @@ fn derivations() -> &'static tokio::sync::Semaphore {
 }
 
 /// A place among the key derivations running at once.
-pub(super) async fn derivation_permit() -> Option<tokio::sync::SemaphorePermit<'static>> {
+pub(crate) async fn derivation_permit() -> Option<tokio::sync::SemaphorePermit<'static>> {
     derivations().acquire().await.ok()
 }
 

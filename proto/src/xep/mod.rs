@@ -2,4 +2,5 @@
 
 pub mod disco;
 pub mod register;
+pub mod register_limit;
 pub mod version;

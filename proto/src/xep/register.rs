@@ -1,17 +1,13 @@
 //! XEP-0077 in-band registration, without actors: the forms the server sends, the
 //! requests it reads (legacy fields or a `jabber:x:data` form), the decisions on a
-//! sign-up and a password change, and the per-address registration limit.
+//! sign-up, a password change and a removal. The limits are in `register_limit`.
 
-use crate::auth::throttle::address_key;
-use crate::config::{DomainSettings, LimitSettings};
+use crate::config::DomainSettings;
+use crate::im::account::{Effect, State};
 use crate::ns;
 use crate::stanza::{ErrorCondition, set_attr};
 use minidom::Element;
-use std::collections::HashMap;
-use std::net::IpAddr;
-use std::sync::{Mutex, OnceLock};
-use std::time::{Duration, Instant};
-use xmpp_parsers::jid::BareJid;
+use xmpp_parsers::jid::{BareJid, Jid};
 
 /// A refusal: the stanza error and a text for the requester.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -179,14 +175,73 @@ pub fn signup(f: Fields) -> Result<Signup, Refusal> {
             "the username is not a valid JID local part",
         ));
     };
+    if is_reserved(&username) {
+        // the names SASL ANONYMOUS hands out: taken by definition
+        return Err(refuse(ErrorCondition::Conflict, "the username is taken"));
+    }
     let password = f.password.unwrap_or_default();
-    if password.is_empty() {
+    if password.trim().is_empty() {
         return Err(refuse(
             ErrorCondition::NotAcceptable,
             "a password is required",
         ));
     }
     Ok(Signup { username, password })
+}
+
+/// The prefix of the names SASL ANONYMOUS gives its sessions
+/// (`crate::auth::sasl`): nobody may register one.
+pub const ANONYMOUS_PREFIX: &str = "anon-";
+
+/// A (nodeprepped) username reserved for anonymous sessions.
+pub fn is_reserved(username: &str) -> bool {
+    username.starts_with(ANONYMOUS_PREFIX)
+}
+
+/// A sign-up before authentication is for the stream's own domain: no `to`, or `to`
+/// naming that domain. Anything else (another hosted domain, a gateway) is refused
+/// with `service-unavailable`: this stream cannot reach it yet.
+pub fn signup_addressed(to: Option<&str>, domain: &str) -> Result<(), Refusal> {
+    let Some(to) = to else { return Ok(()) };
+    let ours = match to.parse::<Jid>() {
+        Ok(j) => j.node().is_none() && j.resource().is_none() && j.domain().as_str() == domain,
+        Err(_) => false,
+    };
+    if ours {
+        Ok(())
+    } else {
+        Err(refuse(
+            ErrorCondition::ServiceUnavailable,
+            "only this stream's domain takes registrations before authentication",
+        ))
+    }
+}
+
+/// What cancelling a registration sends once the delete has committed (§3.2): for each
+/// contact what removing it from the roster sends (RFC 6121 §2.5.2: `unsubscribe`,
+/// `unsubscribed`, unavailable presence), and `unsubscribed` for each subscription
+/// request still waiting. `state` is not changed: nothing is sent if the delete fails.
+pub fn removal_routes(state: &State) -> Vec<Element> {
+    let mut s = state.clone();
+    let mut out = Vec::new();
+    let contacts: Vec<String> = s.roster.keys().cloned().collect();
+    for c in contacts {
+        if let Ok(fx) = s.remove_contact(&c) {
+            // the routed stanzas only: the stored roster goes with the account
+            out.extend(fx.into_iter().filter_map(|e| match e {
+                Effect::Route(el) => Some(el),
+                _ => None,
+            }));
+        }
+    }
+    for contact in std::mem::take(&mut s.pending).into_keys() {
+        let mut p = Element::bare("presence", ns::CLIENT);
+        set_attr(&mut p, "from", s.bare.as_str());
+        set_attr(&mut p, "to", &contact);
+        set_attr(&mut p, "type", "unsubscribed");
+        out.push(p);
+    }
+    out
 }
 
 /// A password change on a stream without TLS where PLAIN is not offered either (§3.3).
@@ -227,7 +282,7 @@ pub fn password_change(account: &str, allowed: bool, f: Fields) -> Result<String
         }
     }
     match f.password {
-        Some(p) if !p.is_empty() => Ok(p),
+        Some(p) if !p.trim().is_empty() => Ok(p),
         _ => Err(refuse(
             ErrorCondition::NotAcceptable,
             "a new password is required",
@@ -299,82 +354,6 @@ pub fn registered(username: &str) -> Element {
     q.append_child(text_el("username", username));
     q.append_child(text_el("password", ""));
     q
-}
-
-/// The registration limit in force (read from the live settings on every request).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct LimitPolicy {
-    /// Registrations per address per window; 0: no limit.
-    pub per_ip: u32,
-    pub window: Duration,
-}
-
-impl From<&LimitSettings> for LimitPolicy {
-    fn from(l: &LimitSettings) -> Self {
-        LimitPolicy {
-            per_ip: l.registrations_per_ip,
-            window: Duration::from_secs(l.registration_window.max(1)),
-        }
-    }
-}
-
-/// Addresses the limit remembers at most; beyond it the oldest windows are forgotten.
-pub const LIMIT_ENTRIES: usize = 65_536;
-
-/// Registrations counted per client address (IPv6 per /64), in fixed windows.
-#[derive(Debug, Default)]
-pub struct RegistrationLimit {
-    counts: Mutex<HashMap<IpAddr, (u32, Instant)>>,
-}
-
-impl RegistrationLimit {
-    /// The process-wide limit every connection uses.
-    pub fn global() -> &'static RegistrationLimit {
-        static T: OnceLock<RegistrationLimit> = OnceLock::new();
-        T.get_or_init(RegistrationLimit::default)
-    }
-
-    /// Take one registration for `ip`: `false` when its window's budget is spent.
-    pub fn take(&self, p: &LimitPolicy, ip: IpAddr, now: Instant) -> bool {
-        if p.per_ip == 0 {
-            return true;
-        }
-        let key = address_key(ip);
-        let mut m = match self.counts.lock() {
-            Ok(g) => g,
-            Err(poison) => poison.into_inner(),
-        };
-        if !m.contains_key(&key) && m.len() >= LIMIT_ENTRIES {
-            m.retain(|_, (_, since)| now < *since + p.window);
-            if m.len() >= LIMIT_ENTRIES {
-                // the oldest window goes: a flood of addresses cannot grow memory
-                if let Some(oldest) = m.iter().min_by_key(|(_, (_, s))| *s).map(|(k, _)| *k) {
-                    m.remove(&oldest);
-                }
-            }
-        }
-        let e = m.entry(key).or_insert((0, now));
-        if now >= e.1 + p.window {
-            *e = (0, now);
-        }
-        if e.0 >= p.per_ip {
-            return false;
-        }
-        e.0 += 1;
-        true
-    }
-
-    /// Addresses remembered now.
-    pub fn len(&self) -> usize {
-        match self.counts.lock() {
-            Ok(g) => g.len(),
-            Err(p) => p.into_inner().len(),
-        }
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
 }
 
 #[cfg(test)]
@@ -565,26 +544,96 @@ mod tests {
     }
 
     #[test]
-    fn the_limit_counts_per_address_and_window() {
-        let l = RegistrationLimit::default();
-        let p = LimitPolicy {
-            per_ip: 2,
-            window: Duration::from_secs(60),
+    fn anonymous_names_and_blank_passwords_are_refused() {
+        let f = |u: &str, p: &str| Fields {
+            username: Some(u.into()),
+            password: Some(p.into()),
         };
-        let t0 = Instant::now();
-        let a: IpAddr = "192.0.2.1".parse().expect("ip");
-        let b: IpAddr = "2001:db8::1".parse().expect("ip");
-        let b2: IpAddr = "2001:db8::ffff".parse().expect("ip");
-        assert!(l.take(&p, a, t0));
-        assert!(l.take(&p, a, t0));
-        assert!(!l.take(&p, a, t0), "third in the window");
-        // one /64 is one address
-        assert!(l.take(&p, b, t0));
-        assert!(l.take(&p, b2, t0));
-        assert!(!l.take(&p, b, t0));
-        // the next window starts over
-        assert!(l.take(&p, a, t0 + Duration::from_secs(61)));
-        let off = LimitPolicy { per_ip: 0, ..p };
-        assert!((0..10).all(|_| l.take(&off, a, t0)));
+        let cond = |r: Result<Signup, Refusal>| r.map_err(|e| e.cond).err();
+        for name in ["anon-0123456789abcdef", "ANON-x", "anon-"] {
+            assert_eq!(
+                cond(signup(f(name, "pw"))),
+                Some(ErrorCondition::Conflict),
+                "{name}"
+            );
+        }
+        assert_eq!(cond(signup(f("anonymous", "pw"))), None);
+        for blank in [" ", "\t\n", "   "] {
+            assert_eq!(
+                cond(signup(f("bill", blank))),
+                Some(ErrorCondition::NotAcceptable)
+            );
+            assert_eq!(
+                password_change("bill", true, f("bill", blank)).map_err(|e| e.cond),
+                Err(ErrorCondition::NotAcceptable)
+            );
+        }
+        // a password with spaces around real characters is fine
+        assert_eq!(cond(signup(f("bill", " pw "))), None);
+    }
+
+    #[test]
+    fn a_signup_is_for_the_streams_own_domain() {
+        assert!(signup_addressed(None, "example.org").is_ok());
+        assert!(signup_addressed(Some("example.org"), "example.org").is_ok());
+        for other in [
+            "other.example",
+            "irc.example.org",
+            "bill@example.org",
+            "example.org/res",
+            "@@",
+        ] {
+            assert_eq!(
+                signup_addressed(Some(other), "example.org").map_err(|r| r.cond),
+                Err(ErrorCondition::ServiceUnavailable),
+                "{other}"
+            );
+        }
+    }
+
+    #[test]
+    fn removal_routes_cancel_every_subscription_and_change_nothing() {
+        use crate::im::roster::{Item, Sub};
+        let mut s = State::new(BareJid::new("alice@a.test").expect("jid"));
+        s.exists = Some(true);
+        let mut both = Item::new("bob@b.test");
+        both.sub = Sub::Both;
+        s.roster.insert(both.jid.clone(), both);
+        s.pending
+            .insert("carol@c.test".into(), "<presence type='subscribe'/>".into());
+        let before = (s.roster.len(), s.pending.len(), s.ver);
+        let routes = removal_routes(&s);
+        let summary: Vec<_> = routes
+            .iter()
+            .map(|e| {
+                format!(
+                    "{} {}",
+                    e.attr("to").unwrap_or(""),
+                    e.attr("type").unwrap_or("available")
+                )
+            })
+            .collect();
+        assert!(
+            summary.contains(&"bob@b.test unsubscribe".to_string()),
+            "{summary:?}"
+        );
+        assert!(
+            summary.contains(&"bob@b.test unsubscribed".to_string()),
+            "{summary:?}"
+        );
+        assert!(
+            summary.contains(&"carol@c.test unsubscribed".to_string()),
+            "{summary:?}"
+        );
+        assert!(routes.iter().all(|e| {
+            e.attr("from") == Some("alice@a.test")
+                || e.attr("from")
+                    .is_some_and(|f| f.starts_with("alice@a.test/"))
+        }));
+        assert_eq!(
+            (s.roster.len(), s.pending.len(), s.ver),
+            before,
+            "unchanged"
+        );
     }
 }
