@@ -350,15 +350,7 @@ impl Session {
     }
 
     fn client_iq(&mut self, el: Element, to: Option<Jid>) {
-        let ty = el.attr("type");
-        let valid = el.attr("id").is_some()
-            && match ty {
-                Some("get") | Some("set") => crate::features::single_payload(&el).is_some(),
-                Some("result") => el.children().count() <= 1,
-                Some("error") => true,
-                _ => false,
-            };
-        if !valid {
+        if !stanza::iq_is_valid(&el) {
             let r = stanza::error_reply(&el, ErrorCondition::BadRequest, Some("malformed iq"));
             return self.reply(r);
         }
