@@ -363,8 +363,8 @@ impl Session {
             return self.route(Jid::from(self.jid.clone()), to, el);
         }
         let settings = self.ctx.settings.get();
-        let components = self.ctx.components.get();
-        let env = Env::new(&settings, self.jid.domain().as_str()).with_components(&components);
+        let env =
+            Env::new(&settings, self.jid.domain().as_str()).with_components(&self.ctx.components);
         let mut reply = if to_domain {
             match features::lookup(&env, Entity::Server, Who::Owner, &el) {
                 // what the account actor does for its own users (XEP-0077 password

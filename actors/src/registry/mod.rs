@@ -169,8 +169,8 @@ impl Registry {
             Signal::Info(i) => {
                 let Some(ctx) = self.ctx.as_ref() else { return };
                 let settings = ctx.settings.get();
-                let components = ctx.components.get();
-                let env = Env::new(&settings, i.to.domain().as_str()).with_components(&components);
+                let env =
+                    Env::new(&settings, i.to.domain().as_str()).with_components(&ctx.components);
                 if let Some(reply) = features::serve(&env, Entity::Server, Who::Anyone, &i.stanza)
                     && let Some(r) = Signal::new(i.to.clone(), i.from.clone(), reply)
                 {
