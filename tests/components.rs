@@ -633,3 +633,85 @@ async fn disco_items_list_the_attached_components() {
         "{r}"
     );
 }
+
+/// GET `path` from the daemon's HTTP side; the body.
+async fn http_get(d: &Daemon, path: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let f = d.dir.path().join("data").join("admin.addr");
+    let addr: std::net::SocketAddr = std::fs::read_to_string(&f)
+        .expect("admin.addr")
+        .trim()
+        .parse()
+        .expect("HTTP address");
+    let mut s = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    s.write_all(
+        format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").as_bytes(),
+    )
+    .await
+    .expect("write");
+    let mut buf = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut buf))
+        .await
+        .expect("read timeout")
+        .expect("read");
+    let text = String::from_utf8_lossy(&buf).into_owned();
+    text.split_once("\r\n\r\n")
+        .map_or(text.clone(), |(_, b)| b.to_string())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_component_shows_on_the_monitor_and_in_the_metrics() {
+    let d = daemon();
+    let mut c = attach(&d, "irc.localhost", "s3cret-irc").await;
+    let (mut a, _) = alice(&d).await;
+    a.send("<message to='x@irc.localhost' id='mon'><body>1</body></message>")
+        .await;
+    assert!(c.next_stanza().await.contains("id='mon'"));
+    let v: serde_json::Value =
+        serde_json::from_str(&http_get(&d, "/monitor.json").await).expect("JSON");
+    let rows = v["connections"].as_array().cloned().expect("rows");
+    let row = rows
+        .iter()
+        .find(|r| r["identity"] == "irc.localhost")
+        .unwrap_or_else(|| panic!("no component row: {rows:?}"));
+    assert_eq!(row["kind"], "component", "{row}");
+    assert!(row["stanzas_out"].as_u64() >= Some(1), "{row}");
+    let metrics = http_get(&d, "/metrics").await;
+    assert!(
+        metrics.contains("xmppd_actors{kind=\"component\"} 1"),
+        "{metrics}"
+    );
+    drop(c);
+    d.wait_log("component detached", 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_iqs_are_refused_and_errors_never_answered() {
+    let d = daemon();
+    let mut c = attach(&d, "irc.localhost", "s3cret-irc").await;
+    let (mut a, _) = alice(&d).await;
+    // an iq get without a payload, one without id: bad-request from the server
+    c.send("<iq from='irc.localhost' to='alice@localhost/r' type='get' id='b1'/>")
+        .await;
+    let r = c.next_stanza().await;
+    assert!(has_error(&r, "bad-request"), "{r}");
+    assert!(
+        r.contains("from='localhost'") && r.contains("to='irc.localhost'"),
+        "{r}"
+    );
+    c.send("<iq from='irc.localhost' to='alice@localhost/r' type='set'><query xmlns='jabber:iq:version'/></iq>")
+        .await;
+    let r = c.next_stanza().await;
+    assert!(has_error(&r, "bad-request"), "{r}");
+    // an error and an iq result to a malformed address: dropped, never answered
+    c.send("<message from='u@irc.localhost' to='a@@b' type='error' id='e1'/>")
+        .await;
+    c.send("<iq from='u@irc.localhost' to='a@@b' type='result' id='e2'/>")
+        .await;
+    c.expect_silence(Duration::from_millis(300)).await;
+    // nothing reached alice, and the component still serves
+    a.expect_silence(Duration::from_millis(100)).await;
+    a.send("<message to='x@irc.localhost' id='ok'><body>1</body></message>")
+        .await;
+    assert!(c.next_stanza().await.contains("id='ok'"));
+}
