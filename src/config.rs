@@ -10,6 +10,10 @@ use xmppd_proto::config::{Settings, StorageBackend};
 /// The default configuration, as shipped in `config/xmppd.toml`.
 pub const DEFAULT: &str = include_str!("../config/xmppd.toml");
 
+/// The shortest shared secret a trusted component may have (characters): the handshake
+/// is a bare SHA-1 anyone on the path of a clear-text stream can test guesses against.
+pub const MIN_COMPONENT_SECRET: usize = 8;
+
 /// One problem found in a configuration file.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Problem {
@@ -225,10 +229,10 @@ fn semantic_checks(
                 format!("component '{}' is configured twice", c.name),
             );
         }
-        if c.secret.is_empty() {
+        if c.secret.chars().count() < MIN_COMPONENT_SECRET {
             push(
                 &["components", &idx, "secret"],
-                "a component needs a secret".into(),
+                format!("a component's secret needs at least {MIN_COMPONENT_SECRET} characters"),
             );
         }
     }
@@ -376,20 +380,25 @@ mod tests {
     #[test]
     fn components_are_checked() {
         let text = "[[domain]]\nname = \"example.org\"\n\
-            [[components]]\nname = \"irc.example.org\"\nsecret = \"s\"\ndescription = \"IRC\"\n\
-            [[components]]\nname = \"Example.org\"\nsecret = \"s\"\n\
+            [[components]]\nname = \"irc.example.org\"\nsecret = \"s3cret-s3cret\"\ndescription = \"IRC\"\n\
+            [[components]]\nname = \"Example.org\"\nsecret = \"s3cret-s3cret\"\n\
             [[components]]\nname = \"IRC.example.org\"\nsecret = \"\"\n\
-            [[components]]\nname = \"a@b\"\nsecret = \"s\"\n";
+            [[components]]\nname = \"a@b\"\nsecret = \"s3cret-s3cret\"\n\
+            [[components]]\nname = \"gw.example.org\"\nsecret = \"1234567\"\n";
         let (s, problems) = check_text(text, Path::new(""));
         let lines: Vec<usize> = problems.iter().map(|p| p.line).collect();
-        // hosted, twice, no secret, not a domain
-        assert_eq!(lines, vec![8, 11, 12, 14], "{problems:?}");
+        // hosted, twice, no secret, not a domain, a secret under 8 characters
+        assert_eq!(lines, vec![8, 11, 12, 14, 18], "{problems:?}");
+        assert!(
+            problems[4].to_string().contains("at least 8"),
+            "{problems:?}"
+        );
         let s = s.expect("read");
         let irc = s.component("irc.EXAMPLE.org").expect("found");
-        assert_eq!((irc.secret.as_str(), irc.replace), ("s", false));
+        assert_eq!((irc.secret.as_str(), irc.replace), ("s3cret-s3cret", false));
         assert_eq!(irc.description, "IRC");
         // and the secret never shows in debug output
-        assert!(!format!("{irc:?}").contains("\"s\""));
+        assert!(!format!("{irc:?}").contains("s3cret"));
     }
 
     #[test]

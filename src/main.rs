@@ -410,8 +410,12 @@ fn run(
                             apply_overrides(&mut new, config_path.as_deref(), domain.as_deref(), data_dir.as_deref());
                             let (applied, restart) = reload::changes(&server.ctx.settings.get(), &new);
                             ctl.set(new.log_level, new.log_tags.clone());
-                            server.ctx.registry.set_domains.do_send(SetDomains(new.domains.iter().map(|d| d.name.clone()).collect()));
+                            // settings first: a component reads them before it sends, and
+                            // stops if the reload no longer allows it; the registry then
+                            // dismisses it and detaches what the reload removed
+                            let domains = SetDomains::from_settings(&new);
                             server.ctx.settings.set(new);
+                            server.ctx.registry.set_domains.do_send(domains);
                             slog::info!(log, "configuration reloaded"; "applied" => applied.join("; "), "needs_restart" => restart.join(", "));
                             Ok((applied, restart))
                         }

@@ -9,7 +9,7 @@ use common::*;
 use sha1::{Digest, Sha1};
 use std::time::Duration;
 
-const COMPONENTS: &str = "[[components]]\nname = \"irc.localhost\"\nsecret = \"s3cret\"\n\
+const COMPONENTS: &str = "[[components]]\nname = \"irc.localhost\"\nsecret = \"s3cret-irc\"\n\
     description = \"IRC gateway\"\n\n\
     [[components]]\nname = \"gw.localhost\"\nsecret = \"gw-secret\"\nreplace = true\n";
 
@@ -94,8 +94,11 @@ async fn handshake_unknown_name_wrong_secret_and_nothing_before_it() {
     // the right secret for another stream id (a replayed handshake): not-authorized
     let mut c = Raw::connect(d.starttls, "irc.localhost").await;
     open(&mut c, "irc.localhost").await;
-    c.send(&format!("<handshake>{}</handshake>", digest(&id, "s3cret")))
-        .await;
+    c.send(&format!(
+        "<handshake>{}</handshake>",
+        digest(&id, "s3cret-irc")
+    ))
+    .await;
     let rest = c.read_to_close().await;
     assert!(rest.contains("<not-authorized "), "{rest}");
     // a stanza before the handshake: not-authorized, nothing routed
@@ -112,7 +115,7 @@ async fn handshake_unknown_name_wrong_secret_and_nothing_before_it() {
     assert!(has_error(&r, "service-unavailable"), "{r}");
     assert!(!r.contains("early"), "{r}");
     // the right one works
-    let mut c = attach(&d, "irc.localhost", "s3cret").await;
+    let mut c = attach(&d, "irc.localhost", "s3cret-irc").await;
     a.send("<message to='someone@irc.localhost' id='m2'><body>hi</body></message>")
         .await;
     let m = c.next_stanza().await;
@@ -125,7 +128,7 @@ async fn a_component_over_direct_tls() {
     let d = daemon();
     // the component checks the server's certificate (for its domain, localhost)
     let c = Raw::connect_tls(d.direct_tls, "localhost").await;
-    let mut c = handshake(c, "irc.localhost", "s3cret").await;
+    let mut c = handshake(c, "irc.localhost", "s3cret-irc").await;
     let (mut a, _) = alice(&d).await;
     a.send("<message to='x@irc.localhost' id='t1'><body>over tls</body></message>")
         .await;
@@ -133,28 +136,61 @@ async fn a_component_over_direct_tls() {
     assert!(m.contains("id='t1'") && m.contains("over tls"), "{m}");
 }
 
+/// A handshake with `secret` on a new connection; what the server sent until it closed
+/// (or `<handshake/>` when accepted: then the connection is dropped).
+async fn try_handshake(d: &Daemon, name: &str, secret: &str) -> String {
+    let mut c = Raw::connect(d.starttls, name).await;
+    let id = stream_id(&open(&mut c, name).await);
+    c.send(&format!("<handshake>{}</handshake>", digest(&id, secret)))
+        .await;
+    let first = c.next_stanza().await;
+    if first == "<handshake/>" {
+        return first;
+    }
+    first + &c.read_to_close().await
+}
+
+/// A client login with a wrong password from loopback.
+async fn wrong_login(d: &Daemon) -> String {
+    let mut c = Raw::connect(d.starttls, "localhost").await;
+    c.starttls().await;
+    c.auth_plain("alice", "wrong").await
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn wrong_secrets_are_throttled_per_address() {
+async fn wrong_secrets_are_throttled_per_component_apart_from_clients() {
     let d = Daemon::with(Options {
-        extra: format!("{COMPONENTS}\n[limits]\nauth_failures_per_ip = 2\n"),
+        extra: format!(
+            "{COMPONENTS}\n[limits]\nauth_failures_per_ip = 2\nauth_failures_per_account = 2\n"
+        ),
         ..Options::default()
     });
     for _ in 0..2 {
-        let mut c = Raw::connect(d.starttls, "irc.localhost").await;
-        let id = stream_id(&open(&mut c, "irc.localhost").await);
-        c.send(&format!("<handshake>{}</handshake>", digest(&id, "guess")))
-            .await;
-        let rest = c.read_to_close().await;
+        let rest = try_handshake(&d, "irc.localhost", "guess-guess").await;
         assert!(rest.contains("<not-authorized "), "{rest}");
     }
-    // now even the right secret is refused from this address for the window
-    let mut c = Raw::connect(d.starttls, "irc.localhost").await;
-    let id = stream_id(&open(&mut c, "irc.localhost").await);
-    c.send(&format!("<handshake>{}</handshake>", digest(&id, "s3cret")))
-        .await;
-    let rest = c.read_to_close().await;
+    // now even the right secret is refused for this component for the window
+    let rest = try_handshake(&d, "irc.localhost", "s3cret-irc").await;
     assert!(rest.contains("<policy-violation "), "{rest}");
     assert!(!rest.contains("<handshake/>"), "{rest}");
+    // but not for another component, nor for clients on the same (loopback) address
+    assert_eq!(
+        try_handshake(&d, "gw.localhost", "gw-secret").await,
+        "<handshake/>"
+    );
+    let (_a, _) = alice(&d).await;
+    // and the other way round: clients failing from loopback lock out their address,
+    // not the components beside the server
+    for _ in 0..2 {
+        let r = wrong_login(&d).await;
+        assert!(r.contains("<not-authorized/>"), "{r}");
+    }
+    let r = wrong_login(&d).await;
+    assert!(r.contains("<temporary-auth-failure/>"), "{r}");
+    assert_eq!(
+        try_handshake(&d, "gw.localhost", "gw-secret").await,
+        "<handshake/>"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -164,7 +200,7 @@ async fn components_and_secrets_change_on_reload() {
     open(&mut c, "irc.localhost").await;
     let rest = c.read_to_close().await;
     assert!(rest.contains("<host-unknown "), "{rest}");
-    // check-config refuses a component named like a hosted domain
+    // check-config refuses a component named like a hosted domain, and a short secret
     let cfg = std::fs::read_to_string(&d.config).expect("read");
     std::fs::write(
         &d.config,
@@ -176,38 +212,75 @@ async fn components_and_secrets_change_on_reload() {
     let err =
         String::from_utf8_lossy(&out.stderr).into_owned() + &String::from_utf8_lossy(&out.stdout);
     assert!(err.contains("is a hosted domain"), "{err}");
+    assert!(err.contains("at least 8 characters"), "{err}");
     // added while running: new connections see it after the reload
     std::fs::write(&d.config, format!("{cfg}\n{COMPONENTS}")).expect("write");
     d.signal(libc::SIGHUP);
     d.wait_log("configuration reloaded", 1);
-    let mut c = attach(&d, "irc.localhost", "s3cret").await;
-    // a new secret: the connected component stays, new connections need the new one
+    let mut c = attach(&d, "irc.localhost", "s3cret-irc").await;
+    let (mut a, _) = alice(&d).await;
+    a.send("<message to='x@irc.localhost' id='before'><body>1</body></message>")
+        .await;
+    assert!(c.next_stanza().await.contains("id='before'"));
+    // a new secret: the connected component, which proved the old one, is closed;
+    // new connections need the new one
     std::fs::write(
         &d.config,
-        format!("{cfg}\n{}", COMPONENTS.replace("s3cret", "n3w")),
+        format!("{cfg}\n{}", COMPONENTS.replace("s3cret-irc", "n3w-s3cret")),
     )
     .expect("write");
     d.signal(libc::SIGHUP);
     d.wait_log("configuration reloaded", 2);
+    let rest = c.read_to_close().await;
+    assert!(rest.contains("<not-authorized "), "{rest}");
+    d.wait_log("component dismissed by a reload", 1);
+    a.send("<message to='x@irc.localhost' id='between'><body>2</body></message>")
+        .await;
+    let r = a.wait_for("id='between'").await;
+    assert!(has_error(&r, "service-unavailable"), "{r}");
+    let rest = try_handshake(&d, "irc.localhost", "s3cret-irc").await;
+    assert!(rest.contains("<not-authorized "), "{rest}");
+    let mut c = attach(&d, "irc.localhost", "n3w-s3cret").await;
+    a.send("<message to='x@irc.localhost' id='after'><body>3</body></message>")
+        .await;
+    assert!(c.next_stanza().await.contains("id='after'"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_that_removes_a_component_or_hosts_its_domain_closes_it() {
+    let d = daemon();
+    let cfg = std::fs::read_to_string(&d.config).expect("read");
+    assert!(cfg.contains(COMPONENTS));
+    let mut irc = attach(&d, "irc.localhost", "s3cret-irc").await;
+    let mut gw = attach(&d, "gw.localhost", "gw-secret").await;
     let (mut a, _) = alice(&d).await;
-    a.send("<message to='x@irc.localhost' id='still'><body>1</body></message>")
+    // irc.localhost's entry goes; gw.localhost becomes a hosted domain
+    std::fs::write(
+        &d.config,
+        cfg.replace(COMPONENTS, "[[domain]]\nname = \"gw.localhost\"\n"),
+    )
+    .expect("write");
+    d.signal(libc::SIGHUP);
+    d.wait_log("configuration reloaded", 1);
+    for c in [&mut irc, &mut gw] {
+        let rest = c.read_to_close().await;
+        assert!(rest.contains("<host-gone "), "{rest}");
+    }
+    d.wait_log("component dismissed by a reload", 2);
+    // neither is served by the old connections any more: irc.localhost is an unknown
+    // remote domain, gw.localhost is hosted (and has no user x)
+    a.send("<message to='x@irc.localhost' id='r1'><body>1</body></message>")
         .await;
-    assert!(c.next_stanza().await.contains("id='still'"));
-    c.send("</stream:stream>").await;
-    c.read_to_close().await;
-    d.wait_log("component detached", 1);
-    let mut old = Raw::connect(d.starttls, "irc.localhost").await;
-    let id = stream_id(&open(&mut old, "irc.localhost").await);
-    old.send(&format!("<handshake>{}</handshake>", digest(&id, "s3cret")))
-        .await;
-    assert!(old.read_to_close().await.contains("<not-authorized "));
-    let _new = attach(&d, "irc.localhost", "n3w").await;
+    let r = a.wait_for("id='r1'").await;
+    assert!(has_error(&r, "remote-server-not-found"), "{r}");
+    let rest = try_handshake(&d, "gw.localhost", "gw-secret").await;
+    assert!(rest.contains("<host-unknown "), "{rest}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn messages_iq_and_presence_both_ways() {
     let d = daemon();
-    let mut c = attach(&d, "irc.localhost", "s3cret").await;
+    let mut c = attach(&d, "irc.localhost", "s3cret-irc").await;
     let (mut a, jid) = alice(&d).await;
 
     // user → component: written without a namespace declaration (the component's own)
@@ -367,7 +440,7 @@ async fn detached_component_gives_service_unavailable_and_reattaches_at_once() {
     assert!(has_error(&r, "remote-server-not-found"), "{r}");
 
     for round in 0..3 {
-        let mut c = attach(&d, "irc.localhost", "s3cret").await;
+        let mut c = attach(&d, "irc.localhost", "s3cret-irc").await;
         let id = format!("r{round}");
         a.send(&format!(
             "<message to='x@irc.localhost' id='{id}'><body>round</body></message>"
@@ -401,11 +474,14 @@ async fn a_second_connection_is_refused_or_replaces_the_first() {
     let d = daemon();
     let (mut a, _) = alice(&d).await;
     // replace = false (the default): the second gets conflict, the first keeps serving
-    let mut first = attach(&d, "irc.localhost", "s3cret").await;
+    let mut first = attach(&d, "irc.localhost", "s3cret-irc").await;
     let mut second = Raw::connect(d.starttls, "irc.localhost").await;
     let id = stream_id(&open(&mut second, "irc.localhost").await);
     second
-        .send(&format!("<handshake>{}</handshake>", digest(&id, "s3cret")))
+        .send(&format!(
+            "<handshake>{}</handshake>",
+            digest(&id, "s3cret-irc")
+        ))
         .await;
     let rest = second.read_to_close().await;
     assert!(rest.contains("<conflict "), "{rest}");
@@ -432,6 +508,46 @@ async fn a_second_connection_is_refused_or_replaces_the_first() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn messages_in_flight_across_a_replace_reach_the_new_connection() {
+    let d = daemon();
+    let (mut a, _) = alice(&d).await;
+    let old = attach(&d, "gw.localhost", "gw-secret").await;
+    // a stream of messages, and a new connection taking over in the middle of it
+    let n = 400;
+    let sender = tokio::spawn(async move {
+        for i in 0..n {
+            a.send(&format!(
+                "<message to='x@gw.localhost' id='m{i}'><body>{i}</body></message>"
+            ))
+            .await;
+            if i % 50 == 0 {
+                tokio::task::yield_now().await;
+            }
+        }
+        a
+    });
+    let mut new = attach(&d, "gw.localhost", "gw-secret").await;
+    let mut a = sender.await.expect("sender");
+    let mut old = old;
+    let before = old.read_to_close().await;
+    assert!(before.contains("<conflict "), "{before}");
+    // every message reached one of the two connections, and none came back to alice
+    let last = format!("id='m{}'", n - 1);
+    let mut after = String::new();
+    if !before.contains(&last) {
+        after = new.read_until(&last).await;
+    }
+    for i in 0..n {
+        let id = format!("id='m{i}'");
+        assert!(
+            before.contains(&id) || after.contains(&id),
+            "m{i} lost across the replace"
+        );
+    }
+    a.expect_silence(Duration::from_millis(300)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_component_that_does_not_read_is_dropped_and_senders_are_told() {
     let d = Daemon::with(Options {
         extra: format!("{COMPONENTS}\n[limits]\nread_rate = 0\nwrite_buffer = 262144\n"),
@@ -439,7 +555,7 @@ async fn a_component_that_does_not_read_is_dropped_and_senders_are_told() {
     });
     let (mut a, _) = alice(&d).await;
     // attached, then never reads again
-    let _c = attach(&d, "irc.localhost", "s3cret").await;
+    let _c = attach(&d, "irc.localhost", "s3cret-irc").await;
     // small messages, and alice reads often: the bounces carry the body back, and alice
     // too is dropped if she leaves more than the write buffer unread
     let body = "x".repeat(2 * 1024);
@@ -463,7 +579,7 @@ async fn a_component_that_does_not_read_is_dropped_and_senders_are_told() {
     d.wait_log("component not reading", 1);
     d.wait_log("component detached", 1);
     // the component's domain is free again
-    let mut c = attach(&d, "irc.localhost", "s3cret").await;
+    let mut c = attach(&d, "irc.localhost", "s3cret-irc").await;
     a.send("<message to='x@irc.localhost' id='after'><body>back</body></message>")
         .await;
     let m = c.wait_for("id='after'").await;
@@ -480,7 +596,7 @@ async fn items(a: &mut Raw, id: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn disco_items_list_the_attached_components() {
-    // two hosted domains: each lists the components
+    // two hosted domains: each lists the components that are its subdomains
     let d = Daemon::with(Options {
         extra: format!("{COMPONENTS}\n[[domain]]\nname = \"other.localhost\"\n"),
         ..Options::default()
@@ -492,19 +608,20 @@ async fn disco_items_list_the_attached_components() {
         r.contains("type='result'") && !r.contains(".localhost'/><item") && !r.contains("irc."),
         "{r}"
     );
-    let mut c = attach(&d, "irc.localhost", "s3cret").await;
+    let mut c = attach(&d, "irc.localhost", "s3cret-irc").await;
     let g = attach(&d, "gw.localhost", "gw-secret").await;
     let r = items(&mut a, "d2").await;
     assert!(
         r.contains("<item jid='gw.localhost'/><item jid='irc.localhost' name='IRC gateway'/>"),
         "{r}"
     );
-    // the other hosted domain, asked through the registry
+    // the other hosted domain, asked through the registry: the components are no
+    // subdomains of it, so it lists none
     a.send("<iq to='other.localhost' type='get' id='o1'><query xmlns='http://jabber.org/protocol/disco#items'/></iq>")
         .await;
     let r = a.wait_for("id='o1'").await;
     assert!(
-        r.contains("<item jid='gw.localhost'/><item jid='irc.localhost' name='IRC gateway'/>"),
+        r.contains("type='result'") && !r.contains("irc.localhost") && !r.contains("gw.localhost"),
         "{r}"
     );
     // the same answer for anyone asking, through the registry: the component itself
@@ -522,4 +639,86 @@ async fn disco_items_list_the_attached_components() {
         r.contains("jid='irc.localhost'") && !r.contains("jid='gw.localhost'"),
         "{r}"
     );
+}
+
+/// GET `path` from the daemon's HTTP side; the body.
+async fn http_get(d: &Daemon, path: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let f = d.dir.path().join("data").join("admin.addr");
+    let addr: std::net::SocketAddr = std::fs::read_to_string(&f)
+        .expect("admin.addr")
+        .trim()
+        .parse()
+        .expect("HTTP address");
+    let mut s = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    s.write_all(
+        format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").as_bytes(),
+    )
+    .await
+    .expect("write");
+    let mut buf = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut buf))
+        .await
+        .expect("read timeout")
+        .expect("read");
+    let text = String::from_utf8_lossy(&buf).into_owned();
+    text.split_once("\r\n\r\n")
+        .map_or(text.clone(), |(_, b)| b.to_string())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_component_shows_on_the_monitor_and_in_the_metrics() {
+    let d = daemon();
+    let mut c = attach(&d, "irc.localhost", "s3cret-irc").await;
+    let (mut a, _) = alice(&d).await;
+    a.send("<message to='x@irc.localhost' id='mon'><body>1</body></message>")
+        .await;
+    assert!(c.next_stanza().await.contains("id='mon'"));
+    let v: serde_json::Value =
+        serde_json::from_str(&http_get(&d, "/monitor.json").await).expect("JSON");
+    let rows = v["connections"].as_array().cloned().expect("rows");
+    let row = rows
+        .iter()
+        .find(|r| r["identity"] == "irc.localhost")
+        .unwrap_or_else(|| panic!("no component row: {rows:?}"));
+    assert_eq!(row["kind"], "component", "{row}");
+    assert!(row["stanzas_out"].as_u64() >= Some(1), "{row}");
+    let metrics = http_get(&d, "/metrics").await;
+    assert!(
+        metrics.contains("xmppd_actors{kind=\"component\"} 1"),
+        "{metrics}"
+    );
+    drop(c);
+    d.wait_log("component detached", 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_iqs_are_refused_and_errors_never_answered() {
+    let d = daemon();
+    let mut c = attach(&d, "irc.localhost", "s3cret-irc").await;
+    let (mut a, _) = alice(&d).await;
+    // an iq get without a payload, one without id: bad-request from the server
+    c.send("<iq from='irc.localhost' to='alice@localhost/r' type='get' id='b1'/>")
+        .await;
+    let r = c.next_stanza().await;
+    assert!(has_error(&r, "bad-request"), "{r}");
+    assert!(
+        r.contains("from='localhost'") && r.contains("to='irc.localhost'"),
+        "{r}"
+    );
+    c.send("<iq from='irc.localhost' to='alice@localhost/r' type='set'><query xmlns='jabber:iq:version'/></iq>")
+        .await;
+    let r = c.next_stanza().await;
+    assert!(has_error(&r, "bad-request"), "{r}");
+    // an error and an iq result to a malformed address: dropped, never answered
+    c.send("<message from='u@irc.localhost' to='a@@b' type='error' id='e1'/>")
+        .await;
+    c.send("<iq from='u@irc.localhost' to='a@@b' type='result' id='e2'/>")
+        .await;
+    c.expect_silence(Duration::from_millis(300)).await;
+    // nothing reached alice, and the component still serves
+    a.expect_silence(Duration::from_millis(100)).await;
+    a.send("<message to='x@irc.localhost' id='ok'><body>1</body></message>")
+        .await;
+    assert!(c.next_stanza().await.contains("id='ok'"));
 }

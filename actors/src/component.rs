@@ -6,13 +6,16 @@
 //! handed to the registry as signals, like any other peer's.
 
 use crate::context::Ctx;
+use crate::metrics::{ActorGuard, ActorKind};
+use crate::monitor::ConnInfo;
 use crate::net::io::{FromIo, Inbound, Outbox, WriteError};
 use crate::signals::Signal;
-use crate::signals::to_registry::{DetachService, Replaced};
+use crate::signals::to_registry::{DetachService, Dismiss, Dismissal};
 use actix::prelude::*;
 use minidom::Element;
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use xmppd_proto::component::{Verdict, inbound};
+use xmppd_proto::component::{Verdict, inbound, still_configured};
 use xmppd_proto::ns;
 use xmppd_proto::stanza::ErrorCondition;
 use xmppd_proto::stream::error::{Condition, StreamError};
@@ -24,27 +27,49 @@ pub const MAILBOX: usize = 1024;
 
 pub struct Component {
     domain: String,
+    /// The secret the component proved (a reload that changes it ends the stream).
+    secret: String,
     ctx: Ctx,
+    /// Its row in the connection monitor.
+    conn: Arc<ConnInfo>,
     out: Outbox,
     log: slog::Logger,
     /// The connection is gone: what still arrives goes back to its senders.
     closing: bool,
     /// Our side of the stream is closed (nothing more is written).
     stream_ended: bool,
+    /// The registry detached us ([`Dismiss`]): what still arrives goes back to it, to
+    /// be routed to whoever serves the domain now.
+    dismissed: bool,
     /// Signals for the registry while its mailbox was full, in order.
     held: Vec<Signal>,
+    _counted: ActorGuard,
+}
+
+/// What a `Component` actor is started with.
+pub struct Attached {
+    pub domain: String,
+    pub secret: String,
+    pub ctx: Ctx,
+    pub out: Outbox,
+    pub conn: Arc<ConnInfo>,
+    pub log: slog::Logger,
 }
 
 impl Component {
-    pub fn new(domain: String, ctx: Ctx, out: Outbox, log: slog::Logger) -> Self {
+    pub fn new(a: Attached) -> Self {
         Component {
-            domain,
-            ctx,
-            out,
-            log,
+            domain: a.domain,
+            secret: a.secret,
+            ctx: a.ctx,
+            conn: a.conn,
+            out: a.out,
+            log: a.log,
             closing: false,
             stream_ended: false,
+            dismissed: false,
             held: Vec::new(),
+            _counted: ActorGuard::new(ActorKind::Component),
         }
     }
 
@@ -74,6 +99,7 @@ impl Component {
         match r {
             Ok(()) => {
                 self.ctx.stats.stanzas_out.fetch_add(1, Ordering::Relaxed);
+                self.conn.note_stanza_out();
             }
             Err(WriteError::Overflow) => {
                 slog::warn!(self.log, # "XMPPI", "component not reading: write buffer full, disconnecting");
@@ -85,6 +111,11 @@ impl Component {
 
     /// A signal for the component's domain.
     fn deliver(&mut self, sig: Signal) {
+        if self.dismissed {
+            // the registry no longer sends here: it routes this to the domain's new
+            // server (a replacing connection, the hosted domain) or returns it
+            return self.ctx.registry.route(sig);
+        }
         if self.closing {
             return self.bounce(sig, ErrorCondition::ServiceUnavailable);
         }
@@ -110,7 +141,14 @@ impl Component {
             slog::debug!(self.log, # "XMPPI", "component sent a stream error"; "error" => writer::to_string(&el));
             return self.close_stream();
         }
-        match inbound(el, &self.domain) {
+        // a reload may have made the domain hosted, removed the component or changed
+        // its secret: then it must not send as that domain any more
+        let settings = self.ctx.settings.get();
+        if let Err(e) = still_configured(&settings, &self.domain, &self.secret) {
+            return self.stream_error(e);
+        }
+        let server = settings.domains.first().map_or("", |d| d.name.as_str());
+        match inbound(el, &self.domain, server) {
             Verdict::Route { from, to, stanza } => {
                 if let Some(sig) = Signal::new(from, to, stanza) {
                     self.route(sig);
@@ -118,6 +156,9 @@ impl Component {
             }
             Verdict::Reply(r) => {
                 let _ = self.write(&r);
+            }
+            Verdict::Drop(why) => {
+                slog::debug!(self.log, # "XMPPI", "stanza from the component dropped"; "why" => why);
             }
             Verdict::Fail(e) => self.stream_error(e),
         }
@@ -199,13 +240,23 @@ impl Handler<Signal> for Component {
     }
 }
 
-impl Handler<Replaced> for Component {
+impl Handler<Dismiss> for Component {
     type Result = ();
-    fn handle(&mut self, _: Replaced, _: &mut Context<Self>) {
-        self.stream_error(StreamError::with_text(
-            Condition::Conflict,
-            "replaced by a new connection",
-        ));
+    fn handle(&mut self, d: Dismiss, _: &mut Context<Self>) {
+        self.dismissed = true;
+        let err = match d.0 {
+            Dismissal::Replaced => {
+                StreamError::with_text(Condition::Conflict, "replaced by a new connection")
+            }
+            Dismissal::HostGone => StreamError::with_text(
+                Condition::HostGone,
+                "the component is no longer configured here",
+            ),
+            Dismissal::SecretChanged => {
+                StreamError::with_text(Condition::NotAuthorized, "the component's secret changed")
+            }
+        };
+        self.stream_error(err);
     }
 }
 

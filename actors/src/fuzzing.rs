@@ -174,11 +174,11 @@ pub fn stanza(data: &[u8]) {
         }
         // what a component sends (XEP-0114), as the component of `localhost`
         let _ = component::handshake_ok("0123456789abcdef", "secret", &el.text());
-        match component::inbound(el.clone(), "localhost") {
+        match component::inbound(el.clone(), "gw.localhost", "localhost") {
             component::Verdict::Route { from, stanza, .. } => {
                 round_trips(&stanza);
                 assert!(stanza.has_ns(ns::CLIENT), "routed outside jabber:client");
-                assert!(from.domain().as_str().eq_ignore_ascii_case("localhost"));
+                assert!(from.domain().as_str().eq_ignore_ascii_case("gw.localhost"));
                 // and back out to a component: it reads the same element in its namespace
                 let out = xmppd_proto::xml::writer::to_bytes_in(&stanza, ns::CLIENT);
                 let wrapped = format!(
@@ -195,8 +195,13 @@ pub fn stanza(data: &[u8]) {
                     to_bytes(&stanza)
                 );
             }
-            component::Verdict::Reply(r) => round_trips(&r),
-            component::Verdict::Fail(_) => {}
+            component::Verdict::Reply(r) => {
+                round_trips(&r);
+                // never an answer to an error
+                assert_eq!(r.attr("type"), Some("error"));
+                assert_ne!(el.attr("type"), Some("error"), "an error answered");
+            }
+            component::Verdict::Drop(_) | component::Verdict::Fail(_) => {}
         }
         let _ = crate::features::single_payload(&el);
         if let Ok(req) = legacy::parse(&el) {

@@ -19,14 +19,17 @@ pub enum ActorKind {
     Session,
     Account,
     IoTask,
+    /// A trusted component's connection (XEP-0114).
+    Component,
 }
 
 impl ActorKind {
-    pub const ALL: [ActorKind; 4] = [
+    pub const ALL: [ActorKind; 5] = [
         ActorKind::Connection,
         ActorKind::Session,
         ActorKind::Account,
         ActorKind::IoTask,
+        ActorKind::Component,
     ];
 
     pub fn name(self) -> &'static str {
@@ -35,6 +38,7 @@ impl ActorKind {
             ActorKind::Session => "session",
             ActorKind::Account => "account",
             ActorKind::IoTask => "io_task",
+            ActorKind::Component => "component",
         }
     }
 }

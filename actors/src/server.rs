@@ -163,7 +163,7 @@ async fn start_room_services(
             service: Service {
                 kind: ServiceKind::Rooms,
                 signals: service.recipient(),
-                replaced: None,
+                dismiss: None,
             },
         };
         match registry.send(attach).await {

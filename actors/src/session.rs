@@ -365,15 +365,7 @@ impl Session {
     }
 
     fn client_iq(&mut self, el: Element, to: Option<Jid>) {
-        let ty = el.attr("type");
-        let valid = el.attr("id").is_some()
-            && match ty {
-                Some("get") | Some("set") => crate::features::single_payload(&el).is_some(),
-                Some("result") => el.children().count() <= 1,
-                Some("error") => true,
-                _ => false,
-            };
-        if !valid {
+        if !stanza::iq_is_valid(&el) {
             let r = stanza::error_reply(&el, ErrorCondition::BadRequest, Some("malformed iq"));
             return self.reply(r);
         }
@@ -386,8 +378,8 @@ impl Session {
             return self.route(Jid::from(self.jid.clone()), to, el);
         }
         let settings = self.ctx.settings.get();
-        let components = self.ctx.components.get();
-        let env = Env::new(&settings, self.jid.domain().as_str()).with_components(&components);
+        let env =
+            Env::new(&settings, self.jid.domain().as_str()).with_components(&self.ctx.components);
         let mut reply = if to_domain {
             match features::lookup(&env, Entity::Server, Who::Owner, &el) {
                 // what the account actor does for its own users (XEP-0077 password

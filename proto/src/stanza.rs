@@ -148,6 +148,19 @@ pub fn error_reply(el: &Element, cond: ErrorCondition, text: Option<&str>) -> Op
     Some(reply)
 }
 
+/// Whether an iq is well-formed enough to be handled or routed (RFC 6120 §8.2.3): an
+/// `id`, a known `type`, exactly one payload in a get or set, at most one in a result.
+/// Anything else is answered with `bad-request`, whoever sent it (client or component).
+pub fn iq_is_valid(el: &Element) -> bool {
+    el.attr("id").is_some()
+        && match el.attr("type") {
+            Some("get") | Some("set") => el.children().count() == 1,
+            Some("result") => el.children().count() <= 1,
+            Some("error") => true,
+            _ => false,
+        }
+}
+
 /// An iq result for `req` with an optional payload.
 pub fn iq_result(req: &Element, payload: Option<Element>) -> Element {
     let mut reply = Element::bare("iq", ns::CLIENT);
@@ -222,6 +235,27 @@ mod tests {
 
     fn parse(s: &str) -> Element {
         s.parse().expect("valid xml")
+    }
+
+    #[test]
+    fn iq_validity() {
+        let ok = |x: &str| iq_is_valid(&parse(&format!("<iq xmlns='jabber:client' {x}")));
+        assert!(ok("type='get' id='1'><q xmlns='q'/></iq>"));
+        assert!(ok("type='set' id='1'><q xmlns='q'/></iq>"));
+        assert!(ok("type='result' id='1'/>"));
+        assert!(ok("type='result' id='1'><q xmlns='q'/></iq>"));
+        assert!(ok("type='error' id='1'><q xmlns='q'/><error/></iq>"));
+        assert!(!ok("type='get'><q xmlns='q'/></iq>"), "no id");
+        assert!(!ok("id='1'><q xmlns='q'/></iq>"), "no type");
+        assert!(!ok("type='fetch' id='1'><q xmlns='q'/></iq>"), "bad type");
+        assert!(!ok("type='get' id='1'/>"), "no payload");
+        assert!(
+            !ok("type='set' id='1'><q xmlns='q'/><r xmlns='q'/></iq>"),
+            "two"
+        );
+        assert!(!ok(
+            "type='result' id='1'><q xmlns='q'/><r xmlns='q'/></iq>"
+        ));
     }
 
     #[test]

@@ -74,10 +74,17 @@ pub fn items(env: &Env<'_>) -> Vec<DiscoItem> {
     out
 }
 
-/// The trusted components attached now, with the name configured for each.
+/// The trusted components attached now that are subdomains of the domain asked
+/// (`irc.example.org` under `example.org`), with the name configured for each. Read
+/// only here, when disco#items is asked.
 fn components(env: &Env<'_>) -> Vec<DiscoItem> {
-    env.components
+    let (Some(live), Some(domain)) = (env.components, env.domain) else {
+        return Vec::new();
+    };
+    let suffix = format!(".{}", domain.name.to_ascii_lowercase());
+    live.get()
         .iter()
+        .filter(|d| d.to_ascii_lowercase().ends_with(&suffix))
         .map(|d| DiscoItem {
             jid: d.clone(),
             name: env

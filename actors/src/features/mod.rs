@@ -178,8 +178,9 @@ pub struct Env<'a> {
     /// Whether the client stream being negotiated runs TLS; `None` outside the
     /// negotiation (sessions, accounts, the registry).
     pub tls: Option<bool>,
-    /// The domains of the trusted components attached now (the server's disco#items).
-    pub components: &'a [String],
+    /// Where the domains of the trusted components attached now are kept (the server's
+    /// disco#items reads it, only when asked).
+    pub components: Option<&'a crate::context::Live<Vec<String>>>,
 }
 
 impl<'a> Env<'a> {
@@ -189,7 +190,7 @@ impl<'a> Env<'a> {
             settings,
             domain: settings.domain(domain),
             tls: None,
-            components: &[],
+            components: None,
         }
     }
 
@@ -201,9 +202,13 @@ impl<'a> Env<'a> {
         }
     }
 
-    /// The same, knowing which components are attached (see [`Env::components`]).
-    pub fn with_components(self, components: &'a [String]) -> Self {
-        Env { components, ..self }
+    /// The same, knowing where to find which components are attached (see
+    /// [`Env::components`]).
+    pub fn with_components(self, components: &'a crate::context::Live<Vec<String>>) -> Self {
+        Env {
+            components: Some(components),
+            ..self
+        }
     }
 }
 

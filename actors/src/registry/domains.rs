@@ -8,7 +8,7 @@
 //! (RFC 7622 §3.2 nameprep leaves ASCII domains case-insensitive).
 
 use crate::signals::Signal;
-use crate::signals::to_registry::Replaced;
+use crate::signals::to_registry::{Dismiss, Dismissal};
 use actix::Recipient;
 use std::collections::{HashMap, HashSet};
 
@@ -26,8 +26,9 @@ pub enum ServiceKind {
 pub struct Service {
     pub kind: ServiceKind,
     pub signals: Recipient<Signal>,
-    /// Told when another actor takes the domain over (components with `replace`).
-    pub replaced: Option<Recipient<Replaced>>,
+    /// Told when the registry detaches it (another connection took the domain over, a
+    /// reload removed it or changed its secret).
+    pub dismiss: Option<Recipient<Dismiss>>,
 }
 
 /// The answer of a lookup.
@@ -46,6 +47,10 @@ pub use crate::signals::to_registry::AttachError;
 pub struct DomainTable {
     local: HashSet<String>,
     services: HashMap<String, Service>,
+    /// The configured trusted components (lower-case domain → secret), connected or
+    /// not: kept here so that a signal for one that is not connected is told apart from
+    /// a remote domain without reading the settings.
+    components: HashMap<String, String>,
 }
 
 impl DomainTable {
@@ -53,6 +58,7 @@ impl DomainTable {
         DomainTable {
             local: local.into_iter().map(|d| d.to_ascii_lowercase()).collect(),
             services: HashMap::new(),
+            components: HashMap::new(),
         }
     }
 
@@ -72,11 +78,64 @@ impl DomainTable {
     }
 
     /// The hosted domains changed (configuration reload); attached services stay, except
-    /// on a domain that is now hosted.
-    pub fn set_local(&mut self, local: impl IntoIterator<Item = String>) {
+    /// on a domain that is now hosted: those are removed and returned, to be told.
+    pub fn set_local(&mut self, local: impl IntoIterator<Item = String>) -> Vec<(String, Service)> {
         self.local = local.into_iter().map(|d| d.to_ascii_lowercase()).collect();
-        let local = &self.local;
-        self.services.retain(|d, _| !local.contains(d));
+        let gone: Vec<String> = self
+            .services
+            .keys()
+            .filter(|d| self.local.contains(*d))
+            .cloned()
+            .collect();
+        gone.into_iter()
+            .filter_map(|d| self.services.remove(&d).map(|s| (d, s)))
+            .collect()
+    }
+
+    /// The configured trusted components (domain, secret) changed (configuration
+    /// reload). Attached components whose entry is gone or whose secret changed are
+    /// removed and returned with the reason, to be told.
+    pub fn set_components(
+        &mut self,
+        components: impl IntoIterator<Item = (String, String)>,
+    ) -> Vec<(String, Service, Dismissal)> {
+        let new: HashMap<String, String> = components
+            .into_iter()
+            .map(|(d, s)| (d.to_ascii_lowercase(), s))
+            .collect();
+        let mut dismissed = Vec::new();
+        let attached: Vec<String> = self
+            .services
+            .iter()
+            .filter(|(_, s)| s.kind == ServiceKind::Component)
+            .map(|(d, _)| d.clone())
+            .collect();
+        for d in attached {
+            let why = match (self.components.get(&d), new.get(&d)) {
+                (_, None) => Dismissal::HostGone,
+                (Some(old), Some(now)) if old != now => Dismissal::SecretChanged,
+                _ => continue,
+            };
+            if let Some(s) = self.services.remove(&d) {
+                dismissed.push((d, s, why));
+            }
+        }
+        self.components = new;
+        dismissed
+    }
+
+    /// Whether `domain` (lower case) is a configured trusted component.
+    pub fn is_component(&self, domain: &str) -> bool {
+        self.components.contains_key(domain)
+            || (domain.bytes().any(|b| b.is_ascii_uppercase())
+                && self.components.contains_key(&domain.to_ascii_lowercase()))
+    }
+
+    /// The configured secret of the component of `domain`.
+    pub fn component_secret(&self, domain: &str) -> Option<&str> {
+        self.components
+            .get(&domain.to_ascii_lowercase())
+            .map(String::as_str)
     }
 
     /// Attach an actor that serves `domain`. A second one for the same domain is refused
@@ -145,7 +204,7 @@ mod tests {
         Service {
             kind,
             signals: Sink.start().recipient(),
-            replaced: None,
+            dismiss: None,
         }
     }
 
@@ -211,8 +270,56 @@ mod tests {
         let mut t = DomainTable::new(["example.org".to_string()]);
         t.attach("gw.example.org", service(ServiceKind::Component))
             .expect("attach");
-        t.set_local(["example.org".to_string(), "gw.example.org".to_string()]);
+        t.attach("irc.example.org", service(ServiceKind::Component))
+            .expect("attach");
+        let gone = t.set_local(["example.org".to_string(), "GW.example.org".to_string()]);
+        // returned, so that it is told (and stops posing as the now hosted domain)
+        assert_eq!(gone.len(), 1);
+        assert_eq!(gone[0].0, "gw.example.org");
         assert!(matches!(t.lookup("gw.example.org"), Domain::Local));
-        assert_eq!(t.services().count(), 0);
+        assert_eq!(t.services().count(), 1);
+    }
+
+    #[actix_rt::test]
+    async fn removed_components_and_changed_secrets_are_dismissed() {
+        let mut t = DomainTable::new(["example.org".to_string()]);
+        let conf = |v: &[(&str, &str)]| -> Vec<(String, String)> {
+            v.iter()
+                .map(|(d, s)| (d.to_string(), s.to_string()))
+                .collect()
+        };
+        assert!(
+            t.set_components(conf(&[
+                ("IRC.example.org", "a"),
+                ("gw.example.org", "b"),
+                ("x.example.org", "c")
+            ]))
+            .is_empty()
+        );
+        assert!(t.is_component("irc.example.org") && t.is_component("IRC.EXAMPLE.org"));
+        assert!(!t.is_component("example.net"));
+        assert_eq!(t.component_secret("Irc.example.org"), Some("a"));
+        for d in ["irc.example.org", "gw.example.org", "x.example.org"] {
+            t.attach(d, service(ServiceKind::Component))
+                .expect("attach");
+        }
+        t.attach("rooms.example.org", service(ServiceKind::Rooms))
+            .expect("attach");
+        // irc removed, gw's secret changed, x unchanged; the room service is no component
+        let mut out = t.set_components(conf(&[("gw.example.org", "B"), ("x.example.org", "c")]));
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        let got: Vec<(&str, Dismissal)> = out.iter().map(|(d, _, w)| (d.as_str(), *w)).collect();
+        assert_eq!(
+            got,
+            [
+                ("gw.example.org", Dismissal::SecretChanged),
+                ("irc.example.org", Dismissal::HostGone)
+            ]
+        );
+        assert!(matches!(t.lookup("gw.example.org"), Domain::Remote));
+        assert!(matches!(t.lookup("irc.example.org"), Domain::Remote));
+        assert!(matches!(t.lookup("x.example.org"), Domain::Service(_)));
+        assert!(matches!(t.lookup("rooms.example.org"), Domain::Service(_)));
+        assert!(!t.is_component("irc.example.org") && t.is_component("gw.example.org"));
     }
 }

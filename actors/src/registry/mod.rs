@@ -12,7 +12,7 @@ use crate::features::{self, Entity, Env, Who};
 use crate::signals::to_outbound::{DialbackVerify, ListQueues};
 use crate::signals::to_registry::{
     AccountIdle, AttachComponent, AttachError, Availability, Bind, BindError, DetachService,
-    FromSession, ListSessions, Replaced, SessionInfo, SetDomains, Unbind,
+    Dismiss, Dismissal, FromSession, ListSessions, SessionInfo, SetDomains, Unbind,
 };
 use crate::signals::{
     AccountRef, OutboundRef, SessionRef, Signal, ToAccount, ToOutbound, ToSession,
@@ -130,7 +130,7 @@ impl Registry {
                 };
             }
             // a configured component that is not connected now
-            Domain::Remote if self.is_component(to.domain().as_str()) => {
+            Domain::Remote if self.domains.is_component(to.domain().as_str()) => {
                 return self.bounce(
                     sig,
                     ErrorCondition::ServiceUnavailable,
@@ -149,11 +149,13 @@ impl Registry {
         }
     }
 
-    /// Whether `domain` is a configured trusted component.
-    fn is_component(&self, domain: &str) -> bool {
-        self.ctx
-            .as_ref()
-            .is_some_and(|c| c.settings.get().component(domain).is_some())
+    /// Tell a service the registry detached why; it hands back what still reaches it.
+    /// A service that is gone already has nothing to be told.
+    fn dismiss(&self, service: Service, why: Dismissal) {
+        if let Some(r) = service.dismiss {
+            // past the mailbox bound: one control message per service, never lost
+            r.do_send(Dismiss(why));
+        }
     }
 
     /// Tell everyone who reads it which components are attached now (disco#items).
@@ -229,8 +231,8 @@ impl Registry {
             Signal::Info(i) => {
                 let Some(ctx) = self.ctx.as_ref() else { return };
                 let settings = ctx.settings.get();
-                let components = ctx.components.get();
-                let env = Env::new(&settings, i.to.domain().as_str()).with_components(&components);
+                let env =
+                    Env::new(&settings, i.to.domain().as_str()).with_components(&ctx.components);
                 if let Some(reply) = features::serve(&env, Entity::Server, Who::Anyone, &i.stanza)
                     && let Some(r) = Signal::new(i.to.clone(), i.from.clone(), reply)
                 {
@@ -436,7 +438,18 @@ impl Handler<Availability> for Registry {
 impl Handler<SetDomains> for Registry {
     type Result = ();
     fn handle(&mut self, d: SetDomains, _: &mut Context<Self>) {
-        self.domains.set_local(d.0);
+        let hosted = self
+            .domains
+            .set_local(d.local)
+            .into_iter()
+            .map(|(domain, s)| (domain, s, Dismissal::HostGone));
+        let dismissed: Vec<_> = hosted
+            .chain(self.domains.set_components(d.components))
+            .collect();
+        for (domain, service, why) in dismissed {
+            slog::info!(self.log, "component dismissed by a reload"; "domain" => &domain, "why" => ?why);
+            self.dismiss(service, why);
+        }
         self.publish_components();
     }
 }
@@ -444,17 +457,21 @@ impl Handler<SetDomains> for Registry {
 impl Handler<AttachComponent> for Registry {
     type Result = Result<(), AttachError>;
     fn handle(&mut self, a: AttachComponent, _: &mut Context<Self>) -> Self::Result {
+        // the configuration may have changed while the component was handshaking
+        match self.domains.component_secret(&a.domain) {
+            None => return Err(AttachError::Unknown),
+            Some(s) if s != a.secret => return Err(AttachError::SecretChanged),
+            Some(_) => {}
+        }
         let service = Service {
             kind: ServiceKind::Component,
             signals: a.signals,
-            replaced: Some(a.replaced),
+            dismiss: Some(a.dismiss),
         };
         if a.replace {
             if let Some(old) = self.domains.replace(&a.domain, service)? {
                 slog::info!(self.log, "component replaced by a new connection"; "domain" => &a.domain);
-                if let Some(r) = old.replaced {
-                    r.do_send(Replaced);
-                }
+                self.dismiss(old, Dismissal::Replaced);
             }
         } else {
             self.domains.attach(&a.domain, service)?;
@@ -509,6 +526,13 @@ pub struct Init {
 impl Handler<Init> for Registry {
     type Result = ();
     fn handle(&mut self, i: Init, _: &mut Context<Self>) {
+        let settings = i.ctx.settings.get();
+        self.domains.set_components(
+            settings
+                .components
+                .iter()
+                .map(|c| (c.name.clone(), c.secret.clone())),
+        );
         self.ctx = Some(i.ctx);
         self.replicas = i.replicas;
         self.workers = i.workers;

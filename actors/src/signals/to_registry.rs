@@ -59,10 +59,30 @@ pub struct Availability {
     pub priority: i8,
 }
 
-/// The hosted domains changed (configuration reload).
+/// The configuration was reloaded: the hosted domains and the configured trusted
+/// components (domain and secret). Attached components whose domain is now hosted or
+/// whose entry is gone are dismissed with `host-gone`, those whose secret changed with
+/// `not-authorized`.
 #[derive(actix::Message)]
 #[rtype(result = "()")]
-pub struct SetDomains(pub Vec<String>);
+pub struct SetDomains {
+    pub local: Vec<String>,
+    pub components: Vec<(String, String)>,
+}
+
+impl SetDomains {
+    /// What the registry needs of `settings`.
+    pub fn from_settings(s: &xmppd_proto::config::Settings) -> Self {
+        SetDomains {
+            local: s.domains.iter().map(|d| d.name.clone()).collect(),
+            components: s
+                .components
+                .iter()
+                .map(|c| (c.name.clone(), c.secret.clone()))
+                .collect(),
+        }
+    }
+}
 
 /// One row of the session list (monitoring, tests).
 #[derive(Debug, Clone, serde::Serialize)]
@@ -116,18 +136,27 @@ pub enum AttachError {
     Hosted,
     #[error("another service serves the domain")]
     Taken,
+    /// The component is not (or no longer) configured.
+    #[error("no such component is configured")]
+    Unknown,
+    /// The secret it proved is not the one configured now (changed by a reload while
+    /// it was handshaking).
+    #[error("the component's secret changed")]
+    SecretChanged,
 }
 
 /// A trusted component authenticated: attach it to its domain, so that every signal
 /// for the domain or any JID in it goes to `signals`. With `replace`, a component
-/// already attached there is told [`Replaced`] and detached; without, the attach is
-/// refused ([`AttachError::Taken`]).
+/// already attached there is told [`Dismiss`]`(`[`Dismissal::Replaced`]`)` and
+/// detached; without, the attach is refused ([`AttachError::Taken`]). `secret` is the
+/// one the component proved: it must still be the configured one.
 #[derive(actix::Message)]
 #[rtype(result = "Result<(), AttachError>")]
 pub struct AttachComponent {
     pub domain: String,
+    pub secret: String,
     pub signals: Recipient<Signal>,
-    pub replaced: Recipient<Replaced>,
+    pub dismiss: Recipient<Dismiss>,
     pub replace: bool,
 }
 
@@ -139,7 +168,19 @@ pub struct DetachService {
     pub signals: Recipient<Signal>,
 }
 
-/// Sent to an attached service that another connection for its domain replaced.
+/// Why an attached service was detached by the registry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dismissal {
+    /// Another connection for its domain took its place (`conflict`).
+    Replaced,
+    /// Its domain is hosted now, or its configuration entry is gone (`host-gone`).
+    HostGone,
+    /// Its secret changed (`not-authorized`).
+    SecretChanged,
+}
+
+/// Sent to a service the registry detached: it no longer serves its domain, and hands
+/// what still reaches it back to the registry.
 #[derive(Debug, actix::Message)]
 #[rtype(result = "()")]
-pub struct Replaced;
+pub struct Dismiss(pub Dismissal);

@@ -10,13 +10,14 @@
 
 use super::Kind;
 use super::core::{Connection, Phase, Strategy, StreamCore};
-use crate::component::Component;
+use crate::component::{Attached, Component};
+use crate::net::io::FromIo;
 use crate::signals::to_registry::{AttachComponent, AttachError};
 use actix::prelude::*;
 use minidom::Element;
 use std::time::Instant;
 use xmppd_proto::auth::throttle::{self, AuthThrottle};
-use xmppd_proto::component::handshake_ok;
+use xmppd_proto::component::{accept_header, handshake_ok};
 use xmppd_proto::config::ComponentSettings;
 use xmppd_proto::ns;
 use xmppd_proto::stream::error::{Condition, StreamError};
@@ -50,21 +51,26 @@ fn header(conn: &mut Connection, h: StreamHeader, _: &mut Context<Connection>) {
     let Some((core, c)) = parts(conn) else { return };
     // XEP-0114 streams carry no version and answer with none
     core.version = false;
-    if core.tls.is_none() && !core.peer.ip().is_loopback() {
-        return core.fail(StreamError::with_text(
-            Condition::PolicyViolation,
-            "component streams without TLS are accepted from loopback addresses only",
-        ));
-    }
-    let Some(to) = h.to.as_deref() else {
-        return core.fail(StreamError::new(Condition::ImproperAddressing));
-    };
-    let Some(config) = core.settings.component(to).cloned() else {
-        return core.fail(StreamError::new(Condition::HostUnknown));
+    let settings = core.settings.clone();
+    let config = match accept_header(
+        core.tls.is_some(),
+        core.peer.ip(),
+        h.to.as_deref(),
+        &settings,
+    ) {
+        Ok(config) => config.clone(),
+        Err(e) => return core.fail(e),
     };
     core.send_header(Some(&config.name), None);
     c.config = Some(config);
     core.phase = Phase::Negotiating;
+}
+
+/// The throttle key of a component's handshakes: its own, apart from the client
+/// addresses (a component on loopback shares its address with local clients, and
+/// neither may lock the other out).
+fn throttle_key(name: &str) -> String {
+    format!("component:{}", name.to_ascii_lowercase())
 }
 
 fn element(conn: &mut Connection, el: Element, ctx: &mut Context<Connection>) {
@@ -76,21 +82,27 @@ fn element(conn: &mut Connection, el: Element, ctx: &mut Context<Connection>) {
     let Some(config) = c.config.clone() else {
         return core.fail(StreamError::new(Condition::NotAuthorized));
     };
-    // wrong secrets count against the address like failed logins (limits.auth_failures_per_ip)
-    let policy = throttle::Policy::from(&core.settings.limits);
+    // wrong secrets count per component name (limits.auth_failures_per_account), not
+    // per address
+    let policy = throttle::Policy {
+        per_ip: 0,
+        ..throttle::Policy::from(&core.settings.limits)
+    };
+    let key = throttle_key(&config.name);
     let (ip, now) = (core.peer.ip(), Instant::now());
-    if let Err(e) = AuthThrottle::global().check(&policy, ip, None, now) {
+    if let Err(e) = AuthThrottle::global().check(&policy, ip, Some(&key), now) {
         slog::warn!(core.log, # "XMPPI", "component handshake refused"; "component" => &config.name, "why" => %e);
         return core.fail(StreamError::with_text(
             Condition::PolicyViolation,
-            e.to_string(),
+            "too many failed handshakes for this component",
         ));
     }
     if !handshake_ok(&core.stream_id, &config.secret, &el.text()) {
         slog::warn!(core.log, # "XMPPI", "component handshake failed"; "component" => &config.name);
-        AuthThrottle::global().failed(&policy, ip, None, now);
+        AuthThrottle::global().failed(&policy, ip, Some(&key), now);
         return core.fail(StreamError::new(Condition::NotAuthorized));
     }
+    AuthThrottle::global().succeeded(&key);
     attach(conn, config, ctx);
 }
 
@@ -108,49 +120,61 @@ fn attach(conn: &mut Connection, config: ComponentSettings, ctx: &mut Context<Co
         .attach_component
         .send(AttachComponent {
             domain: domain.clone(),
+            secret: config.secret.clone(),
             signals: addr.clone().recipient(),
-            replaced: addr.clone().recipient(),
+            dismiss: addr.clone().recipient(),
             replace: config.replace,
         })
         .into_actor(conn)
         .map(move |res, act, ctx| {
             act.core.busy = false;
-            if act.core.closing() {
-                // gone meanwhile: leave the domain again
-                act.core.ctx.registry.detach_service.do_send(
-                    crate::signals::to_registry::DetachService {
-                        domain,
-                        signals: addr.recipient(),
-                    },
-                );
+            let refused = match res {
+                Ok(Ok(())) => None,
+                Ok(Err(AttachError::Taken)) => Some(StreamError::with_text(
+                    Condition::Conflict,
+                    "another connection serves this component",
+                )),
+                Ok(Err(AttachError::SecretChanged)) => Some(StreamError::with_text(
+                    Condition::NotAuthorized,
+                    "the component's secret changed",
+                )),
+                Ok(Err(AttachError::Hosted | AttachError::Unknown)) => {
+                    Some(StreamError::new(Condition::HostUnknown))
+                }
+                // the registry is gone: the server is stopping
+                Err(_) => Some(StreamError::new(Condition::SystemShutdown)),
+            };
+            if let Some(e) = refused {
+                if !act.core.closing() {
+                    act.core.fail(e);
+                }
                 return;
             }
-            match res {
-                Ok(Ok(())) => {}
-                Ok(Err(AttachError::Taken)) => {
-                    return act.core.fail(StreamError::with_text(
-                        Condition::Conflict,
-                        "another connection serves this component",
-                    ));
-                }
-                Ok(Err(AttachError::Hosted)) | Err(_) => {
-                    return act.core.fail(StreamError::new(Condition::HostUnknown));
-                }
-            }
             let core = &mut act.core;
-            core.authenticated();
-            slog::info!(core.log, # "XMPPI", "component connected"; "component" => &domain);
             let log = core.ctx.log.new(slog::o!(
                 "component" => domain.clone(),
                 "peer" => core.peer.to_string()
             ));
-            core.send("<handshake/>");
-            comp_ctx.run(Component::new(
-                domain,
-                core.ctx.clone(),
-                core.out.clone(),
+            let component = Component::new(Attached {
+                domain: domain.clone(),
+                secret: config.secret.clone(),
+                ctx: core.ctx.clone(),
+                out: core.out.clone(),
+                conn: core.conn.clone(),
                 log,
-            ));
+            });
+            if core.closing() {
+                // gone meanwhile, but attached: the actor runs to return what reaches it
+                // until it has detached again
+                comp_ctx.run(component);
+                addr.do_send(FromIo::Closed("gone while attaching".into()));
+                return;
+            }
+            core.authenticated();
+            core.conn.set_identity(&domain);
+            slog::info!(core.log, # "XMPPI", "component connected"; "component" => &domain);
+            core.send("<handshake/>");
+            comp_ctx.run(component);
             core.hand_over(addr.clone().recipient(), addr.recipient());
             act.pump(ctx);
         })
