@@ -444,37 +444,70 @@ async fn reload_applies_a_new_log_level_without_dropping_connections() {
     a.wait_for("id='after'").await;
 }
 
+fn reload_in(dir: &std::path::Path) -> (bool, String) {
+    let out = std::process::Command::new(xmppd_bin())
+        .arg("--data-dir")
+        .arg(dir)
+        .arg("reload")
+        .output()
+        .expect("reload");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
 #[tokio::test]
 async fn reload_never_signals_a_process_that_is_not_xmppd() {
-    // a pid file left behind, naming a process that is not xmppd: this test
+    // a pid file left behind (not locked by a daemon), naming a live process that a
+    // SIGHUP would end
     let dir = tempfile::tempdir().expect("tmp");
-    std::fs::write(
-        dir.path().join("xmppd.pid"),
-        format!("{}\n", std::process::id()),
-    )
-    .expect("pid file");
-    let out = std::process::Command::new(xmppd_bin())
-        .arg("--data-dir")
-        .arg(dir.path())
-        .arg("reload")
-        .output()
-        .expect("reload");
+    let mut victim = std::process::Command::new("sleep")
+        .arg("30")
+        .spawn()
+        .expect("sleep");
+    let pf = dir.path().join("xmppd.pid");
+    std::fs::write(&pf, format!("{}\n", victim.id())).expect("pid file");
+    let (ok, stderr) = reload_in(dir.path());
+    assert!(!ok && stderr.contains("stale pid file"), "{stderr}");
+    std::thread::sleep(Duration::from_millis(100));
+    assert!(
+        victim.try_wait().expect("wait").is_none(),
+        "the process named by a stale pid file got a signal"
+    );
+    let _ = victim.kill();
+    let _ = victim.wait();
+    // garbage: refused before any kill(2) (-1, 0 and 1 are refused the same way, in
+    // the unit tests of src/reload.rs: a regression here would signal every process)
+    for bad in ["", "12abc", "99999999999", "+-3"] {
+        std::fs::write(&pf, format!("{bad}\n")).expect("pid file");
+        let (ok, stderr) = reload_in(dir.path());
+        assert!(
+            !ok && stderr.contains("not a process id"),
+            "{bad}: {stderr}"
+        );
+    }
+    // no pid file: nothing running
+    std::fs::remove_file(&pf).expect("rm");
+    let (ok, stderr) = reload_in(dir.path());
+    assert!(!ok && stderr.contains("no running xmppd"), "{stderr}");
+}
+
+#[tokio::test]
+async fn a_second_daemon_on_the_same_data_directory_refuses_to_start() {
+    let d = Daemon::start();
+    let out = d.cli(&["run"]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
-        !out.status.success() && stderr.contains("stale pid file"),
+        !out.status.success() && stderr.contains("another xmppd is running"),
         "{stderr}"
     );
-    // no pid file: nothing running
-    std::fs::remove_file(dir.path().join("xmppd.pid")).expect("rm");
-    let out = std::process::Command::new(xmppd_bin())
-        .arg("--data-dir")
-        .arg(dir.path())
-        .arg("reload")
-        .output()
-        .expect("reload");
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    // the first one still serves, and still reloads
+    let (_a, _) = Raw::login(d.starttls, D, "alice", "alice-pw", "one").await;
+    let out = d.cli(&["reload"]);
     assert!(
-        !out.status.success() && stderr.contains("no running xmppd"),
-        "{stderr}"
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
     );
 }
