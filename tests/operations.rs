@@ -13,33 +13,48 @@ use tokio::net::TcpStream;
 
 const D: &str = "localhost";
 
-fn http_addr(d: &Daemon) -> SocketAddr {
-    let f = d.dir.path().join("data").join("admin.addr");
-    std::fs::read_to_string(&f)
-        .unwrap_or_else(|e| panic!("{}: {e}", f.display()))
-        .trim()
-        .parse()
-        .expect("HTTP address")
+/// The daemon's HTTP side: its address and the token of `DATA_DIR/http.token`.
+struct Http {
+    addr: SocketAddr,
+    token: String,
 }
 
-/// One HTTP/1.1 request; returns (status, body). `host` None sends the address.
+fn http_addr(d: &Daemon) -> Http {
+    let read = |name: &str| {
+        let f = d.dir.path().join("data").join(name);
+        std::fs::read_to_string(&f)
+            .unwrap_or_else(|e| panic!("{}: {e}", f.display()))
+            .trim()
+            .to_string()
+    };
+    Http {
+        addr: read("admin.addr").parse().expect("HTTP address"),
+        token: read("http.token"),
+    }
+}
+
+/// One HTTP/1.1 request with the token as a bearer (none when empty); returns (status,
+/// body). `host` None sends the address.
 async fn http(
-    addr: SocketAddr,
+    h: &Http,
     method: &str,
     path: &str,
     host: Option<&str>,
     headers: &[(&str, &str)],
     body: &str,
 ) -> (u16, String) {
-    let mut s = tokio::time::timeout(TIMEOUT, TcpStream::connect(addr))
+    let mut s = tokio::time::timeout(TIMEOUT, TcpStream::connect(h.addr))
         .await
         .expect("connect timeout")
         .expect("connect");
-    let host = host.map_or_else(|| addr.to_string(), str::to_string);
+    let host = host.map_or_else(|| h.addr.to_string(), str::to_string);
     let mut req = format!(
         "{method} {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\nContent-Length: {}\r\n",
         body.len()
     );
+    if !h.token.is_empty() {
+        req.push_str(&format!("Authorization: Bearer {}\r\n", h.token));
+    }
     for (k, v) in headers {
         req.push_str(&format!("{k}: {v}\r\n"));
     }
@@ -61,14 +76,14 @@ async fn http(
     (status, body.to_string())
 }
 
-async fn get(addr: SocketAddr, path: &str) -> String {
+async fn get(addr: &Http, path: &str) -> String {
     let (status, body) = http(addr, "GET", path, None, &[], "").await;
     assert_eq!(status, 200, "GET {path}: {body}");
     body
 }
 
 /// `/metrics` as `name{labels}` → value.
-async fn metrics(addr: SocketAddr) -> HashMap<String, f64> {
+async fn metrics(addr: &Http) -> HashMap<String, f64> {
     let text = get(addr, "/metrics").await;
     assert!(text.ends_with("# EOF\n"), "{text}");
     text.lines()
@@ -86,7 +101,7 @@ fn m(all: &HashMap<String, f64>, key: &str) -> f64 {
 }
 
 /// Wait until `key` reads `want` (the counters move asynchronously).
-async fn wait_metric(addr: SocketAddr, key: &str, want: f64) -> HashMap<String, f64> {
+async fn wait_metric(addr: &Http, key: &str, want: f64) -> HashMap<String, f64> {
     let deadline = tokio::time::Instant::now() + TIMEOUT;
     loop {
         let all = metrics(addr).await;
@@ -100,13 +115,13 @@ async fn wait_metric(addr: SocketAddr, key: &str, want: f64) -> HashMap<String, 
     }
 }
 
-async fn monitor_rows(addr: SocketAddr) -> Vec<serde_json::Value> {
+async fn monitor_rows(addr: &Http) -> Vec<serde_json::Value> {
     let v: serde_json::Value =
         serde_json::from_str(&get(addr, "/monitor.json").await).expect("JSON");
     v["connections"].as_array().cloned().expect("rows")
 }
 
-async fn row_of(addr: SocketAddr, identity: &str) -> serde_json::Value {
+async fn row_of(addr: &Http, identity: &str) -> serde_json::Value {
     monitor_rows(addr)
         .await
         .into_iter()
@@ -115,7 +130,7 @@ async fn row_of(addr: SocketAddr, identity: &str) -> serde_json::Value {
 }
 
 /// The CSRF token the monitor page embeds.
-async fn csrf(addr: SocketAddr) -> String {
+async fn csrf(addr: &Http) -> String {
     let page = get(addr, "/monitor").await;
     let start = page.find("const CSRF = \"").expect("token in page") + 14;
     page[start..start + 48].to_string()
@@ -136,7 +151,7 @@ async fn plain_login(d: &Daemon, user: &str, res: &str) -> Raw {
 #[tokio::test]
 async fn metrics_move_with_the_traffic() {
     let d = Daemon::start();
-    let addr = http_addr(&d);
+    let addr = &http_addr(&d);
     let before = metrics(addr).await;
     let scram_ok = "xmppd_authentications_total{mechanism=\"SCRAM-SHA-256\",result=\"success\"}";
     let plain_ok = "xmppd_authentications_total{mechanism=\"PLAIN\",result=\"success\"}";
@@ -236,7 +251,7 @@ async fn metrics_move_with_the_traffic() {
 #[tokio::test]
 async fn the_monitor_lists_each_connection_with_its_fields() {
     let d = Daemon::start();
-    let addr = http_addr(&d);
+    let addr = &http_addr(&d);
     let (mut a, _) = Raw::login(d.starttls, D, "alice", "alice-pw", "one").await;
     let _b = plain_login(&d, "bob", "two").await;
     a.send("<iq type='get' id='p1'><ping xmlns='urn:xmpp:ping'/></iq>")
@@ -285,12 +300,60 @@ async fn the_monitor_lists_each_connection_with_its_fields() {
     assert_eq!(status, 200);
     assert!(page.contains("<table") && page.contains("/monitor.json"));
     assert_eq!(csrf(addr).await.len(), 48);
+
+    // without the token of DATA_DIR/http.token: 401, no JIDs
+    let anon = Http {
+        addr: addr.addr,
+        token: String::new(),
+    };
+    for path in ["/monitor", "/monitor.json", "/stats"] {
+        let (s, body) = http(&anon, "GET", path, None, &[], "").await;
+        assert!(s == 401 && !body.contains("alice"), "{path}: {s} {body}");
+    }
+    // a browser opens /monitor?token=T once: the page sets a cookie its own requests carry
+    let mut raw = TcpStream::connect(addr.addr).await.expect("connect");
+    raw.write_all(
+        format!(
+            "GET /monitor?token={} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n",
+            addr.token, addr.addr
+        )
+        .as_bytes(),
+    )
+    .await
+    .expect("write");
+    let mut buf = Vec::new();
+    tokio::time::timeout(TIMEOUT, raw.read_to_end(&mut buf))
+        .await
+        .expect("read timeout")
+        .expect("read");
+    let head = String::from_utf8_lossy(&buf).to_ascii_lowercase();
+    assert!(
+        head.starts_with("http/1.1 200")
+            && head.contains(&format!("set-cookie: xmppd_token={}", addr.token))
+            && head.contains("httponly")
+            && head.contains("samesite=strict"),
+        "{head}"
+    );
+    let cookie = format!("xmppd_token={}", addr.token);
+    let (s, body) = http(
+        &anon,
+        "GET",
+        "/monitor.json",
+        None,
+        &[("Cookie", cookie.as_str())],
+        "",
+    )
+    .await;
+    assert!(
+        s == 200 && body.contains("alice@localhost/one"),
+        "{s} {body}"
+    );
 }
 
 #[tokio::test]
 async fn closing_a_connection_from_the_monitor_needs_the_token_and_a_loopback_host() {
     let d = Daemon::start();
-    let addr = http_addr(&d);
+    let addr = &http_addr(&d);
     let (mut a, _) = Raw::login(d.starttls, D, "alice", "alice-pw", "one").await;
     let id = row_of(addr, "alice@localhost/one").await["id"]
         .as_u64()
