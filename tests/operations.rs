@@ -241,6 +241,15 @@ async fn metrics_move_with_the_traffic() {
     assert!(err.contains("type='error'"), "{err}");
     let now = wait_metric(addr, offline, m(&before, offline) + 1.0).await;
     assert_eq!(m(&now, bounced) - m(&before, bounced), 1.0);
+    // one outcome per signal: the error reply alice got is not a delivered message too
+    assert_eq!(m(&now, delivered) - m(&before, delivered), 131.0);
+    assert_eq!(
+        m(
+            &now,
+            "xmppd_signals_total{kind=\"message\",outcome=\"dropped\"}"
+        ),
+        0.0
+    );
     assert_eq!(
         m(&now, "xmppd_actors_started_total{kind=\"session\"}")
             - m(&now, "xmppd_actors_stopped_total{kind=\"session\"}"),
@@ -573,4 +582,38 @@ async fn a_second_daemon_on_the_same_data_directory_refuses_to_start() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+#[tokio::test]
+async fn offline_messages_a_closing_session_did_not_write_stay_stored() {
+    let d = Daemon::start();
+    let addr = &http_addr(&d);
+    let stored = "xmppd_signals_total{kind=\"message\",outcome=\"stored_offline\"}";
+    let (mut a, _) = Raw::login(d.starttls, D, "alice", "alice-pw", "one").await;
+    for i in 0..20 {
+        a.send(&format!(
+            "<message to='bob@{D}' type='chat' id='off{i}'><body>kept {i}</body></message>"
+        ))
+        .await;
+    }
+    wait_metric(addr, stored, 20.0).await;
+    // bob comes online and leaves in the same breath: his session is closing while the
+    // account hands it the stored messages
+    let (mut b, _) = Raw::bound(d.starttls, D, "bob", "bob-pw", "gone").await;
+    b.send("<presence/></stream:stream>").await;
+    let first = b.read_to_close().await;
+    // every message reaches bob exactly once: on the first stream or the next one
+    let (mut b, _) = Raw::login(d.starttls, D, "bob", "bob-pw", "back").await;
+    let mut again = 0;
+    for i in 0..20 {
+        let id = format!("id='off{i}'");
+        if !first.contains(&id) {
+            b.wait_for(&id).await;
+            again += 1;
+        }
+    }
+    // written once each: a batch counted twice would skip past 20
+    let now = wait_metric(addr, "xmppd_offline_delivered_total", 20.0).await;
+    assert_eq!(m(&now, stored), 20.0, "stored once, not counted again");
+    assert!(again > 0 || first.contains("id='off19'"), "{first}");
 }

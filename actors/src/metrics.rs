@@ -53,9 +53,14 @@ pub enum Outcome {
     StoredOffline,
     /// Returned to its sender as an error.
     Bounced,
+    /// Discarded on purpose: from a blocked sender (XEP-0191 §3.3, presence and the
+    /// like), or an iq result nobody can take.
+    Dropped,
 }
 
-pub const OUTCOMES: [&str; 3] = ["delivered", "stored_offline", "bounced"];
+/// Each routed signal gets one of them, once. Error stanzas are not counted: a bounce
+/// counted its signal as `bounced` when it made the error reply.
+pub const OUTCOMES: [&str; 4] = ["delivered", "stored_offline", "bounced", "dropped"];
 
 /// Upper bounds (seconds) of the routing-latency histogram's buckets (+Inf follows).
 pub const LATENCY_BUCKETS: [f64; 12] = [
@@ -103,6 +108,9 @@ pub struct Metrics {
     auth: [[AtomicU64; 2]; AUTH_MECHS.len()],
     /// Authentication attempts refused or delayed by the failure throttle.
     pub auth_throttled: AtomicU64,
+    /// Stored offline messages written to a session's stream (their signal was counted
+    /// once already, as `stored_offline`).
+    pub offline_delivered: AtomicU64,
     /// Bytes and stanzas of connections that have closed (the live ones are summed
     /// from the registry when read).
     pub(crate) closed: Totals,
@@ -143,6 +151,7 @@ pub static METRICS: Metrics = Metrics {
     signals: [const { Sharded::new() }; SIGNAL_KINDS.len() * OUTCOMES.len()],
     auth: [const { [const { AtomicU64::new(0) }; 2] }; AUTH_MECHS.len()],
     auth_throttled: AtomicU64::new(0),
+    offline_delivered: AtomicU64::new(0),
     closed: Totals::new(),
     tls_established: AtomicU64::new(0),
     connections_accepted: AtomicU64::new(0),
@@ -219,6 +228,9 @@ impl Metrics {
     /// Count the outcome of a stanza an account produced for a session (presence,
     /// roster pushes, offline messages), by what signal kind it is.
     pub fn element(&self, el: &minidom::Element, outcome: Outcome) {
+        if el.attr("type") == Some("error") {
+            return;
+        }
         let kind = match el.name() {
             "message" => 0,
             "presence" => match el.attr("type") {

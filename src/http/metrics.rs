@@ -108,6 +108,16 @@ impl Collector for Engine {
         )?;
         family(
             &mut enc,
+            "offline_delivered",
+            "Stored offline messages written to a session when it came online (counted as stored_offline when they were routed)",
+            None,
+            vec![(
+                vec![],
+                counter(METRICS.offline_delivered.load(Ordering::Relaxed)),
+            )],
+        )?;
+        family(
+            &mut enc,
             "connections_refused",
             "Connections refused at the channels limit",
             None,
