@@ -8,7 +8,6 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use crate::monitor::connections;
 use crate::signals::Signal;
 
 /// Kinds of actor counted as started and stopped. New actor kinds (outbound queues,
@@ -293,23 +292,10 @@ impl Metrics {
             .collect()
     }
 
-    /// Traffic of every connection since the start, closed and live.
+    /// Traffic of every connection since the start, closed and live (never decreasing:
+    /// see [`crate::monitor::summary`]).
     pub fn traffic(&self) -> Traffic {
-        let c = &self.closed;
-        let l = |a: &AtomicU64| a.load(Ordering::Relaxed);
-        let mut t = (
-            l(&c.bytes_in),
-            l(&c.bytes_out),
-            l(&c.stanzas_in),
-            l(&c.stanzas_out),
-        );
-        for i in connections() {
-            t.0 += l(&i.bytes_in);
-            t.1 += l(&i.bytes_out);
-            t.2 += l(&i.stanzas_in);
-            t.3 += l(&i.stanzas_out);
-        }
-        t
+        crate::monitor::summary().traffic
     }
 
     /// A sampled message went from the sender's session to the recipient's stream in `d`.

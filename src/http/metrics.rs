@@ -12,7 +12,7 @@ use prometheus_client::registry::{Registry, Unit};
 use std::sync::atomic::Ordering;
 use xmppd_actors::context::Ctx;
 use xmppd_actors::metrics::METRICS;
-use xmppd_actors::monitor::{ConnKind, connections};
+use xmppd_actors::monitor::{ConnKind, summary};
 
 /// Reads everything when scraped.
 struct Engine(Ctx);
@@ -58,14 +58,9 @@ fn counter(v: u64) -> ConstCounter<u64> {
 impl Collector for Engine {
     fn encode(&self, mut enc: DescriptorEncoder) -> Result<(), std::fmt::Error> {
         let stats = &self.0.stats;
-        let conns = connections();
-        // live connections by stream kind and by security
-        let mut by_kind = [0u64; ConnKind::ALL.len()];
-        let mut tls = 0u64;
-        for c in &conns {
-            by_kind[c.kind() as usize] += 1;
-            tls += u64::from(c.is_tls());
-        }
+        // live connections by stream kind and by security, and the traffic: one pass
+        let reg = summary();
+        let (by_kind, tls) = (reg.by_kind, reg.tls);
         family(
             &mut enc,
             "connections",
@@ -83,7 +78,7 @@ impl Collector for Engine {
             None,
             vec![
                 (vec![("tls", "true")], gauge(tls)),
-                (vec![("tls", "false")], gauge(conns.len() as u64 - tls)),
+                (vec![("tls", "false")], gauge(reg.live - tls)),
             ],
         )?;
         family(
@@ -181,7 +176,7 @@ impl Collector for Engine {
         )?
         .encode_histogram::<NoLabelSet>(sum, count, &buckets, None)?;
         // traffic
-        let (bytes_in, bytes_out, stanzas_in, stanzas_out) = METRICS.traffic();
+        let (bytes_in, bytes_out, stanzas_in, stanzas_out) = reg.traffic;
         family(
             &mut enc,
             "traffic",
