@@ -410,7 +410,7 @@ fn run(
                             let (applied, restart) = reload::changes(&server.ctx.settings.get(), &new);
                             ctl.set(new.log_level, new.log_tags.clone());
                             server.ctx.registry.set_domains.do_send(SetDomains(new.domains.iter().map(|d| d.name.clone()).collect()));
-                            server.ctx.settings.set(new);
+                            server.ctx.settings.set(reload::live(&server.ctx.settings.get(), new));
                             slog::info!(log, "configuration reloaded"; "applied" => applied.join("; "), "needs_restart" => restart.join(", "));
                             Ok((applied, restart))
                         }

@@ -54,6 +54,28 @@ pub fn changes(old: &Settings, new: &Settings) -> (Vec<String>, Vec<String>) {
     (applied, restart)
 }
 
+/// The settings the running server takes from `new`: what needs a restart stays as it
+/// runs (listeners, HTTP, storage, data directory, workers, TLS, domain certificates),
+/// so a second reload still reports it pending instead of "unchanged".
+pub fn live(old: &Settings, mut new: Settings) -> Settings {
+    new.listeners = old.listeners.clone();
+    new.http = old.http.clone();
+    new.storage = old.storage.clone();
+    new.data_dir = old.data_dir.clone();
+    new.workers = old.workers;
+    new.tls = old.tls.clone();
+    for d in &mut new.domains {
+        // a domain added live has no certificate of its own until a restart
+        let (cert, key) = old
+            .domain(&d.name)
+            .map(|o| (o.certificate.clone(), o.key.clone()))
+            .unwrap_or_default();
+        d.certificate = cert;
+        d.key = key;
+    }
+    new
+}
+
 pub fn pid_file(data_dir: &Path) -> PathBuf {
     data_dir.join("xmppd.pid")
 }
@@ -329,6 +351,24 @@ mod tests {
             "{applied:?}"
         );
         assert!(restart.contains(&"http".to_string()), "{restart:?}");
+        // what needs a restart is not taken over: a second reload still says so
+        let mut file = new.clone();
+        file.domains[0].certificate = "other.pem".into();
+        let running = live(&old, file.clone());
+        assert_eq!(running.http, old.http);
+        assert_eq!(running.limits, file.limits);
+        let (applied2, restart2) = changes(&running, &file);
+        assert!(
+            restart2.contains(&"http".to_string())
+                && restart2
+                    .iter()
+                    .any(|r| r.starts_with("domain certificates")),
+            "{restart2:?}"
+        );
+        assert!(
+            !applied2.iter().any(|a| a.starts_with("log_level")),
+            "{applied2:?}"
+        );
         let status = status_text(3, &Ok((applied, restart)));
         assert_eq!(generation(&status), 3);
         assert!(status.contains("needs-restart http"));
