@@ -182,8 +182,17 @@ async fn metrics_move_with_the_traffic() {
     assert!(m(&now, notify) >= 2.0, "{}", m(&now, notify));
     assert_eq!(m(&now, "xmppd_connections_secure{tls=\"true\"}"), 3.0);
     assert_eq!(m(&now, "xmppd_connections_secure{tls=\"false\"}"), 0.0);
-    assert!(m(&now, "xmppd_process_resident_memory_bytes") > 1e6);
-    assert!(m(&now, "xmppd_process_open_fds") >= 3.0);
+    // the process, under the standard unprefixed names
+    assert!(m(&now, "process_resident_memory_bytes") > 1e6);
+    assert!(m(&now, "process_open_fds") >= 3.0);
+    assert!(m(&now, "process_max_fds") >= m(&now, "process_open_fds"));
+    assert!(m(&now, "process_cpu_seconds_total") > 0.0);
+    let start = m(&now, "process_start_time_seconds");
+    let unix = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs_f64();
+    assert!(start > unix - 300.0 && start <= unix, "{start}");
     let (stanzas_in, bytes_in) = (
         m(&now, "xmppd_stanzas_total{direction=\"in\"}"),
         m(&now, "xmppd_traffic_bytes_total{direction=\"in\"}"),

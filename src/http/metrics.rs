@@ -219,28 +219,66 @@ impl Collector for Engine {
                 counter(METRICS.auth_throttled.load(Ordering::Relaxed)),
             )],
         )?;
-        // the process
-        let (rss, fds) = (super::stats::rss_bytes(), open_fds());
-        family(
-            &mut enc,
-            "process_resident_memory",
-            "Resident set size of the process",
-            Some(&Unit::Bytes),
-            vec![(vec![], gauge(rss))],
-        )?;
-        family(
-            &mut enc,
-            "process_open_fds",
-            "Open file descriptors of the process",
-            None,
-            vec![(vec![], gauge(fds))],
-        )?;
         family(
             &mut enc,
             "uptime",
             "Time since the server started",
             Some(&Unit::Seconds),
             vec![(vec![], gauge(self.0.started.elapsed().as_secs()))],
+        )?;
+        Ok(())
+    }
+}
+
+/// The process, under the names Prometheus' client libraries use (no `xmppd_` prefix:
+/// dashboards for any process work unchanged).
+#[derive(Debug)]
+struct Process(std::time::Instant);
+
+impl Collector for Process {
+    fn encode(&self, mut enc: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        family(
+            &mut enc,
+            "process_resident_memory",
+            "Resident memory size in bytes",
+            Some(&Unit::Bytes),
+            vec![(vec![], gauge(super::stats::rss_bytes()))],
+        )?;
+        family(
+            &mut enc,
+            "process_open_fds",
+            "Number of open file descriptors",
+            None,
+            vec![(vec![], gauge(open_fds()))],
+        )?;
+        if let Some(max) = max_fds() {
+            family(
+                &mut enc,
+                "process_max_fds",
+                "Maximum number of open file descriptors",
+                None,
+                vec![(vec![], gauge(max))],
+            )?;
+        }
+        if let Some(cpu) = cpu_seconds() {
+            family(
+                &mut enc,
+                "process_cpu",
+                "Total user and system CPU time spent in seconds",
+                Some(&Unit::Seconds),
+                vec![(vec![], ConstCounter::new(cpu))],
+            )?;
+        }
+        let start = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+            .saturating_sub(self.0.elapsed());
+        family(
+            &mut enc,
+            "process_start_time",
+            "Start time of the process since unix epoch in seconds",
+            Some(&Unit::Seconds),
+            vec![(vec![], ConstGauge::new(start.as_secs_f64()))],
         )?;
         Ok(())
     }
@@ -253,18 +291,42 @@ fn open_fds() -> u64 {
         .unwrap_or(0)
 }
 
-/// The registry `/metrics` encodes: `xmppd_` names.
+/// The soft limit on open files (`Max open files` in /proc/self/limits).
+fn max_fds() -> Option<u64> {
+    let limits = std::fs::read_to_string("/proc/self/limits").ok()?;
+    let line = limits.lines().find(|l| l.starts_with("Max open files"))?;
+    line["Max open files".len()..]
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
+}
+
+/// User and system CPU time (fields 14 and 15 of /proc/self/stat, in clock ticks).
+fn cpu_seconds() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // the command name (field 2) may hold spaces: count from after its ')'
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let mut f = rest.split_whitespace().skip(11);
+    let utime: u64 = f.next()?.parse().ok()?;
+    let stime: u64 = f.next()?.parse().ok()?;
+    let hz = rustix::param::clock_ticks_per_second();
+    (hz > 0).then(|| (utime + stime) as f64 / hz as f64)
+}
+
+/// The registry `/metrics` encodes: the engine's `xmppd_` names and the standard
+/// `process_` ones.
 pub fn registry(ctx: &Ctx) -> Registry {
-    let mut r = Registry::with_prefix("xmppd");
-    r.register_collector(Box::new(Engine(ctx.clone())));
+    let mut r = Registry::default();
+    r.register_collector(Box::new(Process(ctx.started)));
+    r.sub_registry_with_prefix("xmppd")
+        .register_collector(Box::new(Engine(ctx.clone())));
     r
 }
 
-/// The exposition text.
-pub fn render(r: &Registry) -> String {
+/// The exposition text; an encoding error (a collector failed) is the caller's 500.
+pub fn render(r: &Registry) -> Result<String, std::fmt::Error> {
     let mut out = String::with_capacity(8 * 1024);
-    if prometheus_client::encoding::text::encode(&mut out, r).is_err() {
-        out.clear();
-    }
-    out
+    prometheus_client::encoding::text::encode(&mut out, r)?;
+    Ok(out)
 }

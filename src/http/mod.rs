@@ -348,7 +348,13 @@ async fn get_stats(shared: web::Data<Shared>) -> HttpResponse {
 }
 
 async fn get_metrics(shared: web::Data<Shared>) -> HttpResponse {
-    let body = metrics::render(&shared.registry);
+    let Ok(body) = metrics::render(&shared.registry) else {
+        slog::error!(shared.ctx.log, "metrics could not be encoded");
+        return text(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "metrics could not be encoded\n",
+        );
+    };
     HttpResponse::Ok()
         .insert_header((
             header::CONTENT_TYPE,
