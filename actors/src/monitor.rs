@@ -7,7 +7,7 @@
 
 use crate::metrics::{METRICS, unix_now};
 use crate::net::io::FromIo;
-use actix::Recipient;
+use actix::{Recipient, WeakRecipient};
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
@@ -83,7 +83,9 @@ pub struct ConnInfo {
     pub last_activity: AtomicU64,
     /// The actor that owns the stream now (the connection, then its session): an
     /// administrator's close is sent there.
-    control: Mutex<Option<Recipient<FromIo>>>,
+    /// Weak: the registry must not keep a stopped actor's mailbox alive (the actor
+    /// holds this entry through its connection).
+    control: Mutex<Option<WeakRecipient<FromIo>>>,
 }
 
 /// A snapshot of a [`ConnInfo`] for the monitor.
@@ -135,7 +137,7 @@ impl ConnInfo {
 
     /// The actor that owns the stream from now on.
     pub fn set_control(&self, r: Recipient<FromIo>) {
-        *self.control.lock().unwrap_or_else(|p| p.into_inner()) = Some(r);
+        *self.control.lock().unwrap_or_else(|p| p.into_inner()) = Some(r.downgrade());
     }
 
     /// Close the stream with this stream error (an administrator's request); false
@@ -145,7 +147,8 @@ impl ConnInfo {
             .control
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .clone();
+            .as_ref()
+            .and_then(WeakRecipient::upgrade);
         match r {
             Some(r) => r.try_send(FromIo::ParseError(err)).is_ok(),
             None => false,
