@@ -180,7 +180,7 @@ impl Collector for Engine {
         family(
             &mut enc,
             "traffic",
-            "Bytes read from peers' sockets (in) and XML written to peers, before TLS (out)",
+            "XML bytes read from peers (in, after TLS) and written to peers (out, before TLS)",
             Some(&Unit::Bytes),
             vec![
                 (vec![("direction", "in")], counter(bytes_in)),

@@ -417,7 +417,7 @@ impl<T: Transport> Io<T> {
         self.park_at = outcome
             .clean
             .then(|| tokio::time::Instant::now() + PARK_AFTER);
-        self.conn.note_read(outcome.wire_bytes);
+        self.conn.note_read(outcome.xml_bytes);
         let gone = |_| "connection actor gone".to_string();
         let mut stanzas = Vec::new();
         for ev in outcome.events {

@@ -129,7 +129,9 @@ impl Transport for TcpTransport {
             }
             let (parser, limits) = (&mut self.parser, self.limits);
             let mut last = 0u8;
+            let mut xml = 0usize;
             let mut feed = |data: &[u8]| {
+                xml += data.len();
                 slog::trace!(log, # "XMPPI", "recv"; "xml" => xmppd_proto::xml::log_mask::mask(data));
                 if out.error.is_none()
                     && let Err(e) = parser.active(limits).feed(data, &mut out.events)
@@ -151,6 +153,7 @@ impl Transport for TcpTransport {
                 },
                 None => feed(&buf[..n]),
             }
+            out.xml_bytes = xml;
             out.clean = last == b'>' && self.tls.as_ref().is_none_or(|l| l.pending() == 0);
             Ok(Some(out))
         })
