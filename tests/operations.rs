@@ -626,3 +626,28 @@ async fn offline_messages_a_closing_session_did_not_write_stay_stored() {
     assert_eq!(m(&now, stored), 20.0, "stored once, not counted again");
     assert!(again > 0 || first.contains("id='off19'"), "{first}");
 }
+
+#[tokio::test]
+async fn presence_from_a_blocked_sender_is_counted_dropped() {
+    let d = Daemon::start();
+    let addr = &http_addr(&d);
+    let dropped = "xmppd_signals_total{kind=\"notify\",outcome=\"dropped\"}";
+    let (mut a, _) = Raw::login(d.starttls, D, "alice", "alice-pw", "one").await;
+    let (mut b, _) = Raw::login(d.starttls, D, "bob", "bob-pw", "two").await;
+    b.send(&format!(
+        "<iq type='set' id='blk'><block xmlns='urn:xmpp:blocking'><item jid='alice@{D}'/></block></iq>"
+    ))
+    .await;
+    b.wait_for("id='blk'").await;
+    let before = m(&metrics(addr).await, dropped);
+    // directed presence from someone bob blocks: not delivered, not answered (XEP-0191 §3.3)
+    a.send(&format!("<presence to='bob@{D}/two'/>")).await;
+    wait_metric(addr, dropped, before + 1.0).await;
+    b.send("<iq type='get' id='after'><ping xmlns='urn:xmpp:ping'/></iq>")
+        .await;
+    b.wait_for("id='after'").await;
+    assert!(
+        !b.stash_has(&format!("from='alice@{D}/one'")),
+        "presence from a blocked sender reached bob"
+    );
+}
