@@ -51,6 +51,8 @@ pub struct Shared {
     pub ctx: Ctx,
     /// Embedded in the pages, required on every POST.
     pub csrf: String,
+    /// What `/monitor*` and `/stats` require (the content of `DATA_DIR/http.token`).
+    token: std::sync::Arc<str>,
     registry: prometheus_client::registry::Registry,
 }
 
@@ -186,6 +188,7 @@ pub fn start(ctx: &Ctx, log: &slog::Logger) -> Result<Option<SocketAddr>, HttpEr
     let shared = web::Data::new(Shared {
         ctx: ctx.clone(),
         csrf: csrf_token(),
+        token: token.clone(),
         registry: metrics::registry(ctx),
     });
     let max = ctx.settings.get().http.max_connections.max(1);
@@ -320,8 +323,10 @@ pub fn csrf_ok(shared: &Shared, req: &HttpRequest, form: Option<&str>) -> bool {
 
 /// `Set-Cookie` for a page opened with a valid `?token=`: its own requests (the
 /// table's refresh, Close) then carry the token without it in every URL.
-pub fn token_cookie(req: &HttpRequest) -> Option<String> {
-    query_token(req).map(|t| format!("{TOKEN_COOKIE}={t}; Path=/; HttpOnly; SameSite=Strict"))
+pub fn token_cookie(shared: &Shared, req: &HttpRequest) -> Option<String> {
+    query_token(req)
+        .filter(|t| same_secret(t, &shared.token))
+        .map(|t| format!("{TOKEN_COOKIE}={t}; Path=/; HttpOnly; SameSite=Strict"))
 }
 
 pub fn text(code: StatusCode, body: &'static str) -> HttpResponse<BoxBody> {

@@ -26,7 +26,7 @@ pub async fn json() -> HttpResponse {
 
 pub async fn page(shared: web::Data<Shared>, req: HttpRequest) -> HttpResponse {
     let mut res = HttpResponse::Ok();
-    if let Some(cookie) = super::token_cookie(&req) {
+    if let Some(cookie) = super::token_cookie(&shared, &req) {
         res.insert_header((actix_web::http::header::SET_COOKIE, cookie));
     }
     res.content_type("text/html; charset=utf-8")
