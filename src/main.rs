@@ -368,10 +368,14 @@ fn run(
         use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(&settings.data_dir, std::fs::Permissions::from_mode(0o700))?;
     }
+    // one daemon a data directory: held until the process ends
+    let pid_lock =
+        reload::PidLock::acquire(&settings.data_dir).map_err(|e| CliError::Usage(e.to_string()))?;
     let db = storage::open(&settings, log.new(slog::o!("module" => "storage")))?;
     let tls = certs::tls_context(&settings, &base, &log)?;
     let storage = Storage::new(db.clone());
     let system = actix_rt::System::new();
+    let pid_lock_held = &pid_lock;
     let res = system.block_on(async move {
         let server = match Server::start(settings, storage, tls, log.clone()).await {
             Ok(s) => s,
@@ -384,18 +388,19 @@ fn run(
             server.shutdown(Duration::from_secs(1)).await;
             return Err(CliError::Usage(e.to_string()));
         }
-        let pid_file = reload::pid_file(&server.ctx.settings.get().data_dir);
-        if let Err(e) = std::fs::write(&pid_file, format!("{}\n", std::process::id())) {
-            slog::warn!(log, "cannot write the pid file"; "file" => %pid_file.display(), "error" => %e);
-        }
         let status_file = reload::status_file(&server.ctx.settings.get().data_dir);
-        let _ = std::fs::remove_file(&status_file);
         let mut generation = 0u64;
-        // handlers first: a signal right after "ready" must not find the defaults
+        // handlers first: a signal right after "ready" (or after the pid is published)
+        // must not find the defaults, which end the process
         use tokio::signal::unix::{SignalKind, signal};
         let mut term = signal(SignalKind::terminate())?;
         let mut int = signal(SignalKind::interrupt())?;
         let mut hup = signal(SignalKind::hangup())?;
+        // an old report must not pass for this daemon's; then `xmppd reload` may find it
+        let _ = std::fs::remove_file(&status_file);
+        if let Err(e) = pid_lock_held.publish() {
+            slog::warn!(log, "cannot write the pid file"; "file" => %reload::pid_file(&server.ctx.settings.get().data_dir).display(), "error" => %e);
+        }
         println!("ready");
         slog::info!(log, "xmppd started"; "version" => env!("CARGO_PKG_VERSION"),
             "domains" => server.ctx.settings.get().domains.iter().map(|d| d.name.clone()).collect::<Vec<_>>().join(","));
@@ -414,7 +419,7 @@ fn run(
                             // stops if the reload no longer allows it; the registry then
                             // dismisses it and detaches what the reload removed
                             let domains = SetDomains::from_settings(&new);
-                            server.ctx.settings.set(new);
+                            server.ctx.settings.set(reload::live(&server.ctx.settings.get(), new));
                             server.ctx.registry.set_domains.do_send(domains);
                             slog::info!(log, "configuration reloaded"; "applied" => applied.join("; "), "needs_restart" => restart.join(", "));
                             Ok((applied, restart))
@@ -432,12 +437,12 @@ fn run(
         }
         slog::info!(log, "shutting down");
         server.shutdown(Duration::from_secs(5)).await;
-        let _ = std::fs::remove_file(&pid_file);
         Ok(())
     });
     if let Err(e) = db.flush() {
         eprintln!("xmppd: flushing storage: {e}");
     }
     drop(guard);
+    drop(pid_lock);
     res
 }

@@ -54,6 +54,28 @@ pub fn changes(old: &Settings, new: &Settings) -> (Vec<String>, Vec<String>) {
     (applied, restart)
 }
 
+/// The settings the running server takes from `new`: what needs a restart stays as it
+/// runs (listeners, HTTP, storage, data directory, workers, TLS, domain certificates),
+/// so a second reload still reports it pending instead of "unchanged".
+pub fn live(old: &Settings, mut new: Settings) -> Settings {
+    new.listeners = old.listeners.clone();
+    new.http = old.http.clone();
+    new.storage = old.storage.clone();
+    new.data_dir = old.data_dir.clone();
+    new.workers = old.workers;
+    new.tls = old.tls.clone();
+    for d in &mut new.domains {
+        // a domain added live has no certificate of its own until a restart
+        let (cert, key) = old
+            .domain(&d.name)
+            .map(|o| (o.certificate.clone(), o.key.clone()))
+            .unwrap_or_default();
+        d.certificate = cert;
+        d.key = key;
+    }
+    new
+}
+
 pub fn pid_file(data_dir: &Path) -> PathBuf {
     data_dir.join("xmppd.pid")
 }
@@ -98,50 +120,122 @@ fn generation(text: &str) -> u64 {
         .unwrap_or(0)
 }
 
+/// The daemon's hold on its data directory: an exclusive `flock` on `xmppd.pid`, kept
+/// for the process's lifetime. A second daemon on the same directory cannot take it and
+/// refuses to start; `xmppd reload` signals only a pid whose file is locked this way.
+pub struct PidLock {
+    file: std::fs::File,
+    path: PathBuf,
+}
+
+/// Why the daemon cannot hold its pid file.
+#[derive(Debug, thiserror::Error)]
+pub enum LockError {
+    #[error("another xmppd is running on {0} (its pid file is locked)")]
+    Running(String),
+    #[error("pid file {0}: {1}")]
+    Io(String, std::io::Error),
+}
+
+impl PidLock {
+    /// Lock `DATA_DIR/xmppd.pid` (created 0600, emptied); the pid is written later by
+    /// [`PidLock::publish`], once the daemon can take a SIGHUP.
+    pub fn acquire(data_dir: &Path) -> Result<Self, LockError> {
+        use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+        let path = pid_file(data_dir);
+        let io = |e| LockError::Io(path.display().to_string(), e);
+        loop {
+            let file = std::fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create(true)
+                .truncate(false)
+                .mode(0o600)
+                .open(&path)
+                .map_err(io)?;
+            match file.try_lock() {
+                Ok(()) => {}
+                Err(std::fs::TryLockError::WouldBlock) => {
+                    return Err(LockError::Running(data_dir.display().to_string()));
+                }
+                Err(std::fs::TryLockError::Error(e)) => return Err(io(e)),
+            }
+            // a daemon stopping meanwhile removes the file it held: lock the one at the path
+            let (mine, there) = (file.metadata().map_err(io)?, std::fs::metadata(&path));
+            if there.is_ok_and(|t| t.dev() == mine.dev() && t.ino() == mine.ino()) {
+                file.set_len(0).map_err(io)?;
+                return Ok(PidLock { file, path });
+            }
+        }
+    }
+
+    /// Write this process's id (one `pwrite` into the empty file: a reader sees all of
+    /// it or nothing). Call it last, once the SIGHUP handler is installed.
+    pub fn publish(&self) -> std::io::Result<()> {
+        use std::os::unix::fs::FileExt;
+        self.file
+            .write_all_at(format!("{}\n", std::process::id()).as_bytes(), 0)
+    }
+}
+
+impl Drop for PidLock {
+    fn drop(&mut self) {
+        // removed while still locked; the lock goes with the descriptor
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+/// A pid `xmppd reload` may signal: a plain positive number above 1 (never -1 = every
+/// process, 0 = the caller's group, 1 = init).
+pub fn parse_pid(text: &str) -> Option<rustix::process::Pid> {
+    let n: u32 = text.trim().parse().ok()?;
+    let n = i32::try_from(n).ok().filter(|n| *n > 1)?;
+    rustix::process::Pid::from_raw(n)
+}
+
 /// Why `xmppd reload` failed.
 #[derive(Debug, thiserror::Error)]
 pub enum ReloadError {
     #[error("no running xmppd: {0} ({1})")]
     NoPid(String, std::io::Error),
-    #[error("{0}: not a process id")]
+    #[error("{0}: not a process id above 1 (is the daemon still starting?)")]
     BadPid(String),
+    #[error("{0}: {1}")]
+    Lock(String, std::io::Error),
+    #[error("{0} is not held by a running xmppd: a stale pid file (nothing signalled)")]
+    Stale(String),
     #[error("xmppd (pid {0}) is not running: {1}")]
     Signal(i32, std::io::Error),
-    #[error("pid {0} in the pid file is not this xmppd ({1}): a stale pid file?")]
-    NotXmppd(i32, String),
     #[error("xmppd (pid {0}) did not report the reload within 10 s")]
     Timeout(i32),
     #[error("the configuration was not reloaded: {0}")]
     Failed(String),
 }
 
+/// The pid of the daemon holding `DATA_DIR/xmppd.pid`; refused unless the file names a
+/// pid above 1 and a live process holds its lock.
+pub fn locked_pid(data_dir: &Path) -> Result<rustix::process::Pid, ReloadError> {
+    let pf = pid_file(data_dir);
+    let name = || pf.display().to_string();
+    let file = std::fs::File::open(&pf).map_err(|e| ReloadError::NoPid(name(), e))?;
+    let text = std::io::read_to_string(&file).map_err(|e| ReloadError::NoPid(name(), e))?;
+    let pid = parse_pid(&text).ok_or_else(|| ReloadError::BadPid(name()))?;
+    match file.try_lock_shared() {
+        // nobody holds it: the daemon that wrote it is gone
+        Ok(()) => Err(ReloadError::Stale(name())),
+        Err(std::fs::TryLockError::WouldBlock) => Ok(pid),
+        Err(std::fs::TryLockError::Error(e)) => Err(ReloadError::Lock(name(), e)),
+    }
+}
+
 /// `xmppd reload`: SIGHUP to the daemon of this data directory, then print its report.
 pub fn run(data_dir: &Path) -> Result<(), ReloadError> {
-    let pf = pid_file(data_dir);
-    let text = std::fs::read_to_string(&pf)
-        .map_err(|e| ReloadError::NoPid(pf.display().to_string(), e))?;
-    let pid: i32 = text
-        .trim()
-        .parse()
-        .map_err(|_| ReloadError::BadPid(pf.display().to_string()))?;
-    // a pid file left by a crash may name another process by now: signal only the
-    // same program as this one
-    if let (Ok(theirs), Ok(ours)) = (
-        std::fs::read_link(format!("/proc/{pid}/exe")),
-        std::env::current_exe(),
-    ) && theirs != ours
-        // the daemon's binary was replaced on disk (an upgrade) since it started
-        && theirs.as_os_str().to_string_lossy().trim_end_matches(" (deleted)")
-            != ours.as_os_str().to_string_lossy()
-    {
-        return Err(ReloadError::NotXmppd(pid, theirs.display().to_string()));
-    }
+    let pid = locked_pid(data_dir)?;
+    let raw = pid.as_raw_nonzero().get();
     let sf = status_file(data_dir);
     let before = std::fs::read_to_string(&sf).map_or(0, |t| generation(&t));
-    // SAFETY: kill(2) with a pid read from our own pid file and a valid signal number.
-    if unsafe { libc::kill(pid, libc::SIGHUP) } != 0 {
-        return Err(ReloadError::Signal(pid, std::io::Error::last_os_error()));
-    }
+    rustix::process::kill_process(pid, rustix::process::Signal::HUP)
+        .map_err(|e| ReloadError::Signal(raw, e.into()))?;
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         if let Ok(t) = std::fs::read_to_string(&sf)
@@ -156,14 +250,14 @@ pub fn run(data_dir: &Path) -> Result<(), ReloadError> {
                     .unwrap_or("unknown error");
                 return Err(ReloadError::Failed(why.to_string()));
             }
-            println!("reloaded xmppd (pid {pid})");
+            println!("reloaded xmppd (pid {raw})");
             for l in lines {
                 println!("  {l}");
             }
             return Ok(());
         }
         if Instant::now() > deadline {
-            return Err(ReloadError::Timeout(pid));
+            return Err(ReloadError::Timeout(raw));
         }
         std::thread::sleep(Duration::from_millis(50));
     }
@@ -173,6 +267,66 @@ pub fn run(data_dir: &Path) -> Result<(), ReloadError> {
 mod tests {
     use super::*;
     use xmppd_proto::config::{DomainSettings, LogLevel};
+
+    #[test]
+    fn only_a_plain_pid_above_one_is_signalled() {
+        for bad in [
+            "-1",
+            "0",
+            "1",
+            "",
+            "12x",
+            "+-3",
+            "4294967295",
+            "2147483648",
+            " - 5",
+        ] {
+            assert!(parse_pid(bad).is_none(), "{bad:?}");
+        }
+        assert_eq!(
+            parse_pid("1234\n").map(|p| p.as_raw_nonzero().get()),
+            Some(1234)
+        );
+    }
+
+    #[test]
+    fn a_second_holder_is_refused_and_an_unlocked_file_is_stale() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let lock = PidLock::acquire(dir.path()).expect("first");
+        assert!(matches!(
+            PidLock::acquire(dir.path()),
+            Err(LockError::Running(_))
+        ));
+        // locked but not published yet: the daemon is starting
+        assert!(matches!(
+            locked_pid(dir.path()),
+            Err(ReloadError::BadPid(_))
+        ));
+        lock.publish().expect("publish");
+        assert_eq!(
+            locked_pid(dir.path()).expect("held").as_raw_nonzero().get() as u32,
+            std::process::id()
+        );
+        drop(lock);
+        assert!(matches!(
+            locked_pid(dir.path()),
+            Err(ReloadError::NoPid(..))
+        ));
+        // a pid file naming every process (-1), our group (0) or init, even while
+        // locked: refused before any kill(2)
+        let lock = PidLock::acquire(dir.path()).expect("again");
+        for bad in ["-1", "0", "1", "x"] {
+            std::fs::write(pid_file(dir.path()), format!("{bad}\n")).expect("w");
+            assert!(
+                matches!(locked_pid(dir.path()), Err(ReloadError::BadPid(_))),
+                "{bad}"
+            );
+        }
+        drop(lock);
+        // the same content, nobody holding it
+        std::fs::write(pid_file(dir.path()), format!("{}\n", std::process::id())).expect("w");
+        assert!(matches!(locked_pid(dir.path()), Err(ReloadError::Stale(_))));
+    }
 
     #[test]
     fn a_reload_reports_what_applies_and_what_needs_a_restart() {
@@ -197,6 +351,24 @@ mod tests {
             "{applied:?}"
         );
         assert!(restart.contains(&"http".to_string()), "{restart:?}");
+        // what needs a restart is not taken over: a second reload still says so
+        let mut file = new.clone();
+        file.domains[0].certificate = "other.pem".into();
+        let running = live(&old, file.clone());
+        assert_eq!(running.http, old.http);
+        assert_eq!(running.limits, file.limits);
+        let (applied2, restart2) = changes(&running, &file);
+        assert!(
+            restart2.contains(&"http".to_string())
+                && restart2
+                    .iter()
+                    .any(|r| r.starts_with("domain certificates")),
+            "{restart2:?}"
+        );
+        assert!(
+            !applied2.iter().any(|a| a.starts_with("log_level")),
+            "{applied2:?}"
+        );
         let status = status_text(3, &Ok((applied, restart)));
         assert_eq!(generation(&status), 3);
         assert!(status.contains("needs-restart http"));

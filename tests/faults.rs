@@ -280,8 +280,27 @@ async fn admin_endpoint_answers_stats_and_nothing_else() {
     ] {
         count(&v, key);
     }
-    let (status, _) = admin_get(addr, "/nope").await;
+    let token = admin_token(&d);
+    let (status, _) = admin_get(addr, "/nope", &token).await;
     assert!(status.contains("404"), "{status}");
+    // who is connected is for the holder of DATA_DIR/http.token only
+    for path in ["/stats", "/monitor", "/monitor.json"] {
+        for wrong in ["", &"0".repeat(token.len()), &token[1..]] {
+            let (status, body) = admin_get(addr, path, wrong).await;
+            assert!(
+                status.contains("401") && !body.contains("connections"),
+                "{path} {wrong}: {status}"
+            );
+        }
+    }
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let meta = std::fs::metadata(d.dir.path().join("data").join("http.token")).expect("token");
+        assert_eq!(meta.permissions().mode() & 0o777, 0o600);
+    }
+    // /metrics stays open (counts only)
+    let (status, _) = admin_get(addr, "/metrics", "").await;
+    assert!(status.contains("200"), "{status}");
     // a request head that never ends is cut off
     let mut s = tcp(addr).await;
     // (actix-http's fixed bound on a request head is 128 KiB)
@@ -294,7 +313,8 @@ async fn admin_endpoint_answers_stats_and_nothing_else() {
     let mut s = tcp(addr).await;
     send(
         &mut s,
-        format!("POST /stats HTTP/1.1\r\nHost: {addr}\r\n\r\n").as_bytes(),
+        format!("POST /stats HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {token}\r\n\r\n")
+            .as_bytes(),
     )
     .await;
     let mut out = Vec::new();
@@ -314,6 +334,20 @@ async fn admin_endpoint_answers_stats_and_nothing_else() {
         let out = String::from_utf8_lossy(&out);
         assert!(out.contains(code) && !out.contains("connections"), "{out}");
     }
+    // a body announced and never sent frees its connection after 5 s with 408
+    let mut s = tcp(addr).await;
+    send(
+        &mut s,
+        format!(
+            "POST /monitor/close HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {token}\r\n\
+             Content-Type: application/x-www-form-urlencoded\r\nContent-Length: 100\r\n\r\nid="
+        )
+        .as_bytes(),
+    )
+    .await;
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(15), s.read_to_end(&mut out)).await;
+    assert!(String::from_utf8_lossy(&out).contains("408"), "{out:?}");
 }
 
 // ----------------------------------------------------------------- storage --

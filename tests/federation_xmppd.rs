@@ -10,7 +10,7 @@ mod federation_common;
 mod hostile_common;
 use common::*;
 use federation_common::*;
-use hostile_common::{admin_addr, admin_get, enable_admin};
+use hostile_common::{admin_addr, admin_get, admin_token, enable_admin};
 use std::net::Ipv4Addr;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -87,7 +87,7 @@ async fn two_servers_chat_and_answer_iq_both_ways() {
     assert!(r.contains("type='result'") && r.contains("xmppd"), "{r}");
     a.wait_log("outgoing stream authenticated", 1);
     // the queue is a visible actor with its state and counters
-    let (status, body) = admin_get(admin_addr(&a), "/s2s").await;
+    let (status, body) = admin_get(admin_addr(&a), "/s2s", &admin_token(&a)).await;
     assert!(status.contains("200"), "{status}");
     let v: serde_json::Value = serde_json::from_str(&body).expect("json");
     let q = &v["outbound"][0];
@@ -444,7 +444,7 @@ async fn a_full_queue_bounces_at_once() {
         e.contains("type='error'") && e.contains("resource-constraint"),
         "{e}"
     );
-    let (_, body) = admin_get(admin_addr(&a), "/s2s").await;
+    let (_, body) = admin_get(admin_addr(&a), "/s2s", &admin_token(&a)).await;
     let v: serde_json::Value = serde_json::from_str(&body).expect("json");
     assert_eq!(v["outbound"][0]["pending"], 2, "{v}");
     assert_eq!(v["outbound"][0]["bounced"], 1, "{v}");
@@ -467,7 +467,7 @@ async fn an_idle_outgoing_stream_is_closed_and_reopened_on_demand() {
     let mut gone = false;
     for _ in 0..50 {
         tokio::time::sleep(Duration::from_millis(100)).await;
-        let (_, body) = admin_get(admin_addr(&a), "/s2s").await;
+        let (_, body) = admin_get(admin_addr(&a), "/s2s", &admin_token(&a)).await;
         let v: serde_json::Value = serde_json::from_str(&body).expect("json");
         if v["outbound"].as_array().is_some_and(|q| q.is_empty()) {
             gone = true;

@@ -692,6 +692,22 @@ async fn auth_failures_throttle_the_address() {
     assert!(f.contains("<temporary-auth-failure/>"), "{f}");
     let f = r.auth_scram("SCRAM-SHA-256", "bob", "bob-pw").await;
     assert!(f.contains("<temporary-auth-failure/>"), "{f}");
+    // each refused attempt counted once: throttled, not also a failure of its mechanism
+    let (_, text) = admin_get(admin_addr(&d), "/metrics", "").await;
+    let metric = |k: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(k)?.strip_prefix(' ')?.parse::<f64>().ok())
+            .unwrap_or_else(|| panic!("no {k}: {text}"))
+    };
+    assert_eq!(metric("xmppd_authentications_throttled_total"), 2.0);
+    assert_eq!(
+        metric("xmppd_authentications_total{mechanism=\"PLAIN\",result=\"failure\"}"),
+        0.0
+    );
+    assert_eq!(
+        metric("xmppd_authentications_total{mechanism=\"SCRAM-SHA-256\",result=\"failure\"}"),
+        3.0
+    );
     // the bystander's session is not touched
     bystander_ok(&mut b).await;
     // after the window, logins work again

@@ -13,33 +13,48 @@ use tokio::net::TcpStream;
 
 const D: &str = "localhost";
 
-fn http_addr(d: &Daemon) -> SocketAddr {
-    let f = d.dir.path().join("data").join("admin.addr");
-    std::fs::read_to_string(&f)
-        .unwrap_or_else(|e| panic!("{}: {e}", f.display()))
-        .trim()
-        .parse()
-        .expect("HTTP address")
+/// The daemon's HTTP side: its address and the token of `DATA_DIR/http.token`.
+struct Http {
+    addr: SocketAddr,
+    token: String,
 }
 
-/// One HTTP/1.1 request; returns (status, body). `host` None sends the address.
+fn http_addr(d: &Daemon) -> Http {
+    let read = |name: &str| {
+        let f = d.dir.path().join("data").join(name);
+        std::fs::read_to_string(&f)
+            .unwrap_or_else(|e| panic!("{}: {e}", f.display()))
+            .trim()
+            .to_string()
+    };
+    Http {
+        addr: read("admin.addr").parse().expect("HTTP address"),
+        token: read("http.token"),
+    }
+}
+
+/// One HTTP/1.1 request with the token as a bearer (none when empty); returns (status,
+/// body). `host` None sends the address.
 async fn http(
-    addr: SocketAddr,
+    h: &Http,
     method: &str,
     path: &str,
     host: Option<&str>,
     headers: &[(&str, &str)],
     body: &str,
 ) -> (u16, String) {
-    let mut s = tokio::time::timeout(TIMEOUT, TcpStream::connect(addr))
+    let mut s = tokio::time::timeout(TIMEOUT, TcpStream::connect(h.addr))
         .await
         .expect("connect timeout")
         .expect("connect");
-    let host = host.map_or_else(|| addr.to_string(), str::to_string);
+    let host = host.map_or_else(|| h.addr.to_string(), str::to_string);
     let mut req = format!(
         "{method} {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\nContent-Length: {}\r\n",
         body.len()
     );
+    if !h.token.is_empty() {
+        req.push_str(&format!("Authorization: Bearer {}\r\n", h.token));
+    }
     for (k, v) in headers {
         req.push_str(&format!("{k}: {v}\r\n"));
     }
@@ -61,14 +76,14 @@ async fn http(
     (status, body.to_string())
 }
 
-async fn get(addr: SocketAddr, path: &str) -> String {
+async fn get(addr: &Http, path: &str) -> String {
     let (status, body) = http(addr, "GET", path, None, &[], "").await;
     assert_eq!(status, 200, "GET {path}: {body}");
     body
 }
 
 /// `/metrics` as `name{labels}` → value.
-async fn metrics(addr: SocketAddr) -> HashMap<String, f64> {
+async fn metrics(addr: &Http) -> HashMap<String, f64> {
     let text = get(addr, "/metrics").await;
     assert!(text.ends_with("# EOF\n"), "{text}");
     text.lines()
@@ -86,7 +101,7 @@ fn m(all: &HashMap<String, f64>, key: &str) -> f64 {
 }
 
 /// Wait until `key` reads `want` (the counters move asynchronously).
-async fn wait_metric(addr: SocketAddr, key: &str, want: f64) -> HashMap<String, f64> {
+async fn wait_metric(addr: &Http, key: &str, want: f64) -> HashMap<String, f64> {
     let deadline = tokio::time::Instant::now() + TIMEOUT;
     loop {
         let all = metrics(addr).await;
@@ -100,13 +115,13 @@ async fn wait_metric(addr: SocketAddr, key: &str, want: f64) -> HashMap<String, 
     }
 }
 
-async fn monitor_rows(addr: SocketAddr) -> Vec<serde_json::Value> {
+async fn monitor_rows(addr: &Http) -> Vec<serde_json::Value> {
     let v: serde_json::Value =
         serde_json::from_str(&get(addr, "/monitor.json").await).expect("JSON");
     v["connections"].as_array().cloned().expect("rows")
 }
 
-async fn row_of(addr: SocketAddr, identity: &str) -> serde_json::Value {
+async fn row_of(addr: &Http, identity: &str) -> serde_json::Value {
     monitor_rows(addr)
         .await
         .into_iter()
@@ -115,7 +130,7 @@ async fn row_of(addr: SocketAddr, identity: &str) -> serde_json::Value {
 }
 
 /// The CSRF token the monitor page embeds.
-async fn csrf(addr: SocketAddr) -> String {
+async fn csrf(addr: &Http) -> String {
     let page = get(addr, "/monitor").await;
     let start = page.find("const CSRF = \"").expect("token in page") + 14;
     page[start..start + 48].to_string()
@@ -136,7 +151,7 @@ async fn plain_login(d: &Daemon, user: &str, res: &str) -> Raw {
 #[tokio::test]
 async fn metrics_move_with_the_traffic() {
     let d = Daemon::start();
-    let addr = http_addr(&d);
+    let addr = &http_addr(&d);
     let before = metrics(addr).await;
     let scram_ok = "xmppd_authentications_total{mechanism=\"SCRAM-SHA-256\",result=\"success\"}";
     let plain_ok = "xmppd_authentications_total{mechanism=\"PLAIN\",result=\"success\"}";
@@ -167,8 +182,17 @@ async fn metrics_move_with_the_traffic() {
     assert!(m(&now, notify) >= 2.0, "{}", m(&now, notify));
     assert_eq!(m(&now, "xmppd_connections_secure{tls=\"true\"}"), 3.0);
     assert_eq!(m(&now, "xmppd_connections_secure{tls=\"false\"}"), 0.0);
-    assert!(m(&now, "xmppd_process_resident_memory_bytes") > 1e6);
-    assert!(m(&now, "xmppd_process_open_fds") >= 3.0);
+    // the process, under the standard unprefixed names
+    assert!(m(&now, "process_resident_memory_bytes") > 1e6);
+    assert!(m(&now, "process_open_fds") >= 3.0);
+    assert!(m(&now, "process_max_fds") >= m(&now, "process_open_fds"));
+    assert!(m(&now, "process_cpu_seconds_total") > 0.0);
+    let start = m(&now, "process_start_time_seconds");
+    let unix = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs_f64();
+    assert!(start > unix - 300.0 && start <= unix, "{start}");
     let (stanzas_in, bytes_in) = (
         m(&now, "xmppd_stanzas_total{direction=\"in\"}"),
         m(&now, "xmppd_traffic_bytes_total{direction=\"in\"}"),
@@ -226,6 +250,15 @@ async fn metrics_move_with_the_traffic() {
     assert!(err.contains("type='error'"), "{err}");
     let now = wait_metric(addr, offline, m(&before, offline) + 1.0).await;
     assert_eq!(m(&now, bounced) - m(&before, bounced), 1.0);
+    // one outcome per signal: the error reply alice got is not a delivered message too
+    assert_eq!(m(&now, delivered) - m(&before, delivered), 131.0);
+    assert_eq!(
+        m(
+            &now,
+            "xmppd_signals_total{kind=\"message\",outcome=\"dropped\"}"
+        ),
+        0.0
+    );
     assert_eq!(
         m(&now, "xmppd_actors_started_total{kind=\"session\"}")
             - m(&now, "xmppd_actors_stopped_total{kind=\"session\"}"),
@@ -236,7 +269,7 @@ async fn metrics_move_with_the_traffic() {
 #[tokio::test]
 async fn the_monitor_lists_each_connection_with_its_fields() {
     let d = Daemon::start();
-    let addr = http_addr(&d);
+    let addr = &http_addr(&d);
     let (mut a, _) = Raw::login(d.starttls, D, "alice", "alice-pw", "one").await;
     let _b = plain_login(&d, "bob", "two").await;
     a.send("<iq type='get' id='p1'><ping xmlns='urn:xmpp:ping'/></iq>")
@@ -285,12 +318,60 @@ async fn the_monitor_lists_each_connection_with_its_fields() {
     assert_eq!(status, 200);
     assert!(page.contains("<table") && page.contains("/monitor.json"));
     assert_eq!(csrf(addr).await.len(), 48);
+
+    // without the token of DATA_DIR/http.token: 401, no JIDs
+    let anon = Http {
+        addr: addr.addr,
+        token: String::new(),
+    };
+    for path in ["/monitor", "/monitor.json", "/stats"] {
+        let (s, body) = http(&anon, "GET", path, None, &[], "").await;
+        assert!(s == 401 && !body.contains("alice"), "{path}: {s} {body}");
+    }
+    // a browser opens /monitor?token=T once: the page sets a cookie its own requests carry
+    let mut raw = TcpStream::connect(addr.addr).await.expect("connect");
+    raw.write_all(
+        format!(
+            "GET /monitor?token={} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n",
+            addr.token, addr.addr
+        )
+        .as_bytes(),
+    )
+    .await
+    .expect("write");
+    let mut buf = Vec::new();
+    tokio::time::timeout(TIMEOUT, raw.read_to_end(&mut buf))
+        .await
+        .expect("read timeout")
+        .expect("read");
+    let head = String::from_utf8_lossy(&buf).to_ascii_lowercase();
+    assert!(
+        head.starts_with("http/1.1 200")
+            && head.contains(&format!("set-cookie: xmppd_token={}", addr.token))
+            && head.contains("httponly")
+            && head.contains("samesite=strict"),
+        "{head}"
+    );
+    let cookie = format!("xmppd_token={}", addr.token);
+    let (s, body) = http(
+        &anon,
+        "GET",
+        "/monitor.json",
+        None,
+        &[("Cookie", cookie.as_str())],
+        "",
+    )
+    .await;
+    assert!(
+        s == 200 && body.contains("alice@localhost/one"),
+        "{s} {body}"
+    );
 }
 
 #[tokio::test]
 async fn closing_a_connection_from_the_monitor_needs_the_token_and_a_loopback_host() {
     let d = Daemon::start();
-    let addr = http_addr(&d);
+    let addr = &http_addr(&d);
     let (mut a, _) = Raw::login(d.starttls, D, "alice", "alice-pw", "one").await;
     let id = row_of(addr, "alice@localhost/one").await["id"]
         .as_u64()
@@ -444,37 +525,129 @@ async fn reload_applies_a_new_log_level_without_dropping_connections() {
     a.wait_for("id='after'").await;
 }
 
+fn reload_in(dir: &std::path::Path) -> (bool, String) {
+    let out = std::process::Command::new(xmppd_bin())
+        .arg("--data-dir")
+        .arg(dir)
+        .arg("reload")
+        .output()
+        .expect("reload");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
 #[tokio::test]
 async fn reload_never_signals_a_process_that_is_not_xmppd() {
-    // a pid file left behind, naming a process that is not xmppd: this test
+    // a pid file left behind (not locked by a daemon), naming a live process that a
+    // SIGHUP would end
     let dir = tempfile::tempdir().expect("tmp");
-    std::fs::write(
-        dir.path().join("xmppd.pid"),
-        format!("{}\n", std::process::id()),
-    )
-    .expect("pid file");
-    let out = std::process::Command::new(xmppd_bin())
-        .arg("--data-dir")
-        .arg(dir.path())
-        .arg("reload")
-        .output()
-        .expect("reload");
+    let mut victim = std::process::Command::new("sleep")
+        .arg("30")
+        .spawn()
+        .expect("sleep");
+    let pf = dir.path().join("xmppd.pid");
+    std::fs::write(&pf, format!("{}\n", victim.id())).expect("pid file");
+    let (ok, stderr) = reload_in(dir.path());
+    assert!(!ok && stderr.contains("stale pid file"), "{stderr}");
+    std::thread::sleep(Duration::from_millis(100));
+    assert!(
+        victim.try_wait().expect("wait").is_none(),
+        "the process named by a stale pid file got a signal"
+    );
+    let _ = victim.kill();
+    let _ = victim.wait();
+    // garbage: refused before any kill(2) (-1, 0 and 1 are refused the same way, in
+    // the unit tests of src/reload.rs: a regression here would signal every process)
+    for bad in ["", "12abc", "99999999999", "+-3"] {
+        std::fs::write(&pf, format!("{bad}\n")).expect("pid file");
+        let (ok, stderr) = reload_in(dir.path());
+        assert!(
+            !ok && stderr.contains("not a process id"),
+            "{bad}: {stderr}"
+        );
+    }
+    // no pid file: nothing running
+    std::fs::remove_file(&pf).expect("rm");
+    let (ok, stderr) = reload_in(dir.path());
+    assert!(!ok && stderr.contains("no running xmppd"), "{stderr}");
+}
+
+#[tokio::test]
+async fn a_second_daemon_on_the_same_data_directory_refuses_to_start() {
+    let d = Daemon::start();
+    let out = d.cli(&["run"]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
-        !out.status.success() && stderr.contains("stale pid file"),
+        !out.status.success() && stderr.contains("another xmppd is running"),
         "{stderr}"
     );
-    // no pid file: nothing running
-    std::fs::remove_file(dir.path().join("xmppd.pid")).expect("rm");
-    let out = std::process::Command::new(xmppd_bin())
-        .arg("--data-dir")
-        .arg(dir.path())
-        .arg("reload")
-        .output()
-        .expect("reload");
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    // the first one still serves, and still reloads
+    let (_a, _) = Raw::login(d.starttls, D, "alice", "alice-pw", "one").await;
+    let out = d.cli(&["reload"]);
     assert!(
-        !out.status.success() && stderr.contains("no running xmppd"),
-        "{stderr}"
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[tokio::test]
+async fn offline_messages_a_closing_session_did_not_write_stay_stored() {
+    let d = Daemon::start();
+    let addr = &http_addr(&d);
+    let stored = "xmppd_signals_total{kind=\"message\",outcome=\"stored_offline\"}";
+    let (mut a, _) = Raw::login(d.starttls, D, "alice", "alice-pw", "one").await;
+    for i in 0..20 {
+        a.send(&format!(
+            "<message to='bob@{D}' type='chat' id='off{i}'><body>kept {i}</body></message>"
+        ))
+        .await;
+    }
+    wait_metric(addr, stored, 20.0).await;
+    // bob comes online and leaves in the same breath: his session is closing while the
+    // account hands it the stored messages
+    let (mut b, _) = Raw::bound(d.starttls, D, "bob", "bob-pw", "gone").await;
+    b.send("<presence/></stream:stream>").await;
+    let first = b.read_to_close().await;
+    // every message reaches bob exactly once: on the first stream or the next one
+    let (mut b, _) = Raw::login(d.starttls, D, "bob", "bob-pw", "back").await;
+    let mut again = 0;
+    for i in 0..20 {
+        let id = format!("id='off{i}'");
+        if !first.contains(&id) {
+            b.wait_for(&id).await;
+            again += 1;
+        }
+    }
+    // written once each: a batch counted twice would skip past 20
+    let now = wait_metric(addr, "xmppd_offline_delivered_total", 20.0).await;
+    assert_eq!(m(&now, stored), 20.0, "stored once, not counted again");
+    assert!(again > 0 || first.contains("id='off19'"), "{first}");
+}
+
+#[tokio::test]
+async fn presence_from_a_blocked_sender_is_counted_dropped() {
+    let d = Daemon::start();
+    let addr = &http_addr(&d);
+    let dropped = "xmppd_signals_total{kind=\"notify\",outcome=\"dropped\"}";
+    let (mut a, _) = Raw::login(d.starttls, D, "alice", "alice-pw", "one").await;
+    let (mut b, _) = Raw::login(d.starttls, D, "bob", "bob-pw", "two").await;
+    b.send(&format!(
+        "<iq type='set' id='blk'><block xmlns='urn:xmpp:blocking'><item jid='alice@{D}'/></block></iq>"
+    ))
+    .await;
+    b.wait_for("id='blk'").await;
+    let before = m(&metrics(addr).await, dropped);
+    // directed presence from someone bob blocks: not delivered, not answered (XEP-0191 §3.3)
+    a.send(&format!("<presence to='bob@{D}/two'/>")).await;
+    wait_metric(addr, dropped, before + 1.0).await;
+    b.send("<iq type='get' id='after'><ping xmlns='urn:xmpp:ping'/></iq>")
+        .await;
+    b.wait_for("id='after'").await;
+    assert!(
+        !b.stash_has(&format!("from='alice@{D}/one'")),
+        "presence from a blocked sender reached bob"
     );
 }

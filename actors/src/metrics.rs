@@ -7,8 +7,8 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
+use xmppd_proto::auth::sasl::Mech;
 
-use crate::monitor::connections;
 use crate::signals::Signal;
 
 /// Kinds of actor counted as started and stopped. New actor kinds (outbound queues,
@@ -57,9 +57,14 @@ pub enum Outcome {
     StoredOffline,
     /// Returned to its sender as an error.
     Bounced,
+    /// Discarded on purpose: from a blocked sender (XEP-0191 §3.3, presence and the
+    /// like), or an iq result nobody can take.
+    Dropped,
 }
 
-pub const OUTCOMES: [&str; 3] = ["delivered", "stored_offline", "bounced"];
+/// Each routed signal gets one of them, once. Error stanzas are not counted: a bounce
+/// counted its signal as `bounced` when it made the error reply.
+pub const OUTCOMES: [&str; 4] = ["delivered", "stored_offline", "bounced", "dropped"];
 
 /// Upper bounds (seconds) of the routing-latency histogram's buckets (+Inf follows).
 pub const LATENCY_BUCKETS: [f64; 12] = [
@@ -86,16 +91,16 @@ pub fn sample_routing() -> Option<std::time::Instant> {
 
 /// SASL mechanisms (and legacy authentication) counted by result; anything else
 /// (an unknown or absent mechanism) is counted as `other`.
-pub const AUTH_MECHS: [&str; 8] = [
-    "PLAIN",
-    "SCRAM-SHA-1",
-    "SCRAM-SHA-1-PLUS",
-    "SCRAM-SHA-256",
-    "SCRAM-SHA-256-PLUS",
-    "ANONYMOUS",
-    "legacy",
-    "other",
-];
+pub const AUTH_MECHS: [&str; Mech::ALL.len() + 2] = {
+    let mut names = ["other"; Mech::ALL.len() + 2];
+    let mut i = 0;
+    while i < Mech::ALL.len() {
+        names[i] = Mech::ALL[i].name();
+        i += 1;
+    }
+    names[Mech::ALL.len()] = "legacy";
+    names
+};
 
 /// The process-wide counters (see the module documentation).
 pub struct Metrics {
@@ -107,15 +112,15 @@ pub struct Metrics {
     auth: [[AtomicU64; 2]; AUTH_MECHS.len()],
     /// Authentication attempts refused or delayed by the failure throttle.
     pub auth_throttled: AtomicU64,
+    /// Stored offline messages written to a session's stream (their signal was counted
+    /// once already, as `stored_offline`).
+    pub offline_delivered: AtomicU64,
     /// Bytes and stanzas of connections that have closed (the live ones are summed
     /// from the registry when read).
     pub(crate) closed: Totals,
     /// Connections that ever brought TLS up, and all accepted.
     pub tls_established: AtomicU64,
     pub connections_accepted: AtomicU64,
-    /// Seconds since the epoch, refreshed by [`tick`] once a second: what the I/O tasks
-    /// stamp as last activity without reading the clock per read.
-    now: AtomicU64,
     /// The routing-latency histogram: per bucket (the last is +Inf, not cumulative),
     /// the sum in nanoseconds.
     latency: [AtomicU64; LATENCY_BUCKETS.len() + 1],
@@ -141,16 +146,25 @@ impl Totals {
     }
 }
 
+/// Seconds since the epoch, refreshed by [`tick`] once a second: what the I/O tasks
+/// stamp as last activity without reading the clock per read. Read on every read by
+/// every worker, written once a second: on a cache line of its own, away from the
+/// counters the workers write.
+static NOW: Padded = Padded(AtomicU64::new(0));
+
+#[repr(align(128))]
+struct Padded(AtomicU64);
+
 pub static METRICS: Metrics = Metrics {
     actors_started: [const { AtomicU64::new(0) }; ACTOR_KINDS],
     actors_stopped: [const { AtomicU64::new(0) }; ACTOR_KINDS],
     signals: [const { Sharded::new() }; SIGNAL_KINDS.len() * OUTCOMES.len()],
     auth: [const { [const { AtomicU64::new(0) }; 2] }; AUTH_MECHS.len()],
     auth_throttled: AtomicU64::new(0),
+    offline_delivered: AtomicU64::new(0),
     closed: Totals::new(),
     tls_established: AtomicU64::new(0),
     connections_accepted: AtomicU64::new(0),
-    now: AtomicU64::new(0),
     latency: [const { AtomicU64::new(0) }; LATENCY_BUCKETS.len() + 1],
     latency_sum_ns: AtomicU64::new(0),
 };
@@ -223,6 +237,9 @@ impl Metrics {
     /// Count the outcome of a stanza an account produced for a session (presence,
     /// roster pushes, offline messages), by what signal kind it is.
     pub fn element(&self, el: &minidom::Element, outcome: Outcome) {
+        if el.attr("type") == Some("error") {
+            return;
+        }
         let kind = match el.name() {
             "message" => 0,
             "presence" => match el.attr("type") {
@@ -285,23 +302,10 @@ impl Metrics {
             .collect()
     }
 
-    /// Traffic of every connection since the start, closed and live.
+    /// Traffic of every connection since the start, closed and live (never decreasing:
+    /// see [`crate::monitor::summary`]).
     pub fn traffic(&self) -> Traffic {
-        let c = &self.closed;
-        let l = |a: &AtomicU64| a.load(Ordering::Relaxed);
-        let mut t = (
-            l(&c.bytes_in),
-            l(&c.bytes_out),
-            l(&c.stanzas_in),
-            l(&c.stanzas_out),
-        );
-        for i in connections() {
-            t.0 += l(&i.bytes_in);
-            t.1 += l(&i.bytes_out);
-            t.2 += l(&i.stanzas_in);
-            t.3 += l(&i.stanzas_out);
-        }
-        t
+        crate::monitor::summary().traffic
     }
 
     /// A sampled message went from the sender's session to the recipient's stream in `d`.
@@ -333,13 +337,13 @@ impl Metrics {
     /// Seconds since the epoch, as of the last [`tick`].
     #[inline]
     pub fn now(&self) -> u64 {
-        self.now.load(Ordering::Relaxed)
+        NOW.0.load(Ordering::Relaxed)
     }
 }
 
 /// Refresh the coarse clock ([`Metrics::now`]); the server calls it once a second.
 pub fn tick() {
-    METRICS.now.store(unix_now(), Ordering::Relaxed);
+    NOW.0.store(unix_now(), Ordering::Relaxed);
 }
 
 pub(crate) fn unix_now() -> u64 {
@@ -395,6 +399,14 @@ mod tests {
             .filter(|_| sample_routing().is_some())
             .count();
         assert_eq!(sampled, 4);
+    }
+
+    #[test]
+    fn every_mechanism_the_server_offers_has_its_own_row() {
+        for m in Mech::ALL {
+            assert!(AUTH_MECHS.contains(&m.name()), "{}", m.name());
+        }
+        assert_eq!(&AUTH_MECHS[Mech::ALL.len()..], &["legacy", "other"]);
     }
 
     #[test]

@@ -7,7 +7,7 @@
 
 use crate::metrics::{METRICS, unix_now};
 use crate::net::io::FromIo;
-use actix::Recipient;
+use actix::{Recipient, WeakRecipient};
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
@@ -83,7 +83,9 @@ pub struct ConnInfo {
     pub last_activity: AtomicU64,
     /// The actor that owns the stream now (the connection, then its session): an
     /// administrator's close is sent there.
-    control: Mutex<Option<Recipient<FromIo>>>,
+    /// Weak: the registry must not keep a stopped actor's mailbox alive (the actor
+    /// holds this entry through its connection).
+    control: Mutex<Option<WeakRecipient<FromIo>>>,
 }
 
 /// A snapshot of a [`ConnInfo`] for the monitor.
@@ -135,7 +137,7 @@ impl ConnInfo {
 
     /// The actor that owns the stream from now on.
     pub fn set_control(&self, r: Recipient<FromIo>) {
-        *self.control.lock().unwrap_or_else(|p| p.into_inner()) = Some(r);
+        *self.control.lock().unwrap_or_else(|p| p.into_inner()) = Some(r.downgrade());
     }
 
     /// Close the stream with this stream error (an administrator's request); false
@@ -145,7 +147,8 @@ impl ConnInfo {
             .control
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .clone();
+            .as_ref()
+            .and_then(WeakRecipient::upgrade);
         match r {
             Some(r) => r.try_send(FromIo::ParseError(err)).is_ok(),
             None => false,
@@ -212,6 +215,45 @@ pub fn connections() -> Vec<Arc<ConnInfo>> {
     conns().values().cloned().collect()
 }
 
+/// What `/metrics` reads of the registry, in one pass under its lock (no copy of it).
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Summary {
+    /// Live connections by [`ConnKind`] (indexed by `kind as usize`).
+    pub by_kind: [u64; ConnKind::ALL.len()],
+    pub live: u64,
+    /// Live connections with TLS up.
+    pub tls: u64,
+    /// Bytes and stanzas of all connections since the start, closed and live.
+    pub traffic: crate::metrics::Traffic,
+}
+
+/// The registry's [`Summary`]. The closed totals are read under the same lock a closing
+/// connection moves its traffic to them under: the totals never go backwards.
+pub fn summary() -> Summary {
+    let l = |a: &AtomicU64| a.load(Ordering::Relaxed);
+    let map = conns();
+    let c = &METRICS.closed;
+    let mut s = Summary {
+        traffic: (
+            l(&c.bytes_in),
+            l(&c.bytes_out),
+            l(&c.stanzas_in),
+            l(&c.stanzas_out),
+        ),
+        ..Summary::default()
+    };
+    for i in map.values() {
+        s.by_kind[i.kind() as usize] += 1;
+        s.live += 1;
+        s.tls += u64::from(i.is_tls());
+        s.traffic.0 += l(&i.bytes_in);
+        s.traffic.1 += l(&i.bytes_out);
+        s.traffic.2 += l(&i.stanzas_in);
+        s.traffic.3 += l(&i.stanzas_out);
+    }
+    s
+}
+
 /// One live connection by its monitor id.
 pub fn connection(id: u64) -> Option<Arc<ConnInfo>> {
     conns().get(&id).cloned()
@@ -256,14 +298,19 @@ impl Registered {
 impl Drop for Registered {
     fn drop(&mut self) {
         let i = &self.0;
-        conns().remove(&i.id);
-        let c = &METRICS.closed;
-        let l = |a: &AtomicU64| a.load(Ordering::Relaxed);
-        c.bytes_in.fetch_add(l(&i.bytes_in), Ordering::Relaxed);
-        c.bytes_out.fetch_add(l(&i.bytes_out), Ordering::Relaxed);
-        c.stanzas_in.fetch_add(l(&i.stanzas_in), Ordering::Relaxed);
-        c.stanzas_out
-            .fetch_add(l(&i.stanzas_out), Ordering::Relaxed);
+        {
+            // out of the map and into the closed totals at once: a reader (under the
+            // same lock) sees the traffic in one place or the other, never neither
+            let mut map = conns();
+            map.remove(&i.id);
+            let c = &METRICS.closed;
+            let l = |a: &AtomicU64| a.load(Ordering::Relaxed);
+            c.bytes_in.fetch_add(l(&i.bytes_in), Ordering::Relaxed);
+            c.bytes_out.fetch_add(l(&i.bytes_out), Ordering::Relaxed);
+            c.stanzas_in.fetch_add(l(&i.stanzas_in), Ordering::Relaxed);
+            c.stanzas_out
+                .fetch_add(l(&i.stanzas_out), Ordering::Relaxed);
+        }
         *i.control.lock().unwrap_or_else(|p| p.into_inner()) = None;
     }
 }

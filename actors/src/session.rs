@@ -468,10 +468,12 @@ impl Session {
         };
         match taps::run(&call) {
             Verdict::Pass => {}
-            Verdict::Drop => return,
+            Verdict::Drop => return METRICS.signal(&sig, Outcome::Dropped),
             Verdict::Refuse { cond, .. } => return self.undeliverable(sig, cond),
         }
         match self.write(sig.stanza()) {
+            // an error reply's signal was counted when it was made (bounced)
+            Ok(()) if sig.is_error() => {}
             Ok(()) => METRICS.signal(&sig, Outcome::Delivered),
             Err(e) => {
                 let cond = self.refused(e);
@@ -582,6 +584,18 @@ impl Handler<ToSession> for Session {
                 if !self.closing && self.write(&el).is_ok() {
                     METRICS.element(&el, Outcome::Delivered);
                 }
+            }
+            ToSession::Offline(batch) => {
+                // stop at the first that cannot be written: it and the rest stay stored
+                let written = batch
+                    .messages
+                    .iter()
+                    .take_while(|el| !self.closing && self.write(el).is_ok())
+                    .count();
+                METRICS
+                    .offline_delivered
+                    .fetch_add(written as u64, Ordering::Relaxed);
+                let _ = batch.written.send(written);
             }
             ToSession::Blocklist(b) => self.blocked = b,
             ToSession::Close(e) => {

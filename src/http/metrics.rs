@@ -12,7 +12,7 @@ use prometheus_client::registry::{Registry, Unit};
 use std::sync::atomic::Ordering;
 use xmppd_actors::context::Ctx;
 use xmppd_actors::metrics::METRICS;
-use xmppd_actors::monitor::{ConnKind, connections};
+use xmppd_actors::monitor::{ConnKind, summary};
 
 /// Reads everything when scraped.
 struct Engine(Ctx);
@@ -58,14 +58,9 @@ fn counter(v: u64) -> ConstCounter<u64> {
 impl Collector for Engine {
     fn encode(&self, mut enc: DescriptorEncoder) -> Result<(), std::fmt::Error> {
         let stats = &self.0.stats;
-        let conns = connections();
-        // live connections by stream kind and by security
-        let mut by_kind = [0u64; ConnKind::ALL.len()];
-        let mut tls = 0u64;
-        for c in &conns {
-            by_kind[c.kind() as usize] += 1;
-            tls += u64::from(c.is_tls());
-        }
+        // live connections by stream kind and by security, and the traffic: one pass
+        let reg = summary();
+        let (by_kind, tls) = (reg.by_kind, reg.tls);
         family(
             &mut enc,
             "connections",
@@ -83,7 +78,7 @@ impl Collector for Engine {
             None,
             vec![
                 (vec![("tls", "true")], gauge(tls)),
-                (vec![("tls", "false")], gauge(conns.len() as u64 - tls)),
+                (vec![("tls", "false")], gauge(reg.live - tls)),
             ],
         )?;
         family(
@@ -104,6 +99,16 @@ impl Collector for Engine {
             vec![(
                 vec![],
                 counter(METRICS.tls_established.load(Ordering::Relaxed)),
+            )],
+        )?;
+        family(
+            &mut enc,
+            "offline_delivered",
+            "Stored offline messages written to a session when it came online (counted as stored_offline when they were routed)",
+            None,
+            vec![(
+                vec![],
+                counter(METRICS.offline_delivered.load(Ordering::Relaxed)),
             )],
         )?;
         family(
@@ -171,11 +176,11 @@ impl Collector for Engine {
         )?
         .encode_histogram::<NoLabelSet>(sum, count, &buckets, None)?;
         // traffic
-        let (bytes_in, bytes_out, stanzas_in, stanzas_out) = METRICS.traffic();
+        let (bytes_in, bytes_out, stanzas_in, stanzas_out) = reg.traffic;
         family(
             &mut enc,
             "traffic",
-            "Bytes read from peers' sockets (in) and XML written to peers, before TLS (out)",
+            "XML bytes read from peers (in, after TLS) and written to peers (out, before TLS)",
             Some(&Unit::Bytes),
             vec![
                 (vec![("direction", "in")], counter(bytes_in)),
@@ -214,28 +219,66 @@ impl Collector for Engine {
                 counter(METRICS.auth_throttled.load(Ordering::Relaxed)),
             )],
         )?;
-        // the process
-        let (rss, fds) = (super::stats::rss_bytes(), open_fds());
-        family(
-            &mut enc,
-            "process_resident_memory",
-            "Resident set size of the process",
-            Some(&Unit::Bytes),
-            vec![(vec![], gauge(rss))],
-        )?;
-        family(
-            &mut enc,
-            "process_open_fds",
-            "Open file descriptors of the process",
-            None,
-            vec![(vec![], gauge(fds))],
-        )?;
         family(
             &mut enc,
             "uptime",
             "Time since the server started",
             Some(&Unit::Seconds),
             vec![(vec![], gauge(self.0.started.elapsed().as_secs()))],
+        )?;
+        Ok(())
+    }
+}
+
+/// The process, under the names Prometheus' client libraries use (no `xmppd_` prefix:
+/// dashboards for any process work unchanged).
+#[derive(Debug)]
+struct Process(std::time::Instant);
+
+impl Collector for Process {
+    fn encode(&self, mut enc: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        family(
+            &mut enc,
+            "process_resident_memory",
+            "Resident memory size in bytes",
+            Some(&Unit::Bytes),
+            vec![(vec![], gauge(super::stats::rss_bytes()))],
+        )?;
+        family(
+            &mut enc,
+            "process_open_fds",
+            "Number of open file descriptors",
+            None,
+            vec![(vec![], gauge(open_fds()))],
+        )?;
+        if let Some(max) = max_fds() {
+            family(
+                &mut enc,
+                "process_max_fds",
+                "Maximum number of open file descriptors",
+                None,
+                vec![(vec![], gauge(max))],
+            )?;
+        }
+        if let Some(cpu) = cpu_seconds() {
+            family(
+                &mut enc,
+                "process_cpu",
+                "Total user and system CPU time spent in seconds",
+                Some(&Unit::Seconds),
+                vec![(vec![], ConstCounter::new(cpu))],
+            )?;
+        }
+        let start = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+            .saturating_sub(self.0.elapsed());
+        family(
+            &mut enc,
+            "process_start_time",
+            "Start time of the process since unix epoch in seconds",
+            Some(&Unit::Seconds),
+            vec![(vec![], ConstGauge::new(start.as_secs_f64()))],
         )?;
         Ok(())
     }
@@ -248,18 +291,42 @@ fn open_fds() -> u64 {
         .unwrap_or(0)
 }
 
-/// The registry `/metrics` encodes: `xmppd_` names.
+/// The soft limit on open files (`Max open files` in /proc/self/limits).
+fn max_fds() -> Option<u64> {
+    let limits = std::fs::read_to_string("/proc/self/limits").ok()?;
+    let line = limits.lines().find(|l| l.starts_with("Max open files"))?;
+    line["Max open files".len()..]
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
+}
+
+/// User and system CPU time (fields 14 and 15 of /proc/self/stat, in clock ticks).
+fn cpu_seconds() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // the command name (field 2) may hold spaces: count from after its ')'
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let mut f = rest.split_whitespace().skip(11);
+    let utime: u64 = f.next()?.parse().ok()?;
+    let stime: u64 = f.next()?.parse().ok()?;
+    let hz = rustix::param::clock_ticks_per_second();
+    (hz > 0).then(|| (utime + stime) as f64 / hz as f64)
+}
+
+/// The registry `/metrics` encodes: the engine's `xmppd_` names and the standard
+/// `process_` ones.
 pub fn registry(ctx: &Ctx) -> Registry {
-    let mut r = Registry::with_prefix("xmppd");
-    r.register_collector(Box::new(Engine(ctx.clone())));
+    let mut r = Registry::default();
+    r.register_collector(Box::new(Process(ctx.started)));
+    r.sub_registry_with_prefix("xmppd")
+        .register_collector(Box::new(Engine(ctx.clone())));
     r
 }
 
-/// The exposition text.
-pub fn render(r: &Registry) -> String {
+/// The exposition text; an encoding error (a collector failed) is the caller's 500.
+pub fn render(r: &Registry) -> Result<String, std::fmt::Error> {
     let mut out = String::with_capacity(8 * 1024);
-    if prometheus_client::encoding::text::encode(&mut out, r).is_err() {
-        out.clear();
-    }
-    out
+    prometheus_client::encoding::text::encode(&mut out, r)?;
+    Ok(out)
 }

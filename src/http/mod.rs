@@ -1,6 +1,7 @@
 //! The HTTP side, on actix-web: `GET /metrics` (Prometheus), `GET /monitor` and
 //! `/monitor.json` (the connections), `POST /monitor/close`, `GET /stats` (JSON
-//! counters), `GET /s2s` (each outbound queue of federation: state, length, counters). Later the WebAdmin and WebSocket clients live here too.
+//! counters), `GET /s2s` (each outbound queue of federation: state, length, counters).
+//! Later the WebAdmin and WebSocket clients live here too.
 //!
 //! It listens on `[http] address` (`127.0.0.1:5280`; `XMPPD_ADMIN=ADDR` in the
 //! environment overrides it, `127.0.0.1:0` picks a free port). There is no administrator
@@ -10,9 +11,14 @@
 //! changes state is a POST carrying the process's CSRF token. The bound address is
 //! printed as `admin ADDR` and written to `DATA_DIR/admin.addr`.
 //!
+//! `/metrics` is open (counts, no names). `/monitor*`, `/stats` and `/s2s` show JIDs and
+//! address and can close connections: until the WebAdmin brings administrator logins they
+//! need the token the daemon writes at each start to `DATA_DIR/http.token` (0600), as
+//! `Authorization: Bearer T`, `?token=T`, or the cookie the monitor page sets from it.
+//!
 //! Bounds: `[http] max_connections` at once, one request per connection, the request
-//! head within actix-web's limits (431 beyond 128 KiB) and 5 s (408), form bodies within
-//! 16 KiB.
+//! head within actix-web's limits (431 beyond 128 KiB) and 5 s (408), the whole request
+//! (its body included) within 5 s more (408), form bodies within 16 KiB.
 
 mod metrics;
 mod monitor;
@@ -23,7 +29,6 @@ use actix_web::dev::{Service, ServiceResponse};
 use actix_web::http::StatusCode;
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
-use futures::FutureExt;
 use futures::future::Either;
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -47,7 +52,84 @@ pub struct Shared {
     pub ctx: Ctx,
     /// Embedded in the pages, required on every POST.
     pub csrf: String,
+    /// What `/monitor*` and `/stats` require (the content of `DATA_DIR/http.token`).
+    token: std::sync::Arc<str>,
     registry: prometheus_client::registry::Registry,
+}
+
+/// The file holding the token `/monitor*` and `/stats` require (0600, new at each start).
+pub const TOKEN_FILE: &str = "http.token";
+
+/// The cookie the monitor page sets from `?token=` so that its own requests carry it.
+const TOKEN_COOKIE: &str = "xmppd_token";
+
+/// How long a request may take after its head (its body included): then 408.
+const REQUEST_DEADLINE: Duration = Duration::from_secs(5);
+
+/// Write a fresh token to `DATA_DIR/http.token`, readable by the daemon's user only.
+fn write_token(data_dir: &std::path::Path) -> std::io::Result<String> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let token = csrf_token();
+    let tmp = data_dir.join(format!("{TOKEN_FILE}.partial"));
+    let _ = std::fs::remove_file(&tmp);
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&tmp)?;
+    f.write_all(format!("{token}\n").as_bytes())?;
+    std::fs::rename(&tmp, data_dir.join(TOKEN_FILE))?;
+    Ok(token)
+}
+
+/// Paths that show who is connected (JIDs, addresses, peer domains) or act on
+/// connections.
+fn needs_token(path: &str) -> bool {
+    path == "/stats"
+        || path == "/s2s"
+        || path == "/monitor"
+        || path.starts_with("/monitor.")
+        || path.starts_with("/monitor/")
+}
+
+/// The token the request presents: `Authorization: Bearer T`, `?token=T`, or the cookie.
+fn presented_token(req: &HttpRequest) -> Option<String> {
+    if let Some(t) = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|h| h.to_str().ok())
+        .and_then(|h| h.strip_prefix("Bearer "))
+    {
+        return Some(t.trim().to_string());
+    }
+    if let Some(t) = query_token(req) {
+        return Some(t);
+    }
+    req.headers()
+        .get_all(header::COOKIE)
+        .filter_map(|h| h.to_str().ok())
+        .flat_map(|h| h.split(';'))
+        .find_map(|c| {
+            c.trim()
+                .strip_prefix(TOKEN_COOKIE)
+                .and_then(|v| v.strip_prefix('='))
+                .map(str::to_string)
+        })
+}
+
+/// `token=T` in the query string.
+fn query_token(req: &HttpRequest) -> Option<String> {
+    req.query_string()
+        .split('&')
+        .find_map(|kv| kv.strip_prefix("token="))
+        .map(str::to_string)
+}
+
+/// Equal, in time independent of where they differ.
+fn same_secret(given: &str, want: &str) -> bool {
+    use subtle::ConstantTimeEq;
+    given.len() == want.len() && bool::from(given.as_bytes().ct_eq(want.as_bytes()))
 }
 
 /// Where the HTTP side should listen: `XMPPD_ADMIN` over `[http]`; `None` when off.
@@ -97,25 +179,48 @@ pub fn start(ctx: &Ctx, log: &slog::Logger) -> Result<Option<SocketAddr>, HttpEr
             return Ok(None);
         }
     };
+    let data_dir = ctx.settings.get().data_dir.clone();
+    let token: std::sync::Arc<str> = match write_token(&data_dir) {
+        Ok(t) => t.into(),
+        Err(e) => {
+            // without its file nobody could use the monitor: leave the HTTP side off
+            slog::error!(log, "HTTP side not started: cannot write its token"; "file" => %data_dir.join(TOKEN_FILE).display(), "error" => %e);
+            return Ok(None);
+        }
+    };
     let shared = web::Data::new(Shared {
         ctx: ctx.clone(),
         csrf: csrf_token(),
+        token: token.clone(),
         registry: metrics::registry(ctx),
     });
     let max = ctx.settings.get().http.max_connections.max(1);
     let server = HttpServer::new(move || {
+        let token = token.clone();
         App::new()
             .app_data(shared.clone())
             .app_data(web::FormConfig::default().limit(16 * 1024))
-            .wrap_fn(|req, srv| match refusal(req.request()) {
-                None => Either::Left(
-                    srv.call(req)
-                        .map(|r| r.map(ServiceResponse::map_into_left_body)),
-                ),
-                Some(why) => {
+            .wrap_fn(move |req, srv| match refusal(req.request(), &token) {
+                None => {
+                    let call = srv.call(req);
+                    Either::Left(async move {
+                        match tokio::time::timeout(REQUEST_DEADLINE, call).await {
+                            Ok(r) => r.map(ServiceResponse::map_into_left_body),
+                            // a body that does not arrive holds no connection slot; the
+                            // error becomes the 408 (the request itself went to the
+                            // service: a clone of it would break actix-web's routing)
+                            Err(_) => {
+                                Err(actix_web::error::ErrorRequestTimeout("request timeout\n"))
+                            }
+                        }
+                    })
+                }
+                Some(res) => {
                     let (req, _) = req.into_parts();
-                    let res = text(StatusCode::FORBIDDEN, why).map_into_right_body();
-                    Either::Right(std::future::ready(Ok(ServiceResponse::new(req, res))))
+                    Either::Right(std::future::ready(Ok(ServiceResponse::new(
+                        req,
+                        res.map_into_right_body(),
+                    ))))
                 }
             })
             // a resource answers other methods with 405
@@ -130,7 +235,6 @@ pub fn start(ctx: &Ctx, log: &slog::Logger) -> Result<Option<SocketAddr>, HttpEr
     })
     .workers(1)
     .max_connections(max)
-    .backlog(64)
     .keep_alive(actix_web::http::KeepAlive::Disabled)
     .client_request_timeout(Duration::from_secs(5))
     .client_disconnect_timeout(Duration::from_secs(1))
@@ -156,16 +260,19 @@ pub fn start(ctx: &Ctx, log: &slog::Logger) -> Result<Option<SocketAddr>, HttpEr
     Ok(Some(bound))
 }
 
-/// Why a request is refused before any handler sees it: `Host` must name a loopback
-/// address or localhost, and a browser's `Origin`, when sent, too (no other site's page
-/// may post here).
-fn refusal(req: &HttpRequest) -> Option<&'static str> {
+/// The answer to a request refused before any handler sees it: `Host` must name a
+/// loopback address or localhost, and a browser's `Origin`, when sent, too (no other
+/// site's page may post here); `/monitor*` and `/stats` need the token (401).
+fn refusal(req: &HttpRequest, token: &str) -> Option<HttpResponse> {
     let host = req
         .headers()
         .get(header::HOST)
         .and_then(|h| h.to_str().ok());
     if !host.is_some_and(host_is_loopback) {
-        return Some("Host must name a loopback address\n");
+        return Some(text(
+            StatusCode::FORBIDDEN,
+            "Host must name a loopback address\n",
+        ));
     }
     if let Some(origin) = req.headers().get(header::ORIGIN) {
         let ok = origin
@@ -174,8 +281,21 @@ fn refusal(req: &HttpRequest) -> Option<&'static str> {
             .and_then(|o| o.split_once("://"))
             .is_some_and(|(_, rest)| host_is_loopback(rest));
         if !ok {
-            return Some("cross-site requests are refused\n");
+            return Some(text(
+                StatusCode::FORBIDDEN,
+                "cross-site requests are refused\n",
+            ));
         }
+    }
+    if needs_token(req.path()) && !presented_token(req).is_some_and(|t| same_secret(&t, token)) {
+        return Some(
+            HttpResponse::build(StatusCode::UNAUTHORIZED)
+                .insert_header((header::CONTENT_TYPE, "text/plain; charset=utf-8"))
+                .insert_header((header::WWW_AUTHENTICATE, "Bearer realm=\"xmppd\""))
+                .body(format!(
+                    "this page needs the token in DATA_DIR/{TOKEN_FILE} (Authorization: Bearer, or ?token=)\n"
+                )),
+        );
     }
     None
 }
@@ -202,13 +322,15 @@ pub fn csrf_ok(shared: &Shared, req: &HttpRequest, form: Option<&str>) -> bool {
         .and_then(|h| h.to_str().ok())
         .or(form)
         .unwrap_or("");
-    let want = shared.csrf.as_bytes();
-    given.len() == want.len()
-        && given
-            .bytes()
-            .zip(want)
-            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
-            == 0
+    same_secret(given, &shared.csrf)
+}
+
+/// `Set-Cookie` for a page opened with a valid `?token=`: its own requests (the
+/// table's refresh, Close) then carry the token without it in every URL.
+pub fn token_cookie(shared: &Shared, req: &HttpRequest) -> Option<String> {
+    query_token(req)
+        .filter(|t| same_secret(t, &shared.token))
+        .map(|t| format!("{TOKEN_COOKIE}={t}; Path=/; HttpOnly; SameSite=Strict"))
 }
 
 pub fn text(code: StatusCode, body: &'static str) -> HttpResponse<BoxBody> {
@@ -220,7 +342,7 @@ pub fn text(code: StatusCode, body: &'static str) -> HttpResponse<BoxBody> {
 async fn index() -> HttpResponse {
     text(
         StatusCode::OK,
-        "xmppd: GET /metrics (Prometheus), /monitor (connections), /monitor.json, /stats, /s2s\n",
+        "xmppd: GET /metrics (Prometheus); with the token of DATA_DIR/http.token: /monitor (connections), /monitor.json, /stats, /s2s\n",
     )
 }
 
@@ -242,7 +364,13 @@ async fn get_s2s(shared: web::Data<Shared>) -> HttpResponse {
 }
 
 async fn get_metrics(shared: web::Data<Shared>) -> HttpResponse {
-    let body = metrics::render(&shared.registry);
+    let Ok(body) = metrics::render(&shared.registry) else {
+        slog::error!(shared.ctx.log, "metrics could not be encoded");
+        return text(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "metrics could not be encoded\n",
+        );
+    };
     HttpResponse::Ok()
         .insert_header((
             header::CONTENT_TYPE,

@@ -24,9 +24,12 @@ pub async fn json() -> HttpResponse {
         ))
 }
 
-pub async fn page(shared: web::Data<Shared>) -> HttpResponse {
-    HttpResponse::Ok()
-        .content_type("text/html; charset=utf-8")
+pub async fn page(shared: web::Data<Shared>, req: HttpRequest) -> HttpResponse {
+    let mut res = HttpResponse::Ok();
+    if let Some(cookie) = super::token_cookie(&shared, &req) {
+        res.insert_header((actix_web::http::header::SET_COOKIE, cookie));
+    }
+    res.content_type("text/html; charset=utf-8")
         .insert_header(("Content-Security-Policy", "default-src 'self'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; frame-ancestors 'none'"))
         .insert_header(("X-Frame-Options", "DENY"))
         .insert_header(("Cache-Control", "no-store"))

@@ -586,6 +586,11 @@ impl Raw {
         self.read_stanza().await
     }
 
+    /// A stanza read past on the way to another (kept for later) contains `needle`.
+    pub fn stash_has(&self, needle: &str) -> bool {
+        self.stash.iter().any(|s| s.contains(needle))
+    }
+
     /// The next stanza containing `needle`; others met on the way are kept for later.
     pub async fn wait_for(&mut self, needle: &str) -> String {
         if let Some(i) = self.stash.iter().position(|s| s.contains(needle)) {

@@ -143,15 +143,27 @@ pub fn admin_addr(d: &Daemon) -> SocketAddr {
         .expect("admin address")
 }
 
-/// GET a path from the admin endpoint: (status line, body).
-pub async fn admin_get(addr: SocketAddr, path: &str) -> (String, String) {
+/// The token `/stats` and `/monitor*` need (the daemon writes it at start).
+pub fn admin_token(d: &Daemon) -> String {
+    let f = d.dir.path().join("data").join("http.token");
+    std::fs::read_to_string(&f)
+        .unwrap_or_else(|e| panic!("{}: {e}", f.display()))
+        .trim()
+        .to_string()
+}
+
+/// GET a path from the admin endpoint with `token` as a bearer: (status line, body).
+pub async fn admin_get(addr: SocketAddr, path: &str, token: &str) -> (String, String) {
     let mut s = tokio::time::timeout(TIMEOUT, TcpStream::connect(addr))
         .await
         .expect("admin connect timeout")
         .expect("admin connect");
-    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\n\r\n").as_bytes())
-        .await
-        .expect("admin write");
+    s.write_all(
+        format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {token}\r\n\r\n")
+            .as_bytes(),
+    )
+    .await
+    .expect("admin write");
     let mut buf = Vec::new();
     tokio::time::timeout(TIMEOUT, s.read_to_end(&mut buf))
         .await
@@ -166,7 +178,7 @@ pub async fn admin_get(addr: SocketAddr, path: &str) -> (String, String) {
 }
 
 pub async fn stats(d: &Daemon) -> serde_json::Value {
-    let (status, body) = admin_get(admin_addr(d), "/stats").await;
+    let (status, body) = admin_get(admin_addr(d), "/stats", &admin_token(d)).await;
     assert!(status.contains("200"), "{status}");
     serde_json::from_str(&body).expect("stats JSON")
 }

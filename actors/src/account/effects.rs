@@ -4,6 +4,7 @@
 //! messages (XEP-0160) stored and handed over.
 
 use super::*;
+use crate::signals::to_session::OfflineBatch;
 use xmppd_proto::im::account::{Effect, StoreOp};
 
 impl Account {
@@ -102,7 +103,9 @@ impl Account {
         );
     }
 
-    /// Hand the stored messages to `res`, then delete what was handed over.
+    /// Hand the stored messages to `res`, then delete what its session wrote to the
+    /// stream; what it could not write (it was closing, its stream was full or gone)
+    /// stays stored for the next session.
     fn deliver_offline(&mut self, res: String, ctx: &mut Context<Self>) {
         self.store(ctx, move |b, d, u| b.offline_list(d, u), move |act, r, ctx| {
             let msgs = match r {
@@ -112,15 +115,41 @@ impl Account {
             // what is stored from now on sets it again
             act.state.offline_waiting = false;
             let Some(last) = msgs.last().map(|(id, _)| *id) else { return };
-            let Some(target) = act.sessions.get(&res) else { return };
-            for (_, xml) in &msgs {
+            let Some(target) = act.sessions.get(&res) else {
+                act.state.offline_waiting = true;
+                return;
+            };
+            // (id, message); an unreadable one is logged and deleted with the others
+            let mut ids = Vec::with_capacity(msgs.len());
+            let mut messages = Vec::with_capacity(msgs.len());
+            for (id, xml) in &msgs {
                 match xml.parse::<Element>() {
-                    Ok(el) => target.do_send(ToSession::Write(el)),
+                    Ok(el) => {
+                        ids.push(*id);
+                        messages.push(el);
+                    }
                     Err(e) => slog::error!(act.log, "unreadable offline message dropped"; "error" => %e),
                 }
             }
-            slog::info!(act.log, "offline messages delivered"; "count" => msgs.len(), "to" => &res);
-            act.store(ctx, move |b, d, u| b.offline_delete(d, u, last), |act, r, _| act.log_storage_error("offline delete", r));
+            let (tx, rx) = tokio::sync::oneshot::channel();
+            target.do_send(ToSession::Offline(OfflineBatch { messages, written: tx }));
+            // the session answers at once (or drops the sender when it is gone); the
+            // account waits, so that no other flush lists the same messages meanwhile
+            async move { rx.await.unwrap_or(0) }
+                .into_actor(act)
+                .map(move |written, act, ctx| {
+                    let upto = if written == ids.len() { Some(last) } else { written.checked_sub(1).map(|i| ids[i]) };
+                    if written < ids.len() {
+                        act.state.offline_waiting = true;
+                        slog::info!(act.log, "offline messages kept: the session did not take them"; "written" => written, "kept" => ids.len() - written, "to" => &res);
+                    } else {
+                        slog::info!(act.log, "offline messages delivered"; "count" => written, "to" => &res);
+                    }
+                    if let Some(upto) = upto {
+                        act.store(ctx, move |b, d, u| b.offline_delete(d, u, upto), |act, r, _| act.log_storage_error("offline delete", r));
+                    }
+                })
+                .wait(ctx);
         });
     }
 }

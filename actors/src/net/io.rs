@@ -65,6 +65,8 @@ struct OutShared {
     queued: Cell<usize>,
     limit: usize,
     aborted: Cell<bool>,
+    /// `Close` is queued: what would follow it is never written, so it is refused.
+    closing: Cell<bool>,
     /// The I/O task has ended.
     closed: Cell<bool>,
     wake: Notify,
@@ -112,6 +114,7 @@ impl Outbox {
             queued: Cell::new(0),
             limit,
             aborted: Cell::new(false),
+            closing: Cell::new(false),
             closed: Cell::new(false),
             wake: Notify::new(),
             abort: Notify::new(),
@@ -165,6 +168,7 @@ impl Outbox {
     /// Write what is queued, then close.
     pub fn close(&self) {
         self.shared.push(Out::Close);
+        self.shared.closing.set(true);
     }
 
     /// Drop the connection now, without writing what is queued.
@@ -173,8 +177,9 @@ impl Outbox {
         self.shared.abort.notify_one();
     }
 
+    /// Closed, aborted, or closing: nothing queued now would be written.
     pub fn is_closed(&self) -> bool {
-        self.shared.closed.get() || self.shared.aborted.get()
+        self.shared.closing.get() || self.shared.closed.get() || self.shared.aborted.get()
     }
 }
 
@@ -412,7 +417,7 @@ impl<T: Transport> Io<T> {
         self.park_at = outcome
             .clean
             .then(|| tokio::time::Instant::now() + PARK_AFTER);
-        self.conn.note_read(outcome.wire_bytes);
+        self.conn.note_read(outcome.xml_bytes);
         let gone = |_| "connection actor gone".to_string();
         let mut stanzas = Vec::new();
         for ev in outcome.events {

@@ -143,11 +143,13 @@ impl Transport for TcpTransport {
             // in: nothing is shown until the stream is between stanzas again.
             let logged = xml_logged();
             let synced = &mut self.recv_synced;
+            let mut xml = 0usize;
             let mut feed = |data: &[u8]| {
+                xml += data.len();
                 if logged {
                     if *synced {
-                        let xml = masker.mask(data);
-                        slog::trace!(log, # "XMPPI", "recv"; "xml" => xml);
+                        let shown = masker.mask(data);
+                        slog::trace!(log, # "XMPPI", "recv"; "xml" => shown);
                     } else {
                         slog::trace!(log, # "XMPPI", "recv"; "xml" => "(not shown: logging began inside a stanza)");
                     }
@@ -172,6 +174,7 @@ impl Transport for TcpTransport {
                 },
                 None => feed(&buf[..n]),
             }
+            out.xml_bytes = xml;
             out.clean = last == b'>' && self.tls.as_ref().is_none_or(|l| l.pending() == 0);
             if !logged {
                 self.recv_synced = false;

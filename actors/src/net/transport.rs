@@ -29,6 +29,9 @@ pub fn with_read_buf<R>(f: impl FnOnce(&mut [u8]) -> R) -> R {
 pub struct ReadOutcome {
     /// Bytes taken from the wire (the read shaper counts them).
     pub wire_bytes: usize,
+    /// XML bytes those carried, after TLS (the traffic metrics count them, as the
+    /// writer counts the XML it frames).
+    pub xml_bytes: usize,
     /// Stream events, in order: the header (or its framing's equivalent), stanzas, the end.
     pub events: Vec<StreamEvent>,
     /// The peer's data broke the stream's rules: the events before it are still valid.

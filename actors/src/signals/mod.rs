@@ -208,9 +208,16 @@ impl Signal {
     /// The error signal that returns this one to its sender; `None` for signals that
     /// must not be answered (errors, iq results).
     /// Every caller routes what it returns, so this is where bounces are counted.
+    /// An undeliverable iq result is counted `dropped`; an error is not counted again.
     pub fn bounce(&self, cond: ErrorCondition, text: Option<&str>) -> Option<Signal> {
-        let reply = stanza::error_reply(self.stanza(), cond, text)?;
-        crate::metrics::METRICS.signal(self, crate::metrics::Outcome::Bounced);
+        use crate::metrics::{METRICS, Outcome};
+        let Some(reply) = stanza::error_reply(self.stanza(), cond, text) else {
+            if !self.is_error() {
+                METRICS.signal(self, Outcome::Dropped);
+            }
+            return None;
+        };
+        METRICS.signal(self, Outcome::Bounced);
         Signal::new(self.to().clone(), self.from().clone(), reply)
     }
 }

@@ -79,6 +79,9 @@ fn authenticate(conn: &mut Connection, el: Element, ctx: &mut Context<Connection
             return;
         }
         Ok(None) | Err(_) => {
+            crate::metrics::METRICS
+                .auth_throttled
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             let r = stanza::error_reply(
                 &el,
                 ErrorCondition::ResourceConstraint,

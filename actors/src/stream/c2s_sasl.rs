@@ -46,6 +46,18 @@ pub(super) fn element(conn: &mut Connection, el: Element, ctx: &mut Context<Conn
 /// Answer a failed step, count it, and end the stream after too many.
 pub(super) fn failure(core: &mut StreamCore, c: &mut ClientStream, f: Failure) {
     METRICS.auth(c.tried.map_or("other", Mech::name), false);
+    refuse(core, c, f);
+}
+
+/// An attempt the failure throttle refused: counted once, as throttled (not also as a
+/// failure of its mechanism: no password was checked).
+fn throttled(core: &mut StreamCore, c: &mut ClientStream) {
+    METRICS.auth_throttled.fetch_add(1, Ordering::Relaxed);
+    refuse(core, c, Failure::TemporaryAuthFailure);
+}
+
+/// Answer `<failure/>` and count it against the stream's retries.
+fn refuse(core: &mut StreamCore, c: &mut ClientStream, f: Failure) {
     c.sasl = None;
     // an attempt that did not get to a password check gives its place back
     c.attempt = None;
@@ -90,7 +102,6 @@ fn blocked(core: &StreamCore, account: Option<&str>) -> bool {
         Ok(()) => false,
         Err(why) => {
             slog::warn!(core.log, # "XMPPI", "authentication refused"; "reason" => %why, "account" => account.unwrap_or(""));
-            METRICS.auth_throttled.fetch_add(1, Ordering::Relaxed);
             true
         }
     }
@@ -109,7 +120,6 @@ pub(super) fn reserve(
         Begin::Wait => Ok(None),
         Begin::Refused(why) => {
             slog::warn!(core.log, # "XMPPI", "authentication refused"; "reason" => %why, "account" => account.unwrap_or(""));
-            METRICS.auth_throttled.fetch_add(1, Ordering::Relaxed);
             Err(why)
         }
     }
@@ -196,7 +206,7 @@ fn begin(conn: &mut Connection, mech: Mech, initial: Vec<u8>, ctx: &mut Context<
             }
             Ok(None) => {
                 if !wait_turn(core, c) {
-                    return failure(core, c, Failure::TemporaryAuthFailure);
+                    return throttled(core, c);
                 }
                 ctx.run_later(THROTTLE_WAIT, move |act, ctx| {
                     act.core.busy = false;
@@ -207,11 +217,11 @@ fn begin(conn: &mut Connection, mech: Mech, initial: Vec<u8>, ctx: &mut Context<
                 });
                 return;
             }
-            Err(_) => return failure(core, c, Failure::TemporaryAuthFailure),
+            Err(_) => return throttled(core, c),
         }
     } else if blocked(core, c.sasl_account.as_deref()) {
         // SCRAM takes its place when the proof arrives (see `response`)
-        return failure(core, c, Failure::TemporaryAuthFailure);
+        return throttled(core, c);
     }
     core.busy = true;
     let storage = core.ctx.storage.clone();
@@ -364,7 +374,7 @@ fn response(conn: &mut Connection, el: &Element, ctx: &mut Context<Connection>) 
             }
             Ok(None) => {
                 if !wait_turn(core, c) {
-                    return failure(core, c, Failure::TemporaryAuthFailure);
+                    return throttled(core, c);
                 }
                 let el = el.clone();
                 ctx.run_later(THROTTLE_WAIT, move |act, ctx| {
@@ -376,7 +386,7 @@ fn response(conn: &mut Connection, el: &Element, ctx: &mut Context<Connection>) 
                 });
                 return;
             }
-            Err(_) => return failure(core, c, Failure::TemporaryAuthFailure),
+            Err(_) => return throttled(core, c),
         }
     }
     step(core, c, &data);

@@ -36,7 +36,7 @@ impl Mech {
         Mech::Anonymous,
     ];
 
-    pub fn name(self) -> &'static str {
+    pub const fn name(self) -> &'static str {
         match self {
             Mech::ScramSha256Plus => "SCRAM-SHA-256-PLUS",
             Mech::ScramSha1Plus => "SCRAM-SHA-1-PLUS",
