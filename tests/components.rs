@@ -650,9 +650,16 @@ async fn http_get(d: &Daemon, path: &str) -> String {
         .trim()
         .parse()
         .expect("HTTP address");
+    // /monitor* needs the token the daemon writes beside its data (/metrics ignores it)
+    let token =
+        std::fs::read_to_string(d.dir.path().join("data").join("http.token")).expect("http.token");
     let mut s = tokio::net::TcpStream::connect(addr).await.expect("connect");
     s.write_all(
-        format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").as_bytes(),
+        format!(
+            "GET {path} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {}\r\nConnection: close\r\n\r\n",
+            token.trim()
+        )
+        .as_bytes(),
     )
     .await
     .expect("write");
