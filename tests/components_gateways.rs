@@ -31,7 +31,7 @@ fn slixmpp_component_and_client() {
         "component got chat from alice@localhost/slix to echo@irc.localhost: hello component",
         "alice got chat from echo@irc.localhost: echo: hello component",
         "alice sees identities [('gateway', 'echo', 'Echo')]",
-        "server items ['irc.localhost']",
+        "server items ['conference.localhost', 'irc.localhost']",
         "component got subscribe from alice@localhost to echo@irc.localhost",
         "alice sees echo@irc.localhost/echo available show=chat",
         "alice's roster has echo@irc.localhost as to",
