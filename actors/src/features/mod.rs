@@ -469,6 +469,18 @@ mod tests {
         ];
         let domain = s.domains[0].name.clone();
         let got = disco::items(&Env::new(&s, &domain));
+        let rooms = DiscoItem {
+            jid: format!("conference.{domain}"),
+            name: Some("Chat rooms".into()),
+            node: None,
+        };
+        assert_eq!(
+            got,
+            [rooms, item("a.example", None), item("a.example", Some("n"))]
+        );
+        // without the room service, only the administrator's items
+        s.muc.enabled = false;
+        let got = disco::items(&Env::new(&s, &domain));
         assert_eq!(got, [item("a.example", None), item("a.example", Some("n"))]);
         assert!(disco::items(&Env::new(&s, "not-hosted.example")).is_empty());
     }
