@@ -146,3 +146,53 @@ async fn postgres_concurrent_offline_roster_and_logins_lose_nothing() {
     }));
     offline_race(&d).await;
 }
+
+/// More messages for one offline account than its actor's mailbox holds, in one write:
+/// the account stores one per commit, so its mailbox fills; what does not fit waits in
+/// the registry, in order, instead of bouncing.
+async fn burst_to_one_offline_account(d: &Daemon) {
+    const N: usize = 3000;
+    let (mut s, _) = Raw::login(d.starttls, D, "s0", "s0-pw", "burst").await;
+    let all: String = (0..N)
+        .map(|k| {
+            format!("<message to='r0@localhost' type='chat' id='b{k}'><body>b {k}</body></message>")
+        })
+        .collect();
+    s.send(&all).await;
+    // all of them arrive, in the order sent, once the recipient logs in
+    let (mut r, _) = Raw::login(d.starttls, D, "r0", "r0-pw", "phone").await;
+    for k in 0..N {
+        let Ok(m) = tokio::time::timeout(Duration::from_secs(20), r.next_non_presence()).await
+        else {
+            panic!("{k} of {N} delivered; log:\n{}", tail(&d.log()));
+        };
+        assert!(!m.contains("type='error'"), "{m}");
+        assert!(m.contains(&format!("id='b{k}'")), "expected b{k}, got {m}");
+    }
+    if let Some(e) = s
+        .try_read_until("type='error'", Duration::from_millis(300))
+        .await
+    {
+        panic!("bounced: {e}\nlog:\n{}", tail(&d.log()));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_a_burst_beyond_the_account_mailbox_waits_in_order() {
+    let d = Daemon::with(load_options(Options {
+        postgres: false,
+        extra: "[storage]\nmax_offline_messages = 10000\n".into(),
+        ..Options::default()
+    }));
+    burst_to_one_offline_account(&d).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_a_burst_beyond_the_account_mailbox_waits_in_order() {
+    let d = Daemon::with(load_options(Options {
+        postgres: true,
+        extra: "[storage]\nmax_offline_messages = 10000\n".into(),
+        ..Options::default()
+    }));
+    burst_to_one_offline_account(&d).await;
+}

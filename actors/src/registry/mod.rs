@@ -6,6 +6,7 @@
 
 pub mod domains;
 pub mod routes;
+mod waiting;
 
 use crate::context::Ctx;
 use crate::features::{self, Entity, Env, Who};
@@ -52,7 +53,16 @@ pub struct Registry {
     ctx: Option<Ctx>,
     workers: Vec<ArbiterHandle>,
     next_worker: usize,
+    /// Signals waiting for account actors whose mailbox is full.
+    waiting: waiting::Waiting,
+    /// This actor, to hand waiting signals over later.
+    me: Option<actix::WeakAddr<Registry>>,
 }
+
+/// Hand over what waits for an account (its mailbox had no room).
+#[derive(actix::Message)]
+#[rtype(result = "()")]
+struct DrainWaiting(BareJid);
 
 impl Registry {
     pub fn new(domains: impl IntoIterator<Item = String>, log: slog::Logger) -> Self {
@@ -68,6 +78,8 @@ impl Registry {
             ctx: None,
             workers: Vec::new(),
             next_worker: 0,
+            waiting: waiting::Waiting::default(),
+            me: None,
         }
     }
 
@@ -87,22 +99,57 @@ impl Registry {
         Some(addr)
     }
 
-    /// Hand a signal to the account actor of its recipient.
+    /// Hand a signal to the account actor of its recipient; when its mailbox is full,
+    /// the signal waits (in order, bounded) instead of bouncing.
     fn for_account(&mut self, sig: Signal) {
         let bare = sig.to().to_bare();
-        match self.account(&bare) {
-            Some(a) => match a.try_send(ToAccount::Signal(sig)) {
-                Ok(()) => {}
-                Err(SendError::Full(ToAccount::Signal(sig)))
-                | Err(SendError::Closed(ToAccount::Signal(sig))) => self.bounce(
-                    sig,
-                    ErrorCondition::ResourceConstraint,
-                    Some("recipient is overloaded"),
-                ),
-                Err(_) => {}
-            },
-            None => self.bounce(sig, ErrorCondition::InternalServerError, None),
+        if self.waiting.is_waiting(&bare) {
+            return self.wait(bare, sig);
         }
+        if let Err(sig) = self.try_account(&bare, sig) {
+            self.wait(bare, sig);
+        }
+    }
+
+    /// One attempt to hand `sig` to the account; the signal back when it must wait
+    /// (mailbox full, or the actor just stopped: the next attempt starts a new one).
+    fn try_account(&mut self, bare: &BareJid, sig: Signal) -> Result<(), Signal> {
+        let Some(a) = self.account(bare) else {
+            self.bounce(sig, ErrorCondition::InternalServerError, None);
+            return Ok(());
+        };
+        match a.try_send(ToAccount::Signal(sig)) {
+            Ok(()) => Ok(()),
+            Err(SendError::Full(ToAccount::Signal(sig))) => Err(sig),
+            Err(SendError::Closed(ToAccount::Signal(sig))) => {
+                self.accounts.remove(bare);
+                Err(sig)
+            }
+            Err(_) => Ok(()),
+        }
+    }
+
+    fn wait(&mut self, bare: BareJid, sig: Signal) {
+        match self.waiting.push(&bare, sig) {
+            Ok(true) => self.drain_later(bare),
+            Ok(false) => {}
+            Err(sig) => self.bounce(
+                sig,
+                ErrorCondition::ResourceConstraint,
+                Some("recipient is overloaded"),
+            ),
+        }
+    }
+
+    /// Try the account again in a moment (its mailbox empties as it works).
+    fn drain_later(&self, bare: BareJid) {
+        let Some(me) = self.me.as_ref().and_then(|m| m.upgrade()) else {
+            return;
+        };
+        actix::spawn(async move {
+            tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+            me.do_send(DrainWaiting(bare));
+        });
     }
 
     fn bounce(&mut self, sig: Signal, cond: ErrorCondition, text: Option<&str>) {
@@ -353,6 +400,19 @@ impl Actor for Registry {
 
     fn started(&mut self, ctx: &mut Context<Self>) {
         ctx.set_mailbox_capacity(MAILBOX);
+        self.me = Some(ctx.address().downgrade());
+    }
+}
+
+impl Handler<DrainWaiting> for Registry {
+    type Result = ();
+    fn handle(&mut self, DrainWaiting(bare): DrainWaiting, _: &mut Context<Self>) {
+        while let Some(sig) = self.waiting.pop(&bare) {
+            if let Err(sig) = self.try_account(&bare, sig) {
+                self.waiting.unpop(&bare, sig);
+                return self.drain_later(bare);
+            }
+        }
     }
 }
 
