@@ -106,34 +106,35 @@ impl Registry {
         if self.waiting.is_waiting(&bare) {
             return self.wait(bare, sig);
         }
-        if let Err(sig) = self.try_account(&bare, sig) {
+        if let Some(sig) = self.try_account(&bare, sig) {
             self.wait(bare, sig);
         }
     }
 
     /// One attempt to hand `sig` to the account; the signal back when it must wait
     /// (mailbox full, or the actor just stopped: the next attempt starts a new one).
-    fn try_account(&mut self, bare: &BareJid, sig: Signal) -> Result<(), Signal> {
+    fn try_account(&mut self, bare: &BareJid, sig: Signal) -> Option<Signal> {
         let Some(a) = self.account(bare) else {
             self.bounce(sig, ErrorCondition::InternalServerError, None);
-            return Ok(());
+            return None;
         };
         match a.try_send(ToAccount::Signal(sig)) {
-            Ok(()) => Ok(()),
-            Err(SendError::Full(ToAccount::Signal(sig))) => Err(sig),
+            Ok(()) => None,
+            Err(SendError::Full(ToAccount::Signal(sig))) => Some(sig),
             Err(SendError::Closed(ToAccount::Signal(sig))) => {
                 self.accounts.remove(bare);
-                Err(sig)
+                Some(sig)
             }
-            Err(_) => Ok(()),
+            Err(_) => None,
         }
     }
 
     fn wait(&mut self, bare: BareJid, sig: Signal) {
+        let first = !self.waiting.is_waiting(&bare);
         match self.waiting.push(&bare, sig) {
-            Ok(true) => self.drain_later(bare),
-            Ok(false) => {}
-            Err(sig) => self.bounce(
+            None if first => self.drain_later(bare),
+            None => {}
+            Some(sig) => self.bounce(
                 sig,
                 ErrorCondition::ResourceConstraint,
                 Some("recipient is overloaded"),
@@ -408,7 +409,7 @@ impl Handler<DrainWaiting> for Registry {
     type Result = ();
     fn handle(&mut self, DrainWaiting(bare): DrainWaiting, _: &mut Context<Self>) {
         while let Some(sig) = self.waiting.pop(&bare) {
-            if let Err(sig) = self.try_account(&bare, sig) {
+            if let Some(sig) = self.try_account(&bare, sig) {
                 self.waiting.unpop(&bare, sig);
                 return self.drain_later(bare);
             }

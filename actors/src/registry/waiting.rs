@@ -26,16 +26,14 @@ impl Waiting {
         self.queues.contains_key(bare)
     }
 
-    /// Queue `sig` for `bare`: `Ok(true)` when it is the first (the caller starts
-    /// draining), `Err` with the signal when the bound is reached.
-    pub fn push(&mut self, bare: &BareJid, sig: Signal) -> Result<bool, Signal> {
+    /// Queue `sig` for `bare`; the signal back when the bound is reached.
+    pub fn push(&mut self, bare: &BareJid, sig: Signal) -> Option<Signal> {
         if self.total >= MAX_WAITING {
-            return Err(sig);
+            return Some(sig);
         }
         self.total += 1;
-        let q = self.queues.entry(bare.clone()).or_default();
-        q.push_back(sig);
-        Ok(q.len() == 1)
+        self.queues.entry(bare.clone()).or_default().push_back(sig);
+        None
     }
 
     /// The oldest signal waiting for `bare`; `None` (and `bare` no longer waiting)
@@ -89,8 +87,8 @@ mod tests {
         let b = BareJid::new("b@x").expect("jid");
         let mut w = Waiting::default();
         assert!(!w.is_waiting(&b));
-        assert_eq!(w.push(&b, msg("1")).ok(), Some(true));
-        assert_eq!(w.push(&b, msg("2")).ok(), Some(false));
+        assert!(w.push(&b, msg("1")).is_none());
+        assert!(w.push(&b, msg("2")).is_none());
         assert!(w.is_waiting(&b));
         let first = w.pop(&b).expect("first");
         assert_eq!(id(&first), "1");
@@ -109,9 +107,9 @@ mod tests {
         let b = BareJid::new("b@x").expect("jid");
         let mut w = Waiting::default();
         for _ in 0..MAX_WAITING {
-            assert!(w.push(&b, msg("m")).is_ok());
+            assert!(w.push(&b, msg("m")).is_none());
         }
-        assert!(w.push(&b, msg("over")).is_err());
+        assert!(w.push(&b, msg("over")).is_some());
         assert_eq!(w.total(), MAX_WAITING);
     }
 }

@@ -1,7 +1,7 @@
 //! Dialback keys (XEP-0185) and the dialback elements (XEP-0220).
 
 use crate::ns;
-use crate::xml::escape::escape_attr;
+use crate::xml::escape::{escape_attr, escape_text};
 use hmac::{Hmac, Mac};
 use minidom::Element;
 use sha2::{Digest, Sha256};
@@ -89,10 +89,7 @@ impl Dialback {
         let ty = el.attr("type");
         match (el.name(), ty) {
             ("result", None) => {
-                let key = el.text();
-                if key.trim().is_empty() {
-                    return Err(DialbackError::Missing);
-                }
+                let key = key_of(el)?;
                 Ok(Dialback::ResultRequest { from, to, key })
             }
             ("result", Some(t)) => Ok(Dialback::ResultAnswer {
@@ -108,10 +105,7 @@ impl Dialback {
                     .to_string();
                 match ty {
                     None => {
-                        let key = el.text();
-                        if key.trim().is_empty() {
-                            return Err(DialbackError::Missing);
-                        }
+                        let key = key_of(el)?;
                         Ok(Dialback::VerifyRequest { from, to, id, key })
                     }
                     Some(t) => Ok(Dialback::VerifyAnswer {
@@ -130,10 +124,11 @@ impl Dialback {
 /// `<db:result>` carrying our key (the originating side asks to be authorised).
 pub fn result_request(from: &str, to: &str, key: &str) -> String {
     format!(
-        "<db:result xmlns:db='{}' from='{}' to='{}'>{key}</db:result>",
+        "<db:result xmlns:db='{}' from='{}' to='{}'>{}</db:result>",
         ns::DIALBACK,
         escape_attr(from),
-        escape_attr(to)
+        escape_attr(to),
+        escape_text(key)
     )
 }
 
@@ -146,6 +141,19 @@ pub fn result_answer(from: &str, to: &str, valid: bool) -> String {
         escape_attr(to),
         if valid { "valid" } else { "invalid" }
     )
+}
+
+/// A dialback key as a peer sent it: 1 to 128 ASCII letters and digits (ours are hex;
+/// XEP-0185 keys are hex digests). Anything else is refused, never copied into the
+/// `<db:verify/>` we send to the authoritative server (a key with markup in it would
+/// write stanzas into our own authenticated stream).
+fn key_of(el: &Element) -> Result<String, DialbackError> {
+    let key = el.text();
+    let key = key.trim();
+    if key.is_empty() || key.len() > 128 || !key.bytes().all(|b| b.is_ascii_alphanumeric()) {
+        return Err(DialbackError::Missing);
+    }
+    Ok(key.to_string())
 }
 
 /// `<db:result type='error'>` (XEP-0220 §2.4): the receiving side cannot even try, e.g.
@@ -164,11 +172,12 @@ pub fn result_error(from: &str, to: &str, condition: &str) -> String {
 /// `<db:verify>`: the receiving side asks the authoritative server.
 pub fn verify_request(from: &str, to: &str, id: &str, key: &str) -> String {
     format!(
-        "<db:verify xmlns:db='{}' from='{}' to='{}' id='{}'>{key}</db:verify>",
+        "<db:verify xmlns:db='{}' from='{}' to='{}' id='{}'>{}</db:verify>",
         ns::DIALBACK,
         escape_attr(from),
         escape_attr(to),
-        escape_attr(id)
+        escape_attr(id),
+        escape_text(key)
     )
 }
 
@@ -187,6 +196,33 @@ pub fn verify_answer(from: &str, to: &str, id: &str, valid: bool) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_key_with_markup_is_refused_and_never_copied_out() {
+        // `&lt;` comes out of the parser as `<`: a key that would close our
+        // <db:verify/> and write a stanza into our authenticated outgoing stream
+        let hostile = "<db:result xmlns:db='jabber:server:dialback' from='victim.example' to='ours.example'>x&lt;/db:verify&gt;&lt;message from='alice@ours.example' to='bob@victim.example'/&gt;</db:result>";
+        let el: Element = hostile.parse().expect("element");
+        assert!(Dialback::parse(&el).is_err());
+        for bad in ["", "   ", "ab cd", "é", &"a".repeat(129)] {
+            let el: Element = format!(
+                "<db:result xmlns:db='jabber:server:dialback' from='a.example' to='b.example'>{bad}</db:result>"
+            )
+            .parse()
+            .expect("element");
+            assert!(Dialback::parse(&el).is_err(), "{bad:?}");
+        }
+        let el: Element = "<db:verify xmlns:db='jabber:server:dialback' from='a.example' to='b.example' id='i1'>AbC123</db:verify>"
+            .parse()
+            .expect("element");
+        assert!(matches!(
+            Dialback::parse(&el),
+            Ok(Dialback::VerifyRequest { key, .. }) if key == "AbC123"
+        ));
+        // and what we write escapes its text anyway
+        let out = verify_request("a.example", "b.example", "i1", "x</db:verify><m/>");
+        assert!(out.contains("x&lt;/db:verify&gt;&lt;m/&gt;"), "{out}");
+    }
 
     #[test]
     fn key_is_the_xep_0185_construction() {
