@@ -10,7 +10,7 @@ mod waiting;
 
 use crate::context::Ctx;
 use crate::features::{self, Entity, Env, Who};
-use crate::signals::to_outbound::{DialbackVerify, ListQueues};
+use crate::signals::to_outbound::{DialbackVerify, ListQueues, OutboundIdle};
 use crate::signals::to_registry::{
     AccountIdle, AttachComponent, AttachError, Availability, Bind, BindError, DetachService,
     Dismiss, Dismissal, FromSession, ListSessions, SessionInfo, SetDomains, Unbind,
@@ -647,6 +647,16 @@ impl Handler<DialbackVerify> for Registry {
     }
 }
 
+impl Handler<OutboundIdle> for Registry {
+    type Result = ();
+    fn handle(&mut self, i: OutboundIdle, _: &mut Context<Self>) {
+        let key = (i.remote, i.local);
+        if self.outbound.get(&key).is_some_and(|q| q.send == i.send) {
+            self.outbound.remove(&key);
+        }
+    }
+}
+
 impl Handler<ListQueues> for Registry {
     type Result = MessageResult<ListQueues>;
     fn handle(&mut self, _: ListQueues, _: &mut Context<Self>) -> Self::Result {
@@ -685,5 +695,6 @@ pub fn reference(addr: &Addr<Registry>) -> crate::signals::RegistryRef {
         detach_service: addr.clone().recipient(),
         dialback_verify: addr.clone().recipient(),
         list_queues: addr.clone().recipient(),
+        outbound_idle: addr.clone().recipient(),
     }
 }

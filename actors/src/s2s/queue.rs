@@ -7,7 +7,7 @@
 
 use super::link::{self, Event, LinkCmd, LinkEvent, LinkParams};
 use crate::context::Ctx;
-use crate::signals::to_outbound::{QueueInfo, QueueState, Verify};
+use crate::signals::to_outbound::{OutboundIdle, QueueInfo, QueueState, Verify};
 use crate::signals::{OutboundRef, Signal, ToOutbound};
 use actix::prelude::*;
 use std::collections::{HashMap, VecDeque};
@@ -67,6 +67,8 @@ pub struct OutboundQueue {
     /// Why the last attempt failed: what waiting signals are bounced with.
     last_failure: Option<(ErrorCondition, String)>,
     last_used: Instant,
+    /// Asked the registry to forget this queue (idle); the stop follows its answer.
+    retiring: bool,
     sent: u64,
     bounced: u64,
 }
@@ -125,6 +127,7 @@ impl OutboundQueue {
             refusing: None,
             last_failure: None,
             last_used: Instant::now(),
+            retiring: false,
             sent: 0,
             bounced: 0,
         };
@@ -282,6 +285,54 @@ impl OutboundQueue {
             && self.verifies.is_empty()
             && now.duration_since(self.last_used) >= idle
         {
+            self.retire(ctx);
+        }
+    }
+
+    /// Idle: ask the registry to forget this queue, then stop behind whatever the
+    /// registry sent meanwhile (a signal in a stopping mailbox would be lost).
+    fn retire(&mut self, ctx: &mut Context<Self>) {
+        if self.retiring {
+            return;
+        }
+        self.retiring = true;
+        let idle = OutboundIdle {
+            remote: self.remote.clone(),
+            local: self.local.clone(),
+            send: ctx.address().recipient(),
+        };
+        self.ctx
+            .registry
+            .outbound_idle
+            .send(idle)
+            .into_actor(self)
+            .map(|r, q, ctx| match r {
+                Ok(()) => ctx.address().do_send(StopIdle),
+                Err(_) => q.retiring = false,
+            })
+            .spawn(ctx);
+    }
+
+    /// Nothing waits and no link runs.
+    fn unused(&self) -> bool {
+        self.link.is_none()
+            && self.pending.is_empty()
+            && self.verifies.is_empty()
+            && self.asked.is_empty()
+    }
+}
+
+/// The registry forgot this idle queue: it stops unless work arrived meanwhile (then it
+/// finishes that, unregistered, and asks again when idle).
+#[derive(actix::Message)]
+#[rtype(result = "()")]
+struct StopIdle;
+
+impl Handler<StopIdle> for OutboundQueue {
+    type Result = ();
+    fn handle(&mut self, _: StopIdle, ctx: &mut Context<Self>) {
+        self.retiring = false;
+        if self.unused() {
             ctx.stop();
         }
     }

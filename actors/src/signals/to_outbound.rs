@@ -36,6 +36,19 @@ pub struct DialbackVerify {
     pub verify: Verify,
 }
 
+/// An outbound queue with nothing to do asks the registry to forget it. Once answered,
+/// the registry sends it nothing more: whatever the registry sent before is in the
+/// queue's mailbox ahead of the stop the queue then sends itself, so nothing is lost
+/// in a stopping mailbox.
+#[derive(actix::Message)]
+#[rtype(result = "()")]
+pub struct OutboundIdle {
+    pub remote: String,
+    pub local: String,
+    /// The queue asking (the registry may have replaced it already).
+    pub send: Recipient<ToOutbound>,
+}
+
 /// One outbound queue's view, for monitoring.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct QueueInfo {

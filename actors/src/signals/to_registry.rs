@@ -120,6 +120,7 @@ pub struct RegistryRef {
     pub detach_service: Recipient<DetachService>,
     pub dialback_verify: Recipient<super::to_outbound::DialbackVerify>,
     pub list_queues: Recipient<super::to_outbound::ListQueues>,
+    pub outbound_idle: Recipient<super::to_outbound::OutboundIdle>,
 }
 
 impl RegistryRef {
