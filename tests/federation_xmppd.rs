@@ -386,6 +386,83 @@ async fn domain_pairs_on_one_stream_are_bounded() {
 }
 
 #[tokio::test]
+async fn running_verifications_on_one_stream_are_bounded() {
+    // the authoritative servers accept connections and never answer
+    let hole = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let port = hole.local_addr().expect("addr").port();
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((s, _)) = hole.accept().await {
+            held.push(s);
+        }
+    });
+    let dns = FakeDns::start(vec![]);
+    let a = server(
+        "a.test",
+        &dns,
+        "",
+        &format!("[[routes]]\ndomain = \"*.hole.test\"\nhost = \"127.0.0.1\"\nport = {port}\n"),
+    );
+    let mut r = Raw::connect(a.starttls, "a.test").await;
+    r.send(&s2s_header("x1.hole.test", "a.test")).await;
+    r.read_until("</stream:features>").await;
+    // ten verifications may run at once on a stream; the eleventh must wait
+    for i in 1..=11 {
+        r.send(&format!(
+            "<db:result from='x{i}.hole.test' to='a.test'>k{i}</db:result>"
+        ))
+        .await;
+    }
+    let out = r.read_until("</db:result>").await;
+    assert!(out.contains("to='x11.hole.test'"), "{out}");
+    assert!(
+        out.contains("type='error'") && out.contains("<resource-constraint"),
+        "{out}"
+    );
+    assert!(!out.contains("</stream:stream>"), "{out}");
+}
+
+#[tokio::test]
+async fn outbound_queues_are_bounded() {
+    let dns = FakeDns::start(vec![]);
+    // b.test and c.test are not in the DNS: the first queue waits (bounce_after is long)
+    let a = server(
+        "a.test",
+        &dns,
+        "max_outbound_queues = 1\nbounce_after = 60\n",
+        "",
+    );
+    let (mut alice, _) = Raw::login(a.starttls, "a.test", "alice", "alice-pw", "r").await;
+    alice
+        .send("<message to='bob@b.test' type='chat' id='q1'><body>1</body></message>")
+        .await;
+    alice
+        .send("<message to='carol@c.test' type='chat' id='q2'><body>2</body></message>")
+        .await;
+    let e = alice.wait_for("id='q2'").await;
+    assert!(
+        e.contains("type='error'") && e.contains("resource-constraint"),
+        "{e}"
+    );
+    // a peer's dialback request would need another queue: refused, the stream stays
+    let mut r = Raw::connect(a.starttls, "a.test").await;
+    r.send(&s2s_header("d.test", "a.test")).await;
+    r.read_until("</stream:features>").await;
+    r.send("<db:result from='d.test' to='a.test'>k</db:result>")
+        .await;
+    let out = r.read_until("</db:result>").await;
+    assert!(
+        out.contains("type='error'") && out.contains("<resource-constraint"),
+        "{out}"
+    );
+    assert!(!out.contains("</stream:stream>"), "{out}");
+    // the first message still waits for its server
+    alice.expect_only_presence(Duration::from_millis(300)).await;
+}
+
+#[tokio::test]
 async fn a_peer_that_never_finishes_dialback_is_timed_out() {
     let dns = FakeDns::start(vec![]);
     let a = server("a.test", &dns, "", "[limits]\nauth_timeout = 1\n");

@@ -463,6 +463,9 @@ pub struct S2sSettings {
     pub dialback_secret: String,
     /// Domain pairs one inbound stream may authenticate (verified or being verified).
     pub max_domain_pairs: usize,
+    /// Outbound queues (remote/local domain pairs reached at once) at most; beyond it
+    /// signals bounce and dialback verifications are refused with `resource-constraint`.
+    pub max_outbound_queues: usize,
 }
 
 impl Default for S2sSettings {
@@ -480,6 +483,7 @@ impl Default for S2sSettings {
             trusted_certificates: Vec::new(),
             dialback_secret: String::new(),
             max_domain_pairs: 100,
+            max_outbound_queues: 1000,
         }
     }
 }

@@ -219,24 +219,33 @@ impl Registry {
         ctx.components.set(names);
     }
 
-    /// The outbound queue of (remote, local), started on a worker arbiter if not running.
-    fn queue(&mut self, remote: &str, local: &str) -> Option<OutboundRef> {
+    /// The outbound queue of (remote, local), started on a worker arbiter if not running
+    /// (within `s2s.max_outbound_queues`).
+    fn queue(&mut self, remote: &str, local: &str) -> Result<OutboundRef, NoQueue> {
         let key = (remote.to_ascii_lowercase(), local.to_ascii_lowercase());
         if let Some(q) = self.outbound.get(&key).filter(|q| q.send.connected()) {
-            return Some(q.clone());
+            return Ok(q.clone());
         }
-        let ctx = self.ctx.clone()?;
-        if !ctx.settings.get().s2s.enabled {
-            return None;
+        let ctx = self.ctx.clone().ok_or(NoQueue::Disabled)?;
+        let settings = ctx.settings.get();
+        if !settings.s2s.enabled {
+            return Err(NoQueue::Disabled);
         }
-        let start = self.start_outbound.as_ref()?;
+        if self.outbound.len() >= settings.s2s.max_outbound_queues {
+            // entries of queues that ended do not count
+            self.outbound.retain(|_, q| q.send.connected());
+            if self.outbound.len() >= settings.s2s.max_outbound_queues {
+                return Err(NoQueue::TooMany);
+            }
+        }
+        let start = self.start_outbound.as_ref().ok_or(NoQueue::Disabled)?;
         let worker = self
             .workers
             .get(self.next_worker % self.workers.len().max(1));
         self.next_worker = self.next_worker.wrapping_add(1);
         let q = start(key.0.clone(), key.1.clone(), ctx, worker);
         self.outbound.insert(key, q.clone());
-        Some(q)
+        Ok(q)
     }
 
     /// For a domain neither hosted nor served here: its outbound queue (federation).
@@ -250,12 +259,22 @@ impl Registry {
             // never relay between two remote domains
             return self.bounce(sig, ErrorCondition::NotAllowed, Some("no relaying"));
         }
-        let Some(q) = self.queue(&remote, &local) else {
-            return self.bounce(
-                sig,
-                ErrorCondition::RemoteServerNotFound,
-                Some("server-to-server is not enabled"),
-            );
+        let q = match self.queue(&remote, &local) {
+            Ok(q) => q,
+            Err(NoQueue::Disabled) => {
+                return self.bounce(
+                    sig,
+                    ErrorCondition::RemoteServerNotFound,
+                    Some("server-to-server is not enabled"),
+                );
+            }
+            Err(NoQueue::TooMany) => {
+                return self.bounce(
+                    sig,
+                    ErrorCondition::ResourceConstraint,
+                    Some("too many remote servers are being reached"),
+                );
+            }
         };
         match q.send.try_send(ToOutbound::Signal(sig)) {
             Ok(()) => {}
@@ -624,17 +643,18 @@ impl Handler<AccountIdle> for Registry {
 }
 
 impl Handler<DialbackVerify> for Registry {
-    type Result = ();
-    fn handle(&mut self, d: DialbackVerify, _: &mut Context<Self>) {
+    type Result = bool;
+    fn handle(&mut self, d: DialbackVerify, _: &mut Context<Self>) -> bool {
         let local_ok = matches!(self.domains.lookup(&d.local), Domain::Local);
         let remote_ok = matches!(self.domains.lookup(&d.remote), Domain::Remote);
         let q = if local_ok && remote_ok {
             self.queue(&d.remote, &d.local)
         } else {
-            None
+            Err(NoQueue::Disabled)
         };
         match q {
-            Some(q) => {
+            Err(NoQueue::TooMany) => return false,
+            Ok(q) => {
                 if let Err(e) = q.send.try_send(ToOutbound::Verify(d.verify))
                     && let ToOutbound::Verify(v) = e.into_inner()
                 {
@@ -642,9 +662,19 @@ impl Handler<DialbackVerify> for Registry {
                 }
             }
             // dropping the reply answers "not verified"
-            None => drop(d.verify.reply),
+            Err(NoQueue::Disabled) => drop(d.verify.reply),
         }
+        true
     }
+}
+
+/// Why no outbound queue is available.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum NoQueue {
+    /// Federation is off (or the registry is not wired yet).
+    Disabled,
+    /// `s2s.max_outbound_queues` run already.
+    TooMany,
 }
 
 impl Handler<OutboundIdle> for Registry {

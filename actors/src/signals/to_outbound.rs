@@ -25,9 +25,10 @@ pub struct Verify {
 }
 
 /// An inbound server stream asks the registry to verify a dialback key with the
-/// remote domain's authoritative server.
+/// remote domain's authoritative server. The answer is false when the registry may not
+/// start another outbound queue (`s2s.max_outbound_queues`): nothing was asked.
 #[derive(actix::Message)]
-#[rtype(result = "()")]
+#[rtype(result = "bool")]
 pub struct DialbackVerify {
     /// The domain that claims to send (the authoritative server is its).
     pub remote: String,

@@ -227,9 +227,13 @@ fn dialback(conn: &mut Connection, el: Element, ctx: &mut Context<Connection>) {
                     ));
                 }
                 Err(Refusal::Duplicate) => return,
+                Err(Refusal::Busy) => {
+                    core.send(&dialback::result_error(&to, &from, "resource-constraint"));
+                    return;
+                }
             }
             let (tx, rx) = tokio::sync::oneshot::channel();
-            core.ctx.registry.dialback_verify.do_send(DialbackVerify {
+            let asked = core.ctx.registry.dialback_verify.send(DialbackVerify {
                 remote: from.clone(),
                 local: to.clone(),
                 verify: Verify {
@@ -239,12 +243,23 @@ fn dialback(conn: &mut Connection, el: Element, ctx: &mut Context<Connection>) {
                 },
             });
             let wait = Duration::from_secs(core.settings.s2s.connect_timeout.max(1) + 10);
-            let fut = async move { matches!(tokio::time::timeout(wait, rx).await, Ok(Ok(true))) };
+            let fut = async move {
+                if let Ok(false) = asked.await {
+                    // no outbound queue may be started for the authoritative server
+                    return None;
+                }
+                Some(matches!(tokio::time::timeout(wait, rx).await, Ok(Ok(true))))
+            };
             ctx.spawn(fut.into_actor(conn).map(move |valid, conn, _| {
                 let Some((core, s)) = parts(conn) else { return };
                 if core.closing() {
                     return;
                 }
+                let Some(valid) = valid else {
+                    s.pairs.finish(&from, &to, false);
+                    core.send(&dialback::result_error(&to, &from, "resource-constraint"));
+                    return;
+                };
                 s.pairs.finish(&from, &to, valid);
                 core.send(&dialback::result_answer(&to, &from, valid));
                 if valid {

@@ -159,8 +159,14 @@ fn key_of(el: &Element) -> Result<String, DialbackError> {
 /// `<db:result type='error'>` (XEP-0220 §2.4): the receiving side cannot even try, e.g.
 /// the domain is not served here (`item-not-found`).
 pub fn result_error(from: &str, to: &str, condition: &str) -> String {
+    // RFC 6120 §8.3.3: a lack of resources is worth retrying later
+    let kind = if condition == "resource-constraint" {
+        "wait"
+    } else {
+        "cancel"
+    };
     format!(
-        "<db:result xmlns:db='{}' from='{}' to='{}' type='error'><error type='cancel'>\
+        "<db:result xmlns:db='{}' from='{}' to='{}' type='error'><error type='{kind}'>\
          <{condition} xmlns='{}'/></error></db:result>",
         ns::DIALBACK,
         escape_attr(from),

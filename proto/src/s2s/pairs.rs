@@ -4,6 +4,10 @@
 use crate::stream::error::Condition;
 use std::collections::HashSet;
 
+/// Verifications one inbound stream may have running at once; more dialback requests
+/// get `db:result type='error'` with `resource-constraint` until one ends.
+pub const MAX_PENDING: usize = 10;
+
 /// The (remote, local) domain pairs a peer has proven on its stream.
 #[derive(Debug, Default)]
 pub struct Pairs {
@@ -19,6 +23,8 @@ pub enum Refusal {
     TooMany,
     /// The same pair is being verified already.
     Duplicate,
+    /// [`MAX_PENDING`] verifications run already on this stream.
+    Busy,
 }
 
 impl Pairs {
@@ -42,6 +48,9 @@ impl Pairs {
         }
         if self.len() >= max {
             return Err(Refusal::TooMany);
+        }
+        if self.pending.len() >= MAX_PENDING {
+            return Err(Refusal::Busy);
         }
         self.pending.insert(p);
         Ok(())
@@ -145,5 +154,16 @@ mod tests {
         p.finish("b1", "a.example", true);
         // asking again for a proven pair is fine and takes no room
         assert_eq!(p.begin("b1", "a.example", 2), Ok(()));
+    }
+
+    #[test]
+    fn running_verifications_are_bounded() {
+        let mut p = Pairs::default();
+        for i in 0..MAX_PENDING {
+            p.begin(&format!("b{i}"), "a.example", 100).expect("room");
+        }
+        assert_eq!(p.begin("late", "a.example", 100), Err(Refusal::Busy));
+        p.finish("b0", "a.example", false);
+        assert_eq!(p.begin("late", "a.example", 100), Ok(()));
     }
 }
