@@ -693,3 +693,101 @@ async fn a_peer_that_does_not_read_gets_a_bounded_queue() {
     }
     assert!(timed_out, "nothing waited out bounce_after:\n{}", a.log());
 }
+
+/// A peer that says every dialback key is valid, never reads, drops the connection
+/// after `hold`, and accepts no other.
+async fn deaf_peer_that_hangs_up(hold: Duration) -> u16 {
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let port = l.local_addr().expect("addr").port();
+    tokio::spawn(async move {
+        let Ok((mut s, _)) = l.accept().await else {
+            return;
+        };
+        drop(l);
+        let mut buf = [0u8; 4096];
+        let mut seen = String::new();
+        while !seen.contains("</db:result>") {
+            match s.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => seen.push_str(&String::from_utf8_lossy(&buf[..n])),
+            }
+            if seen.contains("<stream:stream") && !seen.contains("sent-features") {
+                seen.push_str("sent-features");
+                let _ = s
+                    .write_all(
+                        b"<?xml version='1.0'?><stream:stream xmlns='jabber:server' \
+                          xmlns:stream='http://etherx.jabber.org/streams' \
+                          xmlns:db='jabber:server:dialback' id='deaf' from='deaf.test' \
+                          version='1.0'><stream:features><dialback \
+                          xmlns='urn:xmpp:features:dialback'/></stream:features>",
+                    )
+                    .await;
+            }
+        }
+        let _ = s
+            .write_all(b"<db:result from='deaf.test' to='a.test' type='valid'/>")
+            .await;
+        tokio::time::sleep(hold).await;
+        drop(s);
+    });
+    port
+}
+
+#[tokio::test]
+async fn stanzas_buffered_for_a_stream_that_dies_return_to_their_sender() {
+    let dns = FakeDns::start(vec![]);
+    let port = deaf_peer_that_hangs_up(Duration::from_secs(3)).await;
+    let a = server(
+        "a.test",
+        &dns,
+        "queue_limit = 4\nbounce_after = 2\n",
+        &format!(
+            "[[routes]]\ndomain = \"deaf.test\"\nhost = \"127.0.0.1\"\nport = {port}\n\n\
+             [limits]\nread_rate = 0\nwrite_buffer = 268435456\n"
+        ),
+    );
+    let (mut alice, _) = Raw::login(a.starttls, "a.test", "alice", "alice-pw", "r").await;
+    alice
+        .send("<message to='x@deaf.test' type='chat'><body>hello</body></message>")
+        .await;
+    for _ in 0..100 {
+        if a.log().contains("outgoing stream authenticated") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // fill the sockets, the link's buffer (256) and the queue (4)
+    let body = "x".repeat(20_000);
+    let mut sent = 0;
+    for i in 0..3000 {
+        alice
+            .send(&format!(
+                "<message to='x@deaf.test' type='chat' id='d{i}'><body>{body}</body></message>"
+            ))
+            .await;
+        sent += 1;
+        if alice
+            .try_read_until("resource-constraint", Duration::from_millis(1))
+            .await
+            .is_some()
+        {
+            break;
+        }
+    }
+    // the peer hangs up: what the link held comes back as errors, not silence
+    let mut returned = 0;
+    while alice
+        .try_read_until("remote-server", Duration::from_secs(8))
+        .await
+        .is_some()
+    {
+        returned += 1;
+    }
+    assert!(
+        returned > 200,
+        "{returned} of {sent} came back:\n{}",
+        a.log()
+    );
+}

@@ -5,17 +5,19 @@
 
 use super::resolve::{self, Target};
 use super::tls::{self, CertCheck};
+use crate::signals::Signal;
 use actix::Recipient;
 use minidom::Element;
 use std::collections::VecDeque;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc::Receiver;
 use xmppd_proto::config::Settings;
 use xmppd_proto::ns;
 use xmppd_proto::s2s::dialback::{self, Dialback};
+use xmppd_proto::s2s::namespace;
 use xmppd_proto::s2s::outgoing::{self, Failure, LinkState, Step};
 use xmppd_proto::stanza::ErrorCondition;
 use xmppd_proto::xml::escape::escape_attr;
@@ -24,8 +26,9 @@ use xmppd_proto::xml::stream_parser::{Limits, StreamEvent};
 
 /// What the queue tells its link.
 pub enum LinkCmd {
-    /// A stanza, already in `jabber:server` and serialised.
-    Stanza(Vec<u8>),
+    /// A signal, with the time it reached the queue; the link writes it in
+    /// `jabber:server` and returns it unsent when it ends first.
+    Stanza(Signal, Instant),
     /// `<db:verify>` for an inbound stream's key.
     Verify { id: String, key: String },
     /// Close the stream (idle, or the queue ends).
@@ -60,6 +63,10 @@ pub enum Event {
     },
     /// The stream ended normally (closed by either side).
     Closed,
+    /// Signals the link took but did not write (or was writing when it failed), in
+    /// order, with their arrival times: they wait again, first. Sent before `Failed` or
+    /// `Closed`; it concerns the queue whatever link generation is current.
+    Unsent(Vec<(Signal, Instant)>),
 }
 
 pub struct LinkParams {
@@ -205,7 +212,19 @@ pub async fn run(p: LinkParams, mut cmds: Receiver<LinkCmd>, events: Recipient<L
     let tell = |what: Event| {
         events.do_send(LinkEvent { generation, what });
     };
-    let outcome = link(&p, &mut cmds, &tell).await;
+    let mut writing = None;
+    let outcome = link(&p, &mut cmds, &tell, &mut writing).await;
+    // nothing the queue handed over is dropped: what is left goes back
+    cmds.close();
+    let mut unsent: Vec<(Signal, Instant)> = writing.into_iter().collect();
+    while let Ok(cmd) = cmds.try_recv() {
+        if let LinkCmd::Stanza(sig, at) = cmd {
+            unsent.push((sig, at));
+        }
+    }
+    if !unsent.is_empty() {
+        tell(Event::Unsent(unsent));
+    }
     match outcome {
         Ok(()) => tell(Event::Closed),
         Err(f) => {
@@ -259,6 +278,7 @@ async fn link(
     p: &LinkParams,
     cmds: &mut Receiver<LinkCmd>,
     tell: &impl Fn(Event),
+    writing: &mut Option<(Signal, Instant)>,
 ) -> Result<(), Fail> {
     let deadline =
         tokio::time::Instant::now() + Duration::from_secs(p.settings.s2s.connect_timeout.max(1));
@@ -282,7 +302,14 @@ async fn link(
     loop {
         tokio::select! {
             cmd = cmds.recv() => match cmd {
-                Some(LinkCmd::Stanza(b)) => wire.write(&b).await?,
+                Some(LinkCmd::Stanza(sig, at)) => {
+                    let el = namespace::rename(sig.stanza(), ns::CLIENT, ns::SERVER);
+                    let bytes = xmppd_proto::xml::writer::to_bytes(&el);
+                    // kept until written: a failed write returns it to the queue
+                    *writing = Some((sig, at));
+                    wire.write(&bytes).await?;
+                    *writing = None;
+                }
                 Some(LinkCmd::Verify { id, key }) => {
                     wire.write(dialback::verify_request(&p.local, &p.remote, &id, &key).as_bytes()).await?
                 }

@@ -14,8 +14,7 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc::Sender;
-use xmppd_proto::ns;
-use xmppd_proto::s2s::{namespace, retry, routes};
+use xmppd_proto::s2s::{retry, routes};
 use xmppd_proto::stanza::ErrorCondition;
 
 /// Signals the queue's mailbox holds before the registry bounces them.
@@ -152,18 +151,16 @@ impl OutboundQueue {
     /// Hand a signal to the link (connected), behind any that wait; when the link's
     /// buffer is full it waits too, within `queue_limit`.
     fn write(&mut self, sig: Signal) {
-        if self.pending.is_empty() && self.try_hand(&sig) {
+        if self.pending.is_empty() && self.try_hand(&sig, Instant::now()) {
             return;
         }
         self.enqueue(sig);
     }
 
     /// Put a signal in the link's buffer; false when it is full or gone.
-    fn try_hand(&mut self, sig: &Signal) -> bool {
+    fn try_hand(&mut self, sig: &Signal, at: Instant) -> bool {
         let Some(l) = &self.link else { return false };
-        let el = namespace::rename(sig.stanza(), ns::CLIENT, ns::SERVER);
-        let bytes = xmppd_proto::xml::writer::to_bytes(&el);
-        if l.try_send(LinkCmd::Stanza(bytes)).is_err() {
+        if l.try_send(LinkCmd::Stanza(sig.clone(), at)).is_err() {
             return false;
         }
         self.sent += 1;
@@ -174,11 +171,11 @@ impl OutboundQueue {
     /// Hand the link what waits, in order, as long as its buffer takes it.
     fn flush(&mut self) {
         while self.state == State::Connected {
-            let Some((sig, _)) = self.pending.front() else {
+            let Some((sig, at)) = self.pending.front() else {
                 break;
             };
-            let sig = sig.clone();
-            if !self.try_hand(&sig) {
+            let (sig, at) = (sig.clone(), *at);
+            if !self.try_hand(&sig, at) {
                 break;
             }
             self.pending.pop_front();
@@ -422,6 +419,21 @@ impl Handler<ToOutbound> for OutboundQueue {
 impl Handler<LinkEvent> for OutboundQueue {
     type Result = ();
     fn handle(&mut self, e: LinkEvent, ctx: &mut Context<Self>) {
+        if let Event::Unsent(signals) = e.what {
+            // a link ended with signals it took: they wait again, first, in order
+            // (within bounce_after from their arrival; queue_limit does not refuse them)
+            self.sent = self.sent.saturating_sub(signals.len() as u64);
+            for s in signals.into_iter().rev() {
+                self.pending.push_front(s);
+            }
+            self.last_used = Instant::now();
+            if self.state == State::Connected {
+                self.flush();
+            } else if self.link.is_none() && self.retry_at.is_none_or(|t| Instant::now() >= t) {
+                self.connect(ctx);
+            }
+            return;
+        }
         if e.generation != self.generation {
             return;
         }
@@ -486,6 +498,7 @@ impl Handler<LinkEvent> for OutboundQueue {
                 }
                 let _ = ctx;
             }
+            Event::Unsent(_) => {}
             Event::Closed => {
                 self.link = None;
                 self.asked.clear();
