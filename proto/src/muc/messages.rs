@@ -19,7 +19,10 @@ pub(super) fn message(
 ) -> Vec<Effect> {
     let ty = st.attr("type");
     if ty == Some("error") {
-        return delivery_error(room, from, st);
+        return match to.resource() {
+            Some(nick) => relay_error(room, from, nick.as_str(), st, now_ms),
+            None => delivery_error(room, from, st),
+        };
     }
     if let Some(nick) = to.resource() {
         return private(room, from, nick.as_str(), st, now_ms);
@@ -44,7 +47,8 @@ pub(super) fn message(
 
 /// An error from an occupant's own JID saying it cannot be reached: a message from
 /// the room bounced. The occupant is removed (status 333) rather than written to
-/// again; other errors (a client refusing one private message) change nothing.
+/// again; other errors change nothing. Only errors to the bare room get here: those
+/// to room/nick are a client refusing what another occupant sent (`relay_error`).
 fn delivery_error(room: &mut Room, from: &Jid, st: &Element) -> Vec<Effect> {
     const GONE: [&str; 5] = [
         "service-unavailable",
@@ -67,6 +71,30 @@ fn delivery_error(room: &mut Room, from: &Jid, st: &Element) -> Vec<Effect> {
         &[super::room::status::ERROR],
         super::room::ItemExtras::default(),
     )
+}
+
+/// An error from an occupant to room/nick: its client refused something that occupant
+/// sent it (a private message). It goes on to the sessions of `nick`, from the
+/// erring occupant's room JID; it says nothing about the erring occupant being gone.
+/// Errors are never answered: from a non-occupant, to no one, or past the sender's
+/// message rate they are dropped.
+fn relay_error(room: &mut Room, from: &Jid, nick: &str, st: &Element, now_ms: u64) -> Vec<Effect> {
+    let Some(sender) = room.occupants.by_jid(from).map(|o| o.nick.clone()) else {
+        return Vec::new();
+    };
+    let Some(to) = room
+        .occupants
+        .by_nick(nick)
+        .map(|o| o.jids().cloned().collect::<Vec<_>>())
+    else {
+        return Vec::new();
+    };
+    if !within_rate(room, from, now_ms) {
+        return Vec::new();
+    }
+    let mut e = cleaned(st, "message");
+    set_attr(&mut e, "from", &room.room_jid(&sender));
+    vec![Effect::Fanout { stanza: e, to }]
 }
 
 /// The occupant-id element of XEP-0421.

@@ -204,9 +204,9 @@ fn mediated_invitations_and_declines() {
 #[test]
 fn an_occupant_that_cannot_be_reached_is_removed_with_333() {
     let mut t = three();
-    // a client refusing one private message stays
+    // an error to the room that does not say the session is gone changes nothing
     let refused = "<message type='error'><error type='cancel'><not-acceptable xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error></message>";
-    assert!(t.send(C, "bob", refused).is_empty());
+    assert!(t.send(C, "", refused).is_empty());
     assert!(t.room.occupants.by_nick("carol").is_some());
     // a bounce saying the session is gone removes it
     let gone = "<message type='error'><error type='cancel'><service-unavailable xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error></message>";
@@ -215,4 +215,28 @@ fn an_occupant_that_cannot_be_reached_is_removed_with_333() {
     assert!(t.room.occupants.by_nick("carol").is_none());
     // from a stranger: nothing
     assert!(t.send("eve@example.org/e", "", gone).is_empty());
+}
+
+#[test]
+fn a_refused_private_message_goes_back_to_its_sender_and_no_one_is_removed() {
+    let mut t = three();
+    // carol's client refuses bob's private message with service-unavailable (the usual
+    // refusal): bob learns of it, from carol's room JID; carol stays
+    let refused = "<message type='error' id='pm1'><error type='cancel'><service-unavailable xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error></message>";
+    let out = t.send(C, "bob", refused);
+    let bob = to(&out, B);
+    assert_eq!(bob.len(), 1, "{out:?}");
+    assert!(bob[0].contains("type='error'"), "{bob:?}");
+    assert!(bob[0].contains("service-unavailable"), "{bob:?}");
+    assert!(
+        bob[0].contains("from='lounge@conference.example.org/carol'"),
+        "{bob:?}"
+    );
+    assert!(!bob[0].contains(C), "carol's real JID leaks: {bob:?}");
+    assert!(to(&out, A).is_empty() && to(&out, C).is_empty(), "{out:?}");
+    assert!(t.room.occupants.by_nick("carol").is_some());
+    // to a nick no one has, or from a stranger: nothing, and no one removed
+    assert!(t.send(C, "nobody", refused).is_empty());
+    assert!(t.send("eve@example.org/e", "bob", refused).is_empty());
+    assert!(t.room.occupants.by_nick("bob").is_some());
 }
