@@ -37,6 +37,10 @@ pub struct Saved {
     pub subject_by: String,
     /// The key occupant ids are derived with.
     pub secret: String,
+    /// The bare JID that created the room (counted against its `max_rooms_per_user`);
+    /// absent in rooms saved before it was kept.
+    #[serde(default)]
+    pub creator: Option<String>,
 }
 
 /// One room.
@@ -53,6 +57,8 @@ pub struct Room {
     pub locked: bool,
     /// Never entered: the first to enter creates it and becomes its owner.
     pub fresh: bool,
+    /// Who created the room (the first to enter), when known.
+    pub creator: Option<BareJid>,
     pub destroyed: bool,
     pub limits: Limits,
     secret: String,
@@ -119,6 +125,7 @@ impl Room {
             history: History::new(limits.history),
             locked: false,
             fresh: true,
+            creator: None,
             destroyed: false,
             limits,
             secret: base64::engine::general_purpose::STANDARD.encode(secret),
@@ -139,6 +146,7 @@ impl Room {
         r.subject = saved.subject;
         r.subject_by = saved.subject_by;
         r.secret = saved.secret;
+        r.creator = saved.creator.and_then(|c| BareJid::new(&c).ok());
         r
     }
 
@@ -153,6 +161,7 @@ impl Room {
             subject: self.subject.clone(),
             subject_by: self.subject_by.clone(),
             secret: self.secret.clone(),
+            creator: self.creator.as_ref().map(|c| c.to_string()),
         }
     }
 
@@ -347,6 +356,7 @@ impl Room {
             // groupchat 1.0 client an instant room
             self.locked = x.is_some();
             self.affiliations.insert(bare.clone(), Affiliation::Owner);
+            self.creator = Some(bare.clone());
         }
         let aff = self.affiliation(&bare);
         if self.locked && aff != Affiliation::Owner {

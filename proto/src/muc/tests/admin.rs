@@ -338,3 +338,15 @@ fn saved_rooms_come_back_with_config_affiliations_and_subject() {
             .any(|s| s.contains("affiliation='none'"))
     );
 }
+
+#[test]
+fn the_creator_is_kept_in_the_saved_room() {
+    let t = T::instant();
+    let saved = t.room.saved();
+    assert_eq!(saved.creator.as_deref(), Some("alice@example.org"));
+    let back = Room::restore(t.room.jid.clone(), saved, Limits::default());
+    assert_eq!(
+        back.creator.as_ref().map(|c| c.as_str()),
+        Some("alice@example.org")
+    );
+}
