@@ -8,7 +8,59 @@ use super::room::{Room, cleaned, error, stanza};
 use super::{Effect, ns};
 use crate::stanza::{ErrorCondition, set_attr};
 use minidom::Element;
-use xmpp_parsers::jid::Jid;
+use std::collections::VecDeque;
+use xmpp_parsers::jid::{BareJid, Jid};
+
+/// Invitees of one invitation message at most; beyond: `not-acceptable`.
+pub const MAX_INVITEES: usize = 10;
+/// Pending invitations a room remembers at most (the oldest are forgotten first).
+pub const MAX_PENDING_INVITATIONS: usize = 256;
+/// How long an invitation may be declined, in milliseconds (one hour).
+pub const INVITATION_TTL_MS: u64 = 3_600_000;
+/// Affiliations a members-only room holds at most for invitations to grant
+/// membership; beyond it invitations there are refused (`resource-constraint`).
+pub const MAX_MEMBERS_BY_INVITATION: usize = 1000;
+
+/// Invitations a room sent that may still be declined: (invitee, inviter, expiry in ms),
+/// oldest first, at most [`MAX_PENDING_INVITATIONS`].
+#[derive(Debug, Default)]
+pub struct Invitations(VecDeque<(BareJid, Jid, u64)>);
+
+impl Invitations {
+    fn add(&mut self, invitee: BareJid, inviter: Jid, now_ms: u64) {
+        self.expire(now_ms);
+        if self.0.len() >= MAX_PENDING_INVITATIONS {
+            self.0.pop_front();
+        }
+        self.0
+            .push_back((invitee, inviter, now_ms.saturating_add(INVITATION_TTL_MS)));
+    }
+
+    /// Take the invitation of `invitee` by `inviter` (compared as bare JIDs), if pending.
+    fn take(&mut self, invitee: &BareJid, inviter: &Jid, now_ms: u64) -> Option<Jid> {
+        self.expire(now_ms);
+        let want = inviter.to_bare();
+        let i = self
+            .0
+            .iter()
+            .position(|(e, r, _)| e == invitee && r.to_bare() == want)?;
+        self.0.remove(i).map(|(_, r, _)| r)
+    }
+
+    fn expire(&mut self, now_ms: u64) {
+        while self.0.front().is_some_and(|(_, _, exp)| *exp <= now_ms) {
+            self.0.pop_front();
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
 
 pub(super) fn message(
     room: &mut Room,
@@ -32,10 +84,10 @@ pub(super) fn message(
     }
     if let Some(x) = st.get_child("x", ns::USER) {
         if x.has_child("decline", ns::USER) {
-            return decline(room, from, x);
+            return decline(room, from, st, x, now_ms);
         }
         if x.has_child("invite", ns::USER) {
-            return invite(room, from, st, x);
+            return invite(room, from, st, x, now_ms);
         }
     }
     error(
@@ -216,7 +268,7 @@ fn private(room: &mut Room, from: &Jid, nick: &str, st: &Element, now_ms: u64) -
     vec![Effect::Fanout { stanza: m, to }]
 }
 
-fn invite(room: &mut Room, from: &Jid, st: &Element, x: &Element) -> Vec<Effect> {
+fn invite(room: &mut Room, from: &Jid, st: &Element, x: &Element, now_ms: u64) -> Vec<Effect> {
     let Some(o) = room.occupants.by_jid(from) else {
         return error(
             st,
@@ -245,9 +297,38 @@ fn invite(room: &mut Room, from: &Jid, st: &Element, x: &Element) -> Vec<Effect>
             }
         }
     }
+    if invitees.len() > MAX_INVITEES {
+        return error(
+            st,
+            ErrorCondition::NotAcceptable,
+            Some("too many invitees in one message"),
+        );
+    }
+    let grants = room.config.members_only
+        && invitees
+            .iter()
+            .any(|(j, _)| room.affiliation(&j.to_bare()) == Affiliation::None);
+    if grants && room.affiliations.len() + invitees.len() > MAX_MEMBERS_BY_INVITATION {
+        return error(
+            st,
+            ErrorCondition::ResourceConstraint,
+            Some("the room has too many members to invite more"),
+        );
+    }
+    // each invitee counts as one message against the sender's rate
+    for _ in &invitees {
+        if !within_rate(room, from, now_ms) {
+            return error(
+                st,
+                ErrorCondition::ResourceConstraint,
+                Some("too many messages: slow down"),
+            );
+        }
+    }
     let mut out = Vec::new();
     let mut save = false;
     for (to, reason) in invitees {
+        room.invitations.add(to.to_bare(), from.clone(), now_ms);
         let mut m = stanza("message", room.jid.as_str(), Some(to.as_str()), None);
         let mut ux = Element::bare("x", ns::USER);
         let mut inv = Element::bare("invite", ns::USER);
@@ -282,13 +363,30 @@ fn invite(room: &mut Room, from: &Jid, st: &Element, x: &Element) -> Vec<Effect>
     out
 }
 
-fn decline(room: &Room, from: &Jid, x: &Element) -> Vec<Effect> {
+/// A decline goes only to someone who really invited the decliner (a pending
+/// invitation, which it uses up); anything else is refused.
+fn decline(room: &mut Room, from: &Jid, st: &Element, x: &Element, now_ms: u64) -> Vec<Effect> {
     let Some(d) = x.get_child("decline", ns::USER) else {
         return Vec::new();
     };
     let Some(Ok(to)) = d.attr("to").map(Jid::new) else {
-        return Vec::new();
+        return error(
+            st,
+            ErrorCondition::JidMalformed,
+            Some("a decline needs a valid 'to'"),
+        );
     };
+    if room
+        .invitations
+        .take(&from.to_bare(), &to, now_ms)
+        .is_none()
+    {
+        return error(
+            st,
+            ErrorCondition::NotAcceptable,
+            Some("no pending invitation from that JID"),
+        );
+    }
     let mut m = stanza("message", room.jid.as_str(), Some(to.as_str()), None);
     let mut ux = Element::bare("x", ns::USER);
     let mut dec = Element::bare("decline", ns::USER);

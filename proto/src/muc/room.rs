@@ -61,6 +61,8 @@ pub struct Room {
     pub creator: Option<BareJid>,
     pub destroyed: bool,
     pub limits: Limits,
+    /// Invitations sent and not yet declined or expired (only these may be declined).
+    pub invitations: super::messages::Invitations,
     secret: String,
 }
 
@@ -127,6 +129,7 @@ impl Room {
             fresh: true,
             creator: None,
             destroyed: false,
+            invitations: Default::default(),
             limits,
             secret: base64::engine::general_purpose::STANDARD.encode(secret),
         }

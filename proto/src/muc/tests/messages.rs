@@ -240,3 +240,63 @@ fn a_refused_private_message_goes_back_to_its_sender_and_no_one_is_removed() {
     assert!(t.send("eve@example.org/e", "bob", refused).is_empty());
     assert!(t.room.occupants.by_nick("bob").is_some());
 }
+
+#[test]
+fn invitation_spam_is_bounded() {
+    let inv = |n: usize| {
+        let mut x = String::from("<message><x xmlns='http://jabber.org/protocol/muc#user'>");
+        for i in 0..n {
+            x.push_str(&format!("<invite to='u{i}@example.net'/>"));
+        }
+        x.push_str("</x></message>");
+        x
+    };
+    let mut t = three();
+    // more invitees than one message may carry
+    assert_eq!(
+        err(&t.send(B, "", &inv(crate::muc::messages::MAX_INVITEES + 1))),
+        "not-acceptable"
+    );
+    assert!(t.room.invitations.is_empty());
+    // each invitee counts against the sender's message rate
+    let mut t = T::with(Limits {
+        messages_per_minute: 5,
+        ..Limits::default()
+    });
+    t.enter(B, "bob");
+    let out = t.send(B, "", &inv(4));
+    assert_eq!(out.len(), 4, "{out:?}");
+    assert_eq!(err(&t.send(B, "", &inv(2))), "resource-constraint");
+}
+
+#[test]
+fn a_decline_goes_only_to_who_invited() {
+    let mut t = three();
+    let decline = |to: &str| {
+        format!(
+            "<message><x xmlns='http://jabber.org/protocol/muc#user'><decline to='{to}'/></x></message>"
+        )
+    };
+    // no invitation: no relay
+    assert_eq!(
+        err(&t.send("dave@example.org/d", "", &decline("victim@example.net"))),
+        "not-acceptable"
+    );
+    t.send(B, "", "<message><x xmlns='http://jabber.org/protocol/muc#user'><invite to='dave@example.org'/></x></message>");
+    // invited by bob, not by carol; and eve was not invited at all
+    assert_eq!(
+        err(&t.send("dave@example.org/d", "", &decline(C))),
+        "not-acceptable"
+    );
+    assert_eq!(
+        err(&t.send("eve@example.org/e", "", &decline(B))),
+        "not-acceptable"
+    );
+    let out = t.send("dave@example.org/d", "", &decline(B));
+    assert_eq!(to(&out, B).len(), 1, "{out:?}");
+    // used up: a second decline is refused
+    assert_eq!(
+        err(&t.send("dave@example.org/d", "", &decline(B))),
+        "not-acceptable"
+    );
+}
