@@ -159,9 +159,11 @@ fn occupant_id(id: &str) -> Element {
 /// Count a message against the sender's rate; `false` when over it.
 fn within_rate(room: &mut Room, from: &Jid, now_ms: u64) -> bool {
     let per_minute = room.limits.messages_per_minute;
-    room.occupants
-        .by_jid_mut(from)
-        .is_some_and(|o| o.allow_message(now_ms, per_minute))
+    let Some(bare) = room.occupants.by_jid(from).map(|o| o.bare.clone()) else {
+        return false;
+    };
+    let counted = super::occupants::Counted::Message;
+    room.rates.allow(&bare, counted, now_ms, per_minute)
 }
 
 fn groupchat(room: &mut Room, from: &Jid, st: &Element, now_ms: u64) -> Vec<Effect> {

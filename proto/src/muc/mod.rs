@@ -69,6 +69,10 @@ pub struct Limits {
     pub messages_per_minute: u32,
     /// Resources of one user joined under one nick at most.
     pub sessions_per_occupant: usize,
+    /// Presences (entering, updates, nick changes) one user may send a room per
+    /// minute, kept across leaving and re-joining; beyond: `resource-constraint`.
+    /// 0: no limit.
+    pub presences_per_minute: u32,
 }
 
 impl Default for Limits {
@@ -78,6 +82,7 @@ impl Default for Limits {
             history: 20,
             messages_per_minute: 120,
             sessions_per_occupant: 16,
+            presences_per_minute: 30,
         }
     }
 }

@@ -61,6 +61,8 @@ pub struct Room {
     pub creator: Option<BareJid>,
     pub destroyed: bool,
     pub limits: Limits,
+    /// Message and presence rates per user, kept across leaving and re-joining.
+    pub rates: super::occupants::Rates,
     /// Invitations sent and not yet declined or expired (only these may be declined).
     pub invitations: super::messages::Invitations,
     secret: String,
@@ -130,6 +132,7 @@ impl Room {
             creator: None,
             destroyed: false,
             invitations: Default::default(),
+            rates: Default::default(),
             limits,
             secret: base64::engine::general_purpose::STANDARD.encode(secret),
         }
@@ -341,6 +344,19 @@ impl Room {
                 Some("a nickname is required"),
             );
         };
+        // entering, presence updates and nick changes: one rate per user
+        let per_minute = self.limits.presences_per_minute;
+        let counted = super::occupants::Counted::Presence;
+        if !self
+            .rates
+            .allow(&from.to_bare(), counted, now_ms, per_minute)
+        {
+            return error(
+                st,
+                ErrorCondition::ResourceConstraint,
+                Some("too many presence changes: slow down"),
+            );
+        }
         match self.occupants.by_jid(from).map(|o| o.nick.clone()) {
             Some(current) if current == nick => self.update_presence(from, &nick, st),
             Some(current) => self.change_nick(from, &current, &nick, st),
@@ -424,8 +440,6 @@ impl Room {
             role: aff.default_role(self.config.moderated),
             affiliation: aff,
             occupant_id: self.occupant_id(&bare),
-            sent: 0,
-            window_start: now_ms,
         };
         let mut out = Vec::new();
         // §7.2.3: the others' presence to the newcomer, then the newcomer's to the others
