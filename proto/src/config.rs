@@ -506,6 +506,9 @@ pub struct MucSettings {
     /// Saved (persistent) rooms per service at most; while there are this many, no new
     /// room may be created (resource-constraint).
     pub max_saved_rooms: usize,
+    /// Only users of hosted domains may create rooms; others get `not-allowed`
+    /// (XEP-0045 §10.1.1). They may still enter existing rooms.
+    pub local_creators_only: bool,
     /// Seconds a persistent room with nobody in it keeps running before its actor stops.
     pub idle_timeout: u64,
     /// Signals waiting for one room at most; beyond: resource-constraint.
@@ -523,6 +526,7 @@ impl Default for MucSettings {
             max_rooms: 10_000,
             max_rooms_per_user: 20,
             max_saved_rooms: 10_000,
+            local_creators_only: true,
             idle_timeout: 300,
             room_mailbox: 4096,
         }

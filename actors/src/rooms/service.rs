@@ -199,6 +199,13 @@ impl Handler<Signal> for RoomService {
                 return;
             }
             let s = self.ctx.settings.get();
+            if !xmppd_proto::muc::may_create(&s, &sig.from().to_bare()) {
+                return self.bounce(
+                    &sig,
+                    ErrorCondition::NotAllowed,
+                    "only local users may create rooms here",
+                );
+            }
             if self.rooms.len() >= s.muc.max_rooms {
                 return self.bounce(&sig, ErrorCondition::ResourceConstraint, "too many rooms");
             }

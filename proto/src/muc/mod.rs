@@ -24,7 +24,17 @@ pub mod room;
 mod tests;
 
 use minidom::Element;
-use xmpp_parsers::jid::Jid;
+use xmpp_parsers::jid::{BareJid, Jid};
+
+/// May `creator` create rooms on this server (XEP-0045 §10.1.1)? With
+/// `muc.local_creators_only`, only users of a hosted domain may; others get
+/// `not-allowed`.
+pub fn may_create(s: &crate::config::Settings, creator: &BareJid) -> bool {
+    !s.muc.local_creators_only
+        || s.domains
+            .iter()
+            .any(|d| d.name.eq_ignore_ascii_case(creator.domain().as_str()))
+}
 
 /// Namespaces of XEP-0045 and the XEPs rooms speak.
 pub mod ns {

@@ -350,3 +350,20 @@ fn the_creator_is_kept_in_the_saved_room() {
         Some("alice@example.org")
     );
 }
+
+#[test]
+fn only_local_users_create_rooms_unless_configured_otherwise() {
+    let mut s = crate::config::Settings {
+        domains: vec![crate::config::DomainSettings {
+            name: "example.org".into(),
+            ..Default::default()
+        }],
+        ..Default::default()
+    };
+    let local = BareJid::new("alice@Example.org").expect("jid");
+    let remote = BareJid::new("mallory@elsewhere.example").expect("jid");
+    assert!(crate::muc::may_create(&s, &local));
+    assert!(!crate::muc::may_create(&s, &remote));
+    s.muc.local_creators_only = false;
+    assert!(crate::muc::may_create(&s, &remote));
+}
