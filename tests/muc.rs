@@ -418,3 +418,39 @@ async fn an_idle_persistent_room_stops_and_comes_back() {
     let s = a.wait_for("<subject>Idle</subject>").await;
     assert!(s.contains(&format!("from='{ROOM}/alice'")), "{s}");
 }
+
+/// A saved room counts against its creator after its actor stopped, and the saved
+/// rooms of a service are bounded: create → make persistent → leave → wait is no way
+/// around `max_rooms_per_user`.
+#[tokio::test]
+async fn saved_rooms_count_against_their_creator_and_are_bounded() {
+    let d = Daemon::with(Options {
+        extra: "[muc]\nidle_timeout = 1\nmax_rooms_per_user = 1\nmax_saved_rooms = 1\n".into(),
+        ..opts()
+    });
+    let mut a = login(&d, "alice").await;
+    let mut b = login(&d, "bob").await;
+    join(&mut a, ROOM, "alice").await;
+    a.send(&format!("<iq type='set' id='cfg' to='{ROOM}'><query xmlns='http://jabber.org/protocol/muc#owner'><x xmlns='jabber:x:data' type='submit'><field var='muc#roomconfig_persistentroom'><value>1</value></field></x></query></iq>")).await;
+    assert!(a.wait_for("id='cfg'").await.contains("type='result'"));
+    a.send(&format!("<presence to='{ROOM}/alice' type='unavailable'/>"))
+        .await;
+    a.wait_for("type='unavailable'").await;
+    d.wait_log("room stopped", 1);
+    // her saved room still counts: a second room is refused
+    a.send("<presence to='second@conference.localhost/alice'><x xmlns='http://jabber.org/protocol/muc'/></presence>").await;
+    let e = a.wait_for("from='second@conference.localhost/alice'").await;
+    assert!(
+        e.contains("type='error'") && e.contains("resource-constraint"),
+        "{e}"
+    );
+    // the service holds its one saved room: bob may create none either
+    b.send("<presence to='bobs@conference.localhost/bob'><x xmlns='http://jabber.org/protocol/muc'/></presence>").await;
+    let e = b.wait_for("from='bobs@conference.localhost/bob'").await;
+    assert!(
+        e.contains("type='error'") && e.contains("resource-constraint"),
+        "{e}"
+    );
+    // the saved room itself is still there for both
+    join(&mut b, ROOM, "bob").await;
+}

@@ -504,8 +504,15 @@ pub struct MucSettings {
     pub messages_per_minute: u32,
     /// Rooms running at once per service; creating more is refused (resource-constraint).
     pub max_rooms: usize,
-    /// Rooms one user may create that are still running (temporary or not).
+    /// Rooms one user may have created that still exist: running ones and saved
+    /// (persistent) ones, running or not.
     pub max_rooms_per_user: usize,
+    /// Saved (persistent) rooms per service at most; while there are this many, no new
+    /// room may be created (resource-constraint).
+    pub max_saved_rooms: usize,
+    /// Only users of hosted domains may create rooms; others get `not-allowed`
+    /// (XEP-0045 §10.1.1). They may still enter existing rooms.
+    pub local_creators_only: bool,
     /// Seconds a persistent room with nobody in it keeps running before its actor stops.
     pub idle_timeout: u64,
     /// Signals waiting for one room at most; beyond: resource-constraint.
@@ -522,6 +529,8 @@ impl Default for MucSettings {
             messages_per_minute: 120,
             max_rooms: 10_000,
             max_rooms_per_user: 20,
+            max_saved_rooms: 10_000,
+            local_creators_only: true,
             idle_timeout: 300,
             room_mailbox: 4096,
         }

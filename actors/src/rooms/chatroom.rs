@@ -258,6 +258,7 @@ impl Chatroom {
                 name: r.config.name.clone(),
                 public: r.config.public,
                 persistent: r.config.persistent,
+                creator: r.creator.clone(),
             });
         if entry != self.listed {
             self.listed = entry.clone();

@@ -33,6 +33,9 @@ pub struct Entry {
     pub name: String,
     pub public: bool,
     pub persistent: bool,
+    /// Who created the room: a saved room counts against its creator's
+    /// `max_rooms_per_user` while it exists, running or not.
+    pub creator: Option<BareJid>,
 }
 
 /// The bounds of every room, from the settings.

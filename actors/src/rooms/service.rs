@@ -149,7 +149,8 @@ impl Actor for RoomService {
                             slog::warn!(act.log, "a saved room cannot be read"; "room" => jid);
                             continue;
                         };
-                        let entry = Entry { name: s.config.name, public: s.config.public, persistent: true };
+                        let creator = s.creator.as_deref().and_then(|c| BareJid::new(c).ok());
+                        let entry = Entry { name: s.config.name, public: s.config.public, persistent: true, creator };
                         act.directory.insert(key(&j), (j, entry));
                     }
                     slog::debug!(act.log, "room service started"; "saved rooms" => act.directory.len());
@@ -198,15 +199,43 @@ impl Handler<Signal> for RoomService {
                 return;
             }
             let s = self.ctx.settings.get();
+            if !xmppd_proto::muc::may_create(&s, &sig.from().to_bare()) {
+                return self.bounce(
+                    &sig,
+                    ErrorCondition::NotAllowed,
+                    "only local users may create rooms here",
+                );
+            }
             if self.rooms.len() >= s.muc.max_rooms {
                 return self.bounce(&sig, ErrorCondition::ResourceConstraint, "too many rooms");
             }
+            let saved_rooms = self
+                .directory
+                .values()
+                .filter(|(_, e)| e.persistent)
+                .count();
+            if saved_rooms >= s.muc.max_saved_rooms {
+                return self.bounce(
+                    &sig,
+                    ErrorCondition::ResourceConstraint,
+                    "too many saved rooms",
+                );
+            }
             let user = sig.from().to_bare();
+            // running rooms and saved ones (running or not), each room once
             let mine = self
                 .rooms
-                .values()
-                .filter(|r| r.creator.as_ref() == Some(&user))
-                .count();
+                .iter()
+                .filter(|(_, r)| r.creator.as_ref() == Some(&user))
+                .map(|(k, _)| k)
+                .chain(
+                    self.directory
+                        .iter()
+                        .filter(|(_, (_, e))| e.persistent && e.creator.as_ref() == Some(&user))
+                        .map(|(k, _)| k),
+                )
+                .collect::<std::collections::BTreeSet<_>>()
+                .len();
             if mine >= s.muc.max_rooms_per_user {
                 return self.bounce(
                     &sig,

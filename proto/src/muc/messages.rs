@@ -8,7 +8,59 @@ use super::room::{Room, cleaned, error, stanza};
 use super::{Effect, ns};
 use crate::stanza::{ErrorCondition, set_attr};
 use minidom::Element;
-use xmpp_parsers::jid::Jid;
+use std::collections::VecDeque;
+use xmpp_parsers::jid::{BareJid, Jid};
+
+/// Invitees of one invitation message at most; beyond: `not-acceptable`.
+pub const MAX_INVITEES: usize = 10;
+/// Pending invitations a room remembers at most (the oldest are forgotten first).
+pub const MAX_PENDING_INVITATIONS: usize = 256;
+/// How long an invitation may be declined, in milliseconds (one hour).
+pub const INVITATION_TTL_MS: u64 = 3_600_000;
+/// Affiliations a members-only room holds at most for invitations to grant
+/// membership; beyond it invitations there are refused (`resource-constraint`).
+pub const MAX_MEMBERS_BY_INVITATION: usize = 1000;
+
+/// Invitations a room sent that may still be declined: (invitee, inviter, expiry in ms),
+/// oldest first, at most [`MAX_PENDING_INVITATIONS`].
+#[derive(Debug, Default)]
+pub struct Invitations(VecDeque<(BareJid, Jid, u64)>);
+
+impl Invitations {
+    fn add(&mut self, invitee: BareJid, inviter: Jid, now_ms: u64) {
+        self.expire(now_ms);
+        if self.0.len() >= MAX_PENDING_INVITATIONS {
+            self.0.pop_front();
+        }
+        self.0
+            .push_back((invitee, inviter, now_ms.saturating_add(INVITATION_TTL_MS)));
+    }
+
+    /// Take the invitation of `invitee` by `inviter` (compared as bare JIDs), if pending.
+    fn take(&mut self, invitee: &BareJid, inviter: &Jid, now_ms: u64) -> Option<Jid> {
+        self.expire(now_ms);
+        let want = inviter.to_bare();
+        let i = self
+            .0
+            .iter()
+            .position(|(e, r, _)| e == invitee && r.to_bare() == want)?;
+        self.0.remove(i).map(|(_, r, _)| r)
+    }
+
+    fn expire(&mut self, now_ms: u64) {
+        while self.0.front().is_some_and(|(_, _, exp)| *exp <= now_ms) {
+            self.0.pop_front();
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
 
 pub(super) fn message(
     room: &mut Room,
@@ -19,7 +71,10 @@ pub(super) fn message(
 ) -> Vec<Effect> {
     let ty = st.attr("type");
     if ty == Some("error") {
-        return delivery_error(room, from, st);
+        return match to.resource() {
+            Some(nick) => relay_error(room, from, nick.as_str(), st, now_ms),
+            None => delivery_error(room, from, st),
+        };
     }
     if let Some(nick) = to.resource() {
         return private(room, from, nick.as_str(), st, now_ms);
@@ -29,10 +84,10 @@ pub(super) fn message(
     }
     if let Some(x) = st.get_child("x", ns::USER) {
         if x.has_child("decline", ns::USER) {
-            return decline(room, from, x);
+            return decline(room, from, st, x, now_ms);
         }
         if x.has_child("invite", ns::USER) {
-            return invite(room, from, st, x);
+            return invite(room, from, st, x, now_ms);
         }
     }
     error(
@@ -44,7 +99,8 @@ pub(super) fn message(
 
 /// An error from an occupant's own JID saying it cannot be reached: a message from
 /// the room bounced. The occupant is removed (status 333) rather than written to
-/// again; other errors (a client refusing one private message) change nothing.
+/// again; other errors change nothing. Only errors to the bare room get here: those
+/// to room/nick are a client refusing what another occupant sent (`relay_error`).
 fn delivery_error(room: &mut Room, from: &Jid, st: &Element) -> Vec<Effect> {
     const GONE: [&str; 5] = [
         "service-unavailable",
@@ -69,6 +125,30 @@ fn delivery_error(room: &mut Room, from: &Jid, st: &Element) -> Vec<Effect> {
     )
 }
 
+/// An error from an occupant to room/nick: its client refused something that occupant
+/// sent it (a private message). It goes on to the sessions of `nick`, from the
+/// erring occupant's room JID; it says nothing about the erring occupant being gone.
+/// Errors are never answered: from a non-occupant, to no one, or past the sender's
+/// message rate they are dropped.
+fn relay_error(room: &mut Room, from: &Jid, nick: &str, st: &Element, now_ms: u64) -> Vec<Effect> {
+    let Some(sender) = room.occupants.by_jid(from).map(|o| o.nick.clone()) else {
+        return Vec::new();
+    };
+    let Some(to) = room
+        .occupants
+        .by_nick(nick)
+        .map(|o| o.jids().cloned().collect::<Vec<_>>())
+    else {
+        return Vec::new();
+    };
+    if !within_rate(room, from, now_ms) {
+        return Vec::new();
+    }
+    let mut e = cleaned(st, "message");
+    set_attr(&mut e, "from", &room.room_jid(&sender));
+    vec![Effect::Fanout { stanza: e, to }]
+}
+
 /// The occupant-id element of XEP-0421.
 fn occupant_id(id: &str) -> Element {
     let mut e = Element::bare("occupant-id", ns::OCCUPANT_ID);
@@ -79,9 +159,11 @@ fn occupant_id(id: &str) -> Element {
 /// Count a message against the sender's rate; `false` when over it.
 fn within_rate(room: &mut Room, from: &Jid, now_ms: u64) -> bool {
     let per_minute = room.limits.messages_per_minute;
-    room.occupants
-        .by_jid_mut(from)
-        .is_some_and(|o| o.allow_message(now_ms, per_minute))
+    let Some(bare) = room.occupants.by_jid(from).map(|o| o.bare.clone()) else {
+        return false;
+    };
+    let counted = super::occupants::Counted::Message;
+    room.rates.allow(&bare, counted, now_ms, per_minute)
 }
 
 fn groupchat(room: &mut Room, from: &Jid, st: &Element, now_ms: u64) -> Vec<Effect> {
@@ -188,7 +270,7 @@ fn private(room: &mut Room, from: &Jid, nick: &str, st: &Element, now_ms: u64) -
     vec![Effect::Fanout { stanza: m, to }]
 }
 
-fn invite(room: &mut Room, from: &Jid, st: &Element, x: &Element) -> Vec<Effect> {
+fn invite(room: &mut Room, from: &Jid, st: &Element, x: &Element, now_ms: u64) -> Vec<Effect> {
     let Some(o) = room.occupants.by_jid(from) else {
         return error(
             st,
@@ -217,9 +299,38 @@ fn invite(room: &mut Room, from: &Jid, st: &Element, x: &Element) -> Vec<Effect>
             }
         }
     }
+    if invitees.len() > MAX_INVITEES {
+        return error(
+            st,
+            ErrorCondition::NotAcceptable,
+            Some("too many invitees in one message"),
+        );
+    }
+    let grants = room.config.members_only
+        && invitees
+            .iter()
+            .any(|(j, _)| room.affiliation(&j.to_bare()) == Affiliation::None);
+    if grants && room.affiliations.len() + invitees.len() > MAX_MEMBERS_BY_INVITATION {
+        return error(
+            st,
+            ErrorCondition::ResourceConstraint,
+            Some("the room has too many members to invite more"),
+        );
+    }
+    // each invitee counts as one message against the sender's rate
+    for _ in &invitees {
+        if !within_rate(room, from, now_ms) {
+            return error(
+                st,
+                ErrorCondition::ResourceConstraint,
+                Some("too many messages: slow down"),
+            );
+        }
+    }
     let mut out = Vec::new();
     let mut save = false;
     for (to, reason) in invitees {
+        room.invitations.add(to.to_bare(), from.clone(), now_ms);
         let mut m = stanza("message", room.jid.as_str(), Some(to.as_str()), None);
         let mut ux = Element::bare("x", ns::USER);
         let mut inv = Element::bare("invite", ns::USER);
@@ -254,13 +365,30 @@ fn invite(room: &mut Room, from: &Jid, st: &Element, x: &Element) -> Vec<Effect>
     out
 }
 
-fn decline(room: &Room, from: &Jid, x: &Element) -> Vec<Effect> {
+/// A decline goes only to someone who really invited the decliner (a pending
+/// invitation, which it uses up); anything else is refused.
+fn decline(room: &mut Room, from: &Jid, st: &Element, x: &Element, now_ms: u64) -> Vec<Effect> {
     let Some(d) = x.get_child("decline", ns::USER) else {
         return Vec::new();
     };
     let Some(Ok(to)) = d.attr("to").map(Jid::new) else {
-        return Vec::new();
+        return error(
+            st,
+            ErrorCondition::JidMalformed,
+            Some("a decline needs a valid 'to'"),
+        );
     };
+    if room
+        .invitations
+        .take(&from.to_bare(), &to, now_ms)
+        .is_none()
+    {
+        return error(
+            st,
+            ErrorCondition::NotAcceptable,
+            Some("no pending invitation from that JID"),
+        );
+    }
     let mut m = stanza("message", room.jid.as_str(), Some(to.as_str()), None);
     let mut ux = Element::bare("x", ns::USER);
     let mut dec = Element::bare("decline", ns::USER);

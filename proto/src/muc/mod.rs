@@ -24,7 +24,17 @@ pub mod room;
 mod tests;
 
 use minidom::Element;
-use xmpp_parsers::jid::Jid;
+use xmpp_parsers::jid::{BareJid, Jid};
+
+/// May `creator` create rooms on this server (XEP-0045 §10.1.1)? With
+/// `muc.local_creators_only`, only users of a hosted domain may; others get
+/// `not-allowed`.
+pub fn may_create(s: &crate::config::Settings, creator: &BareJid) -> bool {
+    !s.muc.local_creators_only
+        || s.domains
+            .iter()
+            .any(|d| d.name.eq_ignore_ascii_case(creator.domain().as_str()))
+}
 
 /// Namespaces of XEP-0045 and the XEPs rooms speak.
 pub mod ns {
@@ -69,6 +79,10 @@ pub struct Limits {
     pub messages_per_minute: u32,
     /// Resources of one user joined under one nick at most.
     pub sessions_per_occupant: usize,
+    /// Presences (entering, updates, nick changes) one user may send a room per
+    /// minute, kept across leaving and re-joining; beyond: `resource-constraint`.
+    /// 0: no limit.
+    pub presences_per_minute: u32,
 }
 
 impl Default for Limits {
@@ -78,6 +92,7 @@ impl Default for Limits {
             history: 20,
             messages_per_minute: 120,
             sessions_per_occupant: 16,
+            presences_per_minute: 30,
         }
     }
 }

@@ -16,9 +16,6 @@ pub struct Occupant {
     pub affiliation: Affiliation,
     /// XEP-0421: stable per user and room, opaque to others.
     pub occupant_id: String,
-    /// Messages sent in the current rate window, and when the window started (ms).
-    pub sent: u32,
-    pub window_start: u64,
 }
 
 impl Occupant {
@@ -30,21 +27,82 @@ impl Occupant {
     pub fn presence(&self) -> Option<&Element> {
         self.sessions.last().map(|(_, p)| p)
     }
+}
 
-    /// Count one message against the rate limit; false when it is over.
-    pub fn allow_message(&mut self, now_ms: u64, per_minute: u32) -> bool {
+/// Users whose rates a room remembers at most (across leaving and re-joining); when
+/// full, a user whose windows are over is forgotten, else the one seen longest ago.
+pub const MAX_RATES: usize = 1024;
+
+/// One rate window: how many in it, and when it started (ms).
+#[derive(Debug, Clone, Copy, Default)]
+struct Window {
+    count: u32,
+    start: u64,
+}
+
+impl Window {
+    fn allow(&mut self, now_ms: u64, per_minute: u32) -> bool {
         if per_minute == 0 {
             return true;
         }
-        if now_ms.saturating_sub(self.window_start) >= 60_000 {
-            self.window_start = now_ms;
-            self.sent = 0;
+        if now_ms.saturating_sub(self.start) >= 60_000 {
+            *self = Window {
+                count: 0,
+                start: now_ms,
+            };
         }
-        if self.sent >= per_minute {
+        if self.count >= per_minute {
             return false;
         }
-        self.sent += 1;
+        self.count += 1;
         true
+    }
+}
+
+/// What kind of stanza a rate counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Counted {
+    Message,
+    Presence,
+}
+
+/// Message and presence rates per user (bare JID), kept when the user leaves so that
+/// leaving and re-joining does not start a fresh window; at most [`MAX_RATES`] users.
+#[derive(Debug, Clone, Default)]
+pub struct Rates {
+    map: std::collections::HashMap<BareJid, (Window, Window, u64)>,
+}
+
+impl Rates {
+    /// Count one stanza of `bare` against `per_minute` (0: no limit); false when over.
+    pub fn allow(&mut self, bare: &BareJid, what: Counted, now_ms: u64, per_minute: u32) -> bool {
+        if !self.map.contains_key(bare) && self.map.len() >= MAX_RATES {
+            self.map
+                .retain(|_, (m, p, _)| now_ms.saturating_sub(m.start.max(p.start)) < 60_000);
+            if self.map.len() >= MAX_RATES
+                && let Some(old) = self
+                    .map
+                    .iter()
+                    .min_by_key(|(_, (_, _, seen))| *seen)
+                    .map(|(k, _)| k.clone())
+            {
+                self.map.remove(&old);
+            }
+        }
+        let (m, p, seen) = self.map.entry(bare.clone()).or_default();
+        *seen = now_ms;
+        match what {
+            Counted::Message => m.allow(now_ms, per_minute),
+            Counted::Presence => p.allow(now_ms, per_minute),
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.map.is_empty()
     }
 }
 

@@ -37,6 +37,10 @@ pub struct Saved {
     pub subject_by: String,
     /// The key occupant ids are derived with.
     pub secret: String,
+    /// The bare JID that created the room (counted against its `max_rooms_per_user`);
+    /// absent in rooms saved before it was kept.
+    #[serde(default)]
+    pub creator: Option<String>,
 }
 
 /// One room.
@@ -53,8 +57,14 @@ pub struct Room {
     pub locked: bool,
     /// Never entered: the first to enter creates it and becomes its owner.
     pub fresh: bool,
+    /// Who created the room (the first to enter), when known.
+    pub creator: Option<BareJid>,
     pub destroyed: bool,
     pub limits: Limits,
+    /// Message and presence rates per user, kept across leaving and re-joining.
+    pub rates: super::occupants::Rates,
+    /// Invitations sent and not yet declined or expired (only these may be declined).
+    pub invitations: super::messages::Invitations,
     secret: String,
 }
 
@@ -119,7 +129,10 @@ impl Room {
             history: History::new(limits.history),
             locked: false,
             fresh: true,
+            creator: None,
             destroyed: false,
+            invitations: Default::default(),
+            rates: Default::default(),
             limits,
             secret: base64::engine::general_purpose::STANDARD.encode(secret),
         }
@@ -139,6 +152,7 @@ impl Room {
         r.subject = saved.subject;
         r.subject_by = saved.subject_by;
         r.secret = saved.secret;
+        r.creator = saved.creator.and_then(|c| BareJid::new(&c).ok());
         r
     }
 
@@ -153,6 +167,7 @@ impl Room {
             subject: self.subject.clone(),
             subject_by: self.subject_by.clone(),
             secret: self.secret.clone(),
+            creator: self.creator.as_ref().map(|c| c.to_string()),
         }
     }
 
@@ -329,6 +344,19 @@ impl Room {
                 Some("a nickname is required"),
             );
         };
+        // entering, presence updates and nick changes: one rate per user
+        let per_minute = self.limits.presences_per_minute;
+        let counted = super::occupants::Counted::Presence;
+        if !self
+            .rates
+            .allow(&from.to_bare(), counted, now_ms, per_minute)
+        {
+            return error(
+                st,
+                ErrorCondition::ResourceConstraint,
+                Some("too many presence changes: slow down"),
+            );
+        }
         match self.occupants.by_jid(from).map(|o| o.nick.clone()) {
             Some(current) if current == nick => self.update_presence(from, &nick, st),
             Some(current) => self.change_nick(from, &current, &nick, st),
@@ -347,6 +375,7 @@ impl Room {
             // groupchat 1.0 client an instant room
             self.locked = x.is_some();
             self.affiliations.insert(bare.clone(), Affiliation::Owner);
+            self.creator = Some(bare.clone());
         }
         let aff = self.affiliation(&bare);
         if self.locked && aff != Affiliation::Owner {
@@ -411,8 +440,6 @@ impl Room {
             role: aff.default_role(self.config.moderated),
             affiliation: aff,
             occupant_id: self.occupant_id(&bare),
-            sent: 0,
-            window_start: now_ms,
         };
         let mut out = Vec::new();
         // §7.2.3: the others' presence to the newcomer, then the newcomer's to the others

@@ -338,3 +338,32 @@ fn saved_rooms_come_back_with_config_affiliations_and_subject() {
             .any(|s| s.contains("affiliation='none'"))
     );
 }
+
+#[test]
+fn the_creator_is_kept_in_the_saved_room() {
+    let t = T::instant();
+    let saved = t.room.saved();
+    assert_eq!(saved.creator.as_deref(), Some("alice@example.org"));
+    let back = Room::restore(t.room.jid.clone(), saved, Limits::default());
+    assert_eq!(
+        back.creator.as_ref().map(|c| c.as_str()),
+        Some("alice@example.org")
+    );
+}
+
+#[test]
+fn only_local_users_create_rooms_unless_configured_otherwise() {
+    let mut s = crate::config::Settings {
+        domains: vec![crate::config::DomainSettings {
+            name: "example.org".into(),
+            ..Default::default()
+        }],
+        ..Default::default()
+    };
+    let local = BareJid::new("alice@Example.org").expect("jid");
+    let remote = BareJid::new("mallory@elsewhere.example").expect("jid");
+    assert!(crate::muc::may_create(&s, &local));
+    assert!(!crate::muc::may_create(&s, &remote));
+    s.muc.local_creators_only = false;
+    assert!(crate::muc::may_create(&s, &remote));
+}

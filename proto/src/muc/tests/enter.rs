@@ -281,3 +281,56 @@ fn occupant_ids_are_stable_per_user_and_distinct() {
     let carol = id(&t.enter(C, "carol"), C);
     assert_ne!(first, carol);
 }
+
+#[test]
+fn presence_floods_are_refused_and_leaving_does_not_reset_the_rate() {
+    let mut t = T::with(Limits {
+        presences_per_minute: 4,
+        ..Limits::default()
+    });
+    // alice makes an instant room and stays; bob floods
+    t.enter(A, "alice");
+    t.send(
+        A,
+        "",
+        "<iq type='set' id='c1'><query xmlns='http://jabber.org/protocol/muc#owner'><x xmlns='jabber:x:data' type='submit'/></query></iq>",
+    );
+    t.enter(B, "bob"); // 1
+    t.send(B, "bob", "<presence><show>away</show></presence>"); // 2
+    t.send(B, "bob2", "<presence/>"); // 3: a nick change
+    assert!(t.room.occupants.by_nick("bob2").is_some());
+    t.send(B, "bob2", "<presence type='unavailable'/>"); // leaving is not counted
+    assert!(t.room.occupants.by_nick("bob2").is_none());
+    t.enter(B, "bob"); // 4: re-joining does not start a new window
+    assert!(t.room.occupants.by_nick("bob").is_some());
+    assert_eq!(
+        err(&t.send(B, "bob", "<presence><show>dnd</show></presence>")),
+        "resource-constraint"
+    );
+    assert_eq!(
+        err(&t.send(B, "bob3", "<presence/>")),
+        "resource-constraint"
+    );
+    t.send(B, "bob", "<presence type='unavailable'/>");
+    assert_eq!(err(&t.enter(B, "bob")), "resource-constraint");
+    assert!(t.room.occupants.by_nick("bob").is_none());
+    // alice is not affected, and a minute later bob may enter again
+    assert!(!all(&t.send(A, "alice", "<presence><show>away</show></presence>")).is_empty());
+    t.now += 60_000;
+    assert!(
+        all(&t.enter(B, "bob"))
+            .iter()
+            .any(|s| s.contains("code='110'"))
+    );
+}
+
+#[test]
+fn the_rate_table_is_bounded() {
+    let mut r = crate::muc::occupants::Rates::default();
+    let counted = crate::muc::occupants::Counted::Presence;
+    for i in 0..crate::muc::occupants::MAX_RATES + 50 {
+        let j = xmpp_parsers::jid::BareJid::new(&format!("u{i}@example.net")).expect("jid");
+        assert!(r.allow(&j, counted, 1_000, 1));
+    }
+    assert_eq!(r.len(), crate::muc::occupants::MAX_RATES);
+}

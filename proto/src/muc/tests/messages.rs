@@ -204,9 +204,9 @@ fn mediated_invitations_and_declines() {
 #[test]
 fn an_occupant_that_cannot_be_reached_is_removed_with_333() {
     let mut t = three();
-    // a client refusing one private message stays
+    // an error to the room that does not say the session is gone changes nothing
     let refused = "<message type='error'><error type='cancel'><not-acceptable xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error></message>";
-    assert!(t.send(C, "bob", refused).is_empty());
+    assert!(t.send(C, "", refused).is_empty());
     assert!(t.room.occupants.by_nick("carol").is_some());
     // a bounce saying the session is gone removes it
     let gone = "<message type='error'><error type='cancel'><service-unavailable xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error></message>";
@@ -215,4 +215,88 @@ fn an_occupant_that_cannot_be_reached_is_removed_with_333() {
     assert!(t.room.occupants.by_nick("carol").is_none());
     // from a stranger: nothing
     assert!(t.send("eve@example.org/e", "", gone).is_empty());
+}
+
+#[test]
+fn a_refused_private_message_goes_back_to_its_sender_and_no_one_is_removed() {
+    let mut t = three();
+    // carol's client refuses bob's private message with service-unavailable (the usual
+    // refusal): bob learns of it, from carol's room JID; carol stays
+    let refused = "<message type='error' id='pm1'><error type='cancel'><service-unavailable xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error></message>";
+    let out = t.send(C, "bob", refused);
+    let bob = to(&out, B);
+    assert_eq!(bob.len(), 1, "{out:?}");
+    assert!(bob[0].contains("type='error'"), "{bob:?}");
+    assert!(bob[0].contains("service-unavailable"), "{bob:?}");
+    assert!(
+        bob[0].contains("from='lounge@conference.example.org/carol'"),
+        "{bob:?}"
+    );
+    assert!(!bob[0].contains(C), "carol's real JID leaks: {bob:?}");
+    assert!(to(&out, A).is_empty() && to(&out, C).is_empty(), "{out:?}");
+    assert!(t.room.occupants.by_nick("carol").is_some());
+    // to a nick no one has, or from a stranger: nothing, and no one removed
+    assert!(t.send(C, "nobody", refused).is_empty());
+    assert!(t.send("eve@example.org/e", "bob", refused).is_empty());
+    assert!(t.room.occupants.by_nick("bob").is_some());
+}
+
+#[test]
+fn invitation_spam_is_bounded() {
+    let inv = |n: usize| {
+        let mut x = String::from("<message><x xmlns='http://jabber.org/protocol/muc#user'>");
+        for i in 0..n {
+            x.push_str(&format!("<invite to='u{i}@example.net'/>"));
+        }
+        x.push_str("</x></message>");
+        x
+    };
+    let mut t = three();
+    // more invitees than one message may carry
+    assert_eq!(
+        err(&t.send(B, "", &inv(crate::muc::messages::MAX_INVITEES + 1))),
+        "not-acceptable"
+    );
+    assert!(t.room.invitations.is_empty());
+    // each invitee counts against the sender's message rate
+    let mut t = T::with(Limits {
+        messages_per_minute: 5,
+        ..Limits::default()
+    });
+    t.enter(B, "bob");
+    let out = t.send(B, "", &inv(4));
+    assert_eq!(out.len(), 4, "{out:?}");
+    assert_eq!(err(&t.send(B, "", &inv(2))), "resource-constraint");
+}
+
+#[test]
+fn a_decline_goes_only_to_who_invited() {
+    let mut t = three();
+    let decline = |to: &str| {
+        format!(
+            "<message><x xmlns='http://jabber.org/protocol/muc#user'><decline to='{to}'/></x></message>"
+        )
+    };
+    // no invitation: no relay
+    assert_eq!(
+        err(&t.send("dave@example.org/d", "", &decline("victim@example.net"))),
+        "not-acceptable"
+    );
+    t.send(B, "", "<message><x xmlns='http://jabber.org/protocol/muc#user'><invite to='dave@example.org'/></x></message>");
+    // invited by bob, not by carol; and eve was not invited at all
+    assert_eq!(
+        err(&t.send("dave@example.org/d", "", &decline(C))),
+        "not-acceptable"
+    );
+    assert_eq!(
+        err(&t.send("eve@example.org/e", "", &decline(B))),
+        "not-acceptable"
+    );
+    let out = t.send("dave@example.org/d", "", &decline(B));
+    assert_eq!(to(&out, B).len(), 1, "{out:?}");
+    // used up: a second decline is refused
+    assert_eq!(
+        err(&t.send("dave@example.org/d", "", &decline(B))),
+        "not-acceptable"
+    );
 }
