@@ -209,6 +209,10 @@ async fn a_persistent_room_survives_a_restart() {
         assert!(a.wait_for("id='mem'").await.contains("type='result'"));
         a.send(&format!("<message to='{ROOM}' type='groupchat'><subject>Kept across restarts</subject></message>")).await;
         a.wait_for("Kept across restarts").await;
+        // the subject is reflected before the room's save commits; the room answers
+        // the next request only after it (its writes hold its mailbox): then stop
+        a.send(&format!("<iq type='get' id='sync' to='{ROOM}'><query xmlns='http://jabber.org/protocol/disco#info'/></iq>")).await;
+        a.wait_for("id='sync'").await;
         a.send("</stream:stream>").await;
     }
     d.terminate();
