@@ -7,42 +7,17 @@ use std::time::Duration;
 
 #[test]
 fn check_config_reports_every_problem_with_its_line() {
-    let dir = tempfile::tempdir().expect("tmp");
-    let cfg = dir.path().join("bad.toml");
-    std::fs::write(
-        &cfg,
-        "channels = -1\nlog_level = \"loud\"\n[limits]\nmax_stanza_size = 5\n",
-    )
-    .expect("write");
-    let out = std::process::Command::new(xmppd_bin())
-        .args(["check-config", "--config"])
-        .arg(&cfg)
-        .output()
-        .expect("run");
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(!out.status.success());
+    let (ok, text) =
+        check_config("channels = -1\nlog_level = \"loud\"\n[limits]\nmax_stanza_size = 5\n");
+    assert!(!ok);
     assert!(text.contains("line 1:"), "{text}");
     assert!(text.contains("line 2:"), "{text}");
-    let good = dir.path().join("good.toml");
-    std::fs::write(&good, "[[domain]]\nname = \"example.org\"\n").expect("write");
-    let out = std::process::Command::new(xmppd_bin())
-        .args(["check-config", "--config"])
-        .arg(&good)
-        .output()
-        .expect("run");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stdout)
-    );
+    let (ok, text) = check_config("[[domain]]\nname = \"example.org\"\n");
+    assert!(ok, "{text}");
     // semantic problems: certificate without key, stanza limit too small
-    std::fs::write(&good, "[[domain]]\nname = \"example.org\"\ncertificate = \"x.pem\"\n[limits]\nmax_stanza_size = 5\n").expect("write");
-    let out = std::process::Command::new(xmppd_bin())
-        .args(["check-config", "--config"])
-        .arg(&good)
-        .output()
-        .expect("run");
-    let text = String::from_utf8_lossy(&out.stdout);
+    let (_, text) = check_config(
+        "[[domain]]\nname = \"example.org\"\ncertificate = \"x.pem\"\n[limits]\nmax_stanza_size = 5\n",
+    );
     assert!(
         text.contains("line 3:") && text.contains("line 5:"),
         "{text}"

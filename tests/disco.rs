@@ -172,19 +172,8 @@ const ITEMS_ITEMS_AFTER: &str = r#"disco_items = [
 
 #[test]
 fn an_invalid_item_is_a_configuration_problem() {
-    let dir = tempfile::tempdir().expect("tmp");
-    let cfg = dir.path().join("c.toml");
-    std::fs::write(
-        &cfg,
-        "[[domain]]\nname = \"example.org\"\ndisco_items = [{ jid = \"a@b@c\" }]\n",
-    )
-    .expect("write");
-    let out = std::process::Command::new(xmppd_bin())
-        .args(["check-config", "--config"])
-        .arg(&cfg)
-        .output()
-        .expect("run");
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(!out.status.success());
+    let (ok, text) =
+        check_config("[[domain]]\nname = \"example.org\"\ndisco_items = [{ jid = \"a@b@c\" }]\n");
+    assert!(!ok);
     assert!(text.contains("line 3:") && text.contains("a@b@c"), "{text}");
 }

@@ -350,10 +350,9 @@ async fn secure_domain_with_a_trusted_certificate_delivers() {
     assert!(m.contains("from='alice@a.test/r'"), "{m}");
 }
 
-#[tokio::test]
-async fn domain_pairs_on_one_stream_are_bounded() {
-    // the authoritative servers accept connections and never answer: every
-    // verification stays pending
+/// a.test with `s2s` settings `s2s_extra`, every `*.hole.test` routed to a peer that
+/// accepts connections and never answers (its dialback verifications stay pending).
+async fn server_routing_to_a_silent_peer(dns: &FakeDns, s2s_extra: &str) -> Daemon {
     let hole = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");
@@ -364,13 +363,19 @@ async fn domain_pairs_on_one_stream_are_bounded() {
             held.push(s);
         }
     });
-    let dns = FakeDns::start(vec![]);
-    let a = server(
+    server(
         "a.test",
-        &dns,
-        "max_domain_pairs = 2\n",
+        dns,
+        s2s_extra,
         &format!("[[routes]]\ndomain = \"*.hole.test\"\nhost = \"127.0.0.1\"\nport = {port}\n"),
-    );
+    )
+}
+
+#[tokio::test]
+async fn domain_pairs_on_one_stream_are_bounded() {
+    // the authoritative servers never answer: every verification stays pending
+    let dns = FakeDns::start(vec![]);
+    let a = server_routing_to_a_silent_peer(&dns, "max_domain_pairs = 2\n").await;
     let mut r = Raw::connect(a.starttls, "a.test").await;
     r.send(&s2s_header("x1.hole.test", "a.test")).await;
     r.read_until("</stream:features>").await;
@@ -387,24 +392,9 @@ async fn domain_pairs_on_one_stream_are_bounded() {
 
 #[tokio::test]
 async fn running_verifications_on_one_stream_are_bounded() {
-    // the authoritative servers accept connections and never answer
-    let hole = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let port = hole.local_addr().expect("addr").port();
-    tokio::spawn(async move {
-        let mut held = Vec::new();
-        while let Ok((s, _)) = hole.accept().await {
-            held.push(s);
-        }
-    });
+    // the authoritative servers never answer
     let dns = FakeDns::start(vec![]);
-    let a = server(
-        "a.test",
-        &dns,
-        "",
-        &format!("[[routes]]\ndomain = \"*.hole.test\"\nhost = \"127.0.0.1\"\nport = {port}\n"),
-    );
+    let a = server_routing_to_a_silent_peer(&dns, "").await;
     let mut r = Raw::connect(a.starttls, "a.test").await;
     r.send(&s2s_header("x1.hole.test", "a.test")).await;
     r.read_until("</stream:features>").await;

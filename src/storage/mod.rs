@@ -101,3 +101,12 @@ pub mod pg_server;
 pub(crate) fn own(domain: &str, user: &str) -> (String, String) {
     (domain.to_owned(), user.to_owned())
 }
+
+/// The per-account offline limit as the SQL parameter both backends compare the kept
+/// count with; a limit of 0 stores nothing.
+pub(crate) fn offline_limit(limit: usize) -> Result<i64, StorageError> {
+    match i64::try_from(limit).unwrap_or(i64::MAX) {
+        0 => Err(StorageError::Full),
+        n => Ok(n),
+    }
+}

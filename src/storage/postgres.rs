@@ -453,10 +453,7 @@ impl Backend for Postgres {
         limit: usize,
     ) -> Result<(), StorageError> {
         let ((domain, user), stanza) = (own(domain, user), stanza.to_owned());
-        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        if limit == 0 {
-            return Err(StorageError::Full);
-        }
+        let limit = super::offline_limit(limit)?;
         // one statement, one round trip: the account's count goes up only while under
         // the limit, and the message is stored only when it did
         self.write(move |c| {

@@ -383,10 +383,7 @@ impl Backend for Sqlite {
         limit: usize,
     ) -> Result<(), StorageError> {
         let ((domain, user), stanza) = (own(domain, user), stanza.to_owned());
-        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        if limit == 0 {
-            return Err(StorageError::Full);
-        }
+        let limit = super::offline_limit(limit)?;
         // the account's count goes up only while under the limit; count and message are
         // written in the writer's transaction: no other write comes between them
         self.write(move |c| {

@@ -135,6 +135,24 @@ pub fn xmppd_bin() -> &'static str {
     env!("CARGO_BIN_EXE_xmppd")
 }
 
+/// `xmppd check-config` on a configuration file holding `text`: whether it passed, and
+/// what it printed.
+#[allow(dead_code)]
+pub fn check_config(text: &str) -> (bool, String) {
+    let dir = tempfile::tempdir().expect("tmp");
+    let cfg = dir.path().join("xmppd.toml");
+    std::fs::write(&cfg, text).expect("write");
+    let out = Command::new(xmppd_bin())
+        .args(["check-config", "--config"])
+        .arg(&cfg)
+        .output()
+        .expect("run");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
+}
+
 /// Kill the daemon if the test process dies (no process is left behind).
 fn die_with_parent(cmd: &mut Command) {
     use std::os::unix::process::CommandExt;
