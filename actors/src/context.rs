@@ -1,5 +1,6 @@
 //! What every actor shares: live settings, storage, TLS, the registry, counters.
 
+use crate::metrics::{ActorKind, METRICS};
 use crate::signals::RegistryRef;
 use crate::storage::Storage;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -38,9 +39,6 @@ impl<T> Live<T> {
 #[derive(Debug, Default)]
 pub struct Stats {
     pub connections: AtomicUsize,
-    pub connection_actors: AtomicUsize,
-    pub session_actors: AtomicUsize,
-    pub io_tasks: AtomicUsize,
     pub stanzas_in: AtomicU64,
     pub stanzas_out: AtomicU64,
     pub auth_failures: AtomicU64,
@@ -69,9 +67,10 @@ impl Stats {
         let l64 = |a: &AtomicU64| a.load(Ordering::Relaxed);
         serde_json::json!({
             "connections": l(&self.connections),
-            "connection_actors": l(&self.connection_actors),
-            "session_actors": l(&self.session_actors),
-            "io_tasks": l(&self.io_tasks),
+            // the live actors, as the metrics count them (started − stopped)
+            "connection_actors": METRICS.live(ActorKind::Connection),
+            "session_actors": METRICS.live(ActorKind::Session),
+            "io_tasks": METRICS.live(ActorKind::IoTask),
             "stanzas_in": l64(&self.stanzas_in),
             "stanzas_out": l64(&self.stanzas_out),
             "auth_failures": l64(&self.auth_failures),

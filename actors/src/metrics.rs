@@ -287,6 +287,14 @@ impl Metrics {
         v
     }
 
+    /// Actors of `kind` running now.
+    pub fn live(&self, kind: ActorKind) -> u64 {
+        let i = kind as usize;
+        self.actors_started[i]
+            .load(Ordering::Relaxed)
+            .saturating_sub(self.actors_stopped[i].load(Ordering::Relaxed))
+    }
+
     /// `(kind, started, stopped)` for every actor kind.
     pub fn actors(&self) -> Vec<(&'static str, u64, u64)> {
         ActorKind::ALL

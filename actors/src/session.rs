@@ -3,7 +3,7 @@
 //! account, hands the rest to the registry as signals, and writes what is delivered
 //! to it to the client.
 
-use crate::context::{Ctx, Gauge};
+use crate::context::Ctx;
 use crate::features::taps::{self, SessionView, TapCall, TapPoint, Verdict};
 use crate::features::{self, Entity, Env, IqHandler, Who};
 use crate::metrics::{ActorGuard, ActorKind, METRICS, Outcome};
@@ -60,7 +60,7 @@ pub struct Session {
     via_registry: Arc<AtomicUsize>,
     /// The connection in the monitor's registry, when the stream came from one.
     pub conn: Option<Arc<ConnInfo>>,
-    _gauge: (Gauge, ActorGuard),
+    _gauge: ActorGuard,
 }
 
 impl Session {
@@ -76,10 +76,7 @@ impl Session {
             authenticated_at,
         }: Negotiated,
     ) -> Self {
-        let gauge = (
-            Gauge::new(&ctx.stats, |s| &s.session_actors),
-            ActorGuard::new(ActorKind::Session),
-        );
+        let gauge = ActorGuard::new(ActorKind::Session);
         let bare = jid.to_bare();
         Session {
             jid,

@@ -194,8 +194,8 @@ pub struct IoParams {
     /// Sustained bytes per second read from the peer (0: no shaping) and the burst.
     pub read_rate: u64,
     pub read_burst: u64,
-    /// Count the task (and the connection against the `channels` cap) while it runs.
-    pub gauges: (Gauge, Gauge),
+    /// Counts the connection against the `channels` cap while the task runs.
+    pub channel: Gauge,
     /// The connection's entry in the monitor's registry (listed while the task runs).
     pub conn: Registered,
 }
@@ -206,8 +206,8 @@ pub struct TaskParams {
     /// Sustained bytes per second read from the peer (0: no shaping) and the burst.
     pub read_rate: u64,
     pub read_burst: u64,
-    /// Count the task (and the connection against the `channels` cap) while it runs.
-    pub gauges: (Gauge, Gauge),
+    /// Counts the connection against the `channels` cap while the task runs.
+    pub channel: Gauge,
     /// The connection's entry in the monitor's registry (listed while the task runs);
     /// the task counts bytes and stanzas read and bytes written on it.
     pub conn: Registered,
@@ -231,7 +231,7 @@ pub fn spawn(
         write_limit: params.write_limit,
         read_rate: params.read_rate,
         read_burst: params.read_burst,
-        gauges: params.gauges,
+        channel: params.channel,
         conn: params.conn,
     };
     spawn_transport(transport, task, control, target, log)
@@ -285,7 +285,7 @@ async fn run<T: Transport>(
     let TaskParams {
         read_rate,
         read_burst,
-        gauges: _gauges,
+        channel: _channel,
         conn: registered,
         ..
     } = params;

@@ -87,7 +87,7 @@ pub struct StreamCore {
     pre_auth: Option<PreAuthSlot>,
     /// This connection in the monitor's registry.
     pub conn: Arc<ConnInfo>,
-    _gauge: (Gauge, ActorGuard),
+    _gauge: ActorGuard,
 }
 
 pub struct Connection {
@@ -239,14 +239,11 @@ impl Connection {
                 write_limit: settings.limits.write_buffer,
                 read_rate: settings.limits.read_rate,
                 read_burst: settings.limits.read_burst,
-                gauges: (Gauge::new(&ctx.stats, |s| &s.io_tasks), acc.channel),
+                channel: acc.channel,
                 conn: registered,
             };
             let out = io::spawn(params, me.clone().recipient(), me.recipient(), log.clone());
-            let gauge = (
-                Gauge::new(&ctx.stats, |s| &s.connection_actors),
-                ActorGuard::new(ActorKind::Connection),
-            );
+            let gauge = ActorGuard::new(ActorKind::Connection);
             let pre_auth =
                 PreAuth::global().enter(acc.peer.ip(), settings.limits.unauthenticated_per_ip);
             slog::debug!(log, # "XMPPI", "connection accepted"; "direct_tls" => acc.direct_tls);
