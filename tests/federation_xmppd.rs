@@ -1,7 +1,7 @@
 //! Two xmppd servers federating on loopback, and the inbound server stream's refusals
 //! (hostile input): chat and iq both ways found through SRV records, a forged dialback
 //! key, stanzas before authentication or from a domain never verified, a stream that
-//! claims one of our domains, a verification for a stream that does not exist; bounces
+//! claims one of our domains, a key nobody issued for a stream that does not exist; bounces
 //! for unreachable peers, queued messages delivered in order to a peer that comes back,
 //! and the secure-domain checks (no STARTTLS, untrusted certificate, wrong name).
 
@@ -149,7 +149,9 @@ async fn dialback_refusals() {
         "{out}"
     );
 
-    // a verification for a stream id that does not exist: invalid
+    // a verification for a stream id that does not exist, with a key nobody issued:
+    // invalid (keys are stateless, XEP-0185: the id is checked through the key, so this
+    // is the forged-key case again, for an id of no stream)
     let mut r = Raw::connect(a.starttls, "a.test").await;
     r.send(&s2s_header("b.test", "a.test")).await;
     r.read_until("</stream:features>").await;
