@@ -203,6 +203,18 @@ fn semantic_checks(
             }
         }
     }
+    for (i, a) in s.admins.iter().enumerate() {
+        let local = xmpp_parsers::jid::BareJid::new(a)
+            .ok()
+            .filter(|j| j.node().is_some())
+            .is_some_and(|j| s.domain(j.domain().as_str()).is_some());
+        if !local {
+            push(
+                &["admins", &i.to_string()],
+                format!("administrator '{a}' is not an account (user@domain) of a hosted domain"),
+            );
+        }
+    }
     let mut names = std::collections::HashSet::new();
     for (i, c) in s.components.iter().enumerate() {
         let idx = i.to_string();
@@ -375,6 +387,19 @@ mod tests {
         assert_eq!(s.map(|s| s.storage.backend), Some(StorageBackend::Postgres));
         let (_, problems) = check_text("[storage]\nbackend = \"mysql\"\n", Path::new(""));
         assert_eq!(problems.first().map(|p| p.line), Some(2), "{problems:?}");
+    }
+
+    #[test]
+    fn administrators_are_local_accounts() {
+        let text = "admins = [\"boss@example.org\", \"example.org\", \"x@elsewhere.net\"]\n\
+            [[domain]]\nname = \"example.org\"\n";
+        let (s, problems) = check_text(text, Path::new(""));
+        let msgs: Vec<&str> = problems.iter().map(|p| p.message.as_str()).collect();
+        assert_eq!(problems.len(), 2, "{msgs:?}");
+        assert!(msgs[0].contains("'example.org'") && msgs[1].contains("x@elsewhere.net"));
+        let s = s.expect("the file reads");
+        assert!(s.is_admin("Boss", "EXAMPLE.org"));
+        assert!(!s.is_admin("boss", "elsewhere.net"));
     }
 
     #[test]

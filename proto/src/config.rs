@@ -37,6 +37,9 @@ pub struct Settings {
     #[serde(rename = "routes")]
     pub routes: Vec<RouteSettings>,
     pub muc: MucSettings,
+    /// Server administrators: bare JIDs of local accounts who may use the WebAdmin and
+    /// the XEP-0133 service-administration commands.
+    pub admins: Vec<String>,
 }
 
 impl Default for Settings {
@@ -62,6 +65,7 @@ impl Default for Settings {
             s2s: S2sSettings::default(),
             routes: Vec::new(),
             muc: MucSettings::default(),
+            admins: Vec::new(),
         }
     }
 }
@@ -69,6 +73,16 @@ impl Default for Settings {
 impl Settings {
     pub fn domain(&self, name: &str) -> Option<&DomainSettings> {
         self.domains.iter().find(|d| d.name == name)
+    }
+
+    /// Whether the bare JID `user@domain` is listed in `admins` (compared case-insensitively,
+    /// as account names and domains are).
+    pub fn is_admin(&self, user: &str, domain: &str) -> bool {
+        self.admins.iter().any(|a| {
+            a.split_once('@').is_some_and(|(u, d)| {
+                u.eq_ignore_ascii_case(user) && d.eq_ignore_ascii_case(domain)
+            })
+        })
     }
 
     /// The configured component whose domain is `name` (case-insensitive).
