@@ -2,6 +2,7 @@
 //! certificate generated on first start (kept under `data_dir/certs` and reused).
 
 use crate::config::resolve;
+use rustls::sign::CertifiedKey;
 use std::path::Path;
 use xmppd_proto::config::Settings;
 use xmppd_proto::net::tls::{self, TlsContext, TlsError};
@@ -28,6 +29,29 @@ pub fn tls_context(
     base: &Path,
     log: &slog::Logger,
 ) -> Result<TlsContext, CertError> {
+    let (default, per_domain) = load(settings, base, log)?;
+    Ok(TlsContext::new(default, per_domain)?)
+}
+
+/// A reload: read the certificate and key files of `settings` again (global `[tls]`
+/// and per domain, also of domains added since) and serve them to new connections;
+/// connections up already keep theirs. When a file cannot be read or a key does not
+/// fit, nothing changes and the error says which file.
+pub fn reload(
+    tls: &TlsContext,
+    settings: &Settings,
+    base: &Path,
+    log: &slog::Logger,
+) -> Result<(), CertError> {
+    let (default, per_domain) = load(settings, base, log)?;
+    tls.replace_certificates(default, per_domain);
+    Ok(())
+}
+
+type Loaded = (CertifiedKey, Vec<(String, CertifiedKey)>);
+
+/// The default certificate and those of the domains that have their own.
+fn load(settings: &Settings, base: &Path, log: &slog::Logger) -> Result<Loaded, CertError> {
     let load = |cert: &Path, key: &Path| -> Result<_, CertError> {
         private_key_file(key, log)?;
         Ok(tls::load_certified_key(cert, key)?)
@@ -52,7 +76,7 @@ pub fn tls_context(
             load(&resolve(base, &d.certificate), &resolve(base, &d.key))?,
         ));
     }
-    Ok(TlsContext::new(default, per_domain)?)
+    Ok((default, per_domain))
 }
 
 /// The generated certificate for the configured domains: made on first start, and again

@@ -410,9 +410,12 @@ fn run(
                 _ = int.recv() => break,
                 _ = hup.recv() => {
                     generation += 1;
-                    let result = match config::load(config_path.as_deref()) {
-                        Ok(mut new) => {
-                            apply_overrides(&mut new, config_path.as_deref(), domain.as_deref(), data_dir.as_deref());
+                    // the certificates first: a file that cannot be read fails the reload
+                    let result = match config::load(config_path.as_deref()).map_err(|e| e.to_string()).and_then(|mut new| {
+                        apply_overrides(&mut new, config_path.as_deref(), domain.as_deref(), data_dir.as_deref());
+                        certs::reload(&server.ctx.tls, &new, &base, &log).map_err(|e| format!("certificates: {e}")).map(|()| new)
+                    }) {
+                        Ok(new) => {
                             let (applied, restart) = reload::changes(&server.ctx.settings.get(), &new);
                             ctl.set(new.log_level, new.log_tags.clone());
                             // settings first: a component reads them before it sends, and
@@ -426,7 +429,7 @@ fn run(
                         }
                         Err(e) => {
                             slog::error!(log, "configuration not reloaded"; "error" => %e);
-                            Err(e.to_string())
+                            Err(e)
                         }
                     };
                     if let Err(e) = reload::write_atomically(&status_file, &reload::status_text(generation, &result)) {

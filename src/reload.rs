@@ -8,7 +8,9 @@ use std::time::{Duration, Instant};
 use xmppd_proto::config::Settings;
 
 /// Top-level settings the running server cannot take over; they need a restart.
-const NEEDS_RESTART: [&str; 6] = ["listener", "http", "storage", "data_dir", "workers", "tls"];
+/// (Certificates are not among them: every reload reads the certificate and key files
+/// again, `certs::reload`, for new connections.)
+const NEEDS_RESTART: [&str; 5] = ["listener", "http", "storage", "data_dir", "workers"];
 
 /// What a reload from `old` to `new` does: (applied now, needing a restart).
 pub fn changes(old: &Settings, new: &Settings) -> (Vec<String>, Vec<String>) {
@@ -36,17 +38,18 @@ pub fn changes(old: &Settings, new: &Settings) -> (Vec<String>, Vec<String>) {
                     added.join(", "),
                     removed.join(", ")
                 ));
-                let certs = |s: &Settings| -> Vec<(String, String)> {
+                let certs = |s: &Settings| -> Vec<(String, String, String)> {
                     s.domains
                         .iter()
-                        .filter(|d| now.contains(&d.name) && was.contains(&d.name))
-                        .map(|d| (d.certificate.clone(), d.key.clone()))
+                        .filter(|d| now.contains(&d.name) && !d.certificate.is_empty())
+                        .map(|d| (d.name.clone(), d.certificate.clone(), d.key.clone()))
                         .collect()
                 };
-                if certs(old) != certs(new) || !added.is_empty() {
-                    restart.push("domain certificates (TLS is configured at start)".to_string());
+                if certs(old) != certs(new) {
+                    applied.push("domain certificates (new connections)".to_string());
                 }
             }
+            "tls" => applied.push("tls certificate (new connections)".to_string()),
             k if NEEDS_RESTART.contains(&k) => restart.push(k.to_string()),
             k => applied.push(format!("{k} (new connections and sessions)")),
         }
@@ -55,24 +58,15 @@ pub fn changes(old: &Settings, new: &Settings) -> (Vec<String>, Vec<String>) {
 }
 
 /// The settings the running server takes from `new`: what needs a restart stays as it
-/// runs (listeners, HTTP, storage, data directory, workers, TLS, domain certificates),
-/// so a second reload still reports it pending instead of "unchanged".
+/// runs (listeners, HTTP, storage, data directory, workers), so a second reload still
+/// reports it pending instead of "unchanged". Certificates are taken: the reload read
+/// them.
 pub fn live(old: &Settings, mut new: Settings) -> Settings {
     new.listeners = old.listeners.clone();
     new.http = old.http.clone();
     new.storage = old.storage.clone();
     new.data_dir = old.data_dir.clone();
     new.workers = old.workers;
-    new.tls = old.tls.clone();
-    for d in &mut new.domains {
-        // a domain added live has no certificate of its own until a restart
-        let (cert, key) = old
-            .domain(&d.name)
-            .map(|o| (o.certificate.clone(), o.key.clone()))
-            .unwrap_or_default();
-        d.certificate = cert;
-        d.key = key;
-    }
     new
 }
 
@@ -358,13 +352,25 @@ mod tests {
         assert_eq!(running.http, old.http);
         assert_eq!(running.limits, file.limits);
         let (applied2, restart2) = changes(&running, &file);
+        assert_eq!(restart2, ["http"], "{restart2:?}");
+        // certificates are re-read by every reload: taken over, and reported as applied
+        assert_eq!(running.domains[0].certificate, "other.pem");
         assert!(
-            restart2.contains(&"http".to_string())
-                && restart2
-                    .iter()
-                    .any(|r| r.starts_with("domain certificates")),
-            "{restart2:?}"
+            changes(&new, &file)
+                .0
+                .iter()
+                .any(|a| a.starts_with("domain certificates")),
+            "a changed domain certificate applies"
         );
+        assert!(
+            !applied2
+                .iter()
+                .any(|a| a.starts_with("domain certificates")),
+            "{applied2:?}"
+        );
+        let mut tls = file.clone();
+        tls.tls.certificate = "b.pem".into();
+        assert!(changes(&file, &tls).1.is_empty(), "[tls] needs no restart");
         assert!(
             !applied2.iter().any(|a| a.starts_with("log_level")),
             "{applied2:?}"

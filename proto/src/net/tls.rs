@@ -98,9 +98,26 @@ impl CertStore {
     }
 }
 
-impl ResolvesServerCert for CertStore {
+impl CertStore {
+    fn new(default: CertifiedKey, per_domain: Vec<(String, CertifiedKey)>) -> Self {
+        CertStore {
+            by_name: per_domain
+                .into_iter()
+                .map(|(n, ck)| (n.to_ascii_lowercase(), Arc::new(ck)))
+                .collect(),
+            default: Arc::new(default),
+        }
+    }
+}
+
+/// The certificates handshakes use now: a reload swaps them
+/// ([`TlsContext::replace_certificates`]); a handshake costs one atomic load more.
+#[derive(Debug)]
+struct LiveCerts(arc_swap::ArcSwap<CertStore>);
+
+impl ResolvesServerCert for LiveCerts {
     fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
-        Some(self.pick(hello.server_name()).clone())
+        Some(self.0.load().pick(hello.server_name()).clone())
     }
 }
 
@@ -113,7 +130,8 @@ pub struct TlsContext {
     tls12: Arc<ServerConfig>,
     /// TLS 1.3 only.
     tls13: Arc<ServerConfig>,
-    certs: Arc<CertStore>,
+    /// Shared by every clone (and both configurations): replaced as a whole by a reload.
+    certs: Arc<LiveCerts>,
 }
 
 impl TlsContext {
@@ -121,13 +139,9 @@ impl TlsContext {
         default: CertifiedKey,
         per_domain: Vec<(String, CertifiedKey)>,
     ) -> Result<Self, TlsError> {
-        let certs = Arc::new(CertStore {
-            by_name: per_domain
-                .into_iter()
-                .map(|(n, ck)| (n.to_ascii_lowercase(), Arc::new(ck)))
-                .collect(),
-            default: Arc::new(default),
-        });
+        let certs = Arc::new(LiveCerts(arc_swap::ArcSwap::from_pointee(CertStore::new(
+            default, per_domain,
+        ))));
         let config = |versions: &[&'static rustls::SupportedProtocolVersion]| {
             // after the handshake the record layer is ours (see record_layer)
             let mut cfg = ServerConfig::builder_with_provider(provider())
@@ -156,6 +170,18 @@ impl TlsContext {
         })
     }
 
+    /// Serve these certificates to the handshakes that start from now on (a reload);
+    /// connections up already keep theirs. Every clone of this context sees the change.
+    pub fn replace_certificates(
+        &self,
+        default: CertifiedKey,
+        per_domain: Vec<(String, CertifiedKey)>,
+    ) {
+        self.certs
+            .0
+            .store(Arc::new(CertStore::new(default, per_domain)));
+    }
+
     /// This context, accepting TLS versions from `min` on (a listener's setting).
     pub fn with_min_version(&self, min: TlsVersion) -> TlsContext {
         let mut c = self.clone();
@@ -176,7 +202,10 @@ impl TlsContext {
                     .ok()
             })
             .flatten();
-        let ck = self.certs.pick(conn.server_name());
+        // the certificates now: a reload between this handshake and here (microseconds)
+        // would give the new certificate's hash, and SCRAM-*-PLUS over
+        // tls-server-end-point fails for that one login
+        let ck = self.certified_key(conn.server_name());
         let endpoint = ck.cert.first().map(|c| server_end_point(c.as_ref()));
         let version = conn
             .protocol_version()
@@ -202,7 +231,7 @@ impl TlsContext {
     /// The certificate and key served for `name` (also what an outgoing server stream
     /// presents as its client certificate).
     pub fn certified_key(&self, name: Option<&str>) -> Arc<CertifiedKey> {
-        self.certs.pick(name).clone()
+        self.certs.0.load().pick(name).clone()
     }
 }
 
