@@ -25,3 +25,5 @@ pub const VCARD: &str = "vcard-temp";
 pub const PRIVATE: &str = "jabber:iq:private";
 pub const DIALBACK: &str = "jabber:server:dialback";
 pub const DIALBACK_FEATURE: &str = "urn:xmpp:features:dialback";
+pub const COMMANDS: &str = "http://jabber.org/protocol/commands";
+pub const ADMIN: &str = "http://jabber.org/protocol/admin";

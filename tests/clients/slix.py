@@ -180,4 +180,5 @@ async def main():
         raise SystemExit(f"unknown scenario {scenario}")
 
 
-asyncio.run(main())
+if __name__ == "__main__":
+    asyncio.run(main())

@@ -47,6 +47,8 @@ pub struct Account {
     /// An in-band removal running or done: the sessions' writes are refused, and a
     /// session that binds after a new registration of the name loads the state again.
     removal: register::Removal,
+    /// The administrator's open ad-hoc command sessions (XEP-0050; bounded, expiring).
+    commands: xmppd_proto::xep::adhoc::Sessions,
     _counted: crate::metrics::ActorGuard,
 }
 
@@ -64,8 +66,29 @@ impl Account {
             sessions: Sessions::default(),
             linger: None,
             removal: register::Removal::None,
+            commands: Default::default(),
             _counted: crate::metrics::ActorGuard::new(crate::metrics::ActorKind::Account),
         }
+    }
+
+    /// What the server shares (for the feature handlers).
+    pub(crate) fn server(&self) -> &Ctx {
+        &self.ctx
+    }
+
+    /// The account's user name and domain.
+    pub(crate) fn user_and_domain(&self) -> (String, String) {
+        (self.user.clone(), self.domain.clone())
+    }
+
+    /// Write to one of the account's resources (the feature handlers' answers).
+    pub(crate) fn write_to(&self, resource: &str, el: Element) {
+        self.write(resource, el)
+    }
+
+    /// The ad-hoc command sessions of this (administrator's) account.
+    pub(crate) fn commands(&mut self) -> &mut xmppd_proto::xep::adhoc::Sessions {
+        &mut self.commands
     }
 
     fn route(&self, el: Element) {
@@ -358,6 +381,7 @@ impl Handler<ToAccount> for Account {
             {
                 self.after_removal(&resource, &stanza)
             }
+            ToAccount::Remove { done } => self.removal_by_admin(done, ctx),
             ToAccount::FromClient { resource, stanza } => match stanza.name() {
                 "presence" => {
                     let fx = self.state.client_presence(&resource, stanza);

@@ -131,11 +131,61 @@ impl Account {
         .wait(ctx);
     }
 
-    /// §3.2: from now on the sessions' writes are refused; delete the account; once
-    /// that committed, cancel the subscriptions both ways (what
-    /// [`register::removal_routes`] decided), answer, and close every session with
-    /// `not-authorized`. A failed delete changes nothing and sends nothing.
+    /// §3.2: the requester's `<remove/>`; answered once the removal committed (or
+    /// with `internal-server-error` when it failed).
     fn remove_account(&mut self, resource: String, iq: Element, ctx: &mut Context<Self>) {
+        self.remove(ctx, move |act, r| {
+            let reply = match r {
+                Ok(()) => {
+                    slog::info!(act.log, "account removed in-band"; "resource" => &resource);
+                    Some(stanza::iq_result(&iq, None))
+                }
+                Err(_) => stanza::error_reply(&iq, ErrorCondition::InternalServerError, None),
+            };
+            if let Some(r) = reply {
+                act.write(&resource, r);
+            }
+        });
+    }
+
+    /// An administrator's delete-user (XEP-0133): the same removal, its outcome sent
+    /// to `done` (`NotFound` when there is no such account, or it is being removed
+    /// already). An account not known to exist is looked up again first: it may have
+    /// been registered since this actor last looked.
+    pub(super) fn removal_by_admin(
+        &mut self,
+        done: tokio::sync::oneshot::Sender<Result<(), StorageError>>,
+        ctx: &mut Context<Self>,
+    ) {
+        let go = move |act: &mut Self, ctx: &mut Context<Self>| {
+            if act.state.exists != Some(true) || act.removal != Removal::None {
+                let _ = done.send(Err(StorageError::NotFound));
+                return;
+            }
+            act.remove(ctx, move |act, r| {
+                if r.is_ok() {
+                    slog::info!(act.log, "account removed by an administrator");
+                }
+                let _ = done.send(r);
+            });
+        };
+        if self.state.exists == Some(true) && self.removal == Removal::None {
+            go(self, ctx);
+        } else {
+            self.load_then(ctx, go);
+        }
+    }
+
+    /// From now on the sessions' writes are refused; delete the account; once that
+    /// committed, cancel the subscriptions both ways (what
+    /// [`register::removal_routes`] decided), tell `answer` (the requester's reply goes
+    /// out before the sessions close), and close every session with `not-authorized`.
+    /// A failed delete changes nothing and sends nothing but `answer`'s error.
+    fn remove(
+        &mut self,
+        ctx: &mut Context<Self>,
+        answer: impl FnOnce(&mut Self, Result<(), StorageError>) + 'static,
+    ) {
         let routes = register::removal_routes(&self.state);
         self.removal = Removal::Running;
         let limits = self.ctx.settings.get().limits.clone();
@@ -151,21 +201,15 @@ impl Account {
                 if let Err(e) = r {
                     slog::error!(act.log, "account not removed"; "error" => %e);
                     act.removal = Removal::None;
-                    if let Some(e) =
-                        stanza::error_reply(&iq, ErrorCondition::InternalServerError, None)
-                    {
-                        act.write(&resource, e);
-                    }
-                    return;
+                    return answer(act, Err(e));
                 }
                 act.ctx
                     .removals
                     .record(act.state.bare.as_str(), Instant::now(), keep);
-                slog::info!(act.log, "account removed in-band"; "resource" => &resource);
                 for el in routes {
                     act.route(el);
                 }
-                act.write(&resource, stanza::iq_result(&iq, None));
+                answer(act, Ok(()));
                 for session in act.sessions.all() {
                     session.do_send(ToSession::Close(StreamError::with_text(
                         Condition::NotAuthorized,

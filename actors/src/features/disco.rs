@@ -36,11 +36,17 @@ const fn route(to: Entity, ns: &'static str, f: fn(&IqCall<'_>) -> IqAnswer) -> 
 }
 
 fn server_info(c: &IqCall<'_>) -> IqAnswer {
+    if let Some(a) = super::adhoc::disco_info(c) {
+        return a;
+    }
     let vars = super::advertised(c.env, Entity::Server);
     Ok(Some(disco::server_info(c.payload, &vars)?))
 }
 
 fn server_items(c: &IqCall<'_>) -> IqAnswer {
+    if let Some(a) = super::adhoc::disco_items(c) {
+        return a;
+    }
     Ok(Some(disco::server_items(c.payload, &items(c.env))?))
 }
 

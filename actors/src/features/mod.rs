@@ -12,6 +12,7 @@
 //!
 //! Adding a feature is one module in this folder and one line in [`FEATURES`].
 
+pub mod adhoc;
 pub mod bind;
 pub mod blocking;
 pub mod disco;
@@ -49,6 +50,7 @@ pub static FEATURES: &[Feature] = &[
     private::FEATURE,
     register::SIGNUP,
     register::FEATURE,
+    adhoc::FEATURE,
 ];
 
 /// The entity an iq is addressed to (and whose disco#info lists a feature).

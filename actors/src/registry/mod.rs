@@ -13,7 +13,7 @@ use crate::features::{self, Entity, Env, Who};
 use crate::signals::to_outbound::{DialbackVerify, ListQueues, OutboundIdle};
 use crate::signals::to_registry::{
     AccountIdle, AttachComponent, AttachError, Availability, Bind, BindError, DetachService,
-    Dismiss, Dismissal, FromSession, ListSessions, SessionInfo, SetDomains, Unbind,
+    Dismiss, Dismissal, ForAccount, FromSession, ListSessions, SessionInfo, SetDomains, Unbind,
 };
 use crate::signals::{
     AccountRef, OutboundRef, SessionRef, Signal, ToAccount, ToOutbound, ToSession,
@@ -591,6 +591,16 @@ impl Handler<ListSessions> for Registry {
     }
 }
 
+impl Handler<ForAccount> for Registry {
+    type Result = ();
+    fn handle(&mut self, m: ForAccount, _: &mut Context<Self>) {
+        // without an actor the message (and any reply channel in it) is dropped
+        if let Some(a) = self.account(&m.bare) {
+            a.do_send(m.msg);
+        }
+    }
+}
+
 /// Wiring at start: the shared context and the arbiters accounts run on.
 #[derive(actix::Message)]
 #[rtype(result = "()")]
@@ -721,6 +731,7 @@ pub fn reference(addr: &Addr<Registry>) -> crate::signals::RegistryRef {
         set_domains: addr.clone().recipient(),
         list_sessions: addr.clone().recipient(),
         account_idle: addr.clone().recipient(),
+        for_account: addr.clone().recipient(),
         attach_component: addr.clone().recipient(),
         detach_service: addr.clone().recipient(),
         dialback_verify: addr.clone().recipient(),

@@ -26,6 +26,12 @@ pub enum ToAccount {
     Detach { resource: String },
     /// Presence or an own-account iq from one of the user's resources.
     FromClient { resource: String, stanza: Element },
+    /// An administrator removes the account (XEP-0133 delete-user): the removal of
+    /// XEP-0077 `<remove/>` (subscriptions cancelled, every session closed). `done`
+    /// gets the outcome: `NotFound` when there is no such account.
+    Remove {
+        done: tokio::sync::oneshot::Sender<Result<(), crate::storage::StorageError>>,
+    },
 }
 
 /// The handle a account actor is reached by.

@@ -105,6 +105,15 @@ pub struct AccountIdle {
     pub addr: AccountRef,
 }
 
+/// Hand a message to the account actor of `bare`, started if it is not running (an
+/// administrator's command for that account).
+#[derive(actix::Message)]
+#[rtype(result = "()")]
+pub struct ForAccount {
+    pub bare: BareJid,
+    pub msg: super::ToAccount,
+}
+
 /// The registry's address, one recipient per message kind.
 #[derive(Clone)]
 pub struct RegistryRef {
@@ -116,6 +125,7 @@ pub struct RegistryRef {
     pub set_domains: Recipient<SetDomains>,
     pub list_sessions: Recipient<ListSessions>,
     pub account_idle: Recipient<AccountIdle>,
+    pub for_account: Recipient<ForAccount>,
     pub attach_component: Recipient<AttachComponent>,
     pub detach_service: Recipient<DetachService>,
     pub dialback_verify: Recipient<super::to_outbound::DialbackVerify>,

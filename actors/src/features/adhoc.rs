@@ -1,0 +1,331 @@
+//! Ad-hoc commands (XEP-0050) with the service-administration commands of XEP-0133:
+//! add user, delete user, change a user's password, the online users (list and
+//! number), an announcement to every online session.
+//!
+//! The server (a hosted domain's JID) advertises `http://jabber.org/protocol/commands`
+//! and lists in disco#items of that node the commands the asker may run: all of them
+//! for an administrator of the server (`admins`) whose account is of the domain asked,
+//! none for anyone else. A command is executed by the administrator's account actor
+//! (it holds the administrator's command sessions, [`adhoc::Sessions`]); anyone else
+//! gets `forbidden`. The forms and decisions are [`xmppd_proto::xep::adhoc`]; this
+//! file carries out the tasks:
+//!
+//! - add user / change password: the SCRAM keys derived among the bounded key
+//!   derivations, then the account created (`conflict` when it exists) or its keys
+//!   replaced (`item-not-found` when there is no such account);
+//! - delete user: each account's own actor removes it the way XEP-0077 `<remove/>`
+//!   does ([`ToAccount::Remove`]): subscriptions cancelled, its sessions closed;
+//! - online users and announcement: the registry's session table.
+
+use super::{Caller, Entity, Env, Feature, IqAnswer, IqCall, IqHandler, IqRoute, Types, Who};
+use crate::account::Account;
+use crate::signals::to_registry::{ForAccount, ListSessions};
+use crate::signals::{Signal, ToAccount};
+use crate::storage::StorageError;
+use actix::prelude::*;
+use minidom::Element;
+use std::time::Instant;
+use xmpp_parsers::jid::BareJid;
+use xmppd_proto::auth::scram::Credentials;
+use xmppd_proto::config::PasswordFormat;
+use xmppd_proto::ns;
+use xmppd_proto::stanza::{self, ErrorCondition};
+use xmppd_proto::xep::adhoc::{self, CmdError, Command, Outcome, Step, Task};
+
+pub const FEATURE: Feature = Feature {
+    name: "adhoc",
+    enabled: super::always,
+    disco: &[(Entity::Server, ns::COMMANDS)],
+    iq: &[
+        // the domain's own users: run by their account actor, which checks the rights
+        IqRoute {
+            to: Entity::Server,
+            ns: ns::COMMANDS,
+            element: "command",
+            types: Types::Set,
+            from: Who::Owner,
+            handler: IqHandler::Account(execute),
+        },
+        // anyone else (other domains, other servers): not an administrator here
+        IqRoute {
+            to: Entity::Server,
+            ns: ns::COMMANDS,
+            element: "command",
+            types: Types::Set,
+            from: Who::Anyone,
+            handler: IqHandler::Pure(refuse),
+        },
+    ],
+    stream: None,
+    taps: &[],
+};
+
+fn refuse(_: &IqCall<'_>) -> IqAnswer {
+    Err(super::IqError {
+        cond: ErrorCondition::Forbidden,
+        text: Some("only the server's administrators may run these commands"),
+    })
+}
+
+/// Whether the sender of `iq` may run the commands of the domain at hand: an
+/// administrator whose account is of that domain.
+pub fn may_run(env: &Env<'_>, iq: &Element) -> bool {
+    let (Some(domain), Some(from)) = (env.domain, iq.attr("from")) else {
+        return false;
+    };
+    let Ok(from) = BareJid::new(from.split('/').next().unwrap_or_default()) else {
+        return false;
+    };
+    let Some(user) = from.node() else {
+        return false;
+    };
+    from.domain().as_str().eq_ignore_ascii_case(&domain.name)
+        && env.settings.is_admin(user.as_str(), &domain.name)
+}
+
+/// disco#items of the commands node, for the disco feature; `None` for other nodes.
+pub fn disco_items(c: &IqCall<'_>) -> Option<IqAnswer> {
+    if c.payload.attr("node") != Some(ns::COMMANDS) {
+        return None;
+    }
+    let domain = c.env.domain?;
+    Some(Ok(Some(adhoc::items(&domain.name, may_run(c.env, c.iq)))))
+}
+
+/// disco#info of a command's node (for administrators; `item-not-found` otherwise).
+pub fn disco_info(c: &IqCall<'_>) -> Option<IqAnswer> {
+    let node = c.payload.attr("node")?;
+    let info = adhoc::node_info(node)?;
+    Some(if may_run(c.env, c.iq) {
+        Ok(Some(info))
+    } else {
+        Err(ErrorCondition::ItemNotFound.into())
+    })
+}
+
+fn fail(acc: &Account, resource: &str, iq: &Element, e: &CmdError) {
+    if let Some(r) = adhoc::error(iq, e) {
+        acc.write_to(resource, r);
+    }
+}
+
+/// A `<command/>` from one of the account's own resources, addressed to its domain.
+fn execute(acc: &mut Account, caller: Caller, iq: Element, ctx: &mut Context<Account>) {
+    let Caller::Own(resource) = caller else {
+        return;
+    };
+    let settings = acc.server().settings.get();
+    let (user, domain) = acc.user_and_domain();
+    if !settings.is_admin(&user, &domain) {
+        slog::warn!(acc.server().log, # "XMPPI", "ad-hoc command refused: not an administrator"; "user" => &user, "domain" => &domain);
+        return fail(acc, &resource, &iq, &adhoc::forbidden());
+    }
+    let Some(cmd) = super::single_payload(&iq) else {
+        return;
+    };
+    let req = match adhoc::parse(cmd) {
+        Ok(r) => r,
+        Err(e) => return fail(acc, &resource, &iq, &e),
+    };
+    let requester = format!("{user}@{domain}/{resource}");
+    let step = adhoc::decide(
+        acc.commands(),
+        &requester,
+        &domain,
+        req,
+        Instant::now(),
+        session_id,
+    );
+    match step {
+        Step::Reply(payload) => acc.write_to(&resource, stanza::iq_result(&iq, Some(payload))),
+        Step::Fail(e) => fail(acc, &resource, &iq, &e),
+        Step::Run {
+            task,
+            command,
+            sessionid,
+        } => {
+            slog::info!(acc.server().log, "administration command"; "by" => &requester, "command" => command.node());
+            run(acc, resource, iq, task, command, sessionid, ctx)
+        }
+    }
+}
+
+fn session_id() -> String {
+    use rand::Rng;
+    format!("{:016x}", rand::rng().random::<u64>())
+}
+
+/// Carry out a task, then answer the requester. Spawned: the account goes on with its
+/// own work meanwhile (a delete-user naming the administrator's own account reaches
+/// this same actor).
+fn run(
+    acc: &mut Account,
+    resource: String,
+    iq: Element,
+    task: Task,
+    command: Command,
+    sessionid: String,
+    ctx: &mut Context<Account>,
+) {
+    let server = acc.server().clone();
+    let (_, domain) = acc.user_and_domain();
+    async move { outcome(server, domain, task).await }
+        .into_actor(acc)
+        .map(move |r, act, _| {
+            let reply = match r {
+                Ok(o) => Some(stanza::iq_result(
+                    &iq,
+                    Some(adhoc::completed(command, &sessionid, o)),
+                )),
+                Err(e) => adhoc::error(&iq, &e),
+            };
+            if let Some(r) = reply {
+                act.write_to(&resource, r);
+            }
+        })
+        .spawn(ctx);
+}
+
+fn storage_failed(e: StorageError) -> CmdError {
+    let (cond, text) = match e {
+        StorageError::Exists => (ErrorCondition::Conflict, "the account exists already"),
+        StorageError::NotFound => (ErrorCondition::ItemNotFound, "no such account"),
+        _ => (
+            ErrorCondition::InternalServerError,
+            "the storage failed: see the server's log",
+        ),
+    };
+    CmdError {
+        cond,
+        specific: None,
+        text: text.into(),
+    }
+}
+
+fn internal(text: &str) -> CmdError {
+    CmdError {
+        cond: ErrorCondition::InternalServerError,
+        specific: None,
+        text: text.into(),
+    }
+}
+
+async fn outcome(
+    server: crate::context::Ctx,
+    domain: String,
+    task: Task,
+) -> Result<Outcome, CmdError> {
+    let note = |text: String| Outcome::Note { warn: false, text };
+    match task {
+        Task::AddUser { user, password } => {
+            set_password(&server, &domain, &user, password, true)
+                .await
+                .map_err(storage_failed)?;
+            slog::info!(server.log, "account added by an administrator"; "user" => &user, "domain" => &domain);
+            Ok(note(format!("{user}@{domain} was added")))
+        }
+        Task::ChangePassword { user, password } => {
+            set_password(&server, &domain, &user, password, false)
+                .await
+                .map_err(storage_failed)?;
+            slog::info!(server.log, "password changed by an administrator"; "user" => &user, "domain" => &domain);
+            Ok(note(format!("the password of {user}@{domain} was changed")))
+        }
+        Task::DeleteUsers { users } => {
+            let (mut gone, mut missing) = (Vec::new(), Vec::new());
+            for u in users {
+                let jid = format!("{u}@{domain}");
+                let Ok(bare) = BareJid::new(&jid) else {
+                    missing.push(jid);
+                    continue;
+                };
+                let (tx, rx) = tokio::sync::oneshot::channel();
+                server.registry.for_account.do_send(ForAccount {
+                    bare,
+                    msg: ToAccount::Remove { done: tx },
+                });
+                match rx.await {
+                    Ok(Ok(())) => gone.push(jid),
+                    Ok(Err(StorageError::NotFound)) => missing.push(jid),
+                    Ok(Err(e)) => {
+                        slog::error!(server.log, "account not removed"; "user" => &jid, "error" => %e);
+                        return Err(internal("the storage failed: see the server's log"));
+                    }
+                    Err(_) => return Err(internal("the account's actor ended")),
+                }
+            }
+            let mut text = format!("deleted: {}", gone.join(", "));
+            if !missing.is_empty() {
+                text.push_str(&format!("; no such account: {}", missing.join(", ")));
+            }
+            Ok(Outcome::Note {
+                warn: !missing.is_empty(),
+                text,
+            })
+        }
+        Task::ListOnline { max } => Ok(Outcome::Online(adhoc::online_users(
+            &sessions(&server).await?,
+            &domain,
+            max,
+        ))),
+        Task::CountOnline => Ok(Outcome::Count(
+            adhoc::online_users(&sessions(&server).await?, &domain, None).len(),
+        )),
+        Task::Announce { subject, body } => {
+            let suffix = format!("@{}", domain.to_ascii_lowercase());
+            let mut n = 0usize;
+            for jid in sessions(&server).await? {
+                let bare = jid.split('/').next().unwrap_or_default();
+                if !bare.to_ascii_lowercase().ends_with(&suffix) {
+                    continue;
+                }
+                let m = adhoc::announcement(&domain, &jid, subject.as_deref(), &body);
+                if let Some(sig) = Signal::from_stanza(m) {
+                    server.registry.route(sig);
+                    n += 1;
+                }
+            }
+            slog::info!(server.log, "announcement sent"; "domain" => &domain, "sessions" => n);
+            Ok(note(format!("sent to {n} online sessions")))
+        }
+    }
+}
+
+/// The full JIDs of every bound session (the registry's table).
+async fn sessions(server: &crate::context::Ctx) -> Result<Vec<String>, CmdError> {
+    let list = server
+        .registry
+        .list_sessions
+        .send(ListSessions)
+        .await
+        .map_err(|_| internal("the registry did not answer"))?;
+    Ok(list.into_iter().map(|s| s.jid).collect())
+}
+
+/// New SCRAM keys for `password` (the configured iterations), derived on the blocking
+/// pool among the bounded derivations; then the account created (`create`) or its
+/// keys replaced.
+async fn set_password(
+    server: &crate::context::Ctx,
+    domain: &str,
+    user: &str,
+    password: String,
+    create: bool,
+) -> Result<(), StorageError> {
+    let settings = server.settings.get();
+    let iterations = settings.auth.scram_iterations;
+    let keep_plain = settings.auth.password_format == PasswordFormat::Plain;
+    let (domain, user) = (domain.to_string(), user.to_string());
+    let _permit = crate::stream::derivation_permit().await;
+    server
+        .storage
+        .run(move |b| {
+            let creds = Credentials::derive(&password, iterations, keep_plain);
+            if create {
+                b.create_account(&domain, &user, &creds)
+            } else {
+                b.set_credentials(&domain, &user, &creds)
+            }
+        })
+        .await
+}

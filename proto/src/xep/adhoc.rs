@@ -1,0 +1,759 @@
+//! XEP-0050 ad-hoc commands carrying the XEP-0133 service-administration commands,
+//! without actors: the commands and their XEP-0004 forms, reading a `<command/>`
+//! request, the command sessions of one administrator (bounded, expiring), and the
+//! decision on each request ([`decide`]): a form to answer with, a task for the server
+//! to carry out, or an error with XEP-0050's specific condition.
+//!
+//! Scope (XEP-0133 §3): the server's administrators (`admins` in the settings) run the
+//! commands at the domain of their own account, and a command administers the accounts
+//! of the domain it is addressed to; an account JID of another domain in a form is
+//! `bad-request`.
+
+use crate::ns;
+use crate::stanza::{ErrorCondition, error_reply, set_attr};
+use crate::xep::register;
+use minidom::Element;
+use std::time::{Duration, Instant};
+use xmpp_parsers::jid::BareJid;
+
+/// Command sessions one administrator may have open at once; more are refused with
+/// `resource-constraint` until one completes, is canceled or expires.
+pub const MAX_SESSIONS: usize = 8;
+
+/// How long a command session waits for its form (then `session-expired`).
+pub const SESSION_TTL: Duration = Duration::from_secs(600);
+
+/// Accounts one delete-user command may name.
+pub const MAX_ACCOUNTS: usize = 100;
+
+/// The XEP-0133 commands the server runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Command {
+    AddUser,
+    DeleteUser,
+    ChangePassword,
+    OnlineUsersList,
+    OnlineUsersNum,
+    Announce,
+}
+
+impl Command {
+    /// Every command, in the order disco#items lists them.
+    pub const ALL: [Command; 6] = [
+        Command::AddUser,
+        Command::DeleteUser,
+        Command::ChangePassword,
+        Command::OnlineUsersList,
+        Command::OnlineUsersNum,
+        Command::Announce,
+    ];
+
+    /// The command's node (XEP-0133 §4).
+    pub fn node(self) -> &'static str {
+        match self {
+            Command::AddUser => "http://jabber.org/protocol/admin#add-user",
+            Command::DeleteUser => "http://jabber.org/protocol/admin#delete-user",
+            Command::ChangePassword => "http://jabber.org/protocol/admin#change-user-password",
+            Command::OnlineUsersList => "http://jabber.org/protocol/admin#get-online-users-list",
+            Command::OnlineUsersNum => "http://jabber.org/protocol/admin#get-online-users-num",
+            Command::Announce => "http://jabber.org/protocol/admin#announce",
+        }
+    }
+
+    /// The name disco#items shows.
+    pub fn name(self) -> &'static str {
+        match self {
+            Command::AddUser => "Add a User",
+            Command::DeleteUser => "Delete a User",
+            Command::ChangePassword => "Change User Password",
+            Command::OnlineUsersList => "Get List of Online Users",
+            Command::OnlineUsersNum => "Get Number of Online Users",
+            Command::Announce => "Send Announcement to Online Users",
+        }
+    }
+
+    pub fn from_node(node: &str) -> Option<Command> {
+        Command::ALL.into_iter().find(|c| c.node() == node)
+    }
+
+    /// The task of a command that has no form: it completes at once.
+    fn immediate(self) -> Option<Task> {
+        (self == Command::OnlineUsersNum).then_some(Task::CountOnline)
+    }
+
+    /// The form of the first stage (none for a command that completes at once).
+    fn form(self) -> Element {
+        let (title, instructions, fields): (&str, &str, Vec<Element>) = match self {
+            Command::AddUser => (
+                "Adding a User",
+                "Fill out this form to add a user.",
+                vec![
+                    field(
+                        "jid-single",
+                        "accountjid",
+                        "The Jabber ID for the account to be added",
+                        true,
+                    ),
+                    field(
+                        "text-private",
+                        "password",
+                        "The password for this account",
+                        true,
+                    ),
+                    field("text-private", "password-verify", "Retype password", true),
+                ],
+            ),
+            Command::DeleteUser => (
+                "Deleting a User",
+                "Fill out this form to delete a user.",
+                vec![field(
+                    "jid-multi",
+                    "accountjids",
+                    "The Jabber ID(s) to delete",
+                    true,
+                )],
+            ),
+            Command::ChangePassword => (
+                "Changing a User Password",
+                "Fill out this form to change a user's password.",
+                vec![
+                    field(
+                        "jid-single",
+                        "accountjid",
+                        "The Jabber ID for this account",
+                        true,
+                    ),
+                    field(
+                        "text-private",
+                        "password",
+                        "The password for this account",
+                        true,
+                    ),
+                ],
+            ),
+            Command::OnlineUsersList => {
+                let mut max = field(
+                    "list-single",
+                    "max_items",
+                    "Maximum number of items to report",
+                    false,
+                );
+                for v in ["25", "50", "75", "100", "150", "200", "none"] {
+                    let mut o = Element::bare("option", ns::DATA_FORMS);
+                    set_attr(&mut o, "label", v);
+                    o.append_child(text_el("value", v));
+                    max.append_child(o);
+                }
+                (
+                    "Getting List of Online Users",
+                    "How many users should the list show at most?",
+                    vec![max],
+                )
+            }
+            Command::OnlineUsersNum => ("Getting the Number of Online Users", "", vec![]),
+            Command::Announce => (
+                "Making an Announcement",
+                "Fill out this form to make an announcement to all active users of this service.",
+                vec![
+                    field("text-single", "subject", "Subject", false),
+                    field("text-multi", "announcement", "Announcement", true),
+                ],
+            ),
+        };
+        let head = vec![
+            text_el("title", title),
+            text_el("instructions", instructions),
+        ];
+        form("form", head, fields)
+    }
+}
+
+fn text_el(name: &str, text: &str) -> Element {
+    let mut e = Element::bare(name, ns::DATA_FORMS);
+    e.append_text(text);
+    e
+}
+
+fn field(ty: &str, var: &str, label: &str, required: bool) -> Element {
+    let mut f = Element::bare("field", ns::DATA_FORMS);
+    set_attr(&mut f, "type", ty);
+    set_attr(&mut f, "var", var);
+    set_attr(&mut f, "label", label);
+    if required {
+        f.append_child(Element::bare("required", ns::DATA_FORMS));
+    }
+    f
+}
+
+/// A data form of `ty`: `head` (title, instructions), the hidden `FORM_TYPE` of
+/// XEP-0133, `fields`.
+fn form(ty: &str, head: Vec<Element>, fields: Vec<Element>) -> Element {
+    let mut x = Element::bare("x", ns::DATA_FORMS);
+    set_attr(&mut x, "type", ty);
+    for h in head {
+        x.append_child(h);
+    }
+    let mut ft = field("hidden", "FORM_TYPE", "", false);
+    ft.attrs_mut().remove(&rxml::Namespace::NONE, "label");
+    ft.append_child(text_el("value", ns::ADMIN));
+    x.append_child(ft);
+    for f in fields {
+        x.append_child(f);
+    }
+    x
+}
+
+/// The `<x type='result'/>` of a command that reports values.
+fn result_form(fields: Vec<Element>) -> Element {
+    form("result", Vec::new(), fields)
+}
+
+/// XEP-0050 §4.4 actions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    Execute,
+    Next,
+    Prev,
+    Complete,
+    Cancel,
+}
+
+/// A `<command/>` request, read.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Request {
+    pub node: String,
+    pub action: Action,
+    pub sessionid: Option<String>,
+    /// The submitted form (`<x type='submit'/>`), if any.
+    pub form: Option<Element>,
+}
+
+/// An error with XEP-0050's application-specific condition (§6) and a text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CmdError {
+    pub cond: ErrorCondition,
+    /// `bad-action`, `bad-sessionid`, `bad-payload`, `session-expired`...
+    pub specific: Option<&'static str>,
+    pub text: String,
+}
+
+fn err(cond: ErrorCondition, specific: Option<&'static str>, text: impl Into<String>) -> CmdError {
+    CmdError {
+        cond,
+        specific,
+        text: text.into(),
+    }
+}
+
+fn bad_payload(text: impl Into<String>) -> CmdError {
+    err(ErrorCondition::BadRequest, Some("bad-payload"), text)
+}
+
+/// The refusal of a requester who is not an administrator (XEP-0050 §6: `forbidden`).
+pub fn forbidden() -> CmdError {
+    err(
+        ErrorCondition::Forbidden,
+        None,
+        "only the server's administrators may run these commands",
+    )
+}
+
+/// The error reply to `iq` for `e`.
+pub fn error(iq: &Element, e: &CmdError) -> Option<Element> {
+    let mut r = error_reply(iq, e.cond, Some(&e.text))?;
+    if let (Some(s), Some(el)) = (e.specific, r.get_child_mut("error", ns::CLIENT)) {
+        el.append_child(Element::bare(s, ns::COMMANDS));
+    }
+    Some(r)
+}
+
+/// Read a `<command xmlns='http://jabber.org/protocol/commands'/>` request.
+pub fn parse(cmd: &Element) -> Result<Request, CmdError> {
+    let node = cmd
+        .attr("node")
+        .filter(|n| !n.is_empty())
+        .ok_or_else(|| bad_payload("the command has no node"))?;
+    let action = match cmd.attr("action") {
+        None | Some("execute") => Action::Execute,
+        Some("next") => Action::Next,
+        Some("prev") => Action::Prev,
+        Some("complete") => Action::Complete,
+        Some("cancel") => Action::Cancel,
+        Some(_) => {
+            return Err(err(
+                ErrorCondition::BadRequest,
+                Some("bad-action"),
+                "unknown action",
+            ));
+        }
+    };
+    let form = cmd
+        .get_child("x", ns::DATA_FORMS)
+        .filter(|x| x.attr("type") == Some("submit"))
+        .cloned();
+    Ok(Request {
+        node: node.to_string(),
+        action,
+        sessionid: cmd.attr("sessionid").map(str::to_string),
+        form,
+    })
+}
+
+/// What a command does once its form is in (or at once).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Task {
+    /// Create the account `user` (nodeprepped) of the domain.
+    AddUser {
+        user: String,
+        password: String,
+    },
+    /// Remove these accounts (nodeprepped names) the way XEP-0077 `<remove/>` does.
+    DeleteUsers {
+        users: Vec<String>,
+    },
+    ChangePassword {
+        user: String,
+        password: String,
+    },
+    /// The online users of the domain, at most `max` of them.
+    ListOnline {
+        max: Option<usize>,
+    },
+    CountOnline,
+    /// A message to every online session of the domain.
+    Announce {
+        subject: Option<String>,
+        body: String,
+    },
+}
+
+/// One open command session.
+#[derive(Debug, Clone)]
+struct Open {
+    id: String,
+    command: Command,
+    /// The full JID that started it: only it may go on with it.
+    requester: String,
+    since: Instant,
+}
+
+/// The command sessions of one administrator.
+#[derive(Debug, Default)]
+pub struct Sessions(Vec<Open>);
+
+impl Sessions {
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+/// The answer to a request.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Step {
+    /// The iq result's payload (a form to fill in, or "canceled").
+    Reply(Element),
+    /// Carry this out, then answer with [`completed`] (or an error).
+    Run {
+        task: Task,
+        command: Command,
+        sessionid: String,
+    },
+    Fail(CmdError),
+}
+
+/// Decide on an administrator's request addressed to `domain`. `new_id` makes a fresh
+/// session id when one is needed.
+pub fn decide(
+    sessions: &mut Sessions,
+    requester: &str,
+    domain: &str,
+    req: Request,
+    now: Instant,
+    new_id: impl FnOnce() -> String,
+) -> Step {
+    let Some(command) = Command::from_node(&req.node) else {
+        return Step::Fail(err(ErrorCondition::ItemNotFound, None, "no such command"));
+    };
+    let Some(id) = req.sessionid else {
+        if req.action != Action::Execute {
+            return Step::Fail(err(
+                ErrorCondition::BadRequest,
+                Some("bad-sessionid"),
+                "this action needs the sessionid of a running command",
+            ));
+        }
+        if let Some(task) = command.immediate() {
+            return Step::Run {
+                task,
+                command,
+                sessionid: new_id(),
+            };
+        }
+        let form = command.form();
+        sessions
+            .0
+            .retain(|o| now.duration_since(o.since) < SESSION_TTL);
+        if sessions.0.len() >= MAX_SESSIONS {
+            return Step::Fail(err(
+                ErrorCondition::ResourceConstraint,
+                None,
+                "too many commands are open: complete or cancel one",
+            ));
+        }
+        let id = new_id();
+        sessions.0.push(Open {
+            id: id.clone(),
+            command,
+            requester: requester.to_string(),
+            since: now,
+        });
+        return Step::Reply(executing(command, &id, form));
+    };
+    let Some(i) = sessions
+        .0
+        .iter()
+        .position(|o| o.id == id && o.requester == requester && o.command == command)
+    else {
+        return Step::Fail(err(
+            ErrorCondition::BadRequest,
+            Some("bad-sessionid"),
+            "no such command session",
+        ));
+    };
+    if now.duration_since(sessions.0[i].since) >= SESSION_TTL {
+        sessions.0.remove(i);
+        return Step::Fail(err(
+            ErrorCondition::NotAllowed,
+            Some("session-expired"),
+            "the command session expired",
+        ));
+    }
+    match req.action {
+        Action::Cancel => {
+            sessions.0.remove(i);
+            Step::Reply(status(command, &id, "canceled"))
+        }
+        // one stage: there is no next or previous one
+        Action::Next | Action::Prev => Step::Fail(err(
+            ErrorCondition::BadRequest,
+            Some("bad-action"),
+            "this command has one stage: complete it",
+        )),
+        Action::Execute | Action::Complete => {
+            let Some(x) = req.form else {
+                return Step::Fail(bad_payload("submit the command's form"));
+            };
+            match task(command, &x, domain) {
+                Ok(task) => {
+                    sessions.0.remove(i);
+                    Step::Run {
+                        task,
+                        command,
+                        sessionid: id,
+                    }
+                }
+                // the session stays open: the form may be sent again, corrected
+                Err(e) => Step::Fail(e),
+            }
+        }
+    }
+}
+
+fn command_el(command: Command, id: &str, status: &str) -> Element {
+    let mut c = Element::bare("command", ns::COMMANDS);
+    set_attr(&mut c, "node", command.node());
+    set_attr(&mut c, "sessionid", id);
+    set_attr(&mut c, "status", status);
+    c
+}
+
+fn status(command: Command, id: &str, s: &str) -> Element {
+    command_el(command, id, s)
+}
+
+/// A stage waiting for its form: the one action is `complete`.
+fn executing(command: Command, id: &str, form: Element) -> Element {
+    let mut c = command_el(command, id, "executing");
+    let mut actions = Element::bare("actions", ns::COMMANDS);
+    set_attr(&mut actions, "execute", "complete");
+    actions.append_child(Element::bare("complete", ns::COMMANDS));
+    c.append_child(actions);
+    c.append_child(form);
+    c
+}
+
+/// How a task ended, for the requester.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// A note (`info`, or `warn` when part of it failed).
+    Note {
+        warn: bool,
+        text: String,
+    },
+    /// The online users' JIDs.
+    Online(Vec<String>),
+    Count(usize),
+}
+
+/// The `<command status='completed'/>` payload for an outcome.
+pub fn completed(command: Command, id: &str, outcome: Outcome) -> Element {
+    let mut c = command_el(command, id, "completed");
+    match outcome {
+        Outcome::Note { warn, text } => {
+            let mut n = Element::bare("note", ns::COMMANDS);
+            set_attr(&mut n, "type", if warn { "warn" } else { "info" });
+            n.append_text(&text);
+            c.append_child(n);
+        }
+        Outcome::Online(jids) => {
+            let mut f = field(
+                "jid-multi",
+                "onlineuserjids",
+                "The list of all online users",
+                false,
+            );
+            for j in jids {
+                f.append_child(text_el("value", &j));
+            }
+            c.append_child(result_form(vec![f]));
+        }
+        Outcome::Count(n) => {
+            let mut f = field(
+                "text-single",
+                "onlineusersnum",
+                "The number of online users",
+                false,
+            );
+            f.append_child(text_el("value", &n.to_string()));
+            c.append_child(result_form(vec![f]));
+        }
+    }
+    c
+}
+
+/// The values of a submitted form's fields, by `var`; a `FORM_TYPE` other than
+/// XEP-0133's is refused.
+fn values(x: &Element) -> Result<Vec<(String, Vec<String>)>, CmdError> {
+    let mut out = Vec::new();
+    for f in x.children().filter(|c| c.is("field", ns::DATA_FORMS)) {
+        let var = f.attr("var").unwrap_or_default().to_string();
+        let vals: Vec<String> = f
+            .children()
+            .filter(|v| v.is("value", ns::DATA_FORMS))
+            .map(|v| v.text())
+            .collect();
+        if var == "FORM_TYPE" && vals.first().is_some_and(|v| v != ns::ADMIN) {
+            return Err(bad_payload(format!("FORM_TYPE must be {}", ns::ADMIN)));
+        }
+        out.push((var, vals));
+    }
+    Ok(out)
+}
+
+fn one<'a>(v: &'a [(String, Vec<String>)], var: &str) -> Option<&'a str> {
+    v.iter()
+        .find(|(n, _)| n == var)
+        .and_then(|(_, vals)| vals.first())
+        .map(String::as_str)
+        .filter(|s| !s.trim().is_empty())
+}
+
+fn many<'a>(v: &'a [(String, Vec<String>)], var: &str) -> Vec<&'a str> {
+    v.iter()
+        .filter(|(n, _)| n == var)
+        .flat_map(|(_, vals)| vals.iter())
+        .map(String::as_str)
+        .filter(|s| !s.trim().is_empty())
+        .collect()
+}
+
+/// The user name of an account JID of `domain` (nodeprepped).
+fn account(jid: &str, domain: &str) -> Result<String, CmdError> {
+    let bare = BareJid::new(jid.trim()).map_err(|_| {
+        err(
+            ErrorCondition::JidMalformed,
+            None,
+            format!("{jid}: not a JID"),
+        )
+    })?;
+    let Some(node) = bare.node() else {
+        return Err(bad_payload(format!("{jid}: not an account JID")));
+    };
+    if !bare.domain().as_str().eq_ignore_ascii_case(domain) {
+        return Err(bad_payload(format!(
+            "{jid}: only accounts of {domain} are administered here"
+        )));
+    }
+    Ok(node.to_string())
+}
+
+/// The password fields of add-user and change-password: non-blank, and (add-user)
+/// typed twice alike.
+fn password(v: &[(String, Vec<String>)], verify: bool) -> Result<String, CmdError> {
+    let Some(p) = one(v, "password") else {
+        return Err(err(
+            ErrorCondition::NotAcceptable,
+            Some("bad-payload"),
+            "a password is required",
+        ));
+    };
+    if verify && one(v, "password-verify").is_some_and(|r| r != p) {
+        return Err(bad_payload("the two passwords differ"));
+    }
+    Ok(p.to_string())
+}
+
+/// Read a submitted form into the task it asks for.
+pub fn task(command: Command, x: &Element, domain: &str) -> Result<Task, CmdError> {
+    let v = values(x)?;
+    let required =
+        |var: &str| one(&v, var).ok_or_else(|| bad_payload(format!("the field {var} is required")));
+    match command {
+        Command::AddUser => {
+            let user = account(required("accountjid")?, domain)?;
+            let password = password(&v, true)?;
+            // the rules of in-band registration: a valid, unreserved name
+            let s = register::signup(register::Fields {
+                username: Some(user),
+                password: Some(password),
+            })
+            .map_err(|r| err(r.cond, None, r.text))?;
+            Ok(Task::AddUser {
+                user: s.username,
+                password: s.password,
+            })
+        }
+        Command::DeleteUser => {
+            let jids = many(&v, "accountjids");
+            if jids.is_empty() {
+                return Err(bad_payload("the field accountjids is required"));
+            }
+            if jids.len() > MAX_ACCOUNTS {
+                return Err(err(
+                    ErrorCondition::NotAcceptable,
+                    Some("bad-payload"),
+                    format!("at most {MAX_ACCOUNTS} accounts at once"),
+                ));
+            }
+            let mut users = Vec::new();
+            for j in jids {
+                let u = account(j, domain)?;
+                if !users.contains(&u) {
+                    users.push(u);
+                }
+            }
+            Ok(Task::DeleteUsers { users })
+        }
+        Command::ChangePassword => Ok(Task::ChangePassword {
+            user: account(required("accountjid")?, domain)?,
+            password: password(&v, false)?,
+        }),
+        Command::OnlineUsersList => {
+            let max = match one(&v, "max_items") {
+                None | Some("none") => None,
+                Some(n) => Some(
+                    n.trim()
+                        .parse::<usize>()
+                        .ok()
+                        .filter(|n| *n > 0)
+                        .ok_or_else(|| bad_payload("max_items is a number or none"))?,
+                ),
+            };
+            Ok(Task::ListOnline { max })
+        }
+        Command::OnlineUsersNum => Ok(Task::CountOnline),
+        Command::Announce => Ok(Task::Announce {
+            subject: one(&v, "subject").map(str::to_string),
+            body: {
+                let lines = v
+                    .iter()
+                    .find(|(n, _)| n == "announcement")
+                    .map(|(_, vals)| vals.join("\n"))
+                    .unwrap_or_default();
+                if lines.trim().is_empty() {
+                    return Err(bad_payload("the field announcement is required"));
+                }
+                lines
+            },
+        }),
+    }
+}
+
+/// The bare JIDs of the online users of `domain` among `sessions` (full JIDs), once
+/// each, sorted; at most `max`.
+pub fn online_users(sessions: &[String], domain: &str, max: Option<usize>) -> Vec<String> {
+    let mut users: Vec<String> = sessions
+        .iter()
+        .filter_map(|j| j.split_once('/').map(|(bare, _)| bare))
+        .filter(|bare| {
+            bare.rsplit_once('@')
+                .is_some_and(|(_, d)| d.eq_ignore_ascii_case(domain))
+        })
+        .map(str::to_string)
+        .collect();
+    users.sort();
+    users.dedup();
+    if let Some(m) = max {
+        users.truncate(m);
+    }
+    users
+}
+
+/// The announcement for one session: a headline (not stored offline; RFC 6121
+/// §5.2.2) from the domain.
+pub fn announcement(domain: &str, to: &str, subject: Option<&str>, body: &str) -> Element {
+    let mut m = Element::bare("message", ns::CLIENT);
+    set_attr(&mut m, "from", domain);
+    set_attr(&mut m, "to", to);
+    set_attr(&mut m, "type", "headline");
+    if let Some(s) = subject {
+        let mut e = Element::bare("subject", ns::CLIENT);
+        e.append_text(s);
+        m.append_child(e);
+    }
+    let mut b = Element::bare("body", ns::CLIENT);
+    b.append_text(body);
+    m.append_child(b);
+    m
+}
+
+/// disco#items of the commands node (XEP-0050 §2.2): the commands `may_run` allows.
+pub fn items(domain: &str, may_run: bool) -> Element {
+    let mut q = Element::bare("query", ns::DISCO_ITEMS);
+    set_attr(&mut q, "node", ns::COMMANDS);
+    if may_run {
+        for c in Command::ALL {
+            let mut i = Element::bare("item", ns::DISCO_ITEMS);
+            set_attr(&mut i, "jid", domain);
+            set_attr(&mut i, "node", c.node());
+            set_attr(&mut i, "name", c.name());
+            q.append_child(i);
+        }
+    }
+    q
+}
+
+/// disco#info of a command node (XEP-0050 §2.3).
+pub fn node_info(node: &str) -> Option<Element> {
+    let c = Command::from_node(node)?;
+    let mut q = Element::bare("query", ns::DISCO_INFO);
+    set_attr(&mut q, "node", node);
+    let mut i = Element::bare("identity", ns::DISCO_INFO);
+    set_attr(&mut i, "category", "automation");
+    set_attr(&mut i, "type", "command-node");
+    set_attr(&mut i, "name", c.name());
+    q.append_child(i);
+    for f in [ns::COMMANDS, ns::DATA_FORMS] {
+        let mut e = Element::bare("feature", ns::DISCO_INFO);
+        set_attr(&mut e, "var", f);
+        q.append_child(e);
+    }
+    Some(q)
+}
+
+#[cfg(test)]
+mod tests;
