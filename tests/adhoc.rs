@@ -25,7 +25,10 @@ fn admin_options() -> Options {
 
 #[test]
 fn slixmpp_administers_users_with_the_xep_0133_commands() {
-    let d = Daemon::with(admin_options());
+    let d = Daemon::with(Options {
+        log_level: "all".into(),
+        ..admin_options()
+    });
     let out = python("adhoc.py", &[&d.starttls.port().to_string(), DOMAIN]);
     for line in [
         "admin sees add-user announce change-user-password delete-user get-online-users-list get-online-users-num",
@@ -45,6 +48,12 @@ fn slixmpp_administers_users_with_the_xep_0133_commands() {
         "deleted account refused",
     ] {
         assert!(out.contains(line), "missing {line:?} in:\n{out}");
+    }
+    // the XML log (level "all") hides the passwords the forms carried
+    let log = d.log();
+    assert!(log.contains("admin#add-user"), "the XML is logged");
+    for pw in ["carol-pw", "carol-new"] {
+        assert!(!log.contains(pw), "{pw} in the log");
     }
 }
 

@@ -8,7 +8,8 @@
 //!   (XEP-0078, XEP-0077 legacy fields);
 //! - a `jabber:iq:register` query (usernames and instructions included: the form
 //!   carries the password in ways a field name cannot tell);
-//! - a data form field whose `type` is `text-private` or whose `var` is `password`.
+//! - a data form field whose `type` is `text-private` or whose `var` is `password`
+//!   (or XEP-0133's `password-verify`).
 //!
 //! Element names are matched by local name (any prefix), attribute values after
 //! entity decoding (`var='passw&#111;rd'`). Only character data is replaced (by
@@ -166,7 +167,8 @@ impl StreamMasker {
             "field" => {
                 let attrs = attributes(attrs);
                 let attr = |n: &str| attrs.iter().find(|(k, _)| k == n).map(|(_, v)| v.as_str());
-                attr("type") == Some("text-private") || attr("var") == Some("password")
+                attr("type") == Some("text-private")
+                    || matches!(attr("var"), Some("password" | "password-verify"))
             }
             _ => false,
         };
@@ -303,6 +305,11 @@ mod tests {
         assert_eq!(
             masked("<field type=\"text-private\" var=\"pin\"><value>1234</value></field>"),
             "<field type=\"text-private\" var=\"pin\"><value>***</value></field>"
+        );
+        // XEP-0133 add-user, submitted without the field types
+        assert_eq!(
+            masked("<field var='password-verify'><value>pw</value></field>"),
+            "<field var='password-verify'><value>***</value></field>"
         );
     }
 
