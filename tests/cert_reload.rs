@@ -1,5 +1,5 @@
 //! Certificate reload: `xmppd reload` reads the certificate and key files again (global
-//! `[tls]` and per domain) and serves them to new TLS connections; connections up
+//! `[tls]` and per domain, also of a domain added live) and serves them to new TLS connections; connections up
 //! already keep going; a file that cannot be loaded fails the reload and keeps the
 //! certificates served before.
 
@@ -161,6 +161,21 @@ async fn a_reload_serves_new_certificates_to_new_connections_only() {
     assert_eq!(served(d.direct_tls, "other.example").await, global);
     assert_eq!(served(d.direct_tls, "b.test").await, b);
     ping(&mut old, "after-second").await;
+
+    // a domain added live with a certificate of its own: served after the same reload
+    let live = self_signed("c.test", &p("c-live.pem"), &p("c-live.key"));
+    let text = std::fs::read_to_string(&d.config).expect("config");
+    let text = format!(
+        "{text}\n[[domain]]\nname = \"c.test\"\ncertificate = \"{}\"\nkey = \"{}\"\n",
+        p("c-live.pem").display(),
+        p("c-live.key").display()
+    );
+    std::fs::write(&d.config, text).expect("config");
+    let (ok, out) = reload(&d);
+    assert!(ok && out.contains("added [c.test]"), "{out}");
+    assert!(!out.contains("needs-restart"), "{out}");
+    assert_eq!(served(d.direct_tls, "c.test").await, live);
+    assert_eq!(served(d.direct_tls, "b.test").await, b);
 
     // a key that does not belong to the certificate: the reload fails, B stays
     self_signed("b.test", &p("c.pem"), &p("c.key"));
