@@ -329,3 +329,100 @@ async fn set_password(
         })
         .await
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::{Entity, Env, Who, answer, lookup};
+    use super::*;
+    use xmppd_proto::config::{DomainSettings, Settings};
+
+    fn settings() -> Settings {
+        let mut s = Settings::default();
+        s.domains = vec![
+            DomainSettings::named("example.org"),
+            DomainSettings::named("other.org"),
+        ];
+        s.admins = vec!["Boss@example.org".into()];
+        s
+    }
+
+    fn iq(from: &str, to: &str, payload: &str) -> Element {
+        format!(
+            "<iq xmlns='jabber:client' type='get' id='1' from='{from}' to='{to}'>{payload}</iq>"
+        )
+        .parse()
+        .expect("xml")
+    }
+
+    #[test]
+    fn the_commands_are_listed_to_the_domains_administrators_only() {
+        let s = settings();
+        let env = Env::new(&s, "example.org");
+        let q = format!(
+            "<query xmlns='{}' node='{}'/>",
+            ns::DISCO_ITEMS,
+            ns::COMMANDS
+        );
+        let listed = |from: &str, env: &Env<'_>, to: &str| {
+            let r = answer(env, Entity::Server, Who::Anyone, &iq(from, to, &q)).expect("answered");
+            assert_eq!(r.attr("type"), Some("result"), "{r:?}");
+            r.children().flat_map(|q| q.children()).count()
+        };
+        assert_eq!(
+            listed("boss@example.org/r", &env, "example.org"),
+            Command::ALL.len()
+        );
+        assert_eq!(listed("bob@example.org/r", &env, "example.org"), 0);
+        // the same name at another server, and the administrator at another domain
+        assert_eq!(listed("boss@elsewhere.net/r", &env, "example.org"), 0);
+        let other = Env::new(&s, "other.org");
+        assert_eq!(listed("boss@example.org/r", &other, "other.org"), 0);
+        // a command node's disco#info: for the administrator
+        let info = format!(
+            "<query xmlns='{}' node='{}'/>",
+            ns::DISCO_INFO,
+            Command::AddUser.node()
+        );
+        let r = answer(
+            &env,
+            Entity::Server,
+            Who::Anyone,
+            &iq("boss@example.org/r", "example.org", &info),
+        )
+        .expect("answered");
+        assert_eq!(r.attr("type"), Some("result"));
+        let r = answer(
+            &env,
+            Entity::Server,
+            Who::Anyone,
+            &iq("bob@example.org/r", "example.org", &info),
+        )
+        .expect("answered");
+        assert_eq!(r.attr("type"), Some("error"));
+        assert!(super::super::advertised(&env, Entity::Server).contains(&ns::COMMANDS));
+    }
+
+    #[test]
+    fn own_users_reach_their_account_actor_others_are_refused() {
+        let s = settings();
+        let env = Env::new(&s, "example.org");
+        let mut cmd = iq(
+            "x@elsewhere.net/r",
+            "example.org",
+            &format!(
+                "<command xmlns='{}' node='{}'/>",
+                ns::COMMANDS,
+                Command::AddUser.node()
+            ),
+        );
+        xmppd_proto::stanza::set_attr(&mut cmd, "type", "set");
+        let own = lookup(&env, Entity::Server, Who::Owner, &cmd).expect("route");
+        assert!(matches!(own.handler, IqHandler::Account(_)));
+        let r = answer(&env, Entity::Server, Who::Anyone, &cmd).expect("answered");
+        assert!(
+            r.get_child("error", ns::CLIENT)
+                .is_some_and(|e| e.has_child("forbidden", ns::STANZAS)),
+            "{r:?}"
+        );
+    }
+}
