@@ -337,13 +337,14 @@ mod tests {
     use xmppd_proto::config::{DomainSettings, Settings};
 
     fn settings() -> Settings {
-        let mut s = Settings::default();
-        s.domains = vec![
-            DomainSettings::named("example.org"),
-            DomainSettings::named("other.org"),
-        ];
-        s.admins = vec!["Boss@example.org".into()];
-        s
+        Settings {
+            domains: vec![
+                DomainSettings::named("example.org"),
+                DomainSettings::named("other.org"),
+            ],
+            admins: vec!["Boss@example.org".into()],
+            ..Settings::default()
+        }
     }
 
     fn iq(from: &str, to: &str, payload: &str) -> Element {
