@@ -108,12 +108,14 @@ async fn errors_follow_xep_0050() {
     let r = ask(&mut b, info, "info").await;
     assert!(r.contains(&format!("var='{CMD}'")), "{r}");
 
-    // not an administrator: forbidden; the administrator of localhost at another
-    // hosted domain: forbidden too (it administers its own account's domain)
+    // not an administrator: forbidden, here and at another hosted domain
     let r = ask(&mut b, &execute("f", "add-user", "localhost"), "f").await;
     assert!(is_error(&r, "forbidden", None), "{r}");
-    let r = ask(&mut a, &execute("g", "add-user", "b.test"), "g").await;
-    assert!(is_error(&r, "forbidden", None), "{r}");
+    let r = ask(&mut b, &execute("f2", "add-user", "b.test"), "f2").await;
+    assert!(
+        is_error(&r, "forbidden", None) && r.contains("from='b.test'"),
+        "{r}"
+    );
 
     // an unknown command; completing without a session, or with someone else's
     let r = ask(&mut a, &execute("u", "reboot-the-moon", "localhost"), "u").await;
@@ -151,6 +153,36 @@ async fn errors_follow_xep_0050() {
         !login_works(&d, "zed", "zed-pw").await,
         "nothing was created"
     );
+
+    // the administrator administers another hosted domain's accounts at that domain;
+    // a session started there is not completed at localhost
+    let items_b = items.replace("to='localhost'", "to='b.test'");
+    let r = ask(&mut a, &items_b, "items").await;
+    assert_eq!(r.matches("<item ").count(), 6, "{r}");
+    assert!(r.contains("jid='b.test'"), "{r}");
+    let r = ask(&mut a, &execute("bx", "add-user", "b.test"), "bx").await;
+    assert!(
+        r.contains("status='executing'") && r.contains("from='b.test'"),
+        "{r}"
+    );
+    let sid = sessionid(&r);
+    let zed_b = "<field var='accountjid'><value>zed@b.test</value></field>\
+                 <field var='password'><value>zed-pw</value></field>\
+                 <field var='password-verify'><value>zed-pw</value></field>";
+    let r = ask(&mut a, &complete("bl", "add-user", &sid, zed_b), "bl").await;
+    assert!(is_error(&r, "bad-request", Some("bad-sessionid")), "{r}");
+    let r = ask(
+        &mut a,
+        &complete("bc", "add-user", &sid, zed_b).replace("to='localhost'", "to='b.test'"),
+        "bc",
+    )
+    .await;
+    assert!(
+        r.contains("status='completed'") && r.contains("zed@b.test was added"),
+        "{r}"
+    );
+    let (_, jid) = Raw::login(d.starttls, "b.test", "zed", "zed-pw", "z").await;
+    assert_eq!(jid, "zed@b.test/z");
 
     // open commands are bounded per administrator
     for i in 0..8 {

@@ -81,9 +81,9 @@ impl Account {
         (self.user.clone(), self.domain.clone())
     }
 
-    /// Write to one of the account's resources (the feature handlers' answers).
-    pub(crate) fn write_to(&self, resource: &str, el: Element) {
-        self.write(resource, el)
+    /// Send a feature handler's answer to whoever asked.
+    pub(crate) fn reply_to_caller(&self, caller: &Caller, el: Element) {
+        self.reply_to(caller, el)
     }
 
     /// The ad-hoc command sessions of this (administrator's) account.
@@ -158,10 +158,19 @@ impl Account {
         }
     }
 
-    /// An iq to the account's bare JID from another entity.
+    /// An iq to the account's bare JID from another entity; or one of the account's
+    /// own resources' requests to another hosted domain that the registry hands here
+    /// (administration commands, `features::adhoc`), run as the user's own.
     fn inbound_iq(&mut self, sig: Signal, ctx: &mut Context<Self>) {
         if self.state.exists != Some(true) || self.state.is_blocked(sig.from()) {
             return self.bounce(&sig, ErrorCondition::ServiceUnavailable, None);
+        }
+        if sig.to().node().is_none() {
+            if sig.from().to_bare() != self.state.bare || self.removal != register::Removal::None {
+                return self.bounce(&sig, ErrorCondition::ServiceUnavailable, None);
+            }
+            let iq = sig.stanza().clone();
+            return self.run_iq(Caller::Other(sig), iq, Who::Owner, Entity::Server, ctx);
         }
         let iq = sig.stanza().clone();
         self.run_iq(Caller::Other(sig), iq, Who::Anyone, Entity::Account, ctx);

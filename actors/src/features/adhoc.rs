@@ -2,13 +2,15 @@
 //! add user, delete user, change a user's password, the online users (list and
 //! number), an announcement to every online session.
 //!
-//! The server (a hosted domain's JID) advertises `http://jabber.org/protocol/commands`
-//! and lists in disco#items of that node the commands the asker may run: all of them
-//! for an administrator of the server (`admins`) whose account is of the domain asked,
-//! none for anyone else. A command is executed by the administrator's account actor
-//! (it holds the administrator's command sessions, [`adhoc::Sessions`]); anyone else
-//! gets `forbidden`. The forms and decisions are [`xmppd_proto::xep::adhoc`]; this
-//! file carries out the tasks:
+//! The server (each hosted domain's JID) advertises
+//! `http://jabber.org/protocol/commands` and lists in disco#items of that node the
+//! commands the asker may run: all of them for an administrator of the server
+//! (`admins`), none for anyone else. A command administers the accounts of the domain
+//! it is addressed to. It is executed by the administrator's account actor (it holds
+//! the administrator's command sessions, [`adhoc::Sessions`]): reached from the
+//! session for the user's own domain, through the registry for another hosted domain
+//! (the answer is routed back). Anyone else gets `forbidden`. The forms and decisions
+//! are [`xmppd_proto::xep::adhoc`]; this file carries out the tasks:
 //!
 //! - add user / change password: the SCRAM keys derived among the bounded key
 //!   derivations, then the account created (`conflict` when it exists) or its keys
@@ -37,7 +39,8 @@ pub const FEATURE: Feature = Feature {
     enabled: super::always,
     disco: &[(Entity::Server, ns::COMMANDS)],
     iq: &[
-        // the domain's own users: run by their account actor, which checks the rights
+        // the domain's own users (and, handed over by the registry, those of the other
+        // hosted domains): run by their account actor, which checks the rights
         IqRoute {
             to: Entity::Server,
             ns: ns::COMMANDS,
@@ -46,7 +49,7 @@ pub const FEATURE: Feature = Feature {
             from: Who::Owner,
             handler: IqHandler::Account(execute),
         },
-        // anyone else (other domains, other servers): not an administrator here
+        // anyone else (other servers, components): not an administrator here
         IqRoute {
             to: Entity::Server,
             ns: ns::COMMANDS,
@@ -67,10 +70,18 @@ fn refuse(_: &IqCall<'_>) -> IqAnswer {
     })
 }
 
-/// Whether the sender of `iq` may run the commands of the domain at hand: an
-/// administrator whose account is of that domain.
+/// Whether `iq` is an administration command (what the registry hands to the sender's
+/// account actor when it comes from a user of another hosted domain).
+pub fn is_command(iq: &Element) -> bool {
+    iq.name() == "iq"
+        && iq.attr("type") == Some("set")
+        && super::single_payload(iq).is_some_and(|p| p.is("command", ns::COMMANDS))
+}
+
+/// Whether the sender of `iq` may run the commands of the (hosted) domain at hand: an
+/// administrator of the server.
 pub fn may_run(env: &Env<'_>, iq: &Element) -> bool {
-    let (Some(domain), Some(from)) = (env.domain, iq.attr("from")) else {
+    let (Some(_), Some(from)) = (env.domain, iq.attr("from")) else {
         return false;
     };
     let Ok(from) = BareJid::new(from.split('/').next().unwrap_or_default()) else {
@@ -79,8 +90,8 @@ pub fn may_run(env: &Env<'_>, iq: &Element) -> bool {
     let Some(user) = from.node() else {
         return false;
     };
-    from.domain().as_str().eq_ignore_ascii_case(&domain.name)
-        && env.settings.is_admin(user.as_str(), &domain.name)
+    env.settings.domain(from.domain().as_str()).is_some()
+        && env.settings.is_admin(user.as_str(), from.domain().as_str())
 }
 
 /// disco#items of the commands node, for the disco feature; `None` for other nodes.
@@ -103,31 +114,40 @@ pub fn disco_info(c: &IqCall<'_>) -> Option<IqAnswer> {
     })
 }
 
-fn fail(acc: &Account, resource: &str, iq: &Element, e: &CmdError) {
+fn fail(acc: &Account, caller: &Caller, iq: &Element, e: &CmdError) {
     if let Some(r) = adhoc::error(iq, e) {
-        acc.write_to(resource, r);
+        acc.reply_to_caller(caller, r);
     }
 }
 
-/// A `<command/>` from one of the account's own resources, addressed to its domain.
+/// A `<command/>` from one of the account's own resources: addressed to its own domain
+/// (`Caller::Own`, from its session) or to another hosted domain (`Caller::Other`, the
+/// registry handed it here).
 fn execute(acc: &mut Account, caller: Caller, iq: Element, ctx: &mut Context<Account>) {
-    let Caller::Own(resource) = caller else {
-        return;
+    let (user, home) = acc.user_and_domain();
+    let (resource, domain) = match &caller {
+        Caller::Own(r) => (r.clone(), home.clone()),
+        Caller::Other(sig) => (
+            sig.from()
+                .resource()
+                .map(|r| r.to_string())
+                .unwrap_or_default(),
+            sig.to().domain().to_string(),
+        ),
     };
     let settings = acc.server().settings.get();
-    let (user, domain) = acc.user_and_domain();
-    if !settings.is_admin(&user, &domain) {
-        slog::warn!(acc.server().log, # "XMPPI", "ad-hoc command refused: not an administrator"; "user" => &user, "domain" => &domain);
-        return fail(acc, &resource, &iq, &adhoc::forbidden());
+    if !settings.is_admin(&user, &home) || settings.domain(&domain).is_none() {
+        slog::warn!(acc.server().log, # "XMPPI", "ad-hoc command refused: not an administrator"; "user" => &user, "domain" => &home);
+        return fail(acc, &caller, &iq, &adhoc::forbidden());
     }
     let Some(cmd) = super::single_payload(&iq) else {
         return;
     };
     let req = match adhoc::parse(cmd) {
         Ok(r) => r,
-        Err(e) => return fail(acc, &resource, &iq, &e),
+        Err(e) => return fail(acc, &caller, &iq, &e),
     };
-    let requester = format!("{user}@{domain}/{resource}");
+    let requester = format!("{user}@{home}/{resource}");
     let step = adhoc::decide(
         acc.commands(),
         &requester,
@@ -137,15 +157,15 @@ fn execute(acc: &mut Account, caller: Caller, iq: Element, ctx: &mut Context<Acc
         session_id,
     );
     match step {
-        Step::Reply(payload) => acc.write_to(&resource, stanza::iq_result(&iq, Some(payload))),
-        Step::Fail(e) => fail(acc, &resource, &iq, &e),
+        Step::Reply(payload) => acc.reply_to_caller(&caller, stanza::iq_result(&iq, Some(payload))),
+        Step::Fail(e) => fail(acc, &caller, &iq, &e),
         Step::Run {
             task,
             command,
             sessionid,
         } => {
-            slog::info!(acc.server().log, "administration command"; "by" => &requester, "command" => command.node());
-            run(acc, resource, iq, task, command, sessionid, ctx)
+            slog::info!(acc.server().log, "administration command"; "by" => &requester, "domain" => &domain, "command" => command.node());
+            run(acc, caller, domain, iq, task, command, sessionid, ctx)
         }
     }
 }
@@ -158,9 +178,11 @@ fn session_id() -> String {
 /// Carry out a task, then answer the requester. Spawned: the account goes on with its
 /// own work meanwhile (a delete-user naming the administrator's own account reaches
 /// this same actor).
+#[allow(clippy::too_many_arguments)]
 fn run(
     acc: &mut Account,
-    resource: String,
+    caller: Caller,
+    domain: String,
     iq: Element,
     task: Task,
     command: Command,
@@ -168,7 +190,6 @@ fn run(
     ctx: &mut Context<Account>,
 ) {
     let server = acc.server().clone();
-    let (_, domain) = acc.user_and_domain();
     async move { outcome(server, domain, task).await }
         .into_actor(acc)
         .map(move |r, act, _| {
@@ -180,7 +201,7 @@ fn run(
                 Err(e) => adhoc::error(&iq, &e),
             };
             if let Some(r) = reply {
-                act.write_to(&resource, r);
+                act.reply_to_caller(&caller, r);
             }
         })
         .spawn(ctx);
@@ -374,10 +395,37 @@ mod tests {
             Command::ALL.len()
         );
         assert_eq!(listed("bob@example.org/r", &env, "example.org"), 0);
-        // the same name at another server, and the administrator at another domain
+        // the same name at another server is nobody here; the administrator sees the
+        // commands at every hosted domain, none at a domain not hosted
         assert_eq!(listed("boss@elsewhere.net/r", &env, "example.org"), 0);
         let other = Env::new(&s, "other.org");
-        assert_eq!(listed("boss@example.org/r", &other, "other.org"), 0);
+        assert_eq!(
+            listed("boss@example.org/r", &other, "other.org"),
+            Command::ALL.len()
+        );
+        let q_not_hosted = Env::new(&s, "elsewhere.net");
+        let r = answer(
+            &q_not_hosted,
+            Entity::Server,
+            Who::Anyone,
+            &iq("boss@example.org/r", "elsewhere.net", &q),
+        )
+        .expect("answered");
+        assert_eq!(r.attr("type"), Some("error"), "no such node there");
+        // only sets in the commands namespace are handed to the sender's account
+        let mut set = iq(
+            "boss@example.org/r",
+            "other.org",
+            "<command xmlns='http://jabber.org/protocol/commands' node='x'/>",
+        );
+        assert!(!is_command(&set), "a get");
+        xmppd_proto::stanza::set_attr(&mut set, "type", "set");
+        assert!(is_command(&set));
+        assert!(!is_command(&iq(
+            "a@b/c",
+            "b",
+            "<ping xmlns='urn:xmpp:ping'/>"
+        )));
         // a command node's disco#info: for the administrator
         let info = format!(
             "<query xmlns='{}' node='{}'/>",

@@ -4,6 +4,7 @@
 //! signal and hands it to the session that takes it, answers what is addressed to the
 //! server, and returns what cannot be delivered to its sender as an error.
 
+mod admin;
 pub mod domains;
 pub mod routes;
 mod waiting;
@@ -13,7 +14,7 @@ use crate::features::{self, Entity, Env, Who};
 use crate::signals::to_outbound::{DialbackVerify, ListQueues, OutboundIdle};
 use crate::signals::to_registry::{
     AccountIdle, AttachComponent, AttachError, Availability, Bind, BindError, DetachService,
-    Dismiss, Dismissal, ForAccount, FromSession, ListSessions, SessionInfo, SetDomains, Unbind,
+    Dismiss, Dismissal, FromSession, ListSessions, SessionInfo, SetDomains, Unbind,
 };
 use crate::signals::{
     AccountRef, OutboundRef, SessionRef, Signal, ToAccount, ToOutbound, ToSession,
@@ -295,6 +296,16 @@ impl Registry {
     /// Addressed to a hosted domain itself.
     fn for_server(&mut self, sig: Signal) {
         match &sig {
+            // an administration command from a user of another hosted domain: the
+            // sender's account actor runs it (it holds the sender's command sessions
+            // and checks the rights); the answer is routed back from the domain
+            Signal::Info(i)
+                if features::adhoc::is_command(&i.stanza)
+                    && i.from.node().is_some()
+                    && matches!(self.domains.lookup(i.from.domain().as_str()), Domain::Local) =>
+            {
+                self.command_to_senders_account(sig)
+            }
             Signal::Info(i) => {
                 let Some(ctx) = self.ctx.as_ref() else { return };
                 let settings = ctx.settings.get();
@@ -588,16 +599,6 @@ impl Handler<ListSessions> for Registry {
             .collect();
         v.sort_by(|a, b| a.jid.cmp(&b.jid));
         MessageResult(v)
-    }
-}
-
-impl Handler<ForAccount> for Registry {
-    type Result = ();
-    fn handle(&mut self, m: ForAccount, _: &mut Context<Self>) {
-        // without an actor the message (and any reply channel in it) is dropped
-        if let Some(a) = self.account(&m.bare) {
-            a.do_send(m.msg);
-        }
     }
 }
 

@@ -4,9 +4,9 @@
 //! decision on each request ([`decide`]): a form to answer with, a task for the server
 //! to carry out, or an error with XEP-0050's specific condition.
 //!
-//! Scope (XEP-0133 §3): the server's administrators (`admins` in the settings) run the
-//! commands at the domain of their own account, and a command administers the accounts
-//! of the domain it is addressed to; an account JID of another domain in a form is
+//! Scope (XEP-0133): the server's administrators (`admins` in the settings) may run the
+//! commands at every hosted domain, and a command administers the accounts of the
+//! domain it is addressed to; an account JID of another domain in a form is
 //! `bad-request`.
 
 use crate::ns;
@@ -332,8 +332,10 @@ pub enum Task {
 struct Open {
     id: String,
     command: Command,
-    /// The full JID that started it: only it may go on with it.
+    /// The full JID that started it, and the domain it was addressed to: only the
+    /// same requester at the same domain may go on with it.
     requester: String,
+    domain: String,
     since: Instant,
 }
 
@@ -409,15 +411,17 @@ pub fn decide(
             id: id.clone(),
             command,
             requester: requester.to_string(),
+            domain: domain.to_ascii_lowercase(),
             since: now,
         });
         return Step::Reply(executing(command, &id, form));
     };
-    let Some(i) = sessions
-        .0
-        .iter()
-        .position(|o| o.id == id && o.requester == requester && o.command == command)
-    else {
+    let Some(i) = sessions.0.iter().position(|o| {
+        o.id == id
+            && o.requester == requester
+            && o.command == command
+            && o.domain.eq_ignore_ascii_case(domain)
+    }) else {
         return Step::Fail(err(
             ErrorCondition::BadRequest,
             Some("bad-sessionid"),

@@ -468,3 +468,29 @@ fn errors_carry_the_specific_condition_and_items_follow_the_rights() {
     assert_eq!(m.attr("type"), Some("headline"));
     assert_eq!(m.attr("from"), Some(D));
 }
+
+#[test]
+fn a_session_belongs_to_the_domain_it_was_started_at() {
+    let mut s = Sessions::default();
+    let now = Instant::now();
+    let id = start(&mut s, Command::Announce, now, "x");
+    let form = submit(&[("announcement", &["hi"])]);
+    let e = failed(decide(
+        &mut s,
+        ADMIN_JID,
+        "other.org",
+        request(Command::Announce.node(), Some("complete"), Some(&id), &form),
+        now,
+        || unreachable!(),
+    ));
+    assert_eq!(e.specific, Some("bad-sessionid"));
+    let step = decide(
+        &mut s,
+        ADMIN_JID,
+        "Example.org",
+        request(Command::Announce.node(), Some("complete"), Some(&id), &form),
+        now,
+        || unreachable!(),
+    );
+    assert!(matches!(step, Step::Run { .. }), "{step:?}");
+}
