@@ -24,6 +24,7 @@ pub fn changes(old: &Settings, new: &Settings) -> (Vec<String>, Vec<String>) {
         }
         match k.as_str() {
             "log_level" => applied.push(format!("log_level: {} -> {}", a[k], v)),
+            "log_tags" => applied.push(format!("log_tags: {} -> {}", a[k], v)),
             "domain" => {
                 let names = |s: &Settings| -> Vec<String> {
                     s.domains.iter().map(|d| d.name.clone()).collect()
@@ -74,6 +75,25 @@ pub fn live(old: &Settings, mut new: Settings) -> Settings {
         d.key = key;
     }
     new
+}
+
+/// Take `new` over in the running server — the one path of SIGHUP, `xmppd reload` and
+/// the WebAdmin: log levels, the live settings (what needs a restart stays as it
+/// runs), hosted domains and components. Returns (applied, needing a restart).
+pub fn apply(
+    ctx: &xmppd_actors::context::Ctx,
+    logs: &crate::logging::LogControl,
+    new: Settings,
+) -> (Vec<String>, Vec<String>) {
+    let (applied, restart) = changes(&ctx.settings.get(), &new);
+    logs.set(new.log_level, new.log_tags.clone());
+    // settings first: a component reads them before it sends, and stops if the reload
+    // no longer allows it; the registry then dismisses it and detaches what was removed
+    let domains = xmppd_actors::signals::to_registry::SetDomains::from_settings(&new);
+    ctx.settings.set(live(&ctx.settings.get(), new));
+    ctx.registry.set_domains.do_send(domains);
+    slog::info!(ctx.log, "configuration reloaded"; "applied" => applied.join("; "), "needs_restart" => restart.join(", "));
+    (applied, restart)
 }
 
 pub fn pid_file(data_dir: &Path) -> PathBuf {

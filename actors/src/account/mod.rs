@@ -358,6 +358,15 @@ impl Handler<ToAccount> for Account {
             {
                 self.after_removal(&resource, &stanza)
             }
+            ToAccount::Remove { done } => {
+                let who = register::Requester::Admin(done);
+                if self.state.exists == Some(true) {
+                    self.remove_account(who, ctx);
+                } else {
+                    // not there when last looked: maybe created since
+                    self.load_then(ctx, move |act, ctx| act.remove_account(who, ctx));
+                }
+            }
             ToAccount::FromClient { resource, stanza } => match stanza.name() {
                 "presence" => {
                     let fx = self.state.client_presence(&resource, stanza);

@@ -6,6 +6,7 @@
 //! requester is answered and every session ends (§3.2).
 
 use super::*;
+use crate::signals::to_account::RemoveError;
 use std::time::Instant;
 use xmppd_proto::auth::scram::Credentials;
 use xmppd_proto::config::PasswordFormat;
@@ -51,7 +52,7 @@ impl Account {
         };
         match register::parse_set(&query) {
             Err(r) => refused(self, r),
-            Ok(SetRequest::Remove) => self.remove_account(resource, iq, ctx),
+            Ok(SetRequest::Remove) => self.remove_account(Requester::Own { resource, iq }, ctx),
             Ok(SetRequest::Fields(f)) => {
                 let settings = self.ctx.settings.get();
                 let Some(domain) = settings.domain(&self.domain) else {
@@ -134,8 +135,15 @@ impl Account {
     /// §3.2: from now on the sessions' writes are refused; delete the account; once
     /// that committed, cancel the subscriptions both ways (what
     /// [`register::removal_routes`] decided), answer, and close every session with
-    /// `not-authorized`. A failed delete changes nothing and sends nothing.
-    fn remove_account(&mut self, resource: String, iq: Element, ctx: &mut Context<Self>) {
+    /// `not-authorized`. A failed delete changes nothing and sends nothing. The same
+    /// path serves a user's `<remove/>` and an administrator's [`ToAccount::Remove`].
+    pub(super) fn remove_account(&mut self, who: Requester, ctx: &mut Context<Self>) {
+        if self.removal == Removal::Running {
+            return who.answer(self, Err(RemoveError::Busy));
+        }
+        if self.state.exists != Some(true) {
+            return who.answer(self, Err(RemoveError::NotFound));
+        }
         let routes = register::removal_routes(&self.state);
         self.removal = Removal::Running;
         let limits = self.ctx.settings.get().limits.clone();
@@ -151,21 +159,16 @@ impl Account {
                 if let Err(e) = r {
                     slog::error!(act.log, "account not removed"; "error" => %e);
                     act.removal = Removal::None;
-                    if let Some(e) =
-                        stanza::error_reply(&iq, ErrorCondition::InternalServerError, None)
-                    {
-                        act.write(&resource, e);
-                    }
-                    return;
+                    return who.answer(act, Err(RemoveError::Storage(e.to_string())));
                 }
                 act.ctx
                     .removals
                     .record(act.state.bare.as_str(), Instant::now(), keep);
-                slog::info!(act.log, "account removed in-band"; "resource" => &resource);
+                slog::info!(act.log, "account removed"; "by" => who.describe());
                 for el in routes {
                     act.route(el);
                 }
-                act.write(&resource, stanza::iq_result(&iq, None));
+                who.answer(act, Ok(()));
                 for session in act.sessions.all() {
                     session.do_send(ToSession::Close(StreamError::with_text(
                         Condition::NotAuthorized,
@@ -194,6 +197,40 @@ impl Account {
             if let Some(r) = r {
                 self.write(resource, r);
             }
+        }
+    }
+}
+
+/// Who asked for an account's removal, and how they are answered.
+pub(super) enum Requester {
+    /// One of the account's resources, with `<remove/>` (XEP-0077 §3.2).
+    Own { resource: String, iq: Element },
+    /// An administrator ([`ToAccount::Remove`]).
+    Admin(tokio::sync::oneshot::Sender<Result<(), RemoveError>>),
+}
+
+impl Requester {
+    fn answer(self, act: &Account, r: Result<(), RemoveError>) {
+        match self {
+            Requester::Own { resource, iq } => {
+                let reply = match r {
+                    Ok(()) => Some(stanza::iq_result(&iq, None)),
+                    Err(_) => stanza::error_reply(&iq, ErrorCondition::InternalServerError, None),
+                };
+                if let Some(reply) = reply {
+                    act.write(&resource, reply);
+                }
+            }
+            Requester::Admin(done) => {
+                let _ = done.send(r);
+            }
+        }
+    }
+
+    fn describe(&self) -> String {
+        match self {
+            Requester::Own { resource, .. } => format!("in-band from {resource}"),
+            Requester::Admin(_) => "an administrator".to_string(),
         }
     }
 }

@@ -5,6 +5,7 @@
 //! server, and returns what cannot be delivered to its sender as an error.
 
 pub mod domains;
+mod remove;
 pub mod routes;
 mod waiting;
 
@@ -726,5 +727,6 @@ pub fn reference(addr: &Addr<Registry>) -> crate::signals::RegistryRef {
         dialback_verify: addr.clone().recipient(),
         list_queues: addr.clone().recipient(),
         outbound_idle: addr.clone().recipient(),
+        remove_account: addr.clone().recipient(),
     }
 }

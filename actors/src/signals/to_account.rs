@@ -26,6 +26,23 @@ pub enum ToAccount {
     Detach { resource: String },
     /// Presence or an own-account iq from one of the user's resources.
     FromClient { resource: String, stanza: Element },
+    /// An administrator deletes the account (WebAdmin, service administration): the
+    /// same removal as XEP-0077 `<remove/>` — stored data deleted, subscriptions
+    /// cancelled both ways, every session closed — answered once the delete committed.
+    Remove {
+        done: tokio::sync::oneshot::Sender<Result<(), RemoveError>>,
+    },
+}
+
+/// Why an administrator's removal of an account failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RemoveError {
+    #[error("no such account")]
+    NotFound,
+    #[error("the account is busy: try again")]
+    Busy,
+    #[error("storage failed: {0}")]
+    Storage(String),
 }
 
 /// The handle a account actor is reached by.

@@ -105,6 +105,14 @@ pub struct AccountIdle {
     pub addr: AccountRef,
 }
 
+/// Remove the account `bare`; `done` is answered once the delete committed (or failed).
+#[derive(actix::Message)]
+#[rtype(result = "()")]
+pub struct RemoveAccount {
+    pub bare: BareJid,
+    pub done: tokio::sync::oneshot::Sender<Result<(), super::to_account::RemoveError>>,
+}
+
 /// The registry's address, one recipient per message kind.
 #[derive(Clone)]
 pub struct RegistryRef {
@@ -121,6 +129,7 @@ pub struct RegistryRef {
     pub dialback_verify: Recipient<super::to_outbound::DialbackVerify>,
     pub list_queues: Recipient<super::to_outbound::ListQueues>,
     pub outbound_idle: Recipient<super::to_outbound::OutboundIdle>,
+    pub remove_account: Recipient<RemoveAccount>,
 }
 
 impl RegistryRef {
