@@ -32,11 +32,15 @@ pub fn changes(old: &Settings, new: &Settings) -> (Vec<String>, Vec<String>) {
                 let (was, now) = (names(old), names(new));
                 let added: Vec<_> = now.iter().filter(|d| !was.contains(d)).cloned().collect();
                 let removed: Vec<_> = was.iter().filter(|d| !now.contains(d)).cloned().collect();
-                applied.push(format!(
-                    "domains: added [{}], removed [{}]",
-                    added.join(", "),
-                    removed.join(", ")
-                ));
+                if added.is_empty() && removed.is_empty() {
+                    applied.push("domain settings".to_string());
+                } else {
+                    applied.push(format!(
+                        "domains: added [{}], removed [{}]",
+                        added.join(", "),
+                        removed.join(", ")
+                    ));
+                }
                 let certs = |s: &Settings| -> Vec<(String, String)> {
                     s.domains
                         .iter()

@@ -5,7 +5,7 @@
 //! configuration file, written to the overlay, applied like a SIGHUP.
 
 use super::auth::{Auth, csrf_ok};
-use super::changes::{self, Change};
+use super::changes;
 use super::page::{self, Outcome, csrf_field, esc};
 use super::{Shared, text};
 use crate::config;
@@ -63,12 +63,6 @@ pub fn submit(shared: &Shared, fields: &HashMap<String, String>) -> Outcome {
         applied.push(format!("{what} (saved; it was in force already)"));
     } else {
         applied.insert(0, what);
-    }
-    // an added domain's accounts exist only when created: say so where it matters
-    if let Change::AddDomain(d) = &change {
-        applied.push(format!(
-            "{d} serves clients now; it uses the default certificate until a restart"
-        ));
     }
     Outcome {
         applied,
