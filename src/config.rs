@@ -586,6 +586,55 @@ mod tests {
     }
 
     #[test]
+    fn the_overlay_merges_over_the_file_and_is_checked_with_it() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let cfg = dir.path().join("x.toml");
+        std::fs::write(
+            &cfg,
+            "data_dir = \"data\"\nchannels = 7\n[limits]\nmax_depth = 9\nauth_timeout = 11\n\
+             [[domain]]\nname = \"example.org\"\n",
+        )
+        .expect("write");
+        let loader = Loader {
+            config: Some(cfg),
+            ..Loader::default()
+        };
+        let s = loader.load().expect("no overlay");
+        assert_eq!(s.data_dir, dir.path().join("data"));
+        std::fs::create_dir_all(&s.data_dir).expect("mkdir");
+        let overlay: toml::Table = "data_dir = \"/elsewhere\"\n[limits]\nmax_depth = 20\n\
+            [[domain]]\nname = \"a.example\"\n[[domain]]\nname = \"b.example\"\n"
+            .parse()
+            .expect("toml");
+        write_overlay(&s.data_dir, &overlay).expect("write overlay");
+        let s = loader.load().expect("with overlay");
+        // tables merge key by key, arrays are replaced, data_dir stays the file's
+        assert_eq!((s.limits.max_depth, s.limits.auth_timeout), (20, 11));
+        assert_eq!(s.channels, 7);
+        let names: Vec<&str> = s.domains.iter().map(|d| d.name.as_str()).collect();
+        assert_eq!(names, ["a.example", "b.example"]);
+        assert_eq!(s.data_dir, dir.path().join("data"));
+        // an overlay the checks refuse is reported, naming the overlay file
+        let bad: toml::Table = "[limits]\nmax_depth = 99\n".parse().expect("toml");
+        let e = loader
+            .load_with(Some(&bad))
+            .expect_err("refused")
+            .to_string();
+        assert!(
+            e.contains("settings.toml") && e.contains("between 1 and 64"),
+            "{e}"
+        );
+        // the command line still wins
+        let s = Loader {
+            domain: Some("cli.example".into()),
+            ..loader.clone()
+        }
+        .load()
+        .expect("load");
+        assert_eq!(s.domains[0].name, "cli.example");
+    }
+
+    #[test]
     fn syntax_errors_have_lines() {
         let (_, problems) = check_text("a = 1\nb = = 2\n", Path::new(""));
         assert_eq!(problems.first().map(|p| p.line), Some(2), "{problems:?}");

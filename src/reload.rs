@@ -33,7 +33,7 @@ pub fn changes(old: &Settings, new: &Settings) -> (Vec<String>, Vec<String>) {
                 let added: Vec<_> = now.iter().filter(|d| !was.contains(d)).cloned().collect();
                 let removed: Vec<_> = was.iter().filter(|d| !now.contains(d)).cloned().collect();
                 if added.is_empty() && removed.is_empty() {
-                    applied.push("domain settings".to_string());
+                    applied.push("hosted domains' settings (from the next request)".to_string());
                 } else {
                     applied.push(format!(
                         "domains: added [{}], removed [{}]",

@@ -45,6 +45,9 @@ button.danger{background:#fff;color:var(--bad);border-color:var(--bad)}
 .login form{display:flex;flex-direction:column;gap:12px}
 .pager{display:flex;gap:10px;align-items:center;color:var(--muted)}
 code{background:#eef1f6;padding:1px 5px;border-radius:3px}
+h3{font-size:14px;margin:18px 0 4px}
+.sep{margin-top:16px;padding-top:12px;border-top:1px solid var(--line)}
+td.none{color:var(--muted);font-style:italic}
 "#;
 
 /// `text` for HTML text and attribute values.
@@ -75,8 +78,10 @@ pub const NAV: [(&str, &str); 5] = [
 /// A whole page: header with the navigation (`current` highlighted), who is logged in
 /// with the logout button, and `body`.
 pub fn frame(title: &str, current: &str, who: Option<(&str, &str)>, body: &str) -> String {
+    // the navigation only for someone logged in (the login page has none)
     let nav: String = NAV
         .iter()
+        .filter(|_| who.is_some())
         .map(|(path, name)| {
             let on = if *path == current {
                 " class=\"on\""
@@ -114,7 +119,7 @@ pub fn html(status: actix_web::http::StatusCode, body: String) -> HttpResponse {
         ))
         .insert_header(("X-Frame-Options", "DENY"))
         .insert_header((header::CACHE_CONTROL, "no-store"))
-        .insert_header(("Referrer-Policy", "no-referrer"))
+        .insert_header(("Referrer-Policy", "same-origin"))
         .body(body)
 }
 

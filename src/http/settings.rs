@@ -179,13 +179,13 @@ fn domains_body(s: &Settings, csrf: &str) -> String {
              <input type=\"hidden\" name=\"domain\" value=\"{name}\">\
              <label>Auto Signup{auto}</label><label>Allow to Modify Password{modify}</label>\
              <button>Save</button></form>\
-             <h2 style=\"margin-top:14px\">Supplementary discovery items</h2>{items}\
+             <h3>Supplementary discovery items</h3>{items}\
              <form class=\"row\" method=\"post\">{c}<input type=\"hidden\" name=\"action\" value=\"add_disco_item\">\
              <input type=\"hidden\" name=\"domain\" value=\"{name}\">\
              <label>JID<input name=\"jid\" required placeholder=\"irc.example.net\"></label>\
              <label>Name<input name=\"name\"></label><label>Node<input name=\"node\"></label>\
              <button>Add item</button></form>\
-             <form class=\"row\" method=\"post\">{c}<input type=\"hidden\" name=\"action\" value=\"remove_domain\">\
+             <form class=\"row sep\" method=\"post\">{c}<input type=\"hidden\" name=\"action\" value=\"remove_domain\">\
              <input type=\"hidden\" name=\"domain\" value=\"{name}\">\
              <button class=\"danger\">Remove domain {name}</button></form></section>",
             on = if d.auto_signup { " on" } else { "" },
@@ -237,6 +237,14 @@ fn federation_body(s: &Settings, csrf: &str) -> String {
             )
         })
         .collect();
+    let none = |cols: usize, rows: String| {
+        if rows.is_empty() {
+            format!("<tr><td class=\"none\" colspan=\"{cols}\">None configured.</td></tr>")
+        } else {
+            rows
+        }
+    };
+    let (routes, components) = (none(5, routes), none(3, components));
     format!(
         "<h1>Federation &amp; components</h1>\
          <section><h2>Send Secure To Domains</h2><p class=\"hint\">Domains (patterns like \
