@@ -451,6 +451,19 @@ async fn accounts_are_listed_reset_and_deleted_like_an_inband_removal() {
         page.body
     );
     assert!(page.body.contains("3 account(s)"), "{}", page.body);
+    // a person must tick "sure" before a delete from the page
+    let del = [("action", "delete"), ("jid", "user2@localhost")];
+    let a = w.submit("/admin/accounts", &del).await;
+    assert!(a.status == 400 && a.body.contains("tick"), "{}", a.body);
+    assert!(login_works(&d, "user2", "pw-1").await);
+    let del = [
+        ("action", "delete"),
+        ("jid", "user2@localhost"),
+        ("confirm", "yes"),
+    ];
+    let a = w.submit("/admin/accounts", &del).await;
+    assert!(a.body.contains("user2@localhost deleted"), "{}", a.body);
+    assert!(!login_works(&d, "user2", "pw-1").await);
 }
 
 #[tokio::test]

@@ -1,7 +1,7 @@
 //! The WebAdmin in a real browser: Debian's chromium, headless, driven by
 //! playwright-core (`tests/browser/webadmin.mjs`). The script logs in, turns Auto
 //! Signup off, adds a supplementary disco item, watches a connection appear on the
-//! monitor and creates an account; after each step this test checks the server over
+//! monitor, creates an account and deletes it; after each step this test checks the server over
 //! XMPP (a raw registration refused, the item in disco#items, the account logging in)
 //! and answers. Screenshots of every page go to a temporary directory, or to
 //! `XMPPD_SCREENSHOTS` when set (that is how `docs/screenshots/` is made).
@@ -133,6 +133,7 @@ async fn an_administrator_uses_the_webadmin_in_chromium() {
             }
             "monitor-saw" => {}
             "account-created" => assert!(login_works(&d, "from-browser", "browser-pw").await),
+            "account-deleted" => assert!(!login_works(&d, "from-browser", "browser-pw").await),
             other => panic!("unknown step {other}"),
         }
         steps.push(step.to_string());
@@ -147,7 +148,8 @@ async fn an_administrator_uses_the_webadmin_in_chromium() {
             "signup-off",
             "disco-added",
             "monitor-saw",
-            "account-created"
+            "account-created",
+            "account-deleted"
         ]
     );
     for page in [

@@ -219,6 +219,7 @@ async fn render(shared: &Shared, req: &HttpRequest, q: &Query, outcome: &Outcome
                  <td><form class=\"inline\" method=\"post\">{c}\
                  <input type=\"hidden\" name=\"action\" value=\"delete\">\
                  <input type=\"hidden\" name=\"jid\" value=\"{jid}\">\
+                 <label class=\"check\"><input type=\"checkbox\" name=\"confirm\" value=\"yes\" required>sure</label> \
                  <button class=\"danger\">Delete</button></form></td></tr>"
             )
         })
@@ -285,7 +286,14 @@ pub async fn post_page(
     if !csrf_ok(&shared, &req, form.get("csrf").map(String::as_str)) {
         return text(StatusCode::FORBIDDEN, "missing or wrong CSRF token\n");
     }
-    let outcome = act(&shared, &form).await;
+    // a person ticks "sure" before a delete (the API's callers need not)
+    let outcome = if form.get("action").is_some_and(|a| a == "delete")
+        && form.get("confirm").is_none_or(|c| c != "yes")
+    {
+        Outcome::refused("tick \"sure\" to delete an account")
+    } else {
+        act(&shared, &form).await
+    };
     let domain = form
         .get("jid")
         .and_then(|j| j.rsplit_once('@'))

@@ -48,6 +48,7 @@ code{background:#eef1f6;padding:1px 5px;border-radius:3px}
 h3{font-size:14px;margin:18px 0 4px}
 .sep{margin-top:16px;padding-top:12px;border-top:1px solid var(--line)}
 td.none{color:var(--muted);font-style:italic}
+label.check{display:inline-flex;flex-direction:row;align-items:center;gap:4px;margin-right:6px}
 "#;
 
 /// `text` for HTML text and attribute values.

@@ -187,6 +187,7 @@ fn domains_body(s: &Settings, csrf: &str) -> String {
              <button>Add item</button></form>\
              <form class=\"row sep\" method=\"post\">{c}<input type=\"hidden\" name=\"action\" value=\"remove_domain\">\
              <input type=\"hidden\" name=\"domain\" value=\"{name}\">\
+             <label class=\"check\"><input type=\"checkbox\" name=\"confirm\" value=\"yes\" required>sure</label>\
              <button class=\"danger\">Remove domain {name}</button></form></section>",
             on = if d.auto_signup { " on" } else { "" },
             signup = if d.auto_signup { "on" } else { "off" },
@@ -312,7 +313,14 @@ pub async fn post_page(
     if !csrf_ok(&shared, &req, form.get("csrf").map(String::as_str)) {
         return text(StatusCode::FORBIDDEN, "missing or wrong CSRF token\n");
     }
-    let outcome = submit(&shared, &form);
+    // a person ticks "sure" before removing a domain (the API's callers need not)
+    let outcome = if form.get("action").is_some_and(|a| a == "remove_domain")
+        && form.get("confirm").is_none_or(|c| c != "yes")
+    {
+        Outcome::refused("tick \"sure\" to remove a domain")
+    } else {
+        submit(&shared, &form)
+    };
     let status = if outcome.refused.is_empty() {
         StatusCode::OK
     } else {

@@ -82,6 +82,11 @@ try {
   expectText(await page.textContent('.msg.ok'), 'from-browser@localhost created', 'account');
   await shot(page, 'accounts');
   await step('account-created');
+  const row = page.locator('tr:has-text("from-browser@localhost")');
+  await row.locator('input[name=confirm]').check();
+  await row.locator('button:has-text("Delete")').click();
+  expectText(await page.textContent('.msg.ok'), 'from-browser@localhost deleted', 'delete');
+  await step('account-deleted');
 
   await page.click('button:has-text("Log out")');
   await page.waitForURL('**/admin/login');
