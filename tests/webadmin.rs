@@ -148,6 +148,26 @@ async fn strangers_wrong_passwords_and_forged_requests_are_refused() {
     );
     assert_eq!(settings(&w).await["domain"][0]["auto_signup"], true);
 
+    // the JSON API with the session: the CSRF token in X-CSRF-Token, else 403
+    let json_ct = ("Content-Type", "application/json");
+    let change = json!({"action": "channels", "channels": 999}).to_string();
+    let a = w
+        .request("POST", "/api/settings", &[json_ct], &change)
+        .await;
+    assert_eq!(a.status, 403);
+    let csrf = w.csrf.clone();
+    let a = w
+        .request(
+            "POST",
+            "/api/settings",
+            &[json_ct, ("X-CSRF-Token", &csrf)],
+            &change,
+        )
+        .await;
+    assert_eq!(a.status, 200, "{}", a.body);
+    assert_eq!(a.json()["ok"], true);
+    assert_eq!(settings(&w).await["channels"], 999);
+
     // logout ends the session
     let csrf = w.csrf.clone();
     let a = w.post_form("/admin/logout", &[("csrf", &csrf)]).await;

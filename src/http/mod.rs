@@ -504,7 +504,34 @@ async fn get_metrics(shared: web::Data<Shared>) -> HttpResponse {
 
 #[cfg(test)]
 mod tests {
-    use super::host_is_loopback;
+    use super::{host_allowed, host_is_loopback};
+    use xmppd_proto::config::{DomainSettings, Settings};
+
+    #[test]
+    fn hosts_answered_are_loopback_the_listen_address_and_hosted_domains() {
+        let mut s = Settings::default();
+        s.domains = vec![DomainSettings::named("example.org")];
+        s.http.address = "192.0.2.7:5280".parse().expect("addr");
+        for ok in [
+            "localhost:5280",
+            "192.0.2.7:5280",
+            "192.0.2.7",
+            "Example.ORG:5280",
+        ] {
+            assert!(host_allowed(ok, &s), "{ok}");
+        }
+        for bad in [
+            "192.0.2.8:5280",
+            "evil.example",
+            "example.org.evil.example",
+            "",
+        ] {
+            assert!(!host_allowed(bad, &s), "{bad}");
+        }
+        // listening on every address names none of them
+        s.http.address = "0.0.0.0:5280".parse().expect("addr");
+        assert!(!host_allowed("0.0.0.0:5280", &s));
+    }
 
     #[test]
     fn only_loopback_hosts() {
