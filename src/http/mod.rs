@@ -509,8 +509,10 @@ mod tests {
 
     #[test]
     fn hosts_answered_are_loopback_the_listen_address_and_hosted_domains() {
-        let mut s = Settings::default();
-        s.domains = vec![DomainSettings::named("example.org")];
+        let mut s = Settings {
+            domains: vec![DomainSettings::named("example.org")],
+            ..Settings::default()
+        };
         s.http.address = "192.0.2.7:5280".parse().expect("addr");
         for ok in [
             "localhost:5280",
