@@ -83,6 +83,14 @@ async fn strangers_wrong_passwords_and_forged_requests_are_refused() {
 
     let a = w.login(ADMIN, ADMIN_PW).await;
     assert_eq!(a.status, 303, "{a:?}");
+    // counted like XMPP logins: three failures (above), one success
+    let m = w.request("GET", "/metrics", &[], "").await.body;
+    for (result, n) in [("failure", 3), ("success", 1)] {
+        let line = format!(
+            "xmppd_authentications_total{{mechanism=\"webadmin\",result=\"{result}\"}} {n}"
+        );
+        assert!(m.contains(&line), "{line} not in\n{m}");
+    }
     let cookie = a.header("set-cookie").expect("cookie");
     assert!(
         cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"),

@@ -13,6 +13,7 @@ use actix_web::{HttpMessage, HttpRequest, HttpResponse, web};
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
+use xmppd_actors::metrics::METRICS;
 use xmppd_proto::auth::throttle::{AuthThrottle, Begin, Policy};
 
 /// A session ends after this long without a request.
@@ -215,6 +216,9 @@ pub async fn login(
             Begin::Go(a) => break a,
             Begin::Wait => tokio::time::sleep(Duration::from_millis(50)).await,
             Begin::Refused(why) => {
+                METRICS
+                    .auth_throttled
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 slog::warn!(ctx.log, "WebAdmin login throttled"; "peer" => %ip, "jid" => &account, "why" => %why);
                 return login_page(
                     StatusCode::TOO_MANY_REQUESTS,
@@ -264,6 +268,7 @@ pub async fn login(
             );
         }
     };
+    METRICS.auth("webadmin", ok);
     if !ok {
         attempt.failed(&policy, Instant::now());
         ctx.stats
