@@ -416,7 +416,10 @@ mod tests {
         for m in Mech::ALL {
             assert!(AUTH_MECHS.contains(&m.name()), "{}", m.name());
         }
-        assert_eq!(&AUTH_MECHS[Mech::ALL.len()..], &["legacy", "other"]);
+        assert_eq!(
+            &AUTH_MECHS[Mech::ALL.len()..],
+            &["legacy", "webadmin", "other"]
+        );
     }
 
     #[test]
