@@ -386,6 +386,19 @@ async fn each_change_applies_at_once_and_survives_a_restart() {
             .await
             .contains("irc.example.net")
     );
+    // and a domain removed is not served any more (from the page: "sure" ticked)
+    let rm = [
+        ("action", "remove_domain"),
+        ("domain", "a.test"),
+        ("confirm", "yes"),
+    ];
+    let a = w.submit("/admin/domains", &rm).await;
+    assert!(a.body.contains("removed [a.test]"), "{}", a.body);
+    let mut gone = Raw::connect(d.starttls, "a.test").await;
+    let h = gone.header();
+    gone.send(&h).await;
+    let refused = gone.read_to_close().await;
+    assert!(refused.contains("host-unknown"), "{refused}");
 }
 
 #[tokio::test]
