@@ -43,9 +43,107 @@ pub enum ConfigError {
     },
 }
 
-/// Read and validate a configuration (the embedded one when `path` is `None`).
-pub fn load(path: Option<&Path>) -> Result<Settings, ConfigError> {
-    let (name, text) = match path {
+/// The WebAdmin's settings file beside the data: the keys changed from the WebAdmin,
+/// merged over the configuration file at every load (start, SIGHUP, `xmppd account`).
+pub const OVERLAY_FILE: &str = "settings.toml";
+
+/// Where the configuration comes from: the file (or the embedded default), the
+/// WebAdmin's overlay in its data directory, and the command line's overrides, applied
+/// in that order.
+#[derive(Debug, Clone, Default)]
+pub struct Loader {
+    pub config: Option<PathBuf>,
+    pub domain: Option<String>,
+    pub data_dir: Option<PathBuf>,
+}
+
+impl Loader {
+    /// The settings from the file, the overlay found in the data directory, and the
+    /// command line.
+    pub fn load(&self) -> Result<Settings, ConfigError> {
+        self.load_with(None)
+    }
+
+    /// The same with `overlay` in place of the stored one (a change the WebAdmin is
+    /// about to write, checked first).
+    pub fn load_with(&self, overlay: Option<&toml::Table>) -> Result<Settings, ConfigError> {
+        let path = self.config.as_deref();
+        let (name, text) = read_config(path)?;
+        let base = self.base();
+        let mut s = match check_text(&text, &base) {
+            (Some(s), problems) if problems.is_empty() => s,
+            (_, problems) => {
+                return Err(ConfigError::Invalid {
+                    path: name,
+                    problems,
+                });
+            }
+        };
+        self.apply_overrides(&mut s);
+        let stored;
+        let overlay = match overlay {
+            Some(o) => o,
+            None => {
+                stored = read_overlay(&s.data_dir)?;
+                &stored
+            }
+        };
+        if overlay.is_empty() {
+            return Ok(s);
+        }
+        let merged = with_overlay(&text, overlay).map_err(|message| ConfigError::Invalid {
+            path: name.clone(),
+            problems: vec![Problem { line: 0, message }],
+        })?;
+        match check_text(&merged, &base) {
+            (Some(mut s), problems) if problems.is_empty() => {
+                self.apply_overrides(&mut s);
+                Ok(s)
+            }
+            (_, problems) => Err(ConfigError::Invalid {
+                path: format!("{name} with {}", overlay_file(&s.data_dir).display()),
+                // lines of the merged text mean nothing to a reader: the messages say it
+                problems: problems
+                    .into_iter()
+                    .map(|p| Problem { line: 0, ..p })
+                    .collect(),
+            }),
+        }
+    }
+
+    /// The directory relative paths of the file are taken from.
+    pub fn base(&self) -> PathBuf {
+        self.config
+            .as_deref()
+            .and_then(Path::parent)
+            .map(Path::to_path_buf)
+            .unwrap_or_default()
+    }
+
+    /// Command-line overrides; a relative `data_dir` from a file is taken from the
+    /// file's directory.
+    pub fn apply_overrides(&self, s: &mut Settings) {
+        if let Some(base) = self.config.as_deref().and_then(Path::parent)
+            && s.data_dir.is_relative()
+            && !base.as_os_str().is_empty()
+        {
+            s.data_dir = base.join(&s.data_dir);
+        }
+        if let Some(d) = &self.data_dir {
+            s.data_dir = d.clone();
+        }
+        if let Some(name) = &self.domain {
+            let mut d = s.domains.first().cloned().unwrap_or_default();
+            d.name = name.to_ascii_lowercase();
+            d.certificate.clear();
+            d.key.clear();
+            s.domains = vec![d];
+        }
+    }
+}
+
+fn read_config(path: Option<&Path>) -> Result<(String, String), ConfigError> {
+    Ok(match path {
         Some(p) => (
             p.display().to_string(),
             std::fs::read_to_string(p).map_err(|error| ConfigError::Read {
@@ -54,17 +152,78 @@ pub fn load(path: Option<&Path>) -> Result<Settings, ConfigError> {
             })?,
         ),
         None => ("(embedded default)".to_string(), DEFAULT.to_string()),
+    })
+}
+
+pub fn overlay_file(data_dir: &Path) -> PathBuf {
+    data_dir.join(OVERLAY_FILE)
+}
+
+/// The WebAdmin's overlay (empty when there is none).
+pub fn read_overlay(data_dir: &Path) -> Result<toml::Table, ConfigError> {
+    let f = overlay_file(data_dir);
+    let text = match std::fs::read_to_string(&f) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(toml::Table::new()),
+        Err(error) => {
+            return Err(ConfigError::Read {
+                path: f.display().to_string(),
+                error,
+            });
+        }
     };
-    let base = path
-        .and_then(|p| p.parent())
-        .map(Path::to_path_buf)
-        .unwrap_or_default();
-    match check_text(&text, &base) {
-        (Some(s), problems) if problems.is_empty() => Ok(s),
-        (_, problems) => Err(ConfigError::Invalid {
-            path: name,
-            problems,
-        }),
+    text.parse::<toml::Table>()
+        .map_err(|e| ConfigError::Invalid {
+            path: f.display().to_string(),
+            problems: vec![Problem {
+                line: e.span().map(|s| line_of(&text, s.start)).unwrap_or(0),
+                message: e.message().to_string(),
+            }],
+        })
+}
+
+/// Write the overlay (0600: it may hold component secrets) through a temporary file.
+pub fn write_overlay(data_dir: &Path, overlay: &toml::Table) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let text = format!(
+        "# Settings changed from the WebAdmin; merged over the configuration file at\n\
+         # every load. Delete a key (or the file) to return to the file's value.\n{}",
+        toml::to_string(overlay).map_err(std::io::Error::other)?
+    );
+    let f = overlay_file(data_dir);
+    let tmp = f.with_extension("toml.partial");
+    let _ = std::fs::remove_file(&tmp);
+    let mut out = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&tmp)?;
+    out.write_all(text.as_bytes())?;
+    out.sync_all()?;
+    std::fs::rename(&tmp, &f)
+}
+
+/// The configuration text with the overlay merged over it: tables merge key by key,
+/// anything else (values, arrays such as `domain`) is replaced whole. `data_dir` is
+/// never taken from the overlay (it lives there).
+pub fn with_overlay(text: &str, overlay: &toml::Table) -> Result<String, String> {
+    let mut doc: toml::Table = text.parse().map_err(|e: toml::de::Error| e.to_string())?;
+    let mut overlay = overlay.clone();
+    overlay.remove("data_dir");
+    merge(&mut doc, &overlay);
+    toml::to_string(&doc).map_err(|e| e.to_string())
+}
+
+/// Merge `over` into `base`: tables recursively, other values replaced.
+pub fn merge(base: &mut toml::Table, over: &toml::Table) {
+    for (k, v) in over {
+        match (base.get_mut(k), v) {
+            (Some(toml::Value::Table(b)), toml::Value::Table(o)) => merge(b, o),
+            _ => {
+                base.insert(k.clone(), v.clone());
+            }
+        }
     }
 }
 
@@ -159,11 +318,11 @@ fn semantic_checks(
     if s.domains.is_empty() {
         push(&["domain"], "at least one [[domain]] is needed".into());
     }
-    if s.http.enabled && !s.http.address.ip().is_loopback() {
+    if s.http.enabled && !s.http.address.ip().is_loopback() && s.admins.is_empty() {
         push(
             &["http", "address"],
             format!(
-                "{}: the HTTP side has no administrator authentication yet, so it listens on loopback addresses only",
+                "{}: a non-loopback address needs an administrator (admins) to log in to the WebAdmin",
                 s.http.address
             ),
         );
@@ -424,6 +583,55 @@ mod tests {
         assert_eq!(irc.description, "IRC");
         // and the secret never shows in debug output
         assert!(!format!("{irc:?}").contains("s3cret"));
+    }
+
+    #[test]
+    fn the_overlay_merges_over_the_file_and_is_checked_with_it() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let cfg = dir.path().join("x.toml");
+        std::fs::write(
+            &cfg,
+            "data_dir = \"data\"\nchannels = 7\n[limits]\nmax_depth = 9\nauth_timeout = 11\n\
+             [[domain]]\nname = \"example.org\"\n",
+        )
+        .expect("write");
+        let loader = Loader {
+            config: Some(cfg),
+            ..Loader::default()
+        };
+        let s = loader.load().expect("no overlay");
+        assert_eq!(s.data_dir, dir.path().join("data"));
+        std::fs::create_dir_all(&s.data_dir).expect("mkdir");
+        let overlay: toml::Table = "data_dir = \"/elsewhere\"\n[limits]\nmax_depth = 20\n\
+            [[domain]]\nname = \"a.example\"\n[[domain]]\nname = \"b.example\"\n"
+            .parse()
+            .expect("toml");
+        write_overlay(&s.data_dir, &overlay).expect("write overlay");
+        let s = loader.load().expect("with overlay");
+        // tables merge key by key, arrays are replaced, data_dir stays the file's
+        assert_eq!((s.limits.max_depth, s.limits.auth_timeout), (20, 11));
+        assert_eq!(s.channels, 7);
+        let names: Vec<&str> = s.domains.iter().map(|d| d.name.as_str()).collect();
+        assert_eq!(names, ["a.example", "b.example"]);
+        assert_eq!(s.data_dir, dir.path().join("data"));
+        // an overlay the checks refuse is reported, naming the overlay file
+        let bad: toml::Table = "[limits]\nmax_depth = 99\n".parse().expect("toml");
+        let e = loader
+            .load_with(Some(&bad))
+            .expect_err("refused")
+            .to_string();
+        assert!(
+            e.contains("settings.toml") && e.contains("between 1 and 64"),
+            "{e}"
+        );
+        // the command line still wins
+        let s = Loader {
+            domain: Some("cli.example".into()),
+            ..loader.clone()
+        }
+        .load()
+        .expect("load");
+        assert_eq!(s.domains[0].name, "cli.example");
     }
 
     #[test]

@@ -24,7 +24,6 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 use xmppd_actors::server::Server;
-use xmppd_actors::signals::to_registry::SetDomains;
 use xmppd_actors::storage::{Storage, StorageError};
 use xmppd_proto::auth::scram::Credentials;
 use xmppd_proto::config::{PasswordFormat, Settings};
@@ -107,7 +106,7 @@ fn main() -> ExitCode {
             }
         };
     }
-    let settings = match load_settings(&cli) {
+    let settings = match loader(&cli).load() {
         Ok(s) => s,
         Err(e) => {
             eprintln!("xmppd: {e}");
@@ -115,12 +114,7 @@ fn main() -> ExitCode {
         }
     };
     let result = match cli.command {
-        None | Some(Command::Run) => run(
-            settings,
-            cli.config.clone(),
-            cli.domain.clone(),
-            cli.data_dir.clone(),
-        ),
+        None | Some(Command::Run) => run(settings, loader(&cli)),
         Some(Command::Account { action }) => account(&settings, action),
         Some(Command::Export { file }) => export(&settings, &file),
         Some(Command::Import { file }) => import(&settings, &file),
@@ -138,39 +132,11 @@ fn main() -> ExitCode {
     }
 }
 
-fn load_settings(cli: &Cli) -> Result<Settings, config::ConfigError> {
-    let mut s = config::load(cli.config.as_deref())?;
-    apply_overrides(
-        &mut s,
-        cli.config.as_deref(),
-        cli.domain.as_deref(),
-        cli.data_dir.as_deref(),
-    );
-    Ok(s)
-}
-
-/// Command-line overrides; a relative `data_dir` from a file is taken from the file's directory.
-fn apply_overrides(
-    s: &mut Settings,
-    config: Option<&Path>,
-    domain: Option<&str>,
-    data_dir: Option<&Path>,
-) {
-    if let Some(base) = config.and_then(Path::parent)
-        && s.data_dir.is_relative()
-        && !base.as_os_str().is_empty()
-    {
-        s.data_dir = base.join(&s.data_dir);
-    }
-    if let Some(d) = data_dir {
-        s.data_dir = d.to_path_buf();
-    }
-    if let Some(name) = domain {
-        let mut d = s.domains.first().cloned().unwrap_or_default();
-        d.name = name.to_ascii_lowercase();
-        d.certificate.clear();
-        d.key.clear();
-        s.domains = vec![d];
+fn loader(cli: &Cli) -> config::Loader {
+    config::Loader {
+        config: cli.config.clone(),
+        domain: cli.domain.clone(),
+        data_dir: cli.data_dir.clone(),
     }
 }
 
@@ -347,19 +313,10 @@ fn import(s: &Settings, file: &Path) -> Result<(), CliError> {
 }
 
 /// Run the daemon until SIGTERM or SIGINT; SIGHUP reloads the live settings.
-fn run(
-    settings: Settings,
-    config_path: Option<PathBuf>,
-    domain: Option<String>,
-    data_dir: Option<PathBuf>,
-) -> Result<(), CliError> {
+fn run(settings: Settings, loader: config::Loader) -> Result<(), CliError> {
     let ctl = logging::LogControl::new(settings.log_level, settings.log_tags.clone());
     let (log, guard) = logging::init(ctl.clone());
-    let base = config_path
-        .as_deref()
-        .and_then(Path::parent)
-        .map(Path::to_path_buf)
-        .unwrap_or_default();
+    let base = loader.base();
     // the database may live elsewhere (PostgreSQL); generated certificates and the
     // admin address still go here
     std::fs::create_dir_all(&settings.data_dir)?;
@@ -384,7 +341,8 @@ fn run(
         for (addr, tls) in &server.listening {
             println!("listening {} {addr}", if *tls == xmppd_proto::config::ListenerTls::Direct { "direct-tls" } else { "starttls" });
         }
-        if let Err(e) = http::start(&server.ctx, &log) {
+        let admin = http::Admin { loader: loader.clone(), logs: ctl.clone() };
+        if let Err(e) = http::start(&server.ctx, &log, admin) {
             server.shutdown(Duration::from_secs(1)).await;
             return Err(CliError::Usage(e.to_string()));
         }
@@ -410,28 +368,13 @@ fn run(
                 _ = int.recv() => break,
                 _ = hup.recv() => {
                     generation += 1;
-                    // the certificates first: a file that cannot be read fails the reload
-                    let result = match config::load(config_path.as_deref()).map_err(|e| e.to_string()).and_then(|mut new| {
-                        apply_overrides(&mut new, config_path.as_deref(), domain.as_deref(), data_dir.as_deref());
-                        certs::reload(&server.ctx.tls, &new, &base, &log).map_err(|e| format!("certificates: {e}")).map(|()| new)
-                    }) {
-                        Ok(new) => {
-                            let (applied, restart) = reload::changes(&server.ctx.settings.get(), &new);
-                            ctl.set(new.log_level, new.log_tags.clone());
-                            // settings first: a component reads them before it sends, and
-                            // stops if the reload no longer allows it; the registry then
-                            // dismisses it and detaches what the reload removed
-                            let domains = SetDomains::from_settings(&new);
-                            server.ctx.settings.set(reload::live(&server.ctx.settings.get(), new));
-                            server.ctx.registry.set_domains.do_send(domains);
-                            slog::info!(log, "configuration reloaded"; "applied" => applied.join("; "), "needs_restart" => restart.join(", "));
-                            Ok((applied, restart))
-                        }
-                        Err(e) => {
-                            slog::error!(log, "configuration not reloaded"; "error" => %e);
-                            Err(e)
-                        }
-                    };
+                    let result = loader
+                        .load()
+                        .map_err(|e| e.to_string())
+                        .and_then(|new| reload::apply(&server.ctx, &ctl, &base, new));
+                    if let Err(e) = &result {
+                        slog::error!(log, "configuration not reloaded"; "error" => %e);
+                    }
                     if let Err(e) = reload::write_atomically(&status_file, &reload::status_text(generation, &result)) {
                         slog::warn!(log, "cannot write the reload status"; "file" => %status_file.display(), "error" => %e);
                     }

@@ -26,6 +26,7 @@ pub fn changes(old: &Settings, new: &Settings) -> (Vec<String>, Vec<String>) {
         }
         match k.as_str() {
             "log_level" => applied.push(format!("log_level: {} -> {}", a[k], v)),
+            "log_tags" => applied.push(format!("log_tags: {} -> {}", a[k], v)),
             "domain" => {
                 let names = |s: &Settings| -> Vec<String> {
                     s.domains.iter().map(|d| d.name.clone()).collect()
@@ -33,11 +34,15 @@ pub fn changes(old: &Settings, new: &Settings) -> (Vec<String>, Vec<String>) {
                 let (was, now) = (names(old), names(new));
                 let added: Vec<_> = now.iter().filter(|d| !was.contains(d)).cloned().collect();
                 let removed: Vec<_> = was.iter().filter(|d| !now.contains(d)).cloned().collect();
-                applied.push(format!(
-                    "domains: added [{}], removed [{}]",
-                    added.join(", "),
-                    removed.join(", ")
-                ));
+                if added.is_empty() && removed.is_empty() {
+                    applied.push("hosted domains' settings (from the next request)".to_string());
+                } else {
+                    applied.push(format!(
+                        "domains: added [{}], removed [{}]",
+                        added.join(", "),
+                        removed.join(", ")
+                    ));
+                }
                 let certs = |s: &Settings| -> Vec<(String, String, String)> {
                     s.domains
                         .iter()
@@ -68,6 +73,34 @@ pub fn live(old: &Settings, mut new: Settings) -> Settings {
     new.data_dir = old.data_dir.clone();
     new.workers = old.workers;
     new
+}
+
+/// Take `new` over in the running server — the one path of SIGHUP, `xmppd reload` and
+/// the WebAdmin: certificates (re-read for new connections; a file that cannot be
+/// loaded fails the whole step and changes nothing), log levels, the live settings
+/// (what needs a restart stays as it runs), hosted domains and components. Returns
+/// (applied, needing a restart).
+pub fn apply(
+    ctx: &xmppd_actors::context::Ctx,
+    logs: &crate::logging::LogControl,
+    base: &Path,
+    new: Settings,
+) -> Result<(Vec<String>, Vec<String>), String> {
+    let current = ctx.settings.get();
+    let (applied, restart) = changes(&current, &new);
+    // what the server will run on: the data directory (where a generated certificate
+    // lives) stays the running one
+    let next = live(&current, new);
+    crate::certs::reload(&ctx.tls, &next, base, &ctx.log)
+        .map_err(|e| format!("certificates: {e}"))?;
+    logs.set(next.log_level, next.log_tags.clone());
+    // settings first: a component reads them before it sends, and stops if the reload
+    // no longer allows it; the registry then dismisses it and detaches what was removed
+    let domains = xmppd_actors::signals::to_registry::SetDomains::from_settings(&next);
+    ctx.settings.set(next);
+    ctx.registry.set_domains.do_send(domains);
+    slog::info!(ctx.log, "configuration reloaded"; "applied" => applied.join("; "), "needs_restart" => restart.join(", "));
+    Ok((applied, restart))
 }
 
 pub fn pid_file(data_dir: &Path) -> PathBuf {

@@ -91,14 +91,16 @@ pub fn sample_routing() -> Option<std::time::Instant> {
 
 /// SASL mechanisms (and legacy authentication) counted by result; anything else
 /// (an unknown or absent mechanism) is counted as `other`.
-pub const AUTH_MECHS: [&str; Mech::ALL.len() + 2] = {
-    let mut names = ["other"; Mech::ALL.len() + 2];
+pub const AUTH_MECHS: [&str; Mech::ALL.len() + 3] = {
+    let mut names = ["other"; Mech::ALL.len() + 3];
     let mut i = 0;
     while i < Mech::ALL.len() {
         names[i] = Mech::ALL[i].name();
         i += 1;
     }
     names[Mech::ALL.len()] = "legacy";
+    // an administrator's password on the WebAdmin's login form
+    names[Mech::ALL.len() + 1] = "webadmin";
     names
 };
 
@@ -414,7 +416,10 @@ mod tests {
         for m in Mech::ALL {
             assert!(AUTH_MECHS.contains(&m.name()), "{}", m.name());
         }
-        assert_eq!(&AUTH_MECHS[Mech::ALL.len()..], &["legacy", "other"]);
+        assert_eq!(
+            &AUTH_MECHS[Mech::ALL.len()..],
+            &["legacy", "webadmin", "other"]
+        );
     }
 
     #[test]

@@ -1,27 +1,34 @@
 //! The HTTP side, on actix-web: `GET /metrics` (Prometheus), `GET /monitor` and
 //! `/monitor.json` (the connections), `POST /monitor/close`, `GET /stats` (JSON
-//! counters), `GET /s2s` (each outbound queue of federation: state, length, counters).
-//! Later the WebAdmin and WebSocket clients live here too.
+//! counters), `GET /s2s` (each outbound queue of federation: state, length, counters),
+//! and the WebAdmin: `/admin/login`, the settings pages (`settings.rs`), the accounts
+//! (`accounts.rs`) and the same as JSON under `/api/`.
 //!
 //! It listens on `[http] address` (`127.0.0.1:5280`; `XMPPD_ADMIN=ADDR` in the
-//! environment overrides it, `127.0.0.1:0` picks a free port). There is no administrator
-//! authentication yet, so a non-loopback address stops the daemon at start. Every request
-//! must name a loopback address or `localhost` in `Host` (a page of another origin whose
-//! name resolves to 127.0.0.1 — DNS rebinding — names itself there); every request that
-//! changes state is a POST carrying the process's CSRF token. The bound address is
-//! printed as `admin ADDR` and written to `DATA_DIR/admin.addr`.
+//! environment overrides it, `127.0.0.1:0` picks a free port). A non-loopback address
+//! needs an administrator (`admins`), else the daemon does not start. Every request
+//! must name in `Host` a loopback address, `localhost`, the listening address or a
+//! hosted domain (a page of another origin whose name resolves here — DNS rebinding —
+//! names itself there); a browser's `Origin` must too. Every request that changes state
+//! is a POST carrying a CSRF token. The bound address is printed as `admin ADDR` and
+//! written to `DATA_DIR/admin.addr`.
 //!
-//! `/metrics` is open (counts, no names). `/monitor*`, `/stats` and `/s2s` show JIDs and
-//! address and can close connections: until the WebAdmin brings administrator logins they
-//! need the token the daemon writes at each start to `DATA_DIR/http.token` (0600), as
-//! `Authorization: Bearer T`, `?token=T`, or the cookie the monitor page sets from it.
+//! `/metrics` is open to loopback peers (counts, no names). Everything else but the
+//! login page needs an administrator's session (`auth.rs`) or the token the daemon
+//! writes at each start to `DATA_DIR/http.token` (0600), as `Authorization: Bearer T`,
+//! `?token=T`, or the cookie the monitor page sets from it.
 //!
 //! Bounds: `[http] max_connections` at once, one request per connection, the request
 //! head within actix-web's limits (431 beyond 128 KiB) and 5 s (408), the whole request
 //! (its body included) within 5 s more (408), form bodies within 16 KiB.
 
+mod accounts;
+pub mod auth;
+mod changes;
 mod metrics;
 mod monitor;
+mod page;
+mod settings;
 pub mod stats;
 
 use actix_web::body::BoxBody;
@@ -42,9 +49,17 @@ pub enum HttpError {
     #[error("http address {0:?} in {ENV}: {1}")]
     BadAddress(String, std::net::AddrParseError),
     #[error(
-        "http address {0}: the HTTP side has no administrator authentication yet, so it listens on loopback addresses only"
+        "http address {0}: a non-loopback address needs an administrator (admins) to log in to it"
     )]
     NotLoopback(SocketAddr),
+}
+
+/// What the WebAdmin needs from the daemon shell to change settings: how the
+/// configuration loads, and the log levels.
+#[derive(Clone)]
+pub struct Admin {
+    pub loader: crate::config::Loader,
+    pub logs: std::sync::Arc<crate::logging::LogControl>,
 }
 
 /// What every handler shares.
@@ -55,6 +70,10 @@ pub struct Shared {
     /// What `/monitor*` and `/stats` require (the content of `DATA_DIR/http.token`).
     token: std::sync::Arc<str>,
     registry: prometheus_client::registry::Registry,
+    pub admin: Admin,
+    pub sessions: std::sync::Arc<auth::Sessions>,
+    /// Held while a settings change reads, checks and writes the overlay.
+    pub changing: std::sync::Mutex<()>,
 }
 
 /// The file holding the token `/monitor*` and `/stats` require (0600, new at each start).
@@ -83,14 +102,24 @@ fn write_token(data_dir: &std::path::Path) -> std::io::Result<String> {
     Ok(token)
 }
 
-/// Paths that show who is connected (JIDs, addresses, peer domains) or act on
-/// connections.
-fn needs_token(path: &str) -> bool {
-    path == "/stats"
-        || path == "/s2s"
-        || path == "/monitor"
-        || path.starts_with("/monitor.")
-        || path.starts_with("/monitor/")
+/// Paths anyone may open (the login page and its stylesheet, the index); `/metrics`
+/// too, from a loopback peer.
+fn is_open(path: &str) -> bool {
+    matches!(path, "/" | "/admin/login" | "/admin/style.css")
+}
+
+/// A cookie's value.
+pub fn cookie(req: &HttpRequest, name: &str) -> Option<String> {
+    req.headers()
+        .get_all(header::COOKIE)
+        .filter_map(|h| h.to_str().ok())
+        .flat_map(|h| h.split(';'))
+        .find_map(|c| {
+            c.trim()
+                .strip_prefix(name)
+                .and_then(|v| v.strip_prefix('='))
+                .map(str::to_string)
+        })
 }
 
 /// The token the request presents: `Authorization: Bearer T`, `?token=T`, or the cookie.
@@ -106,16 +135,7 @@ fn presented_token(req: &HttpRequest) -> Option<String> {
     if let Some(t) = query_token(req) {
         return Some(t);
     }
-    req.headers()
-        .get_all(header::COOKIE)
-        .filter_map(|h| h.to_str().ok())
-        .flat_map(|h| h.split(';'))
-        .find_map(|c| {
-            c.trim()
-                .strip_prefix(TOKEN_COOKIE)
-                .and_then(|v| v.strip_prefix('='))
-                .map(str::to_string)
-        })
+    cookie(req, TOKEN_COOKIE)
 }
 
 /// `token=T` in the query string.
@@ -147,21 +167,21 @@ pub fn address(ctx: &Ctx) -> Result<Option<SocketAddr>, HttpError> {
             s.http.address
         }
     };
-    if !addr.ip().is_loopback() {
+    if !addr.ip().is_loopback() && ctx.settings.get().admins.is_empty() {
         return Err(HttpError::NotLoopback(addr));
     }
     Ok(Some(addr))
 }
 
-/// A fresh random token (hex), one per process.
-fn csrf_token() -> String {
+/// A fresh random token (48 hex digits): the process's CSRF token, session ids.
+pub fn csrf_token() -> String {
     let bytes: [u8; 24] = rand::random();
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// Start the HTTP side on the current actix system. A non-loopback address is an
 /// error; an address that cannot be bound is logged and the daemon goes on without it.
-pub fn start(ctx: &Ctx, log: &slog::Logger) -> Result<Option<SocketAddr>, HttpError> {
+pub fn start(ctx: &Ctx, log: &slog::Logger, admin: Admin) -> Result<Option<SocketAddr>, HttpError> {
     let Some(addr) = address(ctx)? else {
         return Ok(None);
     };
@@ -188,41 +208,50 @@ pub fn start(ctx: &Ctx, log: &slog::Logger) -> Result<Option<SocketAddr>, HttpEr
             return Ok(None);
         }
     };
+    let sessions = std::sync::Arc::new(auth::Sessions::default());
     let shared = web::Data::new(Shared {
         ctx: ctx.clone(),
         csrf: csrf_token(),
         token: token.clone(),
         registry: metrics::registry(ctx),
+        admin,
+        sessions: sessions.clone(),
+        changing: std::sync::Mutex::new(()),
     });
+    let live = ctx.clone();
     let max = ctx.settings.get().http.max_connections.max(1);
     let server = HttpServer::new(move || {
         let token = token.clone();
+        let (sessions, live) = (sessions.clone(), live.clone());
         App::new()
             .app_data(shared.clone())
             .app_data(web::FormConfig::default().limit(16 * 1024))
-            .wrap_fn(move |req, srv| match refusal(req.request(), &token) {
-                None => {
-                    let call = srv.call(req);
-                    Either::Left(async move {
-                        match tokio::time::timeout(REQUEST_DEADLINE, call).await {
-                            Ok(r) => r.map(ServiceResponse::map_into_left_body),
-                            // a body that does not arrive holds no connection slot; the
-                            // error becomes the 408 (the request itself went to the
-                            // service: a clone of it would break actix-web's routing)
-                            Err(_) => {
-                                Err(actix_web::error::ErrorRequestTimeout("request timeout\n"))
+            .app_data(web::PayloadConfig::default().limit(16 * 1024))
+            .wrap_fn(
+                move |req, srv| match refusal(req.request(), &token, &sessions, &live) {
+                    None => {
+                        let call = srv.call(req);
+                        Either::Left(async move {
+                            match tokio::time::timeout(REQUEST_DEADLINE, call).await {
+                                Ok(r) => r.map(ServiceResponse::map_into_left_body),
+                                // a body that does not arrive holds no connection slot; the
+                                // error becomes the 408 (the request itself went to the
+                                // service: a clone of it would break actix-web's routing)
+                                Err(_) => {
+                                    Err(actix_web::error::ErrorRequestTimeout("request timeout\n"))
+                                }
                             }
-                        }
-                    })
-                }
-                Some(res) => {
-                    let (req, _) = req.into_parts();
-                    Either::Right(std::future::ready(Ok(ServiceResponse::new(
-                        req,
-                        res.map_into_right_body(),
-                    ))))
-                }
-            })
+                        })
+                    }
+                    Some(res) => {
+                        let (req, _) = req.into_parts();
+                        Either::Right(std::future::ready(Ok(ServiceResponse::new(
+                            req,
+                            res.map_into_right_body(),
+                        ))))
+                    }
+                },
+            )
             // a resource answers other methods with 405
             .service(web::resource("/").get(index))
             .service(web::resource("/stats").get(get_stats))
@@ -231,6 +260,37 @@ pub fn start(ctx: &Ctx, log: &slog::Logger) -> Result<Option<SocketAddr>, HttpEr
             .service(web::resource("/monitor").get(monitor::page))
             .service(web::resource("/monitor.json").get(monitor::json))
             .service(web::resource("/monitor/close").post(monitor::close))
+            .service(web::resource("/admin").get(to_settings))
+            .service(web::resource("/admin/").get(to_settings))
+            .service(web::resource("/admin/style.css").get(style))
+            .service(
+                web::resource("/admin/login")
+                    .get(auth::login_form)
+                    .post(auth::login),
+            )
+            .service(web::resource("/admin/logout").post(auth::logout))
+            .service(
+                web::resource(["/admin/settings", "/admin/domains", "/admin/federation"])
+                    .get(settings::get_page)
+                    .post(settings::post_page),
+            )
+            .service(
+                web::resource("/admin/accounts")
+                    .get(accounts::page)
+                    .post(accounts::post_page),
+            )
+            .service(
+                web::resource("/api/settings")
+                    .get(settings::api_get)
+                    .post(settings::api_post),
+            )
+            .service(
+                web::resource("/api/accounts")
+                    .get(accounts::api_get)
+                    .post(accounts::api_post),
+            )
+            .service(web::resource("/api/monitor").get(monitor::json))
+            .service(web::resource("/api/stats").get(get_stats))
             .default_service(web::to(not_found))
     })
     .workers(1)
@@ -260,18 +320,27 @@ pub fn start(ctx: &Ctx, log: &slog::Logger) -> Result<Option<SocketAddr>, HttpEr
     Ok(Some(bound))
 }
 
-/// The answer to a request refused before any handler sees it: `Host` must name a
-/// loopback address or localhost, and a browser's `Origin`, when sent, too (no other
-/// site's page may post here); `/monitor*` and `/stats` need the token (401).
-fn refusal(req: &HttpRequest, token: &str) -> Option<HttpResponse> {
+/// The answer to a request refused before any handler sees it: `Host` must be one we
+/// answer to, and a browser's `Origin`, when sent, too (no other site's page may post
+/// here); then who asks is found (a session or the token, put in the request's
+/// extensions as [`auth::Auth`]) and everything but the open paths needs someone (401;
+/// a WebAdmin page sends a browser to the login page instead).
+fn refusal(
+    req: &HttpRequest,
+    token: &str,
+    sessions: &auth::Sessions,
+    ctx: &Ctx,
+) -> Option<HttpResponse> {
+    use actix_web::HttpMessage;
+    let settings = ctx.settings.get();
     let host = req
         .headers()
         .get(header::HOST)
         .and_then(|h| h.to_str().ok());
-    if !host.is_some_and(host_is_loopback) {
+    if !host.is_some_and(|h| host_allowed(h, &settings)) {
         return Some(text(
             StatusCode::FORBIDDEN,
-            "Host must name a loopback address\n",
+            "Host must name a loopback address, this server's address or a hosted domain\n",
         ));
     }
     if let Some(origin) = req.headers().get(header::ORIGIN) {
@@ -279,7 +348,7 @@ fn refusal(req: &HttpRequest, token: &str) -> Option<HttpResponse> {
             .to_str()
             .ok()
             .and_then(|o| o.split_once("://"))
-            .is_some_and(|(_, rest)| host_is_loopback(rest));
+            .is_some_and(|(_, rest)| host_allowed(rest, &settings));
         if !ok {
             return Some(text(
                 StatusCode::FORBIDDEN,
@@ -287,42 +356,83 @@ fn refusal(req: &HttpRequest, token: &str) -> Option<HttpResponse> {
             ));
         }
     }
-    if needs_token(req.path()) && !presented_token(req).is_some_and(|t| same_secret(&t, token)) {
-        return Some(
+    let now = std::time::Instant::now();
+    let who = match auth::session_cookie(req).and_then(|id| sessions.touch(&id, now)) {
+        // an administrator no more (or whose domain is gone) is logged out
+        Some(auth::Auth::Session { id, jid, .. })
+            if !jid
+                .split_once('@')
+                .is_some_and(|(u, d)| settings.is_admin(u, d) && settings.domain(d).is_some()) =>
+        {
+            sessions.close(&id);
+            None
+        }
+        Some(a) => Some(a),
+        None => presented_token(req)
+            .filter(|t| same_secret(t, token))
+            .map(|_| auth::Auth::Token {
+                header: req.headers().contains_key(header::AUTHORIZATION),
+            }),
+    };
+    let open = is_open(req.path())
+        || (req.path() == "/metrics" && req.peer_addr().is_some_and(|a| a.ip().is_loopback()));
+    match who {
+        Some(a) => {
+            req.extensions_mut().insert(a);
+            None
+        }
+        None if open => None,
+        None if req.method() == actix_web::http::Method::GET
+            && (req.path().starts_with("/admin") || req.path() == "/monitor") =>
+        {
+            Some(
+                HttpResponse::SeeOther()
+                    .insert_header((header::LOCATION, "/admin/login"))
+                    .finish(),
+            )
+        }
+        None => Some(
             HttpResponse::build(StatusCode::UNAUTHORIZED)
                 .insert_header((header::CONTENT_TYPE, "text/plain; charset=utf-8"))
                 .insert_header((header::WWW_AUTHENTICATE, "Bearer realm=\"xmppd\""))
                 .body(format!(
-                    "this page needs the token in DATA_DIR/{TOKEN_FILE} (Authorization: Bearer, or ?token=)\n"
+                    "log in at /admin/login, or present the token in DATA_DIR/{TOKEN_FILE} (Authorization: Bearer, or ?token=)\n"
                 )),
-        );
+        ),
     }
-    None
+}
+
+/// `Host` (or an origin's host) names a loopback address or `localhost`, the address
+/// the HTTP side listens on, or a hosted domain.
+pub fn host_allowed(host: &str, s: &xmppd_proto::config::Settings) -> bool {
+    if host_is_loopback(host) {
+        return true;
+    }
+    let name = host_name(host);
+    let listen = s.http.address.ip();
+    (!listen.is_unspecified()
+        && name
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip == listen))
+        || s.domains.iter().any(|d| d.name.eq_ignore_ascii_case(name))
+}
+
+/// The name in `name[:port]` or `[v6]:port`.
+fn host_name(host: &str) -> &str {
+    let host = host.trim();
+    match host.strip_prefix('[') {
+        Some(rest) => rest.split(']').next().unwrap_or(""),
+        None => host.split(':').next().unwrap_or(""),
+    }
 }
 
 /// `name[:port]` names a loopback address or `localhost`.
 pub fn host_is_loopback(host: &str) -> bool {
-    let host = host.trim();
-    let name = match host.strip_prefix('[') {
-        Some(rest) => rest.split(']').next().unwrap_or(""),
-        None => host.split(':').next().unwrap_or(""),
-    };
+    let name = host_name(host);
     name.eq_ignore_ascii_case("localhost")
         || name
             .parse::<std::net::IpAddr>()
             .is_ok_and(|ip| ip.is_loopback())
-}
-
-/// The request carries the process's CSRF token (header `X-CSRF-Token` or the form
-/// field `csrf`), compared without an early exit.
-pub fn csrf_ok(shared: &Shared, req: &HttpRequest, form: Option<&str>) -> bool {
-    let given = req
-        .headers()
-        .get("x-csrf-token")
-        .and_then(|h| h.to_str().ok())
-        .or(form)
-        .unwrap_or("");
-    same_secret(given, &shared.csrf)
 }
 
 /// `Set-Cookie` for a page opened with a valid `?token=`: its own requests (the
@@ -342,8 +452,21 @@ pub fn text(code: StatusCode, body: &'static str) -> HttpResponse<BoxBody> {
 async fn index() -> HttpResponse {
     text(
         StatusCode::OK,
-        "xmppd: GET /metrics (Prometheus); with the token of DATA_DIR/http.token: /monitor (connections), /monitor.json, /stats, /s2s\n",
+        "xmppd: GET /metrics (Prometheus); the WebAdmin at /admin (administrators log in); with a login or the token of DATA_DIR/http.token: /monitor (connections), /monitor.json, /stats, /s2s, /api/settings, /api/accounts\n",
     )
+}
+
+async fn to_settings() -> HttpResponse {
+    HttpResponse::SeeOther()
+        .insert_header((header::LOCATION, "/admin/settings"))
+        .finish()
+}
+
+async fn style() -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("text/css; charset=utf-8")
+        .insert_header((header::CACHE_CONTROL, "max-age=3600"))
+        .body(page::CSS)
 }
 
 async fn not_found() -> HttpResponse {
@@ -381,7 +504,36 @@ async fn get_metrics(shared: web::Data<Shared>) -> HttpResponse {
 
 #[cfg(test)]
 mod tests {
-    use super::host_is_loopback;
+    use super::{host_allowed, host_is_loopback};
+    use xmppd_proto::config::{DomainSettings, Settings};
+
+    #[test]
+    fn hosts_answered_are_loopback_the_listen_address_and_hosted_domains() {
+        let mut s = Settings {
+            domains: vec![DomainSettings::named("example.org")],
+            ..Settings::default()
+        };
+        s.http.address = "192.0.2.7:5280".parse().expect("addr");
+        for ok in [
+            "localhost:5280",
+            "192.0.2.7:5280",
+            "192.0.2.7",
+            "Example.ORG:5280",
+        ] {
+            assert!(host_allowed(ok, &s), "{ok}");
+        }
+        for bad in [
+            "192.0.2.8:5280",
+            "evil.example",
+            "example.org.evil.example",
+            "",
+        ] {
+            assert!(!host_allowed(bad, &s), "{bad}");
+        }
+        // listening on every address names none of them
+        s.http.address = "0.0.0.0:5280".parse().expect("addr");
+        assert!(!host_allowed("0.0.0.0:5280", &s));
+    }
 
     #[test]
     fn only_loopback_hosts() {

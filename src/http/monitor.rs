@@ -4,7 +4,8 @@
 //! `POST /monitor/close` (id, CSRF token) ends a connection's stream with
 //! `<policy-violation/>`: its actor gets the stream error and closes.
 
-use super::{Shared, csrf_ok, text};
+use super::auth::{Auth, csrf_ok};
+use super::{Shared, text};
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
 use xmppd_actors::monitor::{ConnRow, connection, connections};
@@ -25,6 +26,11 @@ pub async fn json() -> HttpResponse {
 }
 
 pub async fn page(shared: web::Data<Shared>, req: HttpRequest) -> HttpResponse {
+    // a logged-in administrator's page posts with the session's token
+    let csrf = match Auth::of(&req) {
+        Some(Auth::Session { csrf, .. }) => csrf,
+        _ => shared.csrf.clone(),
+    };
     let mut res = HttpResponse::Ok();
     if let Some(cookie) = super::token_cookie(&shared, &req) {
         res.insert_header((actix_web::http::header::SET_COOKIE, cookie));
@@ -33,7 +39,7 @@ pub async fn page(shared: web::Data<Shared>, req: HttpRequest) -> HttpResponse {
         .insert_header(("Content-Security-Policy", "default-src 'self'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; frame-ancestors 'none'"))
         .insert_header(("X-Frame-Options", "DENY"))
         .insert_header(("Cache-Control", "no-store"))
-        .body(PAGE.replace("{{CSRF}}", &shared.csrf))
+        .body(PAGE.replace("{{CSRF}}", &csrf))
 }
 
 #[derive(serde::Deserialize)]

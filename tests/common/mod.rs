@@ -4,6 +4,7 @@
 
 pub mod postgres;
 pub mod register;
+pub mod web;
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;

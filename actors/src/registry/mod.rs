@@ -6,6 +6,7 @@
 
 mod admin;
 pub mod domains;
+mod remove;
 pub mod routes;
 mod waiting;
 
@@ -738,5 +739,6 @@ pub fn reference(addr: &Addr<Registry>) -> crate::signals::RegistryRef {
         dialback_verify: addr.clone().recipient(),
         list_queues: addr.clone().recipient(),
         outbound_idle: addr.clone().recipient(),
+        remove_account: addr.clone().recipient(),
     }
 }

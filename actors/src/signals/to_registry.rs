@@ -114,6 +114,15 @@ pub struct ForAccount {
     pub msg: super::ToAccount,
 }
 
+/// Remove the account `bare` (WebAdmin); `done` is answered once the delete committed
+/// (or failed: `NotFound` when there is no such account).
+#[derive(actix::Message)]
+#[rtype(result = "()")]
+pub struct RemoveAccount {
+    pub bare: BareJid,
+    pub done: tokio::sync::oneshot::Sender<Result<(), crate::storage::StorageError>>,
+}
+
 /// The registry's address, one recipient per message kind.
 #[derive(Clone)]
 pub struct RegistryRef {
@@ -131,6 +140,7 @@ pub struct RegistryRef {
     pub dialback_verify: Recipient<super::to_outbound::DialbackVerify>,
     pub list_queues: Recipient<super::to_outbound::ListQueues>,
     pub outbound_idle: Recipient<super::to_outbound::OutboundIdle>,
+    pub remove_account: Recipient<RemoveAccount>,
 }
 
 impl RegistryRef {

@@ -415,7 +415,7 @@ fn derivations() -> &'static tokio::sync::Semaphore {
 }
 
 /// A place among the key derivations running at once.
-pub(crate) async fn derivation_permit() -> Option<tokio::sync::SemaphorePermit<'static>> {
+pub async fn derivation_permit() -> Option<tokio::sync::SemaphorePermit<'static>> {
     derivations().acquire().await.ok()
 }
 

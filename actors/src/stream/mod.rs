@@ -19,7 +19,7 @@ pub mod core;
 pub mod s2s_in;
 
 /// A place among the key derivations running at once (password changes take one too).
-pub(crate) use c2s_sasl::derivation_permit;
+pub use c2s_sasl::derivation_permit;
 
 pub use self::core::{Accepted, Connection, StreamCore};
 use xmppd_proto::stream::error::{Condition, StreamError};
