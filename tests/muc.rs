@@ -458,3 +458,81 @@ async fn saved_rooms_count_against_their_creator_and_are_bounded() {
     // the saved room itself is still there for both
     join(&mut b, ROOM, "bob").await;
 }
+
+/// The history and subject a newcomer gets after entering (everything up to the
+/// subject, which comes last): the bodies in order, and the subject.
+async fn history_then_subject(r: &mut Raw) -> (Vec<String>, String) {
+    let mut bodies = Vec::new();
+    loop {
+        let s = r.next_non_presence().await;
+        if s.contains("<subject") {
+            return (bodies, s);
+        }
+        if let (Some(a), Some(b)) = (s.find("<body>"), s.find("</body>")) {
+            assert!(s.contains("urn:xmpp:delay"), "history is stamped: {s}");
+            bodies.push(s[a + 6..b].to_string());
+        }
+    }
+}
+
+/// A persistent room's history is stored (bounded to `muc.history`): it survives an
+/// idle stop of the room's actor and a daemon restart; a subject changed right before
+/// SIGTERM is stored too (the rooms store what is pending before the daemon exits).
+#[tokio::test]
+async fn a_persistent_rooms_history_and_subject_survive_idle_stop_and_sigterm() {
+    let mut d = Daemon::with(Options {
+        extra: "[muc]\nidle_timeout = 1\nhistory = 3\nmessages_per_minute = 1000\n".into(),
+        ..opts()
+    });
+    let mut a = login(&d, "alice").await;
+    join(&mut a, ROOM, "alice").await;
+    a.send(&format!("<iq type='set' id='cfg' to='{ROOM}'><query xmlns='http://jabber.org/protocol/muc#owner'><x xmlns='jabber:x:data' type='submit'><field var='muc#roomconfig_persistentroom'><value>1</value></field></x></query></iq>")).await;
+    assert!(a.wait_for("id='cfg'").await.contains("type='result'"));
+    for n in 1..=4 {
+        a.send(&format!(
+            "<message to='{ROOM}' type='groupchat'><body>h{n}</body></message>"
+        ))
+        .await;
+        a.wait_for(&format!("<body>h{n}</body>")).await;
+    }
+    a.send(&format!("<presence to='{ROOM}/alice' type='unavailable'/>"))
+        .await;
+    a.wait_for("type='unavailable'").await;
+    d.wait_log("room stopped", 1);
+
+    // restored from storage: the newest three, stamped, before the subject
+    let mut b = login(&d, "bob").await;
+    join(&mut b, ROOM, "bob").await;
+    let (bodies, _) = history_then_subject(&mut b).await;
+    assert_eq!(bodies, ["h2", "h3", "h4"]);
+
+    // one more message and a new subject by the owner, then SIGTERM as soon as they
+    // are reflected
+    join(&mut a, ROOM, "alice").await;
+    history_then_subject(&mut a).await;
+    b.send(&format!(
+        "<message to='{ROOM}' type='groupchat'><body>h5</body></message>"
+    ))
+    .await;
+    b.wait_for("<body>h5</body>").await;
+    // many subject changes in one write: each is saved before the room goes on, so
+    // most are still queued at the SIGTERM
+    let burst: String = (1..=40)
+        .map(|n| {
+            format!(
+                "<message to='{ROOM}' type='groupchat'><subject>Subject {n}.</subject></message>"
+            )
+        })
+        .collect();
+    a.send(&burst).await;
+    a.wait_for("Subject 1.").await;
+    let st = d.terminate();
+    assert!(st.success(), "{st:?}");
+    d.spawn();
+
+    let mut c = login(&d, "carol").await;
+    join(&mut c, ROOM, "carol").await;
+    let (bodies, subject) = history_then_subject(&mut c).await;
+    assert_eq!(bodies, ["h3", "h4", "h5"]);
+    assert!(subject.contains("Subject 40."), "{subject}");
+}
