@@ -536,3 +536,34 @@ async fn a_persistent_rooms_history_and_subject_survive_idle_stop_and_sigterm() 
     assert_eq!(bodies, ["h3", "h4", "h5"]);
     assert!(subject.contains("Subject 40."), "{subject}");
 }
+
+/// What a sender may not put in a room's message is gone from the reflection (a
+/// delay stamp, a stanza id in the room's name), and an owner's admin grants do not
+/// let the room past `muc.max_occupants`.
+#[tokio::test]
+async fn reflections_drop_forged_stamps_and_grants_do_not_pass_the_cap() {
+    let d = Daemon::with(Options {
+        extra: "[muc]\nmax_occupants = 2\n".into(),
+        ..opts()
+    });
+    let mut a = login(&d, "alice").await;
+    join(&mut a, ROOM, "alice").await;
+    instant(&mut a, ROOM).await;
+    let mut b = login(&d, "bob").await;
+    join(&mut b, ROOM, "bob").await;
+    b.send(&format!("<message to='{ROOM}' type='groupchat' id='f1'><body>forged</body><delay xmlns='urn:xmpp:delay' from='{ROOM}' stamp='2002-09-10T23:08:25Z'/><stanza-id xmlns='urn:xmpp:sid:0' by='{ROOM}' id='fake'/></message>")).await;
+    let m = a.wait_for("<body>forged</body>").await;
+    assert!(
+        !m.contains("urn:xmpp:delay") && !m.contains("fake") && m.contains("occupant-id"),
+        "{m}"
+    );
+    a.send(&format!("<iq type='set' id='ad' to='{ROOM}'><query xmlns='http://jabber.org/protocol/muc#admin'><item affiliation='admin' jid='carol@localhost'/></query></iq>")).await;
+    assert!(a.wait_for("id='ad'").await.contains("type='result'"));
+    let mut c = login(&d, "carol").await;
+    c.send(&format!(
+        "<presence to='{ROOM}/carol'><x xmlns='http://jabber.org/protocol/muc'/></presence>"
+    ))
+    .await;
+    let e = c.wait_for("type='error'").await;
+    assert!(e.contains("service-unavailable"), "{e}");
+}
