@@ -567,3 +567,45 @@ async fn reflections_drop_forged_stamps_and_grants_do_not_pass_the_cap() {
     let e = c.wait_for("type='error'").await;
     assert!(e.contains("service-unavailable"), "{e}");
 }
+
+/// In a semi-anonymous room a moderator entering sees the others' JIDs; a room made
+/// members-only removes whoever is not a member, with status 322.
+#[tokio::test]
+async fn moderators_see_jids_and_members_only_removes_outsiders() {
+    let d = Daemon::with(opts());
+    let mut a = login(&d, "alice").await;
+    join(&mut a, ROOM, "alice").await;
+    instant(&mut a, ROOM).await;
+    let mut b = login(&d, "bob").await;
+    join(&mut b, ROOM, "bob").await;
+    let mut c = login(&d, "carol").await;
+    join(&mut c, ROOM, "carol").await;
+    // alice (the owner, a moderator) comes back: bob's presence carries his JID
+    a.send(&format!("<presence to='{ROOM}/alice' type='unavailable'/>"))
+        .await;
+    a.wait_for("type='unavailable'").await;
+    a.send(&format!(
+        "<presence to='{ROOM}/alice'><x xmlns='http://jabber.org/protocol/muc'/></presence>"
+    ))
+    .await;
+    let bob = a.wait_for(&format!("from='{ROOM}/bob'")).await;
+    assert!(bob.contains("jid='bob@localhost/r'"), "{bob}");
+    a.wait_for("code='110'").await;
+    a.send(&format!("<iq type='set' id='mem' to='{ROOM}'><query xmlns='http://jabber.org/protocol/muc#admin'><item affiliation='member' jid='bob@localhost'/></query></iq>")).await;
+    assert!(a.wait_for("id='mem'").await.contains("type='result'"));
+    a.send(&format!("<iq type='set' id='cfg' to='{ROOM}'><query xmlns='http://jabber.org/protocol/muc#owner'><x xmlns='jabber:x:data' type='submit'><field var='muc#roomconfig_membersonly'><value>1</value></field></x></query></iq>")).await;
+    assert!(a.wait_for("id='cfg'").await.contains("type='result'"));
+    let out = c.wait_for("code='322'").await;
+    assert!(
+        out.contains("type='unavailable'") && out.contains("code='110'"),
+        "{out}"
+    );
+    let seen = b.wait_for("code='322'").await;
+    assert!(seen.contains(&format!("from='{ROOM}/carol'")), "{seen}");
+    // bob, a member, is still in: he gets the next message
+    a.send(&format!(
+        "<message to='{ROOM}' type='groupchat'><body>members now</body></message>"
+    ))
+    .await;
+    b.wait_for("members now").await;
+}

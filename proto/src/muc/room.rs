@@ -24,6 +24,8 @@ pub mod status {
     pub const NICK_CHANGED: u16 = 303;
     pub const KICKED: u16 = 307;
     pub const AFFILIATION_CHANGED: u16 = 321;
+    /// Removed: the room became members-only.
+    pub const MEMBERS_ONLY: u16 = 322;
     pub const ERROR: u16 = 333;
 }
 
@@ -454,8 +456,14 @@ impl Room {
             occupant_id: self.occupant_id(&bare),
         };
         let mut out = Vec::new();
+        // in first: what the others' presence shows depends on the newcomer's role (a
+        // moderator sees their JIDs in a semi-anonymous room)
+        self.occupants.insert(o);
+        let Some(me) = self.occupants.by_nick(nick) else {
+            return out;
+        };
         // §7.2.3: the others' presence to the newcomer, then the newcomer's to the others
-        for other in self.occupants.iter() {
+        for other in self.occupants.iter().filter(|x| x.nick != me.nick) {
             out.push(Effect::Send(self.presence_of(
                 other,
                 from,
@@ -465,10 +473,6 @@ impl Room {
                 None,
             )));
         }
-        self.occupants.insert(o);
-        let Some(me) = self.occupants.by_nick(nick) else {
-            return out;
-        };
         for to in self.occupants.all_jids() {
             if &to == from {
                 continue;

@@ -77,6 +77,25 @@ fn non_anonymous_rooms_show_jids_and_say_so() {
 }
 
 #[test]
+fn a_moderator_entering_a_semi_anonymous_room_sees_jids() {
+    let mut t = T::instant();
+    t.enter(B, "bob");
+    // a participant sees nicks only (and its own JID in its self-presence)
+    let carol = to(&t.enter(C, "carol"), C);
+    let others: Vec<_> = carol.iter().filter(|s| !s.contains("code='110'")).collect();
+    assert!(others.iter().all(|s| !s.contains("jid=")), "{carol:?}");
+    // the owner (a moderator) leaves and comes back: the others' presence shows JIDs
+    t.send(A, "alice", "<presence type='unavailable'/>");
+    let alice = to(&t.enter(A, "alice"), A);
+    for j in [B, C] {
+        assert!(
+            alice.iter().any(|s| s.contains(&format!("jid='{j}'"))),
+            "{j}: {alice:?}"
+        );
+    }
+}
+
+#[test]
 fn entering_needs_a_nick_and_a_free_one() {
     let mut t = T::instant();
     assert_eq!(err(&t.send(B, "", "<presence/>")), "jid-malformed");

@@ -222,6 +222,8 @@ fn mediated_invitations_and_declines() {
     );
     assert_eq!(err(&t.send("eve@example.org/e", "", "<message><x xmlns='http://jabber.org/protocol/muc#user'><invite to='x@y'/></x></message>")), "not-acceptable");
     // members-only: participants may not invite unless allowed; an owner's invitee becomes a member
+    // (bob is made a member first: a room made members-only removes non-members)
+    t.send(A, "", "<iq type='set' id='m'><query xmlns='http://jabber.org/protocol/muc#admin'><item affiliation='member' jid='bob@example.org'/></query></iq>");
     t.configure(&[("muc#roomconfig_membersonly", "1")]);
     assert_eq!(err(&t.send(B, "", "<message><x xmlns='http://jabber.org/protocol/muc#user'><invite to='frank@example.org'/></x></message>")), "forbidden");
     let out = t.send(A, "", "<message><x xmlns='http://jabber.org/protocol/muc#user'><invite to='frank@example.org'/></x></message>");
