@@ -495,13 +495,7 @@ impl Session {
             }
             return;
         }
-        // a room's fan-out may wait a few ms to share a write with the next ones
-        let queued = if m.ty == Some("groupchat") {
-            self.out.try_send_bytes_later(m.bytes)
-        } else {
-            self.out.try_send_bytes(m.bytes)
-        };
-        match queued {
+        match self.out.try_send_bytes(m.bytes) {
             Ok(()) => {
                 self.ctx.stats.stanzas_out.fetch_add(1, Ordering::Relaxed);
                 METRICS.message(Outcome::Delivered);

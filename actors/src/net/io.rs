@@ -5,12 +5,6 @@
 //! sends faster than its actor handles is slowed down by TCP itself. Writes come from
 //! the actors through an [`Outbox`], counted in bytes: a peer that does not read is
 //! disconnected once its queue passes the configured bound.
-//!
-//! Everything queued when the task wakes goes out in one write. Data queued as
-//! [`Outbox::try_send_bytes_later`] (a room's fan-out) may wait up to [`COALESCE`] when
-//! the connection was written to less than that ago, so that a busy connection gets
-//! one write (one TLS record, one syscall) for several such messages instead of one
-//! each; anything else queued behind or before it flushes it at once.
 
 use super::tcp::TcpTransport;
 use super::transport::{READ_CHUNK, Transport};
@@ -52,8 +46,6 @@ pub struct Inbound(pub Vec<Element>);
 
 enum Out {
     Data(Vec<u8>),
-    /// Data that may wait up to [`COALESCE`] for more (see the module's doc).
-    Later(Vec<u8>),
     /// Flush, then upgrade the transport to TLS (it resets its parser).
     StartTls,
     /// Reset the transport's parser (after SASL success the peer opens a new stream).
@@ -137,16 +129,6 @@ impl Outbox {
 
     /// [`Outbox::send_bytes`], giving the bytes back when they are refused.
     pub fn try_send_bytes(&self, data: Vec<u8>) -> Result<(), (WriteError, Vec<u8>)> {
-        self.queue_bytes(data, false)
-    }
-
-    /// [`Outbox::try_send_bytes`] for data that may wait up to [`COALESCE`] to go out
-    /// with what follows it (a room's fan-out; see the module's doc).
-    pub fn try_send_bytes_later(&self, data: Vec<u8>) -> Result<(), (WriteError, Vec<u8>)> {
-        self.queue_bytes(data, true)
-    }
-
-    fn queue_bytes(&self, data: Vec<u8>, later: bool) -> Result<(), (WriteError, Vec<u8>)> {
         if self.is_closed() {
             return Err((WriteError::Closed, data));
         }
@@ -155,11 +137,7 @@ impl Outbox {
             self.abort();
             return Err((WriteError::Overflow, data));
         }
-        self.shared.push(if later {
-            Out::Later(data)
-        } else {
-            Out::Data(data)
-        });
+        self.shared.push(Out::Data(data));
         self.shared.queued.set(queued);
         Ok(())
     }
@@ -284,14 +262,6 @@ pub fn spawn_transport<T: Transport>(
 /// rebuilt from the stream's declarations when data comes again).
 const PARK_AFTER: Duration = Duration::from_secs(2);
 
-/// How long data queued with [`Outbox::try_send_bytes_later`] waits at most, when the
-/// connection was written to less than this ago: a connection gets at most one such
-/// deferred write per `COALESCE`.
-pub const COALESCE: Duration = Duration::from_millis(4);
-
-/// Deferred output past this many bytes goes out at once (about one TLS record).
-const COALESCE_BYTES: usize = 16 * 1024;
-
 /// The I/O task's state between events.
 struct Io<T> {
     transport: T,
@@ -302,12 +272,6 @@ struct Io<T> {
     conn: Arc<ConnInfo>,
     reading: bool,
     park_at: Option<tokio::time::Instant>,
-    /// When the last write went out.
-    flushed_at: tokio::time::Instant,
-    /// Deferred output waits until then (framed, not written).
-    flush_at: Option<tokio::time::Instant>,
-    /// Bytes framed since the last flush.
-    pending: usize,
 }
 
 async fn run<T: Transport>(
@@ -334,9 +298,6 @@ async fn run<T: Transport>(
         conn: registered.info().clone(),
         reading: true,
         park_at: None,
-        flushed_at: tokio::time::Instant::now(),
-        flush_at: None,
-        pending: 0,
     };
     if let Err(e) = Box::pin(io.open()).await {
         return (e, io.control);
@@ -351,9 +312,6 @@ async fn run<T: Transport>(
                 None => Ok(()),
                 Some(cmd) => Box::pin(io.on_commands(cmd, shared, log)).await,
             },
-            _ = tokio::time::sleep_until(io.flush_at.unwrap_or_else(tokio::time::Instant::now)), if io.flush_at.is_some() => {
-                Box::pin(io.flush(shared, log)).await
-            }
             _ = tokio::time::sleep_until(io.park_at.unwrap_or_else(tokio::time::Instant::now)), if io.park_at.is_some() => {
                 io.park_at = None;
                 io.transport.park();
@@ -387,17 +345,8 @@ impl<T: Transport> Io<T> {
             .map_err(|_| "connection actor gone".to_string())
     }
 
-    /// Write everything framed, now.
-    async fn flush(&mut self, shared: &OutShared, log: &slog::Logger) -> Result<(), String> {
-        self.flush_at = None;
-        self.pending = 0;
-        self.flushed_at = tokio::time::Instant::now();
-        flush(&mut self.transport, shared, log).await
-    }
-
     /// Handle a command and everything queued behind it; writes are batched into one
-    /// syscall, deferred by up to [`COALESCE`] when all of it may wait. `Err` ends the
-    /// connection (with the reason).
+    /// syscall. `Err` ends the connection (with the reason).
     async fn on_commands(
         &mut self,
         first: Out,
@@ -405,16 +354,17 @@ impl<T: Transport> Io<T> {
         log: &slog::Logger,
     ) -> Result<(), String> {
         let mut next = Some(first);
-        let mut now = false;
         while let Some(cmd) = next.take() {
             match cmd {
                 Out::Data(d) => {
-                    now = true;
-                    self.frame(d, shared);
+                    shared
+                        .queued
+                        .set(shared.queued.get().saturating_sub(d.len()));
+                    self.conn.note_written(d.len());
+                    self.transport.frame(d);
                 }
-                Out::Later(d) => self.frame(d, shared),
                 other => {
-                    self.flush(shared, log).await?;
+                    flush(&mut self.transport, shared, log).await?;
                     match other {
                         Out::StartTls => {
                             let cb = self.transport.start_tls().await?;
@@ -431,28 +381,13 @@ impl<T: Transport> Io<T> {
                             self.transport.close().await;
                             return Err("closed by server".into());
                         }
-                        Out::Data(_) | Out::Later(_) => {}
+                        Out::Data(_) => {}
                     }
                 }
             }
             next = shared.pop();
         }
-        let wait_until = self.flushed_at + COALESCE;
-        if !now && self.pending <= COALESCE_BYTES && tokio::time::Instant::now() < wait_until {
-            // the timer in the task's loop writes it (or whatever comes first)
-            self.flush_at.get_or_insert(wait_until);
-            return Ok(());
-        }
-        self.flush(shared, log).await
-    }
-
-    fn frame(&mut self, d: Vec<u8>, shared: &OutShared) {
-        shared
-            .queued
-            .set(shared.queued.get().saturating_sub(d.len()));
-        self.conn.note_written(d.len());
-        self.pending += d.len();
-        self.transport.frame(d);
+        flush(&mut self.transport, shared, log).await
     }
 
     /// The transport is readable: read, decrypt, parse, and hand the events on.
@@ -535,7 +470,7 @@ impl<T: Transport> Io<T> {
     async fn write_queued(&mut self, shared: &OutShared, log: &slog::Logger) -> Result<(), String> {
         while let Some(cmd) = shared.pop() {
             match cmd {
-                Out::Data(d) | Out::Later(d) => self.transport.frame(d),
+                Out::Data(d) => self.transport.frame(d),
                 Out::Close => break,
                 _ => {}
             }
@@ -574,99 +509,5 @@ async fn flush<T: Transport>(
         biased;
         _ = shared.abort.notified() => Err("aborted: peer not reading".into()),
         r = transport.flush(log) => r.map_err(|e| format!("write: {e}")),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::context::Stats;
-    use crate::monitor::ConnKind;
-    use tokio::io::AsyncReadExt;
-    use tokio::net::TcpListener;
-    use xmppd_proto::net::tls::self_signed_pem;
-
-    /// Takes what the I/O task hands on and drops it.
-    struct Sink;
-    impl Actor for Sink {
-        type Context = Context<Self>;
-    }
-    impl Handler<FromIo> for Sink {
-        type Result = ();
-        fn handle(&mut self, _: FromIo, _: &mut Context<Self>) {}
-    }
-    impl Handler<Inbound> for Sink {
-        type Result = ();
-        fn handle(&mut self, _: Inbound, _: &mut Context<Self>) {}
-    }
-
-    /// Read from the peer until `want` has come (or the connection ends).
-    async fn read_until(peer: &mut TcpStream, got: &mut Vec<u8>, want: &[u8]) {
-        let mut buf = [0u8; 4096];
-        while !got.windows(want.len()).any(|w| w == want) {
-            let n = tokio::time::timeout(Duration::from_secs(10), peer.read(&mut buf))
-                .await
-                .expect("data in time")
-                .expect("read");
-            assert!(n > 0, "closed early: {:?}", String::from_utf8_lossy(got));
-            got.extend_from_slice(&buf[..n]);
-        }
-    }
-
-    #[actix_rt::test]
-    async fn deferred_output_keeps_its_order_and_always_goes_out() {
-        let (cert, key) = self_signed_pem(&["a.test".into()]).expect("cert");
-        let ck = xmppd_proto::net::tls::certified_key_from_der(
-            vec![
-                rustls::pki_types::pem::PemObject::from_pem_slice(cert.as_bytes())
-                    .expect("cert pem"),
-            ],
-            rustls::pki_types::pem::PemObject::from_pem_slice(key.as_bytes()).expect("key"),
-        )
-        .expect("key");
-        let l = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let addr = l.local_addr().expect("addr");
-        let mut peer = TcpStream::connect(addr).await.expect("connect");
-        let (server, _) = l.accept().await.expect("accept");
-        let stats = Arc::new(Stats::default());
-        let sink = Sink.start();
-        let out = spawn(
-            IoParams {
-                tcp: server,
-                direct_tls: false,
-                tls: TlsContext::new(ck, Vec::new()).expect("tls"),
-                limits: Limits::default(),
-                tls_timeout: Duration::from_secs(5),
-                write_limit: 1 << 20,
-                read_rate: 0,
-                read_burst: 0,
-                channel: Gauge::new(&stats, |s| &s.connections),
-                conn: Registered::new(addr, ConnKind::Client),
-            },
-            sink.clone().recipient(),
-            sink.recipient(),
-            slog::Logger::root(slog::Discard, slog::o!()),
-        );
-        let mut got = Vec::new();
-        // deferred data with nothing after it: the timer writes it
-        out.try_send_bytes(b"<a/>".to_vec()).expect("queued");
-        out.try_send_bytes_later(b"<b/>".to_vec()).expect("queued");
-        out.try_send_bytes_later(b"<c/>".to_vec()).expect("queued");
-        read_until(&mut peer, &mut got, b"<c/>").await;
-        // right after a write: deferred, then flushed by what may not wait, in order
-        out.try_send_bytes_later(b"<d/>".to_vec()).expect("queued");
-        tokio::task::yield_now().await;
-        out.try_send_bytes(b"<e/>".to_vec()).expect("queued");
-        read_until(&mut peer, &mut got, b"<e/>").await;
-        // and by a close
-        out.try_send_bytes_later(b"<f/>".to_vec()).expect("queued");
-        out.close();
-        let mut rest = Vec::new();
-        tokio::time::timeout(Duration::from_secs(10), peer.read_to_end(&mut rest))
-            .await
-            .expect("closed in time")
-            .expect("read");
-        got.extend_from_slice(&rest);
-        assert_eq!(got, b"<a/><b/><c/><d/><e/><f/>");
     }
 }
