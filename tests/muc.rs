@@ -609,3 +609,28 @@ async fn moderators_see_jids_and_members_only_removes_outsiders() {
     .await;
     b.wait_for("members now").await;
 }
+
+/// A destroyed persistent room is gone from storage too: after a restart it is not
+/// listed, and entering it creates a new room.
+#[tokio::test]
+async fn a_destroyed_persistent_room_stays_gone_after_a_restart() {
+    let mut d = Daemon::with(opts());
+    {
+        let mut a = login(&d, "alice").await;
+        join(&mut a, ROOM, "alice").await;
+        a.send(&format!("<iq type='set' id='cfg' to='{ROOM}'><query xmlns='http://jabber.org/protocol/muc#owner'><x xmlns='jabber:x:data' type='submit'><field var='muc#roomconfig_persistentroom'><value>1</value></field><field var='muc#roomconfig_publicroom'><value>1</value></field></x></query></iq>")).await;
+        assert!(a.wait_for("id='cfg'").await.contains("type='result'"));
+        a.send(&format!("<iq type='set' id='des' to='{ROOM}'><query xmlns='http://jabber.org/protocol/muc#owner'><destroy><reason>done</reason></destroy></query></iq>")).await;
+        assert!(a.wait_for("id='des'").await.contains("type='result'"));
+    }
+    d.wait_log("room stopped", 1);
+    let st = d.terminate();
+    assert!(st.success(), "{st:?}");
+    d.spawn();
+    let mut b = login(&d, "bob").await;
+    b.send("<iq type='get' id='dit' to='conference.localhost'><query xmlns='http://jabber.org/protocol/disco#items'/></iq>").await;
+    let i = b.wait_for("id='dit'").await;
+    assert!(!i.contains(ROOM), "{i}");
+    let me = join(&mut b, ROOM, "bob").await;
+    assert!(me.contains("code='201'"), "a new room: {me}");
+}

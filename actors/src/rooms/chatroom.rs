@@ -40,6 +40,12 @@ pub struct Chatroom {
     log: slog::Logger,
 }
 
+/// A storage write of the room's row.
+enum Write {
+    Set(String),
+    Delete,
+}
+
 fn now_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -144,17 +150,18 @@ impl Chatroom {
     /// (status 333), which yields more effects: at most a few rounds.
     fn apply(&mut self, effects: Vec<Effect>, ctx: &mut Context<Self>) {
         let mut effects = effects;
+        let mut writes = Vec::new();
         for _ in 0..4 {
             let mut stuck = Vec::new();
             for e in effects {
                 match e {
                     Effect::Send(el) => self.send(el, &mut stuck),
                     Effect::Fanout { stanza, to } => self.fanout(&stanza, &to, &mut stuck),
-                    Effect::Save => self.save(ctx),
+                    Effect::Save => writes.extend(self.saved()),
                     Effect::Delete => {
                         // its stored history goes with it (stored again if it is saved again)
                         self.history_saved = 0;
-                        self.delete(ctx)
+                        writes.push(Write::Delete)
                     }
                     // checked after every stanza (a room may be empty without it)
                     Effect::Empty => {}
@@ -162,7 +169,7 @@ impl Chatroom {
             }
             effects = Vec::new();
             let Some(room) = self.room.as_mut() else {
-                return;
+                break;
             };
             for jid in stuck {
                 let Some(nick) = room.occupants.by_jid(&jid).map(|o| o.nick.clone()) else {
@@ -181,6 +188,7 @@ impl Chatroom {
                 break;
             }
         }
+        self.write(writes, ctx);
         self.update_listing();
     }
 
@@ -259,39 +267,47 @@ impl Chatroom {
         }
     }
 
-    fn save(&mut self, ctx: &mut Context<Self>) {
-        let Some(room) = &self.room else { return };
-        let data = match serde_json::to_string(&room.saved()) {
-            Ok(d) => d,
+    /// The room as saved now (`None` if it cannot be serialised).
+    fn saved(&self) -> Option<Write> {
+        let room = self.room.as_ref()?;
+        match serde_json::to_string(&room.saved()) {
+            Ok(d) => Some(Write::Set(d)),
             Err(e) => {
                 slog::error!(self.log, "cannot serialise the room"; "error" => %e);
-                return;
+                None
             }
-        };
-        let (service, jid) = (self.service_domain.clone(), self.jid.to_string());
-        let write = self.ctx.storage.clone();
-        // in order with the room's other writes; later stanzas wait for the commit
-        async move { write.run(move |b| b.room_set(&service, &jid, &data)).await }
-            .into_actor(self)
-            .map(|r, act, _| {
-                if let Err(e) = r {
-                    slog::warn!(act.log, "room not saved"; "error" => %e);
-                }
-            })
-            .wait(ctx);
+        }
     }
 
-    fn delete(&mut self, ctx: &mut Context<Self>) {
-        let jid = self.jid.to_string();
-        let write = self.ctx.storage.clone();
-        async move { write.run(move |b| b.room_delete(&jid)).await }
-            .into_actor(self)
-            .map(|r, act, _| {
-                if let Err(e) = r {
-                    slog::warn!(act.log, "saved room not deleted"; "error" => %e);
-                }
-            })
-            .wait(ctx);
+    /// Carry out a stanza's storage writes, in order, in one `ctx.wait`: later stanzas
+    /// wait for the commit. (One wait per stanza: actix runs the waits of one handler
+    /// newest first, which would reverse a save and a delete.)
+    fn write(&mut self, writes: Vec<Write>, ctx: &mut Context<Self>) {
+        if writes.is_empty() {
+            return;
+        }
+        let (service, jid) = (self.service_domain.clone(), self.jid.to_string());
+        let storage = self.ctx.storage.clone();
+        async move {
+            storage
+                .run(move |b| {
+                    for w in &writes {
+                        match w {
+                            Write::Set(data) => b.room_set(&service, &jid, data)?,
+                            Write::Delete => b.room_delete(&jid)?,
+                        }
+                    }
+                    Ok(())
+                })
+                .await
+        }
+        .into_actor(self)
+        .map(|r, act, _| {
+            if let Err(e) = r {
+                slog::warn!(act.log, "room not saved"; "error" => %e);
+            }
+        })
+        .wait(ctx);
     }
 
     /// Nobody is left: a temporary (or destroyed) room stops now, a persistent one
@@ -302,7 +318,20 @@ impl Chatroom {
             .as_ref()
             .is_some_and(|r| r.config.persistent && !r.destroyed && !r.fresh);
         if !stays {
-            return self.stop_if_allowed(ctx);
+            // after the stanza's writes (a spawned item runs once the waits are done;
+            // a wait issued now would run before them); someone may have come in
+            // meanwhile
+            let later = actix::fut::ready(()).map(|(), act: &mut Self, ctx| {
+                if act
+                    .room
+                    .as_ref()
+                    .is_none_or(|r| r.destroyed || r.occupants.is_empty())
+                {
+                    act.stop_if_allowed(ctx);
+                }
+            });
+            ctx.spawn(later);
+            return;
         }
         let wait = Duration::from_secs(self.ctx.settings.get().muc.idle_timeout);
         self.idle = Some(ctx.run_later(wait, |act, ctx| {
