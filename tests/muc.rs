@@ -458,3 +458,179 @@ async fn saved_rooms_count_against_their_creator_and_are_bounded() {
     // the saved room itself is still there for both
     join(&mut b, ROOM, "bob").await;
 }
+
+/// The history and subject a newcomer gets after entering (everything up to the
+/// subject, which comes last): the bodies in order, and the subject.
+async fn history_then_subject(r: &mut Raw) -> (Vec<String>, String) {
+    let mut bodies = Vec::new();
+    loop {
+        let s = r.next_non_presence().await;
+        if s.contains("<subject") {
+            return (bodies, s);
+        }
+        if let (Some(a), Some(b)) = (s.find("<body>"), s.find("</body>")) {
+            assert!(s.contains("urn:xmpp:delay"), "history is stamped: {s}");
+            bodies.push(s[a + 6..b].to_string());
+        }
+    }
+}
+
+/// A persistent room's history is stored (bounded to `muc.history`): it survives an
+/// idle stop of the room's actor and a daemon restart; a subject changed right before
+/// SIGTERM is stored too (the rooms store what is pending before the daemon exits).
+#[tokio::test]
+async fn a_persistent_rooms_history_and_subject_survive_idle_stop_and_sigterm() {
+    let mut d = Daemon::with(Options {
+        extra: "[muc]\nidle_timeout = 1\nhistory = 3\nmessages_per_minute = 1000\n".into(),
+        ..opts()
+    });
+    let mut a = login(&d, "alice").await;
+    join(&mut a, ROOM, "alice").await;
+    a.send(&format!("<iq type='set' id='cfg' to='{ROOM}'><query xmlns='http://jabber.org/protocol/muc#owner'><x xmlns='jabber:x:data' type='submit'><field var='muc#roomconfig_persistentroom'><value>1</value></field></x></query></iq>")).await;
+    assert!(a.wait_for("id='cfg'").await.contains("type='result'"));
+    for n in 1..=4 {
+        a.send(&format!(
+            "<message to='{ROOM}' type='groupchat'><body>h{n}</body></message>"
+        ))
+        .await;
+        a.wait_for(&format!("<body>h{n}</body>")).await;
+    }
+    a.send(&format!("<presence to='{ROOM}/alice' type='unavailable'/>"))
+        .await;
+    a.wait_for("type='unavailable'").await;
+    d.wait_log("room stopped", 1);
+
+    // restored from storage: the newest three, stamped, before the subject
+    let mut b = login(&d, "bob").await;
+    join(&mut b, ROOM, "bob").await;
+    let (bodies, _) = history_then_subject(&mut b).await;
+    assert_eq!(bodies, ["h2", "h3", "h4"]);
+
+    // one more message and a new subject by the owner, then SIGTERM as soon as they
+    // are reflected
+    join(&mut a, ROOM, "alice").await;
+    history_then_subject(&mut a).await;
+    b.send(&format!(
+        "<message to='{ROOM}' type='groupchat'><body>h5</body></message>"
+    ))
+    .await;
+    b.wait_for("<body>h5</body>").await;
+    // many subject changes in one write: each is saved before the room goes on, so
+    // most are still queued at the SIGTERM
+    let burst: String = (1..=40)
+        .map(|n| {
+            format!(
+                "<message to='{ROOM}' type='groupchat'><subject>Subject {n}.</subject></message>"
+            )
+        })
+        .collect();
+    a.send(&burst).await;
+    a.wait_for("Subject 1.").await;
+    let st = d.terminate();
+    assert!(st.success(), "{st:?}");
+    d.spawn();
+
+    let mut c = login(&d, "carol").await;
+    join(&mut c, ROOM, "carol").await;
+    let (bodies, subject) = history_then_subject(&mut c).await;
+    assert_eq!(bodies, ["h3", "h4", "h5"]);
+    assert!(subject.contains("Subject 40."), "{subject}");
+}
+
+/// What a sender may not put in a room's message is gone from the reflection (a
+/// delay stamp, a stanza id in the room's name), and an owner's admin grants do not
+/// let the room past `muc.max_occupants`.
+#[tokio::test]
+async fn reflections_drop_forged_stamps_and_grants_do_not_pass_the_cap() {
+    let d = Daemon::with(Options {
+        extra: "[muc]\nmax_occupants = 2\n".into(),
+        ..opts()
+    });
+    let mut a = login(&d, "alice").await;
+    join(&mut a, ROOM, "alice").await;
+    instant(&mut a, ROOM).await;
+    let mut b = login(&d, "bob").await;
+    join(&mut b, ROOM, "bob").await;
+    b.send(&format!("<message to='{ROOM}' type='groupchat' id='f1'><body>forged</body><delay xmlns='urn:xmpp:delay' from='{ROOM}' stamp='2002-09-10T23:08:25Z'/><stanza-id xmlns='urn:xmpp:sid:0' by='{ROOM}' id='fake'/></message>")).await;
+    let m = a.wait_for("<body>forged</body>").await;
+    assert!(
+        !m.contains("urn:xmpp:delay") && !m.contains("fake") && m.contains("occupant-id"),
+        "{m}"
+    );
+    a.send(&format!("<iq type='set' id='ad' to='{ROOM}'><query xmlns='http://jabber.org/protocol/muc#admin'><item affiliation='admin' jid='carol@localhost'/></query></iq>")).await;
+    assert!(a.wait_for("id='ad'").await.contains("type='result'"));
+    let mut c = login(&d, "carol").await;
+    c.send(&format!(
+        "<presence to='{ROOM}/carol'><x xmlns='http://jabber.org/protocol/muc'/></presence>"
+    ))
+    .await;
+    let e = c.wait_for("type='error'").await;
+    assert!(e.contains("service-unavailable"), "{e}");
+}
+
+/// In a semi-anonymous room a moderator entering sees the others' JIDs; a room made
+/// members-only removes whoever is not a member, with status 322.
+#[tokio::test]
+async fn moderators_see_jids_and_members_only_removes_outsiders() {
+    let d = Daemon::with(opts());
+    let mut a = login(&d, "alice").await;
+    join(&mut a, ROOM, "alice").await;
+    instant(&mut a, ROOM).await;
+    let mut b = login(&d, "bob").await;
+    join(&mut b, ROOM, "bob").await;
+    let mut c = login(&d, "carol").await;
+    join(&mut c, ROOM, "carol").await;
+    // alice (the owner, a moderator) comes back: bob's presence carries his JID
+    a.send(&format!("<presence to='{ROOM}/alice' type='unavailable'/>"))
+        .await;
+    a.wait_for("type='unavailable'").await;
+    a.send(&format!(
+        "<presence to='{ROOM}/alice'><x xmlns='http://jabber.org/protocol/muc'/></presence>"
+    ))
+    .await;
+    let bob = a.wait_for(&format!("from='{ROOM}/bob'")).await;
+    assert!(bob.contains("jid='bob@localhost/r'"), "{bob}");
+    a.wait_for("code='110'").await;
+    a.send(&format!("<iq type='set' id='mem' to='{ROOM}'><query xmlns='http://jabber.org/protocol/muc#admin'><item affiliation='member' jid='bob@localhost'/></query></iq>")).await;
+    assert!(a.wait_for("id='mem'").await.contains("type='result'"));
+    a.send(&format!("<iq type='set' id='cfg' to='{ROOM}'><query xmlns='http://jabber.org/protocol/muc#owner'><x xmlns='jabber:x:data' type='submit'><field var='muc#roomconfig_membersonly'><value>1</value></field></x></query></iq>")).await;
+    assert!(a.wait_for("id='cfg'").await.contains("type='result'"));
+    let out = c.wait_for("code='322'").await;
+    assert!(
+        out.contains("type='unavailable'") && out.contains("code='110'"),
+        "{out}"
+    );
+    let seen = b.wait_for("code='322'").await;
+    assert!(seen.contains(&format!("from='{ROOM}/carol'")), "{seen}");
+    // bob, a member, is still in: he gets the next message
+    a.send(&format!(
+        "<message to='{ROOM}' type='groupchat'><body>members now</body></message>"
+    ))
+    .await;
+    b.wait_for("members now").await;
+}
+
+/// A destroyed persistent room is gone from storage too: after a restart it is not
+/// listed, and entering it creates a new room.
+#[tokio::test]
+async fn a_destroyed_persistent_room_stays_gone_after_a_restart() {
+    let mut d = Daemon::with(opts());
+    {
+        let mut a = login(&d, "alice").await;
+        join(&mut a, ROOM, "alice").await;
+        a.send(&format!("<iq type='set' id='cfg' to='{ROOM}'><query xmlns='http://jabber.org/protocol/muc#owner'><x xmlns='jabber:x:data' type='submit'><field var='muc#roomconfig_persistentroom'><value>1</value></field><field var='muc#roomconfig_publicroom'><value>1</value></field></x></query></iq>")).await;
+        assert!(a.wait_for("id='cfg'").await.contains("type='result'"));
+        a.send(&format!("<iq type='set' id='des' to='{ROOM}'><query xmlns='http://jabber.org/protocol/muc#owner'><destroy><reason>done</reason></destroy></query></iq>")).await;
+        assert!(a.wait_for("id='des'").await.contains("type='result'"));
+    }
+    d.wait_log("room stopped", 1);
+    let st = d.terminate();
+    assert!(st.success(), "{st:?}");
+    d.spawn();
+    let mut b = login(&d, "bob").await;
+    b.send("<iq type='get' id='dit' to='conference.localhost'><query xmlns='http://jabber.org/protocol/disco#items'/></iq>").await;
+    let i = b.wait_for("id='dit'").await;
+    assert!(!i.contains(ROOM), "{i}");
+    let me = join(&mut b, ROOM, "bob").await;
+    assert!(me.contains("code='201'"), "a new room: {me}");
+}

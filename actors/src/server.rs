@@ -6,6 +6,7 @@ use crate::net::listener::{self, Listener};
 use crate::registry::domains::{Service, ServiceKind};
 use crate::registry::routes::Replica;
 use crate::registry::{self, Attach, Init, Registry};
+use crate::rooms::Flush;
 use crate::rooms::service::RoomService;
 use crate::storage::Storage;
 use actix::prelude::*;
@@ -30,6 +31,8 @@ pub struct Server {
     pub listening: Vec<(SocketAddr, ListenerTls)>,
     listener: Option<Addr<Listener>>,
     workers: Vec<Arbiter>,
+    /// The room services, told to store what their rooms have pending at shutdown.
+    rooms: Vec<Addr<RoomService>>,
 }
 
 impl Server {
@@ -106,7 +109,7 @@ impl Server {
                 crate::metrics::tick();
             }
         });
-        start_room_services(&ctx, &registry_addr, &workers).await;
+        let rooms = start_room_services(&ctx, &registry_addr, &workers).await;
         let listener = (!sockets.is_empty()).then(|| {
             Listener::new(
                 ctx.clone(),
@@ -120,11 +123,13 @@ impl Server {
             listening,
             listener,
             workers,
+            rooms,
         })
     }
 
     /// Graceful shutdown: stop accepting, end every stream with `system-shutdown`, wait
-    /// (up to `grace`) for the connections to close.
+    /// (up to `grace`) for the connections to close, then (within the same `grace`
+    /// again) for the rooms to store what they have not stored yet.
     pub async fn shutdown(mut self, grace: Duration) {
         if let Some(l) = self.listener.take() {
             l.do_send(StopListening);
@@ -133,6 +138,11 @@ impl Server {
         let deadline = Instant::now() + grace;
         while self.ctx.stats.connections.load(Ordering::Relaxed) > 0 && Instant::now() < deadline {
             actix::clock::sleep(Duration::from_millis(20)).await;
+        }
+        let flushes = self.rooms.iter().map(|r| r.send(Flush));
+        let all = futures::future::join_all(flushes);
+        if tokio::time::timeout(grace, all).await.is_err() {
+            slog::warn!(self.ctx.log, "rooms did not store everything in time");
         }
         for w in self.workers.drain(..) {
             w.stop();
@@ -145,10 +155,11 @@ async fn start_room_services(
     ctx: &Arc<ServerContext>,
     registry: &Addr<Registry>,
     workers: &[Arbiter],
-) {
+) -> Vec<Addr<RoomService>> {
     let settings = ctx.settings.get();
+    let mut started = Vec::new();
     if !settings.muc.enabled {
-        return;
+        return started;
     }
     for d in &settings.domains {
         let domain = format!("{}.{}", settings.muc.subdomain, d.name);
@@ -158,6 +169,7 @@ async fn start_room_services(
             workers.iter().map(|a| a.handle()).collect(),
         )
         .start();
+        started.push(service.clone());
         let attach = Attach {
             domain: domain.clone(),
             service: Service {
@@ -174,6 +186,7 @@ async fn start_room_services(
             Err(e) => slog::warn!(ctx.log, "no room service"; "domain" => domain, "error" => %e),
         }
     }
+    started
 }
 
 #[derive(actix::Message)]

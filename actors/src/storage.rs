@@ -131,7 +131,19 @@ pub trait Backend: Send + Sync + 'static {
     fn room_get(&self, jid: &str) -> Result<Option<String>, StorageError>;
     /// Insert or replace a persistent room of `service`.
     fn room_set(&self, service: &str, jid: &str, data: &str) -> Result<(), StorageError>;
+    /// Removes the room and its stored history.
     fn room_delete(&self, jid: &str) -> Result<(), StorageError>;
+    /// A persistent room's stored history (`muc::history::Stored`: seq, Unix time,
+    /// stanza), oldest first.
+    fn room_history(&self, jid: &str) -> Result<Vec<(u64, u64, String)>, StorageError>;
+    /// Add messages to a saved room's history (one transaction; a seq already stored is
+    /// replaced; nothing when the room is not saved), then keep only its newest `keep`.
+    fn room_history_add(
+        &self,
+        jid: &str,
+        messages: Vec<(u64, u64, String)>,
+        keep: usize,
+    ) -> Result<(), StorageError>;
     /// Every persistent room of a service as (JID, data), by JID.
     fn room_list(&self, service: &str) -> Result<Vec<(String, String)>, StorageError>;
 

@@ -217,7 +217,7 @@ pub fn concurrent_writes_all_succeed(db: Arc<dyn Backend>) {
     assert_eq!(db.offline_list("c.test", "quota").expect("list").len(), 50);
 }
 
-/// Persistent chat rooms: saved, replaced, listed by service, deleted.
+/// Persistent chat rooms: saved, replaced, listed by service, deleted, with their history.
 pub fn rooms(db: &dyn Backend) {
     assert_eq!(db.room_get("r@muc.a.test").expect("get"), None);
     db.room_set("muc.a.test", "r@muc.a.test", "{\"v\":1}")
@@ -239,7 +239,33 @@ pub fn rooms(db: &dyn Backend) {
             ("s@muc.a.test".to_string(), "{}".to_string())
         ]
     );
+    let m = |seq: u64| {
+        (
+            seq,
+            1000 + seq,
+            format!("<message><body>{seq}</body></message>"),
+        )
+    };
+    // history: added in batches, bounded to the newest `keep`, replaced by seq
+    db.room_history_add("r@muc.a.test", (1..=3).map(m).collect(), 4)
+        .expect("history");
+    db.room_history_add("r@muc.a.test", (3..=6).map(m).collect(), 4)
+        .expect("history");
+    assert_eq!(
+        db.room_history("r@muc.a.test").expect("history"),
+        (3..=6).map(m).collect::<Vec<_>>()
+    );
+    assert!(db.room_history("s@muc.a.test").expect("none").is_empty());
+    // a room that is not saved keeps none
+    db.room_history_add("nobody@muc.a.test", vec![m(1)], 4)
+        .expect("history");
+    assert!(
+        db.room_history("nobody@muc.a.test")
+            .expect("none")
+            .is_empty()
+    );
     db.room_delete("r@muc.a.test").expect("delete");
     assert_eq!(db.room_get("r@muc.a.test").expect("get"), None);
     assert_eq!(db.room_list("muc.a.test").expect("list").len(), 1);
+    assert!(db.room_history("r@muc.a.test").expect("gone").is_empty());
 }

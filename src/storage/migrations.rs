@@ -60,6 +60,11 @@ pub const SQLITE: &[&str] = &[
         jid TEXT NOT NULL PRIMARY KEY, service TEXT NOT NULL, data TEXT NOT NULL
     ) WITHOUT ROWID;
     CREATE INDEX rooms_by_service ON rooms (service);",
+    // a persistent room's discussion history: its newest messages by position
+    "CREATE TABLE room_history (
+        room TEXT NOT NULL, seq INTEGER NOT NULL, at INTEGER NOT NULL, stanza TEXT NOT NULL,
+        PRIMARY KEY (room, seq)
+    ) WITHOUT ROWID;",
 ];
 
 /// PostgreSQL migrations: the same tables as SQLite's.
@@ -116,6 +121,10 @@ pub const POSTGRES: &[&str] = &[
         jid TEXT NOT NULL PRIMARY KEY, service TEXT NOT NULL, data TEXT NOT NULL
     );
     CREATE INDEX rooms_by_service ON rooms (service);",
+    "CREATE TABLE room_history (
+        room TEXT NOT NULL, seq BIGINT NOT NULL, at BIGINT NOT NULL, stanza TEXT NOT NULL,
+        PRIMARY KEY (room, seq)
+    );",
 ];
 
 /// Tables holding per-account data, emptied when the account is deleted; `accounts`

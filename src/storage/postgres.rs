@@ -592,9 +592,61 @@ impl Backend for Postgres {
     fn room_delete(&self, jid: &str) -> Result<(), StorageError> {
         let jid = jid.to_owned();
         self.write(move |c| {
+            c.execute("DELETE FROM room_history WHERE room = $1", &[&jid])
+                .map_err(db_err)?;
             c.execute("DELETE FROM rooms WHERE jid = $1", &[&jid])
                 .map(|_| ())
                 .map_err(db_err)
+        })
+    }
+
+    fn room_history(&self, jid: &str) -> Result<Vec<(u64, u64, String)>, StorageError> {
+        self.with(|c| {
+            Ok(c.query(
+                "SELECT seq, at, stanza FROM room_history WHERE room = $1 ORDER BY seq",
+                &[&jid],
+            )?
+            .iter()
+            .map(|r| {
+                (
+                    r.get::<_, i64>(0) as u64,
+                    r.get::<_, i64>(1) as u64,
+                    r.get(2),
+                )
+            })
+            .collect())
+        })
+    }
+
+    fn room_history_add(
+        &self,
+        jid: &str,
+        messages: Vec<(u64, u64, String)>,
+        keep: usize,
+    ) -> Result<(), StorageError> {
+        let Some(newest) = messages.iter().map(|m| m.0).max() else {
+            return Ok(());
+        };
+        let jid = jid.to_owned();
+        self.write(move |c| {
+            let st = c
+                .prepare(
+                    "INSERT INTO room_history (room, seq, at, stanza)
+                     SELECT $1, $2, $3, $4 WHERE EXISTS (SELECT 1 FROM rooms WHERE jid = $1)
+                     ON CONFLICT (room, seq) DO UPDATE SET at = excluded.at, stanza = excluded.stanza",
+                )
+                .map_err(db_err)?;
+            for (seq, at, xml) in &messages {
+                c.execute(&st, &[&jid, &(*seq as i64), &(*at as i64), xml])
+                    .map_err(db_err)?;
+            }
+            let oldest_kept = newest.saturating_sub(keep as u64) as i64;
+            c.execute(
+                "DELETE FROM room_history WHERE room = $1 AND seq <= $2",
+                &[&jid, &oldest_kept],
+            )
+            .map(|_| ())
+            .map_err(db_err)
         })
     }
 

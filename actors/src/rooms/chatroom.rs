@@ -1,10 +1,12 @@
 //! The `Chatroom` actor: holds one room's state (`xmppd_proto::muc::room::Room`) and
 //! carries out the effects of its decisions: stanzas to occupants (a groupchat message
 //! serialised once, the same bytes to every session), storage writes, stopping when
-//! empty.
+//! empty. A persistent room stores its history as it grows: one write at a time, each
+//! taking every message that arrived meanwhile, and what is still pending before the
+//! actor stops (idle, or [`Flush`] at shutdown).
 
 use super::service::RoomService;
-use super::{Entry, Listing, RoomIdle};
+use super::{Entry, Flush, Listing, RoomIdle};
 use crate::context::Ctx;
 use crate::registry::routes;
 use crate::signals::{Serialised, Signal, ToSession};
@@ -12,6 +14,7 @@ use actix::prelude::*;
 use minidom::Element;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use xmpp_parsers::jid::{BareJid, Jid};
+use xmppd_proto::muc::history::{History, Stored};
 use xmppd_proto::muc::room::{Room, Saved};
 use xmppd_proto::muc::{Effect, Limits, ns};
 use xmppd_proto::stanza::{ErrorCondition, set_attr};
@@ -30,7 +33,17 @@ pub struct Chatroom {
     /// The service let the room stop: whatever still arrives is routed again.
     gone: bool,
     listed: Option<Entry>,
+    /// The newest history `seq` known to be stored (0: none).
+    history_saved: u64,
+    /// A history write is under way.
+    history_writing: bool,
     log: slog::Logger,
+}
+
+/// A storage write of the room's row.
+enum Write {
+    Set(String),
+    Delete,
 }
 
 fn now_ms() -> u64 {
@@ -60,7 +73,76 @@ impl Chatroom {
             idle: None,
             gone: false,
             listed: None,
+            history_saved: 0,
+            history_writing: false,
             log,
+        }
+    }
+
+    /// History messages a persistent room holds and has not stored yet.
+    fn unsaved_history(&self) -> Vec<(u64, u64, String)> {
+        match &self.room {
+            Some(r) if r.config.persistent && !r.fresh && !r.destroyed => r
+                .history
+                .after(self.history_saved)
+                .into_iter()
+                .map(|s| (s.seq, s.at, s.xml))
+                .collect(),
+            _ => Vec::new(),
+        }
+    }
+
+    /// Store the history that grew, unless a write is under way (its completion looks
+    /// again): under load one write carries many messages.
+    fn store_history(&mut self, ctx: &mut Context<Self>) {
+        if self.history_writing
+            || self
+                .room
+                .as_ref()
+                .is_none_or(|r| r.history.last_seq() <= self.history_saved)
+        {
+            return;
+        }
+        let pending = self.unsaved_history();
+        let Some(newest) = pending.last().map(|m| m.0) else {
+            return;
+        };
+        self.history_writing = true;
+        let write = self.history_write(pending);
+        write
+            .into_actor(self)
+            .map(move |ok, act, ctx| {
+                act.history_writing = false;
+                if ok {
+                    act.history_saved = act.history_saved.max(newest);
+                    act.store_history(ctx);
+                }
+            })
+            .spawn(ctx);
+    }
+
+    /// The write of `pending` history messages; `true` once committed.
+    fn history_write(
+        &self,
+        pending: Vec<(u64, u64, String)>,
+    ) -> impl Future<Output = bool> + 'static {
+        let (jid, log) = (self.jid.to_string(), self.log.clone());
+        let keep = self.room.as_ref().map_or(0, |r| r.history.cap());
+        let write = self.ctx.storage.clone();
+        async move {
+            if pending.is_empty() {
+                return true;
+            }
+            match write
+                .run(move |b| b.room_history_add(&jid, pending, keep))
+                .await
+            {
+                Ok(()) => true,
+                Err(e) => {
+                    slog::warn!(log, "room history not saved"; "error" => %e);
+                    false
+                }
+            }
         }
     }
 
@@ -68,21 +150,26 @@ impl Chatroom {
     /// (status 333), which yields more effects: at most a few rounds.
     fn apply(&mut self, effects: Vec<Effect>, ctx: &mut Context<Self>) {
         let mut effects = effects;
+        let mut writes = Vec::new();
         for _ in 0..4 {
             let mut stuck = Vec::new();
             for e in effects {
                 match e {
                     Effect::Send(el) => self.send(el, &mut stuck),
                     Effect::Fanout { stanza, to } => self.fanout(&stanza, &to, &mut stuck),
-                    Effect::Save => self.save(ctx),
-                    Effect::Delete => self.delete(ctx),
+                    Effect::Save => writes.extend(self.saved()),
+                    Effect::Delete => {
+                        // its stored history goes with it (stored again if it is saved again)
+                        self.history_saved = 0;
+                        writes.push(Write::Delete)
+                    }
                     // checked after every stanza (a room may be empty without it)
                     Effect::Empty => {}
                 }
             }
             effects = Vec::new();
             let Some(room) = self.room.as_mut() else {
-                return;
+                break;
             };
             for jid in stuck {
                 let Some(nick) = room.occupants.by_jid(&jid).map(|o| o.nick.clone()) else {
@@ -101,6 +188,7 @@ impl Chatroom {
                 break;
             }
         }
+        self.write(writes, ctx);
         self.update_listing();
     }
 
@@ -179,39 +267,47 @@ impl Chatroom {
         }
     }
 
-    fn save(&mut self, ctx: &mut Context<Self>) {
-        let Some(room) = &self.room else { return };
-        let data = match serde_json::to_string(&room.saved()) {
-            Ok(d) => d,
+    /// The room as saved now (`None` if it cannot be serialised).
+    fn saved(&self) -> Option<Write> {
+        let room = self.room.as_ref()?;
+        match serde_json::to_string(&room.saved()) {
+            Ok(d) => Some(Write::Set(d)),
             Err(e) => {
                 slog::error!(self.log, "cannot serialise the room"; "error" => %e);
-                return;
+                None
             }
-        };
-        let (service, jid) = (self.service_domain.clone(), self.jid.to_string());
-        let write = self.ctx.storage.clone();
-        // in order with the room's other writes; later stanzas wait for the commit
-        async move { write.run(move |b| b.room_set(&service, &jid, &data)).await }
-            .into_actor(self)
-            .map(|r, act, _| {
-                if let Err(e) = r {
-                    slog::warn!(act.log, "room not saved"; "error" => %e);
-                }
-            })
-            .wait(ctx);
+        }
     }
 
-    fn delete(&mut self, ctx: &mut Context<Self>) {
-        let jid = self.jid.to_string();
-        let write = self.ctx.storage.clone();
-        async move { write.run(move |b| b.room_delete(&jid)).await }
-            .into_actor(self)
-            .map(|r, act, _| {
-                if let Err(e) = r {
-                    slog::warn!(act.log, "saved room not deleted"; "error" => %e);
-                }
-            })
-            .wait(ctx);
+    /// Carry out a stanza's storage writes, in order, in one `ctx.wait`: later stanzas
+    /// wait for the commit. (One wait per stanza: actix runs the waits of one handler
+    /// newest first, which would reverse a save and a delete.)
+    fn write(&mut self, writes: Vec<Write>, ctx: &mut Context<Self>) {
+        if writes.is_empty() {
+            return;
+        }
+        let (service, jid) = (self.service_domain.clone(), self.jid.to_string());
+        let storage = self.ctx.storage.clone();
+        async move {
+            storage
+                .run(move |b| {
+                    for w in &writes {
+                        match w {
+                            Write::Set(data) => b.room_set(&service, &jid, data)?,
+                            Write::Delete => b.room_delete(&jid)?,
+                        }
+                    }
+                    Ok(())
+                })
+                .await
+        }
+        .into_actor(self)
+        .map(|r, act, _| {
+            if let Err(e) = r {
+                slog::warn!(act.log, "room not saved"; "error" => %e);
+            }
+        })
+        .wait(ctx);
     }
 
     /// Nobody is left: a temporary (or destroyed) room stops now, a persistent one
@@ -222,7 +318,20 @@ impl Chatroom {
             .as_ref()
             .is_some_and(|r| r.config.persistent && !r.destroyed && !r.fresh);
         if !stays {
-            return self.stop_if_allowed(ctx);
+            // after the stanza's writes (a spawned item runs once the waits are done;
+            // a wait issued now would run before them); someone may have come in
+            // meanwhile
+            let later = actix::fut::ready(()).map(|(), act: &mut Self, ctx| {
+                if act
+                    .room
+                    .as_ref()
+                    .is_none_or(|r| r.destroyed || r.occupants.is_empty())
+                {
+                    act.stop_if_allowed(ctx);
+                }
+            });
+            ctx.spawn(later);
+            return;
         }
         let wait = Duration::from_secs(self.ctx.settings.get().muc.idle_timeout);
         self.idle = Some(ctx.run_later(wait, |act, ctx| {
@@ -233,19 +342,24 @@ impl Chatroom {
     }
 
     fn stop_if_allowed(&mut self, ctx: &mut Context<Self>) {
+        // what the history has not stored yet is stored before the actor goes
+        let flush = self.history_write(self.unsaved_history());
         let ask = self.service.send(RoomIdle {
             jid: self.jid.clone(),
             addr: ctx.address(),
         });
-        async move { ask.await.unwrap_or(true) }
-            .into_actor(self)
-            .map(|stop, act, ctx| {
-                if stop {
-                    act.gone = true;
-                    ctx.stop();
-                }
-            })
-            .wait(ctx);
+        async move {
+            flush.await;
+            ask.await.unwrap_or(true)
+        }
+        .into_actor(self)
+        .map(|stop, act, ctx| {
+            if stop {
+                act.gone = true;
+                ctx.stop();
+            }
+        })
+        .wait(ctx);
     }
 
     /// Tell the service how the room is listed, when that changed.
@@ -281,25 +395,35 @@ impl Actor for Chatroom {
         let jid = self.jid.to_string();
         let read = self.ctx.storage.clone();
         // everything sent to the room waits until it is loaded
-        async move { read.run(move |b| b.room_get(&jid)).await }
-            .into_actor(self)
-            .map(|r, act, _| {
-                let saved = match r {
-                    Ok(Some(data)) => {
-                        serde_json::from_str::<Saved>(&data).map_err(|e| e.to_string())
-                    }
-                    Ok(None) => Err("not found".to_string()),
-                    Err(e) => Err(e.to_string()),
-                };
-                match saved {
-                    Ok(s) => {
-                        act.room = Some(Room::restore(act.jid.clone(), s, act.limits));
-                        act.update_listing();
-                    }
-                    Err(e) => slog::warn!(act.log, "saved room cannot be read"; "error" => e),
+        async move {
+            read.run(move |b| Ok((b.room_get(&jid)?, b.room_history(&jid)?)))
+                .await
+        }
+        .into_actor(self)
+        .map(|r, act, _| {
+            let saved = match r {
+                Ok((Some(data), history)) => serde_json::from_str::<Saved>(&data)
+                    .map(|s| (s, history))
+                    .map_err(|e| e.to_string()),
+                Ok((None, _)) => Err("not found".to_string()),
+                Err(e) => Err(e.to_string()),
+            };
+            match saved {
+                Ok((s, history)) => {
+                    let mut room = Room::restore(act.jid.clone(), s, act.limits);
+                    let stored = history
+                        .into_iter()
+                        .map(|(seq, at, xml)| Stored { seq, at, xml })
+                        .collect();
+                    room.history = History::restore(act.limits.history, stored);
+                    act.history_saved = room.history.last_seq();
+                    act.room = Some(room);
+                    act.update_listing();
                 }
-            })
-            .wait(ctx);
+                Err(e) => slog::warn!(act.log, "saved room cannot be read"; "error" => e),
+            }
+        })
+        .wait(ctx);
     }
 
     fn stopped(&mut self, _: &mut Context<Self>) {
@@ -335,8 +459,28 @@ impl Handler<Signal> for Chatroom {
         };
         let effects = room.handle(sig.from(), sig.to(), sig.stanza(), now_ms());
         self.apply(effects, ctx);
+        self.store_history(ctx);
         if !self.gone && self.room.as_ref().is_none_or(|r| r.occupants.is_empty()) {
             self.empty(ctx);
         }
+    }
+}
+
+impl Handler<Flush> for Chatroom {
+    type Result = ResponseActFuture<Self, ()>;
+    /// Reached after every stanza before it and the saves they made (those hold the
+    /// mailbox until they commit): store the history not stored yet.
+    fn handle(&mut self, _: Flush, _: &mut Context<Self>) -> Self::Result {
+        let pending = self.unsaved_history();
+        let newest = pending.last().map_or(0, |m| m.0);
+        Box::pin(
+            self.history_write(pending)
+                .into_actor(self)
+                .map(move |ok, act, _| {
+                    if ok {
+                        act.history_saved = act.history_saved.max(newest);
+                    }
+                }),
+        )
     }
 }

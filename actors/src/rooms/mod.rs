@@ -20,6 +20,12 @@ pub struct RoomIdle {
     pub addr: Addr<chatroom::Chatroom>,
 }
 
+/// The server is stopping: store what is not stored yet (a room answers once its
+/// pending writes are committed; the service once all its rooms answered).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Flush;
+
 /// How a room appears in the service's disco#items: `None` when it no longer exists.
 #[derive(Message)]
 #[rtype(result = "()")]

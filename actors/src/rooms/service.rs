@@ -4,7 +4,7 @@
 //! of rooms, and lists the public ones.
 
 use super::chatroom::Chatroom;
-use super::{Entry, Listing, RoomIdle, key, limits};
+use super::{Entry, Flush, Listing, RoomIdle, key, limits};
 use crate::context::Ctx;
 use crate::signals::Signal;
 use actix::prelude::*;
@@ -283,5 +283,15 @@ impl Handler<Listing> for RoomService {
                 self.directory.remove(&k);
             }
         }
+    }
+}
+
+impl Handler<Flush> for RoomService {
+    type Result = ResponseFuture<()>;
+    fn handle(&mut self, _: Flush, _: &mut Context<Self>) -> Self::Result {
+        let asks: Vec<_> = self.rooms.values().map(|r| r.addr.send(Flush)).collect();
+        Box::pin(async move {
+            futures::future::join_all(asks).await;
+        })
     }
 }

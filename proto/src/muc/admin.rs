@@ -401,6 +401,7 @@ fn owner_set(room: &mut Room, from: &Jid, st: &Element, q: &Element) -> Vec<Effe
         }
         Some("submit") => {
             let was_persistent = room.config.persistent;
+            let was_members_only = room.config.members_only;
             match room.config.apply(x, room.limits.max_occupants) {
                 Ok(c) => room.config = c,
                 Err(_) => {
@@ -429,6 +430,22 @@ fn owner_set(room: &mut Room, from: &Jid, st: &Element, q: &Element) -> Vec<Effe
                 stanza: m,
                 to: room.occupants.all_jids(),
             });
+            // §9.3: a room made members-only removes who is not a member (status 322)
+            if room.config.members_only && !was_members_only {
+                let outsiders: Vec<String> = room
+                    .occupants
+                    .iter()
+                    .filter(|o| o.affiliation < Affiliation::Member)
+                    .map(|o| o.nick.clone())
+                    .collect();
+                for nick in outsiders {
+                    out.extend(room.remove_occupant(
+                        &nick,
+                        &[status::MEMBERS_ONLY],
+                        ItemExtras::default(),
+                    ));
+                }
+            }
             out
         }
         _ => error(st, ErrorCondition::BadRequest, None),

@@ -24,6 +24,9 @@ pub fn parse_stamp(s: &str) -> Option<i64> {
 struct Entry {
     stanza: Element,
     at: u64,
+    /// Position in the room's history since it was created (1, 2, ...): what a
+    /// persistent room has stored is everything up to one of these.
+    seq: u64,
     /// Characters of the stanza as sent (for `maxchars`).
     chars: usize,
 }
@@ -58,6 +61,17 @@ impl Request {
 pub struct History {
     entries: VecDeque<Entry>,
     cap: usize,
+    /// The `seq` of the newest message ever pushed (0: none).
+    last: u64,
+}
+
+/// One message as a persistent room stores it: its position, when the room received
+/// it (Unix time), and the stanza as kept (with its delay stamp).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Stored {
+    pub seq: u64,
+    pub at: u64,
+    pub xml: String,
 }
 
 impl History {
@@ -65,7 +79,53 @@ impl History {
         History {
             entries: VecDeque::new(),
             cap,
+            last: 0,
         }
+    }
+
+    /// The room's history as stored (any order, any number): the newest `cap` that
+    /// parse are kept; numbering goes on after the newest.
+    pub fn restore(cap: usize, stored: Vec<Stored>) -> History {
+        let mut h = History::new(cap);
+        let mut stored = stored;
+        stored.sort_by_key(|s| s.seq);
+        h.last = stored.last().map_or(0, |s| s.seq);
+        let skip = stored.len().saturating_sub(cap);
+        for s in stored.into_iter().skip(skip) {
+            let Ok(stanza) = s.xml.parse::<Element>() else {
+                continue;
+            };
+            h.entries.push_back(Entry {
+                chars: s.xml.chars().count(),
+                stanza,
+                at: s.at,
+                seq: s.seq,
+            });
+        }
+        h
+    }
+
+    /// The `seq` of the newest message pushed (0: none yet).
+    pub fn last_seq(&self) -> u64 {
+        self.last
+    }
+
+    /// The messages still held that came after `seq`, oldest first, to be stored.
+    pub fn after(&self, seq: u64) -> Vec<Stored> {
+        self.entries
+            .iter()
+            .filter(|e| e.seq > seq)
+            .map(|e| Stored {
+                seq: e.seq,
+                at: e.at,
+                xml: crate::xml::writer::to_string(&e.stanza),
+            })
+            .collect()
+    }
+
+    /// How many messages the history holds at most.
+    pub fn cap(&self) -> usize {
+        self.cap
     }
 
     pub fn len(&self) -> usize {
@@ -91,10 +151,12 @@ impl History {
         while self.entries.len() >= self.cap {
             self.entries.pop_front();
         }
+        self.last += 1;
         self.entries.push_back(Entry {
             stanza,
             at: now,
             chars,
+            seq: self.last,
         });
     }
 
@@ -184,6 +246,42 @@ mod tests {
             ..Request::default()
         };
         assert_eq!(bodies(h.select(&q, 1070)), ["6", "7"]);
+    }
+
+    #[test]
+    fn stored_history_comes_back_numbered_on() {
+        let h = filled();
+        assert_eq!(h.last_seq(), 8);
+        let stored = h.after(5);
+        assert_eq!(stored.iter().map(|s| s.seq).collect::<Vec<_>>(), [6, 7, 8]);
+        // everything held, restored into a smaller cap, out of order, one unreadable
+        let mut all = h.after(0);
+        all.reverse();
+        all.push(Stored {
+            seq: 2,
+            at: 1,
+            xml: "<not xml".into(),
+        });
+        let mut r = History::restore(3, all);
+        assert_eq!(r.last_seq(), 8);
+        let got = r.select(&Request::default(), 2000);
+        assert_eq!(bodies(got.clone()), ["5", "6", "7"]);
+        assert_eq!(
+            got[0]
+                .get_child("delay", ns::DELAY)
+                .and_then(|d| d.attr("stamp")),
+            Some(stamp(1050).as_str())
+        );
+        // seconds limits still work on restored entries
+        let q = Request {
+            seconds: Some(10),
+            ..Request::default()
+        };
+        assert_eq!(bodies(r.select(&q, 1070)), ["6", "7"]);
+        r.push(&msg(9), "r@s", 1100);
+        assert_eq!(r.last_seq(), 9);
+        assert_eq!(r.after(8).len(), 1);
+        assert_eq!(r.len(), 3);
     }
 
     #[test]

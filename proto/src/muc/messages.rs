@@ -4,7 +4,7 @@
 
 use super::config::AllowPm;
 use super::roles::{Affiliation, Role};
-use super::room::{Room, cleaned, error, stanza};
+use super::room::{Room, cleaned, cleaned_except, error, stanza};
 use super::{Effect, ns};
 use crate::stanza::{ErrorCondition, set_attr};
 use minidom::Element;
@@ -166,6 +166,18 @@ fn within_rate(room: &mut Room, from: &Jid, now_ms: u64) -> bool {
     room.rates.allow(&bare, counted, now_ms, per_minute)
 }
 
+/// A groupchat message as the room broadcasts it: [`cleaned`], and without what only
+/// the room may put in: a delay stamp (XEP-0203: the room stamps its history, a forged
+/// one would pass for it) and a stanza id claiming to be the room's (XEP-0359 §3.1).
+fn reflected(st: &Element, room: &str) -> Element {
+    cleaned_except(st, "message", |c| {
+        c.is("delay", ns::DELAY)
+            || c.is("x", ns::LEGACY_DELAY)
+            || (c.is("stanza-id", ns::SID)
+                && c.attr("by").is_some_and(|b| b.eq_ignore_ascii_case(room)))
+    })
+}
+
 fn groupchat(room: &mut Room, from: &Jid, st: &Element, now_ms: u64) -> Vec<Effect> {
     let Some(o) = room.occupants.by_jid(from) else {
         return error(
@@ -202,7 +214,7 @@ fn groupchat(room: &mut Room, from: &Jid, st: &Element, now_ms: u64) -> Vec<Effe
             Some("too many messages: slow down"),
         );
     }
-    let mut m = cleaned(st, "message");
+    let mut m = reflected(st, room.jid.as_str());
     set_attr(&mut m, "from", &room.room_jid(&nick));
     m.append_child(occupant_id(&id));
     let mut out = Vec::new();

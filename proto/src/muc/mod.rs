@@ -45,6 +45,10 @@ pub mod ns {
     pub const ROOMCONFIG: &str = "http://jabber.org/protocol/muc#roomconfig";
     pub const DATA: &str = "jabber:x:data";
     pub const DELAY: &str = "urn:xmpp:delay";
+    /// XEP-0091, the legacy delay stamp.
+    pub const LEGACY_DELAY: &str = "jabber:x:delay";
+    /// XEP-0359 stanza ids.
+    pub const SID: &str = "urn:xmpp:sid:0";
     pub const OCCUPANT_ID: &str = "urn:xmpp:occupant-id:0";
     pub const CONFERENCE: &str = "jabber:x:conference";
     pub use crate::ns::{CLIENT, DISCO_INFO, DISCO_ITEMS, PING, STANZAS};

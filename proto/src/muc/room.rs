@@ -24,6 +24,8 @@ pub mod status {
     pub const NICK_CHANGED: u16 = 303;
     pub const KICKED: u16 = 307;
     pub const AFFILIATION_CHANGED: u16 = 321;
+    /// Removed: the room became members-only.
+    pub const MEMBERS_ONLY: u16 = 322;
     pub const ERROR: u16 = 333;
 }
 
@@ -99,6 +101,11 @@ pub(super) fn stanza(name: &str, from: &str, to: Option<&str>, ty: Option<&str>)
 /// A copy of what a client sent, without what only the room may say: its own
 /// `muc`/`muc#user` payloads and occupant ids (XEP-0421 §4: a sender's are removed).
 pub(super) fn cleaned(st: &Element, name: &str) -> Element {
+    cleaned_except(st, name, |_| false)
+}
+
+/// [`cleaned`], also without the children `skip` picks.
+pub(super) fn cleaned_except(st: &Element, name: &str, skip: impl Fn(&Element) -> bool) -> Element {
     let mut e = Element::bare(name, ns::CLIENT);
     if let Some(ty) = st.attr("type") {
         set_attr(&mut e, "type", ty);
@@ -107,7 +114,11 @@ pub(super) fn cleaned(st: &Element, name: &str) -> Element {
         set_attr(&mut e, "id", id);
     }
     for c in st.children() {
-        if c.is("x", ns::MUC) || c.is("x", ns::USER) || c.is("occupant-id", ns::OCCUPANT_ID) {
+        if c.is("x", ns::MUC)
+            || c.is("x", ns::USER)
+            || c.is("occupant-id", ns::OCCUPANT_ID)
+            || skip(c)
+        {
             continue;
         }
         e.append_child(c.clone());
@@ -424,7 +435,10 @@ impl Room {
             }
             return self.add_session(from, nick, st, x, now_ms);
         }
-        if self.occupants.len() >= self.max_users() && aff < Affiliation::Admin {
+        // admins and owners pass the owner's limit, never the service's bound (which
+        // an owner's grants would otherwise lift)
+        let n = self.occupants.len();
+        if (n >= self.max_users() && aff < Affiliation::Admin) || n >= self.limits.max_occupants {
             return error(
                 st,
                 ErrorCondition::ServiceUnavailable,
@@ -442,8 +456,14 @@ impl Room {
             occupant_id: self.occupant_id(&bare),
         };
         let mut out = Vec::new();
+        // in first: what the others' presence shows depends on the newcomer's role (a
+        // moderator sees their JIDs in a semi-anonymous room)
+        self.occupants.insert(o);
+        let Some(me) = self.occupants.by_nick(nick) else {
+            return out;
+        };
         // §7.2.3: the others' presence to the newcomer, then the newcomer's to the others
-        for other in self.occupants.iter() {
+        for other in self.occupants.iter().filter(|x| x.nick != me.nick) {
             out.push(Effect::Send(self.presence_of(
                 other,
                 from,
@@ -453,10 +473,6 @@ impl Room {
                 None,
             )));
         }
-        self.occupants.insert(o);
-        let Some(me) = self.occupants.by_nick(nick) else {
-            return out;
-        };
         for to in self.occupants.all_jids() {
             if &to == from {
                 continue;

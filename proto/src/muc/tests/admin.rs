@@ -367,3 +367,34 @@ fn only_local_users_create_rooms_unless_configured_otherwise() {
     s.muc.local_creators_only = false;
     assert!(crate::muc::may_create(&s, &remote));
 }
+
+#[test]
+fn becoming_members_only_removes_who_is_not_a_member() {
+    let mut t = three();
+    admin(
+        &mut t,
+        A,
+        "<item affiliation='member' jid='bob@example.org'/>",
+    );
+    let out = t.configure(&[("muc#roomconfig_membersonly", "1")]);
+    // carol is out, with 322, and everyone hears it; bob (a member) and alice stay
+    let carol = to(&out, C);
+    assert!(
+        carol.iter().any(|s| s.contains("type='unavailable'")
+            && s.contains("code='322'")
+            && s.contains("code='110'")),
+        "{carol:?}"
+    );
+    let gone = to(&out, B)
+        .into_iter()
+        .find(|s| s.contains("type='unavailable'"))
+        .expect("bob hears it");
+    assert!(gone.contains(&format!("from='{ROOM}/carol'")) && gone.contains("code='322'"));
+    assert_eq!(t.room.occupants.len(), 2);
+    assert!(t.room.occupants.by_nick("carol").is_none());
+    // already members-only: a new submit removes nobody
+    t.enter(C, "carol");
+    assert_eq!(t.room.occupants.len(), 2, "carol may not come back");
+    let out = t.configure(&[("muc#roomconfig_roomname", "x")]);
+    assert!(all(&out).iter().all(|s| !s.contains("code='322'")));
+}

@@ -77,6 +77,25 @@ fn non_anonymous_rooms_show_jids_and_say_so() {
 }
 
 #[test]
+fn a_moderator_entering_a_semi_anonymous_room_sees_jids() {
+    let mut t = T::instant();
+    t.enter(B, "bob");
+    // a participant sees nicks only (and its own JID in its self-presence)
+    let carol = to(&t.enter(C, "carol"), C);
+    let others: Vec<_> = carol.iter().filter(|s| !s.contains("code='110'")).collect();
+    assert!(others.iter().all(|s| !s.contains("jid=")), "{carol:?}");
+    // the owner (a moderator) leaves and comes back: the others' presence shows JIDs
+    t.send(A, "alice", "<presence type='unavailable'/>");
+    let alice = to(&t.enter(A, "alice"), A);
+    for j in [B, C] {
+        assert!(
+            alice.iter().any(|s| s.contains(&format!("jid='{j}'"))),
+            "{j}: {alice:?}"
+        );
+    }
+}
+
+#[test]
 fn entering_needs_a_nick_and_a_free_one() {
     let mut t = T::instant();
     assert_eq!(err(&t.send(B, "", "<presence/>")), "jid-malformed");
@@ -89,13 +108,14 @@ fn entering_needs_a_nick_and_a_free_one() {
 #[test]
 fn password_members_only_ban_and_capacity() {
     let mut t = T::with(Limits {
-        max_occupants: 2,
+        max_occupants: 3,
         ..Limits::default()
     });
     t.enter(A, "alice");
     t.configure(&[
         ("muc#roomconfig_passwordprotectedroom", "1"),
         ("muc#roomconfig_roomsecret", "pw"),
+        ("muc#roomconfig_maxusers", "2"),
     ]);
     assert_eq!(err(&t.enter(B, "bob")), "not-authorized");
     let wrong = "<presence><x xmlns='http://jabber.org/protocol/muc'><password>no</password></x></presence>";
@@ -106,7 +126,7 @@ fn password_members_only_ban_and_capacity() {
             .iter()
             .any(|s| s.contains("code='110'"))
     );
-    // full: carol waits outside, an admin does not
+    // full as its owner set it: carol waits outside, an admin does not
     assert_eq!(err(&t.send(C, "carol", right)), "service-unavailable");
     t.send(A, "", "<iq type='set' id='ad'><query xmlns='http://jabber.org/protocol/muc#admin'><item affiliation='admin' jid='carol@example.org'/></query></iq>");
     assert!(
@@ -114,6 +134,13 @@ fn password_members_only_ban_and_capacity() {
             .iter()
             .any(|s| s.contains("code='110'"))
     );
+    // but no grant lets the room past the service's bound
+    t.send(A, "", "<iq type='set' id='ad2'><query xmlns='http://jabber.org/protocol/muc#admin'><item affiliation='admin' jid='dave@example.org'/></query></iq>");
+    assert_eq!(
+        err(&t.send("dave@example.org/d", "dave", right)),
+        "service-unavailable"
+    );
+    assert_eq!(t.room.occupants.len(), 3);
 
     let mut t = T::instant();
     t.configure(&[("muc#roomconfig_membersonly", "1")]);

@@ -41,6 +41,42 @@ fn groupchat_goes_to_everyone_with_the_senders_reflection() {
 }
 
 #[test]
+fn groupchat_loses_a_forged_delay_and_the_rooms_stanza_id() {
+    let mut t = three();
+    let out = t.send(
+        B,
+        "",
+        &format!(
+            "<message type='groupchat'><body>hi</body>\
+        <delay xmlns='urn:xmpp:delay' from='{ROOM}' stamp='2002-09-10T23:08:25Z'/>\
+        <x xmlns='jabber:x:delay' stamp='20020910T23:08:25'/>\
+        <stanza-id xmlns='urn:xmpp:sid:0' by='{}' id='forged'/>\
+        <stanza-id xmlns='urn:xmpp:sid:0' by='bob@example.org' id='own'/>\
+        <origin-id xmlns='urn:xmpp:sid:0' id='o1'/></message>",
+            ROOM.to_uppercase()
+        ),
+    );
+    let Some(Effect::Fanout { stanza, .. }) = out.first() else {
+        panic!("not a fan-out: {out:?}")
+    };
+    let s = to_string(stanza);
+    assert!(!s.contains("delay") && !s.contains("forged"), "{s}");
+    // what others may add stays: a stanza id by someone else, the origin id
+    assert!(
+        s.contains("id='own'") && s.contains("id='o1'") && s.contains("<body>hi</body>"),
+        "{s}"
+    );
+    // the history copy carries the room's own stamp only
+    let h = t.room.history.select(&Default::default(), t.now / 1000);
+    let hs = to_string(h[0]);
+    assert_eq!(hs.matches("urn:xmpp:delay").count(), 1, "{hs}");
+    assert!(
+        hs.contains(&format!("from='{ROOM}'")) && !hs.contains("2002-09-10"),
+        "{hs}"
+    );
+}
+
+#[test]
 fn only_occupants_with_voice_speak() {
     let mut t = three();
     assert_eq!(
@@ -186,6 +222,8 @@ fn mediated_invitations_and_declines() {
     );
     assert_eq!(err(&t.send("eve@example.org/e", "", "<message><x xmlns='http://jabber.org/protocol/muc#user'><invite to='x@y'/></x></message>")), "not-acceptable");
     // members-only: participants may not invite unless allowed; an owner's invitee becomes a member
+    // (bob is made a member first: a room made members-only removes non-members)
+    t.send(A, "", "<iq type='set' id='m'><query xmlns='http://jabber.org/protocol/muc#admin'><item affiliation='member' jid='bob@example.org'/></query></iq>");
     t.configure(&[("muc#roomconfig_membersonly", "1")]);
     assert_eq!(err(&t.send(B, "", "<message><x xmlns='http://jabber.org/protocol/muc#user'><invite to='frank@example.org'/></x></message>")), "forbidden");
     let out = t.send(A, "", "<message><x xmlns='http://jabber.org/protocol/muc#user'><invite to='frank@example.org'/></x></message>");
