@@ -58,7 +58,9 @@ pub fn register_iq(conn: &mut Connection, el: Element, ctx: &mut Context<Connect
         }
         Err(r) => return refuse(conn, &el, r),
     };
-    let signup = match register::signup(fields) {
+    let signup = match register::signup(fields)
+        .and_then(|s| register::not_an_admin_name(&settings, &s.username, &domain).map(|()| s))
+    {
         Ok(s) => s,
         Err(r) => return refuse(conn, &el, r),
     };
