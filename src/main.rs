@@ -309,6 +309,29 @@ fn account(s: &Settings, action: AccountCmd) -> Result<(), CliError> {
     Ok(())
 }
 
+/// Warn about each configured administrator of a hosted domain whose account does not
+/// exist (at start and after a reload): self-registration refuses that name, but the
+/// entry is likely a typo or a deleted account.
+fn warn_missing_admins(s: &Settings, db: &dyn xmppd_actors::storage::Backend, log: &slog::Logger) {
+    for a in &s.admins {
+        let Some((user, dom)) = a.split_once('@') else {
+            continue;
+        };
+        if !s.domains.iter().any(|d| d.name.eq_ignore_ascii_case(dom)) {
+            continue;
+        }
+        match db.account_exists(&dom.to_ascii_lowercase(), &user.to_lowercase()) {
+            Ok(true) => {}
+            Ok(false) => {
+                slog::warn!(log, "a configured administrator account does not exist"; "admin" => a)
+            }
+            Err(e) => {
+                slog::warn!(log, "cannot check a configured administrator account"; "admin" => a, "error" => %e)
+            }
+        }
+    }
+}
+
 fn hosted(s: &Settings) -> Vec<String> {
     s.domains.iter().map(|d| d.name.clone()).collect()
 }
@@ -374,6 +397,8 @@ fn run(
     let db = storage::open(&settings, log.new(slog::o!("module" => "storage")))?;
     let tls = certs::tls_context(&settings, &base, &log)?;
     let storage = Storage::new(db.clone());
+    warn_missing_admins(&settings, &*db, &log);
+    let admin_db = db.clone();
     let system = actix_rt::System::new();
     let pid_lock_held = &pid_lock;
     let res = system.block_on(async move {
@@ -411,18 +436,26 @@ fn run(
                 _ = hup.recv() => {
                     generation += 1;
                     // the certificates first: a file that cannot be read fails the reload
+                    // what the server takes over (the running data directory, where a
+                    // generated certificate lives) before the certificates are read
                     let result = match config::load(config_path.as_deref()).map_err(|e| e.to_string()).and_then(|mut new| {
                         apply_overrides(&mut new, config_path.as_deref(), domain.as_deref(), data_dir.as_deref());
-                        certs::reload(&server.ctx.tls, &new, &base, &log).map_err(|e| format!("certificates: {e}")).map(|()| new)
+                        let live = reload::live(&server.ctx.settings.get(), new.clone());
+                        certs::reload(&server.ctx.tls, &live, &base, &log).map_err(|e| format!("certificates: {e}")).map(|renewed| (new, live, renewed))
                     }) {
-                        Ok(new) => {
-                            let (applied, restart) = reload::changes(&server.ctx.settings.get(), &new);
+                        Ok((new, live, renewed)) => {
+                            let (mut applied, restart) = reload::changes(&server.ctx.settings.get(), &new);
+                            if renewed {
+                                // also a renewal in place, which the settings do not show
+                                applied.push(reload::CERTIFICATES_CHANGED.to_string());
+                            }
                             ctl.set(new.log_level, new.log_tags.clone());
                             // settings first: a component reads them before it sends, and
                             // stops if the reload no longer allows it; the registry then
                             // dismisses it and detaches what the reload removed
                             let domains = SetDomains::from_settings(&new);
-                            server.ctx.settings.set(reload::live(&server.ctx.settings.get(), new));
+                            warn_missing_admins(&live, &*admin_db, &log);
+                            server.ctx.settings.set(live);
                             server.ctx.registry.set_domains.do_send(domains);
                             slog::info!(log, "configuration reloaded"; "applied" => applied.join("; "), "needs_restart" => restart.join(", "));
                             Ok((applied, restart))

@@ -12,6 +12,10 @@ use xmppd_proto::config::Settings;
 /// again, `certs::reload`, for new connections.)
 const NEEDS_RESTART: [&str; 5] = ["listener", "http", "storage", "data_dir", "workers"];
 
+/// Reported when a reload serves any certificate that differs from before (compared
+/// by content, so a renewal in place at the same paths shows).
+pub const CERTIFICATES_CHANGED: &str = "certificates changed (new connections)";
+
 /// What a reload from `old` to `new` does: (applied now, needing a restart).
 pub fn changes(old: &Settings, new: &Settings) -> (Vec<String>, Vec<String>) {
     let (mut applied, mut restart) = (Vec::new(), Vec::new());
