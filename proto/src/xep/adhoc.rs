@@ -16,9 +16,18 @@ use minidom::Element;
 use std::time::{Duration, Instant};
 use xmpp_parsers::jid::BareJid;
 
-/// Command sessions one administrator may have open at once; more are refused with
-/// `resource-constraint` until one completes, is canceled or expires.
+/// Command sessions one administrator may have open at once; opening one more closes
+/// the oldest (an abandoned session never locks the administrator out).
 pub const MAX_SESSIONS: usize = 8;
+
+/// Tasks of one administrator running at once (key derivations, deletions); more are
+/// refused with `resource-constraint` until one ends, so pipelined requests cannot
+/// queue unbounded work.
+pub const MAX_RUNNING: usize = 4;
+
+/// Ended command sessions remembered, so that reusing one answers `session-expired`
+/// rather than `bad-sessionid`.
+const REMEMBER_ENDED: usize = 32;
 
 /// How long a command session waits for its form (then `session-expired`).
 pub const SESSION_TTL: Duration = Duration::from_secs(600);
@@ -282,7 +291,7 @@ pub fn parse(cmd: &Element) -> Result<Request, CmdError> {
         Some(_) => {
             return Err(err(
                 ErrorCondition::BadRequest,
-                Some("bad-action"),
+                Some("malformed-action"),
                 "unknown action",
             ));
         }
@@ -294,7 +303,11 @@ pub fn parse(cmd: &Element) -> Result<Request, CmdError> {
     Ok(Request {
         node: node.to_string(),
         action,
-        sessionid: cmd.attr("sessionid").map(str::to_string),
+        // an empty sessionid is none (some clients send one on the first request)
+        sessionid: cmd
+            .attr("sessionid")
+            .filter(|s| !s.is_empty())
+            .map(str::to_string),
         form,
     })
 }
@@ -339,17 +352,69 @@ struct Open {
     since: Instant,
 }
 
-/// The command sessions of one administrator.
+/// The command sessions of one administrator: those open, the ids of the last ones
+/// that ended (completed, canceled, expired or closed for a new one), and the number
+/// of tasks running.
 #[derive(Debug, Default)]
-pub struct Sessions(Vec<Open>);
+pub struct Sessions {
+    open: Vec<Open>,
+    ended: std::collections::VecDeque<String>,
+    running: usize,
+}
 
 impl Sessions {
     pub fn len(&self) -> usize {
-        self.0.len()
+        self.open.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
+        self.open.is_empty()
+    }
+
+    /// Tasks handed out by [`decide`] (`Step::Run`) and not yet [`Sessions::task_ended`].
+    pub fn running(&self) -> usize {
+        self.running
+    }
+
+    /// A task [`decide`] handed out has ended (answered or failed).
+    pub fn task_ended(&mut self) {
+        self.running = self.running.saturating_sub(1);
+    }
+
+    fn end(&mut self, i: usize) {
+        let o = self.open.remove(i);
+        self.remember(o.id);
+    }
+
+    fn remember(&mut self, id: String) {
+        if self.ended.len() >= REMEMBER_ENDED {
+            self.ended.pop_front();
+        }
+        self.ended.push_back(id);
+    }
+
+    /// Drop the sessions past their time to live.
+    fn prune(&mut self, now: Instant) {
+        let (keep, gone): (Vec<Open>, Vec<Open>) = std::mem::take(&mut self.open)
+            .into_iter()
+            .partition(|o| now.duration_since(o.since) < SESSION_TTL);
+        self.open = keep;
+        for o in gone {
+            self.remember(o.id);
+        }
+    }
+
+    /// A task may start (below [`MAX_RUNNING`]); counted as running if so.
+    fn start_task(&mut self) -> Result<(), CmdError> {
+        if self.running >= MAX_RUNNING {
+            return Err(err(
+                ErrorCondition::ResourceConstraint,
+                None,
+                "too many commands are running: wait for their answers",
+            ));
+        }
+        self.running += 1;
+        Ok(())
     }
 }
 
@@ -389,6 +454,9 @@ pub fn decide(
             ));
         }
         if let Some(task) = command.immediate() {
+            if let Err(e) = sessions.start_task() {
+                return Step::Fail(e);
+            }
             return Step::Run {
                 task,
                 command,
@@ -396,18 +464,13 @@ pub fn decide(
             };
         }
         let form = command.form();
-        sessions
-            .0
-            .retain(|o| now.duration_since(o.since) < SESSION_TTL);
-        if sessions.0.len() >= MAX_SESSIONS {
-            return Step::Fail(err(
-                ErrorCondition::ResourceConstraint,
-                None,
-                "too many commands are open: complete or cancel one",
-            ));
+        sessions.prune(now);
+        if sessions.open.len() >= MAX_SESSIONS {
+            // the oldest was most likely abandoned
+            sessions.end(0);
         }
         let id = new_id();
-        sessions.0.push(Open {
+        sessions.open.push(Open {
             id: id.clone(),
             command,
             requester: requester.to_string(),
@@ -416,29 +479,28 @@ pub fn decide(
         });
         return Step::Reply(executing(command, &id, form));
     };
-    let Some(i) = sessions.0.iter().position(|o| {
+    let Some(i) = sessions.open.iter().position(|o| {
         o.id == id
             && o.requester == requester
             && o.command == command
             && o.domain.eq_ignore_ascii_case(domain)
     }) else {
+        if sessions.ended.contains(&id) {
+            return Step::Fail(expired());
+        }
         return Step::Fail(err(
             ErrorCondition::BadRequest,
             Some("bad-sessionid"),
             "no such command session",
         ));
     };
-    if now.duration_since(sessions.0[i].since) >= SESSION_TTL {
-        sessions.0.remove(i);
-        return Step::Fail(err(
-            ErrorCondition::NotAllowed,
-            Some("session-expired"),
-            "the command session expired",
-        ));
+    if now.duration_since(sessions.open[i].since) >= SESSION_TTL {
+        sessions.end(i);
+        return Step::Fail(expired());
     }
     match req.action {
         Action::Cancel => {
-            sessions.0.remove(i);
+            sessions.end(i);
             Step::Reply(status(command, &id, "canceled"))
         }
         // one stage: there is no next or previous one
@@ -453,7 +515,11 @@ pub fn decide(
             };
             match task(command, &x, domain) {
                 Ok(task) => {
-                    sessions.0.remove(i);
+                    // refused while too many run: the session stays open to retry
+                    if let Err(e) = sessions.start_task() {
+                        return Step::Fail(e);
+                    }
+                    sessions.end(i);
                     Step::Run {
                         task,
                         command,
@@ -465,6 +531,15 @@ pub fn decide(
             }
         }
     }
+}
+
+/// A session that completed, was canceled or expired (XEP-0050 §6).
+fn expired() -> CmdError {
+    err(
+        ErrorCondition::NotAllowed,
+        Some("session-expired"),
+        "the command session expired or ended",
+    )
 }
 
 fn command_el(command: Command, id: &str, status: &str) -> Element {
@@ -501,6 +576,39 @@ pub enum Outcome {
     /// The online users' JIDs.
     Online(Vec<String>),
     Count(usize),
+}
+
+/// The note of a delete-user: the accounts deleted, those that did not exist, those
+/// whose removal failed (a warning when any did not go), and the requester's own
+/// account when it was named (deleted after this answer).
+pub fn deleted_note(
+    gone: &[String],
+    missing: &[String],
+    failed: &[String],
+    own: Option<&str>,
+) -> Outcome {
+    let mut parts = Vec::new();
+    if !gone.is_empty() || own.is_none() {
+        parts.push(format!("deleted: {}", gone.join(", ")));
+    }
+    if !missing.is_empty() {
+        parts.push(format!("no such account: {}", missing.join(", ")));
+    }
+    if !failed.is_empty() {
+        parts.push(format!(
+            "failed (see the server's log): {}",
+            failed.join(", ")
+        ));
+    }
+    if let Some(me) = own {
+        parts.push(format!(
+            "your own account {me} is deleted after this answer"
+        ));
+    }
+    Outcome::Note {
+        warn: !missing.is_empty() || !failed.is_empty(),
+        text: parts.join("; "),
+    }
 }
 
 /// The `<command status='completed'/>` payload for an outcome.
@@ -599,11 +707,7 @@ fn account(jid: &str, domain: &str) -> Result<String, CmdError> {
 /// typed twice alike.
 fn password(v: &[(String, Vec<String>)], verify: bool) -> Result<String, CmdError> {
     let Some(p) = one(v, "password") else {
-        return Err(err(
-            ErrorCondition::NotAcceptable,
-            Some("bad-payload"),
-            "a password is required",
-        ));
+        return Err(bad_payload("a password is required"));
     };
     if verify && one(v, "password-verify").is_some_and(|r| r != p) {
         return Err(bad_payload("the two passwords differ"));
@@ -637,11 +741,9 @@ pub fn task(command: Command, x: &Element, domain: &str) -> Result<Task, CmdErro
                 return Err(bad_payload("the field accountjids is required"));
             }
             if jids.len() > MAX_ACCOUNTS {
-                return Err(err(
-                    ErrorCondition::NotAcceptable,
-                    Some("bad-payload"),
-                    format!("at most {MAX_ACCOUNTS} accounts at once"),
-                ));
+                return Err(bad_payload(format!(
+                    "at most {MAX_ACCOUNTS} accounts at once"
+                )));
             }
             let mut users = Vec::new();
             for j in jids {
