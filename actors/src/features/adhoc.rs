@@ -28,7 +28,6 @@ use actix::prelude::*;
 use minidom::Element;
 use std::time::Instant;
 use xmpp_parsers::jid::BareJid;
-use xmppd_proto::auth::scram::Credentials;
 use xmppd_proto::config::PasswordFormat;
 use xmppd_proto::ns;
 use xmppd_proto::stanza::{self, ErrorCondition};
@@ -338,14 +337,10 @@ async fn outcome(
             adhoc::online_users(&sessions(&server).await?, &domain, None).len(),
         )),
         Task::Announce { subject, body } => {
-            let suffix = format!("@{}", domain.to_ascii_lowercase());
             let mut n = 0usize;
-            for jid in sessions(&server).await? {
-                let bare = jid.split('/').next().unwrap_or_default();
-                if !bare.to_ascii_lowercase().ends_with(&suffix) {
-                    continue;
-                }
-                let m = adhoc::announcement(&domain, &jid, subject.as_deref(), &body);
+            let all = sessions(&server).await?;
+            for jid in adhoc::domain_sessions(&all, &domain) {
+                let m = adhoc::announcement(&domain, jid, subject.as_deref(), &body);
                 if let Some(sig) = Signal::from_stanza(m) {
                     server.registry.route(sig);
                     n += 1;
@@ -368,9 +363,8 @@ async fn sessions(server: &crate::context::Ctx) -> Result<Vec<String>, CmdError>
     Ok(list.into_iter().map(|s| s.jid).collect())
 }
 
-/// New SCRAM keys for `password` (the configured iterations), derived on the blocking
-/// pool among the bounded derivations; then the account created (`create`) or its
-/// keys replaced.
+/// New SCRAM keys for `password` (the configured iterations and format), then the
+/// account created (`create`) or its keys replaced ([`crate::storage::Storage::store_password`]).
 async fn set_password(
     server: &crate::context::Ctx,
     domain: &str,
@@ -379,20 +373,17 @@ async fn set_password(
     create: bool,
 ) -> Result<(), StorageError> {
     let settings = server.settings.get();
-    let iterations = settings.auth.scram_iterations;
     let keep_plain = settings.auth.password_format == PasswordFormat::Plain;
-    let (domain, user) = (domain.to_string(), user.to_string());
-    let _permit = crate::stream::derivation_permit().await;
     server
         .storage
-        .run(move |b| {
-            let creds = Credentials::derive(&password, iterations, keep_plain);
-            if create {
-                b.create_account(&domain, &user, &creds)
-            } else {
-                b.set_credentials(&domain, &user, &creds)
-            }
-        })
+        .store_password(
+            domain.to_string(),
+            user.to_string(),
+            password,
+            settings.auth.scram_iterations,
+            keep_plain,
+            create,
+        )
         .await
 }
 
