@@ -296,3 +296,48 @@ async fn a_reload_serves_new_certificates_to_new_connections_only() {
     ping(&mut old, "after-failures").await;
     ping(&mut held, "held-after-failures").await;
 }
+
+/// A reload whose file moves `data_dir` (which needs a restart) and drops the `[tls]`
+/// certificate: the generated certificate is made in the data directory the server
+/// runs on, not in the file's new one, and served.
+#[tokio::test]
+async fn a_generated_certificate_goes_to_the_running_data_dir() {
+    let d = Daemon::start();
+    let running = d.dir.path().join("data");
+    let elsewhere = d.dir.path().join("elsewhere");
+    let pki = pki();
+    let text = std::fs::read_to_string(&d.config).expect("config");
+    let text = text
+        .replace(&format!("certificate = \"{}\"\n", pki.cert.display()), "")
+        .replace(&format!("key = \"{}\"\n", pki.key.display()), "")
+        .replace(
+            &format!("data_dir = \"{}\"", running.display()),
+            &format!("data_dir = \"{}\"", elsewhere.display()),
+        );
+    assert!(text.contains("elsewhere"), "{text}");
+    std::fs::write(&d.config, text).expect("config");
+    // SIGHUP itself: `xmppd reload` would look for the daemon in the new data_dir
+    let (before, _) = status_generation(&d);
+    d.signal(libc::SIGHUP);
+    let deadline = std::time::Instant::now() + TIMEOUT;
+    let status = loop {
+        let (g, t) = status_generation(&d);
+        if g > before {
+            break t;
+        }
+        assert!(std::time::Instant::now() < deadline, "no report: {t}");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
+    assert!(
+        status.contains("result reloaded") && status.contains("needs-restart data_dir"),
+        "{status}"
+    );
+    assert!(
+        !elsewhere.exists(),
+        "nothing written to the file's new data_dir"
+    );
+    let pem = std::fs::read(running.join("certs").join("selfsigned.crt")).expect("generated");
+    use rustls::pki_types::{CertificateDer, pem::PemObject};
+    let der = CertificateDer::from_pem_slice(&pem).expect("pem");
+    assert_eq!(served(d.direct_tls, "localhost").await, der.to_vec());
+}
