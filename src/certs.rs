@@ -36,16 +36,16 @@ pub fn tls_context(
 /// A reload: read the certificate and key files of `settings` again (global `[tls]`
 /// and per domain, also of domains added since) and serve them to new connections;
 /// connections up already keep theirs. When a file cannot be read or a key does not
-/// fit, nothing changes and the error says which file.
+/// fit, nothing changes and the error says which file. Returns whether any certificate
+/// served differs from before (a renewal in place included).
 pub fn reload(
     tls: &TlsContext,
     settings: &Settings,
     base: &Path,
     log: &slog::Logger,
-) -> Result<(), CertError> {
+) -> Result<bool, CertError> {
     let (default, per_domain) = load(settings, base, log)?;
-    tls.replace_certificates(default, per_domain);
-    Ok(())
+    Ok(tls.replace_certificates(default, per_domain)?)
 }
 
 type Loaded = (CertifiedKey, Vec<(String, CertifiedKey)>);

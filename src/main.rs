@@ -275,6 +275,29 @@ fn account(s: &Settings, action: AccountCmd) -> Result<(), CliError> {
     Ok(())
 }
 
+/// Warn about each configured administrator of a hosted domain whose account does not
+/// exist (at start and after a reload): self-registration refuses that name, but the
+/// entry is likely a typo or a deleted account.
+fn warn_missing_admins(s: &Settings, db: &dyn xmppd_actors::storage::Backend, log: &slog::Logger) {
+    for a in &s.admins {
+        let Some((user, dom)) = a.split_once('@') else {
+            continue;
+        };
+        if !s.domains.iter().any(|d| d.name.eq_ignore_ascii_case(dom)) {
+            continue;
+        }
+        match db.account_exists(&dom.to_ascii_lowercase(), &user.to_lowercase()) {
+            Ok(true) => {}
+            Ok(false) => {
+                slog::warn!(log, "a configured administrator account does not exist"; "admin" => a)
+            }
+            Err(e) => {
+                slog::warn!(log, "cannot check a configured administrator account"; "admin" => a, "error" => %e)
+            }
+        }
+    }
+}
+
 fn hosted(s: &Settings) -> Vec<String> {
     s.domains.iter().map(|d| d.name.clone()).collect()
 }
@@ -331,6 +354,8 @@ fn run(settings: Settings, loader: config::Loader) -> Result<(), CliError> {
     let db = storage::open(&settings, log.new(slog::o!("module" => "storage")))?;
     let tls = certs::tls_context(&settings, &base, &log)?;
     let storage = Storage::new(db.clone());
+    warn_missing_admins(&settings, &*db, &log);
+    let admin_db = db.clone();
     let system = actix_rt::System::new();
     let pid_lock_held = &pid_lock;
     let res = system.block_on(async move {
@@ -372,8 +397,9 @@ fn run(settings: Settings, loader: config::Loader) -> Result<(), CliError> {
                         .load()
                         .map_err(|e| e.to_string())
                         .and_then(|new| reload::apply(&server.ctx, &ctl, &base, new));
-                    if let Err(e) = &result {
-                        slog::error!(log, "configuration not reloaded"; "error" => %e);
+                    match &result {
+                        Ok(_) => warn_missing_admins(&server.ctx.settings.get(), &*admin_db, &log),
+                        Err(e) => slog::error!(log, "configuration not reloaded"; "error" => %e),
                     }
                     if let Err(e) = reload::write_atomically(&status_file, &reload::status_text(generation, &result)) {
                         slog::warn!(log, "cannot write the reload status"; "file" => %status_file.display(), "error" => %e);

@@ -12,6 +12,10 @@ use xmppd_proto::config::Settings;
 /// again, `certs::reload`, for new connections.)
 const NEEDS_RESTART: [&str; 5] = ["listener", "http", "storage", "data_dir", "workers"];
 
+/// Reported when a reload serves any certificate that differs from before (compared
+/// by content, so a renewal in place at the same paths shows).
+pub const CERTIFICATES_CHANGED: &str = "certificates changed (new connections)";
+
 /// What a reload from `old` to `new` does: (applied now, needing a restart).
 pub fn changes(old: &Settings, new: &Settings) -> (Vec<String>, Vec<String>) {
     let (mut applied, mut restart) = (Vec::new(), Vec::new());
@@ -87,12 +91,16 @@ pub fn apply(
     new: Settings,
 ) -> Result<(Vec<String>, Vec<String>), String> {
     let current = ctx.settings.get();
-    let (applied, restart) = changes(&current, &new);
+    let (mut applied, restart) = changes(&current, &new);
     // what the server will run on: the data directory (where a generated certificate
     // lives) stays the running one
     let next = live(&current, new);
-    crate::certs::reload(&ctx.tls, &next, base, &ctx.log)
+    let renewed = crate::certs::reload(&ctx.tls, &next, base, &ctx.log)
         .map_err(|e| format!("certificates: {e}"))?;
+    if renewed {
+        // also a renewal in place, which the settings do not show
+        applied.push(CERTIFICATES_CHANGED.to_string());
+    }
     logs.set(next.log_level, next.log_tags.clone());
     // settings first: a component reads them before it sends, and stops if the reload
     // no longer allows it; the registry then dismisses it and detaches what was removed

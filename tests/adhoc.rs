@@ -147,8 +147,24 @@ async fn errors_follow_xep_0050() {
     let ok = "<field var='accountjid'><value>zed@localhost</value></field>\
               <field var='password'><value>zed-pw</value></field>\
               <field var='password-verify'><value>zed-pw</value></field>";
+    // the canceled session used again: expired
     let r = ask(&mut a, &complete("c3", "add-user", &sid, ok), "c3").await;
-    assert!(is_error(&r, "bad-request", Some("bad-sessionid")), "{r}");
+    assert!(is_error(&r, "not-allowed", Some("session-expired")), "{r}");
+    // an action XEP-0050 does not define; an empty sessionid is a first request
+    let r = ask(
+        &mut a,
+        &execute("ma", "add-user", "localhost").replace("action='execute'", "action='jump'"),
+        "ma",
+    )
+    .await;
+    assert!(is_error(&r, "bad-request", Some("malformed-action")), "{r}");
+    let r = ask(
+        &mut a,
+        &execute("es", "add-user", "localhost").replace("action='execute'", "sessionid=''"),
+        "es",
+    )
+    .await;
+    assert!(r.contains("status='executing'"), "{r}");
     assert!(
         !login_works(&d, "zed", "zed-pw").await,
         "nothing was created"
@@ -184,14 +200,25 @@ async fn errors_follow_xep_0050() {
     let (_, jid) = Raw::login(d.starttls, "b.test", "zed", "zed-pw", "z").await;
     assert_eq!(jid, "zed@b.test/z");
 
-    // open commands are bounded per administrator
+    // open commands are bounded per administrator: abandoned ones never lock the
+    // administrator out, the oldest is closed for a new one
+    let mut first = String::new();
     for i in 0..8 {
         let id = format!("open{i}");
         let r = ask(&mut a, &execute(&id, "announce", "localhost"), &id).await;
         assert!(r.contains("status='executing'"), "{r}");
+        if i == 0 {
+            first = sessionid(&r);
+        }
     }
     let r = ask(&mut a, &execute("over", "announce", "localhost"), "over").await;
-    assert!(is_error(&r, "resource-constraint", None), "{r}");
+    assert!(r.contains("status='executing'"), "{r}");
+    let newest = sessionid(&r);
+    let hi = "<field var='announcement'><value>hi</value></field>";
+    let r = ask(&mut a, &complete("old", "announce", &first, hi), "old").await;
+    assert!(is_error(&r, "not-allowed", Some("session-expired")), "{r}");
+    let r = ask(&mut a, &complete("new", "announce", &newest, hi), "new").await;
+    assert!(r.contains("status='completed'"), "{r}");
     // a command without a form still runs
     let num = format!(
         "<iq type='set' id='num' to='localhost'><command xmlns='{CMD}' node='{ADMIN}#get-online-users-num'/></iq>"
@@ -284,4 +311,45 @@ async fn delete_user_is_the_in_band_removal() {
     )
     .await;
     assert!(is_error(&r, "item-not-found", None), "{r}");
+
+    // the administrator deletes bob and its own account: the answer comes first, then
+    // the account goes and its session is closed
+    let r = ask(&mut a, &execute("s", "delete-user", "localhost"), "s").await;
+    let sid = sessionid(&r);
+    let jids = "<field var='accountjids'><value>alice@localhost</value><value>bob@localhost</value></field>";
+    let r = ask(&mut a, &complete("self", "delete-user", &sid, jids), "self").await;
+    assert!(
+        r.contains("status='completed'")
+            && r.contains("type='info'")
+            && r.contains("deleted: bob@localhost")
+            && r.contains("your own account alice@localhost is deleted after this answer"),
+        "{r}"
+    );
+    let end = a.read_to_close().await;
+    assert!(
+        end.contains("<not-authorized xmlns='urn:ietf:params:xml:ns:xmpp-streams'/>"),
+        "{end}"
+    );
+    assert!(!login_works(&d, "alice", "alice-pw").await);
+    assert!(!login_works(&d, "bob", "bob-pw").await);
+}
+
+/// An anonymous user is not an administrator: `forbidden`, like anyone else.
+#[tokio::test]
+async fn anonymous_users_are_forbidden() {
+    let d = Daemon::with(Options {
+        domain_keys: "anonymous = true".into(),
+        extra: "[[domain]]\nname = \"b.test\"\n".into(),
+        ..admin_options()
+    });
+    let (mut r, _) = tls_stream(&d).await;
+    r.send("<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='ANONYMOUS'/>")
+        .await;
+    assert!(r.next_stanza().await.starts_with("<success"));
+    r.bind(None).await;
+    let reply = ask(&mut r, &execute("f", "add-user", "localhost"), "f").await;
+    assert!(is_error(&reply, "forbidden", None), "{reply}");
+    // and at another hosted domain (through the registry)
+    let reply = ask(&mut r, &execute("f2", "add-user", "b.test"), "f2").await;
+    assert!(is_error(&reply, "forbidden", None), "{reply}");
 }

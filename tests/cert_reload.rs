@@ -62,6 +62,58 @@ impl rustls::client::danger::ServerCertVerifier for Record {
     }
 }
 
+/// A TLS 1.2 client configuration that accepts any server certificate; one kept for
+/// several connections resumes its sessions where the server allows.
+fn any_cert_tls12() -> Arc<rustls::ClientConfig> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let rec = Arc::new(Record(Mutex::new(None), provider.clone()));
+    Arc::new(
+        rustls::ClientConfig::builder_with_provider(provider)
+            .with_protocol_versions(&[&rustls::version::TLS12])
+            .expect("versions")
+            .dangerous()
+            .with_custom_certificate_verifier(rec)
+            .with_no_client_auth(),
+    )
+}
+
+/// A STARTTLS stream to `domain` upgraded with `cfg`, not yet authenticated.
+async fn tls12_stream(d: &Daemon, domain: &str, cfg: &Arc<rustls::ClientConfig>) -> Raw {
+    let mut r = Raw::connect(d.starttls, domain).await;
+    r.tls_config = Some(cfg.clone());
+    r.starttls().await;
+    r
+}
+
+/// SCRAM-SHA-256-PLUS with tls-server-end-point: the hash of the certificate this
+/// client was served on its connection.
+async fn plus_login(r: &mut Raw, user: &str, password: &str) -> String {
+    let cb = ClientCb {
+        name: "tls-server-end-point",
+        data: r.endpoint.clone().expect("server certificate"),
+    };
+    r.auth_scram_with("SCRAM-SHA-256-PLUS", user, password, cb)
+        .await
+}
+
+fn sha256(der: &[u8]) -> Vec<u8> {
+    use sha2::Digest;
+    sha2::Sha256::digest(der).to_vec()
+}
+
+/// The generation of the daemon's last reload report.
+fn status_generation(d: &Daemon) -> (u64, String) {
+    let t = std::fs::read_to_string(d.dir.path().join("data").join("reload.status"))
+        .unwrap_or_default();
+    let g = t
+        .lines()
+        .next()
+        .and_then(|l| l.strip_prefix("generation "))
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or(0);
+    (g, t)
+}
+
 /// The certificate a new direct-TLS connection with SNI `name` is served (the
 /// handshake checks that the server holds its key).
 async fn served(addr: SocketAddr, name: &str) -> Vec<u8> {
@@ -124,6 +176,13 @@ async fn a_reload_serves_new_certificates_to_new_connections_only() {
     assert_eq!(served(d.direct_tls, "b.test").await, a, "cert A at start");
     // a connection made before the reload (the test CA's certificate for localhost)
     let (mut old, _) = Raw::login(d.starttls, "localhost", "alice", "alice-pw", "old").await;
+    // and one to the domain whose certificate changes, accepted before the reload and
+    // authenticated after it; its TLS 1.2 session is cached by client and server
+    let out = d.cli(&["account", "add", "bea@b.test", "--password", "bea-pw"]);
+    assert!(out.status.success(), "{out:?}");
+    let tls12 = any_cert_tls12();
+    let mut held = tls12_stream(&d, "b.test", &tls12).await;
+    assert_eq!(held.endpoint, Some(sha256(&a)));
 
     // the domain's files replaced in place (same paths): B after the reload
     let b = self_signed("b.test", &p("b.pem"), &p("b.key"));
@@ -134,11 +193,24 @@ async fn a_reload_serves_new_certificates_to_new_connections_only() {
     );
     let (ok, out) = reload(&d);
     assert!(ok, "{out}");
+    // a renewal in place does not change the settings: the report still shows it
+    assert!(out.contains("certificates changed"), "{out}");
     assert_eq!(
         served(d.direct_tls, "b.test").await,
         b,
         "cert B after reload"
     );
+    // the held connection is bound to A, the certificate it was served
+    let ok = plus_login(&mut held, "bea", "bea-pw").await;
+    assert!(ok.starts_with("<success"), "{ok}");
+    held.bind(Some("held")).await;
+    ping(&mut held, "held").await;
+    // a new connection with the same client (which offers to resume its session from
+    // before the reload) is served B and bound to it
+    let mut new = tls12_stream(&d, "b.test", &tls12).await;
+    assert_eq!(new.endpoint, Some(sha256(&b)), "a full handshake with B");
+    let ok = plus_login(&mut new, "bea", "bea-pw").await;
+    assert!(ok.starts_with("<success"), "{ok}");
     ping(&mut old, "after-first").await;
 
     // the global [tls] certificate changed in the file: served where no domain's fits
@@ -180,13 +252,41 @@ async fn a_reload_serves_new_certificates_to_new_connections_only() {
     // a key that does not belong to the certificate: the reload fails, B stays
     self_signed("b.test", &p("c.pem"), &p("c.key"));
     std::fs::copy(p("c.key"), p("b.key")).expect("copy");
-    // `xmppd reload` checks the files before it signals; SIGHUP alone reaches the
-    // daemon, which must refuse them itself
+    // `xmppd reload` checks the configuration, files included, before it signals: it
+    // refuses without signalling, and says which key and certificate do not fit
+    let (before, _) = status_generation(&d);
     let (ok, out) = reload(&d);
     assert!(!ok && out.contains("KeyMismatch"), "{out}");
+    let (key, cert) = (
+        p("b.key").display().to_string(),
+        p("b.pem").display().to_string(),
+    );
+    assert!(out.contains(&key) && out.contains(&cert), "{out}");
+    assert_eq!(
+        status_generation(&d).0,
+        before,
+        "the daemon was not signalled"
+    );
+    // a SIGHUP alone reaches the daemon, which must refuse them itself: its report is
+    // the next generation, and the log has its (first) refusal
     d.signal(libc::SIGHUP);
+    let deadline = std::time::Instant::now() + TIMEOUT;
+    let status = loop {
+        let (g, t) = status_generation(&d);
+        if g > before {
+            break t;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no report after SIGHUP: {t}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
+    assert!(
+        status.contains("result failed") && status.contains("KeyMismatch") && status.contains(&key),
+        "{status}"
+    );
     d.wait_log("configuration not reloaded", 1);
-    assert!(d.log().contains("KeyMismatch"), "{}", d.log());
     assert_eq!(served(d.direct_tls, "b.test").await, b, "old cert kept");
     // a file that is not PEM at all: the same
     std::fs::write(p("b.pem"), "not a certificate").expect("write");
@@ -194,4 +294,50 @@ async fn a_reload_serves_new_certificates_to_new_connections_only() {
     assert!(!ok && out.contains("b.pem"), "{out}");
     assert_eq!(served(d.direct_tls, "b.test").await, b, "old cert kept");
     ping(&mut old, "after-failures").await;
+    ping(&mut held, "held-after-failures").await;
+}
+
+/// A reload whose file moves `data_dir` (which needs a restart) and drops the `[tls]`
+/// certificate: the generated certificate is made in the data directory the server
+/// runs on, not in the file's new one, and served.
+#[tokio::test]
+async fn a_generated_certificate_goes_to_the_running_data_dir() {
+    let d = Daemon::start();
+    let running = d.dir.path().join("data");
+    let elsewhere = d.dir.path().join("elsewhere");
+    let pki = pki();
+    let text = std::fs::read_to_string(&d.config).expect("config");
+    let text = text
+        .replace(&format!("certificate = \"{}\"\n", pki.cert.display()), "")
+        .replace(&format!("key = \"{}\"\n", pki.key.display()), "")
+        .replace(
+            &format!("data_dir = \"{}\"", running.display()),
+            &format!("data_dir = \"{}\"", elsewhere.display()),
+        );
+    assert!(text.contains("elsewhere"), "{text}");
+    std::fs::write(&d.config, text).expect("config");
+    // SIGHUP itself: `xmppd reload` would look for the daemon in the new data_dir
+    let (before, _) = status_generation(&d);
+    d.signal(libc::SIGHUP);
+    let deadline = std::time::Instant::now() + TIMEOUT;
+    let status = loop {
+        let (g, t) = status_generation(&d);
+        if g > before {
+            break t;
+        }
+        assert!(std::time::Instant::now() < deadline, "no report: {t}");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
+    assert!(
+        status.contains("result reloaded") && status.contains("needs-restart data_dir"),
+        "{status}"
+    );
+    assert!(
+        !elsewhere.exists(),
+        "nothing written to the file's new data_dir"
+    );
+    let pem = std::fs::read(running.join("certs").join("selfsigned.crt")).expect("generated");
+    use rustls::pki_types::{CertificateDer, pem::PemObject};
+    let der = CertificateDer::from_pem_slice(&pem).expect("pem");
+    assert_eq!(served(d.direct_tls, "localhost").await, der.to_vec());
 }

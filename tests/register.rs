@@ -552,3 +552,28 @@ fn slixmpp_registers_changes_its_password_and_cancels() {
         assert!(out.contains(line), "{line} missing:\n{out}");
     }
 }
+
+/// Admin rights go by name: nobody may sign up under the name of a configured
+/// administrator whose account does not exist yet (or was deleted), in any case;
+/// `xmppd account add` still creates it. The daemon warns about the missing account.
+#[tokio::test]
+async fn an_administrators_name_cannot_be_self_registered() {
+    let d = Daemon::with(Options {
+        top: "admins = [\"boss@localhost\"]".into(),
+        ..signup_on()
+    });
+    d.wait_log("a configured administrator account does not exist", 1);
+    for name in ["boss", "Boss"] {
+        let (mut r, _) = tls_stream(&d).await;
+        r.send(&register_set("s", name, "boss-pw")).await;
+        assert_eq!(outcome(&r.next_stanza().await), "not-allowed", "{name}");
+    }
+    assert!(!login_works(&d, "boss", "boss-pw").await);
+    // anyone else still signs up
+    let (mut r, _) = tls_stream(&d).await;
+    r.send(&register_set("s", "carol", "carol-pw")).await;
+    assert_eq!(outcome(&r.next_stanza().await), "result");
+    // the administrator's tools may create it
+    d.add_account("boss", "boss-pw");
+    assert!(login_works(&d, "boss", "boss-pw").await);
+}

@@ -174,6 +174,32 @@ impl Storage {
             .map_err(|_| StorageError::Cancelled)?
     }
 
+    /// New SCRAM keys for `password` (fresh salt, `iterations`, the plain text kept
+    /// when `keep_plain`), derived on the blocking pool among the bounded derivations
+    /// (`stream::derivation_permit`), then the account created (`create`: `Exists` when
+    /// it is there) or its keys replaced. The one path of in-band registration, the
+    /// in-band password change and the administration commands.
+    pub async fn store_password(
+        &self,
+        domain: String,
+        user: String,
+        password: String,
+        iterations: u32,
+        keep_plain: bool,
+        create: bool,
+    ) -> Result<(), StorageError> {
+        let _permit = crate::stream::derivation_permit().await;
+        self.run(move |b| {
+            let creds = Credentials::derive(&password, iterations, keep_plain);
+            if create {
+                b.create_account(&domain, &user, &creds)
+            } else {
+                b.set_credentials(&domain, &user, &creds)
+            }
+        })
+        .await
+    }
+
     /// Direct access for code that is already off the actor threads (CLI, tests).
     pub fn backend(&self) -> &dyn Backend {
         &*self.0

@@ -434,6 +434,9 @@ pub struct Raw {
     pub endpoint: Option<Vec<u8>>,
     /// The TLS versions offered on upgrade.
     pub tls_versions: &'static [&'static rustls::SupportedProtocolVersion],
+    /// A client configuration to upgrade with instead (its own trust, versions and
+    /// session cache).
+    pub tls_config: Option<Arc<rustls::ClientConfig>>,
 }
 
 impl Raw {
@@ -450,6 +453,7 @@ impl Raw {
             exporter: None,
             endpoint: None,
             tls_versions: rustls::DEFAULT_VERSIONS,
+            tls_config: None,
         }
     }
 
@@ -701,8 +705,12 @@ impl Raw {
         let name = rustls::pki_types::ServerName::try_from(self.domain.clone()).expect("name");
         let tls = tokio::time::timeout(
             TIMEOUT,
-            tokio_rustls::TlsConnector::from(client_tls_config_with(self.tls_versions))
-                .connect(name, tcp),
+            tokio_rustls::TlsConnector::from(
+                self.tls_config
+                    .clone()
+                    .unwrap_or_else(|| client_tls_config_with(self.tls_versions)),
+            )
+            .connect(name, tcp),
         )
         .await
         .expect("tls timeout")

@@ -162,15 +162,21 @@ impl Account {
     /// own resources' requests to another hosted domain that the registry hands here
     /// (administration commands, `features::adhoc`), run as the user's own.
     fn inbound_iq(&mut self, sig: Signal, ctx: &mut Context<Self>) {
-        if self.state.exists != Some(true) || self.state.is_blocked(sig.from()) {
-            return self.bounce(&sig, ErrorCondition::ServiceUnavailable, None);
-        }
         if sig.to().node().is_none() {
-            if sig.from().to_bare() != self.state.bare || self.removal != register::Removal::None {
+            // the account's own request: also an anonymous one's (not stored, but with
+            // its sessions here), which the feature then refuses as it would anyone's
+            let live = self.state.exists == Some(true) || !self.sessions.is_empty();
+            if sig.from().to_bare() != self.state.bare
+                || !live
+                || self.removal != register::Removal::None
+            {
                 return self.bounce(&sig, ErrorCondition::ServiceUnavailable, None);
             }
             let iq = sig.stanza().clone();
             return self.run_iq(Caller::Other(sig), iq, Who::Owner, Entity::Server, ctx);
+        }
+        if self.state.exists != Some(true) || self.state.is_blocked(sig.from()) {
+            return self.bounce(&sig, ErrorCondition::ServiceUnavailable, None);
         }
         let iq = sig.stanza().clone();
         self.run_iq(Caller::Other(sig), iq, Who::Anyone, Entity::Account, ctx);

@@ -7,7 +7,6 @@
 
 use super::*;
 use std::time::Instant;
-use xmppd_proto::auth::scram::Credentials;
 use xmppd_proto::config::PasswordFormat;
 use xmppd_proto::stream::error::{Condition, StreamError};
 use xmppd_proto::xep::register::{self, Refusal, SetRequest};
@@ -104,12 +103,8 @@ impl Account {
         let storage = self.ctx.storage.clone();
         let (domain, user) = (self.domain.clone(), self.user.clone());
         async move {
-            let _permit = crate::stream::derivation_permit().await;
             storage
-                .run(move |b| {
-                    let creds = Credentials::derive(&password, iterations, keep_plain);
-                    b.set_credentials(&domain, &user, &creds)
-                })
+                .store_password(domain, user, password, iterations, keep_plain, false)
                 .await
         }
         .into_actor(self)

@@ -28,7 +28,6 @@ use actix::prelude::*;
 use minidom::Element;
 use std::time::Instant;
 use xmpp_parsers::jid::BareJid;
-use xmppd_proto::auth::scram::Credentials;
 use xmppd_proto::config::PasswordFormat;
 use xmppd_proto::ns;
 use xmppd_proto::stanza::{self, ErrorCondition};
@@ -176,23 +175,35 @@ fn session_id() -> String {
 }
 
 /// Carry out a task, then answer the requester. Spawned: the account goes on with its
-/// own work meanwhile (a delete-user naming the administrator's own account reaches
-/// this same actor).
+/// own work meanwhile. A delete-user naming the administrator's own account answers
+/// first and removes that account last (removing it closes the sessions the answer
+/// goes to).
 #[allow(clippy::too_many_arguments)]
 fn run(
     acc: &mut Account,
     caller: Caller,
     domain: String,
     iq: Element,
-    task: Task,
+    mut task: Task,
     command: Command,
     sessionid: String,
     ctx: &mut Context<Account>,
 ) {
     let server = acc.server().clone();
-    async move { outcome(server, domain, task).await }
+    let (user, home) = acc.user_and_domain();
+    let mut remove_self = None;
+    if let Task::DeleteUsers { users } = &mut task
+        && home.eq_ignore_ascii_case(&domain)
+        && let Some(i) = users.iter().position(|u| *u == user)
+    {
+        users.remove(i);
+        remove_self = BareJid::new(&format!("{user}@{home}")).ok();
+    }
+    let own = remove_self.as_ref().map(|b| b.to_string());
+    async move { outcome(server, domain, task, own).await }
         .into_actor(acc)
         .map(move |r, act, _| {
+            act.commands().task_ended();
             let reply = match r {
                 Ok(o) => Some(stanza::iq_result(
                     &iq,
@@ -203,8 +214,36 @@ fn run(
             if let Some(r) = reply {
                 act.reply_to_caller(&caller, r);
             }
+            if let Some(bare) = remove_self {
+                remove_own_account(act, bare);
+            }
         })
         .spawn(ctx);
+}
+
+/// The administrator's own account, after the answer: removed the way any other is
+/// (its sessions, the answer's included, then close); the result is logged.
+fn remove_own_account(acc: &Account, bare: BareJid) {
+    let server = acc.server().clone();
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let jid = bare.to_string();
+    server.registry.for_account.do_send(ForAccount {
+        bare,
+        msg: ToAccount::Remove { done: tx },
+    });
+    actix::spawn(async move {
+        match rx.await {
+            Ok(Ok(())) => {
+                slog::info!(server.log, "administrator's own account deleted"; "user" => &jid)
+            }
+            Ok(Err(e)) => {
+                slog::error!(server.log, "account not removed"; "user" => &jid, "error" => %e)
+            }
+            Err(_) => {
+                slog::error!(server.log, "account not removed: its actor ended"; "user" => &jid)
+            }
+        }
+    });
 }
 
 fn storage_failed(e: StorageError) -> CmdError {
@@ -231,10 +270,13 @@ fn internal(text: &str) -> CmdError {
     }
 }
 
+/// Carry out `task` at `domain`; `own` is the requester's account when a delete-user
+/// named it (removed after the answer, see [`run`]).
 async fn outcome(
     server: crate::context::Ctx,
     domain: String,
     task: Task,
+    own: Option<String>,
 ) -> Result<Outcome, CmdError> {
     let note = |text: String| Outcome::Note { warn: false, text };
     match task {
@@ -253,7 +295,8 @@ async fn outcome(
             Ok(note(format!("the password of {user}@{domain} was changed")))
         }
         Task::DeleteUsers { users } => {
-            let (mut gone, mut missing) = (Vec::new(), Vec::new());
+            // every account is tried: the note says what became of each
+            let (mut gone, mut missing, mut failed) = (Vec::new(), Vec::new(), Vec::new());
             for u in users {
                 let jid = format!("{u}@{domain}");
                 let Ok(bare) = BareJid::new(&jid) else {
@@ -270,19 +313,20 @@ async fn outcome(
                     Ok(Err(StorageError::NotFound)) => missing.push(jid),
                     Ok(Err(e)) => {
                         slog::error!(server.log, "account not removed"; "user" => &jid, "error" => %e);
-                        return Err(internal("the storage failed: see the server's log"));
+                        failed.push(jid);
                     }
-                    Err(_) => return Err(internal("the account's actor ended")),
+                    Err(_) => {
+                        slog::error!(server.log, "account not removed: its actor ended"; "user" => &jid);
+                        failed.push(jid);
+                    }
                 }
             }
-            let mut text = format!("deleted: {}", gone.join(", "));
-            if !missing.is_empty() {
-                text.push_str(&format!("; no such account: {}", missing.join(", ")));
-            }
-            Ok(Outcome::Note {
-                warn: !missing.is_empty(),
-                text,
-            })
+            Ok(adhoc::deleted_note(
+                &gone,
+                &missing,
+                &failed,
+                own.as_deref(),
+            ))
         }
         Task::ListOnline { max } => Ok(Outcome::Online(adhoc::online_users(
             &sessions(&server).await?,
@@ -293,14 +337,10 @@ async fn outcome(
             adhoc::online_users(&sessions(&server).await?, &domain, None).len(),
         )),
         Task::Announce { subject, body } => {
-            let suffix = format!("@{}", domain.to_ascii_lowercase());
             let mut n = 0usize;
-            for jid in sessions(&server).await? {
-                let bare = jid.split('/').next().unwrap_or_default();
-                if !bare.to_ascii_lowercase().ends_with(&suffix) {
-                    continue;
-                }
-                let m = adhoc::announcement(&domain, &jid, subject.as_deref(), &body);
+            let all = sessions(&server).await?;
+            for jid in adhoc::domain_sessions(&all, &domain) {
+                let m = adhoc::announcement(&domain, jid, subject.as_deref(), &body);
                 if let Some(sig) = Signal::from_stanza(m) {
                     server.registry.route(sig);
                     n += 1;
@@ -323,9 +363,8 @@ async fn sessions(server: &crate::context::Ctx) -> Result<Vec<String>, CmdError>
     Ok(list.into_iter().map(|s| s.jid).collect())
 }
 
-/// New SCRAM keys for `password` (the configured iterations), derived on the blocking
-/// pool among the bounded derivations; then the account created (`create`) or its
-/// keys replaced.
+/// New SCRAM keys for `password` (the configured iterations and format), then the
+/// account created (`create`) or its keys replaced ([`crate::storage::Storage::store_password`]).
 async fn set_password(
     server: &crate::context::Ctx,
     domain: &str,
@@ -334,20 +373,17 @@ async fn set_password(
     create: bool,
 ) -> Result<(), StorageError> {
     let settings = server.settings.get();
-    let iterations = settings.auth.scram_iterations;
     let keep_plain = settings.auth.password_format == PasswordFormat::Plain;
-    let (domain, user) = (domain.to_string(), user.to_string());
-    let _permit = crate::stream::derivation_permit().await;
     server
         .storage
-        .run(move |b| {
-            let creds = Credentials::derive(&password, iterations, keep_plain);
-            if create {
-                b.create_account(&domain, &user, &creds)
-            } else {
-                b.set_credentials(&domain, &user, &creds)
-            }
-        })
+        .store_password(
+            domain.to_string(),
+            user.to_string(),
+            password,
+            settings.auth.scram_iterations,
+            keep_plain,
+            create,
+        )
         .await
 }
 

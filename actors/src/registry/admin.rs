@@ -4,33 +4,18 @@
 //! (an administrator's delete-user).
 
 use super::Registry;
+use crate::signals::Signal;
 use crate::signals::to_registry::ForAccount;
-use crate::signals::{Signal, ToAccount};
 use actix::prelude::*;
-use xmppd_proto::stanza::ErrorCondition;
 
 impl Registry {
     /// A command from a local user to another hosted domain: the sender's account
     /// actor runs it (it holds the sender's command sessions and checks the rights);
     /// the answer is routed back from the domain addressed.
+    /// It takes the account's waiting path: a full mailbox delays it (bounded), an
+    /// account that cannot be reached bounces it (`internal-server-error`).
     pub(super) fn command_to_senders_account(&mut self, sig: Signal) {
-        let bare = sig.from().to_bare();
-        let Some(a) = self.account(&bare) else {
-            return;
-        };
-        match a.try_send(ToAccount::Signal(sig)) {
-            Ok(()) => {}
-            Err(SendError::Full(ToAccount::Signal(sig))) => self.bounce(
-                sig,
-                ErrorCondition::ResourceConstraint,
-                Some("the account is busy"),
-            ),
-            Err(SendError::Closed(ToAccount::Signal(sig))) => {
-                self.accounts.remove(&bare);
-                self.bounce(sig, ErrorCondition::InternalServerError, None)
-            }
-            Err(_) => {}
-        }
+        self.for_account_at(sig.from().to_bare(), sig)
     }
 }
 

@@ -104,7 +104,13 @@ impl Registry {
     /// Hand a signal to the account actor of its recipient; when its mailbox is full,
     /// the signal waits (in order, bounded) instead of bouncing.
     fn for_account(&mut self, sig: Signal) {
-        let bare = sig.to().to_bare();
+        self.for_account_at(sig.to().to_bare(), sig)
+    }
+
+    /// [`Registry::for_account`] to the account `bare` (the recipient's, or for an
+    /// administration command the sender's); without an actor the signal bounces with
+    /// `internal-server-error`.
+    fn for_account_at(&mut self, bare: BareJid, sig: Signal) {
         if self.waiting.is_waiting(&bare) {
             return self.wait(bare, sig);
         }

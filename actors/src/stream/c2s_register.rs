@@ -5,14 +5,12 @@
 //! reload applies at once.
 
 use super::c2s::parts;
-use super::c2s_sasl::derivation_permit;
 use super::core::Connection;
 use crate::features::{self, IqError};
 use crate::storage::StorageError;
 use actix::prelude::*;
 use minidom::Element;
 use std::time::Instant;
-use xmppd_proto::auth::scram::Credentials;
 use xmppd_proto::config::PasswordFormat;
 use xmppd_proto::stanza::{self, ErrorCondition};
 use xmppd_proto::xep::register::{self, Refusal, SetRequest, SignupContext};
@@ -58,7 +56,9 @@ pub fn register_iq(conn: &mut Connection, el: Element, ctx: &mut Context<Connect
         }
         Err(r) => return refuse(conn, &el, r),
     };
-    let signup = match register::signup(fields) {
+    let signup = match register::signup(fields)
+        .and_then(|s| register::not_an_admin_name(&settings, &s.username, &domain).map(|()| s))
+    {
         Ok(s) => s,
         Err(r) => return refuse(conn, &el, r),
     };
@@ -82,13 +82,16 @@ pub fn register_iq(conn: &mut Connection, el: Element, ctx: &mut Context<Connect
     let user = signup.username.clone();
     core.busy = true;
     async move {
-        // one key derivation: a few at a time (see c2s_sasl::derivation_permit)
-        let _permit = derivation_permit().await;
+        // one key derivation: a few at a time (Storage::store_password)
         storage
-            .run(move |b| {
-                let creds = Credentials::derive(&signup.password, iterations, keep_plain);
-                b.create_account(&domain, &signup.username, &creds)
-            })
+            .store_password(
+                domain,
+                signup.username,
+                signup.password,
+                iterations,
+                keep_plain,
+                true,
+            )
             .await
     }
     .into_actor(conn)

@@ -4,16 +4,18 @@
 use crate::config::TlsVersion;
 use crate::net::record_layer::{HEADER, MAX_PLAINTEXT, RecordLayer, TrafficSecret};
 
+mod certs;
+use certs::CertStore;
+pub use certs::{certified_key_from_der, load_certified_key};
+
 /// Largest handshake record body read (the TLS 1.2 ciphertext bound, generous for 1.3).
 const MAX_HANDSHAKE_RECORD: usize = MAX_PLAINTEXT + 2048;
 use rustls::crypto::CryptoProvider;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, pem::PemObject};
-use rustls::server::{ClientHello, ResolvesServerCert, ServerConfig, ServerConnection};
+use rustls::pki_types::CertificateDer;
+use rustls::server::{ServerConfig, ServerConnection};
 use rustls::sign::CertifiedKey;
 use sha2::{Digest, Sha256, Sha384, Sha512};
 use std::cell::RefCell;
-use std::collections::HashMap;
-use std::path::Path;
 use std::sync::Arc;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -24,6 +26,12 @@ pub enum TlsError {
     Pem { path: String, message: String },
     #[error("TLS configuration: {0}")]
     Rustls(#[from] rustls::Error),
+    #[error("private key {key} and certificate {cert}: {error:?}")]
+    Pair {
+        key: String,
+        cert: String,
+        error: rustls::Error,
+    },
 }
 
 /// The ring provider, named explicitly so that feature unification never changes it.
@@ -45,109 +53,29 @@ pub fn provider() -> Arc<CryptoProvider> {
     Arc::new(p)
 }
 
-/// Load a PEM certificate chain and private key.
-pub fn load_certified_key(cert: &Path, key: &Path) -> Result<CertifiedKey, TlsError> {
-    let pem_err = |path: &Path, e: &dyn std::fmt::Display| TlsError::Pem {
-        path: path.display().to_string(),
-        message: e.to_string(),
-    };
-    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
-        .map_err(|e| pem_err(cert, &e))?
-        .collect::<Result<_, _>>()
-        .map_err(|e| pem_err(cert, &e))?;
-    if chain.is_empty() {
-        return Err(pem_err(cert, &"no certificate in file"));
-    }
-    let key_der = PrivateKeyDer::from_pem_file(key).map_err(|e| pem_err(key, &e))?;
-    certified_key_from_der(chain, key_der)
-}
-
-pub fn certified_key_from_der(
-    chain: Vec<CertificateDer<'static>>,
-    key: PrivateKeyDer<'static>,
-) -> Result<CertifiedKey, TlsError> {
-    let p = provider();
-    let ck = CertifiedKey::from_der(chain, key, &p)?;
-    Ok(ck)
-}
-
-/// Certificates by domain name, with a default for clients that send no SNI.
+/// One generation of certificates and the configurations that serve them: a reload
+/// builds a new one and swaps it in whole. A connection keeps the bundle it was
+/// accepted with, so its channel binding hashes the certificate it was served, and the
+/// new configurations start with empty session caches (a TLS 1.2 session resumed
+/// across a reload would otherwise be bound to the old certificate).
 #[derive(Debug)]
-struct CertStore {
-    by_name: HashMap<String, Arc<CertifiedKey>>,
-    default: Arc<CertifiedKey>,
-}
-
-impl CertStore {
-    fn pick(&self, name: Option<&str>) -> &Arc<CertifiedKey> {
-        let Some(name) = name.map(|n| n.to_ascii_lowercase()) else {
-            return &self.default;
-        };
-        if let Some(ck) = self.by_name.get(&name) {
-            return ck;
-        }
-        // a subdomain (rooms.example.org) falls back to its parent's certificate
-        let mut rest = name.as_str();
-        while let Some((_, parent)) = rest.split_once('.') {
-            if let Some(ck) = self.by_name.get(parent) {
-                return ck;
-            }
-            rest = parent;
-        }
-        &self.default
-    }
-}
-
-impl CertStore {
-    fn new(default: CertifiedKey, per_domain: Vec<(String, CertifiedKey)>) -> Self {
-        CertStore {
-            by_name: per_domain
-                .into_iter()
-                .map(|(n, ck)| (n.to_ascii_lowercase(), Arc::new(ck)))
-                .collect(),
-            default: Arc::new(default),
-        }
-    }
-}
-
-/// The certificates handshakes use now: a reload swaps them
-/// ([`TlsContext::replace_certificates`]); a handshake costs one atomic load more.
-#[derive(Debug)]
-struct LiveCerts(arc_swap::ArcSwap<CertStore>);
-
-impl ResolvesServerCert for LiveCerts {
-    fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
-        Some(self.0.load().pick(hello.server_name()).clone())
-    }
-}
-
-/// Everything a connection needs for TLS.
-#[derive(Clone)]
-pub struct TlsContext {
-    /// The configuration handshakes use (one of the two below).
-    config: Arc<ServerConfig>,
+struct Bundle {
+    store: Arc<CertStore>,
     /// TLS 1.2 and 1.3.
     tls12: Arc<ServerConfig>,
     /// TLS 1.3 only.
     tls13: Arc<ServerConfig>,
-    /// Shared by every clone (and both configurations): replaced as a whole by a reload.
-    certs: Arc<LiveCerts>,
 }
 
-impl TlsContext {
-    pub fn new(
-        default: CertifiedKey,
-        per_domain: Vec<(String, CertifiedKey)>,
-    ) -> Result<Self, TlsError> {
-        let certs = Arc::new(LiveCerts(arc_swap::ArcSwap::from_pointee(CertStore::new(
-            default, per_domain,
-        ))));
+impl Bundle {
+    fn new(store: CertStore) -> Result<Self, TlsError> {
+        let store = Arc::new(store);
         let config = |versions: &[&'static rustls::SupportedProtocolVersion]| {
             // after the handshake the record layer is ours (see record_layer)
             let mut cfg = ServerConfig::builder_with_provider(provider())
                 .with_protocol_versions(versions)?
                 .with_client_cert_verifier(Arc::new(OptionalClientCert))
-                .with_cert_resolver(certs.clone());
+                .with_cert_resolver(store.clone());
             // Memory per idle session matters more than resumption across restarts.
             cfg.session_storage = rustls::server::ServerSessionMemoryCache::new(1024);
             cfg.send_tls13_tickets = 0;
@@ -161,39 +89,23 @@ impl TlsContext {
             cfg.ignore_client_order = true;
             Ok::<_, TlsError>(Arc::new(cfg))
         };
-        let tls12 = config(&[&rustls::version::TLS13, &rustls::version::TLS12])?;
-        Ok(TlsContext {
-            config: tls12.clone(),
-            tls12,
+        Ok(Bundle {
+            tls12: config(&[&rustls::version::TLS13, &rustls::version::TLS12])?,
             tls13: config(&[&rustls::version::TLS13])?,
-            certs,
+            store,
         })
     }
 
-    /// Serve these certificates to the handshakes that start from now on (a reload);
-    /// connections up already keep theirs. Every clone of this context sees the change.
-    pub fn replace_certificates(
-        &self,
-        default: CertifiedKey,
-        per_domain: Vec<(String, CertifiedKey)>,
-    ) {
-        self.certs
-            .0
-            .store(Arc::new(CertStore::new(default, per_domain)));
+    fn config(&self, min: TlsVersion) -> &Arc<ServerConfig> {
+        match min {
+            TlsVersion::Tls12 => &self.tls12,
+            TlsVersion::Tls13 => &self.tls13,
+        }
     }
 
-    /// This context, accepting TLS versions from `min` on (a listener's setting).
-    pub fn with_min_version(&self, min: TlsVersion) -> TlsContext {
-        let mut c = self.clone();
-        c.config = match min {
-            TlsVersion::Tls12 => c.tls12.clone(),
-            TlsVersion::Tls13 => c.tls13.clone(),
-        };
-        c
-    }
-
-    /// Channel-binding data for an established server connection (RFC 9266, RFC 5929).
-    pub fn channel_binding(&self, conn: &ServerConnection) -> ChannelBinding {
+    /// Channel-binding data for a connection this bundle's configuration accepted
+    /// (RFC 9266, RFC 5929).
+    fn channel_binding(&self, conn: &ServerConnection) -> ChannelBinding {
         // tls-exporter only with TLS 1.3 (RFC 9266 §3, XEP-0440); on TLS 1.2 the
         // binding offered is tls-server-end-point (tls-unique never is)
         let exporter = (conn.protocol_version() == Some(rustls::ProtocolVersion::TLSv1_3))
@@ -202,10 +114,9 @@ impl TlsContext {
                     .ok()
             })
             .flatten();
-        // the certificates now: a reload between this handshake and here (microseconds)
-        // would give the new certificate's hash, and SCRAM-*-PLUS over
-        // tls-server-end-point fails for that one login
-        let ck = self.certified_key(conn.server_name());
+        // the certificate this bundle's resolver served for the same name (a resumed
+        // session was made with this bundle too: its cache is its own)
+        let ck = self.store.pick(conn.server_name());
         let endpoint = ck.cert.first().map(|c| server_end_point(c.as_ref()));
         let version = conn
             .protocol_version()
@@ -227,11 +138,55 @@ impl TlsContext {
             peer_chain,
         }
     }
+}
+
+/// Everything a connection needs for TLS: the current [`Bundle`] (shared by every
+/// clone, swapped by a reload) and the listener's lowest TLS version.
+#[derive(Clone)]
+pub struct TlsContext {
+    live: Arc<arc_swap::ArcSwap<Bundle>>,
+    min: TlsVersion,
+}
+
+impl TlsContext {
+    pub fn new(
+        default: CertifiedKey,
+        per_domain: Vec<(String, CertifiedKey)>,
+    ) -> Result<Self, TlsError> {
+        let bundle = Bundle::new(CertStore::new(default, per_domain))?;
+        Ok(TlsContext {
+            live: Arc::new(arc_swap::ArcSwap::from_pointee(bundle)),
+            min: TlsVersion::Tls12,
+        })
+    }
+
+    /// Serve these certificates to the handshakes that start from now on (a reload);
+    /// connections up already keep theirs. Every clone of this context sees the change.
+    /// Returns whether any certificate served differs from before (an in-place renewal
+    /// shows as a change).
+    pub fn replace_certificates(
+        &self,
+        default: CertifiedKey,
+        per_domain: Vec<(String, CertifiedKey)>,
+    ) -> Result<bool, TlsError> {
+        let store = CertStore::new(default, per_domain);
+        let changed = !store.same_certificates(&self.live.load().store);
+        self.live.store(Arc::new(Bundle::new(store)?));
+        Ok(changed)
+    }
+
+    /// This context, accepting TLS versions from `min` on (a listener's setting).
+    pub fn with_min_version(&self, min: TlsVersion) -> TlsContext {
+        TlsContext {
+            live: self.live.clone(),
+            min,
+        }
+    }
 
     /// The certificate and key served for `name` (also what an outgoing server stream
     /// presents as its client certificate).
     pub fn certified_key(&self, name: Option<&str>) -> Arc<CertifiedKey> {
-        self.certs.0.load().pick(name).clone()
+        self.live.load().store.pick(name).clone()
     }
 }
 
@@ -324,7 +279,9 @@ impl TlsContext {
         &self,
         tcp: &mut TcpStream,
     ) -> Result<(RecordLayer, ChannelBinding), HandshakeError> {
-        let mut conn = ServerConnection::new(self.config.clone())?;
+        // this connection's bundle: a reload during the handshake does not change it
+        let bundle = self.live.load_full();
+        let mut conn = ServerConnection::new(bundle.config(self.min).clone())?;
         let mut captured = Captured::take();
         let mut record = Vec::with_capacity(1024);
         let mut out = Vec::new();
@@ -359,7 +316,7 @@ impl TlsContext {
                 }
             }
         }
-        let cb = self.channel_binding(&conn);
+        let cb = bundle.channel_binding(&conn);
         let layer = record_layer(conn, captured)?;
         Ok((layer, cb))
     }
@@ -556,210 +513,4 @@ pub fn self_signed_pem(names: &[String]) -> Result<(String, String), rcgen::Erro
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use std::io::{Read, Write};
-
-    /// A rustls client and our server in memory: the handshake, then the server's
-    /// record layer (as [`TlsContext::accept`] builds it).
-    fn in_memory(
-        versions: &[&'static rustls::SupportedProtocolVersion],
-    ) -> (rustls::ClientConnection, RecordLayer) {
-        in_memory_with(rustls::crypto::ring::default_provider(), versions)
-    }
-
-    fn in_memory_with(
-        client_provider: CryptoProvider,
-        versions: &[&'static rustls::SupportedProtocolVersion],
-    ) -> (rustls::ClientConnection, RecordLayer) {
-        let (pem, key) = self_signed_pem(&["a.test".into()]).expect("cert");
-        let der = CertificateDer::from_pem_slice(pem.as_bytes()).expect("der");
-        let key = PrivateKeyDer::from_pem_slice(key.as_bytes()).expect("key");
-        let ck = certified_key_from_der(vec![der.clone()], key).expect("ck");
-        let ctx = TlsContext::new(ck, vec![]).expect("ctx");
-        let mut roots = rustls::RootCertStore::empty();
-        roots.add(der).expect("root");
-        let ccfg = rustls::ClientConfig::builder_with_provider(Arc::new(client_provider))
-            .with_protocol_versions(versions)
-            .expect("versions")
-            .with_root_certificates(roots)
-            .with_no_client_auth();
-        let name = rustls::pki_types::ServerName::try_from("a.test").expect("name");
-        let mut client = rustls::ClientConnection::new(Arc::new(ccfg), name).expect("client");
-        let mut server = ServerConnection::new(ctx.config.clone()).expect("server");
-        let mut captured = Captured::take();
-        while client.is_handshaking() || server.is_handshaking() || server.wants_write() {
-            let mut buf = Vec::new();
-            client.write_tls(&mut buf).expect("client write");
-            if !buf.is_empty() {
-                server.read_tls(&mut &buf[..]).expect("server read");
-                server.process_new_packets().expect("server process");
-                captured.merge(Captured::take());
-            }
-            buf.clear();
-            server.write_tls(&mut buf).expect("server write");
-            if !buf.is_empty() {
-                client.read_tls(&mut &buf[..]).expect("client read");
-                client.process_new_packets().expect("client process");
-            }
-        }
-        (
-            client,
-            record_layer(server, captured).expect("record layer"),
-        )
-    }
-
-    /// The client sends `data`; returns what the server's record layer opened.
-    fn client_to_server(
-        c: &mut rustls::ClientConnection,
-        s: &mut RecordLayer,
-        data: &[u8],
-    ) -> Vec<u8> {
-        c.writer().write_all(data).expect("write");
-        let mut wire = Vec::new();
-        while c.wants_write() {
-            c.write_tls(&mut wire).expect("write tls");
-        }
-        let mut got = Vec::new();
-        s.open(&mut wire, |d| got.extend_from_slice(d))
-            .expect("open");
-        got
-    }
-
-    /// `wire` from the server; returns what the client read.
-    fn server_to_client(c: &mut rustls::ClientConnection, wire: &[u8]) -> Vec<u8> {
-        let mut rest = wire;
-        let mut got = Vec::new();
-        while !rest.is_empty() {
-            c.read_tls(&mut rest).expect("read tls");
-            c.process_new_packets().expect("client accepts our records");
-            match c.reader().read_to_end(&mut got) {
-                Ok(_) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
-                Err(e) => panic!("read: {e}"),
-            }
-        }
-        got
-    }
-
-    #[test]
-    fn tls12_aead_suites_interoperate_with_rustls() {
-        use rustls::crypto::ring::cipher_suite as cs;
-        for suite in [
-            cs::TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256,
-            cs::TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384,
-            cs::TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256,
-        ] {
-            let mut p = rustls::crypto::ring::default_provider();
-            p.cipher_suites = vec![suite];
-            let (mut c, mut s) = in_memory_with(p, &[&rustls::version::TLS12]);
-            assert_eq!(s.version(), crate::net::record_layer::Version::Tls12);
-            assert_eq!(c.negotiated_cipher_suite(), Some(suite));
-            let big = vec![b'x'; 40_000];
-            for _ in 0..3 {
-                assert_eq!(client_to_server(&mut c, &mut s, b"<a/>"), b"<a/>");
-                assert_eq!(client_to_server(&mut c, &mut s, &big), big);
-                let mut wire = Vec::new();
-                s.seal(b"<b/>", &mut wire).expect("seal");
-                s.seal(&big, &mut wire).expect("seal");
-                let got = server_to_client(&mut c, &wire);
-                assert_eq!(got.len(), 4 + big.len(), "{suite:?}");
-            }
-            // close_notify both ways
-            let mut wire = Vec::new();
-            s.close_notify(&mut wire);
-            server_to_client(&mut c, &wire);
-            assert!(c.process_new_packets().expect("ok").peer_has_closed());
-            c.send_close_notify();
-            let mut wire = Vec::new();
-            c.write_tls(&mut wire).expect("write");
-            assert_eq!(
-                s.open(&mut wire, |_| {}),
-                Ok(Some(crate::net::record_layer::Event::Closed))
-            );
-        }
-    }
-
-    #[test]
-    fn key_updates_interoperate_with_rustls() {
-        let (mut c, mut s) = in_memory(&[&rustls::version::TLS13]);
-        assert_eq!(client_to_server(&mut c, &mut s, b"<a/>"), b"<a/>");
-        // rustls's refresh sends KeyUpdate(update_requested): we follow its new key
-        // and answer with ours, which rustls follows
-        c.refresh_traffic_keys().expect("refresh");
-        assert_eq!(client_to_server(&mut c, &mut s, b"<b/>"), b"<b/>");
-        let mut wire = s.take_outgoing().expect("our KeyUpdate");
-        s.seal(b"<c/>", &mut wire).expect("seal");
-        assert_eq!(server_to_client(&mut c, &wire), b"<c/>");
-        // our own rotation before the limit
-        s.rotate_after(2);
-        let mut wire = Vec::new();
-        for i in 0..7 {
-            s.seal(format!("<d{i}/>").as_bytes(), &mut wire)
-                .expect("seal");
-        }
-        let want: String = (0..7).map(|i| format!("<d{i}/>")).collect();
-        assert_eq!(server_to_client(&mut c, &wire), want.as_bytes());
-        assert_eq!(client_to_server(&mut c, &mut s, b"<e/>"), b"<e/>");
-    }
-
-    #[test]
-    fn end_point_hash_of_generated_cert_is_sha256() {
-        let (pem, _) = self_signed_pem(&["a.test".into()]).expect("cert");
-        let der = CertificateDer::from_pem_slice(pem.as_bytes()).expect("der");
-        assert!(matches!(signature_hash(der.as_ref()), SigHash::Sha256));
-        assert_eq!(server_end_point(der.as_ref()).len(), 32);
-    }
-
-    /// A certificate skeleton (empty tbsCertificate and signature) signed with RSA-PSS,
-    /// with `hash` (an AlgorithmIdentifier's OID contents) in its parameters, if any.
-    fn pss_cert(hash: Option<&[u8]>) -> Vec<u8> {
-        fn tlv(tag: u8, body: &[u8]) -> Vec<u8> {
-            let mut v = vec![tag, body.len() as u8];
-            v.extend_from_slice(body);
-            v
-        }
-        let mut params = Vec::new();
-        if let Some(h) = hash {
-            params = tlv(0xa0, &tlv(0x30, &tlv(0x06, h)));
-        }
-        let mut alg = tlv(0x06, RSASSA_PSS);
-        alg.extend(tlv(0x30, &params));
-        let mut body = tlv(0x30, &[]);
-        body.extend(tlv(0x30, &alg));
-        body.extend(tlv(0x03, &[0]));
-        tlv(0x30, &body)
-    }
-
-    #[test]
-    fn end_point_hash_of_rsa_pss_follows_its_parameters() {
-        let sha384 = [0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02, 0x02];
-        let sha512 = [0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02, 0x03];
-        let sha256 = [0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02, 0x01];
-        assert!(matches!(
-            signature_hash(&pss_cert(Some(&sha384))),
-            SigHash::Sha384
-        ));
-        assert!(matches!(
-            signature_hash(&pss_cert(Some(&sha512))),
-            SigHash::Sha512
-        ));
-        assert!(matches!(
-            signature_hash(&pss_cert(Some(&sha256))),
-            SigHash::Sha256
-        ));
-        // no hashAlgorithm: SHA-1 by default, which RFC 5929 replaces with SHA-256
-        assert!(matches!(signature_hash(&pss_cert(None)), SigHash::Sha256));
-        assert_eq!(server_end_point(&pss_cert(Some(&sha384))).len(), 48);
-    }
-
-    #[test]
-    fn der_header_rejects_truncation() {
-        assert!(der_header(&[0x30, 0x05, 0x01]).is_none());
-        assert!(der_header(&[0x30]).is_none());
-        assert_eq!(
-            der_header(&[0x30, 0x01, 0x00]).map(|(l, c)| (l, c.len())),
-            Some((3, 1))
-        );
-    }
-}
+mod tests;

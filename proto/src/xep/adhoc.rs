@@ -9,16 +9,29 @@
 //! domain it is addressed to; an account JID of another domain in a form is
 //! `bad-request`.
 
+mod forms;
+pub use forms::{Outcome, announcement, completed, deleted_note, items, node_info};
+use forms::{executing, status};
+
 use crate::ns;
-use crate::stanza::{ErrorCondition, error_reply, set_attr};
+use crate::stanza::{ErrorCondition, error_reply};
 use crate::xep::register;
 use minidom::Element;
 use std::time::{Duration, Instant};
 use xmpp_parsers::jid::BareJid;
 
-/// Command sessions one administrator may have open at once; more are refused with
-/// `resource-constraint` until one completes, is canceled or expires.
+/// Command sessions one administrator may have open at once; opening one more closes
+/// the oldest (an abandoned session never locks the administrator out).
 pub const MAX_SESSIONS: usize = 8;
+
+/// Tasks of one administrator running at once (key derivations, deletions); more are
+/// refused with `resource-constraint` until one ends, so pipelined requests cannot
+/// queue unbounded work.
+pub const MAX_RUNNING: usize = 4;
+
+/// Ended command sessions remembered, so that reusing one answers `session-expired`
+/// rather than `bad-sessionid`.
+const REMEMBER_ENDED: usize = 32;
 
 /// How long a command session waits for its form (then `session-expired`).
 pub const SESSION_TTL: Duration = Duration::from_secs(600);
@@ -81,131 +94,9 @@ impl Command {
         (self == Command::OnlineUsersNum).then_some(Task::CountOnline)
     }
 
-    /// The form of the first stage (none for a command that completes at once).
     fn form(self) -> Element {
-        let (title, instructions, fields): (&str, &str, Vec<Element>) = match self {
-            Command::AddUser => (
-                "Adding a User",
-                "Fill out this form to add a user.",
-                vec![
-                    field(
-                        "jid-single",
-                        "accountjid",
-                        "The Jabber ID for the account to be added",
-                        true,
-                    ),
-                    field(
-                        "text-private",
-                        "password",
-                        "The password for this account",
-                        true,
-                    ),
-                    field("text-private", "password-verify", "Retype password", true),
-                ],
-            ),
-            Command::DeleteUser => (
-                "Deleting a User",
-                "Fill out this form to delete a user.",
-                vec![field(
-                    "jid-multi",
-                    "accountjids",
-                    "The Jabber ID(s) to delete",
-                    true,
-                )],
-            ),
-            Command::ChangePassword => (
-                "Changing a User Password",
-                "Fill out this form to change a user's password.",
-                vec![
-                    field(
-                        "jid-single",
-                        "accountjid",
-                        "The Jabber ID for this account",
-                        true,
-                    ),
-                    field(
-                        "text-private",
-                        "password",
-                        "The password for this account",
-                        true,
-                    ),
-                ],
-            ),
-            Command::OnlineUsersList => {
-                let mut max = field(
-                    "list-single",
-                    "max_items",
-                    "Maximum number of items to report",
-                    false,
-                );
-                for v in ["25", "50", "75", "100", "150", "200", "none"] {
-                    let mut o = Element::bare("option", ns::DATA_FORMS);
-                    set_attr(&mut o, "label", v);
-                    o.append_child(text_el("value", v));
-                    max.append_child(o);
-                }
-                (
-                    "Getting List of Online Users",
-                    "How many users should the list show at most?",
-                    vec![max],
-                )
-            }
-            Command::OnlineUsersNum => ("Getting the Number of Online Users", "", vec![]),
-            Command::Announce => (
-                "Making an Announcement",
-                "Fill out this form to make an announcement to all active users of this service.",
-                vec![
-                    field("text-single", "subject", "Subject", false),
-                    field("text-multi", "announcement", "Announcement", true),
-                ],
-            ),
-        };
-        let head = vec![
-            text_el("title", title),
-            text_el("instructions", instructions),
-        ];
-        form("form", head, fields)
+        forms::command_form(self)
     }
-}
-
-fn text_el(name: &str, text: &str) -> Element {
-    let mut e = Element::bare(name, ns::DATA_FORMS);
-    e.append_text(text);
-    e
-}
-
-fn field(ty: &str, var: &str, label: &str, required: bool) -> Element {
-    let mut f = Element::bare("field", ns::DATA_FORMS);
-    set_attr(&mut f, "type", ty);
-    set_attr(&mut f, "var", var);
-    set_attr(&mut f, "label", label);
-    if required {
-        f.append_child(Element::bare("required", ns::DATA_FORMS));
-    }
-    f
-}
-
-/// A data form of `ty`: `head` (title, instructions), the hidden `FORM_TYPE` of
-/// XEP-0133, `fields`.
-fn form(ty: &str, head: Vec<Element>, fields: Vec<Element>) -> Element {
-    let mut x = Element::bare("x", ns::DATA_FORMS);
-    set_attr(&mut x, "type", ty);
-    for h in head {
-        x.append_child(h);
-    }
-    let mut ft = field("hidden", "FORM_TYPE", "", false);
-    ft.attrs_mut().remove(&rxml::Namespace::NONE, "label");
-    ft.append_child(text_el("value", ns::ADMIN));
-    x.append_child(ft);
-    for f in fields {
-        x.append_child(f);
-    }
-    x
-}
-
-/// The `<x type='result'/>` of a command that reports values.
-fn result_form(fields: Vec<Element>) -> Element {
-    form("result", Vec::new(), fields)
 }
 
 /// XEP-0050 §4.4 actions.
@@ -282,7 +173,7 @@ pub fn parse(cmd: &Element) -> Result<Request, CmdError> {
         Some(_) => {
             return Err(err(
                 ErrorCondition::BadRequest,
-                Some("bad-action"),
+                Some("malformed-action"),
                 "unknown action",
             ));
         }
@@ -294,7 +185,11 @@ pub fn parse(cmd: &Element) -> Result<Request, CmdError> {
     Ok(Request {
         node: node.to_string(),
         action,
-        sessionid: cmd.attr("sessionid").map(str::to_string),
+        // an empty sessionid is none (some clients send one on the first request)
+        sessionid: cmd
+            .attr("sessionid")
+            .filter(|s| !s.is_empty())
+            .map(str::to_string),
         form,
     })
 }
@@ -339,17 +234,69 @@ struct Open {
     since: Instant,
 }
 
-/// The command sessions of one administrator.
+/// The command sessions of one administrator: those open, the ids of the last ones
+/// that ended (completed, canceled, expired or closed for a new one), and the number
+/// of tasks running.
 #[derive(Debug, Default)]
-pub struct Sessions(Vec<Open>);
+pub struct Sessions {
+    open: Vec<Open>,
+    ended: std::collections::VecDeque<String>,
+    running: usize,
+}
 
 impl Sessions {
     pub fn len(&self) -> usize {
-        self.0.len()
+        self.open.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
+        self.open.is_empty()
+    }
+
+    /// Tasks handed out by [`decide`] (`Step::Run`) and not yet [`Sessions::task_ended`].
+    pub fn running(&self) -> usize {
+        self.running
+    }
+
+    /// A task [`decide`] handed out has ended (answered or failed).
+    pub fn task_ended(&mut self) {
+        self.running = self.running.saturating_sub(1);
+    }
+
+    fn end(&mut self, i: usize) {
+        let o = self.open.remove(i);
+        self.remember(o.id);
+    }
+
+    fn remember(&mut self, id: String) {
+        if self.ended.len() >= REMEMBER_ENDED {
+            self.ended.pop_front();
+        }
+        self.ended.push_back(id);
+    }
+
+    /// Drop the sessions past their time to live.
+    fn prune(&mut self, now: Instant) {
+        let (keep, gone): (Vec<Open>, Vec<Open>) = std::mem::take(&mut self.open)
+            .into_iter()
+            .partition(|o| now.duration_since(o.since) < SESSION_TTL);
+        self.open = keep;
+        for o in gone {
+            self.remember(o.id);
+        }
+    }
+
+    /// A task may start (below [`MAX_RUNNING`]); counted as running if so.
+    fn start_task(&mut self) -> Result<(), CmdError> {
+        if self.running >= MAX_RUNNING {
+            return Err(err(
+                ErrorCondition::ResourceConstraint,
+                None,
+                "too many commands are running: wait for their answers",
+            ));
+        }
+        self.running += 1;
+        Ok(())
     }
 }
 
@@ -389,6 +336,9 @@ pub fn decide(
             ));
         }
         if let Some(task) = command.immediate() {
+            if let Err(e) = sessions.start_task() {
+                return Step::Fail(e);
+            }
             return Step::Run {
                 task,
                 command,
@@ -396,18 +346,13 @@ pub fn decide(
             };
         }
         let form = command.form();
-        sessions
-            .0
-            .retain(|o| now.duration_since(o.since) < SESSION_TTL);
-        if sessions.0.len() >= MAX_SESSIONS {
-            return Step::Fail(err(
-                ErrorCondition::ResourceConstraint,
-                None,
-                "too many commands are open: complete or cancel one",
-            ));
+        sessions.prune(now);
+        if sessions.open.len() >= MAX_SESSIONS {
+            // the oldest was most likely abandoned
+            sessions.end(0);
         }
         let id = new_id();
-        sessions.0.push(Open {
+        sessions.open.push(Open {
             id: id.clone(),
             command,
             requester: requester.to_string(),
@@ -416,29 +361,28 @@ pub fn decide(
         });
         return Step::Reply(executing(command, &id, form));
     };
-    let Some(i) = sessions.0.iter().position(|o| {
+    let Some(i) = sessions.open.iter().position(|o| {
         o.id == id
             && o.requester == requester
             && o.command == command
             && o.domain.eq_ignore_ascii_case(domain)
     }) else {
+        if sessions.ended.contains(&id) {
+            return Step::Fail(expired());
+        }
         return Step::Fail(err(
             ErrorCondition::BadRequest,
             Some("bad-sessionid"),
             "no such command session",
         ));
     };
-    if now.duration_since(sessions.0[i].since) >= SESSION_TTL {
-        sessions.0.remove(i);
-        return Step::Fail(err(
-            ErrorCondition::NotAllowed,
-            Some("session-expired"),
-            "the command session expired",
-        ));
+    if now.duration_since(sessions.open[i].since) >= SESSION_TTL {
+        sessions.end(i);
+        return Step::Fail(expired());
     }
     match req.action {
         Action::Cancel => {
-            sessions.0.remove(i);
+            sessions.end(i);
             Step::Reply(status(command, &id, "canceled"))
         }
         // one stage: there is no next or previous one
@@ -453,7 +397,11 @@ pub fn decide(
             };
             match task(command, &x, domain) {
                 Ok(task) => {
-                    sessions.0.remove(i);
+                    // refused while too many run: the session stays open to retry
+                    if let Err(e) = sessions.start_task() {
+                        return Step::Fail(e);
+                    }
+                    sessions.end(i);
                     Step::Run {
                         task,
                         command,
@@ -467,76 +415,13 @@ pub fn decide(
     }
 }
 
-fn command_el(command: Command, id: &str, status: &str) -> Element {
-    let mut c = Element::bare("command", ns::COMMANDS);
-    set_attr(&mut c, "node", command.node());
-    set_attr(&mut c, "sessionid", id);
-    set_attr(&mut c, "status", status);
-    c
-}
-
-fn status(command: Command, id: &str, s: &str) -> Element {
-    command_el(command, id, s)
-}
-
-/// A stage waiting for its form: the one action is `complete`.
-fn executing(command: Command, id: &str, form: Element) -> Element {
-    let mut c = command_el(command, id, "executing");
-    let mut actions = Element::bare("actions", ns::COMMANDS);
-    set_attr(&mut actions, "execute", "complete");
-    actions.append_child(Element::bare("complete", ns::COMMANDS));
-    c.append_child(actions);
-    c.append_child(form);
-    c
-}
-
-/// How a task ended, for the requester.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Outcome {
-    /// A note (`info`, or `warn` when part of it failed).
-    Note {
-        warn: bool,
-        text: String,
-    },
-    /// The online users' JIDs.
-    Online(Vec<String>),
-    Count(usize),
-}
-
-/// The `<command status='completed'/>` payload for an outcome.
-pub fn completed(command: Command, id: &str, outcome: Outcome) -> Element {
-    let mut c = command_el(command, id, "completed");
-    match outcome {
-        Outcome::Note { warn, text } => {
-            let mut n = Element::bare("note", ns::COMMANDS);
-            set_attr(&mut n, "type", if warn { "warn" } else { "info" });
-            n.append_text(&text);
-            c.append_child(n);
-        }
-        Outcome::Online(jids) => {
-            let mut f = field(
-                "jid-multi",
-                "onlineuserjids",
-                "The list of all online users",
-                false,
-            );
-            for j in jids {
-                f.append_child(text_el("value", &j));
-            }
-            c.append_child(result_form(vec![f]));
-        }
-        Outcome::Count(n) => {
-            let mut f = field(
-                "text-single",
-                "onlineusersnum",
-                "The number of online users",
-                false,
-            );
-            f.append_child(text_el("value", &n.to_string()));
-            c.append_child(result_form(vec![f]));
-        }
-    }
-    c
+/// A session that completed, was canceled or expired (XEP-0050 §6).
+fn expired() -> CmdError {
+    err(
+        ErrorCondition::NotAllowed,
+        Some("session-expired"),
+        "the command session expired or ended",
+    )
 }
 
 /// The values of a submitted form's fields, by `var`; a `FORM_TYPE` other than
@@ -599,11 +484,7 @@ fn account(jid: &str, domain: &str) -> Result<String, CmdError> {
 /// typed twice alike.
 fn password(v: &[(String, Vec<String>)], verify: bool) -> Result<String, CmdError> {
     let Some(p) = one(v, "password") else {
-        return Err(err(
-            ErrorCondition::NotAcceptable,
-            Some("bad-payload"),
-            "a password is required",
-        ));
+        return Err(bad_payload("a password is required"));
     };
     if verify && one(v, "password-verify").is_some_and(|r| r != p) {
         return Err(bad_payload("the two passwords differ"));
@@ -637,11 +518,9 @@ pub fn task(command: Command, x: &Element, domain: &str) -> Result<Task, CmdErro
                 return Err(bad_payload("the field accountjids is required"));
             }
             if jids.len() > MAX_ACCOUNTS {
-                return Err(err(
-                    ErrorCondition::NotAcceptable,
-                    Some("bad-payload"),
-                    format!("at most {MAX_ACCOUNTS} accounts at once"),
-                ));
+                return Err(bad_payload(format!(
+                    "at most {MAX_ACCOUNTS} accounts at once"
+                )));
             }
             let mut users = Vec::new();
             for j in jids {
@@ -687,17 +566,25 @@ pub fn task(command: Command, x: &Element, domain: &str) -> Result<Task, CmdErro
     }
 }
 
-/// The bare JIDs of the online users of `domain` among `sessions` (full JIDs), once
-/// each, sorted; at most `max`.
-pub fn online_users(sessions: &[String], domain: &str, max: Option<usize>) -> Vec<String> {
-    let mut users: Vec<String> = sessions
-        .iter()
-        .filter_map(|j| j.split_once('/').map(|(bare, _)| bare))
-        .filter(|bare| {
+/// The sessions (full JIDs) of users of `domain` among `sessions`: the one filter of
+/// the online-users list, their number and the announcement.
+pub fn domain_sessions<'a>(
+    sessions: &'a [String],
+    domain: &'a str,
+) -> impl Iterator<Item = &'a str> + 'a {
+    sessions.iter().map(String::as_str).filter(move |j| {
+        j.split_once('/').is_some_and(|(bare, _)| {
             bare.rsplit_once('@')
                 .is_some_and(|(_, d)| d.eq_ignore_ascii_case(domain))
         })
-        .map(str::to_string)
+    })
+}
+
+/// The bare JIDs of the online users of `domain` among `sessions` (full JIDs), once
+/// each, sorted; at most `max`.
+pub fn online_users(sessions: &[String], domain: &str, max: Option<usize>) -> Vec<String> {
+    let mut users: Vec<String> = domain_sessions(sessions, domain)
+        .filter_map(|j| j.split_once('/').map(|(bare, _)| bare.to_string()))
         .collect();
     users.sort();
     users.dedup();
@@ -705,58 +592,6 @@ pub fn online_users(sessions: &[String], domain: &str, max: Option<usize>) -> Ve
         users.truncate(m);
     }
     users
-}
-
-/// The announcement for one session: a headline (not stored offline; RFC 6121
-/// §5.2.2) from the domain.
-pub fn announcement(domain: &str, to: &str, subject: Option<&str>, body: &str) -> Element {
-    let mut m = Element::bare("message", ns::CLIENT);
-    set_attr(&mut m, "from", domain);
-    set_attr(&mut m, "to", to);
-    set_attr(&mut m, "type", "headline");
-    if let Some(s) = subject {
-        let mut e = Element::bare("subject", ns::CLIENT);
-        e.append_text(s);
-        m.append_child(e);
-    }
-    let mut b = Element::bare("body", ns::CLIENT);
-    b.append_text(body);
-    m.append_child(b);
-    m
-}
-
-/// disco#items of the commands node (XEP-0050 §2.2): the commands `may_run` allows.
-pub fn items(domain: &str, may_run: bool) -> Element {
-    let mut q = Element::bare("query", ns::DISCO_ITEMS);
-    set_attr(&mut q, "node", ns::COMMANDS);
-    if may_run {
-        for c in Command::ALL {
-            let mut i = Element::bare("item", ns::DISCO_ITEMS);
-            set_attr(&mut i, "jid", domain);
-            set_attr(&mut i, "node", c.node());
-            set_attr(&mut i, "name", c.name());
-            q.append_child(i);
-        }
-    }
-    q
-}
-
-/// disco#info of a command node (XEP-0050 §2.3).
-pub fn node_info(node: &str) -> Option<Element> {
-    let c = Command::from_node(node)?;
-    let mut q = Element::bare("query", ns::DISCO_INFO);
-    set_attr(&mut q, "node", node);
-    let mut i = Element::bare("identity", ns::DISCO_INFO);
-    set_attr(&mut i, "category", "automation");
-    set_attr(&mut i, "type", "command-node");
-    set_attr(&mut i, "name", c.name());
-    q.append_child(i);
-    for f in [ns::COMMANDS, ns::DATA_FORMS] {
-        let mut e = Element::bare("feature", ns::DISCO_INFO);
-        set_attr(&mut e, "var", f);
-        q.append_child(e);
-    }
-    Some(q)
 }
 
 #[cfg(test)]

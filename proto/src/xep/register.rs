@@ -189,6 +189,24 @@ pub fn signup(f: Fields) -> Result<Signup, Refusal> {
     Ok(Signup { username, password })
 }
 
+/// A self-registration may not take the name of a configured administrator: admin
+/// rights go by name, so whoever created `boss@domain` (not yet created, or deleted)
+/// would become an administrator. Refused with `not-allowed`; the administrators'
+/// add-user command and `xmppd account add` still create such accounts.
+pub fn not_an_admin_name(
+    settings: &crate::config::Settings,
+    username: &str,
+    domain: &str,
+) -> Result<(), Refusal> {
+    if settings.is_admin(username, domain) {
+        return Err(refuse(
+            ErrorCondition::NotAllowed,
+            "this username is reserved for an administrator",
+        ));
+    }
+    Ok(())
+}
+
 /// The prefix of the names SASL ANONYMOUS gives its sessions
 /// (`crate::auth::sasl`): nobody may register one.
 pub const ANONYMOUS_PREFIX: &str = "anon-";
@@ -453,6 +471,19 @@ mod tests {
             cond(signup(f(Some("bill"), Some("")))),
             Some(ErrorCondition::NotAcceptable)
         );
+    }
+
+    #[test]
+    fn an_administrators_name_cannot_be_self_registered() {
+        let s = crate::config::Settings {
+            admins: vec!["Boss@Example.org".into()],
+            ..Default::default()
+        };
+        let r = not_an_admin_name(&s, "boss", "example.org").expect_err("reserved");
+        assert_eq!(r.cond, ErrorCondition::NotAllowed);
+        // the same name at another domain, and other names, are free
+        assert!(not_an_admin_name(&s, "boss", "other.org").is_ok());
+        assert!(not_an_admin_name(&s, "bossy", "example.org").is_ok());
     }
 
     #[test]

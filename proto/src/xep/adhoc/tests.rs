@@ -163,7 +163,10 @@ fn bad_forms_are_refused_and_the_session_stays_open() {
     assert!(e.text.contains("example.org"), "{}", e.text);
     // no password; a domain JID; a reserved name; no form at all
     let e = try_form(&mut s, submit(&[("accountjid", &["u@example.org"])]));
-    assert_eq!(e.cond, ErrorCondition::NotAcceptable);
+    assert_eq!(
+        (e.cond, e.specific),
+        (ErrorCondition::BadRequest, Some("bad-payload"))
+    );
     let e = try_form(
         &mut s,
         submit(&[("accountjid", &["example.org"]), ("password", &["a"])]),
@@ -225,11 +228,25 @@ fn cancel_unknown_sessions_and_actions() {
     };
     assert_eq!(r.attr("status"), Some("canceled"));
     assert!(s.is_empty());
+    // the canceled session used again: expired (XEP-0050 §6)
     let e = failed(decide(
         &mut s,
         ADMIN_JID,
         D,
         request(node, Some("complete"), Some(&id), &submit(&[])),
+        now,
+        || unreachable!(),
+    ));
+    assert_eq!(
+        (e.cond, e.specific),
+        (ErrorCondition::NotAllowed, Some("session-expired"))
+    );
+    // a session id never handed out
+    let e = failed(decide(
+        &mut s,
+        ADMIN_JID,
+        D,
+        request(node, Some("complete"), Some("never"), &submit(&[])),
         now,
         || unreachable!(),
     ));
@@ -257,7 +274,16 @@ fn cancel_unknown_sessions_and_actions() {
         "<command xmlns='http://jabber.org/protocol/commands' node='x' action='jump'/>",
     ))
     .expect_err("bad action");
-    assert_eq!(bad.specific, Some("bad-action"));
+    assert_eq!(
+        (bad.cond, bad.specific),
+        (ErrorCondition::BadRequest, Some("malformed-action"))
+    );
+    // an empty sessionid is none: a first request
+    let first = parse(&el(
+        "<command xmlns='http://jabber.org/protocol/commands' node='x' sessionid=''/>",
+    ))
+    .expect("parsed");
+    assert_eq!(first.sessionid, None);
     let none = parse(&el(
         "<command xmlns='http://jabber.org/protocol/commands'/>",
     ))
@@ -273,37 +299,93 @@ fn sessions_are_bounded_and_expire() {
     for i in 1..MAX_SESSIONS {
         start(&mut s, Command::Announce, t0, &format!("n{i}"));
     }
-    let e = failed(decide(
-        &mut s,
-        ADMIN_JID,
-        D,
-        request(Command::Announce.node(), None, None, ""),
-        t0,
-        || "over".into(),
-    ));
-    assert_eq!(e.cond, ErrorCondition::ResourceConstraint);
+    // one more: the oldest (abandoned) is closed, never the administrator locked out
+    let second = start(&mut s, Command::Announce, t0, "over");
     assert_eq!(s.len(), MAX_SESSIONS);
-    // after the time to live: the old one is expired, and new ones fit again
-    let later = t0 + SESSION_TTL;
-    let e = failed(decide(
-        &mut s,
-        ADMIN_JID,
-        D,
+    let announce = |id: &str| {
         request(
             Command::Announce.node(),
             Some("complete"),
-            Some(&first),
+            Some(id),
             &submit(&[("announcement", &["hi"])]),
-        ),
-        later,
+        )
+    };
+    let e = failed(decide(
+        &mut s,
+        ADMIN_JID,
+        D,
+        announce(&first),
+        t0,
         || unreachable!(),
     ));
     assert_eq!(
         (e.cond, e.specific),
         (ErrorCondition::NotAllowed, Some("session-expired"))
     );
+    // after the time to live: expired, and pruned when the next one opens
+    let later = t0 + SESSION_TTL;
+    let e = failed(decide(
+        &mut s,
+        ADMIN_JID,
+        D,
+        announce(&second),
+        later,
+        || unreachable!(),
+    ));
+    assert_eq!(e.specific, Some("session-expired"));
     start(&mut s, Command::Announce, later, "fresh");
     assert_eq!(s.len(), 1, "expired sessions were dropped");
+    let e = failed(decide(
+        &mut s,
+        ADMIN_JID,
+        D,
+        announce("n1"),
+        later,
+        || unreachable!(),
+    ));
+    assert_eq!(e.specific, Some("session-expired"), "a pruned one too");
+}
+
+#[test]
+fn running_tasks_are_bounded() {
+    let mut s = Sessions::default();
+    let now = Instant::now();
+    let count = || request(Command::OnlineUsersNum.node(), None, None, "");
+    for _ in 0..MAX_RUNNING {
+        assert!(matches!(
+            decide(&mut s, ADMIN_JID, D, count(), now, || "c".into()),
+            Step::Run { .. }
+        ));
+    }
+    assert_eq!(s.running(), MAX_RUNNING);
+    let e = failed(decide(&mut s, ADMIN_JID, D, count(), now, || "c".into()));
+    assert_eq!(e.cond, ErrorCondition::ResourceConstraint);
+    // a form completed meanwhile is refused too, and its session stays open to retry
+    let id = start(&mut s, Command::Announce, now, "a");
+    let complete = || {
+        request(
+            Command::Announce.node(),
+            Some("complete"),
+            Some(&id),
+            &submit(&[("announcement", &["hi"])]),
+        )
+    };
+    let e = failed(decide(
+        &mut s,
+        ADMIN_JID,
+        D,
+        complete(),
+        now,
+        || unreachable!(),
+    ));
+    assert_eq!(e.cond, ErrorCondition::ResourceConstraint);
+    assert_eq!(s.len(), 1);
+    s.task_ended();
+    assert!(matches!(
+        decide(&mut s, ADMIN_JID, D, complete(), now, || unreachable!()),
+        Step::Run { .. }
+    ));
+    assert_eq!(s.running(), MAX_RUNNING);
 }
 
 #[test]
@@ -330,7 +412,7 @@ fn tasks_of_the_other_commands() {
         task(Command::DeleteUser, &[("accountjids", &many)])
             .expect_err("too many")
             .cond,
-        ErrorCondition::NotAcceptable
+        ErrorCondition::BadRequest
     );
     assert_eq!(
         task(
@@ -493,4 +575,29 @@ fn a_session_belongs_to_the_domain_it_was_started_at() {
         || unreachable!(),
     );
     assert!(matches!(step, Step::Run { .. }), "{step:?}");
+}
+
+#[test]
+fn the_delete_user_note_names_every_account() {
+    let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+    let Outcome::Note { warn, text } = deleted_note(
+        &s(&["a@example.org"]),
+        &s(&["n@example.org"]),
+        &s(&["f@example.org"]),
+        Some("admin@example.org"),
+    ) else {
+        panic!("a note")
+    };
+    assert!(warn);
+    assert_eq!(
+        text,
+        "deleted: a@example.org; no such account: n@example.org; \
+         failed (see the server's log): f@example.org; \
+         your own account admin@example.org is deleted after this answer"
+    );
+    let Outcome::Note { warn, text } = deleted_note(&s(&["a@example.org"]), &[], &[], None) else {
+        panic!("a note")
+    };
+    assert!(!warn);
+    assert_eq!(text, "deleted: a@example.org");
 }
