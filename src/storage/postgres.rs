@@ -12,7 +12,7 @@ use super::pool::Pool;
 use super::writer::{WriteConn, Writer, WriterLimits};
 use postgres::error::SqlState;
 use postgres::{Client, NoTls};
-use xmppd_actors::storage::{Backend, RosterData, StorageError};
+use xmppd_actors::storage::{Ack, Backend, RosterData, StorageError};
 use xmppd_proto::auth::scram::{Credentials, ScramKeys};
 use xmppd_proto::im::roster::{Item, Sub};
 
@@ -159,6 +159,37 @@ impl Postgres {
         self.writer.stop();
         Ok(())
     }
+}
+
+/// Store one offline message (a write for the writer thread) in one statement, one round
+/// trip: the account's count goes up only while under the limit, and the message is
+/// stored only when it did.
+fn offline_push_job(
+    domain: &str,
+    user: &str,
+    stanza: &str,
+    limit: usize,
+) -> Result<impl FnMut(&mut Client) -> Result<(), StorageError> + Send + 'static, StorageError> {
+    let ((domain, user), stanza) = (own(domain, user), stanza.to_owned());
+    let limit = super::offline_limit(limit)?;
+    Ok(move |c: &mut Client| {
+        let stored = c
+            .execute(
+                "WITH counted AS (
+                    INSERT INTO offline_count (domain, username, n) VALUES ($1, $2, 1)
+                    ON CONFLICT (domain, username)
+                    DO UPDATE SET n = offline_count.n + 1 WHERE offline_count.n < $4
+                    RETURNING n)
+                 INSERT INTO offline (domain, username, stanza)
+                    SELECT $1, $2, $3 FROM counted",
+                &[&domain, &user, &stanza, &limit],
+            )
+            .map_err(db_err)?;
+        if stored == 0 {
+            return Err(StorageError::Full);
+        }
+        Ok(())
+    })
 }
 
 fn migrate(c: &mut Client) -> Result<(), StorageError> {
@@ -452,28 +483,27 @@ impl Backend for Postgres {
         stanza: &str,
         limit: usize,
     ) -> Result<(), StorageError> {
-        let ((domain, user), stanza) = (own(domain, user), stanza.to_owned());
-        let limit = super::offline_limit(limit)?;
-        // one statement, one round trip: the account's count goes up only while under
-        // the limit, and the message is stored only when it did
-        self.write(move |c| {
-            let stored = c
-                .execute(
-                    "WITH counted AS (
-                        INSERT INTO offline_count (domain, username, n) VALUES ($1, $2, 1)
-                        ON CONFLICT (domain, username)
-                        DO UPDATE SET n = offline_count.n + 1 WHERE offline_count.n < $4
-                        RETURNING n)
-                     INSERT INTO offline (domain, username, stanza)
-                        SELECT $1, $2, $3 FROM counted",
-                    &[&domain, &user, &stanza, &limit],
-                )
-                .map_err(db_err)?;
-            if stored == 0 {
-                return Err(StorageError::Full);
-            }
-            Ok(())
-        })
+        self.write(offline_push_job(domain, user, stanza, limit)?)
+    }
+
+    fn offline_try_queue(
+        &self,
+        domain: &str,
+        user: &str,
+        stanza: &str,
+        limit: usize,
+    ) -> Option<Ack> {
+        match offline_push_job(domain, user, stanza, limit) {
+            Ok(mut job) => self.writer.try_queue(move |w| job(w.client()?)),
+            Err(e) => Some(super::writer::ready(Err(e))),
+        }
+    }
+
+    fn offline_queue(&self, domain: &str, user: &str, stanza: &str, limit: usize) -> Ack {
+        match offline_push_job(domain, user, stanza, limit) {
+            Ok(mut job) => self.writer.queue(move |w| job(w.client()?)),
+            Err(e) => super::writer::ready(Err(e)),
+        }
     }
 
     fn offline_waiting(&self, domain: &str, user: &str) -> Result<bool, StorageError> {
@@ -668,6 +698,7 @@ mod tests {
         pg.createdb("second");
         conformance::roster_offline_documents_blocklist(&open(&pg, "second"));
         conformance::rooms(&open(&pg, "second"));
+        conformance::offline_queued(&open(&pg, "second"));
         pg.createdb("third");
         let db = Arc::new(open(&pg, "third"));
         conformance::concurrent_writes_all_succeed(db.clone());
