@@ -9,6 +9,7 @@ mod blocklist;
 mod contacts;
 mod documents;
 mod effects;
+mod pipeline;
 mod register;
 
 use crate::context::Ctx;
@@ -47,6 +48,8 @@ pub struct Account {
     /// An in-band removal running or done: the sessions' writes are refused, and a
     /// session that binds after a new registration of the name loads the state again.
     removal: register::Removal,
+    /// Offline messages queued with the storage writer, not yet answered.
+    pipeline: pipeline::Pipeline,
     _counted: crate::metrics::ActorGuard,
 }
 
@@ -64,6 +67,7 @@ impl Account {
             sessions: Sessions::default(),
             linger: None,
             removal: register::Removal::None,
+            pipeline: pipeline::Pipeline::default(),
             _counted: crate::metrics::ActorGuard::new(crate::metrics::ActorKind::Account),
         }
     }
@@ -86,8 +90,9 @@ impl Account {
         }
     }
 
-    /// Run a storage call in order with everything else the account does.
-    /// `f` gets the backend, the domain and the user name.
+    /// Run a storage call in order with everything else the account does (after the
+    /// offline messages queued before it are answered). `f` gets the backend, the
+    /// domain and the user name.
     fn store<R, F>(
         &mut self,
         ctx: &mut Context<Self>,
@@ -101,8 +106,11 @@ impl Account {
     {
         let storage = self.ctx.storage.clone();
         let (domain, user) = (self.domain.clone(), self.user.clone());
-        async move { storage.run(move |b| f(b, &domain, &user)).await }
-            .into_actor(self)
+        let call = async move { storage.run(move |b| f(b, &domain, &user)).await };
+        // one waited future: actix runs the latest `wait` first, so a separate wait for
+        // the queued stores would come after this call
+        pipeline::Acks
+            .then(move |(), act: &mut Self, _| call.into_actor(act))
             .map(move |r, act, ctx| then(act, r, ctx))
             .wait(ctx);
     }
@@ -206,6 +214,10 @@ impl Account {
             act.linger = None;
             if !act.sessions.is_empty() {
                 return;
+            }
+            if !act.pipeline.is_empty() {
+                // stores still waiting for their answer: not idle yet
+                return act.schedule_linger(ctx);
             }
             act.ctx
                 .registry
