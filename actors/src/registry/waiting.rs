@@ -9,8 +9,11 @@
 //! A waiting signal from a client's session counts in that session's
 //! [`Backlog`](crate::signals::backlog::Backlog) until it is handed over: the session
 //! stops reading its client meanwhile, so senders slow down to what the accounts take
-//! and what waits here is bounded by what they had in flight. The total is bounded
-//! as well: beyond [`MAX_WAITING`] a signal is bounced (`resource-constraint`).
+//! and what waits here is bounded by what they had in flight (a read or two each, and
+//! the registry's mailbox). Signals from elsewhere (federation, components, accounts)
+//! cannot be held back that way: beyond [`MAX_WAITING`] waiting in all, those are
+//! bounced (`resource-constraint`), while a session's still waits (its session is
+//! held back already).
 
 use crate::signals::Signal;
 use crate::signals::backlog::Backlog;
@@ -40,14 +43,14 @@ impl Waiting {
     }
 
     /// Queue `sig` for `bare` (counted in `from` until it leaves); the signal back when
-    /// the bound is reached.
+    /// the bound is reached and it did not come from a session.
     pub fn push(
         &mut self,
         bare: &BareJid,
         sig: Signal,
         from: Option<Arc<Backlog>>,
     ) -> Option<Signal> {
-        if self.total >= MAX_WAITING {
+        if self.total >= MAX_WAITING && from.is_none() {
             return Some(sig);
         }
         self.total += 1;
@@ -147,5 +150,10 @@ mod tests {
         }
         assert!(w.push(&b, msg("over"), None).is_some());
         assert_eq!(w.total(), MAX_WAITING);
+        // a session's signal still waits: the session stops reading meanwhile
+        let session = Arc::new(Backlog::default());
+        assert!(w.push(&b, msg("paced"), Some(session.clone())).is_none());
+        assert!(!session.is_clear());
+        assert_eq!(w.total(), MAX_WAITING + 1);
     }
 }
