@@ -115,8 +115,12 @@ for s in $SERVERS; do
       || { tail -5 "$WORK/$s-register.log" >&2; die "$s: registration failed"; }
   fi
   log "$s: offline --rates $RATES --step $STEP"
+  # xmppd-pg's storing happens in PostgreSQL's processes: a step is over when they are
+  # quiet too
+  quiet=()
+  [ "$s" = xmppd-pg ] && quiet=(--quiet-pid "$PG_PID")
   "$LOAD" "${common[@]}" --tag offline --json "$WORK/results/$s-offline.json" offline \
-    --senders "$SENDERS" --recipients "$RECIPIENTS" --rates "$RATES" --step "$STEP" \
+    --senders "$SENDERS" --recipients "$RECIPIENTS" --rates "$RATES" --step "$STEP" "${quiet[@]}" \
     2>"$WORK/$s-offline.log" | tee "$WORK/$s-offline.txt"
   grep 'offline step' "$WORK/$s-offline.log" >&2
   "${CURRENT}_down"

@@ -196,3 +196,102 @@ async fn postgres_a_burst_beyond_the_account_mailbox_waits_in_order() {
     }));
     burst_to_one_offline_account(&d).await;
 }
+
+const FAST_SENDERS: usize = 4;
+const PER_FAST_SENDER: usize = 1500;
+
+/// Senders outpace storage: a writer queue of 8 makes each recipient's account wait for
+/// room, its mailbox fills, what follows waits in the registry and the senders' sessions
+/// stop reading (TCP back-pressure) instead of bouncing. Every message is stored, then
+/// delivered, in each sender's order; none comes back. (The recipients log in once the
+/// server has read everything: a message sent while its recipient comes online may
+/// still overtake one on its way to storage.)
+async fn senders_outpace_storage(d: &Daemon) {
+    let mut tasks = tokio::task::JoinSet::new();
+    for s in 0..FAST_SENDERS {
+        let (mut r, _) =
+            Raw::login(d.starttls, D, &format!("s{s}"), &format!("s{s}-pw"), "fast").await;
+        tasks.spawn(async move {
+            let all: String = (0..PER_FAST_SENDER)
+                .map(|k| {
+                    format!(
+                        "<message to='r{}@localhost' type='chat' id='f{s}-{k}'><body>f {s} {k}</body></message>",
+                        k % 2
+                    )
+                })
+                .collect();
+            r.send(&all).await;
+            // answered once the session has read and routed all of it: it reads only
+            // as fast as the recipients' accounts take the messages
+            r.send(&format!(
+                "<iq type='get' id='sync{s}' to='localhost'><ping xmlns='urn:xmpp:ping'/></iq>"
+            ))
+            .await;
+            let pong = r.wait_for(&format!("id='sync{s}'")).await;
+            assert!(pong.contains("type='result'"), "{pong}");
+            r
+        });
+    }
+    let mut senders = Vec::new();
+    while let Some(r) = tasks.join_next().await {
+        senders.push(r.expect("sender"));
+    }
+    for rcpt in 0..2 {
+        let (mut r, _) = Raw::login(
+            d.starttls,
+            D,
+            &format!("r{rcpt}"),
+            &format!("r{rcpt}-pw"),
+            "phone",
+        )
+        .await;
+        let want = FAST_SENDERS * PER_FAST_SENDER / 2;
+        // the next k expected from each sender
+        let mut next = [rcpt; FAST_SENDERS];
+        for n in 0..want {
+            let Ok(m) = tokio::time::timeout(Duration::from_secs(30), r.next_non_presence()).await
+            else {
+                panic!("r{rcpt}: {n} of {want} delivered; log:\n{}", tail(&d.log()));
+            };
+            assert!(!m.contains("type='error'"), "{m}");
+            let id = m
+                .split(" id='f")
+                .nth(1)
+                .and_then(|s| s.split('\'').next())
+                .unwrap_or_else(|| panic!("no id: {m}"));
+            let (s, k) = id.split_once('-').unwrap_or_else(|| panic!("id {id}"));
+            let (s, k): (usize, usize) = (s.parse().expect("sender"), k.parse().expect("k"));
+            assert_eq!(k, next[s], "r{rcpt}: from s{s} out of order");
+            next[s] += 2;
+        }
+    }
+    for mut c in senders {
+        if let Some(e) = c
+            .try_read_until("type='error'", Duration::from_millis(300))
+            .await
+        {
+            panic!("bounced: {e}\nlog:\n{}", tail(&d.log()));
+        }
+    }
+}
+
+fn outpaced_options(postgres: bool) -> Options {
+    let mut o = load_options(Options {
+        postgres,
+        extra: "[storage]\nmax_offline_messages = 10000\nwrite_queue = 8\n".into(),
+        ..Options::default()
+    });
+    o.accounts
+        .extend((SENDERS..FAST_SENDERS).map(|i| (format!("s{i}"), format!("s{i}-pw"))));
+    o
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_senders_outpacing_storage_are_slowed_down_not_refused() {
+    senders_outpace_storage(&Daemon::with(outpaced_options(false))).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_senders_outpacing_storage_are_slowed_down_not_refused() {
+    senders_outpace_storage(&Daemon::with(outpaced_options(true))).await;
+}

@@ -10,8 +10,10 @@ use crate::metrics::{ActorGuard, ActorKind, METRICS, Outcome};
 use crate::monitor::ConnInfo;
 use crate::net::io::{FromIo, Inbound, Outbox, WriteError};
 use crate::registry::routes;
+use crate::signals::backlog::Backlog;
 use crate::signals::to_registry::{Availability, FromSession, Unbind};
 use crate::signals::{AccountRef, Serialised, SessionRef, Signal, ToAccount, ToSession};
+use actix::dev::MessageResponse;
 use actix::prelude::*;
 use minidom::Element;
 use std::sync::Arc;
@@ -58,6 +60,9 @@ pub struct Session {
     held: Vec<Held>,
     /// Signals handed to the registry and not yet routed by it (see `FromSession`).
     via_registry: Arc<AtomicUsize>,
+    /// Signals of this session waiting in the registry for a busy account: while
+    /// any do, the session takes nothing more from its client (see `Paced`).
+    backlog: Arc<Backlog>,
     /// The connection in the monitor's registry, when the stream came from one.
     pub conn: Option<Arc<ConnInfo>>,
     _gauge: ActorGuard,
@@ -95,6 +100,7 @@ impl Session {
             stream_ended: false,
             held: Vec::new(),
             via_registry: Arc::new(AtomicUsize::new(0)),
+            backlog: Arc::new(Backlog::default()),
             conn: None,
             _gauge: gauge,
         }
@@ -172,6 +178,7 @@ impl Session {
         let m = FromSession {
             sig,
             pending: self.via_registry.clone(),
+            backlog: self.backlog.clone(),
         };
         match self.ctx.registry.from_session.try_send(m) {
             Ok(()) => {}
@@ -559,8 +566,8 @@ impl Actor for Session {
 }
 
 impl Handler<Inbound> for Session {
-    type Result = ();
-    fn handle(&mut self, msg: Inbound, ctx: &mut Context<Self>) {
+    type Result = Paced;
+    fn handle(&mut self, msg: Inbound, ctx: &mut Context<Self>) -> Paced {
         for el in msg.0 {
             if self.closing || self.out.is_closed() {
                 break;
@@ -568,6 +575,41 @@ impl Handler<Inbound> for Session {
             self.client_stanza(el);
         }
         self.release_held(ctx);
+        if self.backlog.is_clear() {
+            Paced::Go
+        } else {
+            Paced::After(self.backlog.clone())
+        }
+    }
+}
+
+/// The answer to a batch of the client's stanzas, which its I/O task waits for before
+/// it reads more: at once, or once the session's signals waiting in the registry for
+/// busy accounts are handed over (back-pressure to the client). The session goes on
+/// meanwhile (deliveries to it are written); a session that stops drops the answer,
+/// which ends the I/O task.
+pub enum Paced {
+    Go,
+    After(Arc<Backlog>),
+}
+
+impl MessageResponse<Session, Inbound> for Paced {
+    fn handle(self, ctx: &mut Context<Session>, tx: Option<actix::dev::OneshotSender<()>>) {
+        match self {
+            Paced::Go => {
+                if let Some(tx) = tx {
+                    let _ = tx.send(());
+                }
+            }
+            Paced::After(backlog) => {
+                ctx.spawn(actix::fut::wrap_future(async move {
+                    backlog.clear().await;
+                    if let Some(tx) = tx {
+                        let _ = tx.send(());
+                    }
+                }));
+            }
+        }
     }
 }
 

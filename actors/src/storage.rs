@@ -31,6 +31,10 @@ pub struct RosterData {
     pub pending_in: Vec<(String, String)>,
 }
 
+/// The outcome of a write queued without waiting ([`Backend::offline_try_queue`]),
+/// answered once its transaction committed (or failed).
+pub type Ack = tokio::sync::oneshot::Receiver<Result<(), StorageError>>;
+
 /// What a storage backend offers the engine.
 pub trait Backend: Send + Sync + 'static {
     fn credentials(&self, domain: &str, user: &str) -> Result<Option<Credentials>, StorageError>;
@@ -95,6 +99,27 @@ pub trait Backend: Send + Sync + 'static {
         stanza: &str,
         limit: usize,
     ) -> Result<(), StorageError>;
+    /// Queue a message for storage without waiting for its commit, when the backend's
+    /// write queue has room; never blocks (an actor may call it). Messages queued one
+    /// after another commit in that order; the [`Ack`] answers after the commit, as
+    /// [`Backend::offline_push`] would. `None`: nothing queued (the queue is full, or the
+    /// backend does not queue): use [`Backend::offline_queue`] from the blocking pool.
+    fn offline_try_queue(
+        &self,
+        _domain: &str,
+        _user: &str,
+        _stanza: &str,
+        _limit: usize,
+    ) -> Option<Ack> {
+        None
+    }
+    /// [`Backend::offline_try_queue`] that waits for room in the queue (blocks: call it
+    /// on the blocking pool). By default the message is stored before it returns.
+    fn offline_queue(&self, domain: &str, user: &str, stanza: &str, limit: usize) -> Ack {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let _ = tx.send(self.offline_push(domain, user, stanza, limit));
+        rx
+    }
     /// Whether any message is stored for the account.
     fn offline_waiting(&self, domain: &str, user: &str) -> Result<bool, StorageError>;
     /// Stored messages in arrival order, with their ids.

@@ -199,6 +199,10 @@ enum Cmd {
         /// Longest wait for the server to finish storing after a step, seconds.
         #[arg(long, default_value_t = 120.0)]
         settle_timeout: f64,
+        /// Another process (with its children) that must be quiet too before a step is
+        /// collected: the database server of a server that stores elsewhere.
+        #[arg(long)]
+        quiet_pid: Option<u32>,
         #[arg(long, default_value_t = 20)]
         login_concurrency: usize,
         #[arg(long, default_value_t = 300.0)]
@@ -548,6 +552,7 @@ fn main() -> ExitCode {
                 rates,
                 step,
                 settle_timeout,
+                quiet_pid,
                 login_concurrency,
                 ramp_timeout,
             } => {
@@ -560,6 +565,7 @@ fn main() -> ExitCode {
                         rates: rates.clone(),
                         step: secs(*step),
                         settle_timeout: secs(*settle_timeout),
+                        quiet_pid: *quiet_pid,
                         login_concurrency: *login_concurrency,
                         ramp_timeout: secs(*ramp_timeout),
                     },

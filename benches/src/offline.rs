@@ -31,6 +31,8 @@ pub struct OfflineArgs {
     pub step: Duration,
     /// Longest wait for the server to go quiet after a step.
     pub settle_timeout: Duration,
+    /// Another process tree whose CPU must be quiet too (a database server).
+    pub quiet_pid: Option<u32>,
     pub login_concurrency: usize,
     pub ramp_timeout: Duration,
 }
@@ -125,22 +127,27 @@ async fn send_step(
     (wr, sent)
 }
 
-/// Wait until the server's CPU stays under 5 % of a core for 300 ms; returns when it
-/// went quiet (or the timeout's end).
-async fn wait_quiet(pid: Option<u32>, timeout: Duration) -> Instant {
+/// Wait until the server's CPU (and that of `also` and its children, a database
+/// server) stays under 5 % of a core for 300 ms; returns when it went quiet (or the
+/// timeout's end).
+async fn wait_quiet(pid: Option<u32>, also: Option<u32>, timeout: Duration) -> Instant {
     let Some(pid) = pid else {
         tokio::time::sleep(Duration::from_secs(5)).await;
         return Instant::now();
     };
+    let cpu_now = || {
+        sample(pid).map(|s| s.cpu).unwrap_or_default()
+            + also.map(crate::procstat::tree_cpu).unwrap_or_default()
+    };
     let end = Instant::now() + timeout;
     let tick = Duration::from_millis(100);
-    let mut last = sample(pid).map(|s| s.cpu).unwrap_or_default();
+    let mut last = cpu_now();
     let mut quiet = 0;
     let mut quiet_since = Instant::now();
     while Instant::now() < end {
         let t = Instant::now();
         tokio::time::sleep(tick).await;
-        let cpu = sample(pid).map(|s| s.cpu).unwrap_or_default();
+        let cpu = cpu_now();
         let busy = cpu.saturating_sub(last).as_secs_f64() / tick.as_secs_f64();
         last = cpu;
         if busy < 0.05 {
@@ -283,7 +290,7 @@ pub async fn offline(env: &Env, a: &OfflineArgs) -> Report {
         }
         env.counters.sent.fetch_add(sent, Ordering::Relaxed);
         let sending = t0.elapsed();
-        let quiet_at = wait_quiet(env.server_pid, a.settle_timeout).await;
+        let quiet_at = wait_quiet(env.server_pid, a.quiet_pid, a.settle_timeout).await;
         let m1 = Mark::now(env.server_pid);
         // late bounces arrive with the quiet period; the collection comes after
         env.counters.set_phase(&format!("collect {rate}/s"));

@@ -39,6 +39,31 @@ pub fn sample(pid: u32) -> Option<ProcSample> {
     Some(ProcSample { cpu, rss_kib })
 }
 
+/// CPU time of a process and its direct children (a database server and its backends).
+pub fn tree_cpu(pid: u32) -> Duration {
+    let mut total = sample(pid).map(|s| s.cpu).unwrap_or_default();
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return total;
+    };
+    for e in dir.flatten() {
+        let Some(child) = e.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{child}/stat")) else {
+            continue;
+        };
+        // after ')': state, then ppid
+        let ppid = stat
+            .rfind(')')
+            .and_then(|i| stat[i + 1..].split_whitespace().nth(1))
+            .and_then(|p| p.parse::<u32>().ok());
+        if ppid == Some(pid) {
+            total += sample(child).map(|s| s.cpu).unwrap_or_default();
+        }
+    }
+    total
+}
+
 /// This process's CPU time (user + system, all threads).
 pub fn self_cpu() -> Duration {
     // SAFETY: getrusage writes into the struct we pass.

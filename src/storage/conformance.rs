@@ -151,6 +151,54 @@ pub fn roster_offline_documents_blocklist(db: &dyn Backend) {
     );
 }
 
+/// Offline messages queued without waiting (as the account actor stores them): stored
+/// in the order queued, the quota exact, each answered after its commit; the blocking
+/// form queues behind them.
+pub fn offline_queued(db: &dyn Backend) {
+    let mut acks = Vec::new();
+    for i in 0..6 {
+        let m = format!("<message id='{i}'/>");
+        let ack = db
+            .offline_try_queue("q.test", "dora", &m, 5)
+            .unwrap_or_else(|| db.offline_queue("q.test", "dora", &m, 5));
+        acks.push(ack);
+    }
+    let last = db.offline_queue("q.test", "dora", "<message id='last'/>", 7);
+    let outcomes: Vec<_> = acks
+        .into_iter()
+        .map(|a| a.blocking_recv().expect("answered"))
+        .collect();
+    assert_eq!(
+        outcomes,
+        [
+            Ok(()),
+            Ok(()),
+            Ok(()),
+            Ok(()),
+            Ok(()),
+            Err(StorageError::Full)
+        ]
+    );
+    assert_eq!(last.blocking_recv().expect("answered"), Ok(()));
+    let ids: Vec<String> = db
+        .offline_list("q.test", "dora")
+        .expect("list")
+        .into_iter()
+        .map(|(_, m)| m)
+        .collect();
+    assert_eq!(
+        ids,
+        [
+            "<message id='0'/>",
+            "<message id='1'/>",
+            "<message id='2'/>",
+            "<message id='3'/>",
+            "<message id='4'/>",
+            "<message id='last'/>"
+        ]
+    );
+}
+
 /// Many threads write at once (offline messages to several accounts, roster items,
 /// account creations): every write succeeds, nothing is refused because writes met.
 pub fn concurrent_writes_all_succeed(db: Arc<dyn Backend>) {

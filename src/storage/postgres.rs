@@ -12,7 +12,7 @@ use super::pool::Pool;
 use super::writer::{WriteConn, Writer, WriterLimits};
 use postgres::error::SqlState;
 use postgres::{Client, NoTls};
-use xmppd_actors::storage::{Backend, RosterData, StorageError};
+use xmppd_actors::storage::{Ack, Backend, RosterData, StorageError};
 use xmppd_proto::auth::scram::{Credentials, ScramKeys};
 use xmppd_proto::im::roster::{Item, Sub};
 
@@ -34,16 +34,38 @@ fn connect(config: &postgres::Config) -> Result<Client, StorageError> {
 pub struct PgWrite {
     config: postgres::Config,
     client: Option<Client>,
+    /// The offline insert, prepared once per connection (one round trip per message
+    /// instead of two).
+    offline: Option<postgres::Statement>,
 }
 
 impl PgWrite {
     fn client(&mut self) -> Result<&mut Client, StorageError> {
         if self.client.as_ref().is_none_or(Client::is_closed) {
+            self.offline = None;
             self.client = Some(connect(&self.config)?);
         }
         self.client
             .as_mut()
             .ok_or_else(|| StorageError::Backend("postgres: not connected".into()))
+    }
+
+    /// The connection and its prepared offline insert.
+    fn offline_insert(&mut self) -> Result<(&mut Client, postgres::Statement), StorageError> {
+        self.client()?;
+        let c = self
+            .client
+            .as_mut()
+            .ok_or_else(|| StorageError::Backend("postgres: not connected".into()))?;
+        let st = match &self.offline {
+            Some(st) => st.clone(),
+            None => {
+                let st = c.prepare(OFFLINE_INSERT).map_err(db_err)?;
+                self.offline = Some(st.clone());
+                st
+            }
+        };
+        Ok((c, st))
     }
 
     fn exec(&mut self, sql: &str) -> Result<(), StorageError> {
@@ -114,6 +136,7 @@ impl Postgres {
                 PgWrite {
                     config: config.clone(),
                     client: Some(client),
+                    offline: None,
                 },
                 limits,
                 log,
@@ -159,6 +182,38 @@ impl Postgres {
         self.writer.stop();
         Ok(())
     }
+}
+
+/// One offline message in one statement: the account's count goes up only while under
+/// the limit, and the message is stored only when it did.
+const OFFLINE_INSERT: &str = "WITH counted AS (
+        INSERT INTO offline_count (domain, username, n) VALUES ($1, $2, 1)
+        ON CONFLICT (domain, username)
+        DO UPDATE SET n = offline_count.n + 1 WHERE offline_count.n < $4
+        RETURNING n)
+     INSERT INTO offline (domain, username, stanza)
+        SELECT $1, $2, $3 FROM counted";
+
+/// Store one offline message (a write for the writer thread): one round trip with the
+/// statement prepared on the writer's connection.
+fn offline_push_job(
+    domain: &str,
+    user: &str,
+    stanza: &str,
+    limit: usize,
+) -> Result<impl FnMut(&mut PgWrite) -> Result<(), StorageError> + Send + 'static, StorageError> {
+    let ((domain, user), stanza) = (own(domain, user), stanza.to_owned());
+    let limit = super::offline_limit(limit)?;
+    Ok(move |w: &mut PgWrite| {
+        let (c, st) = w.offline_insert()?;
+        let stored = c
+            .execute(&st, &[&domain, &user, &stanza, &limit])
+            .map_err(db_err)?;
+        if stored == 0 {
+            return Err(StorageError::Full);
+        }
+        Ok(())
+    })
 }
 
 fn migrate(c: &mut Client) -> Result<(), StorageError> {
@@ -452,28 +507,28 @@ impl Backend for Postgres {
         stanza: &str,
         limit: usize,
     ) -> Result<(), StorageError> {
-        let ((domain, user), stanza) = (own(domain, user), stanza.to_owned());
-        let limit = super::offline_limit(limit)?;
-        // one statement, one round trip: the account's count goes up only while under
-        // the limit, and the message is stored only when it did
-        self.write(move |c| {
-            let stored = c
-                .execute(
-                    "WITH counted AS (
-                        INSERT INTO offline_count (domain, username, n) VALUES ($1, $2, 1)
-                        ON CONFLICT (domain, username)
-                        DO UPDATE SET n = offline_count.n + 1 WHERE offline_count.n < $4
-                        RETURNING n)
-                     INSERT INTO offline (domain, username, stanza)
-                        SELECT $1, $2, $3 FROM counted",
-                    &[&domain, &user, &stanza, &limit],
-                )
-                .map_err(db_err)?;
-            if stored == 0 {
-                return Err(StorageError::Full);
-            }
-            Ok(())
-        })
+        self.writer
+            .write(offline_push_job(domain, user, stanza, limit)?)
+    }
+
+    fn offline_try_queue(
+        &self,
+        domain: &str,
+        user: &str,
+        stanza: &str,
+        limit: usize,
+    ) -> Option<Ack> {
+        match offline_push_job(domain, user, stanza, limit) {
+            Ok(job) => self.writer.try_queue(job),
+            Err(e) => Some(super::writer::ready(Err(e))),
+        }
+    }
+
+    fn offline_queue(&self, domain: &str, user: &str, stanza: &str, limit: usize) -> Ack {
+        match offline_push_job(domain, user, stanza, limit) {
+            Ok(job) => self.writer.queue(job),
+            Err(e) => super::writer::ready(Err(e)),
+        }
     }
 
     fn offline_waiting(&self, domain: &str, user: &str) -> Result<bool, StorageError> {
@@ -720,6 +775,7 @@ mod tests {
         pg.createdb("second");
         conformance::roster_offline_documents_blocklist(&open(&pg, "second"));
         conformance::rooms(&open(&pg, "second"));
+        conformance::offline_queued(&open(&pg, "second"));
         pg.createdb("third");
         let db = Arc::new(open(&pg, "third"));
         conformance::concurrent_writes_all_succeed(db.clone());

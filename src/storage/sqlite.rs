@@ -12,7 +12,7 @@ use super::pool::Pool;
 use super::writer::{WriteConn, Writer, WriterLimits};
 use rusqlite::{Connection, OptionalExtension, params};
 use std::path::{Path, PathBuf};
-use xmppd_actors::storage::{Backend, RosterData, StorageError};
+use xmppd_actors::storage::{Ack, Backend, RosterData, StorageError};
 use xmppd_proto::auth::scram::{Credentials, ScramKeys};
 use xmppd_proto::im::roster::{Item, Sub};
 
@@ -151,6 +151,39 @@ impl Sqlite {
                 .map_err(db_err)
         })
     }
+}
+
+/// Store one offline message (a write for the writer thread): the account's count goes
+/// up only while under the limit; count and message are written in the writer's
+/// transaction, so no other write comes between them.
+fn offline_push_job(
+    domain: &str,
+    user: &str,
+    stanza: &str,
+    limit: usize,
+) -> Result<impl Fn(&Connection) -> Result<(), StorageError> + Send + 'static, StorageError> {
+    let ((domain, user), stanza) = (own(domain, user), stanza.to_owned());
+    let limit = super::offline_limit(limit)?;
+    Ok(move |c: &Connection| {
+        let counted: Option<i64> = c
+            .prepare_cached(
+                "INSERT INTO offline_count (domain, username, n) VALUES (?1, ?2, 1)
+                 ON CONFLICT (domain, username) DO UPDATE SET n = n + 1 WHERE n < ?3
+                 RETURNING n",
+            )
+            .and_then(|mut st| {
+                st.query_row(params![domain, user, limit], |r| r.get(0))
+                    .optional()
+            })
+            .map_err(db_err)?;
+        if counted.is_none() {
+            return Err(StorageError::Full);
+        }
+        c.prepare_cached("INSERT INTO offline (domain, username, stanza) VALUES (?1, ?2, ?3)")
+            .and_then(|mut st| st.execute(params![domain, user, stanza]))
+            .map(|_| ())
+            .map_err(db_err)
+    })
 }
 
 fn migrate(c: &Connection) -> Result<(), StorageError> {
@@ -382,30 +415,27 @@ impl Backend for Sqlite {
         stanza: &str,
         limit: usize,
     ) -> Result<(), StorageError> {
-        let ((domain, user), stanza) = (own(domain, user), stanza.to_owned());
-        let limit = super::offline_limit(limit)?;
-        // the account's count goes up only while under the limit; count and message are
-        // written in the writer's transaction: no other write comes between them
-        self.write(move |c| {
-            let counted: Option<i64> = c
-                .prepare_cached(
-                    "INSERT INTO offline_count (domain, username, n) VALUES (?1, ?2, 1)
-                     ON CONFLICT (domain, username) DO UPDATE SET n = n + 1 WHERE n < ?3
-                     RETURNING n",
-                )
-                .and_then(|mut st| {
-                    st.query_row(params![domain, user, limit], |r| r.get(0))
-                        .optional()
-                })
-                .map_err(db_err)?;
-            if counted.is_none() {
-                return Err(StorageError::Full);
-            }
-            c.prepare_cached("INSERT INTO offline (domain, username, stanza) VALUES (?1, ?2, ?3)")
-                .and_then(|mut st| st.execute(params![domain, user, stanza]))
-                .map(|_| ())
-                .map_err(db_err)
-        })
+        self.write(offline_push_job(domain, user, stanza, limit)?)
+    }
+
+    fn offline_try_queue(
+        &self,
+        domain: &str,
+        user: &str,
+        stanza: &str,
+        limit: usize,
+    ) -> Option<Ack> {
+        match offline_push_job(domain, user, stanza, limit) {
+            Ok(job) => self.writer.try_queue(move |c| job(c)),
+            Err(e) => Some(super::writer::ready(Err(e))),
+        }
+    }
+
+    fn offline_queue(&self, domain: &str, user: &str, stanza: &str, limit: usize) -> Ack {
+        match offline_push_job(domain, user, stanza, limit) {
+            Ok(job) => self.writer.queue(move |c| job(c)),
+            Err(e) => super::writer::ready(Err(e)),
+        }
     }
 
     fn offline_waiting(&self, domain: &str, user: &str) -> Result<bool, StorageError> {
@@ -727,6 +757,12 @@ mod tests {
     }
 
     #[test]
+    fn offline_queued() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        conformance::offline_queued(&open(&dir));
+    }
+
+    #[test]
     fn concurrent_writes_all_succeed() {
         let dir = tempfile::tempdir().expect("tempdir");
         let db = Arc::new(open(&dir));
@@ -751,16 +787,17 @@ mod tests {
             .expect("table");
         let w = Arc::new(Writer::start("test", c, limits, quiet()));
         let (release, hold) = std::sync::mpsc::sync_channel::<()>(0);
+        let (running, started) = std::sync::mpsc::sync_channel::<()>(1);
         let w2 = w.clone();
         std::thread::spawn(move || {
             w2.write(move |_| {
+                let _ = running.try_send(());
                 let _ = hold.recv();
                 Ok(())
             })
         });
-        while w.stats.pending.load(Ordering::Relaxed) == 0 {
-            std::thread::yield_now();
-        }
+        // the writer runs it (it is out of the queue)
+        started.recv().expect("held job started");
         (w, release)
     }
 
@@ -822,5 +859,64 @@ mod tests {
             assert_eq!(h.join().expect("join"), Ok(()));
         }
         assert_eq!(w.stats.writes.load(Ordering::Relaxed), 21);
+    }
+
+    fn insert_job(v: i64) -> impl FnMut(&mut Connection) -> Result<(), StorageError> {
+        move |c| {
+            c.execute("INSERT INTO o (v) VALUES (?1)", [v])
+                .map(|_| ())
+                .map_err(db_err)
+        }
+    }
+
+    /// Writes queued without waiting (an actor's offline messages) commit in the order
+    /// queued, many in one transaction; each is answered on its own, a failed one alone;
+    /// a full queue takes nothing more from `try_queue` (the caller then waits for room).
+    #[test]
+    fn queued_writes_commit_in_order_together_and_are_answered_each() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (w, release) = held_writer(&dir, WriterLimits { queue: 9, batch: 9 });
+        let table = w
+            .try_queue(|c: &mut Connection| {
+                c.execute_batch("CREATE TABLE o (v INTEGER UNIQUE)")
+                    .map_err(db_err)
+            })
+            .expect("room in the queue");
+        let mut acks = Vec::new();
+        for v in [5, 3, 5, 1, 4, 2, 7, 6] {
+            acks.push(w.try_queue(insert_job(v)).expect("room in the queue"));
+        }
+        assert!(w.try_queue(insert_job(9)).is_none(), "the queue is full");
+        drop(release);
+        assert_eq!(table.blocking_recv().expect("answered"), Ok(()));
+        let outcomes: Vec<_> = acks
+            .into_iter()
+            .map(|a| a.blocking_recv().expect("answered"))
+            .collect();
+        assert!(outcomes[2].is_err(), "the duplicate fails: {outcomes:?}");
+        assert!(
+            outcomes
+                .iter()
+                .enumerate()
+                .all(|(i, r)| i == 2 || r.is_ok()),
+            "{outcomes:?}"
+        );
+        // the held write's transaction, then one for the nine
+        assert_eq!(w.stats.commits.load(Ordering::Relaxed), 2);
+        assert_eq!(w.stats.pending.load(Ordering::Relaxed), 0);
+        // stored in the order queued
+        let c = connect(&dir.path().join("w.sqlite")).expect("connect");
+        let mut st = c
+            .prepare("SELECT v FROM o ORDER BY rowid")
+            .expect("prepare");
+        let stored: Vec<i64> = st
+            .query_map([], |r| r.get(0))
+            .expect("query")
+            .collect::<Result<_, _>>()
+            .expect("rows");
+        assert_eq!(stored, [5, 3, 1, 4, 2, 7, 6]);
+        // room again: the blocking form queues too
+        let ack = w.queue(insert_job(8));
+        assert_eq!(ack.blocking_recv().expect("answered"), Ok(()));
     }
 }

@@ -12,11 +12,16 @@
 //! Writes never meet each other in the database, so nothing is refused because two
 //! writers raced (SQLite's "database is locked"). The queue in front of the thread is
 //! bounded: when it is full, callers wait for room, they are not refused.
+//!
+//! A caller may also queue a write without waiting for its commit ([`Writer::try_queue`],
+//! [`Writer::queue`]) and learn the outcome later from an [`Ack`]: an actor hands several
+//! writes over in a row (the queue is FIFO, so they commit in that order) and one
+//! transaction takes them all, instead of one commit per write.
 
 use std::sync::Arc;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::mpsc::{Receiver, SyncSender, TryRecvError, sync_channel};
+use std::sync::mpsc::{Receiver, SyncSender, TryRecvError, TrySendError, sync_channel};
 use std::thread::JoinHandle;
 use xmppd_actors::storage::StorageError;
 
@@ -52,7 +57,7 @@ pub struct WriterStats {
     pub commits: AtomicU64,
     /// Writes that failed (the statement or the transaction).
     pub errors: AtomicU64,
-    /// Writes sent and not yet answered.
+    /// Writes queued and not yet answered.
     pub pending: AtomicUsize,
     /// The last transaction failed as a whole (the backend is unusable).
     pub failing: AtomicBool,
@@ -62,9 +67,30 @@ pub struct WriterStats {
 /// database.
 type Job<C> = Box<dyn FnMut(&mut C) -> Result<(), StorageError> + Send>;
 
+/// The outcome of a queued write, sent after its transaction committed (or failed).
+pub use xmppd_actors::storage::Ack;
+
+/// Where a write's outcome goes: a thread blocked in [`Writer::write`], or an [`Ack`].
+enum Reply {
+    Wait(SyncSender<Result<(), StorageError>>),
+    Ack(tokio::sync::oneshot::Sender<Result<(), StorageError>>),
+}
+
+impl Reply {
+    /// Answer (the write no longer counts as pending).
+    fn send(self, r: Result<(), StorageError>, stats: &WriterStats) {
+        stats.pending.fetch_sub(1, Ordering::Relaxed);
+        // the caller may be gone (a stopped actor): nothing more to tell
+        let _ = match self {
+            Reply::Wait(tx) => tx.send(r).map_err(|_| ()),
+            Reply::Ack(tx) => tx.send(r).map_err(|_| ()),
+        };
+    }
+}
+
 struct Request<C> {
     job: Job<C>,
-    reply: SyncSender<Result<(), StorageError>>,
+    reply: Reply,
 }
 
 /// The handle callers write through; dropping it stops the thread after the writes
@@ -92,39 +118,86 @@ impl<C: WriteConn> Writer<C> {
         }
     }
 
+    fn sender(&self) -> Option<SyncSender<Request<C>>> {
+        match self.tx.lock() {
+            Ok(g) => g.clone(),
+            Err(p) => p.into_inner().clone(),
+        }
+    }
+
     /// Run `job` in the next transaction; returns once it is committed (or failed).
     /// Blocks the calling thread: call it from the blocking pool, never from an actor.
     pub fn write(
         &self,
         job: impl FnMut(&mut C) -> Result<(), StorageError> + Send + 'static,
     ) -> Result<(), StorageError> {
-        let sender = match self.tx.lock() {
-            Ok(g) => g.clone(),
-            Err(p) => p.into_inner().clone(),
-        };
-        let Some(sender) = sender else {
-            return Err(StorageError::Backend(
-                "the storage writer has stopped".into(),
-            ));
+        let Some(sender) = self.sender() else {
+            return Err(stopped());
         };
         let (reply, answer) = sync_channel(1);
         self.stats.pending.fetch_add(1, Ordering::Relaxed);
         let sent = sender.send(Request {
             job: Box::new(job),
-            reply,
+            reply: Reply::Wait(reply),
         });
-        let r = match sent {
-            Ok(()) => answer.recv().unwrap_or_else(|_| {
-                Err(StorageError::Backend(
-                    "the storage writer has stopped".into(),
-                ))
-            }),
-            Err(_) => Err(StorageError::Backend(
-                "the storage writer has stopped".into(),
-            )),
+        match sent {
+            Ok(()) => answer.recv().unwrap_or_else(|_| Err(stopped())),
+            Err(_) => {
+                self.stats.pending.fetch_sub(1, Ordering::Relaxed);
+                Err(stopped())
+            }
+        }
+    }
+
+    /// Queue `job` without waiting for its commit, when the queue has room (never
+    /// blocks: actors may call it). `None`: the queue is full, nothing was queued.
+    pub fn try_queue(
+        &self,
+        job: impl FnMut(&mut C) -> Result<(), StorageError> + Send + 'static,
+    ) -> Option<Ack> {
+        let Some(sender) = self.sender() else {
+            return Some(ready(Err(stopped())));
         };
-        self.stats.pending.fetch_sub(1, Ordering::Relaxed);
-        r
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let req = Request {
+            job: Box::new(job),
+            reply: Reply::Ack(tx),
+        };
+        self.stats.pending.fetch_add(1, Ordering::Relaxed);
+        match sender.try_send(req) {
+            Ok(()) => Some(rx),
+            Err(e) => {
+                self.stats.pending.fetch_sub(1, Ordering::Relaxed);
+                match e {
+                    TrySendError::Full(_) => None,
+                    TrySendError::Disconnected(_) => Some(ready(Err(stopped()))),
+                }
+            }
+        }
+    }
+
+    /// Queue `job` without waiting for its commit; waits for room when the queue is
+    /// full. Blocks: call it from the blocking pool.
+    pub fn queue(
+        &self,
+        job: impl FnMut(&mut C) -> Result<(), StorageError> + Send + 'static,
+    ) -> Ack {
+        let Some(sender) = self.sender() else {
+            return ready(Err(stopped()));
+        };
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let req = Request {
+            job: Box::new(job),
+            reply: Reply::Ack(tx),
+        };
+        self.stats.pending.fetch_add(1, Ordering::Relaxed);
+        match sender.send(req) {
+            Ok(()) => rx,
+            Err(_) => {
+                self.stats.pending.fetch_sub(1, Ordering::Relaxed);
+                ready(Err(stopped()))
+            }
+        }
     }
 
     /// Finish the queued writes and stop the thread.
@@ -143,6 +216,17 @@ impl<C: WriteConn> Drop for Writer<C> {
     fn drop(&mut self) {
         self.stop();
     }
+}
+
+fn stopped() -> StorageError {
+    StorageError::Backend("the storage writer has stopped".into())
+}
+
+/// An [`Ack`] that already holds its outcome.
+pub fn ready(r: Result<(), StorageError>) -> Ack {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let _ = tx.send(r);
+    rx
 }
 
 fn run<C: WriteConn>(
@@ -183,7 +267,7 @@ fn commit_batch<C: WriteConn>(
                     slog::info!(log, "storage writes work again");
                 }
                 for req in batch.drain(..) {
-                    let _ = req.reply.send(Ok(()));
+                    req.reply.send(Ok(()), stats);
                 }
                 return;
             }
@@ -242,7 +326,7 @@ fn commit_batch<C: WriteConn>(
         conn.rollback();
         stats.errors.fetch_add(1, Ordering::Relaxed);
         for (reply, r) in replies.into_iter().zip(outcomes) {
-            let _ = reply.send(r);
+            reply.send(r, stats);
         }
         return;
     }
@@ -257,7 +341,7 @@ fn commit_batch<C: WriteConn>(
                     Ok(()) => stats.writes.fetch_add(1, Ordering::Relaxed),
                     Err(_) => stats.errors.fetch_add(1, Ordering::Relaxed),
                 };
-                let _ = reply.send(r);
+                reply.send(r, stats);
             }
         }
         Err(e) => {
@@ -304,18 +388,13 @@ fn fail_all<C>(
     fail_replies(replies, e, stats, log);
 }
 
-fn fail_replies(
-    replies: Vec<SyncSender<Result<(), StorageError>>>,
-    e: StorageError,
-    stats: &WriterStats,
-    log: &slog::Logger,
-) {
+fn fail_replies(replies: Vec<Reply>, e: StorageError, stats: &WriterStats, log: &slog::Logger) {
     unusable(stats, &e, log);
     stats
         .errors
         .fetch_add(replies.len() as u64, Ordering::Relaxed);
     for reply in replies {
-        let _ = reply.send(Err(e.clone()));
+        reply.send(Err(e.clone()), stats);
     }
 }
 

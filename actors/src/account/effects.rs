@@ -71,38 +71,6 @@ impl Account {
         }
     }
 
-    /// Store a message for later; the sender learns if it cannot be.
-    fn store_offline(&mut self, xml: String, sig: Signal, ctx: &mut Context<Self>) {
-        let limit = self.ctx.settings.get().storage.max_offline_messages;
-        self.store(
-            ctx,
-            move |b, d, u| b.offline_push(d, u, &xml, limit),
-            move |act, r, _| match r {
-                Ok(()) => {
-                    crate::metrics::METRICS.signal(&sig, crate::metrics::Outcome::StoredOffline);
-                    act.state.offline_waiting = true;
-                    slog::info!(act.log, "message stored offline"; "from" => %sig.from())
-                }
-                Err(StorageError::Full) => {
-                    slog::warn!(act.log, "offline storage full"; "from" => %sig.from());
-                    act.bounce(
-                        &sig,
-                        ErrorCondition::ServiceUnavailable,
-                        Some("offline storage is full"),
-                    );
-                }
-                Err(e) => {
-                    slog::warn!(act.log, "offline message not stored"; "error" => %e);
-                    act.bounce(
-                        &sig,
-                        ErrorCondition::InternalServerError,
-                        Some("message could not be stored"),
-                    );
-                }
-            },
-        );
-    }
-
     /// Hand the stored messages to `res`, then delete what its session wrote to the
     /// stream; what it could not write (it was closing, its stream was full or gone)
     /// stays stored for the next session.

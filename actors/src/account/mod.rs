@@ -9,6 +9,7 @@ mod blocklist;
 mod contacts;
 mod documents;
 mod effects;
+mod pipeline;
 mod register;
 
 use crate::context::Ctx;
@@ -49,6 +50,8 @@ pub struct Account {
     removal: register::Removal,
     /// The administrator's open ad-hoc command sessions (XEP-0050; bounded, expiring).
     commands: xmppd_proto::xep::adhoc::Sessions,
+    /// Offline messages queued with the storage writer, not yet answered.
+    pipeline: pipeline::Pipeline,
     _counted: crate::metrics::ActorGuard,
 }
 
@@ -67,6 +70,7 @@ impl Account {
             linger: None,
             removal: register::Removal::None,
             commands: Default::default(),
+            pipeline: pipeline::Pipeline::default(),
             _counted: crate::metrics::ActorGuard::new(crate::metrics::ActorKind::Account),
         }
     }
@@ -109,8 +113,9 @@ impl Account {
         }
     }
 
-    /// Run a storage call in order with everything else the account does.
-    /// `f` gets the backend, the domain and the user name.
+    /// Run a storage call in order with everything else the account does (after the
+    /// offline messages queued before it are answered). `f` gets the backend, the
+    /// domain and the user name.
     fn store<R, F>(
         &mut self,
         ctx: &mut Context<Self>,
@@ -124,8 +129,11 @@ impl Account {
     {
         let storage = self.ctx.storage.clone();
         let (domain, user) = (self.domain.clone(), self.user.clone());
-        async move { storage.run(move |b| f(b, &domain, &user)).await }
-            .into_actor(self)
+        let call = async move { storage.run(move |b| f(b, &domain, &user)).await };
+        // one waited future: actix runs the latest `wait` first, so a separate wait for
+        // the queued stores would come after this call
+        pipeline::Acks
+            .then(move |(), act: &mut Self, _| call.into_actor(act))
             .map(move |r, act, ctx| then(act, r, ctx))
             .wait(ctx);
     }
@@ -244,6 +252,10 @@ impl Account {
             act.linger = None;
             if !act.sessions.is_empty() {
                 return;
+            }
+            if !act.pipeline.is_empty() {
+                // stores still waiting for their answer: not idle yet
+                return act.schedule_linger(ctx);
             }
             act.ctx
                 .registry

@@ -59,6 +59,9 @@ pub struct Registry {
     waiting: waiting::Waiting,
     /// This actor, to hand waiting signals over later.
     me: Option<actix::WeakAddr<Registry>>,
+    /// The backlog of the client session whose signal is being routed (a signal of it
+    /// that has to wait holds the session back).
+    sender: Option<Arc<crate::signals::backlog::Backlog>>,
 }
 
 /// Hand over what waits for an account (its mailbox had no room).
@@ -82,6 +85,7 @@ impl Registry {
             next_worker: 0,
             waiting: waiting::Waiting::default(),
             me: None,
+            sender: None,
         }
     }
 
@@ -139,7 +143,7 @@ impl Registry {
 
     fn wait(&mut self, bare: BareJid, sig: Signal) {
         let first = !self.waiting.is_waiting(&bare);
-        match self.waiting.push(&bare, sig) {
+        match self.waiting.push(&bare, sig, self.sender.clone()) {
             None if first => self.drain_later(bare),
             None => {}
             Some(sig) => self.bounce(
@@ -445,10 +449,19 @@ impl Actor for Registry {
 impl Handler<DrainWaiting> for Registry {
     type Result = ();
     fn handle(&mut self, DrainWaiting(bare): DrainWaiting, _: &mut Context<Self>) {
-        while let Some(sig) = self.waiting.pop(&bare) {
-            if let Some(sig) = self.try_account(&bare, sig) {
-                self.waiting.unpop(&bare, sig);
-                return self.drain_later(bare);
+        while let Some(mut e) = self.waiting.pop(&bare) {
+            // the sender's backlog is counted down only once the signal is handed over
+            let from = e.from.take();
+            match self.try_account(&bare, e.sig) {
+                Some(sig) => {
+                    self.waiting.unpop(&bare, waiting::Entry { sig, from });
+                    return self.drain_later(bare);
+                }
+                None => {
+                    if let Some(b) = from {
+                        b.done();
+                    }
+                }
             }
         }
     }
@@ -464,7 +477,9 @@ impl Handler<Signal> for Registry {
 impl Handler<FromSession> for Registry {
     type Result = ();
     fn handle(&mut self, m: FromSession, _: &mut Context<Self>) {
+        self.sender = Some(m.backlog);
         self.route(m.sig);
+        self.sender = None;
         m.pending.fetch_sub(1, Ordering::Release);
     }
 }

@@ -4,19 +4,35 @@
 //! busy (storing offline messages one commit at a time, say) its mailbox fills. Rather
 //! than bounce what arrives then, the registry keeps it here, in arrival order, and
 //! hands it over as the mailbox empties; while anything waits for an account, every new
-//! signal for it queues behind (order is kept). The total is bounded: beyond
-//! [`MAX_WAITING`] a signal is bounced (`resource-constraint`).
+//! signal for it queues behind (order is kept).
+//!
+//! A waiting signal from a client's session counts in that session's
+//! [`Backlog`](crate::signals::backlog::Backlog) until it is handed over: the session
+//! stops reading its client meanwhile, so senders slow down to what the accounts take
+//! and what waits here is bounded by what they had in flight (a read or two each, and
+//! the registry's mailbox). Signals from elsewhere (federation, components, accounts)
+//! cannot be held back that way: beyond [`MAX_WAITING`] waiting in all, those are
+//! bounced (`resource-constraint`), while a session's still waits (its session is
+//! held back already).
 
 use crate::signals::Signal;
+use crate::signals::backlog::Backlog;
 use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
 use xmpp_parsers::jid::BareJid;
+
+/// A waiting signal, with the backlog of the session it came from (if it did).
+pub struct Entry {
+    pub sig: Signal,
+    pub from: Option<Arc<Backlog>>,
+}
 
 /// Signals waiting for busy accounts, all accounts together.
 pub const MAX_WAITING: usize = 65_536;
 
 #[derive(Default)]
 pub struct Waiting {
-    queues: HashMap<BareJid, VecDeque<Signal>>,
+    queues: HashMap<BareJid, VecDeque<Entry>>,
     total: usize,
 }
 
@@ -26,33 +42,44 @@ impl Waiting {
         self.queues.contains_key(bare)
     }
 
-    /// Queue `sig` for `bare`; the signal back when the bound is reached.
-    pub fn push(&mut self, bare: &BareJid, sig: Signal) -> Option<Signal> {
-        if self.total >= MAX_WAITING {
+    /// Queue `sig` for `bare` (counted in `from` until it leaves); the signal back when
+    /// the bound is reached and it did not come from a session.
+    pub fn push(
+        &mut self,
+        bare: &BareJid,
+        sig: Signal,
+        from: Option<Arc<Backlog>>,
+    ) -> Option<Signal> {
+        if self.total >= MAX_WAITING && from.is_none() {
             return Some(sig);
         }
         self.total += 1;
-        self.queues.entry(bare.clone()).or_default().push_back(sig);
+        if let Some(b) = &from {
+            b.add();
+        }
+        let e = Entry { sig, from };
+        self.queues.entry(bare.clone()).or_default().push_back(e);
         None
     }
 
-    /// The oldest signal waiting for `bare`; `None` (and `bare` no longer waiting)
+    /// The oldest signal waiting for `bare` (still counted in its session's backlog:
+    /// its `done` when it is handed over); `None` (and `bare` no longer waiting)
     /// when there is none.
-    pub fn pop(&mut self, bare: &BareJid) -> Option<Signal> {
+    pub fn pop(&mut self, bare: &BareJid) -> Option<Entry> {
         let q = self.queues.get_mut(bare)?;
-        let sig = q.pop_front();
-        if sig.is_some() {
+        let e = q.pop_front();
+        if e.is_some() {
             self.total -= 1;
         } else {
             self.queues.remove(bare);
         }
-        sig
+        e
     }
 
     /// Put back what [`Waiting::pop`] gave, at the front (the account was still busy).
-    pub fn unpop(&mut self, bare: &BareJid, sig: Signal) {
+    pub fn unpop(&mut self, bare: &BareJid, e: Entry) {
         self.total += 1;
-        self.queues.entry(bare.clone()).or_default().push_front(sig);
+        self.queues.entry(bare.clone()).or_default().push_front(e);
     }
 
     #[cfg(test)]
@@ -78,6 +105,14 @@ mod tests {
         .expect("signal")
     }
 
+    /// What the registry does with an entry it handed over.
+    fn done(e: Entry) -> Signal {
+        if let Some(b) = &e.from {
+            b.done();
+        }
+        e.sig
+    }
+
     fn id(s: &Signal) -> String {
         s.stanza().attr("id").unwrap_or_default().to_string()
     }
@@ -86,17 +121,21 @@ mod tests {
     fn signals_wait_in_order_and_the_queue_ends_when_drained() {
         let b = BareJid::new("b@x").expect("jid");
         let mut w = Waiting::default();
+        let session = Arc::new(Backlog::default());
         assert!(!w.is_waiting(&b));
-        assert!(w.push(&b, msg("1")).is_none());
-        assert!(w.push(&b, msg("2")).is_none());
+        assert!(w.push(&b, msg("1"), Some(session.clone())).is_none());
+        assert!(w.push(&b, msg("2"), Some(session.clone())).is_none());
         assert!(w.is_waiting(&b));
+        assert!(!session.is_clear(), "the sender's session is held back");
         let first = w.pop(&b).expect("first");
-        assert_eq!(id(&first), "1");
+        assert_eq!(id(&first.sig), "1");
         // still busy: back to the front
         w.unpop(&b, first);
         assert_eq!(w.total(), 2);
-        assert_eq!(w.pop(&b).map(|s| id(&s)).as_deref(), Some("1"));
-        assert_eq!(w.pop(&b).map(|s| id(&s)).as_deref(), Some("2"));
+        assert_eq!(w.pop(&b).map(|e| id(&done(e))).as_deref(), Some("1"));
+        assert!(!session.is_clear(), "one still waits");
+        assert_eq!(w.pop(&b).map(|e| id(&done(e))).as_deref(), Some("2"));
+        assert!(session.is_clear(), "the session reads again");
         assert!(w.pop(&b).is_none());
         assert!(!w.is_waiting(&b));
         assert_eq!(w.total(), 0);
@@ -107,9 +146,14 @@ mod tests {
         let b = BareJid::new("b@x").expect("jid");
         let mut w = Waiting::default();
         for _ in 0..MAX_WAITING {
-            assert!(w.push(&b, msg("m")).is_none());
+            assert!(w.push(&b, msg("m"), None).is_none());
         }
-        assert!(w.push(&b, msg("over")).is_some());
+        assert!(w.push(&b, msg("over"), None).is_some());
         assert_eq!(w.total(), MAX_WAITING);
+        // a session's signal still waits: the session stops reading meanwhile
+        let session = Arc::new(Backlog::default());
+        assert!(w.push(&b, msg("paced"), Some(session.clone())).is_none());
+        assert!(!session.is_clear());
+        assert_eq!(w.total(), MAX_WAITING + 1);
     }
 }

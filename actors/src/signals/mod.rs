@@ -8,6 +8,7 @@
 //! ([`to_session`], [`to_account`], [`to_registry`]), with the handles actors reach each
 //! other by, so that no actor file needs another's.
 
+pub mod backlog;
 pub mod handle;
 pub mod to_account;
 pub mod to_outbound;

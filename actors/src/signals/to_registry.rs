@@ -13,11 +13,14 @@ use xmpp_parsers::jid::{BareJid, FullJid};
 /// the signal is in its recipient's mailbox (or answered): until then the session
 /// sends everything through here too, so a later signal on the direct path cannot
 /// overtake an earlier one (RFC 6120 §10.1: in order between two entities).
+/// `backlog` counts the session's signals that wait for a busy account: the session
+/// reads nothing more from its client while it is not clear.
 #[derive(actix::Message)]
 #[rtype(result = "()")]
 pub struct FromSession {
     pub sig: Signal,
     pub pending: Arc<AtomicUsize>,
+    pub backlog: Arc<super::backlog::Backlog>,
 }
 
 /// Resource binding (RFC 6120 §7).
