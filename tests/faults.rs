@@ -287,8 +287,10 @@ async fn admin_endpoint_answers_stats_and_nothing_else() {
     for path in ["/stats", "/monitor", "/monitor.json"] {
         for wrong in ["", &"0".repeat(token.len()), &token[1..]] {
             let (status, body) = admin_get(addr, path, wrong).await;
+            // the monitoring page sends a browser to the WebAdmin's login instead
+            let refused = status.contains("401") || (path == "/monitor" && status.contains("303"));
             assert!(
-                status.contains("401") && !body.contains("connections"),
+                refused && !body.contains("connections"),
                 "{path} {wrong}: {status}"
             );
         }
