@@ -464,6 +464,15 @@ pub struct S2sSettings {
     pub idle_timeout: u64,
     /// Seconds to connect and authenticate an outgoing stream.
     pub connect_timeout: u64,
+    /// Seconds one TCP connect (one address) may take before the next address is
+    /// tried, within `connect_timeout`.
+    pub connect_attempt_timeout: u64,
+    /// Seconds a write on an outgoing stream may wait for the peer to read; then the
+    /// link gives up and what it held waits again in its queue.
+    pub write_timeout: u64,
+    /// Seconds an inbound dialback request waits for the authoritative server's
+    /// answer; then `db:result type='error'` with `remote-server-timeout`.
+    pub verify_timeout: u64,
     /// First wait before retrying a failed connection; doubles up to `retry_max`.
     pub retry_initial: u64,
     pub retry_max: u64,
@@ -491,6 +500,9 @@ impl Default for S2sSettings {
             queue_limit: 1000,
             idle_timeout: 600,
             connect_timeout: 30,
+            connect_attempt_timeout: 10,
+            write_timeout: 30,
+            verify_timeout: 30,
             retry_initial: 5,
             retry_max: 60,
             secure_domains: Vec::new(),
@@ -550,3 +562,4 @@ impl Default for MucSettings {
         }
     }
 }
+
