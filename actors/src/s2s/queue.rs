@@ -14,6 +14,7 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc::Sender;
+use xmppd_proto::s2s::dialback::Verdict;
 use xmppd_proto::s2s::{retry, routes};
 use xmppd_proto::stanza::ErrorCondition;
 
@@ -57,7 +58,7 @@ pub struct OutboundQueue {
     generation: u64,
     /// Verifications waiting for the stream to open, then for their answer.
     verifies: Vec<Verify>,
-    asked: HashMap<String, Vec<tokio::sync::oneshot::Sender<bool>>>,
+    asked: HashMap<String, Vec<tokio::sync::oneshot::Sender<Verdict>>>,
     backoff: Duration,
     retry_at: Option<Instant>,
     /// A secure domain's requirement failed: signals are refused with this until the
@@ -384,7 +385,7 @@ impl Handler<ToOutbound> for OutboundQueue {
             }
             ToOutbound::Verify(v) => {
                 if self.verifies.len() + self.asked.len() >= MAX_VERIFIES {
-                    let _ = v.reply.send(false);
+                    let _ = v.reply.send(Verdict::Busy);
                     return;
                 }
                 let open = matches!(
@@ -400,8 +401,8 @@ impl Handler<ToOutbound> for OutboundQueue {
                         if l.try_send(cmd).is_ok() {
                             self.asked.entry(v.id).or_default().push(v.reply);
                         } else {
-                            // the link's buffer is full: not verified
-                            let _ = v.reply.send(false);
+                            // the link's buffer is full: not asked
+                            let _ = v.reply.send(Verdict::Busy);
                         }
                     }
                     _ => {
@@ -450,7 +451,7 @@ impl Handler<LinkEvent> for OutboundQueue {
                         if l.try_send(cmd).is_ok() {
                             self.asked.entry(v.id).or_default().push(v.reply);
                         } else {
-                            let _ = v.reply.send(false);
+                            let _ = v.reply.send(Verdict::Busy);
                         }
                     }
                 }
@@ -464,8 +465,13 @@ impl Handler<LinkEvent> for OutboundQueue {
                 self.flush();
             }
             Event::Verified { id, valid } => {
+                let v = if valid {
+                    Verdict::Valid
+                } else {
+                    Verdict::Invalid
+                };
                 for r in self.asked.remove(&id).unwrap_or_default() {
-                    let _ = r.send(valid);
+                    let _ = r.send(v);
                 }
             }
             Event::Failed {
@@ -474,10 +480,13 @@ impl Handler<LinkEvent> for OutboundQueue {
                 retry,
             } => {
                 self.link = None;
-                // unanswered verifications: not verified
-                self.asked.clear();
+                // unanswered verifications: the authoritative server is out of reach
+                // (XEP-0220 §2.4: an error, not "invalid")
+                for r in self.asked.drain().flat_map(|(_, rs)| rs) {
+                    let _ = r.send(Verdict::Unreachable);
+                }
                 for v in self.verifies.drain(..) {
-                    let _ = v.reply.send(false);
+                    let _ = v.reply.send(Verdict::Unreachable);
                 }
                 let s = self.ctx.settings.get();
                 self.backoff = retry::next_backoff(
@@ -501,7 +510,9 @@ impl Handler<LinkEvent> for OutboundQueue {
             Event::Unsent(_) => {}
             Event::Closed => {
                 self.link = None;
-                self.asked.clear();
+                for r in self.asked.drain().flat_map(|(_, rs)| rs) {
+                    let _ = r.send(Verdict::Unreachable);
+                }
                 self.state = State::Idle;
                 if !self.pending.is_empty() || !self.verifies.is_empty() {
                     self.connect(ctx);
