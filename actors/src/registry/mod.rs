@@ -646,7 +646,11 @@ impl Handler<AccountIdle> for Registry {
 impl Handler<DialbackVerify> for Registry {
     type Result = bool;
     fn handle(&mut self, d: DialbackVerify, _: &mut Context<Self>) -> bool {
-        let local_ok = matches!(self.domains.lookup(&d.local), Domain::Local);
+        // rooms and components served here federate as their own domains
+        let local_ok = matches!(
+            self.domains.lookup(&d.local),
+            Domain::Local | Domain::Service(_)
+        );
         let remote_ok = matches!(self.domains.lookup(&d.remote), Domain::Remote);
         let q = if local_ok && remote_ok {
             self.queue(&d.remote, &d.local)

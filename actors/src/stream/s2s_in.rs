@@ -63,8 +63,9 @@ fn parts(conn: &mut Connection) -> Option<(&mut StreamCore, &mut ServerStream)> 
     }
 }
 
+/// A domain of ours for other servers: hosted, our room service, or a component.
 fn hosted(core: &StreamCore, domain: &str) -> bool {
-    core.settings.domain(&domain.to_ascii_lowercase()).is_some()
+    core.settings.served_here(&domain.to_ascii_lowercase())
 }
 
 fn header(conn: &mut Connection, h: StreamHeader, _: &mut Context<Connection>) {
@@ -312,7 +313,7 @@ fn stanza_in(conn: &mut Connection, el: Element) {
     if let Err(c) = s
         .pairs
         .check(from.domain().as_str(), to.domain().as_str(), |d| {
-            core.settings.domain(d).is_some()
+            core.settings.served_here(d)
         })
     {
         return core.fail(StreamError::new(c));
