@@ -231,7 +231,13 @@ mod tests {
 
     #[test]
     fn an_authoritative_server_out_of_reach_is_a_dialback_error_not_a_refusal() {
-        let parse = |x: &str| -> Element { x.parse().expect("element") };
+        // as on a server stream: `<error/>` is in the stream's default namespace
+        let parse = |x: &str| -> Element {
+            let wrapped: Element = format!("<s xmlns='{}'>{x}</s>", ns::SERVER)
+                .parse()
+                .expect("element");
+            wrapped.children().next().expect("child").clone()
+        };
         let valid = parse(&verdict_answer(
             "ours.example",
             "peer.example",
@@ -256,7 +262,7 @@ mod tests {
         assert_eq!(gone.attr("type"), Some("error"));
         assert_eq!(gone.attr("from"), Some("ours.example"));
         assert_eq!(gone.attr("to"), Some("peer.example"));
-        let err = gone.get_child("error", ns::DIALBACK).expect("error child");
+        let err = gone.get_child("error", ns::SERVER).expect("error child");
         assert_eq!(err.attr("type"), Some("cancel"));
         assert!(err.has_child("remote-server-not-found", ns::STANZAS));
         let busy = parse(&verdict_answer(
@@ -264,7 +270,7 @@ mod tests {
             "peer.example",
             Verdict::Busy,
         ));
-        let err = busy.get_child("error", ns::DIALBACK).expect("error child");
+        let err = busy.get_child("error", ns::SERVER).expect("error child");
         assert_eq!(err.attr("type"), Some("wait"));
         assert!(err.has_child("resource-constraint", ns::STANZAS));
     }
