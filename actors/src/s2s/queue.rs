@@ -69,6 +69,9 @@ pub struct OutboundQueue {
     last_used: Instant,
     /// Asked the registry to forget this queue (idle); the stop follows its answer.
     retiring: bool,
+    /// Waiting for room in the link's buffer: what waits is handed over as soon as
+    /// there is (not only at the next tick).
+    awaiting_room: bool,
     sent: u64,
     bounced: u64,
 }
@@ -128,6 +131,7 @@ impl OutboundQueue {
             last_failure: None,
             last_used: Instant::now(),
             retiring: false,
+            awaiting_room: false,
             sent: 0,
             bounced: 0,
         };
@@ -151,11 +155,36 @@ impl OutboundQueue {
 
     /// Hand a signal to the link (connected), behind any that wait; when the link's
     /// buffer is full it waits too, within `queue_limit`.
-    fn write(&mut self, sig: Signal) {
+    fn write(&mut self, sig: Signal, ctx: &mut Context<Self>) {
         if self.pending.is_empty() && self.try_hand(&sig, Instant::now()) {
             return;
         }
         self.enqueue(sig);
+        self.wait_for_room(ctx);
+    }
+
+    /// Hand over what waits, and if some still waits on a connected link, do it again
+    /// as soon as the link's buffer has room: a link that fell behind for a moment
+    /// must not leave the queue handing over one buffer's worth per tick.
+    fn pump(&mut self, ctx: &mut Context<Self>) {
+        self.flush();
+        self.wait_for_room(ctx);
+    }
+
+    fn wait_for_room(&mut self, ctx: &mut Context<Self>) {
+        if self.awaiting_room || self.pending.is_empty() || self.state != State::Connected {
+            return;
+        }
+        let Some(l) = self.link.clone() else { return };
+        self.awaiting_room = true;
+        let room = async move {
+            // the permit is given back at once: the queue fills the room itself
+            let _ = l.reserve().await;
+        };
+        ctx.spawn(room.into_actor(self).map(|_, q, ctx| {
+            q.awaiting_room = false;
+            q.pump(ctx);
+        }));
     }
 
     /// Put a signal in the link's buffer; false when it is full or gone.
@@ -246,7 +275,7 @@ impl OutboundQueue {
 
     fn tick(&mut self, ctx: &mut Context<Self>) {
         let settings = self.ctx.settings.get();
-        self.flush();
+        self.pump(ctx);
         if !self.pending.is_empty() {
             // not connected, or connected to a peer that does not read
             let (cond, why) = self
@@ -375,7 +404,7 @@ impl Handler<ToOutbound> for OutboundQueue {
                     self.refusing = None;
                 }
                 if self.state == State::Connected {
-                    return self.write(sig);
+                    return self.write(sig, ctx);
                 }
                 self.enqueue(sig);
                 let retry_due = self.retry_at.is_none_or(|t| Instant::now() >= t);
@@ -429,7 +458,7 @@ impl Handler<LinkEvent> for OutboundQueue {
             }
             self.last_used = Instant::now();
             if self.state == State::Connected {
-                self.flush();
+                self.pump(ctx);
             } else if self.link.is_none() && self.retry_at.is_none_or(|t| Instant::now() >= t) {
                 self.connect(ctx);
             }
@@ -462,7 +491,7 @@ impl Handler<LinkEvent> for OutboundQueue {
                 self.refusing = None;
                 self.last_failure = None;
                 self.last_used = Instant::now();
-                self.flush();
+                self.pump(ctx);
             }
             Event::Verified { id, valid } => {
                 let v = if valid {
