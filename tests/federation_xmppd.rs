@@ -783,3 +783,247 @@ async fn stanzas_buffered_for_a_stream_that_dies_return_to_their_sender() {
         a.log()
     );
 }
+
+#[tokio::test]
+async fn a_peer_that_stops_reading_is_given_up_after_the_write_timeout() {
+    let dns = FakeDns::start(vec![]);
+    let port = deaf_peer().await;
+    let a = server(
+        "a.test",
+        &dns,
+        "queue_limit = 4\nbounce_after = 2\nwrite_timeout = 2\n",
+        &format!(
+            "[[routes]]\ndomain = \"deaf.test\"\nhost = \"127.0.0.1\"\nport = {port}\n\n\
+             [limits]\nread_rate = 0\nwrite_buffer = 268435456\n"
+        ),
+    );
+    let (mut alice, _) = Raw::login(a.starttls, "a.test", "alice", "alice-pw", "r").await;
+    alice
+        .send("<message to='x@deaf.test' type='chat'><body>hello</body></message>")
+        .await;
+    for _ in 0..100 {
+        if a.log().contains("outgoing stream authenticated") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // fill the sockets, the link's buffer and the queue; the peer keeps the connection
+    // open and never reads
+    let body = "x".repeat(20_000);
+    for i in 0..3000 {
+        alice
+            .send(&format!(
+                "<message to='x@deaf.test' type='chat' id='d{i}'><body>{body}</body></message>"
+            ))
+            .await;
+        if alice
+            .try_read_until("resource-constraint", Duration::from_millis(1))
+            .await
+            .is_some()
+        {
+            break;
+        }
+    }
+    // the link gives up on the write: what it held waits again and returns to its
+    // sender, not only the few the queue kept
+    let mut returned = 0;
+    while alice
+        .try_read_until("remote-server", Duration::from_secs(8))
+        .await
+        .is_some()
+    {
+        returned += 1;
+    }
+    assert!(returned > 200, "{returned} came back:\n{}", a.log());
+    assert!(a.log().contains("write timed out"), "{}", a.log());
+}
+
+/// A port on loopback that accepts no connection and answers no SYN (its accept queue
+/// is full): connecting to it hangs until the connector gives up.
+async fn blackhole() -> (u16, tokio::net::TcpListener, std::net::TcpStream) {
+    let sock = tokio::net::TcpSocket::new_v4().expect("socket");
+    sock.bind("127.0.0.1:0".parse().expect("addr"))
+        .expect("bind");
+    let l = sock.listen(0).expect("listen");
+    let port = l.local_addr().expect("addr").port();
+    let filler = std::net::TcpStream::connect(("127.0.0.1", port)).expect("fill the queue");
+    (port, l, filler)
+}
+
+#[tokio::test]
+async fn an_address_that_swallows_syns_does_not_use_up_the_connect_time() {
+    let dns = FakeDns::start(vec![]);
+    let (hole, _l, _filler) = blackhole().await;
+    // b.test's direct-TLS record (tried first) names the black hole; its STARTTLS
+    // record the real server
+    dns.add("xmpps:b.test", Ipv4Addr::LOCALHOST, hole);
+    let b = server("b.test", &dns, "", "");
+    let a = server(
+        "a.test",
+        &dns,
+        "connect_timeout = 8\nconnect_attempt_timeout = 1\nretry_max = 1\n",
+        "",
+    );
+    let (mut alice, _) = Raw::login(a.starttls, "a.test", "alice", "alice-pw", "r").await;
+    let (mut bob, _) = Raw::login(b.starttls, "b.test", "bob", "bob-pw", "r").await;
+    let t = std::time::Instant::now();
+    alice
+        .send("<message to='bob@b.test' type='chat' id='h1'><body>past the hole</body></message>")
+        .await;
+    let m = bob.wait_for("past the hole").await;
+    assert!(m.contains("from='alice@a.test/r'"), "{m}");
+    // one second on the black hole, then the next address, within one attempt of the
+    // link (which alone may take 8 s)
+    assert!(t.elapsed() < Duration::from_secs(7), "{:?}", t.elapsed());
+}
+
+#[tokio::test]
+async fn an_authoritative_server_out_of_reach_gives_a_dialback_error() {
+    let dns = FakeDns::start(vec![]);
+    let closed = free_port(Ipv4Addr::LOCALHOST);
+    let a = server(
+        "a.test",
+        &dns,
+        "verify_timeout = 2\n",
+        &format!("[[routes]]\ndomain = \"down.test\"\nhost = \"127.0.0.1\"\nport = {closed}\n"),
+    );
+    // nothing listens where down.test's server would be: XEP-0220 §2.4's error, not
+    // "invalid", and the stream stays
+    let mut r = Raw::connect(a.starttls, "a.test").await;
+    r.send(&s2s_header("down.test", "a.test")).await;
+    r.read_until("</stream:features>").await;
+    r.send("<db:result from='down.test' to='a.test'>abc123</db:result>")
+        .await;
+    let out = r.read_until("</db:result>").await;
+    assert!(
+        out.contains("type='error'") && out.contains("<remote-server-not-found"),
+        "{out}"
+    );
+    assert!(!out.contains("type='invalid'"), "{out}");
+    assert!(!out.contains("</stream:stream>"), "{out}");
+    // and the pair was not authorised: a stanza from it is refused
+    r.send("<message from='x@down.test' to='alice@a.test'><body>no</body></message>")
+        .await;
+    let out = r.read_to_close().await;
+    assert!(out.contains("<not-authorized"), "{out}");
+}
+
+#[tokio::test]
+async fn a_verification_that_is_never_answered_times_out_with_a_dialback_error() {
+    // the authoritative server accepts the connection and never says a word
+    let dns = FakeDns::start(vec![]);
+    let a = server_routing_to_a_silent_peer(&dns, "verify_timeout = 2\n").await;
+    let mut r = Raw::connect(a.starttls, "a.test").await;
+    r.send(&s2s_header("x1.hole.test", "a.test")).await;
+    r.read_until("</stream:features>").await;
+    let t = std::time::Instant::now();
+    r.send("<db:result from='x1.hole.test' to='a.test'>abc123</db:result>")
+        .await;
+    let out = r.read_until("</db:result>").await;
+    assert!(
+        out.contains("type='error'") && out.contains("<remote-server-not-found"),
+        "{out}"
+    );
+    assert!(
+        t.elapsed() >= Duration::from_millis(1500),
+        "{:?}",
+        t.elapsed()
+    );
+    assert!(!out.contains("</stream:stream>"), "{out}");
+}
+
+#[tokio::test]
+async fn a_remote_user_joins_a_room_here_and_gets_its_messages() {
+    enable_admin();
+    let dns = FakeDns::start(vec![]);
+    let a = server("a.test", &dns, "", "");
+    // the room service is found where a.test is
+    dns.add("conference.a.test", Ipv4Addr::LOCALHOST, a.starttls.port());
+    let b = server("b.test", &dns, "", "");
+    let room = "lounge@conference.a.test";
+    let (mut alice, _) = Raw::login(a.starttls, "a.test", "alice", "alice-pw", "r").await;
+    let (mut bob, _) = Raw::login(b.starttls, "b.test", "bob", "bob-pw", "r").await;
+    alice
+        .send(&format!(
+            "<presence to='{room}/alice'><x xmlns='http://jabber.org/protocol/muc'/></presence>"
+        ))
+        .await;
+    alice.wait_for("code='110'").await;
+    alice.send(&format!("<iq type='set' id='inst' to='{room}'><query xmlns='http://jabber.org/protocol/muc#owner'><x xmlns='jabber:x:data' type='submit'/></query></iq>")).await;
+    let res = alice.wait_for("id='inst'").await;
+    assert!(res.contains("type='result'"), "{res}");
+    // bob, on the other server, enters: his presence crosses b.test → conference.a.test
+    // and the room's answers come back from conference.a.test
+    bob.send(&format!(
+        "<presence to='{room}/bob'><x xmlns='http://jabber.org/protocol/muc'/></presence>"
+    ))
+    .await;
+    let me = bob.wait_for("code='110'").await;
+    assert!(me.contains(&format!("from='{room}/bob'")), "{me}");
+    assert!(me.contains("role='participant'"), "{me}");
+    let joined = alice.wait_for(&format!("from='{room}/bob'")).await;
+    assert!(joined.contains("<presence"), "{joined}");
+    alice
+        .send(&format!(
+            "<message to='{room}' type='groupchat' id='g1'><body>welcome, bob</body></message>"
+        ))
+        .await;
+    let m = bob.wait_for("welcome, bob").await;
+    assert!(
+        m.contains(&format!("from='{room}/alice'")) && m.contains("type='groupchat'"),
+        "{m}"
+    );
+    bob.send(&format!(
+        "<message to='{room}' type='groupchat' id='g2'><body>thanks, alice</body></message>"
+    ))
+    .await;
+    let m = alice.wait_for("thanks, alice").await;
+    assert!(m.contains(&format!("from='{room}/bob'")), "{m}");
+    // the room's traffic to b.test left through its own queue, authenticated for the
+    // pair (b.test, conference.a.test)
+    let (status, body) = admin_get(admin_addr(&a), "/s2s", &admin_token(&a)).await;
+    assert!(status.contains("200"), "{status}");
+    let v: serde_json::Value = serde_json::from_str(&body).expect("json");
+    let queues = v["outbound"].as_array().expect("queues");
+    assert!(
+        queues.iter().any(|q| q["remote"] == "b.test"
+            && q["local"] == "conference.a.test"
+            && q["state"] == "connected"),
+        "{v}"
+    );
+}
+
+#[tokio::test]
+async fn a_peer_may_send_many_stanzas_in_one_write() {
+    let dns = FakeDns::start(vec![]);
+    let a = server("a.test", &dns, "", "");
+    let _b = server(
+        "b.test",
+        &dns,
+        "dialback_secret = \"known to the test\"\n",
+        "",
+    );
+    let (mut alice, _) = Raw::login(a.starttls, "a.test", "alice", "alice-pw", "r").await;
+    let mut r = Raw::connect(a.starttls, "a.test").await;
+    r.send(&s2s_header("b.test", "a.test")).await;
+    let f = r.read_until("</stream:features>").await;
+    let k = key("known to the test", "a.test", "b.test", &stream_id(&f));
+    r.send(&format!(
+        "<db:result from='b.test' to='a.test'>{k}</db:result>"
+    ))
+    .await;
+    let out = r.read_until("/>").await;
+    assert!(out.contains("type='valid'"), "{out}");
+    // a busy link: 300 stanzas in one write (far more than one read's worth of
+    // negotiation backlog); every one is delivered and the stream stays
+    let batch: String = (0..300)
+        .map(|i| {
+            format!("<message from='bob@b.test/x' to='alice@a.test/r' type='chat'><body>batch {i}.</body></message>")
+        })
+        .collect();
+    r.send(&batch).await;
+    for i in 0..300 {
+        alice.wait_for(&format!("batch {i}.")).await;
+    }
+    assert!(!a.log().contains("too many stanzas"), "{}", a.log());
+}

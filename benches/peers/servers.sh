@@ -4,6 +4,7 @@
 #
 # After NAME_up, SERVER_PID holds the pid whose CPU and memory are measured.
 #
+# XMPPD_EXTRA is appended to xmppd's configuration.
 # OFFLINE_STORE=1 turns each server's offline message storage on, with its default
 # storage and no per-user limit in reach (benches/offline.sh); XMPPD_PG_URL makes
 # xmppd store in that PostgreSQL database instead of SQLite.
@@ -122,6 +123,9 @@ EOF
     # room benchmarks (room-compare.sh): no per-occupant message rate, big rooms
     printf '[muc]\nmessages_per_minute = 0\nmax_occupants = 1000\n' >> "$d/xmppd.toml"
   fi
+  # XMPPD_EXTRA: more configuration, appended as it is (federation-compare.sh: the
+  # server-to-server listener, router records, [s2s])
+  [ -n "${XMPPD_EXTRA:-}" ] && printf '%s\n' "$XMPPD_EXTRA" >> "$d/xmppd.toml"
   # an older build (before/after comparisons) has no [http] section: the last one, cut
   if ! "$bin" --config "$d/xmppd.toml" check-config >/dev/null 2>&1; then
     sed -i '/^\[http\]/,$d' "$d/xmppd.toml"

@@ -45,8 +45,8 @@ pub enum Pairing {
 }
 
 /// One direction of a pair: what the sender may still put in flight.
-struct Lane {
-    credits: Semaphore,
+pub(crate) struct Lane {
+    pub credits: Semaphore,
 }
 
 /// The measurement window in driver timestamps (`now_ns`).
@@ -71,13 +71,13 @@ pub(crate) fn body_stamp(el: &[u8]) -> Option<u64> {
     std::str::from_utf8(&body[..end]).ok()?.parse().ok()
 }
 
-struct ReaderOut {
-    hist: Histogram<u64>,
-    in_window: u64,
+pub(crate) struct ReaderOut {
+    pub hist: Histogram<u64>,
+    pub in_window: u64,
 }
 
 #[allow(clippy::too_many_arguments)]
-async fn chat_reader(
+pub(crate) async fn chat_reader(
     mut rd: ReadHalf<Stream>,
     mut scan: Scanner,
     lane_in: Arc<Lane>,
@@ -138,7 +138,7 @@ async fn chat_reader(
 }
 
 #[allow(clippy::too_many_arguments)]
-async fn chat_writer(
+pub(crate) async fn chat_writer(
     mut wr: WriteHalf<Stream>,
     to: String,
     lane: Arc<Lane>,

@@ -7,6 +7,7 @@
 
 mod chat;
 mod client;
+mod federated;
 mod offline;
 mod ping_pong;
 mod procstat;
@@ -234,6 +235,45 @@ enum Cmd {
         login_concurrency: usize,
         #[arg(long, default_value_t = 300.0)]
         ramp_timeout: f64,
+    },
+    /// Federated chat: P senders on this server (`--host`, `--domain`) write to P
+    /// receivers on another (`--peer-host`, `--peer-domain`), open loop at `--rate`;
+    /// every message crosses the server-to-server link. Reports deliveries/s, latency
+    /// and the CPU of both servers per delivered message.
+    Federated {
+        /// The receivers' server: an IP address.
+        #[arg(long)]
+        peer_host: String,
+        #[arg(long, default_value_t = 5222)]
+        peer_port: u16,
+        /// The receivers' domain.
+        #[arg(long)]
+        peer_domain: String,
+        /// Pid of the receivers' server (CPU measured).
+        #[arg(long)]
+        peer_pid: Option<u32>,
+        #[arg(long, short = 'p', default_value_t = 50)]
+        pairs: usize,
+        #[arg(long, default_value_t = 0)]
+        first: u64,
+        /// Messages per second over all senders.
+        #[arg(long, default_value_t = 100.0)]
+        rate: f64,
+        #[arg(long, short = 'd', default_value_t = 10.0)]
+        duration: f64,
+        #[arg(long, default_value_t = 2.0)]
+        warmup: f64,
+        #[arg(long, default_value_t = 5.0)]
+        drain: f64,
+        #[arg(long, default_value_t = 0)]
+        payload: usize,
+        #[arg(long, default_value_t = 50)]
+        login_concurrency: usize,
+        #[arg(long, default_value_t = 300.0)]
+        ramp_timeout: f64,
+        /// Seconds the first message of each pair may take (link set-up).
+        #[arg(long, default_value_t = 60.0)]
+        link_timeout: f64,
     },
     /// Create accounts first..first+accounts by in-band registration (XEP-0077).
     Register {
@@ -606,6 +646,65 @@ fn main() -> ExitCode {
                 )
                 .await
             }
+            Cmd::Federated {
+                peer_host,
+                peer_port,
+                peer_domain,
+                peer_pid,
+                pairs,
+                first,
+                rate,
+                duration,
+                warmup,
+                drain,
+                payload,
+                login_concurrency,
+                ramp_timeout,
+                link_timeout,
+            } => {
+                let peer_ip = match parse_host(peer_host) {
+                    Ok(ip) if ip.is_loopback() || !env.target.addr.ip().is_loopback() => ip,
+                    Ok(_) | Err(_) => {
+                        eprintln!("xmppd-load: --peer-host must be an IP address (loopback with a loopback --host)");
+                        std::process::exit(2);
+                    }
+                };
+                let peer = Env {
+                    target: Arc::new(Target {
+                        addr: SocketAddr::new(peer_ip, *peer_port),
+                        domain: peer_domain.clone(),
+                        user_pattern: env.target.user_pattern.clone(),
+                        password: env.target.password.clone(),
+                        mech: env.target.mech,
+                        starttls: env.target.starttls,
+                        tls: env.target.tls.clone(),
+                        sources: env.target.sources.clone(),
+                        connect_timeout: env.target.connect_timeout,
+                        next_source: AtomicUsize::new(0),
+                    }),
+                    counters: env.counters.clone(),
+                    server_pid: *peer_pid,
+                    login_timeout: env.login_timeout,
+                    label: env.label.clone(),
+                };
+                federated::federated(
+                    &env,
+                    &peer,
+                    &federated::FederatedArgs {
+                        pairs: (*pairs).max(1),
+                        first: *first,
+                        rate: *rate,
+                        duration: secs(*duration),
+                        warmup: secs(*warmup),
+                        drain: secs(*drain),
+                        payload: *payload,
+                        login_concurrency: *login_concurrency,
+                        ramp_timeout: secs(*ramp_timeout),
+                        link_timeout: secs(*link_timeout),
+                    },
+                )
+                .await
+            }
             Cmd::Compare { .. } | Cmd::Value { .. } => {
                 unreachable!("handled above")
             }
@@ -631,7 +730,7 @@ fn main() -> ExitCode {
     let failed = match &cli.cmd {
         Cmd::Register { .. } => report.get("failed").unwrap_or(0.0) > 0.0,
         Cmd::Login { .. } => report.get("logins").unwrap_or(0.0) == 0.0,
-        Cmd::Chat { .. } => report.get("received").unwrap_or(0.0) == 0.0,
+        Cmd::Chat { .. } | Cmd::Federated { .. } => report.get("received").unwrap_or(0.0) == 0.0,
         Cmd::Idle { .. } => report.get("sessions_up").unwrap_or(0.0) == 0.0,
         Cmd::Offline { .. } => report.get("stored_per_s_max").unwrap_or(0.0) == 0.0,
         _ => false,

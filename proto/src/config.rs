@@ -85,6 +85,21 @@ impl Settings {
         })
     }
 
+    /// Whether `name` (lower case) is a domain of this server for other servers: a
+    /// hosted domain, the room service of one (`<muc.subdomain>.<domain>` while rooms
+    /// are on), or a configured component. Remote servers may send to it and must
+    /// authenticate it when it sends to them (its dialback is answered here).
+    pub fn served_here(&self, name: &str) -> bool {
+        if self.domain(name).is_some() || self.component(name).is_some() {
+            return true;
+        }
+        self.muc.enabled
+            && name
+                .strip_prefix(self.muc.subdomain.as_str())
+                .and_then(|rest| rest.strip_prefix('.'))
+                .is_some_and(|d| self.domain(d).is_some())
+    }
+
     /// The configured component whose domain is `name` (case-insensitive).
     pub fn component(&self, name: &str) -> Option<&ComponentSettings> {
         self.components
@@ -464,6 +479,15 @@ pub struct S2sSettings {
     pub idle_timeout: u64,
     /// Seconds to connect and authenticate an outgoing stream.
     pub connect_timeout: u64,
+    /// Seconds one TCP connect (one address) may take before the next address is
+    /// tried, within `connect_timeout`.
+    pub connect_attempt_timeout: u64,
+    /// Seconds a write on an outgoing stream may wait for the peer to read; then the
+    /// link gives up and what it held waits again in its queue.
+    pub write_timeout: u64,
+    /// Seconds an inbound dialback request waits for the authoritative server's
+    /// answer; then `db:result type='error'` with `remote-server-not-found`.
+    pub verify_timeout: u64,
     /// First wait before retrying a failed connection; doubles up to `retry_max`.
     pub retry_initial: u64,
     pub retry_max: u64,
@@ -491,6 +515,9 @@ impl Default for S2sSettings {
             queue_limit: 1000,
             idle_timeout: 600,
             connect_timeout: 30,
+            connect_attempt_timeout: 10,
+            write_timeout: 30,
+            verify_timeout: 30,
             retry_initial: 5,
             retry_max: 60,
             secure_domains: Vec::new(),
@@ -548,5 +575,41 @@ impl Default for MucSettings {
             idle_timeout: 300,
             room_mailbox: 4096,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rooms_and_components_are_served_here_for_other_servers() {
+        let mut s = Settings {
+            domains: vec![DomainSettings::named("a.example")],
+            components: vec![ComponentSettings {
+                name: "irc.a.example".into(),
+                secret: "long enough secret".into(),
+                ..Default::default()
+            }],
+            ..Settings::default()
+        };
+        for d in ["a.example", "conference.a.example", "irc.a.example"] {
+            assert!(s.served_here(d), "{d}");
+        }
+        for d in [
+            "b.example",
+            "conference.b.example",
+            "conferencea.example",
+            "x.conference.a.example",
+            "conference.",
+        ] {
+            assert!(!s.served_here(d), "{d}");
+        }
+        s.muc.enabled = false;
+        assert!(!s.served_here("conference.a.example"));
+        s.muc.enabled = true;
+        s.muc.subdomain = "rooms".into();
+        assert!(s.served_here("rooms.a.example"));
+        assert!(!s.served_here("conference.a.example"));
     }
 }

@@ -27,6 +27,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use xmpp_parsers::jid::{BareJid, FullJid};
+use xmppd_proto::s2s::dialback::Verdict;
 use xmppd_proto::stanza::ErrorCondition;
 
 /// Starts the account actor of a bare JID (on the given arbiter, if any). The registry
@@ -678,7 +679,11 @@ impl Handler<AccountIdle> for Registry {
 impl Handler<DialbackVerify> for Registry {
     type Result = bool;
     fn handle(&mut self, d: DialbackVerify, _: &mut Context<Self>) -> bool {
-        let local_ok = matches!(self.domains.lookup(&d.local), Domain::Local);
+        // rooms and components served here federate as their own domains
+        let local_ok = matches!(
+            self.domains.lookup(&d.local),
+            Domain::Local | Domain::Service(_)
+        );
         let remote_ok = matches!(self.domains.lookup(&d.remote), Domain::Remote);
         let q = if local_ok && remote_ok {
             self.queue(&d.remote, &d.local)
@@ -691,11 +696,13 @@ impl Handler<DialbackVerify> for Registry {
                 if let Err(e) = q.send.try_send(ToOutbound::Verify(d.verify))
                     && let ToOutbound::Verify(v) = e.into_inner()
                 {
-                    let _ = v.reply.send(false);
+                    let _ = v.reply.send(Verdict::Busy);
                 }
             }
-            // dropping the reply answers "not verified"
-            Err(NoQueue::Disabled) => drop(d.verify.reply),
+            // not a domain pair we verify for: not verified
+            Err(NoQueue::Disabled) => {
+                let _ = d.verify.reply.send(Verdict::Invalid);
+            }
         }
         true
     }

@@ -17,12 +17,15 @@ use tokio::sync::mpsc::Receiver;
 use xmppd_proto::config::Settings;
 use xmppd_proto::ns;
 use xmppd_proto::s2s::dialback::{self, Dialback};
-use xmppd_proto::s2s::namespace;
 use xmppd_proto::s2s::outgoing::{self, Failure, LinkState, Step};
 use xmppd_proto::stanza::ErrorCondition;
 use xmppd_proto::xml::escape::escape_attr;
 use xmppd_proto::xml::fast_parser::FastParser;
 use xmppd_proto::xml::stream_parser::{Limits, StreamEvent};
+
+/// Bytes gathered from the queue's buffer into one write at most (one TLS record holds
+/// 16 KiB).
+const WRITE_BATCH: usize = 64 * 1024;
 
 /// What the queue tells its link.
 pub enum LinkCmd {
@@ -120,20 +123,36 @@ struct Wire {
     limits: Limits,
     events: VecDeque<StreamEvent>,
     buf: Vec<u8>,
+    /// How long one write may wait for the peer to read (`s2s.write_timeout`).
+    write_timeout: Duration,
 }
 
 impl Wire {
-    fn new(io: Io, limits: Limits) -> Wire {
+    fn new(io: Io, limits: Limits, write_timeout: Duration) -> Wire {
         Wire {
             io,
             parser: FastParser::new(limits),
             limits,
             events: VecDeque::new(),
             buf: vec![0; 16 * 1024],
+            write_timeout,
         }
     }
 
+    /// Write and flush `b`; a peer that does not take it within the write timeout
+    /// fails the link.
     async fn write(&mut self, b: &[u8]) -> Result<(), Fail> {
+        let limit = self.write_timeout;
+        match tokio::time::timeout(limit, self.write_unbounded(b)).await {
+            Ok(r) => r,
+            Err(_) => Err(Fail::timeout(format!(
+                "write timed out: the peer read nothing for {} s",
+                limit.as_secs()
+            ))),
+        }
+    }
+
+    async fn write_unbounded(&mut self, b: &[u8]) -> Result<(), Fail> {
         let r = match &mut self.io {
             Io::Plain(s) => s.write_all(b).await,
             Io::Tls(s) => match s.write_all(b).await {
@@ -212,11 +231,11 @@ pub async fn run(p: LinkParams, mut cmds: Receiver<LinkCmd>, events: Recipient<L
     let tell = |what: Event| {
         events.do_send(LinkEvent { generation, what });
     };
-    let mut writing = None;
+    let mut writing = Vec::new();
     let outcome = link(&p, &mut cmds, &tell, &mut writing).await;
     // nothing the queue handed over is dropped: what is left goes back
     cmds.close();
-    let mut unsent: Vec<(Signal, Instant)> = writing.into_iter().collect();
+    let mut unsent: Vec<(Signal, Instant)> = writing;
     while let Ok(cmd) = cmds.try_recv() {
         if let LinkCmd::Stanza(sig, at) = cmd {
             unsent.push((sig, at));
@@ -242,15 +261,30 @@ async fn connect(p: &LinkParams, tell: &impl Fn(Event)) -> Result<(TcpStream, Ta
     tell(Event::Phase("resolving"));
     let targets = resolve::targets(&p.settings, &p.remote).await;
     let mut found = false;
-    let timeout = Duration::from_secs(p.settings.s2s.connect_timeout.max(1));
+    // one address that never answers must not use up the whole connect_timeout: each
+    // attempt has its own bound, then the next address is tried
+    let timeout = Duration::from_secs(
+        p.settings
+            .s2s
+            .connect_attempt_timeout
+            .clamp(1, p.settings.s2s.connect_timeout.max(1)),
+    );
     tell(Event::Phase("connecting"));
     for t in targets {
         for addr in resolve::addresses(&p.settings, &t).await {
             found = true;
             slog::debug!(p.log, # "XMPPO", "connecting"; "remote" => &p.remote, "address" => %addr);
-            if let Ok(Ok(s)) = tokio::time::timeout(timeout, TcpStream::connect(addr)).await {
-                let _ = s.set_nodelay(true);
-                return Ok((s, t));
+            match tokio::time::timeout(timeout, TcpStream::connect(addr)).await {
+                Ok(Ok(s)) => {
+                    let _ = s.set_nodelay(true);
+                    return Ok((s, t));
+                }
+                Ok(Err(e)) => {
+                    slog::debug!(p.log, # "XMPPO", "connect failed"; "remote" => &p.remote, "address" => %addr, "error" => %e);
+                }
+                Err(_) => {
+                    slog::debug!(p.log, # "XMPPO", "connect timed out, trying the next address"; "remote" => &p.remote, "address" => %addr);
+                }
             }
         }
     }
@@ -278,8 +312,9 @@ async fn link(
     p: &LinkParams,
     cmds: &mut Receiver<LinkCmd>,
     tell: &impl Fn(Event),
-    writing: &mut Option<(Signal, Instant)>,
+    writing: &mut Vec<(Signal, Instant)>,
 ) -> Result<(), Fail> {
+    let mut out = Vec::with_capacity(WRITE_BATCH);
     let deadline =
         tokio::time::Instant::now() + Duration::from_secs(p.settings.s2s.connect_timeout.max(1));
     let negotiated = tokio::time::timeout_at(deadline, negotiate(p, tell)).await;
@@ -301,19 +336,42 @@ async fn link(
     tokio::pin!(auth_timer);
     loop {
         tokio::select! {
-            cmd = cmds.recv() => match cmd {
-                Some(LinkCmd::Stanza(sig, at)) => {
-                    let el = namespace::rename(sig.stanza(), ns::CLIENT, ns::SERVER);
-                    let bytes = xmppd_proto::xml::writer::to_bytes(&el);
-                    // kept until written: a failed write returns it to the queue
-                    *writing = Some((sig, at));
-                    wire.write(&bytes).await?;
-                    *writing = None;
+            cmd = cmds.recv() => {
+                let Some(first) = cmd else {
+                    wire.shutdown().await;
+                    return Ok(());
+                };
+                // everything the queue handed over meanwhile goes out in one write
+                // (one syscall, one TLS record flush), up to WRITE_BATCH bytes
+                let mut close = false;
+                out.clear();
+                let mut next = Some(first);
+                while let Some(cmd) = next.take() {
+                    match cmd {
+                        LinkCmd::Stanza(sig, at) => {
+                            // jabber:client elements written without their namespace
+                            // read as jabber:server on this stream: no renamed copy
+                            xmppd_proto::xml::writer::append_in(sig.stanza(), ns::CLIENT, &mut out);
+                            // kept until written: a failed write returns them to the queue
+                            writing.push((sig, at));
+                        }
+                        LinkCmd::Verify { id, key } => out.extend_from_slice(
+                            dialback::verify_request(&p.local, &p.remote, &id, &key).as_bytes(),
+                        ),
+                        LinkCmd::Close => {
+                            close = true;
+                            break;
+                        }
+                    }
+                    if out.len() < WRITE_BATCH {
+                        next = cmds.try_recv().ok();
+                    }
                 }
-                Some(LinkCmd::Verify { id, key }) => {
-                    wire.write(dialback::verify_request(&p.local, &p.remote, &id, &key).as_bytes()).await?
+                if !out.is_empty() {
+                    wire.write(&out).await?;
                 }
-                Some(LinkCmd::Close) | None => {
+                writing.clear();
+                if close {
                     wire.shutdown().await;
                     return Ok(());
                 }
@@ -366,7 +424,8 @@ async fn negotiate(p: &LinkParams, tell: &impl Fn(Event)) -> Result<(Wire, Strin
         max_depth: p.settings.limits.max_depth,
         ..Limits::default()
     };
-    let mut wire = Wire::new(Io::Plain(tcp), limits);
+    let write_timeout = Duration::from_secs(p.settings.s2s.write_timeout.max(1));
+    let mut wire = Wire::new(Io::Plain(tcp), limits, write_timeout);
     let roots = tls::roots(&p.settings.s2s.trusted_certificates);
     let mut state = LinkState {
         secure: p.secure,

@@ -14,6 +14,7 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc::Sender;
+use xmppd_proto::s2s::dialback::Verdict;
 use xmppd_proto::s2s::{retry, routes};
 use xmppd_proto::stanza::ErrorCondition;
 
@@ -57,7 +58,7 @@ pub struct OutboundQueue {
     generation: u64,
     /// Verifications waiting for the stream to open, then for their answer.
     verifies: Vec<Verify>,
-    asked: HashMap<String, Vec<tokio::sync::oneshot::Sender<bool>>>,
+    asked: HashMap<String, Vec<tokio::sync::oneshot::Sender<Verdict>>>,
     backoff: Duration,
     retry_at: Option<Instant>,
     /// A secure domain's requirement failed: signals are refused with this until the
@@ -68,6 +69,9 @@ pub struct OutboundQueue {
     last_used: Instant,
     /// Asked the registry to forget this queue (idle); the stop follows its answer.
     retiring: bool,
+    /// Waiting for room in the link's buffer: what waits is handed over as soon as
+    /// there is (not only at the next tick).
+    awaiting_room: bool,
     sent: u64,
     bounced: u64,
 }
@@ -127,6 +131,7 @@ impl OutboundQueue {
             last_failure: None,
             last_used: Instant::now(),
             retiring: false,
+            awaiting_room: false,
             sent: 0,
             bounced: 0,
         };
@@ -150,11 +155,36 @@ impl OutboundQueue {
 
     /// Hand a signal to the link (connected), behind any that wait; when the link's
     /// buffer is full it waits too, within `queue_limit`.
-    fn write(&mut self, sig: Signal) {
+    fn write(&mut self, sig: Signal, ctx: &mut Context<Self>) {
         if self.pending.is_empty() && self.try_hand(&sig, Instant::now()) {
             return;
         }
         self.enqueue(sig);
+        self.wait_for_room(ctx);
+    }
+
+    /// Hand over what waits, and if some still waits on a connected link, do it again
+    /// as soon as the link's buffer has room: a link that fell behind for a moment
+    /// must not leave the queue handing over one buffer's worth per tick.
+    fn pump(&mut self, ctx: &mut Context<Self>) {
+        self.flush();
+        self.wait_for_room(ctx);
+    }
+
+    fn wait_for_room(&mut self, ctx: &mut Context<Self>) {
+        if self.awaiting_room || self.pending.is_empty() || self.state != State::Connected {
+            return;
+        }
+        let Some(l) = self.link.clone() else { return };
+        self.awaiting_room = true;
+        let room = async move {
+            // the permit is given back at once: the queue fills the room itself
+            let _ = l.reserve().await;
+        };
+        ctx.spawn(room.into_actor(self).map(|_, q, ctx| {
+            q.awaiting_room = false;
+            q.pump(ctx);
+        }));
     }
 
     /// Put a signal in the link's buffer; false when it is full or gone.
@@ -245,7 +275,7 @@ impl OutboundQueue {
 
     fn tick(&mut self, ctx: &mut Context<Self>) {
         let settings = self.ctx.settings.get();
-        self.flush();
+        self.pump(ctx);
         if !self.pending.is_empty() {
             // not connected, or connected to a peer that does not read
             let (cond, why) = self
@@ -374,7 +404,7 @@ impl Handler<ToOutbound> for OutboundQueue {
                     self.refusing = None;
                 }
                 if self.state == State::Connected {
-                    return self.write(sig);
+                    return self.write(sig, ctx);
                 }
                 self.enqueue(sig);
                 let retry_due = self.retry_at.is_none_or(|t| Instant::now() >= t);
@@ -384,7 +414,7 @@ impl Handler<ToOutbound> for OutboundQueue {
             }
             ToOutbound::Verify(v) => {
                 if self.verifies.len() + self.asked.len() >= MAX_VERIFIES {
-                    let _ = v.reply.send(false);
+                    let _ = v.reply.send(Verdict::Busy);
                     return;
                 }
                 let open = matches!(
@@ -400,8 +430,8 @@ impl Handler<ToOutbound> for OutboundQueue {
                         if l.try_send(cmd).is_ok() {
                             self.asked.entry(v.id).or_default().push(v.reply);
                         } else {
-                            // the link's buffer is full: not verified
-                            let _ = v.reply.send(false);
+                            // the link's buffer is full: not asked
+                            let _ = v.reply.send(Verdict::Busy);
                         }
                     }
                     _ => {
@@ -428,7 +458,7 @@ impl Handler<LinkEvent> for OutboundQueue {
             }
             self.last_used = Instant::now();
             if self.state == State::Connected {
-                self.flush();
+                self.pump(ctx);
             } else if self.link.is_none() && self.retry_at.is_none_or(|t| Instant::now() >= t) {
                 self.connect(ctx);
             }
@@ -450,7 +480,7 @@ impl Handler<LinkEvent> for OutboundQueue {
                         if l.try_send(cmd).is_ok() {
                             self.asked.entry(v.id).or_default().push(v.reply);
                         } else {
-                            let _ = v.reply.send(false);
+                            let _ = v.reply.send(Verdict::Busy);
                         }
                     }
                 }
@@ -461,11 +491,16 @@ impl Handler<LinkEvent> for OutboundQueue {
                 self.refusing = None;
                 self.last_failure = None;
                 self.last_used = Instant::now();
-                self.flush();
+                self.pump(ctx);
             }
             Event::Verified { id, valid } => {
+                let v = if valid {
+                    Verdict::Valid
+                } else {
+                    Verdict::Invalid
+                };
                 for r in self.asked.remove(&id).unwrap_or_default() {
-                    let _ = r.send(valid);
+                    let _ = r.send(v);
                 }
             }
             Event::Failed {
@@ -474,10 +509,13 @@ impl Handler<LinkEvent> for OutboundQueue {
                 retry,
             } => {
                 self.link = None;
-                // unanswered verifications: not verified
-                self.asked.clear();
+                // unanswered verifications: the authoritative server is out of reach
+                // (XEP-0220 §2.4: an error, not "invalid")
+                for r in self.asked.drain().flat_map(|(_, rs)| rs) {
+                    let _ = r.send(Verdict::Unreachable);
+                }
                 for v in self.verifies.drain(..) {
-                    let _ = v.reply.send(false);
+                    let _ = v.reply.send(Verdict::Unreachable);
                 }
                 let s = self.ctx.settings.get();
                 self.backoff = retry::next_backoff(
@@ -501,7 +539,9 @@ impl Handler<LinkEvent> for OutboundQueue {
             Event::Unsent(_) => {}
             Event::Closed => {
                 self.link = None;
-                self.asked.clear();
+                for r in self.asked.drain().flat_map(|(_, rs)| rs) {
+                    let _ = r.send(Verdict::Unreachable);
+                }
                 self.state = State::Idle;
                 if !self.pending.is_empty() || !self.verifies.is_empty() {
                     self.connect(ctx);

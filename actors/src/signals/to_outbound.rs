@@ -16,12 +16,12 @@ pub enum ToOutbound {
 }
 
 /// A dialback verification (XEP-0220 §2.3): `<db:verify from=local to=remote id>key`,
-/// sent over our outgoing stream to `remote`; the answer goes to `reply` (`false` also
-/// when the remote server cannot be reached).
+/// sent over our outgoing stream to `remote`; the answer goes to `reply` (a dropped
+/// reply means the remote server could not be reached).
 pub struct Verify {
     pub id: String,
     pub key: String,
-    pub reply: tokio::sync::oneshot::Sender<bool>,
+    pub reply: tokio::sync::oneshot::Sender<xmppd_proto::s2s::dialback::Verdict>,
 }
 
 /// An inbound server stream asks the registry to verify a dialback key with the

@@ -427,12 +427,15 @@ impl Handler<Inbound> for Connection {
             return;
         }
         self.core.backlog.extend(msg.0);
+        self.pump(ctx);
+        // what is left waits for an asynchronous step: bounded. (Counted after the
+        // pump: one read may carry many stanzas, e.g. a server stream's batch, which
+        // are handled at once when nothing is in flight.)
         if self.core.backlog.len() > MAX_BACKLOG {
-            return self.core.fail(StreamError::with_text(
+            self.core.fail(StreamError::with_text(
                 Condition::PolicyViolation,
                 "too many stanzas during negotiation",
             ));
         }
-        self.pump(ctx);
     }
 }

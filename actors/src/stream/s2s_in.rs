@@ -18,7 +18,7 @@ use actix::prelude::*;
 use minidom::Element;
 use std::time::Duration;
 use xmppd_proto::ns;
-use xmppd_proto::s2s::dialback::{self, Dialback};
+use xmppd_proto::s2s::dialback::{self, Dialback, Verdict};
 use xmppd_proto::s2s::namespace;
 use xmppd_proto::s2s::pairs::{Pairs, Refusal};
 use xmppd_proto::stanza;
@@ -63,8 +63,9 @@ fn parts(conn: &mut Connection) -> Option<(&mut StreamCore, &mut ServerStream)> 
     }
 }
 
+/// A domain of ours for other servers: hosted, our room service, or a component.
 fn hosted(core: &StreamCore, domain: &str) -> bool {
-    core.settings.domain(&domain.to_ascii_lowercase()).is_some()
+    core.settings.served_here(&domain.to_ascii_lowercase())
 }
 
 fn header(conn: &mut Connection, h: StreamHeader, _: &mut Context<Connection>) {
@@ -242,36 +243,46 @@ fn dialback(conn: &mut Connection, el: Element, ctx: &mut Context<Connection>) {
                     reply: tx,
                 },
             });
-            let wait = Duration::from_secs(core.settings.s2s.connect_timeout.max(1) + 10);
+            // bounded: an authoritative server that never answers is out of reach
+            let wait = Duration::from_secs(core.settings.s2s.verify_timeout.max(1));
             let fut = async move {
                 if let Ok(false) = asked.await {
                     // no outbound queue may be started for the authoritative server
-                    return None;
+                    return Verdict::Busy;
                 }
-                Some(matches!(tokio::time::timeout(wait, rx).await, Ok(Ok(true))))
+                match tokio::time::timeout(wait, rx).await {
+                    Ok(Ok(v)) => v,
+                    // the queue ended without an answer, or none came in time
+                    Ok(Err(_)) | Err(_) => Verdict::Unreachable,
+                }
             };
-            ctx.spawn(fut.into_actor(conn).map(move |valid, conn, _| {
+            ctx.spawn(fut.into_actor(conn).map(move |verdict, conn, _| {
                 let Some((core, s)) = parts(conn) else { return };
                 if core.closing() {
                     return;
                 }
-                let Some(valid) = valid else {
-                    s.pairs.finish(&from, &to, false);
-                    core.send(&dialback::result_error(&to, &from, "resource-constraint"));
-                    return;
-                };
+                let valid = verdict == Verdict::Valid;
                 s.pairs.finish(&from, &to, valid);
-                core.send(&dialback::result_answer(&to, &from, valid));
-                if valid {
-                    slog::info!(core.log, # "XMPPI", "inbound stream authenticated (dialback)"; "remote" => &from, "local" => &to);
-                    core.authenticated();
-                    core.established = true;
-                } else {
-                    slog::warn!(core.log, # "XMPPI", "dialback refused"; "remote" => &from, "local" => &to);
-                    core.fail(StreamError::with_text(
-                        Condition::NotAuthorized,
-                        "dialback key not verified",
-                    ));
+                core.send(&dialback::verdict_answer(&to, &from, verdict));
+                match verdict {
+                    Verdict::Valid => {
+                        slog::info!(core.log, # "XMPPI", "inbound stream authenticated (dialback)"; "remote" => &from, "local" => &to);
+                        core.authenticated();
+                        core.established = true;
+                    }
+                    Verdict::Invalid => {
+                        slog::warn!(core.log, # "XMPPI", "dialback refused"; "remote" => &from, "local" => &to);
+                        core.fail(StreamError::with_text(
+                            Condition::NotAuthorized,
+                            "dialback key not verified",
+                        ));
+                    }
+                    // a dialback error (XEP-0220 §2.4): the pair is not authorised,
+                    // the stream stays for the others
+                    Verdict::Unreachable => {
+                        slog::info!(core.log, # "XMPPI", "dialback not verified: the authoritative server is out of reach"; "remote" => &from, "local" => &to);
+                    }
+                    Verdict::Busy => {}
                 }
             }));
         }
@@ -302,7 +313,7 @@ fn stanza_in(conn: &mut Connection, el: Element) {
     if let Err(c) = s
         .pairs
         .check(from.domain().as_str(), to.domain().as_str(), |d| {
-            core.settings.domain(d).is_some()
+            core.settings.served_here(d)
         })
     {
         return core.fail(StreamError::new(c));

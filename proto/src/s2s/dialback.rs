@@ -175,6 +175,32 @@ pub fn result_error(from: &str, to: &str, condition: &str) -> String {
     )
 }
 
+/// What became of a verification we asked the authoritative server for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// It made that key.
+    Valid,
+    /// It did not: the key is forged.
+    Invalid,
+    /// It could not be reached, or it did not answer in time.
+    Unreachable,
+    /// We could not ask (too many verifications running).
+    Busy,
+}
+
+/// Our answer to a peer's `<db:result>` (we are the receiving server, `from` our
+/// domain, `to` the peer's), given the authoritative server's verdict: valid or
+/// invalid, or XEP-0220 §2.4's error when we could not find out
+/// (`remote-server-not-found`) or could not ask (`resource-constraint`).
+pub fn verdict_answer(from: &str, to: &str, v: Verdict) -> String {
+    match v {
+        Verdict::Valid => result_answer(from, to, true),
+        Verdict::Invalid => result_answer(from, to, false),
+        Verdict::Unreachable => result_error(from, to, "remote-server-not-found"),
+        Verdict::Busy => result_error(from, to, "resource-constraint"),
+    }
+}
+
 /// `<db:verify>`: the receiving side asks the authoritative server.
 pub fn verify_request(from: &str, to: &str, id: &str, key: &str) -> String {
     format!(
@@ -202,6 +228,52 @@ pub fn verify_answer(from: &str, to: &str, id: &str, valid: bool) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_authoritative_server_out_of_reach_is_a_dialback_error_not_a_refusal() {
+        // as on a server stream: `<error/>` is in the stream's default namespace
+        let parse = |x: &str| -> Element {
+            let wrapped: Element = format!("<s xmlns='{}'>{x}</s>", ns::SERVER)
+                .parse()
+                .expect("element");
+            wrapped.children().next().expect("child").clone()
+        };
+        let valid = parse(&verdict_answer(
+            "ours.example",
+            "peer.example",
+            Verdict::Valid,
+        ));
+        assert_eq!(
+            Dialback::parse(&valid),
+            Ok(Dialback::ResultAnswer {
+                from: "ours.example".into(),
+                to: "peer.example".into(),
+                valid: true
+            })
+        );
+        let invalid = verdict_answer("ours.example", "peer.example", Verdict::Invalid);
+        assert!(invalid.contains("type='invalid'"), "{invalid}");
+        // XEP-0220 §2.4: not "invalid" (the key was never judged) but an error
+        let gone = parse(&verdict_answer(
+            "ours.example",
+            "peer.example",
+            Verdict::Unreachable,
+        ));
+        assert_eq!(gone.attr("type"), Some("error"));
+        assert_eq!(gone.attr("from"), Some("ours.example"));
+        assert_eq!(gone.attr("to"), Some("peer.example"));
+        let err = gone.get_child("error", ns::SERVER).expect("error child");
+        assert_eq!(err.attr("type"), Some("cancel"));
+        assert!(err.has_child("remote-server-not-found", ns::STANZAS));
+        let busy = parse(&verdict_answer(
+            "ours.example",
+            "peer.example",
+            Verdict::Busy,
+        ));
+        let err = busy.get_child("error", ns::SERVER).expect("error child");
+        assert_eq!(err.attr("type"), Some("wait"));
+        assert!(err.has_child("resource-constraint", ns::STANZAS));
+    }
 
     #[test]
     fn a_key_with_markup_is_refused_and_never_copied_out() {

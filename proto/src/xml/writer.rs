@@ -26,6 +26,13 @@ pub fn to_bytes_in(el: &Element, default_ns: &str) -> Vec<u8> {
     out
 }
 
+/// [`to_bytes_in`], appended to `out` (several stanzas serialised into one buffer, for
+/// one write).
+pub fn append_in(el: &Element, default_ns: &str, out: &mut Vec<u8>) {
+    out.reserve(estimate(el));
+    write(el, Some(default_ns), out);
+}
+
 pub fn to_string(el: &Element) -> String {
     String::from_utf8(to_bytes(el)).unwrap_or_default()
 }
