@@ -184,24 +184,12 @@ pub fn read_overlay(data_dir: &Path) -> Result<toml::Table, ConfigError> {
 
 /// Write the overlay (0600: it may hold component secrets) through a temporary file.
 pub fn write_overlay(data_dir: &Path, overlay: &toml::Table) -> std::io::Result<()> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
     let text = format!(
         "# Settings changed from the WebAdmin; merged over the configuration file at\n\
          # every load. Delete a key (or the file) to return to the file's value.\n{}",
         toml::to_string(overlay).map_err(std::io::Error::other)?
     );
-    let f = overlay_file(data_dir);
-    let tmp = f.with_extension("toml.partial");
-    let _ = std::fs::remove_file(&tmp);
-    let mut out = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(&tmp)?;
-    out.write_all(text.as_bytes())?;
-    out.sync_all()?;
-    std::fs::rename(&tmp, &f)
+    crate::reload::write_atomically(&overlay_file(data_dir), text.as_bytes(), 0o600)
 }
 
 /// The configuration text with the overlay merged over it: tables merge key by key,

@@ -366,7 +366,8 @@ fn run(settings: Settings, loader: config::Loader) -> Result<(), CliError> {
         for (addr, tls) in &server.listening {
             println!("listening {} {addr}", if *tls == xmppd_proto::config::ListenerTls::Direct { "direct-tls" } else { "starttls" });
         }
-        let admin = http::Admin { loader: loader.clone(), logs: ctl.clone() };
+        let admin = http::Admin { loader: loader.clone(), logs: ctl.clone(), reloading: Default::default() };
+        let reloading = admin.clone();
         if let Err(e) = http::start(&server.ctx, &log, admin) {
             server.shutdown(Duration::from_secs(1)).await;
             return Err(CliError::Usage(e.to_string()));
@@ -393,15 +394,19 @@ fn run(settings: Settings, loader: config::Loader) -> Result<(), CliError> {
                 _ = int.recv() => break,
                 _ = hup.recv() => {
                     generation += 1;
-                    let result = loader
-                        .load()
-                        .map_err(|e| e.to_string())
-                        .and_then(|new| reload::apply(&server.ctx, &ctl, &base, new));
+                    // not while a WebAdmin change writes and applies the overlay
+                    let result = {
+                        let _one = reloading.reload_lock();
+                        loader
+                            .load()
+                            .map_err(|e| e.to_string())
+                            .and_then(|new| reload::apply(&server.ctx, &ctl, &base, new))
+                    };
                     match &result {
                         Ok(_) => warn_missing_admins(&server.ctx.settings.get(), &*admin_db, &log),
                         Err(e) => slog::error!(log, "configuration not reloaded"; "error" => %e),
                     }
-                    if let Err(e) = reload::write_atomically(&status_file, &reload::status_text(generation, &result)) {
+                    if let Err(e) = reload::write_atomically(&status_file, reload::status_text(generation, &result).as_bytes(), 0o644) {
                         slog::warn!(log, "cannot write the reload status"; "file" => %status_file.display(), "error" => %e);
                     }
                 }

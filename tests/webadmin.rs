@@ -515,3 +515,61 @@ async fn a_public_http_address_needs_an_administrator() {
     let (ok, out) = check_config(&format!("admins = [\"boss@example.org\"]\n{public}"));
     assert!(ok, "{out}");
 }
+
+/// Polls a page with the session until it is sent to the login page (the session
+/// ended); false when it still answers after 10 s.
+async fn logged_out(w: &Web) -> bool {
+    for _ in 0..100 {
+        let a = w.get("/admin/settings").await;
+        if a.status == 303 && a.header("location").as_deref() == Some("/admin/login") {
+            return true;
+        }
+        assert_eq!(a.status, 200, "{}", a.body);
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    false
+}
+
+#[tokio::test]
+async fn a_deleted_or_reset_administrator_loses_the_webadmin_session() {
+    let mut o = with_admin("");
+    o.top = format!("admins = [\"{ADMIN}\", \"boss2@localhost\"]");
+    o.accounts.push(("boss2".into(), "boss2-pw".into()));
+    let d = Daemon::with(o);
+    let boss = logged_in(&d).await;
+    let mut boss2 = Web::of(&d);
+    assert_eq!(boss2.login("boss2@localhost", "boss2-pw").await.status, 303);
+    // storage confirms a live session: it goes on past the recheck interval
+    tokio::time::sleep(std::time::Duration::from_millis(2500)).await;
+    assert_eq!(boss.get("/admin/settings").await.status, 200);
+    assert_eq!(boss2.get("/admin/settings").await.status, 200);
+
+    // boss2's password is reset (by a script with the token): the session ends
+    let a = Web::of(&d)
+        .api(
+            "POST",
+            "/api/accounts",
+            &json!({"action": "password", "jid": "boss2@localhost", "password": "new-pw"}),
+        )
+        .await;
+    assert_eq!(a.status, 200, "{}", a.body);
+    assert!(
+        logged_out(&boss2).await,
+        "a reset administrator keeps the session"
+    );
+    // the cookie is worth nothing more, even for the API
+    let a = boss2.request("GET", "/api/settings", &[], "").await;
+    assert_eq!(a.status, 401, "{}", a.body);
+
+    // boss removes the account over XMPP (XEP-0077 <remove/>): the session ends too
+    assert_eq!(boss.get("/admin/accounts").await.status, 200);
+    let (mut r, _) = Raw::login(d.starttls, "localhost", "boss", ADMIN_PW, "r").await;
+    r.send("<iq type='set' id='rm'><query xmlns='jabber:iq:register'><remove/></query></iq>")
+        .await;
+    let answer = r.wait_for("id='rm'").await;
+    assert!(answer.contains("type='result'"), "{answer}");
+    assert!(
+        logged_out(&boss).await,
+        "a deleted administrator keeps the session"
+    );
+}

@@ -60,6 +60,18 @@ pub enum HttpError {
 pub struct Admin {
     pub loader: crate::config::Loader,
     pub logs: std::sync::Arc<crate::logging::LogControl>,
+    /// Held across one reload (load, check, apply), by the SIGHUP handler and by a
+    /// WebAdmin change (which also writes the overlay under it): one at a time, each
+    /// reading what the previous one wrote and applied.
+    pub reloading: std::sync::Arc<std::sync::Mutex<()>>,
+}
+
+impl Admin {
+    /// The reload lock (a panic while it was held left nothing half-applied that a
+    /// later reload would not redo: take it anyway).
+    pub fn reload_lock(&self) -> std::sync::MutexGuard<'_, ()> {
+        self.reloading.lock().unwrap_or_else(|p| p.into_inner())
+    }
 }
 
 /// What every handler shares.
@@ -72,8 +84,6 @@ pub struct Shared {
     registry: prometheus_client::registry::Registry,
     pub admin: Admin,
     pub sessions: std::sync::Arc<auth::Sessions>,
-    /// Held while a settings change reads, checks and writes the overlay.
-    pub changing: std::sync::Mutex<()>,
 }
 
 /// The file holding the token `/monitor*` and `/stats` require (0600, new at each start).
@@ -87,18 +97,12 @@ const REQUEST_DEADLINE: Duration = Duration::from_secs(5);
 
 /// Write a fresh token to `DATA_DIR/http.token`, readable by the daemon's user only.
 fn write_token(data_dir: &std::path::Path) -> std::io::Result<String> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
     let token = csrf_token();
-    let tmp = data_dir.join(format!("{TOKEN_FILE}.partial"));
-    let _ = std::fs::remove_file(&tmp);
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(&tmp)?;
-    f.write_all(format!("{token}\n").as_bytes())?;
-    std::fs::rename(&tmp, data_dir.join(TOKEN_FILE))?;
+    crate::reload::write_atomically(
+        &data_dir.join(TOKEN_FILE),
+        format!("{token}\n").as_bytes(),
+        0o600,
+    )?;
     Ok(token)
 }
 
@@ -216,7 +220,6 @@ pub fn start(ctx: &Ctx, log: &slog::Logger, admin: Admin) -> Result<Option<Socke
         registry: metrics::registry(ctx),
         admin,
         sessions: sessions.clone(),
-        changing: std::sync::Mutex::new(()),
     });
     let live = ctx.clone();
     let max = ctx.settings.get().http.max_connections.max(1);
@@ -227,6 +230,8 @@ pub fn start(ctx: &Ctx, log: &slog::Logger, admin: Admin) -> Result<Option<Socke
             .app_data(shared.clone())
             .app_data(web::FormConfig::default().limit(16 * 1024))
             .app_data(web::PayloadConfig::default().limit(16 * 1024))
+            // inside the wrap_fn below (which finds the session): storage confirms it
+            .wrap(actix_web::middleware::from_fn(auth::recheck))
             .wrap_fn(
                 move |req, srv| match refusal(req.request(), &token, &sessions, &live) {
                     None => {
@@ -382,24 +387,26 @@ fn refusal(
             None
         }
         None if open => None,
-        None if req.method() == actix_web::http::Method::GET
-            && (req.path().starts_with("/admin") || req.path() == "/monitor") =>
-        {
-            Some(
-                HttpResponse::SeeOther()
-                    .insert_header((header::LOCATION, "/admin/login"))
-                    .finish(),
-            )
-        }
-        None => Some(
-            HttpResponse::build(StatusCode::UNAUTHORIZED)
-                .insert_header((header::CONTENT_TYPE, "text/plain; charset=utf-8"))
-                .insert_header((header::WWW_AUTHENTICATE, "Bearer realm=\"xmppd\""))
-                .body(format!(
-                    "log in at /admin/login, or present the token in DATA_DIR/{TOKEN_FILE} (Authorization: Bearer, or ?token=)\n"
-                )),
-        ),
+        None => Some(unauthenticated(req)),
     }
+}
+
+/// The answer to a request that needs someone and has nobody: a WebAdmin page sends
+/// a browser to the login page, anything else gets 401.
+pub fn unauthenticated(req: &HttpRequest) -> HttpResponse {
+    if req.method() == actix_web::http::Method::GET
+        && (req.path().starts_with("/admin") || req.path() == "/monitor")
+    {
+        return HttpResponse::SeeOther()
+            .insert_header((header::LOCATION, "/admin/login"))
+            .finish();
+    }
+    HttpResponse::build(StatusCode::UNAUTHORIZED)
+        .insert_header((header::CONTENT_TYPE, "text/plain; charset=utf-8"))
+        .insert_header((header::WWW_AUTHENTICATE, "Bearer realm=\"xmppd\""))
+        .body(format!(
+            "log in at /admin/login, or present the token in DATA_DIR/{TOKEN_FILE} (Authorization: Bearer, or ?token=)\n"
+        ))
 }
 
 /// `Host` (or an origin's host) names a loopback address or `localhost`, the address
