@@ -492,6 +492,29 @@ async fn accounts_are_listed_reset_and_deleted_like_an_inband_removal() {
         page.body
     );
     assert!(page.body.contains("3 account(s)"), "{}", page.body);
+    // a page beyond the last shows the last; an endless search is refused
+    let page = w
+        .get(&format!("/admin/accounts?q=user&page={}", usize::MAX))
+        .await;
+    assert!(page.body.contains("page 1 of 1"), "{}", page.body);
+    let a = w
+        .api(
+            "GET",
+            &format!("/api/accounts?page={}", usize::MAX),
+            &json!({}),
+        )
+        .await;
+    assert_eq!(
+        (a.status, a.json()["page"].clone()),
+        (200, json!(0)),
+        "{}",
+        a.body
+    );
+    let long = "a".repeat(300);
+    assert_eq!(
+        w.get(&format!("/admin/accounts?q={long}")).await.status,
+        400
+    );
     // a person must tick "sure" before a delete from the page
     let del = [("action", "delete"), ("jid", "user2@localhost")];
     let a = w.submit("/admin/accounts", &del).await;
