@@ -15,8 +15,9 @@
 //!
 //! `/metrics` is open to loopback peers (counts, no names). Everything else but the
 //! login page needs an administrator's session (`auth.rs`) or the token the daemon
-//! writes at each start to `DATA_DIR/http.token` (0600), as `Authorization: Bearer T`,
-//! `?token=T`, or the cookie the monitor page sets from it.
+//! writes at each start to `DATA_DIR/http.token` (0600), as `Authorization: Bearer T`;
+//! a browser opens `GET /monitor?token=T` (the only place a token in the URL counts),
+//! whose answer sets a cookie the monitor's own requests (`/monitor*`) carry.
 //!
 //! Bounds: `[http] max_connections` at once, one request per connection, the request
 //! head within actix-web's limits (431 beyond 128 KiB) and 5 s (408), the whole request
@@ -126,7 +127,9 @@ pub fn cookie(req: &HttpRequest, name: &str) -> Option<String> {
         })
 }
 
-/// The token the request presents: `Authorization: Bearer T`, `?token=T`, or the cookie.
+/// The token the request presents: `Authorization: Bearer T` anywhere; `?token=T` on
+/// `GET /monitor` only (it sets the cookie: a URL ends up in histories, logs and
+/// `Referer`s); the monitor's cookie on the monitor's paths.
 fn presented_token(req: &HttpRequest) -> Option<String> {
     if let Some(t) = req
         .headers()
@@ -139,11 +142,16 @@ fn presented_token(req: &HttpRequest) -> Option<String> {
     if let Some(t) = query_token(req) {
         return Some(t);
     }
-    cookie(req, TOKEN_COOKIE)
+    matches!(req.path(), "/monitor" | "/monitor.json" | "/monitor/close")
+        .then(|| cookie(req, TOKEN_COOKIE))
+        .flatten()
 }
 
-/// `token=T` in the query string.
+/// `token=T` in the query string of `GET /monitor` (anywhere else it counts for nothing).
 fn query_token(req: &HttpRequest) -> Option<String> {
+    if req.method() != actix_web::http::Method::GET || req.path() != "/monitor" {
+        return None;
+    }
     req.query_string()
         .split('&')
         .find_map(|kv| kv.strip_prefix("token="))
@@ -405,7 +413,7 @@ pub fn unauthenticated(req: &HttpRequest) -> HttpResponse {
         .insert_header((header::CONTENT_TYPE, "text/plain; charset=utf-8"))
         .insert_header((header::WWW_AUTHENTICATE, "Bearer realm=\"xmppd\""))
         .body(format!(
-            "log in at /admin/login, or present the token in DATA_DIR/{TOKEN_FILE} (Authorization: Bearer, or ?token=)\n"
+            "log in at /admin/login, or present the token in DATA_DIR/{TOKEN_FILE} (Authorization: Bearer; a browser: GET /monitor?token=)\n"
         ))
 }
 

@@ -101,6 +101,15 @@ pub fn submit(shared: &Shared, fields: &HashMap<String, String>) -> Outcome {
     }
 }
 
+/// [`submit`] on the blocking pool: it reads and writes files (fsync included) and
+/// parses certificates, which must not stall the single HTTP worker.
+async fn submit_blocking(shared: &web::Data<Shared>, fields: HashMap<String, String>) -> Outcome {
+    let shared = shared.clone();
+    web::block(move || submit(&shared, &fields))
+        .await
+        .unwrap_or_else(|e| Outcome::refused(format!("not changed: {e}")))
+}
+
 fn levels(current: Option<LogLevel>, none_label: Option<&str>) -> String {
     let mut out = String::new();
     if let Some(label) = none_label {
@@ -349,7 +358,7 @@ pub async fn post_page(
     {
         Outcome::refused("tick \"sure\" to remove a domain")
     } else {
-        submit(&shared, &form)
+        submit_blocking(&shared, form.into_inner()).await
     };
     let status = if outcome.refused.is_empty() {
         StatusCode::OK
@@ -421,7 +430,7 @@ pub async fn api_post(
     if !csrf_ok(&shared, &req, fields.get("csrf").map(String::as_str)) {
         return text(StatusCode::FORBIDDEN, "missing or wrong CSRF token\n");
     }
-    let outcome = submit(&shared, &fields);
+    let outcome = submit_blocking(&shared, fields).await;
     let status = if outcome.refused.is_empty() {
         StatusCode::OK
     } else {
