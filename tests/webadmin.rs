@@ -226,6 +226,32 @@ async fn each_change_applies_at_once_and_survives_a_restart() {
     ];
     assert_eq!(w.submit("/admin/domains", &off).await.status, 200);
     assert_ne!(register(&d, "late", "pw").await, "result");
+    // the API: a field left out stays as it is; a misspelt one is refused
+    let script = Web::of(&d);
+    let a = script
+        .api(
+            "POST",
+            "/api/settings",
+            &json!({"action": "domain_flags", "domain": "localhost", "auto_signup": false}),
+        )
+        .await;
+    assert_eq!(a.status, 200, "{}", a.body);
+    assert_eq!(
+        settings(&script).await["domain"][0]["allow_modify_password"],
+        true
+    );
+    let a = script
+        .api(
+            "POST",
+            "/api/settings",
+            &json!({"action": "domain_flags", "domain": "localhost", "autosignup": true}),
+        )
+        .await;
+    assert!(
+        a.status == 400 && a.body.contains("autosignup"),
+        "{}",
+        a.body
+    );
 
     // a supplementary disco item appears in disco#items of a session opened before
     let (mut alice, _) = Raw::login(d.starttls, "localhost", "alice", "alice-pw", "r").await;
