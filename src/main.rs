@@ -94,7 +94,7 @@ enum AccountCmd {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     if matches!(cli.command, Some(Command::CheckConfig)) {
-        return check_config(cli.config.as_deref());
+        return check_config(cli.config.as_deref(), cli.data_dir.as_deref());
     }
     if let (Some(Command::Reload), Some(dir)) = (&cli.command, &cli.data_dir) {
         // the data directory is all it needs: a broken file is the daemon's to report
@@ -140,7 +140,9 @@ fn loader(cli: &Cli) -> config::Loader {
     }
 }
 
-fn check_config(path: Option<&Path>) -> ExitCode {
+/// Check the file (problems with its lines), then the file with the WebAdmin's overlay
+/// of its data directory merged over it: what the daemon would load.
+fn check_config(path: Option<&Path>, data_dir: Option<&Path>) -> ExitCode {
     let text = match path {
         Some(p) => match std::fs::read_to_string(p) {
             Ok(t) => t,
@@ -157,6 +159,15 @@ fn check_config(path: Option<&Path>) -> ExitCode {
     let base = path.and_then(Path::parent).unwrap_or(Path::new(""));
     let (_, problems) = config::check_text(&text, base);
     if problems.is_empty() {
+        let loader = config::Loader {
+            config: path.map(Path::to_path_buf),
+            domain: None,
+            data_dir: data_dir.map(Path::to_path_buf),
+        };
+        if let Err(e) = loader.load() {
+            println!("{e}");
+            return ExitCode::from(1);
+        }
         println!("{name}: OK");
         ExitCode::SUCCESS
     } else {

@@ -622,3 +622,33 @@ async fn a_deleted_or_reset_administrator_loses_the_webadmin_session() {
         "a deleted administrator keeps the session"
     );
 }
+
+#[tokio::test]
+async fn check_config_reads_the_webadmin_overlay_as_the_daemon_does() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let data = dir.path().join("data");
+    std::fs::create_dir_all(&data).expect("data dir");
+    let cfg = dir.path().join("xmppd.toml");
+    std::fs::write(
+        &cfg,
+        format!("data_dir = {:?}\n", data.display().to_string()),
+    )
+    .expect("write");
+    let run = || {
+        let out = std::process::Command::new(xmppd_bin())
+            .args(["check-config", "--config"])
+            .arg(&cfg)
+            .output()
+            .expect("run");
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
+    };
+    let (ok, out) = run();
+    assert!(ok, "{out}");
+    // an overlay the daemon would refuse to start with: check-config says so too
+    std::fs::write(data.join("settings.toml"), "channels = \"many\"\n").expect("overlay");
+    let (ok, out) = run();
+    assert!(!ok && out.contains("settings.toml"), "{out}");
+}

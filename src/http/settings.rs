@@ -24,7 +24,13 @@ pub fn submit(shared: &Shared, fields: &HashMap<String, String>) -> Outcome {
     // wrote, and a reload cannot apply the file between this write and this apply
     let _one = shared.admin.reload_lock();
     let loader = &shared.admin.loader;
-    let mut s = match loader.load() {
+    // the overlay is computed from the file and the overlay alone: a command-line
+    // override (`--domain`) is the running process's, not a setting to save
+    let saved = config::Loader {
+        domain: None,
+        ..loader.clone()
+    };
+    let mut s = match saved.load() {
         Ok(s) => s,
         Err(e) => return Outcome::refused(format!("the configuration does not load: {e}")),
     };
