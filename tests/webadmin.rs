@@ -652,3 +652,24 @@ async fn check_config_reads_the_webadmin_overlay_as_the_daemon_does() {
     let (ok, out) = run();
     assert!(!ok && out.contains("settings.toml"), "{out}");
 }
+
+#[tokio::test]
+async fn channels_set_in_the_webadmin_refuse_the_next_connection() {
+    let d = Daemon::with(with_admin(""));
+    let w = Web::of(&d);
+    let a = w
+        .api(
+            "POST",
+            "/api/settings",
+            &json!({"action": "channels", "channels": 1}),
+        )
+        .await;
+    assert_eq!(a.status, 200, "{}", a.body);
+    let (_alice, _) = Raw::login(d.starttls, "localhost", "alice", "alice-pw", "1").await;
+    let mut second = Raw::connect(d.starttls, "localhost").await;
+    let out = second.read_to_close().await;
+    assert!(
+        out.contains("<resource-constraint xmlns='urn:ietf:params:xml:ns:xmpp-streams'/>"),
+        "{out}"
+    );
+}
