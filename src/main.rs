@@ -289,6 +289,14 @@ fn account(s: &Settings, action: AccountCmd) -> Result<(), CliError> {
 /// Warn about each configured administrator of a hosted domain whose account does not
 /// exist (at start and after a reload): self-registration refuses that name, but the
 /// entry is likely a typo or a deleted account.
+/// A list in the WebAdmin's overlay replaces the file's: say so when they differ.
+fn warn_shadowed(loader: &config::Loader, s: &Settings, log: &slog::Logger) {
+    for key in loader.shadowed(&s.data_dir) {
+        slog::warn!(log, "the WebAdmin's overlay replaces this list of the configuration file (edit it in the WebAdmin, or remove the key from the overlay)";
+            "key" => key, "overlay" => %config::overlay_file(&s.data_dir).display());
+    }
+}
+
 fn warn_missing_admins(s: &Settings, db: &dyn xmppd_actors::storage::Backend, log: &slog::Logger) {
     for a in &s.admins {
         let Some((user, dom)) = a.split_once('@') else {
@@ -366,6 +374,7 @@ fn run(settings: Settings, loader: config::Loader) -> Result<(), CliError> {
     let tls = certs::tls_context(&settings, &base, &log)?;
     let storage = Storage::new(db.clone());
     warn_missing_admins(&settings, &*db, &log);
+    warn_shadowed(&loader, &settings, &log);
     let admin_db = db.clone();
     let system = actix_rt::System::new();
     let pid_lock_held = &pid_lock;
@@ -414,7 +423,10 @@ fn run(settings: Settings, loader: config::Loader) -> Result<(), CliError> {
                             .and_then(|new| reload::apply(&server.ctx, &ctl, &base, new))
                     };
                     match &result {
-                        Ok(_) => warn_missing_admins(&server.ctx.settings.get(), &*admin_db, &log),
+                        Ok(_) => {
+                            warn_missing_admins(&server.ctx.settings.get(), &*admin_db, &log);
+                            warn_shadowed(&loader, &server.ctx.settings.get(), &log);
+                        }
                         Err(e) => slog::error!(log, "configuration not reloaded"; "error" => %e),
                     }
                     if let Err(e) = reload::write_atomically(&status_file, reload::status_text(generation, &result).as_bytes(), 0o644) {
