@@ -46,6 +46,27 @@ async fn disco_items(r: &mut Raw, id: &str) -> String {
     r.wait_for(&format!("id='{id}'")).await
 }
 
+/// A raw XEP-0114 handshake as component `name` with `secret`: the server's first answer.
+async fn component_handshake(d: &Daemon, name: &str, secret: &str) -> String {
+    use sha1::{Digest, Sha1};
+    let mut c = Raw::connect(d.starttls, name).await;
+    c.send(&format!(
+        "<?xml version='1.0'?><stream:stream xmlns='jabber:component:accept' \
+         xmlns:stream='http://etherx.jabber.org/streams' to='{name}'>"
+    ))
+    .await;
+    c.read_until(">").await;
+    let header = c.read_until(">").await;
+    let start = header.find(" id='").expect("stream id") + 5;
+    let end = header[start..].find('\'').expect("id end") + start;
+    let digest: String = Sha1::digest(format!("{}{secret}", &header[start..end]).as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    c.send(&format!("<handshake>{digest}</handshake>")).await;
+    c.next_stanza().await
+}
+
 #[tokio::test]
 async fn strangers_wrong_passwords_and_forged_requests_are_refused() {
     let d = Daemon::with(with_admin("[limits]\nauth_failures_per_account = 3\n"));
@@ -379,6 +400,15 @@ async fn each_change_applies_at_once_and_survives_a_restart() {
     assert_eq!(s["routes"][0]["port"], 5999);
     assert_eq!(s["components"][0]["name"], "gw.test");
     assert_eq!(s["components"][0]["secret"], "***", "secrets are not shown");
+    // the component added here attaches with its secret (XEP-0114), and not with another
+    assert_eq!(
+        component_handshake(&d, "gw.test", "long-enough-secret").await,
+        "<handshake/>"
+    );
+    assert_ne!(
+        component_handshake(&d, "gw.test", "another-secret!").await,
+        "<handshake/>"
+    );
 
     // a restart reads the file, then the overlay: everything is still in force
     drop(alice);
