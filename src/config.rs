@@ -111,6 +111,21 @@ impl Loader {
         }
     }
 
+    /// The keys whose list the overlay replaces with a different one (lists are not
+    /// merged: the file's value no longer counts), for a warning at load: someone who
+    /// edits the file would otherwise wonder why the change does nothing.
+    pub fn shadowed(&self, data_dir: &Path) -> Vec<String> {
+        let Ok((_, text)) = read_config(self.config.as_deref()) else {
+            return Vec::new();
+        };
+        let (Ok(file), Ok(overlay)) = (text.parse::<toml::Table>(), read_overlay(data_dir)) else {
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        shadowed_in(&file, &overlay, "", &mut out);
+        out
+    }
+
     /// The directory relative paths of the file are taken from.
     pub fn base(&self) -> PathBuf {
         self.config
@@ -184,24 +199,27 @@ pub fn read_overlay(data_dir: &Path) -> Result<toml::Table, ConfigError> {
 
 /// Write the overlay (0600: it may hold component secrets) through a temporary file.
 pub fn write_overlay(data_dir: &Path, overlay: &toml::Table) -> std::io::Result<()> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
     let text = format!(
         "# Settings changed from the WebAdmin; merged over the configuration file at\n\
          # every load. Delete a key (or the file) to return to the file's value.\n{}",
         toml::to_string(overlay).map_err(std::io::Error::other)?
     );
-    let f = overlay_file(data_dir);
-    let tmp = f.with_extension("toml.partial");
-    let _ = std::fs::remove_file(&tmp);
-    let mut out = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(&tmp)?;
-    out.write_all(text.as_bytes())?;
-    out.sync_all()?;
-    std::fs::rename(&tmp, &f)
+    crate::reload::write_atomically(&overlay_file(data_dir), text.as_bytes(), 0o600)
+}
+
+fn shadowed_in(file: &toml::Table, over: &toml::Table, prefix: &str, out: &mut Vec<String>) {
+    for (k, v) in over {
+        let path = format!("{prefix}{k}");
+        match (file.get(k), v) {
+            (Some(toml::Value::Table(f)), toml::Value::Table(o)) => {
+                shadowed_in(f, o, &format!("{path}."), out)
+            }
+            (Some(f @ toml::Value::Array(_)), o @ toml::Value::Array(_)) if f != o => {
+                out.push(path)
+            }
+            _ => {}
+        }
+    }
 }
 
 /// The configuration text with the overlay merged over it: tables merge key by key,
@@ -632,6 +650,34 @@ mod tests {
         .load()
         .expect("load");
         assert_eq!(s.domains[0].name, "cli.example");
+    }
+
+    #[test]
+    fn an_overlay_list_that_shadows_the_files_is_named() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let data = dir.path().join("data");
+        std::fs::create_dir_all(&data).expect("data");
+        let cfg = dir.path().join("x.toml");
+        std::fs::write(
+            &cfg,
+            "[s2s]\nsecure_domains = [\"a.example\"]\n[[domain]]\nname = \"localhost\"\n",
+        )
+        .expect("write");
+        let loader = Loader {
+            config: Some(cfg),
+            ..Loader::default()
+        };
+        assert!(loader.shadowed(&data).is_empty());
+        let o: toml::Table = "[s2s]\nsecure_domains = [\"b.example\"]\n"
+            .parse()
+            .expect("toml");
+        write_overlay(&data, &o).expect("overlay");
+        assert_eq!(loader.shadowed(&data), ["s2s.secure_domains"]);
+        let o: toml::Table = "[s2s]\nsecure_domains = [\"a.example\"]\n"
+            .parse()
+            .expect("toml");
+        write_overlay(&data, &o).expect("overlay");
+        assert!(loader.shadowed(&data).is_empty());
     }
 
     #[test]

@@ -94,7 +94,7 @@ enum AccountCmd {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     if matches!(cli.command, Some(Command::CheckConfig)) {
-        return check_config(cli.config.as_deref());
+        return check_config(cli.config.as_deref(), cli.data_dir.as_deref());
     }
     if let (Some(Command::Reload), Some(dir)) = (&cli.command, &cli.data_dir) {
         // the data directory is all it needs: a broken file is the daemon's to report
@@ -140,7 +140,9 @@ fn loader(cli: &Cli) -> config::Loader {
     }
 }
 
-fn check_config(path: Option<&Path>) -> ExitCode {
+/// Check the file (problems with its lines), then the file with the WebAdmin's overlay
+/// of its data directory merged over it: what the daemon would load.
+fn check_config(path: Option<&Path>, data_dir: Option<&Path>) -> ExitCode {
     let text = match path {
         Some(p) => match std::fs::read_to_string(p) {
             Ok(t) => t,
@@ -157,6 +159,15 @@ fn check_config(path: Option<&Path>) -> ExitCode {
     let base = path.and_then(Path::parent).unwrap_or(Path::new(""));
     let (_, problems) = config::check_text(&text, base);
     if problems.is_empty() {
+        let loader = config::Loader {
+            config: path.map(Path::to_path_buf),
+            domain: None,
+            data_dir: data_dir.map(Path::to_path_buf),
+        };
+        if let Err(e) = loader.load() {
+            println!("{e}");
+            return ExitCode::from(1);
+        }
         println!("{name}: OK");
         ExitCode::SUCCESS
     } else {
@@ -278,6 +289,14 @@ fn account(s: &Settings, action: AccountCmd) -> Result<(), CliError> {
 /// Warn about each configured administrator of a hosted domain whose account does not
 /// exist (at start and after a reload): self-registration refuses that name, but the
 /// entry is likely a typo or a deleted account.
+/// A list in the WebAdmin's overlay replaces the file's: say so when they differ.
+fn warn_shadowed(loader: &config::Loader, s: &Settings, log: &slog::Logger) {
+    for key in loader.shadowed(&s.data_dir) {
+        slog::warn!(log, "the WebAdmin's overlay replaces this list of the configuration file (edit it in the WebAdmin, or remove the key from the overlay)";
+            "key" => key, "overlay" => %config::overlay_file(&s.data_dir).display());
+    }
+}
+
 fn warn_missing_admins(s: &Settings, db: &dyn xmppd_actors::storage::Backend, log: &slog::Logger) {
     for a in &s.admins {
         let Some((user, dom)) = a.split_once('@') else {
@@ -355,6 +374,7 @@ fn run(settings: Settings, loader: config::Loader) -> Result<(), CliError> {
     let tls = certs::tls_context(&settings, &base, &log)?;
     let storage = Storage::new(db.clone());
     warn_missing_admins(&settings, &*db, &log);
+    warn_shadowed(&loader, &settings, &log);
     let admin_db = db.clone();
     let system = actix_rt::System::new();
     let pid_lock_held = &pid_lock;
@@ -366,7 +386,8 @@ fn run(settings: Settings, loader: config::Loader) -> Result<(), CliError> {
         for (addr, tls) in &server.listening {
             println!("listening {} {addr}", if *tls == xmppd_proto::config::ListenerTls::Direct { "direct-tls" } else { "starttls" });
         }
-        let admin = http::Admin { loader: loader.clone(), logs: ctl.clone() };
+        let admin = http::Admin { loader: loader.clone(), logs: ctl.clone(), reloading: Default::default() };
+        let reloading = admin.clone();
         if let Err(e) = http::start(&server.ctx, &log, admin) {
             server.shutdown(Duration::from_secs(1)).await;
             return Err(CliError::Usage(e.to_string()));
@@ -393,15 +414,22 @@ fn run(settings: Settings, loader: config::Loader) -> Result<(), CliError> {
                 _ = int.recv() => break,
                 _ = hup.recv() => {
                     generation += 1;
-                    let result = loader
-                        .load()
-                        .map_err(|e| e.to_string())
-                        .and_then(|new| reload::apply(&server.ctx, &ctl, &base, new));
+                    // not while a WebAdmin change writes and applies the overlay
+                    let result = {
+                        let _one = reloading.reload_lock();
+                        loader
+                            .load()
+                            .map_err(|e| e.to_string())
+                            .and_then(|new| reload::apply(&server.ctx, &ctl, &base, new))
+                    };
                     match &result {
-                        Ok(_) => warn_missing_admins(&server.ctx.settings.get(), &*admin_db, &log),
+                        Ok(_) => {
+                            warn_missing_admins(&server.ctx.settings.get(), &*admin_db, &log);
+                            warn_shadowed(&loader, &server.ctx.settings.get(), &log);
+                        }
                         Err(e) => slog::error!(log, "configuration not reloaded"; "error" => %e),
                     }
-                    if let Err(e) = reload::write_atomically(&status_file, &reload::status_text(generation, &result)) {
+                    if let Err(e) = reload::write_atomically(&status_file, reload::status_text(generation, &result).as_bytes(), 0o644) {
                         slog::warn!(log, "cannot write the reload status"; "file" => %status_file.display(), "error" => %e);
                     }
                 }

@@ -119,11 +119,32 @@ pub fn status_file(data_dir: &Path) -> PathBuf {
     data_dir.join("reload.status")
 }
 
-/// Write `text` to `path` through a temporary file (readers never see half of it).
-pub fn write_atomically(path: &Path, text: &str) -> std::io::Result<()> {
-    let tmp = path.with_extension("partial");
-    std::fs::write(&tmp, text)?;
-    std::fs::rename(&tmp, path)
+/// Write `bytes` to `path` through a temporary file created with `mode` beside it,
+/// synced before it is renamed over `path`: readers never see half of it, a crash
+/// leaves the old or the new file, and nobody else reads it when `mode` is 0600.
+pub fn write_atomically(path: &Path, bytes: &[u8], mode: u32) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".partial");
+    let tmp = PathBuf::from(tmp);
+    let _ = std::fs::remove_file(&tmp);
+    let mut out = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(mode)
+        .open(&tmp)?;
+    let written = out.write_all(bytes).and_then(|()| out.sync_all());
+    drop(out);
+    if let Err(e) = written.and_then(|()| std::fs::rename(&tmp, path)) {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(e);
+    }
+    // the rename itself is durable once the directory is synced
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::File::open(dir)?.sync_all()?;
+    }
+    Ok(())
 }
 
 /// The daemon's status after reload number `generation`.

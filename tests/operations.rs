@@ -368,6 +368,37 @@ async fn the_monitor_lists_each_connection_with_its_fields() {
         s == 200 && body.contains("alice@localhost/one"),
         "{s} {body}"
     );
+    // the token in a URL counts on GET /monitor only, the cookie on the monitor's paths
+    let (s, _) = http(
+        &anon,
+        "GET",
+        &format!("/monitor.json?token={}", addr.token),
+        None,
+        &[],
+        "",
+    )
+    .await;
+    assert_eq!(s, 401);
+    let (s, _) = http(
+        &anon,
+        "GET",
+        &format!("/api/settings?token={}", addr.token),
+        None,
+        &[],
+        "",
+    )
+    .await;
+    assert_eq!(s, 401);
+    let (s, _) = http(
+        &anon,
+        "GET",
+        "/api/settings",
+        None,
+        &[("Cookie", cookie.as_str())],
+        "",
+    )
+    .await;
+    assert_eq!(s, 401);
 }
 
 #[tokio::test]

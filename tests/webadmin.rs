@@ -46,6 +46,27 @@ async fn disco_items(r: &mut Raw, id: &str) -> String {
     r.wait_for(&format!("id='{id}'")).await
 }
 
+/// A raw XEP-0114 handshake as component `name` with `secret`: the server's first answer.
+async fn component_handshake(d: &Daemon, name: &str, secret: &str) -> String {
+    use sha1::{Digest, Sha1};
+    let mut c = Raw::connect(d.starttls, name).await;
+    c.send(&format!(
+        "<?xml version='1.0'?><stream:stream xmlns='jabber:component:accept' \
+         xmlns:stream='http://etherx.jabber.org/streams' to='{name}'>"
+    ))
+    .await;
+    c.read_until(">").await;
+    let header = c.read_until(">").await;
+    let start = header.find(" id='").expect("stream id") + 5;
+    let end = header[start..].find('\'').expect("id end") + start;
+    let digest: String = Sha1::digest(format!("{}{secret}", &header[start..end]).as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    c.send(&format!("<handshake>{digest}</handshake>")).await;
+    c.next_stanza().await
+}
+
 #[tokio::test]
 async fn strangers_wrong_passwords_and_forged_requests_are_refused() {
     let d = Daemon::with(with_admin("[limits]\nauth_failures_per_account = 3\n"));
@@ -226,6 +247,32 @@ async fn each_change_applies_at_once_and_survives_a_restart() {
     ];
     assert_eq!(w.submit("/admin/domains", &off).await.status, 200);
     assert_ne!(register(&d, "late", "pw").await, "result");
+    // the API: a field left out stays as it is; a misspelt one is refused
+    let script = Web::of(&d);
+    let a = script
+        .api(
+            "POST",
+            "/api/settings",
+            &json!({"action": "domain_flags", "domain": "localhost", "auto_signup": false}),
+        )
+        .await;
+    assert_eq!(a.status, 200, "{}", a.body);
+    assert_eq!(
+        settings(&script).await["domain"][0]["allow_modify_password"],
+        true
+    );
+    let a = script
+        .api(
+            "POST",
+            "/api/settings",
+            &json!({"action": "domain_flags", "domain": "localhost", "autosignup": true}),
+        )
+        .await;
+    assert!(
+        a.status == 400 && a.body.contains("autosignup"),
+        "{}",
+        a.body
+    );
 
     // a supplementary disco item appears in disco#items of a session opened before
     let (mut alice, _) = Raw::login(d.starttls, "localhost", "alice", "alice-pw", "r").await;
@@ -353,6 +400,15 @@ async fn each_change_applies_at_once_and_survives_a_restart() {
     assert_eq!(s["routes"][0]["port"], 5999);
     assert_eq!(s["components"][0]["name"], "gw.test");
     assert_eq!(s["components"][0]["secret"], "***", "secrets are not shown");
+    // the component added here attaches with its secret (XEP-0114), and not with another
+    assert_eq!(
+        component_handshake(&d, "gw.test", "long-enough-secret").await,
+        "<handshake/>"
+    );
+    assert_ne!(
+        component_handshake(&d, "gw.test", "another-secret!").await,
+        "<handshake/>"
+    );
 
     // a restart reads the file, then the overlay: everything is still in force
     drop(alice);
@@ -492,6 +548,29 @@ async fn accounts_are_listed_reset_and_deleted_like_an_inband_removal() {
         page.body
     );
     assert!(page.body.contains("3 account(s)"), "{}", page.body);
+    // a page beyond the last shows the last; an endless search is refused
+    let page = w
+        .get(&format!("/admin/accounts?q=user&page={}", usize::MAX))
+        .await;
+    assert!(page.body.contains("page 1 of 1"), "{}", page.body);
+    let a = w
+        .api(
+            "GET",
+            &format!("/api/accounts?page={}", usize::MAX),
+            &json!({}),
+        )
+        .await;
+    assert_eq!(
+        (a.status, a.json()["page"].clone()),
+        (200, json!(0)),
+        "{}",
+        a.body
+    );
+    let long = "a".repeat(300);
+    assert_eq!(
+        w.get(&format!("/admin/accounts?q={long}")).await.status,
+        400
+    );
     // a person must tick "sure" before a delete from the page
     let del = [("action", "delete"), ("jid", "user2@localhost")];
     let a = w.submit("/admin/accounts", &del).await;
@@ -514,4 +593,113 @@ async fn a_public_http_address_needs_an_administrator() {
     assert!(!ok && out.contains("needs an administrator"), "{out}");
     let (ok, out) = check_config(&format!("admins = [\"boss@example.org\"]\n{public}"));
     assert!(ok, "{out}");
+}
+
+/// Polls a page with the session until it is sent to the login page (the session
+/// ended); false when it still answers after 10 s.
+async fn logged_out(w: &Web) -> bool {
+    for _ in 0..100 {
+        let a = w.get("/admin/settings").await;
+        if a.status == 303 && a.header("location").as_deref() == Some("/admin/login") {
+            return true;
+        }
+        assert_eq!(a.status, 200, "{}", a.body);
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    false
+}
+
+#[tokio::test]
+async fn a_deleted_or_reset_administrator_loses_the_webadmin_session() {
+    let mut o = with_admin("");
+    o.top = format!("admins = [\"{ADMIN}\", \"boss2@localhost\"]");
+    o.accounts.push(("boss2".into(), "boss2-pw".into()));
+    let d = Daemon::with(o);
+    let boss = logged_in(&d).await;
+    let mut boss2 = Web::of(&d);
+    assert_eq!(boss2.login("boss2@localhost", "boss2-pw").await.status, 303);
+    // storage confirms a live session: it goes on past the recheck interval
+    tokio::time::sleep(std::time::Duration::from_millis(2500)).await;
+    assert_eq!(boss.get("/admin/settings").await.status, 200);
+    assert_eq!(boss2.get("/admin/settings").await.status, 200);
+
+    // boss2's password is reset (by a script with the token): the session ends
+    let a = Web::of(&d)
+        .api(
+            "POST",
+            "/api/accounts",
+            &json!({"action": "password", "jid": "boss2@localhost", "password": "new-pw"}),
+        )
+        .await;
+    assert_eq!(a.status, 200, "{}", a.body);
+    assert!(
+        logged_out(&boss2).await,
+        "a reset administrator keeps the session"
+    );
+    // the cookie is worth nothing more, even for the API
+    let a = boss2.request("GET", "/api/settings", &[], "").await;
+    assert_eq!(a.status, 401, "{}", a.body);
+
+    // boss removes the account over XMPP (XEP-0077 <remove/>): the session ends too
+    assert_eq!(boss.get("/admin/accounts").await.status, 200);
+    let (mut r, _) = Raw::login(d.starttls, "localhost", "boss", ADMIN_PW, "r").await;
+    r.send("<iq type='set' id='rm'><query xmlns='jabber:iq:register'><remove/></query></iq>")
+        .await;
+    let answer = r.wait_for("id='rm'").await;
+    assert!(answer.contains("type='result'"), "{answer}");
+    assert!(
+        logged_out(&boss).await,
+        "a deleted administrator keeps the session"
+    );
+}
+
+#[tokio::test]
+async fn check_config_reads_the_webadmin_overlay_as_the_daemon_does() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let data = dir.path().join("data");
+    std::fs::create_dir_all(&data).expect("data dir");
+    let cfg = dir.path().join("xmppd.toml");
+    std::fs::write(
+        &cfg,
+        format!("data_dir = {:?}\n", data.display().to_string()),
+    )
+    .expect("write");
+    let run = || {
+        let out = std::process::Command::new(xmppd_bin())
+            .args(["check-config", "--config"])
+            .arg(&cfg)
+            .output()
+            .expect("run");
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
+    };
+    let (ok, out) = run();
+    assert!(ok, "{out}");
+    // an overlay the daemon would refuse to start with: check-config says so too
+    std::fs::write(data.join("settings.toml"), "channels = \"many\"\n").expect("overlay");
+    let (ok, out) = run();
+    assert!(!ok && out.contains("settings.toml"), "{out}");
+}
+
+#[tokio::test]
+async fn channels_set_in_the_webadmin_refuse_the_next_connection() {
+    let d = Daemon::with(with_admin(""));
+    let w = Web::of(&d);
+    let a = w
+        .api(
+            "POST",
+            "/api/settings",
+            &json!({"action": "channels", "channels": 1}),
+        )
+        .await;
+    assert_eq!(a.status, 200, "{}", a.body);
+    let (_alice, _) = Raw::login(d.starttls, "localhost", "alice", "alice-pw", "1").await;
+    let mut second = Raw::connect(d.starttls, "localhost").await;
+    let out = second.read_to_close().await;
+    assert!(
+        out.contains("<resource-constraint xmlns='urn:ietf:params:xml:ns:xmpp-streams'/>"),
+        "{out}"
+    );
 }

@@ -5,8 +5,9 @@
 //! XMPP (a raw registration refused, the item in disco#items, the account logging in)
 //! and answers. Screenshots of every page go to a temporary directory, or to
 //! `XMPPD_SCREENSHOTS` when set (that is how `docs/screenshots/` is made).
-//! Needs node and chromium (`.ci/run` installs them); installs playwright-core with
-//! `npm ci` in `tests/browser/` when missing.
+//! Needs node and chromium (`scripts/test` installs them); installs playwright-core with
+//! `npm ci` in `tests/browser/` when missing. Skipped without them, except when `CI` or
+//! `XMPPD_REQUIRE_BROWSER` is set: then it fails.
 
 mod common;
 use common::register::{login_works, register};
@@ -53,9 +54,16 @@ fn browser_dir() -> PathBuf {
 #[tokio::test]
 async fn an_administrator_uses_the_webadmin_in_chromium() {
     if !have("node") || !Path::new(CHROMIUM).exists() {
-        eprintln!(
-            "SKIPPED: the browser test needs node and {CHROMIUM} (apt-get install nodejs npm chromium; .ci/run installs them)"
+        let why = format!(
+            "the browser test needs node and {CHROMIUM} (apt-get install nodejs npm chromium; scripts/test installs them)"
         );
+        // in CI (and under scripts/test, which installs them) a missing browser is a
+        // failure, not a silent skip
+        assert!(
+            std::env::var_os("CI").is_none() && std::env::var_os("XMPPD_REQUIRE_BROWSER").is_none(),
+            "{why}; CI or XMPPD_REQUIRE_BROWSER is set, so this is a failure"
+        );
+        eprintln!("SKIPPED: {why}");
         return;
     }
     let dir = browser_dir();

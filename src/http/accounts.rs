@@ -18,6 +18,11 @@ use xmppd_proto::config::PasswordFormat;
 
 /// Accounts on one page of the list.
 pub const PAGE_SIZE: usize = 50;
+/// How long a delete waits for the account's actor and storage (below the HTTP
+/// side's 5 s request deadline, so the answer says what happened).
+const DELETE_WAIT: Duration = Duration::from_secs(4);
+/// The longest search string (bytes); a longer one is refused with 400.
+pub const MAX_SEARCH: usize = 256;
 
 #[derive(Debug, Default, serde::Deserialize)]
 pub struct Query {
@@ -29,21 +34,23 @@ pub struct Query {
     page: Option<usize>,
 }
 
-/// One page of the accounts of `domain` whose name contains `q`: (names, total matching).
-pub fn select(all: &[String], q: &str, page: usize) -> (Vec<String>, usize) {
+/// One page of the accounts of `domain` whose name contains `q`: (names, total
+/// matching, the page shown: `page`, or the last one when `page` is beyond it).
+pub fn select(all: &[String], q: &str, page: usize) -> (Vec<String>, usize, usize) {
     let q = q.trim().to_lowercase();
     let hits: Vec<&String> = all
         .iter()
         .filter(|u| u.to_lowercase().contains(&q))
         .collect();
     let total = hits.len();
-    let page: Vec<String> = hits
+    let page = page.min(total.div_ceil(PAGE_SIZE).max(1) - 1);
+    let names: Vec<String> = hits
         .into_iter()
-        .skip(page.saturating_mul(PAGE_SIZE))
+        .skip(page * PAGE_SIZE)
         .take(PAGE_SIZE)
         .cloned()
         .collect();
-    (page, total)
+    (names, total, page)
 }
 
 async fn list(shared: &Shared, domain: &str) -> Result<Vec<String>, StorageError> {
@@ -164,9 +171,12 @@ pub async fn act(shared: &Shared, f: &HashMap<String, String>) -> Outcome {
             if sent.is_err() {
                 return Outcome::refused("the server is busy: try again");
             }
-            match tokio::time::timeout(Duration::from_secs(10), answer).await {
+            // the administrator's own sessions end now, whatever comes of it (a
+            // storage failure only logs them out); the wait stays within the request's
+            // deadline, REQUEST_DEADLINE (5 s), which would otherwise cut it with a 408
+            shared.sessions.close_user(&jid);
+            match tokio::time::timeout(DELETE_WAIT, answer).await {
                 Ok(Ok(Ok(()))) => {
-                    shared.sessions.close_user(&jid);
                     slog::info!(log, "WebAdmin: account deleted"; "jid" => &jid);
                     Outcome::done(format!("{jid} deleted"))
                 }
@@ -174,7 +184,9 @@ pub async fn act(shared: &Shared, f: &HashMap<String, String>) -> Outcome {
                     Outcome::refused(format!("no account {jid}"))
                 }
                 Ok(Ok(Err(e))) => Outcome::refused(e.to_string()),
-                _ => Outcome::refused("the account did not answer: try again"),
+                _ => Outcome::refused(
+                    "the deletion was not confirmed within 4 s: it may still complete (see the list)",
+                ),
             }
         }
         a => Outcome::refused(format!("unknown action '{a}'")),
@@ -191,9 +203,11 @@ async fn render(shared: &Shared, req: &HttpRequest, q: &Query, outcome: &Outcome
         return text(StatusCode::NOT_FOUND, "no such hosted domain\n");
     };
     let search = q.q.clone().unwrap_or_default();
-    let page_no = q.page.unwrap_or(0);
-    let (names, total) = match list(shared, &domain).await {
-        Ok(all) => select(&all, &search, page_no),
+    if search.len() > MAX_SEARCH {
+        return text(StatusCode::BAD_REQUEST, "the search is too long\n");
+    }
+    let (names, total, page_no) = match list(shared, &domain).await {
+        Ok(all) => select(&all, &search, q.page.unwrap_or(0)),
         Err(e) => {
             slog::error!(shared.ctx.log, "WebAdmin: accounts not listed"; "error" => %e);
             return text(StatusCode::SERVICE_UNAVAILABLE, "storage failed\n");
@@ -313,10 +327,16 @@ pub async fn api_get(shared: web::Data<Shared>, q: web::Query<Query>) -> HttpRes
             serde_json::json!({ "error": "no such hosted domain" }),
         );
     };
-    let page_no = q.page.unwrap_or(0);
+    let search = q.q.as_deref().unwrap_or("");
+    if search.len() > MAX_SEARCH {
+        return json_answer(
+            StatusCode::BAD_REQUEST,
+            serde_json::json!({ "error": format!("q is longer than {MAX_SEARCH} bytes") }),
+        );
+    }
     match list(&shared, &domain).await {
         Ok(all) => {
-            let (names, total) = select(&all, q.q.as_deref().unwrap_or(""), page_no);
+            let (names, total, page_no) = select(&all, search, q.page.unwrap_or(0));
             let jids: Vec<String> = names.iter().map(|u| format!("{u}@{domain}")).collect();
             json_answer(
                 StatusCode::OK,
@@ -359,13 +379,15 @@ mod tests {
     #[test]
     fn search_and_pages() {
         let all: Vec<String> = (0..120).map(|i| format!("user{i:03}")).collect();
-        let (p, total) = select(&all, "", 2);
-        assert_eq!((p.len(), total), (20, 120));
+        let (p, total, page) = select(&all, "", 2);
+        assert_eq!((p.len(), total, page), (20, 120, 2));
         assert_eq!(p[0], "user100");
-        let (p, total) = select(&all, "USER01", 0);
+        let (p, total, _) = select(&all, "USER01", 0);
         assert_eq!(total, 10);
         assert_eq!(p.first().map(String::as_str), Some("user010"));
-        assert_eq!(select(&all, "nobody", 0), (vec![], 0));
-        assert_eq!(select(&all, "", usize::MAX).0.len(), 0);
+        assert_eq!(select(&all, "nobody", 0), (vec![], 0, 0));
+        // a page beyond the last shows the last (no overflow in the pager's page + 1)
+        let (p, _, page) = select(&all, "", usize::MAX);
+        assert_eq!((p.len(), page), (20, 2));
     }
 }

@@ -5,6 +5,10 @@
 //! as XMPP logins. A login gets a random session id in an `HttpOnly; SameSite=Strict`
 //! cookie and a CSRF token of its own; sessions end after [`IDLE`] without a request,
 //! [`LIFETIME`] after the login, or at logout. At most [`MAX_SESSIONS`] live at once.
+//! A session remembers a fingerprint of the account's stored credentials and compares
+//! it with storage at most every [`RECHECK`] ([`recheck`], before the handler runs): an
+//! administrator deleted (by any path: WebAdmin, XEP-0133, XEP-0077, the command line)
+//! or whose password changed is logged out.
 
 use super::page::{self, esc};
 use super::{Shared, csrf_token, same_secret};
@@ -24,6 +28,28 @@ pub const LIFETIME: Duration = Duration::from_secs(12 * 3600);
 pub const MAX_SESSIONS: usize = 64;
 /// The session cookie.
 pub const COOKIE: &str = "xmppd_session";
+/// A session's account is looked up again after this long (a request waits for it).
+pub const RECHECK: Duration = Duration::from_secs(2);
+
+/// What a session remembers of the credentials it logged in with: changed by a password
+/// change, gone with the account.
+pub type Fingerprint = [u8; 32];
+
+/// The fingerprint of stored credentials (a hash of the stored keys and their salt).
+pub fn fingerprint(c: &xmppd_proto::auth::scram::Credentials) -> Fingerprint {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    for part in [
+        &c.salt[..],
+        &c.iterations.to_be_bytes()[..],
+        &c.sha1.stored_key[..],
+        &c.sha256.stored_key[..],
+    ] {
+        h.update((part.len() as u64).to_be_bytes());
+        h.update(part);
+    }
+    h.finalize().into()
+}
 
 /// Who a request comes from, put in its extensions before any handler runs.
 #[derive(Debug, Clone)]
@@ -58,6 +84,9 @@ struct Entry {
     csrf: String,
     created: Instant,
     last: Instant,
+    fingerprint: Fingerprint,
+    /// When storage last confirmed the fingerprint.
+    checked: Instant,
 }
 
 /// The live sessions, bounded.
@@ -72,8 +101,8 @@ impl Sessions {
         }
     }
 
-    /// A new session for `jid`: (id, CSRF token).
-    pub fn open(&self, jid: &str, now: Instant) -> (String, String) {
+    /// A new session for `jid`, logged in with credentials of `fingerprint`: (id, CSRF token).
+    pub fn open(&self, jid: &str, fingerprint: Fingerprint, now: Instant) -> (String, String) {
         let (id, csrf) = (csrf_token(), csrf_token());
         self.with(|m| {
             m.retain(|_, e| live(e, now));
@@ -91,6 +120,8 @@ impl Sessions {
                     csrf: csrf.clone(),
                     created: now,
                     last: now,
+                    fingerprint,
+                    checked: now,
                 },
             );
         });
@@ -114,6 +145,25 @@ impl Sessions {
         })
     }
 
+    /// The fingerprint of session `id` when storage must confirm it again (its last
+    /// check is [`RECHECK`] old).
+    pub fn due(&self, id: &str, now: Instant) -> Option<Fingerprint> {
+        self.with(|m| {
+            m.get(id)
+                .filter(|e| now.duration_since(e.checked) >= RECHECK)
+                .map(|e| e.fingerprint)
+        })
+    }
+
+    /// Storage confirmed session `id`'s fingerprint at `now`.
+    pub fn confirmed(&self, id: &str, now: Instant) {
+        self.with(|m| {
+            if let Some(e) = m.get_mut(id) {
+                e.checked = now;
+            }
+        })
+    }
+
     pub fn close(&self, id: &str) {
         self.with(|m| m.remove(id));
     }
@@ -131,6 +181,60 @@ impl Sessions {
 
 fn live(e: &Entry, now: Instant) -> bool {
     now.duration_since(e.last) < IDLE && now.duration_since(e.created) < LIFETIME
+}
+
+/// Before a session's request runs: when [`RECHECK`] has passed since storage last
+/// confirmed it, look the account up again; gone or with other credentials, the
+/// session ends and the request is answered as one without a session.
+pub async fn recheck(
+    req: actix_web::dev::ServiceRequest,
+    next: actix_web::middleware::Next<impl actix_web::body::MessageBody + 'static>,
+) -> Result<
+    actix_web::dev::ServiceResponse<actix_web::body::EitherBody<impl actix_web::body::MessageBody>>,
+    actix_web::Error,
+> {
+    let session = match Auth::of(req.request()) {
+        Some(Auth::Session { id, jid, .. }) => Some((id, jid)),
+        _ => None,
+    };
+    let shared = req.app_data::<web::Data<Shared>>().cloned();
+    if let (Some((id, jid)), Some(shared)) = (session, shared) {
+        let now = Instant::now();
+        if let Some(fp) = shared.sessions.due(&id, now) {
+            let Some((user, domain)) = jid
+                .split_once('@')
+                .map(|(u, d)| (u.to_string(), d.to_string()))
+            else {
+                shared.sessions.close(&id);
+                let res = super::unauthenticated(req.request());
+                return Ok(req.into_response(res).map_into_right_body());
+            };
+            let stored = shared
+                .ctx
+                .storage
+                .run(move |b| b.credentials(&domain, &user))
+                .await;
+            match stored {
+                Ok(Some(c)) if fingerprint(&c) == fp => shared.sessions.confirmed(&id, now),
+                Ok(_) => {
+                    shared.sessions.close(&id);
+                    slog::info!(shared.ctx.log, "WebAdmin session ended: the account is gone or its password changed"; "jid" => &jid);
+                    req.extensions_mut().remove::<Auth>();
+                    let res = super::unauthenticated(req.request());
+                    return Ok(req.into_response(res).map_into_right_body());
+                }
+                Err(e) => {
+                    slog::error!(shared.ctx.log, "WebAdmin: storage failed checking a session"; "error" => %e);
+                    let res = super::text(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "storage failed: try again\n",
+                    );
+                    return Ok(req.into_response(res).map_into_right_body());
+                }
+            }
+        }
+    }
+    next.call(req).await.map(|r| r.map_into_left_body())
 }
 
 /// The session cookie's value in the request.
@@ -243,21 +347,25 @@ pub async fn login(
         storage
             .run(move |b| {
                 Ok(match b.credentials(&d, &u)? {
-                    Some(creds) => creds.verify_password(&password),
+                    Some(creds) => creds
+                        .verify_password(&password)
+                        .then(|| fingerprint(&creds)),
                     None => {
                         // the same work as for an account, so timing tells nothing
                         let _ = server
                             .decoy
                             .decoy(&u, iterations)
                             .verify_password(&password);
-                        false
+                        None
                     }
                 })
             })
             .await
     };
     let ok = match verified {
-        Ok(ok) => ok && settings.domain(&domain).is_some() && settings.is_admin(&user, &domain),
+        Ok(fp) => {
+            fp.filter(|_| settings.domain(&domain).is_some() && settings.is_admin(&user, &domain))
+        }
         Err(e) => {
             slog::error!(ctx.log, "WebAdmin login: storage failed"; "error" => %e);
             drop(attempt);
@@ -268,17 +376,17 @@ pub async fn login(
             );
         }
     };
-    METRICS.auth("webadmin", ok);
-    if !ok {
+    METRICS.auth("webadmin", ok.is_some());
+    let Some(fp) = ok else {
         attempt.failed(&policy, Instant::now());
         ctx.stats
             .auth_failures
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         slog::warn!(ctx.log, "WebAdmin login refused"; "peer" => %ip, "jid" => &account);
         return login_page(StatusCode::FORBIDDEN, Some(WRONG), &jid);
-    }
+    };
     attempt.succeeded();
-    let (id, _) = shared.sessions.open(&account, Instant::now());
+    let (id, _) = shared.sessions.open(&account, fp, Instant::now());
     slog::info!(ctx.log, "WebAdmin login"; "peer" => %ip, "jid" => &account);
     HttpResponse::SeeOther()
         .insert_header((header::LOCATION, "/admin/settings"))
@@ -328,7 +436,7 @@ mod tests {
     fn sessions_expire_and_stay_bounded() {
         let s = Sessions::default();
         let t0 = Instant::now();
-        let (id, csrf) = s.open("boss@example.org", t0);
+        let (id, csrf) = s.open("boss@example.org", [0; 32], t0);
         assert_eq!((id.len(), csrf.len()), (48, 48));
         assert!(matches!(
             s.touch(&id, t0 + IDLE / 2),
@@ -342,13 +450,41 @@ mod tests {
         assert!(s.touch(&id, t0 + 3 * IDLE).is_none());
         assert!(s.touch("not-a-session", t0).is_none());
         // a flood of logins keeps at most MAX_SESSIONS, the least recently used go
-        let first = s.open("a@example.org", t0).0;
+        let first = s.open("a@example.org", [0; 32], t0).0;
         for i in 0..MAX_SESSIONS + 10 {
-            s.open("b@example.org", t0 + Duration::from_millis(i as u64 + 1));
+            s.open(
+                "b@example.org",
+                [0; 32],
+                t0 + Duration::from_millis(i as u64 + 1),
+            );
         }
         assert_eq!(s.len(), MAX_SESSIONS);
         assert!(s.touch(&first, t0 + Duration::from_secs(1)).is_none());
         s.close_user("B@example.org");
         assert_eq!(s.len(), 0);
+    }
+
+    #[test]
+    fn storage_confirms_a_session_every_recheck_interval() {
+        let s = Sessions::default();
+        let t0 = Instant::now();
+        let (id, _) = s.open("boss@example.org", [7; 32], t0);
+        assert_eq!(s.due(&id, t0 + RECHECK / 2), None);
+        assert_eq!(s.due(&id, t0 + RECHECK), Some([7; 32]));
+        s.confirmed(&id, t0 + RECHECK);
+        assert_eq!(s.due(&id, t0 + RECHECK + RECHECK / 2), None);
+        assert_eq!(s.due("nobody", t0 + 2 * RECHECK), None);
+    }
+
+    #[test]
+    fn a_password_change_changes_the_fingerprint() {
+        use xmppd_proto::auth::scram::Credentials;
+        let a = Credentials::derive_with_salt("secret", b"salt-salt-salt!!", 4096, false);
+        let same = Credentials::derive_with_salt("secret", b"salt-salt-salt!!", 4096, false);
+        let other = Credentials::derive_with_salt("secret2", b"salt-salt-salt!!", 4096, false);
+        let resalted = Credentials::derive_with_salt("secret", b"another-salt-16b", 4096, false);
+        assert_eq!(fingerprint(&a), fingerprint(&same));
+        assert_ne!(fingerprint(&a), fingerprint(&other));
+        assert_ne!(fingerprint(&a), fingerprint(&resalted));
     }
 }

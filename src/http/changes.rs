@@ -12,19 +12,21 @@ use xmppd_proto::config::{
 /// One change an administrator asks for.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Change {
-    /// The global level and the XMPPI / XMPPO overrides (`None`: no override).
+    /// The global level and the XMPPI / XMPPO overrides; `None`: unchanged (a field
+    /// left out), `Some(None)`: no override (an empty value).
     LogLevel {
-        level: LogLevel,
-        xmppi: Option<LogLevel>,
-        xmppo: Option<LogLevel>,
+        level: Option<LogLevel>,
+        xmppi: Option<Option<LogLevel>>,
+        xmppo: Option<Option<LogLevel>>,
     },
     Channels(usize),
     AddDomain(String),
     RemoveDomain(String),
+    /// `None`: unchanged (the field was left out).
     DomainFlags {
         domain: String,
-        auto_signup: bool,
-        allow_modify_password: bool,
+        auto_signup: Option<bool>,
+        allow_modify_password: Option<bool>,
     },
     AddDiscoItem {
         domain: String,
@@ -61,6 +63,35 @@ fn opt(f: &HashMap<String, String>, k: &str) -> Option<String> {
         .filter(|v| !v.is_empty())
 }
 
+/// A flag that may be left out (unchanged): `None` when missing or empty.
+fn opt_flag(f: &HashMap<String, String>, k: &str) -> Result<Option<bool>, String> {
+    match f.get(k).map(|v| v.trim()) {
+        None | Some("") => Ok(None),
+        Some(_) => flag(f, k).map(Some),
+    }
+}
+
+/// The fields each action takes (besides `action`, and `csrf` from a page); any other
+/// is refused, so a misspelt key is not silently ignored.
+fn allowed(action: &str) -> Option<&'static [&'static str]> {
+    Some(match action {
+        "log_level" => &["level", "xmppi", "xmppo"],
+        "channels" => &["channels"],
+        "add_domain" => &["domain"],
+        "remove_domain" => &["domain", "confirm"],
+        "domain_flags" => &["domain", "auto_signup", "allow_modify_password"],
+        "add_disco_item" => &["domain", "jid", "name", "node"],
+        "remove_disco_item" => &["domain", "jid", "node"],
+        "secure_domains" => &["domains"],
+        "add_route" => &["domain", "host", "port", "direct_tls"],
+        "remove_route" => &["domain"],
+        "remove_component" => &["name"],
+        "add_component" => &["name", "secret", "description"],
+        "limits" => &[],
+        _ => return None,
+    })
+}
+
 fn flag(f: &HashMap<String, String>, k: &str) -> Result<bool, String> {
     match f.get(k).map(|v| v.trim()) {
         Some("true" | "on" | "yes" | "1") => Ok(true),
@@ -91,20 +122,68 @@ pub fn limit_names() -> Vec<String> {
 /// Read a change from the submitted fields (`action` says which).
 pub fn parse(f: &HashMap<String, String>) -> Result<Change, String> {
     let lower = |k: &str| field(f, k).map(|v| v.to_ascii_lowercase());
-    Ok(match field(f, "action")? {
-        "log_level" => Change::LogLevel {
-            level: level(field(f, "level")?)?,
-            xmppi: opt(f, "xmppi").map(|v| level(&v)).transpose()?,
-            xmppo: opt(f, "xmppo").map(|v| level(&v)).transpose()?,
-        },
+    let action = field(f, "action")?;
+    if let Some(keys) = allowed(action) {
+        let limits = if action == "limits" {
+            limit_names()
+        } else {
+            Vec::new()
+        };
+        let mut unknown: Vec<&str> = f
+            .keys()
+            .map(String::as_str)
+            .filter(|k| !matches!(*k, "action" | "csrf"))
+            .filter(|k| !keys.contains(k) && !limits.iter().any(|l| l == k))
+            .collect();
+        if !unknown.is_empty() {
+            unknown.sort_unstable();
+            return Err(format!(
+                "unknown field(s) for '{action}': {}",
+                unknown.join(", ")
+            ));
+        }
+    }
+    // a log level: left out (None), empty (Some(None): no override), or a level
+    let tag = |k: &str| -> Result<Option<Option<LogLevel>>, String> {
+        match f.get(k).map(|v| v.trim()) {
+            None => Ok(None),
+            Some("") => Ok(Some(None)),
+            Some(v) => level(v).map(|l| Some(Some(l))),
+        }
+    };
+    Ok(match action {
+        "log_level" => {
+            let c = Change::LogLevel {
+                level: opt(f, "level").map(|v| level(&v)).transpose()?,
+                xmppi: tag("xmppi")?,
+                xmppo: tag("xmppo")?,
+            };
+            if c == (Change::LogLevel {
+                level: None,
+                xmppi: None,
+                xmppo: None,
+            }) {
+                return Err("give 'level', 'xmppi' or 'xmppo'".into());
+            }
+            c
+        }
         "channels" => Change::Channels(number(f, "channels")?),
         "add_domain" => Change::AddDomain(lower("domain")?),
         "remove_domain" => Change::RemoveDomain(lower("domain")?),
-        "domain_flags" => Change::DomainFlags {
-            domain: lower("domain")?,
-            auto_signup: flag(f, "auto_signup")?,
-            allow_modify_password: flag(f, "allow_modify_password")?,
-        },
+        "domain_flags" => {
+            let (auto_signup, allow_modify_password) = (
+                opt_flag(f, "auto_signup")?,
+                opt_flag(f, "allow_modify_password")?,
+            );
+            if auto_signup.is_none() && allow_modify_password.is_none() {
+                return Err("give 'auto_signup' or 'allow_modify_password'".into());
+            }
+            Change::DomainFlags {
+                domain: lower("domain")?,
+                auto_signup,
+                allow_modify_password,
+            }
+        }
         "add_disco_item" => Change::AddDiscoItem {
             domain: lower("domain")?,
             item: DiscoItem {
@@ -120,8 +199,7 @@ pub fn parse(f: &HashMap<String, String>) -> Result<Change, String> {
         },
         "secure_domains" => Change::SecureDomains(
             f.get("domains")
-                .map(String::as_str)
-                .unwrap_or("")
+                .ok_or("'domains' is missing (an empty list clears it)")?
                 .split(|c: char| c.is_whitespace() || c == ',')
                 .filter(|d| !d.is_empty())
                 .map(str::to_ascii_lowercase)
@@ -185,11 +263,14 @@ pub fn apply(
             xmppi,
             xmppo,
         } => {
-            s.log_level = *level;
+            if let Some(level) = level {
+                s.log_level = *level;
+            }
             for (tag, l) in [("XMPPI", xmppi), ("XMPPO", xmppo)] {
                 match l {
-                    Some(l) => s.log_tags.insert(tag.to_string(), *l),
-                    None => s.log_tags.remove(tag),
+                    Some(Some(l)) => s.log_tags.insert(tag.to_string(), *l),
+                    Some(None) => s.log_tags.remove(tag),
+                    None => None,
                 };
             }
             overlay.insert("log_level".into(), value(&s.log_level)?);
@@ -222,12 +303,12 @@ pub fn apply(
             allow_modify_password,
         } => {
             let d = domain_mut(s, domain)?;
-            d.auto_signup = *auto_signup;
-            d.allow_modify_password = *allow_modify_password;
+            d.auto_signup = auto_signup.unwrap_or(d.auto_signup);
+            d.allow_modify_password = allow_modify_password.unwrap_or(d.allow_modify_password);
             format!(
                 "{domain}: auto signup {}, allow to modify password {}",
-                on(*auto_signup),
-                on(*allow_modify_password)
+                on(d.auto_signup),
+                on(d.allow_modify_password)
             )
         }
         Change::AddDiscoItem { domain, item } => {
@@ -373,9 +454,9 @@ mod tests {
                 ("xmppo", "")
             ])),
             Ok(Change::LogLevel {
-                level: LogLevel::AllInfo,
-                xmppi: Some(LogLevel::Major),
-                xmppo: None
+                level: Some(LogLevel::AllInfo),
+                xmppi: Some(Some(LogLevel::Major)),
+                xmppo: Some(None)
             })
         );
         assert_eq!(
@@ -386,10 +467,38 @@ mod tests {
             ])),
             Ok(Change::DomainFlags {
                 domain: "example.org".into(),
-                auto_signup: true,
-                allow_modify_password: false
+                auto_signup: Some(true),
+                allow_modify_password: None
             })
         );
+        // a field left out is unchanged, not false or empty
+        assert_eq!(
+            parse(&form(&[("action", "log_level"), ("xmppo", "all")])),
+            Ok(Change::LogLevel {
+                level: None,
+                xmppi: None,
+                xmppo: Some(Some(LogLevel::AllInfo))
+            })
+        );
+        assert!(parse(&form(&[("action", "secure_domains")])).is_err());
+        assert!(
+            parse(&form(&[
+                ("action", "domain_flags"),
+                ("domain", "a.example")
+            ]))
+            .is_err()
+        );
+        // a misspelt key is refused, not ignored
+        let e = parse(&form(&[
+            ("action", "domain_flags"),
+            ("domain", "a.example"),
+            ("auto_sign_up", "true"),
+        ]));
+        assert!(
+            e.as_ref().is_err_and(|e| e.contains("auto_sign_up")),
+            "{e:?}"
+        );
+        assert!(parse(&form(&[("action", "limits"), ("max_depht", "3")])).is_err());
         assert!(parse(&form(&[("action", "log_level"), ("level", "loud")])).is_err());
         assert!(parse(&form(&[("action", "channels"), ("channels", "-1")])).is_err());
         assert!(parse(&form(&[("action", "limits"), ("max_depth", "x")])).is_err());

@@ -15,8 +15,9 @@
 //!
 //! `/metrics` is open to loopback peers (counts, no names). Everything else but the
 //! login page needs an administrator's session (`auth.rs`) or the token the daemon
-//! writes at each start to `DATA_DIR/http.token` (0600), as `Authorization: Bearer T`,
-//! `?token=T`, or the cookie the monitor page sets from it.
+//! writes at each start to `DATA_DIR/http.token` (0600), as `Authorization: Bearer T`;
+//! a browser opens `GET /monitor?token=T` (the only place a token in the URL counts),
+//! whose answer sets a cookie the monitor's own requests (`/monitor*`) carry.
 //!
 //! Bounds: `[http] max_connections` at once, one request per connection, the request
 //! head within actix-web's limits (431 beyond 128 KiB) and 5 s (408), the whole request
@@ -60,6 +61,18 @@ pub enum HttpError {
 pub struct Admin {
     pub loader: crate::config::Loader,
     pub logs: std::sync::Arc<crate::logging::LogControl>,
+    /// Held across one reload (load, check, apply), by the SIGHUP handler and by a
+    /// WebAdmin change (which also writes the overlay under it): one at a time, each
+    /// reading what the previous one wrote and applied.
+    pub reloading: std::sync::Arc<std::sync::Mutex<()>>,
+}
+
+impl Admin {
+    /// The reload lock (a panic while it was held left nothing half-applied that a
+    /// later reload would not redo: take it anyway).
+    pub fn reload_lock(&self) -> std::sync::MutexGuard<'_, ()> {
+        self.reloading.lock().unwrap_or_else(|p| p.into_inner())
+    }
 }
 
 /// What every handler shares.
@@ -72,8 +85,6 @@ pub struct Shared {
     registry: prometheus_client::registry::Registry,
     pub admin: Admin,
     pub sessions: std::sync::Arc<auth::Sessions>,
-    /// Held while a settings change reads, checks and writes the overlay.
-    pub changing: std::sync::Mutex<()>,
 }
 
 /// The file holding the token `/monitor*` and `/stats` require (0600, new at each start).
@@ -87,18 +98,12 @@ const REQUEST_DEADLINE: Duration = Duration::from_secs(5);
 
 /// Write a fresh token to `DATA_DIR/http.token`, readable by the daemon's user only.
 fn write_token(data_dir: &std::path::Path) -> std::io::Result<String> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
     let token = csrf_token();
-    let tmp = data_dir.join(format!("{TOKEN_FILE}.partial"));
-    let _ = std::fs::remove_file(&tmp);
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(&tmp)?;
-    f.write_all(format!("{token}\n").as_bytes())?;
-    std::fs::rename(&tmp, data_dir.join(TOKEN_FILE))?;
+    crate::reload::write_atomically(
+        &data_dir.join(TOKEN_FILE),
+        format!("{token}\n").as_bytes(),
+        0o600,
+    )?;
     Ok(token)
 }
 
@@ -122,7 +127,9 @@ pub fn cookie(req: &HttpRequest, name: &str) -> Option<String> {
         })
 }
 
-/// The token the request presents: `Authorization: Bearer T`, `?token=T`, or the cookie.
+/// The token the request presents: `Authorization: Bearer T` anywhere; `?token=T` on
+/// `GET /monitor` only (it sets the cookie: a URL ends up in histories, logs and
+/// `Referer`s); the monitor's cookie on the monitor's paths.
 fn presented_token(req: &HttpRequest) -> Option<String> {
     if let Some(t) = req
         .headers()
@@ -135,11 +142,16 @@ fn presented_token(req: &HttpRequest) -> Option<String> {
     if let Some(t) = query_token(req) {
         return Some(t);
     }
-    cookie(req, TOKEN_COOKIE)
+    matches!(req.path(), "/monitor" | "/monitor.json" | "/monitor/close")
+        .then(|| cookie(req, TOKEN_COOKIE))
+        .flatten()
 }
 
-/// `token=T` in the query string.
+/// `token=T` in the query string of `GET /monitor` (anywhere else it counts for nothing).
 fn query_token(req: &HttpRequest) -> Option<String> {
+    if req.method() != actix_web::http::Method::GET || req.path() != "/monitor" {
+        return None;
+    }
     req.query_string()
         .split('&')
         .find_map(|kv| kv.strip_prefix("token="))
@@ -216,7 +228,6 @@ pub fn start(ctx: &Ctx, log: &slog::Logger, admin: Admin) -> Result<Option<Socke
         registry: metrics::registry(ctx),
         admin,
         sessions: sessions.clone(),
-        changing: std::sync::Mutex::new(()),
     });
     let live = ctx.clone();
     let max = ctx.settings.get().http.max_connections.max(1);
@@ -227,6 +238,8 @@ pub fn start(ctx: &Ctx, log: &slog::Logger, admin: Admin) -> Result<Option<Socke
             .app_data(shared.clone())
             .app_data(web::FormConfig::default().limit(16 * 1024))
             .app_data(web::PayloadConfig::default().limit(16 * 1024))
+            // inside the wrap_fn below (which finds the session): storage confirms it
+            .wrap(actix_web::middleware::from_fn(auth::recheck))
             .wrap_fn(
                 move |req, srv| match refusal(req.request(), &token, &sessions, &live) {
                     None => {
@@ -382,24 +395,26 @@ fn refusal(
             None
         }
         None if open => None,
-        None if req.method() == actix_web::http::Method::GET
-            && (req.path().starts_with("/admin") || req.path() == "/monitor") =>
-        {
-            Some(
-                HttpResponse::SeeOther()
-                    .insert_header((header::LOCATION, "/admin/login"))
-                    .finish(),
-            )
-        }
-        None => Some(
-            HttpResponse::build(StatusCode::UNAUTHORIZED)
-                .insert_header((header::CONTENT_TYPE, "text/plain; charset=utf-8"))
-                .insert_header((header::WWW_AUTHENTICATE, "Bearer realm=\"xmppd\""))
-                .body(format!(
-                    "log in at /admin/login, or present the token in DATA_DIR/{TOKEN_FILE} (Authorization: Bearer, or ?token=)\n"
-                )),
-        ),
+        None => Some(unauthenticated(req)),
     }
+}
+
+/// The answer to a request that needs someone and has nobody: a WebAdmin page sends
+/// a browser to the login page, anything else gets 401.
+pub fn unauthenticated(req: &HttpRequest) -> HttpResponse {
+    if req.method() == actix_web::http::Method::GET
+        && (req.path().starts_with("/admin") || req.path() == "/monitor")
+    {
+        return HttpResponse::SeeOther()
+            .insert_header((header::LOCATION, "/admin/login"))
+            .finish();
+    }
+    HttpResponse::build(StatusCode::UNAUTHORIZED)
+        .insert_header((header::CONTENT_TYPE, "text/plain; charset=utf-8"))
+        .insert_header((header::WWW_AUTHENTICATE, "Bearer realm=\"xmppd\""))
+        .body(format!(
+            "log in at /admin/login, or present the token in DATA_DIR/{TOKEN_FILE} (Authorization: Bearer; a browser: GET /monitor?token=)\n"
+        ))
 }
 
 /// `Host` (or an origin's host) names a loopback address or `localhost`, the address

@@ -20,13 +20,17 @@ pub fn submit(shared: &Shared, fields: &HashMap<String, String>) -> Outcome {
         Ok(c) => c,
         Err(e) => return Outcome::refused(e),
     };
-    // one change at a time: each reads the overlay the previous one wrote
-    let _one = match shared.changing.lock() {
-        Ok(g) => g,
-        Err(p) => p.into_inner(),
-    };
+    // one change (or SIGHUP reload) at a time: each reads the overlay the previous one
+    // wrote, and a reload cannot apply the file between this write and this apply
+    let _one = shared.admin.reload_lock();
     let loader = &shared.admin.loader;
-    let mut s = match loader.load() {
+    // the overlay is computed from the file and the overlay alone: a command-line
+    // override (`--domain`) is the running process's, not a setting to save
+    let saved = config::Loader {
+        domain: None,
+        ..loader.clone()
+    };
+    let mut s = match saved.load() {
         Ok(s) => s,
         Err(e) => return Outcome::refused(format!("the configuration does not load: {e}")),
     };
@@ -49,6 +53,13 @@ pub fn submit(shared: &Shared, fields: &HashMap<String, String>) -> Outcome {
         }
         Err(e) => return Outcome::refused(e.to_string()),
     };
+    // the overlay as it was, put back if the change cannot be applied
+    let overlay_path = config::overlay_file(&data_dir);
+    let previous = match std::fs::read(&overlay_path) {
+        Ok(b) => Some(b),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(e) => return Outcome::refused(format!("{}: {e}", overlay_path.display())),
+    };
     if let Err(e) = config::write_overlay(&data_dir, &overlay) {
         slog::error!(shared.ctx.log, "WebAdmin: settings not saved"; "error" => %e);
         return Outcome::refused(format!(
@@ -58,14 +69,32 @@ pub fn submit(shared: &Shared, fields: &HashMap<String, String>) -> Outcome {
     }
     slog::info!(shared.ctx.log, "WebAdmin change"; "change" => &what);
     let base = shared.admin.loader.base();
-    let (mut applied, restart) =
-        match crate::reload::apply(&shared.ctx, &shared.admin.logs, &base, new) {
-            Ok(r) => r,
-            Err(e) => {
-                slog::error!(shared.ctx.log, "WebAdmin change not applied"; "error" => %e);
-                return Outcome::refused(format!("saved, but not applied: {e}"));
+    let (mut applied, restart) = match crate::reload::apply(
+        &shared.ctx,
+        &shared.admin.logs,
+        &base,
+        new,
+    ) {
+        Ok(r) => r,
+        Err(e) => {
+            // apply fails before it changes anything (certificates are read first):
+            // the overlay goes back to what runs
+            let restored = match &previous {
+                Some(b) => crate::reload::write_atomically(&overlay_path, b, 0o600),
+                None => std::fs::remove_file(&overlay_path),
+            };
+            if let Err(re) = restored {
+                slog::error!(shared.ctx.log, "WebAdmin change not applied, and the overlay not restored";
+                        "error" => %e, "restore_error" => %re);
+                return Outcome::refused(format!(
+                    "not applied: {e}; {} could not be restored ({re}): it holds the change, which the next reload will try",
+                    overlay_path.display()
+                ));
             }
-        };
+            slog::error!(shared.ctx.log, "WebAdmin change not applied"; "error" => %e);
+            return Outcome::refused(format!("not changed: {e}"));
+        }
+    };
     if applied.is_empty() && restart.is_empty() {
         applied.push(format!("{what} (saved; it was in force already)"));
     } else {
@@ -76,6 +105,15 @@ pub fn submit(shared: &Shared, fields: &HashMap<String, String>) -> Outcome {
         restart,
         refused: Vec::new(),
     }
+}
+
+/// [`submit`] on the blocking pool: it reads and writes files (fsync included) and
+/// parses certificates, which must not stall the single HTTP worker.
+async fn submit_blocking(shared: &web::Data<Shared>, fields: HashMap<String, String>) -> Outcome {
+    let shared = shared.clone();
+    web::block(move || submit(&shared, &fields))
+        .await
+        .unwrap_or_else(|e| Outcome::refused(format!("not changed: {e}")))
 }
 
 fn levels(current: Option<LogLevel>, none_label: Option<&str>) -> String {
@@ -326,7 +364,7 @@ pub async fn post_page(
     {
         Outcome::refused("tick \"sure\" to remove a domain")
     } else {
-        submit(&shared, &form)
+        submit_blocking(&shared, form.into_inner()).await
     };
     let status = if outcome.refused.is_empty() {
         StatusCode::OK
@@ -398,7 +436,7 @@ pub async fn api_post(
     if !csrf_ok(&shared, &req, fields.get("csrf").map(String::as_str)) {
         return text(StatusCode::FORBIDDEN, "missing or wrong CSRF token\n");
     }
-    let outcome = submit(&shared, &fields);
+    let outcome = submit_blocking(&shared, fields).await;
     let status = if outcome.refused.is_empty() {
         StatusCode::OK
     } else {
