@@ -34,15 +34,15 @@ fn connect(config: &postgres::Config) -> Result<Client, StorageError> {
 pub struct PgWrite {
     config: postgres::Config,
     client: Option<Client>,
-    /// The offline insert, prepared once per connection (one round trip per message
-    /// instead of two).
-    offline: Option<postgres::Statement>,
+    /// The writer's frequent statements (the offline insert, the history write),
+    /// prepared once per connection (one round trip per write instead of two).
+    prepared: Vec<(&'static str, postgres::Statement)>,
 }
 
 impl PgWrite {
     fn client(&mut self) -> Result<&mut Client, StorageError> {
         if self.client.as_ref().is_none_or(Client::is_closed) {
-            self.offline = None;
+            self.prepared.clear();
             self.client = Some(connect(&self.config)?);
         }
         self.client
@@ -50,18 +50,21 @@ impl PgWrite {
             .ok_or_else(|| StorageError::Backend("postgres: not connected".into()))
     }
 
-    /// The connection and its prepared offline insert.
-    fn offline_insert(&mut self) -> Result<(&mut Client, postgres::Statement), StorageError> {
+    /// The connection and `sql` prepared on it (once per connection).
+    fn prepared(
+        &mut self,
+        sql: &'static str,
+    ) -> Result<(&mut Client, postgres::Statement), StorageError> {
         self.client()?;
         let c = self
             .client
             .as_mut()
             .ok_or_else(|| StorageError::Backend("postgres: not connected".into()))?;
-        let st = match &self.offline {
-            Some(st) => st.clone(),
+        let st = match self.prepared.iter().find(|(q, _)| *q == sql) {
+            Some((_, st)) => st.clone(),
             None => {
-                let st = c.prepare(OFFLINE_INSERT).map_err(db_err)?;
-                self.offline = Some(st.clone());
+                let st = c.prepare(sql).map_err(db_err)?;
+                self.prepared.push((sql, st.clone()));
                 st
             }
         };
@@ -136,7 +139,7 @@ impl Postgres {
                 PgWrite {
                     config: config.clone(),
                     client: Some(client),
-                    offline: None,
+                    prepared: Vec::new(),
                 },
                 limits,
                 log,
@@ -184,6 +187,21 @@ impl Postgres {
     }
 }
 
+/// A room's history messages in one statement: the newest `$5` by seq are kept, counted
+/// from the newest stored or written (a late write of older messages neither brings
+/// back trimmed ones nor trims newer ones); nothing is stored for a room not saved.
+const HISTORY_ADD: &str = "WITH m AS (
+        SELECT s, a, x FROM unnest($2::bigint[], $3::bigint[], $4::text[]) AS t(s, a, x)),
+    bound AS (
+        SELECT GREATEST((SELECT MAX(seq) FROM room_history WHERE room = $1),
+                        (SELECT MAX(s) FROM m)) - $5 AS b),
+    ins AS (
+        INSERT INTO room_history (room, seq, at, stanza)
+        SELECT $1, s, a, x FROM m
+        WHERE EXISTS (SELECT 1 FROM rooms WHERE jid = $1) AND s > (SELECT b FROM bound)
+        ON CONFLICT (room, seq) DO UPDATE SET at = excluded.at, stanza = excluded.stanza)
+    DELETE FROM room_history WHERE room = $1 AND seq <= (SELECT b FROM bound)";
+
 /// One offline message in one statement: the account's count goes up only while under
 /// the limit, and the message is stored only when it did.
 const OFFLINE_INSERT: &str = "WITH counted AS (
@@ -205,7 +223,7 @@ fn offline_push_job(
     let ((domain, user), stanza) = (own(domain, user), stanza.to_owned());
     let limit = super::offline_limit(limit)?;
     Ok(move |w: &mut PgWrite| {
-        let (c, st) = w.offline_insert()?;
+        let (c, st) = w.prepared(OFFLINE_INSERT)?;
         let stored = c
             .execute(&st, &[&domain, &user, &stanza, &limit])
             .map_err(db_err)?;
@@ -679,29 +697,24 @@ impl Backend for Postgres {
         messages: Vec<(u64, u64, String)>,
         keep: usize,
     ) -> Result<(), StorageError> {
-        let Some(newest) = messages.iter().map(|m| m.0).max() else {
+        if messages.is_empty() {
             return Ok(());
-        };
+        }
         let jid = jid.to_owned();
-        self.write(move |c| {
-            let st = c
-                .prepare(
-                    "INSERT INTO room_history (room, seq, at, stanza)
-                     SELECT $1, $2, $3, $4 WHERE EXISTS (SELECT 1 FROM rooms WHERE jid = $1)
-                     ON CONFLICT (room, seq) DO UPDATE SET at = excluded.at, stanza = excluded.stanza",
-                )
-                .map_err(db_err)?;
-            for (seq, at, xml) in &messages {
-                c.execute(&st, &[&jid, &(*seq as i64), &(*at as i64), xml])
-                    .map_err(db_err)?;
-            }
-            let oldest_kept = newest.saturating_sub(keep as u64) as i64;
-            c.execute(
-                "DELETE FROM room_history WHERE room = $1 AND seq <= $2",
-                &[&jid, &oldest_kept],
-            )
-            .map(|_| ())
-            .map_err(db_err)
+        let keep = i64::try_from(keep).unwrap_or(i64::MAX);
+        let mut seqs = Vec::with_capacity(messages.len());
+        let mut ats = Vec::with_capacity(messages.len());
+        let mut xmls = Vec::with_capacity(messages.len());
+        for (seq, at, xml) in messages {
+            seqs.push(i64::try_from(seq).unwrap_or(i64::MAX));
+            ats.push(i64::try_from(at).unwrap_or(i64::MAX));
+            xmls.push(xml);
+        }
+        self.writer.write(move |w| {
+            let (c, st) = w.prepared(HISTORY_ADD)?;
+            c.execute(&st, &[&jid, &seqs, &ats, &xmls, &keep])
+                .map(|_| ())
+                .map_err(db_err)
         })
     }
 

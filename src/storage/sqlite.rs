@@ -591,7 +591,16 @@ impl Backend for Sqlite {
             return Ok(());
         };
         let jid = jid.to_owned();
+        let keep = i64::try_from(keep).unwrap_or(i64::MAX);
+        let newest = i64::try_from(newest).unwrap_or(i64::MAX);
         self.write(move |c| {
+            // the newest `keep` by seq, counted from the newest stored or written: a late
+            // write of older messages neither brings back trimmed ones nor trims newer
+            let stored: Option<i64> = c
+                .prepare_cached("SELECT MAX(seq) FROM room_history WHERE room = ?1")
+                .and_then(|mut st| st.query_row(params![jid], |r| r.get(0)))
+                .map_err(db_err)?;
+            let bound = stored.unwrap_or(0).max(newest).saturating_sub(keep);
             let mut st = c
                 .prepare_cached(
                     "INSERT INTO room_history (room, seq, at, stanza)
@@ -600,16 +609,16 @@ impl Backend for Sqlite {
                 )
                 .map_err(db_err)?;
             for (seq, at, xml) in &messages {
-                st.execute(params![jid, *seq as i64, *at as i64, xml])
-                    .map_err(db_err)?;
+                let seq = i64::try_from(*seq).unwrap_or(i64::MAX);
+                if seq > bound {
+                    st.execute(params![jid, seq, i64::try_from(*at).unwrap_or(i64::MAX), xml])
+                        .map_err(db_err)?;
+                }
             }
-            let oldest_kept = newest.saturating_sub(keep as u64) as i64;
-            c.execute(
-                "DELETE FROM room_history WHERE room = ?1 AND seq <= ?2",
-                params![jid, oldest_kept],
-            )
-            .map(|_| ())
-            .map_err(db_err)
+            c.prepare_cached("DELETE FROM room_history WHERE room = ?1 AND seq <= ?2")
+                .and_then(|mut st| st.execute(params![jid, bound]))
+                .map(|_| ())
+                .map_err(db_err)
         })
     }
 
