@@ -476,12 +476,13 @@ async fn history_then_subject(r: &mut Raw) -> (Vec<String>, String) {
 }
 
 /// A persistent room's history is stored (bounded to `muc.history`): it survives an
-/// idle stop of the room's actor and a daemon restart; a subject changed right before
-/// SIGTERM is stored too (the rooms store what is pending before the daemon exits).
+/// idle stop of the room's actor and a daemon restart. A message whose history write
+/// failed is kept by the room (it does not stop while it holds something unstored) and
+/// stored by the shutdown flush at SIGTERM.
 #[tokio::test]
 async fn a_persistent_rooms_history_and_subject_survive_idle_stop_and_sigterm() {
     let mut d = Daemon::with(Options {
-        extra: "[muc]\nidle_timeout = 1\nhistory = 3\nmessages_per_minute = 1000\n".into(),
+        extra: "[muc]\nidle_timeout = 2\nhistory = 3\nmessages_per_minute = 1000\n".into(),
         ..opts()
     });
     let mut a = login(&d, "alice").await;
@@ -506,17 +507,9 @@ async fn a_persistent_rooms_history_and_subject_survive_idle_stop_and_sigterm() 
     let (bodies, _) = history_then_subject(&mut b).await;
     assert_eq!(bodies, ["h2", "h3", "h4"]);
 
-    // one more message and a new subject by the owner, then SIGTERM as soon as they
-    // are reflected
+    // many subject changes by the owner: each is saved before the room goes on
     join(&mut a, ROOM, "alice").await;
     history_then_subject(&mut a).await;
-    b.send(&format!(
-        "<message to='{ROOM}' type='groupchat'><body>h5</body></message>"
-    ))
-    .await;
-    b.wait_for("<body>h5</body>").await;
-    // many subject changes in one write: each is saved before the room goes on, so
-    // most are still queued at the SIGTERM
     let burst: String = (1..=40)
         .map(|n| {
             format!(
@@ -525,7 +518,39 @@ async fn a_persistent_rooms_history_and_subject_survive_idle_stop_and_sigterm() 
         })
         .collect();
     a.send(&burst).await;
-    a.wait_for("Subject 1.").await;
+    a.wait_for("Subject 40.").await;
+
+    // the history cannot be stored for a while: h5 is reflected, its write fails
+    let postgres = d.pg.is_some();
+    if postgres {
+        d.sql("CREATE FUNCTION hold() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'held'; END $$; CREATE TRIGGER hold BEFORE INSERT ON room_history FOR EACH ROW EXECUTE FUNCTION hold();");
+    } else {
+        d.sql("CREATE TRIGGER hold BEFORE INSERT ON room_history BEGIN SELECT RAISE(ABORT, 'held'); END;");
+    }
+    b.send(&format!(
+        "<message to='{ROOM}' type='groupchat'><body>h5</body></message>"
+    ))
+    .await;
+    b.wait_for("<body>h5</body>").await;
+    d.wait_log("room history not saved", 1);
+    // everyone leaves: the room tries to store h5 before it stops, fails, and stays
+    for (r, nick) in [(&mut a, "alice"), (&mut b, "bob")] {
+        r.send(&format!(
+            "<presence to='{ROOM}/{nick}' type='unavailable'/>"
+        ))
+        .await;
+        r.wait_for("type='unavailable'").await;
+    }
+    d.wait_log("room kept", 1);
+    assert_eq!(d.log().matches("room stopped").count(), 1);
+    // storage works again; SIGTERM comes before the room tries again (idle_timeout),
+    // with no connection left to wait for
+    drop((a, b));
+    if postgres {
+        d.sql("DROP TRIGGER hold ON room_history; DROP FUNCTION hold();");
+    } else {
+        d.sql("DROP TRIGGER hold;");
+    }
     let st = d.terminate();
     assert!(st.success(), "{st:?}");
     d.spawn();
