@@ -562,6 +562,60 @@ async fn a_persistent_rooms_history_and_subject_survive_idle_stop_and_sigterm() 
     assert!(subject.contains("Subject 40."), "{subject}");
 }
 
+/// A join that reaches a room while it stores its history before an idle stop is
+/// answered, and sees that history: the room lets go of its JID only once the history
+/// is stored, and routes what is still in its mailbox again (a new actor restores the
+/// room and answers). SQLite: the test holds the database's write lock to keep the
+/// room's last write waiting.
+#[tokio::test]
+async fn a_join_while_an_idle_room_stores_its_history_is_answered() {
+    let d = Daemon::with(Options {
+        extra: "[muc]\nidle_timeout = 1\nmessages_per_minute = 1000\n".into(),
+        ..opts()
+    });
+    if d.pg.is_some() {
+        // holds SQLite's write lock; the PostgreSQL run has nothing to hold here
+        return;
+    }
+    let mut a = login(&d, "alice").await;
+    let mut b = login(&d, "bob").await;
+    join(&mut a, ROOM, "alice").await;
+    a.send(&format!("<iq type='set' id='cfg' to='{ROOM}'><query xmlns='http://jabber.org/protocol/muc#owner'><x xmlns='jabber:x:data' type='submit'><field var='muc#roomconfig_persistentroom'><value>1</value></field></x></query></iq>")).await;
+    assert!(a.wait_for("id='cfg'").await.contains("type='result'"));
+    // h1's history write fails, so the room still has it to store when it stops
+    d.sql(
+        "CREATE TRIGGER hold BEFORE INSERT ON room_history BEGIN SELECT RAISE(ABORT, 'held'); END;",
+    );
+    a.send(&format!(
+        "<message to='{ROOM}' type='groupchat'><body>h1</body></message>"
+    ))
+    .await;
+    a.wait_for("<body>h1</body>").await;
+    d.wait_log("room history not saved", 1);
+    a.send(&format!("<presence to='{ROOM}/alice' type='unavailable'/>"))
+        .await;
+    a.wait_for("type='unavailable'").await;
+    d.sql("DROP TRIGGER hold;");
+    // the room's last write waits for the lock; bob's join arrives meanwhile
+    let lock = rusqlite::Connection::open(d.dir.path().join("data").join("xmppd.sqlite"))
+        .expect("open db");
+    lock.busy_timeout(std::time::Duration::from_secs(5))
+        .expect("timeout");
+    lock.execute_batch("BEGIN IMMEDIATE;").expect("lock");
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    b.send(&format!(
+        "<presence to='{ROOM}/bob'><x xmlns='http://jabber.org/protocol/muc'/></presence>"
+    ))
+    .await;
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    lock.execute_batch("COMMIT;").expect("unlock");
+    let me = b.wait_for(&format!("from='{ROOM}/bob'")).await;
+    assert!(!me.contains("type='error'"), "{me}");
+    let (bodies, _) = history_then_subject(&mut b).await;
+    assert_eq!(bodies, ["h1"]);
+    d.wait_log("room stopped", 1);
+}
+
 /// What a sender may not put in a room's message is gone from the reflection (a
 /// delay stamp, a stanza id in the room's name), and an owner's admin grants do not
 /// let the room past `muc.max_occupants`.
