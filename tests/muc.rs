@@ -476,12 +476,13 @@ async fn history_then_subject(r: &mut Raw) -> (Vec<String>, String) {
 }
 
 /// A persistent room's history is stored (bounded to `muc.history`): it survives an
-/// idle stop of the room's actor and a daemon restart; a subject changed right before
-/// SIGTERM is stored too (the rooms store what is pending before the daemon exits).
+/// idle stop of the room's actor and a daemon restart. A message whose history write
+/// failed is kept by the room (it does not stop while it holds something unstored) and
+/// stored by the shutdown flush at SIGTERM.
 #[tokio::test]
 async fn a_persistent_rooms_history_and_subject_survive_idle_stop_and_sigterm() {
     let mut d = Daemon::with(Options {
-        extra: "[muc]\nidle_timeout = 1\nhistory = 3\nmessages_per_minute = 1000\n".into(),
+        extra: "[muc]\nidle_timeout = 2\nhistory = 3\nmessages_per_minute = 1000\n".into(),
         ..opts()
     });
     let mut a = login(&d, "alice").await;
@@ -506,17 +507,9 @@ async fn a_persistent_rooms_history_and_subject_survive_idle_stop_and_sigterm() 
     let (bodies, _) = history_then_subject(&mut b).await;
     assert_eq!(bodies, ["h2", "h3", "h4"]);
 
-    // one more message and a new subject by the owner, then SIGTERM as soon as they
-    // are reflected
+    // many subject changes by the owner: each is saved before the room goes on
     join(&mut a, ROOM, "alice").await;
     history_then_subject(&mut a).await;
-    b.send(&format!(
-        "<message to='{ROOM}' type='groupchat'><body>h5</body></message>"
-    ))
-    .await;
-    b.wait_for("<body>h5</body>").await;
-    // many subject changes in one write: each is saved before the room goes on, so
-    // most are still queued at the SIGTERM
     let burst: String = (1..=40)
         .map(|n| {
             format!(
@@ -525,7 +518,39 @@ async fn a_persistent_rooms_history_and_subject_survive_idle_stop_and_sigterm() 
         })
         .collect();
     a.send(&burst).await;
-    a.wait_for("Subject 1.").await;
+    a.wait_for("Subject 40.").await;
+
+    // the history cannot be stored for a while: h5 is reflected, its write fails
+    let postgres = d.pg.is_some();
+    if postgres {
+        d.sql("CREATE FUNCTION hold() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'held'; END $$; CREATE TRIGGER hold BEFORE INSERT ON room_history FOR EACH ROW EXECUTE FUNCTION hold();");
+    } else {
+        d.sql("CREATE TRIGGER hold BEFORE INSERT ON room_history BEGIN SELECT RAISE(ABORT, 'held'); END;");
+    }
+    b.send(&format!(
+        "<message to='{ROOM}' type='groupchat'><body>h5</body></message>"
+    ))
+    .await;
+    b.wait_for("<body>h5</body>").await;
+    d.wait_log("room history not saved", 1);
+    // everyone leaves: the room tries to store h5 before it stops, fails, and stays
+    for (r, nick) in [(&mut a, "alice"), (&mut b, "bob")] {
+        r.send(&format!(
+            "<presence to='{ROOM}/{nick}' type='unavailable'/>"
+        ))
+        .await;
+        r.wait_for("type='unavailable'").await;
+    }
+    d.wait_log("room kept", 1);
+    assert_eq!(d.log().matches("room stopped").count(), 1);
+    // storage works again; SIGTERM comes before the room tries again (idle_timeout),
+    // with no connection left to wait for
+    drop((a, b));
+    if postgres {
+        d.sql("DROP TRIGGER hold ON room_history; DROP FUNCTION hold();");
+    } else {
+        d.sql("DROP TRIGGER hold;");
+    }
     let st = d.terminate();
     assert!(st.success(), "{st:?}");
     d.spawn();
@@ -535,6 +560,60 @@ async fn a_persistent_rooms_history_and_subject_survive_idle_stop_and_sigterm() 
     let (bodies, subject) = history_then_subject(&mut c).await;
     assert_eq!(bodies, ["h3", "h4", "h5"]);
     assert!(subject.contains("Subject 40."), "{subject}");
+}
+
+/// A join that reaches a room while it stores its history before an idle stop is
+/// answered, and sees that history: the room lets go of its JID only once the history
+/// is stored, and routes what is still in its mailbox again (a new actor restores the
+/// room and answers). SQLite: the test holds the database's write lock to keep the
+/// room's last write waiting.
+#[tokio::test]
+async fn a_join_while_an_idle_room_stores_its_history_is_answered() {
+    let d = Daemon::with(Options {
+        extra: "[muc]\nidle_timeout = 1\nmessages_per_minute = 1000\n".into(),
+        ..opts()
+    });
+    if d.pg.is_some() {
+        // holds SQLite's write lock; the PostgreSQL run has nothing to hold here
+        return;
+    }
+    let mut a = login(&d, "alice").await;
+    let mut b = login(&d, "bob").await;
+    join(&mut a, ROOM, "alice").await;
+    a.send(&format!("<iq type='set' id='cfg' to='{ROOM}'><query xmlns='http://jabber.org/protocol/muc#owner'><x xmlns='jabber:x:data' type='submit'><field var='muc#roomconfig_persistentroom'><value>1</value></field></x></query></iq>")).await;
+    assert!(a.wait_for("id='cfg'").await.contains("type='result'"));
+    // h1's history write fails, so the room still has it to store when it stops
+    d.sql(
+        "CREATE TRIGGER hold BEFORE INSERT ON room_history BEGIN SELECT RAISE(ABORT, 'held'); END;",
+    );
+    a.send(&format!(
+        "<message to='{ROOM}' type='groupchat'><body>h1</body></message>"
+    ))
+    .await;
+    a.wait_for("<body>h1</body>").await;
+    d.wait_log("room history not saved", 1);
+    a.send(&format!("<presence to='{ROOM}/alice' type='unavailable'/>"))
+        .await;
+    a.wait_for("type='unavailable'").await;
+    d.sql("DROP TRIGGER hold;");
+    // the room's last write waits for the lock; bob's join arrives meanwhile
+    let lock = rusqlite::Connection::open(d.dir.path().join("data").join("xmppd.sqlite"))
+        .expect("open db");
+    lock.busy_timeout(std::time::Duration::from_secs(5))
+        .expect("timeout");
+    lock.execute_batch("BEGIN IMMEDIATE;").expect("lock");
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    b.send(&format!(
+        "<presence to='{ROOM}/bob'><x xmlns='http://jabber.org/protocol/muc'/></presence>"
+    ))
+    .await;
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    lock.execute_batch("COMMIT;").expect("unlock");
+    let me = b.wait_for(&format!("from='{ROOM}/bob'")).await;
+    assert!(!me.contains("type='error'"), "{me}");
+    let (bodies, _) = history_then_subject(&mut b).await;
+    assert_eq!(bodies, ["h1"]);
+    d.wait_log("room stopped", 1);
 }
 
 /// What a sender may not put in a room's message is gone from the reflection (a

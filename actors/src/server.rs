@@ -128,8 +128,8 @@ impl Server {
     }
 
     /// Graceful shutdown: stop accepting, end every stream with `system-shutdown`, wait
-    /// (up to `grace`) for the connections to close, then (within the same `grace`
-    /// again) for the rooms to store what they have not stored yet.
+    /// for the connections to close, then for the rooms to store what they have not
+    /// stored yet: all of it within `grace`.
     pub async fn shutdown(mut self, grace: Duration) {
         if let Some(l) = self.listener.take() {
             l.do_send(StopListening);
@@ -141,7 +141,9 @@ impl Server {
         }
         let flushes = self.rooms.iter().map(|r| r.send(Flush));
         let all = futures::future::join_all(flushes);
-        if tokio::time::timeout(grace, all).await.is_err() {
+        // one deadline for both: shutdown takes at most `grace`
+        let left = deadline.saturating_duration_since(Instant::now());
+        if tokio::time::timeout(left, all).await.is_err() {
             slog::warn!(self.ctx.log, "rooms did not store everything in time");
         }
         for w in self.workers.drain(..) {

@@ -303,6 +303,14 @@ pub fn rooms(db: &dyn Backend) {
         db.room_history("r@muc.a.test").expect("history"),
         (3..=6).map(m).collect::<Vec<_>>()
     );
+    // a late write of older messages neither trims newer ones nor brings back
+    // trimmed ones: the bound counts from the newest stored
+    db.room_history_add("r@muc.a.test", (1..=2).map(m).collect(), 4)
+        .expect("history");
+    assert_eq!(
+        db.room_history("r@muc.a.test").expect("history"),
+        (3..=6).map(m).collect::<Vec<_>>()
+    );
     assert!(db.room_history("s@muc.a.test").expect("none").is_empty());
     // a room that is not saved keeps none
     db.room_history_add("nobody@muc.a.test", vec![m(1)], 4)

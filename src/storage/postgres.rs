@@ -6,6 +6,8 @@
 //! meant for a server on loopback or a private network (use a Unix socket path as
 //! `host=` to avoid TCP altogether). Lost connections are opened again on next use.
 
+mod rooms;
+
 use super::migrations::{ACCOUNT_TABLES, POSTGRES as MIGRATIONS};
 use super::own;
 use super::pool::Pool;
@@ -34,15 +36,15 @@ fn connect(config: &postgres::Config) -> Result<Client, StorageError> {
 pub struct PgWrite {
     config: postgres::Config,
     client: Option<Client>,
-    /// The offline insert, prepared once per connection (one round trip per message
-    /// instead of two).
-    offline: Option<postgres::Statement>,
+    /// The writer's frequent statements (the offline insert, the history write),
+    /// prepared once per connection (one round trip per write instead of two).
+    prepared: Vec<(&'static str, postgres::Statement)>,
 }
 
 impl PgWrite {
     fn client(&mut self) -> Result<&mut Client, StorageError> {
         if self.client.as_ref().is_none_or(Client::is_closed) {
-            self.offline = None;
+            self.prepared.clear();
             self.client = Some(connect(&self.config)?);
         }
         self.client
@@ -50,18 +52,21 @@ impl PgWrite {
             .ok_or_else(|| StorageError::Backend("postgres: not connected".into()))
     }
 
-    /// The connection and its prepared offline insert.
-    fn offline_insert(&mut self) -> Result<(&mut Client, postgres::Statement), StorageError> {
+    /// The connection and `sql` prepared on it (once per connection).
+    fn prepared(
+        &mut self,
+        sql: &'static str,
+    ) -> Result<(&mut Client, postgres::Statement), StorageError> {
         self.client()?;
         let c = self
             .client
             .as_mut()
             .ok_or_else(|| StorageError::Backend("postgres: not connected".into()))?;
-        let st = match &self.offline {
-            Some(st) => st.clone(),
+        let st = match self.prepared.iter().find(|(q, _)| *q == sql) {
+            Some((_, st)) => st.clone(),
             None => {
-                let st = c.prepare(OFFLINE_INSERT).map_err(db_err)?;
-                self.offline = Some(st.clone());
+                let st = c.prepare(sql).map_err(db_err)?;
+                self.prepared.push((sql, st.clone()));
                 st
             }
         };
@@ -136,7 +141,7 @@ impl Postgres {
                 PgWrite {
                     config: config.clone(),
                     client: Some(client),
-                    offline: None,
+                    prepared: Vec::new(),
                 },
                 limits,
                 log,
@@ -205,7 +210,7 @@ fn offline_push_job(
     let ((domain, user), stanza) = (own(domain, user), stanza.to_owned());
     let limit = super::offline_limit(limit)?;
     Ok(move |w: &mut PgWrite| {
-        let (c, st) = w.offline_insert()?;
+        let (c, st) = w.prepared(OFFLINE_INSERT)?;
         let stored = c
             .execute(&st, &[&domain, &user, &stanza, &limit])
             .map_err(db_err)?;
@@ -623,54 +628,19 @@ impl Backend for Postgres {
     }
 
     fn room_get(&self, jid: &str) -> Result<Option<String>, StorageError> {
-        self.with(|c| {
-            Ok(
-                c.query_opt("SELECT data FROM rooms WHERE jid = $1", &[&jid])?
-                    .map(|r| r.get(0)),
-            )
-        })
+        self.stored_room_get(jid)
     }
 
     fn room_set(&self, service: &str, jid: &str, data: &str) -> Result<(), StorageError> {
-        let (service, jid, data) = (service.to_owned(), jid.to_owned(), data.to_owned());
-        self.write(move |c| {
-            c.execute(
-                "INSERT INTO rooms (jid, service, data) VALUES ($1, $2, $3)
-                 ON CONFLICT (jid) DO UPDATE SET service = excluded.service, data = excluded.data",
-                &[&jid, &service, &data],
-            )
-            .map(|_| ())
-            .map_err(db_err)
-        })
+        self.stored_room_set(service, jid, data)
     }
 
     fn room_delete(&self, jid: &str) -> Result<(), StorageError> {
-        let jid = jid.to_owned();
-        self.write(move |c| {
-            c.execute("DELETE FROM room_history WHERE room = $1", &[&jid])
-                .map_err(db_err)?;
-            c.execute("DELETE FROM rooms WHERE jid = $1", &[&jid])
-                .map(|_| ())
-                .map_err(db_err)
-        })
+        self.stored_room_delete(jid)
     }
 
     fn room_history(&self, jid: &str) -> Result<Vec<(u64, u64, String)>, StorageError> {
-        self.with(|c| {
-            Ok(c.query(
-                "SELECT seq, at, stanza FROM room_history WHERE room = $1 ORDER BY seq",
-                &[&jid],
-            )?
-            .iter()
-            .map(|r| {
-                (
-                    r.get::<_, i64>(0) as u64,
-                    r.get::<_, i64>(1) as u64,
-                    r.get(2),
-                )
-            })
-            .collect())
-        })
+        self.stored_room_history(jid)
     }
 
     fn room_history_add(
@@ -679,42 +649,11 @@ impl Backend for Postgres {
         messages: Vec<(u64, u64, String)>,
         keep: usize,
     ) -> Result<(), StorageError> {
-        let Some(newest) = messages.iter().map(|m| m.0).max() else {
-            return Ok(());
-        };
-        let jid = jid.to_owned();
-        self.write(move |c| {
-            let st = c
-                .prepare(
-                    "INSERT INTO room_history (room, seq, at, stanza)
-                     SELECT $1, $2, $3, $4 WHERE EXISTS (SELECT 1 FROM rooms WHERE jid = $1)
-                     ON CONFLICT (room, seq) DO UPDATE SET at = excluded.at, stanza = excluded.stanza",
-                )
-                .map_err(db_err)?;
-            for (seq, at, xml) in &messages {
-                c.execute(&st, &[&jid, &(*seq as i64), &(*at as i64), xml])
-                    .map_err(db_err)?;
-            }
-            let oldest_kept = newest.saturating_sub(keep as u64) as i64;
-            c.execute(
-                "DELETE FROM room_history WHERE room = $1 AND seq <= $2",
-                &[&jid, &oldest_kept],
-            )
-            .map(|_| ())
-            .map_err(db_err)
-        })
+        self.stored_room_history_add(jid, messages, keep)
     }
 
     fn room_list(&self, service: &str) -> Result<Vec<(String, String)>, StorageError> {
-        self.with(|c| {
-            Ok(c.query(
-                "SELECT jid, data FROM rooms WHERE service = $1 ORDER BY jid",
-                &[&service],
-            )?
-            .iter()
-            .map(|r| (r.get(0), r.get(1)))
-            .collect())
-        })
+        self.stored_room_list(service)
     }
 
     fn blocklist_get(&self, domain: &str, user: &str) -> Result<Vec<String>, StorageError> {

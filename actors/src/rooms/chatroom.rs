@@ -35,8 +35,15 @@ pub struct Chatroom {
     listed: Option<Entry>,
     /// The newest history `seq` known to be stored (0: none).
     history_saved: u64,
-    /// A history write is under way.
-    history_writing: bool,
+    /// History writes under way (store_history runs one at a time; a Flush or a stop
+    /// may add one).
+    history_writing: u32,
+    /// Bumped when the stored history is deleted: a write begun before that changes
+    /// nothing when it completes.
+    epoch: u64,
+    /// The last write of the room's row failed: written again (as the room is then)
+    /// before the next stanza, before the room stops, and at Flush.
+    row_dirty: bool,
     log: slog::Logger,
 }
 
@@ -74,15 +81,24 @@ impl Chatroom {
             gone: false,
             listed: None,
             history_saved: 0,
-            history_writing: false,
+            history_writing: 0,
+            epoch: 0,
+            row_dirty: false,
             log,
         }
+    }
+
+    /// The room stores its history (it is saved).
+    fn stores_history(&self) -> bool {
+        self.room
+            .as_ref()
+            .is_some_and(|r| r.config.persistent && !r.fresh && !r.destroyed)
     }
 
     /// History messages a persistent room holds and has not stored yet.
     fn unsaved_history(&self) -> Vec<(u64, u64, String)> {
         match &self.room {
-            Some(r) if r.config.persistent && !r.fresh && !r.destroyed => r
+            Some(r) if self.stores_history() => r
                 .history
                 .after(self.history_saved)
                 .into_iter()
@@ -95,7 +111,8 @@ impl Chatroom {
     /// Store the history that grew, unless a write is under way (its completion looks
     /// again): under load one write carries many messages.
     fn store_history(&mut self, ctx: &mut Context<Self>) {
-        if self.history_writing
+        if self.history_writing > 0
+            || !self.stores_history()
             || self
                 .room
                 .as_ref()
@@ -103,32 +120,27 @@ impl Chatroom {
         {
             return;
         }
-        let pending = self.unsaved_history();
-        let Some(newest) = pending.last().map(|m| m.0) else {
-            return;
-        };
-        self.history_writing = true;
-        let write = self.history_write(pending);
-        write
-            .into_actor(self)
-            .map(move |ok, act, ctx| {
-                act.history_writing = false;
+        self.write_pending()
+            .map(|ok, act, ctx| {
                 if ok {
-                    act.history_saved = act.history_saved.max(newest);
                     act.store_history(ctx);
                 }
             })
             .spawn(ctx);
     }
 
-    /// The write of `pending` history messages; `true` once committed.
-    fn history_write(
-        &self,
-        pending: Vec<(u64, u64, String)>,
-    ) -> impl Future<Output = bool> + 'static {
+    /// Write the history messages not stored yet; `true` once committed (or when there
+    /// was nothing to write). Its completion moves `history_saved` on unless the stored
+    /// history was deleted meanwhile (`epoch`). The one write of store_history, Flush
+    /// and the stop.
+    fn write_pending(&mut self) -> impl ActorFuture<Self, Output = bool> + use<> {
+        let pending = self.unsaved_history();
+        let newest = pending.last().map_or(0, |m| m.0);
+        let epoch = self.epoch;
         let (jid, log) = (self.jid.to_string(), self.log.clone());
         let keep = self.room.as_ref().map_or(0, |r| r.history.cap());
         let write = self.ctx.storage.clone();
+        self.history_writing += 1;
         async move {
             if pending.is_empty() {
                 return true;
@@ -144,13 +156,37 @@ impl Chatroom {
                 }
             }
         }
+        .into_actor(self)
+        .map(move |ok, act, _| {
+            act.history_writing = act.history_writing.saturating_sub(1);
+            if ok && act.epoch == epoch {
+                act.history_saved = act.history_saved.max(newest);
+            }
+            ok
+        })
+    }
+
+    /// The room's row as it is now, when the last write of it failed.
+    fn row_retry(&self) -> Option<Write> {
+        if !self.row_dirty {
+            return None;
+        }
+        let room = self.room.as_ref()?;
+        if room.destroyed || !room.config.persistent {
+            Some(Write::Delete)
+        } else if room.fresh {
+            None
+        } else {
+            self.saved()
+        }
     }
 
     /// Carry out effects in order. Occupants whose session cannot take more are removed
     /// (status 333), which yields more effects: at most a few rounds.
     fn apply(&mut self, effects: Vec<Effect>, ctx: &mut Context<Self>) {
         let mut effects = effects;
-        let mut writes = Vec::new();
+        // a row whose last write failed is written first (one write per stanza)
+        let mut writes: Vec<Write> = self.row_retry().into_iter().collect();
         for _ in 0..4 {
             let mut stuck = Vec::new();
             for e in effects {
@@ -159,8 +195,10 @@ impl Chatroom {
                     Effect::Fanout { stanza, to } => self.fanout(&stanza, &to, &mut stuck),
                     Effect::Save => writes.extend(self.saved()),
                     Effect::Delete => {
-                        // its stored history goes with it (stored again if it is saved again)
+                        // its stored history goes with it (stored again if it is saved
+                        // again); a history write under way changes nothing after it
                         self.history_saved = 0;
+                        self.epoch += 1;
                         writes.push(Write::Delete)
                     }
                     // checked after every stanza (a room may be empty without it)
@@ -283,12 +321,19 @@ impl Chatroom {
     /// wait for the commit. (One wait per stanza: actix runs the waits of one handler
     /// newest first, which would reverse a save and a delete.)
     fn write(&mut self, writes: Vec<Write>, ctx: &mut Context<Self>) {
-        if writes.is_empty() {
-            return;
+        if !writes.is_empty() {
+            self.row_write(writes).wait(ctx);
         }
+    }
+
+    /// The storage writes of the room's row, in order; `row_dirty` says how it went.
+    fn row_write(&self, writes: Vec<Write>) -> impl ActorFuture<Self, Output = ()> + use<> {
         let (service, jid) = (self.service_domain.clone(), self.jid.to_string());
         let storage = self.ctx.storage.clone();
         async move {
+            if writes.is_empty() {
+                return Ok(());
+            }
             storage
                 .run(move |b| {
                     for w in &writes {
@@ -302,12 +347,14 @@ impl Chatroom {
                 .await
         }
         .into_actor(self)
-        .map(|r, act, _| {
-            if let Err(e) = r {
+        .map(|r, act, _| match r {
+            // every write is of the whole row: the room is as stored now
+            Ok(()) => act.row_dirty = false,
+            Err(e) => {
+                act.row_dirty = true;
                 slog::warn!(act.log, "room not saved"; "error" => %e);
             }
         })
-        .wait(ctx);
     }
 
     /// Nobody is left: a temporary (or destroyed) room stops now, a persistent one
@@ -341,25 +388,54 @@ impl Chatroom {
         }));
     }
 
+    /// Store what is not stored yet (the room's row, if its last write failed, and the
+    /// history), and only then ask the service to let the room go: until it answers, the
+    /// room's JID still leads here, so a new actor cannot restore stale history. After
+    /// a yes the room does not stop itself: the service dropped its address, so the
+    /// actor ends once its mailbox is empty, and what is still in it is routed again
+    /// (`gone`). When a write fails the room stays and tries again after `idle_timeout`.
     fn stop_if_allowed(&mut self, ctx: &mut Context<Self>) {
-        // what the history has not stored yet is stored before the actor goes
-        let flush = self.history_write(self.unsaved_history());
-        let ask = self.service.send(RoomIdle {
-            jid: self.jid.clone(),
-            addr: ctx.address(),
-        });
-        async move {
-            flush.await;
-            ask.await.unwrap_or(true)
+        if self.history_writing > 0 {
+            // a write under way completes first (it may commit after a later one)
+            self.idle = Some(ctx.run_later(Duration::from_millis(20), |act, ctx| {
+                if act.room.as_ref().is_none_or(|r| r.occupants.is_empty()) {
+                    act.stop_if_allowed(ctx);
+                }
+            }));
+            return;
         }
-        .into_actor(self)
-        .map(|stop, act, ctx| {
-            if stop {
-                act.gone = true;
-                ctx.stop();
-            }
-        })
-        .wait(ctx);
+        // one wait: the row, then the history, then the question
+        self.row_write(self.row_retry().into_iter().collect())
+            .then(|(), act, _| act.write_pending())
+            .then(|ok, act, ctx| {
+                let ask = (ok && !act.row_dirty).then(|| {
+                    act.service.send(RoomIdle {
+                        jid: act.jid.clone(),
+                        addr: ctx.address(),
+                    })
+                });
+                async move {
+                    match ask {
+                        Some(a) => Some(a.await.unwrap_or(true)),
+                        None => None,
+                    }
+                }
+                .into_actor(act)
+            })
+            .map(|stop, act, ctx| match stop {
+                Some(true) => act.gone = true,
+                Some(false) => {}
+                None => {
+                    slog::warn!(act.log, "room kept: what it holds is not stored yet");
+                    let wait = Duration::from_secs(act.ctx.settings.get().muc.idle_timeout);
+                    act.idle = Some(ctx.run_later(wait, |act, ctx| {
+                        if act.room.as_ref().is_none_or(|r| r.occupants.is_empty()) {
+                            act.stop_if_allowed(ctx);
+                        }
+                    }));
+                }
+            })
+            .wait(ctx);
     }
 
     /// Tell the service how the room is listed, when that changed.
@@ -395,12 +471,13 @@ impl Actor for Chatroom {
         let jid = self.jid.to_string();
         let read = self.ctx.storage.clone();
         // everything sent to the room waits until it is loaded
+        // a history that cannot be read does not keep the room from working
         async move {
-            read.run(move |b| Ok((b.room_get(&jid)?, b.room_history(&jid)?)))
+            read.run(move |b| Ok((b.room_get(&jid)?, b.room_history(&jid))))
                 .await
         }
         .into_actor(self)
-        .map(|r, act, _| {
+        .map(|r, act, ctx| {
             let saved = match r {
                 Ok((Some(data), history)) => serde_json::from_str::<Saved>(&data)
                     .map(|s| (s, history))
@@ -411,16 +488,35 @@ impl Actor for Chatroom {
             match saved {
                 Ok((s, history)) => {
                     let mut room = Room::restore(act.jid.clone(), s, act.limits);
-                    let stored = history
-                        .into_iter()
-                        .map(|(seq, at, xml)| Stored { seq, at, xml })
-                        .collect();
-                    room.history = History::restore(act.limits.history, stored);
+                    match history {
+                        Ok(history) => {
+                            let stored = history
+                                .into_iter()
+                                .map(|(seq, at, xml)| Stored { seq, at, xml })
+                                .collect();
+                            room.history = History::restore(act.limits.history, stored);
+                        }
+                        Err(e) => {
+                            slog::warn!(act.log, "room history cannot be read: restored without it"; "error" => %e)
+                        }
+                    }
                     act.history_saved = room.history.last_seq();
                     act.room = Some(room);
                     act.update_listing();
                 }
-                Err(e) => slog::warn!(act.log, "saved room cannot be read"; "error" => e),
+                Err(e) => {
+                    // what is in the mailbox is answered with an error; the service
+                    // lets the room go, so the next stanza tries again
+                    slog::warn!(act.log, "saved room cannot be read"; "error" => e);
+                    act.service
+                        .send(RoomIdle {
+                            jid: act.jid.clone(),
+                            addr: ctx.address(),
+                        })
+                        .into_actor(act)
+                        .map(|_, _, _| ())
+                        .spawn(ctx);
+                }
             }
         })
         .wait(ctx);
@@ -428,8 +524,9 @@ impl Actor for Chatroom {
 
     fn stopped(&mut self, _: &mut Context<Self>) {
         slog::debug!(self.log, "room stopped");
-        // a temporary room is gone from the directory; a persistent one stays listed
-        if self.listed.as_ref().is_none_or(|e| !e.persistent) {
+        // a temporary room is gone from the directory; a persistent one stays listed,
+        // and so does a saved room that could not be loaded (the next stanza retries)
+        if self.room.is_some() && self.listed.as_ref().is_none_or(|e| !e.persistent) {
             self.service.do_send(Listing {
                 jid: self.jid.clone(),
                 entry: None,
@@ -469,18 +566,13 @@ impl Handler<Signal> for Chatroom {
 impl Handler<Flush> for Chatroom {
     type Result = ResponseActFuture<Self, ()>;
     /// Reached after every stanza before it and the saves they made (those hold the
-    /// mailbox until they commit): store the history not stored yet.
+    /// mailbox until they commit): store the room's row if its last write failed, and
+    /// the history not stored yet.
     fn handle(&mut self, _: Flush, _: &mut Context<Self>) -> Self::Result {
-        let pending = self.unsaved_history();
-        let newest = pending.last().map_or(0, |m| m.0);
         Box::pin(
-            self.history_write(pending)
-                .into_actor(self)
-                .map(move |ok, act, _| {
-                    if ok {
-                        act.history_saved = act.history_saved.max(newest);
-                    }
-                }),
+            self.row_write(self.row_retry().into_iter().collect())
+                .then(|(), act, _| act.write_pending())
+                .map(|_, _, _| ()),
         )
     }
 }

@@ -327,8 +327,10 @@ fn admin_set(room: &mut Room, from: &Jid, st: &Element, q: &Element) -> Vec<Effe
                 if role == Role::None {
                     out.extend(room.remove_occupant(&nick, &[status::KICKED], extras));
                 } else if let Some(o) = room.occupants.by_nick_mut(&nick) {
+                    let was = o.role;
                     o.role = role;
                     room.broadcast_presence(&nick, None, &[], extras, &mut out);
+                    room.reveal_jids_to(&nick, was, &mut out);
                 }
             }
             Change::Affiliation { jid, aff, reason } => {
@@ -360,11 +362,14 @@ fn admin_set(room: &mut Room, from: &Jid, st: &Element, q: &Element) -> Vec<Effe
                         ));
                     } else {
                         let moderated = room.config.moderated;
+                        let mut was = Role::None;
                         if let Some(o) = room.occupants.by_nick_mut(&nick) {
+                            was = o.role;
                             o.affiliation = aff;
                             o.role = aff.default_role(moderated);
                         }
                         room.broadcast_presence(&nick, None, &[], extras, &mut out);
+                        room.reveal_jids_to(&nick, was, &mut out);
                     }
                 }
             }
@@ -402,6 +407,7 @@ fn owner_set(room: &mut Room, from: &Jid, st: &Element, q: &Element) -> Vec<Effe
         Some("submit") => {
             let was_persistent = room.config.persistent;
             let was_members_only = room.config.members_only;
+            let was_non_anonymous = room.config.whois_anyone;
             match room.config.apply(x, room.limits.max_occupants) {
                 Ok(c) => room.config = c,
                 Err(_) => {
@@ -419,12 +425,21 @@ fn owner_set(room: &mut Room, from: &Jid, st: &Element, q: &Element) -> Vec<Effe
             } else if was_persistent {
                 out.push(Effect::Delete);
             }
-            // §10.2.1: occupants are told the configuration changed
+            // §10.2.1: occupants are told the configuration changed, and how the
+            // anonymity changed when it did
             let mut m = stanza("message", room.jid.as_str(), None, Some("groupchat"));
             let mut ux = Element::bare("x", ns::USER);
-            let mut s = Element::bare("status", ns::USER);
-            set_attr(&mut s, "code", &status::CONFIG_CHANGED.to_string());
-            ux.append_child(s);
+            let mut codes = vec![status::CONFIG_CHANGED];
+            match (was_non_anonymous, room.config.whois_anyone) {
+                (false, true) => codes.push(status::NOW_NON_ANONYMOUS),
+                (true, false) => codes.push(status::NOW_SEMI_ANONYMOUS),
+                _ => {}
+            }
+            for code in codes {
+                let mut s = Element::bare("status", ns::USER);
+                set_attr(&mut s, "code", &code.to_string());
+                ux.append_child(s);
+            }
             m.append_child(ux);
             out.push(Effect::Fanout {
                 stanza: m,

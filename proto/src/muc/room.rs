@@ -19,6 +19,10 @@ pub mod status {
     pub const NON_ANONYMOUS: u16 = 100;
     pub const SELF: u16 = 110;
     pub const CONFIG_CHANGED: u16 = 104;
+    /// The room became non-anonymous (§10.2.1).
+    pub const NOW_NON_ANONYMOUS: u16 = 172;
+    /// The room became semi-anonymous (§10.2.1).
+    pub const NOW_SEMI_ANONYMOUS: u16 = 173;
     pub const CREATED: u16 = 201;
     pub const BANNED: u16 = 301;
     pub const NICK_CHANGED: u16 = 303;
@@ -308,6 +312,29 @@ impl Room {
         set_attr(&mut id, "id", &o.occupant_id);
         p.append_child(id);
         p
+    }
+
+    /// Occupant `nick` became a moderator of a semi-anonymous room: its sessions get
+    /// the others' presence again, now with their real JIDs (as Prosody does).
+    pub(super) fn reveal_jids_to(&self, nick: &str, was: Role, out: &mut Vec<Effect>) {
+        let Some(me) = self.occupants.by_nick(nick) else {
+            return;
+        };
+        if self.config.whois_anyone || was == Role::Moderator || me.role != Role::Moderator {
+            return;
+        }
+        for to in me.jids() {
+            for other in self.occupants.iter().filter(|x| x.nick != me.nick) {
+                out.push(Effect::Send(self.presence_of(
+                    other,
+                    to,
+                    None,
+                    &[],
+                    ItemExtras::default(),
+                    None,
+                )));
+            }
+        }
     }
 
     /// The presence of occupant `nick` to every session in the room (its own with 110).

@@ -398,3 +398,57 @@ fn becoming_members_only_removes_who_is_not_a_member() {
     let out = t.configure(&[("muc#roomconfig_roomname", "x")]);
     assert!(all(&out).iter().all(|s| !s.contains("code='322'")));
 }
+
+#[test]
+fn a_change_of_anonymity_is_announced_with_172_or_173() {
+    let mut t = T::instant();
+    t.enter(B, "bob");
+    let out = t.configure(&[("muc#roomconfig_whois", "anyone")]);
+    let bob = to(&out, B);
+    let note = bob.iter().find(|s| s.contains("code='104'")).expect("104");
+    assert!(
+        note.contains("code='172'") && !note.contains("code='173'"),
+        "{note}"
+    );
+    let out = t.configure(&[("muc#roomconfig_whois", "moderators")]);
+    let note = to(&out, B)
+        .into_iter()
+        .find(|s| s.contains("code='104'"))
+        .expect("104");
+    assert!(
+        note.contains("code='173'") && !note.contains("code='172'"),
+        "{note}"
+    );
+    // no change of anonymity: 104 alone
+    let out = t.configure(&[("muc#roomconfig_roomname", "x")]);
+    let note = to(&out, B)
+        .into_iter()
+        .find(|s| s.contains("code='104'"))
+        .expect("104");
+    assert!(
+        !note.contains("code='172'") && !note.contains("code='173'"),
+        "{note}"
+    );
+}
+
+#[test]
+fn a_new_moderator_of_a_semi_anonymous_room_is_sent_the_real_jids() {
+    let mut t = T::instant();
+    t.enter(B, "bob");
+    t.enter(C, "carol");
+    let out = admin(&mut t, A, "<item nick='bob' role='moderator'/>");
+    let bob = to(&out, B);
+    for (j, nick) in [(A, "alice"), (C, "carol")] {
+        assert!(
+            bob.iter()
+                .any(|s| s.contains(&format!("/{nick}'")) && s.contains(&format!("jid='{j}'"))),
+            "{bob:?}"
+        );
+    }
+    // carol, a participant, still sees no JIDs
+    assert!(
+        to(&out, C).iter().all(|s| !s.contains("jid=")),
+        "{:?}",
+        to(&out, C)
+    );
+}
