@@ -13,7 +13,6 @@ use crate::registry::routes;
 use crate::signals::backlog::Backlog;
 use crate::signals::to_registry::{Availability, FromSession, Unbind};
 use crate::signals::{AccountRef, Serialised, SessionRef, Signal, ToAccount, ToSession};
-use actix::dev::MessageResponse;
 use actix::prelude::*;
 use minidom::Element;
 use std::sync::Arc;
@@ -25,6 +24,10 @@ use xmppd_proto::stream::error::{Condition, StreamError};
 
 /// Signals waiting for one session before the registry refuses more.
 pub const MAILBOX: usize = 1024;
+
+/// How long a client's signal may be held for a full registry or account mailbox
+/// before it is returned to the client as resource-constraint.
+pub const HOLD_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// What a session knows of its stream's negotiation.
 #[derive(Debug, Clone, Copy)]
@@ -56,8 +59,12 @@ pub struct Session {
     closing: bool,
     /// Our closing tag is queued (nothing more is written after it).
     stream_ended: bool,
-    /// Signals for a registry or account actor whose mailbox was full.
+    /// Signals for a registry or account actor whose mailbox was full, in order.
     held: Vec<Held>,
+    /// A spawned future is handing `held` over (see [`Session::release_held`]).
+    releasing: bool,
+    /// Reads are paused until the backlog clears (see [`Session::pace`]).
+    pacing: bool,
     /// Signals handed to the registry and not yet routed by it (see `FromSession`).
     via_registry: Arc<AtomicUsize>,
     /// Signals of this session waiting in the registry for a busy account: while
@@ -99,6 +106,8 @@ impl Session {
             closing: false,
             stream_ended: false,
             held: Vec::new(),
+            releasing: false,
+            pacing: false,
             via_registry: Arc::new(AtomicUsize::new(0)),
             backlog: Arc::new(Backlog::default()),
             conn: None,
@@ -166,7 +175,8 @@ impl Session {
         };
         // while the registry still holds something of ours, the direct path could
         // overtake it: everything goes the registry's way until it has caught up
-        let sig = if self.via_registry.load(Ordering::Acquire) == 0 {
+        // (and while some of ours wait there for a busy account)
+        let sig = if self.via_registry.load(Ordering::Acquire) == 0 && self.backlog.is_clear() {
             match self.fast_route(sig) {
                 Some(sig) => sig,
                 None => return,
@@ -180,6 +190,10 @@ impl Session {
             pending: self.via_registry.clone(),
             backlog: self.backlog.clone(),
         };
+        if self.releasing || !self.held.is_empty() {
+            // behind what is held: it goes in order
+            return self.held.push(Held::Registry(m));
+        }
         match self.ctx.registry.from_session.try_send(m) {
             Ok(()) => {}
             Err(SendError::Closed(_)) => {
@@ -196,30 +210,119 @@ impl Session {
             resource: self.jid.resource().to_string(),
             stanza,
         };
+        if self.releasing || !self.held.is_empty() {
+            return self.held.push(Held::Account(m));
+        }
         match self.account.try_send(m) {
             Ok(()) | Err(SendError::Closed(_)) => {}
             Err(SendError::Full(m)) => self.held.push(Held::Account(m)),
         }
     }
 
-    /// Deliver what waited for room, pausing the session (and so the reading of its
-    /// client's stream) until it is delivered.
+    /// Deliver what waited for room, in order, from a spawned future: the session goes
+    /// on meanwhile (it writes to its client and answers its account's offline
+    /// hand-over, which may be what the account is busy with), but reads nothing more
+    /// from the client until all is handed over (see [`Session::pace`]). What finds no
+    /// room within [`HOLD_TIMEOUT`] is returned to the client as resource-constraint.
     fn release_held(&mut self, ctx: &mut Context<Self>) {
-        if self.held.is_empty() {
+        if self.releasing || self.held.is_empty() {
             return;
         }
+        self.releasing = true;
         let held = std::mem::take(&mut self.held);
-        let (registry, account) = (self.ctx.registry.clone(), self.account.clone());
+        let (registry, account) = (self.ctx.registry.from_session.clone(), self.account.clone());
         async move {
-            for h in held {
-                let _ = match h {
-                    Held::Registry(sig) => registry.from_session.send(sig).await,
-                    Held::Account(m) => account.send(m).await,
-                };
+            let until = tokio::time::Instant::now() + HOLD_TIMEOUT;
+            let mut expired = Vec::new();
+            for mut h in held {
+                let mut pause = std::time::Duration::from_millis(1);
+                loop {
+                    let r = match h {
+                        Held::Registry(m) => registry.try_send(m).map_err(|e| match e {
+                            SendError::Full(m) => Some(Held::Registry(m)),
+                            SendError::Closed(m) => {
+                                m.pending.fetch_sub(1, Ordering::Relaxed);
+                                None
+                            }
+                        }),
+                        Held::Account(m) => account.try_send(m).map_err(|e| match e {
+                            SendError::Full(m) => Some(Held::Account(m)),
+                            SendError::Closed(_) => None,
+                        }),
+                    };
+                    match r {
+                        Ok(()) | Err(None) => break,
+                        Err(Some(back)) if tokio::time::Instant::now() >= until => {
+                            expired.push(back);
+                            break;
+                        }
+                        Err(Some(back)) => {
+                            h = back;
+                            tokio::time::sleep(pause).await;
+                            pause = (pause * 2).min(std::time::Duration::from_millis(50));
+                        }
+                    }
+                }
             }
+            expired
         }
         .into_actor(self)
-        .wait(ctx);
+        .map(|expired, act, ctx| {
+            act.releasing = false;
+            for h in expired {
+                act.refuse_held(h);
+            }
+            act.release_held(ctx);
+            act.pace(ctx);
+        })
+        .spawn(ctx);
+    }
+
+    /// A held signal found no room in time: its sender (this session's client) learns.
+    fn refuse_held(&mut self, h: Held) {
+        const TEXT: Option<&str> = Some("server busy: try again later");
+        slog::warn!(self.log, "a held signal found no room in time: refused");
+        let el = match h {
+            Held::Registry(m) => {
+                m.pending.fetch_sub(1, Ordering::Relaxed);
+                stanza::error_reply(m.sig.stanza(), ErrorCondition::ResourceConstraint, TEXT)
+            }
+            Held::Account(ToAccount::FromClient { stanza: el, .. }) => {
+                stanza::error_reply(&el, ErrorCondition::ResourceConstraint, TEXT)
+            }
+            Held::Account(_) => None,
+        };
+        if !self.closing {
+            self.reply(el);
+        }
+    }
+
+    /// Read nothing more from the client while anything of it is held here or waits
+    /// in the registry for a busy account; read again once all is handed over. Writes
+    /// to the client go on meanwhile.
+    fn pace(&mut self, ctx: &mut Context<Self>) {
+        if self.pacing {
+            return;
+        }
+        if self.held.is_empty() && !self.releasing && self.backlog.is_clear() {
+            self.out.resume_reads();
+            return;
+        }
+        self.out.pause_reads();
+        if self.releasing || !self.held.is_empty() {
+            // release_held calls pace again when it is done
+            return;
+        }
+        self.pacing = true;
+        self.backlog
+            .clone()
+            .clear()
+            .into_actor(self)
+            .map(|(), act, ctx| {
+                act.pacing = false;
+                act.pace(ctx);
+            })
+            .spawn(ctx);
     }
 
     /// The fast path: when this arbiter's replica of the routing table names exactly
@@ -566,8 +669,8 @@ impl Actor for Session {
 }
 
 impl Handler<Inbound> for Session {
-    type Result = Paced;
-    fn handle(&mut self, msg: Inbound, ctx: &mut Context<Self>) -> Paced {
+    type Result = ();
+    fn handle(&mut self, msg: Inbound, ctx: &mut Context<Self>) {
         for el in msg.0 {
             if self.closing || self.out.is_closed() {
                 break;
@@ -575,41 +678,7 @@ impl Handler<Inbound> for Session {
             self.client_stanza(el);
         }
         self.release_held(ctx);
-        if self.backlog.is_clear() {
-            Paced::Go
-        } else {
-            Paced::After(self.backlog.clone())
-        }
-    }
-}
-
-/// The answer to a batch of the client's stanzas, which its I/O task waits for before
-/// it reads more: at once, or once the session's signals waiting in the registry for
-/// busy accounts are handed over (back-pressure to the client). The session goes on
-/// meanwhile (deliveries to it are written); a session that stops drops the answer,
-/// which ends the I/O task.
-pub enum Paced {
-    Go,
-    After(Arc<Backlog>),
-}
-
-impl MessageResponse<Session, Inbound> for Paced {
-    fn handle(self, ctx: &mut Context<Session>, tx: Option<actix::dev::OneshotSender<()>>) {
-        match self {
-            Paced::Go => {
-                if let Some(tx) = tx {
-                    let _ = tx.send(());
-                }
-            }
-            Paced::After(backlog) => {
-                ctx.spawn(actix::fut::wrap_future(async move {
-                    backlog.clear().await;
-                    if let Some(tx) = tx {
-                        let _ = tx.send(());
-                    }
-                }));
-            }
-        }
+        self.pace(ctx);
     }
 }
 
@@ -625,6 +694,11 @@ impl Handler<ToSession> for Session {
                 }
             }
             ToSession::Offline(batch) => {
+                // the account gave up waiting (see OFFLINE_HANDOVER_TIMEOUT): they stay
+                // stored, and are handed over again later
+                if batch.written.is_closed() {
+                    return;
+                }
                 // stop at the first that cannot be written: it and the rest stay stored
                 let written = batch
                     .messages
