@@ -17,7 +17,8 @@ pub enum StorageError {
     Backend(String),
     #[error("storage task was cancelled")]
     Cancelled,
-    /// A per-account quota (offline messages) is reached.
+    /// A per-account quota (offline messages) is reached. A write that returns it
+    /// has written nothing (the writer commits the rest of its batch around it).
     #[error("storage quota reached")]
     Full,
 }
