@@ -178,6 +178,29 @@ impl<C: WriteConn> Writer<C> {
 
     /// Queue `job` without waiting for its commit; waits for room when the queue is
     /// full. Blocks: call it from the blocking pool.
+    /// [`Writer::try_queue`] for a job that may have failed to build (its error is
+    /// the answer, at once).
+    pub fn try_queue_built<J>(&self, job: Result<J, StorageError>) -> Option<Ack>
+    where
+        J: FnMut(&mut C) -> Result<(), StorageError> + Send + 'static,
+    {
+        match job {
+            Ok(job) => self.try_queue(job),
+            Err(e) => Some(ready(Err(e))),
+        }
+    }
+
+    /// [`Writer::queue`] for a job that may have failed to build.
+    pub fn queue_built<J>(&self, job: Result<J, StorageError>) -> Ack
+    where
+        J: FnMut(&mut C) -> Result<(), StorageError> + Send + 'static,
+    {
+        match job {
+            Ok(job) => self.queue(job),
+            Err(e) => ready(Err(e)),
+        }
+    }
+
     pub fn queue(
         &self,
         job: impl FnMut(&mut C) -> Result<(), StorageError> + Send + 'static,
@@ -222,12 +245,7 @@ fn stopped() -> StorageError {
     StorageError::Backend("the storage writer has stopped".into())
 }
 
-/// An [`Ack`] that already holds its outcome.
-pub fn ready(r: Result<(), StorageError>) -> Ack {
-    let (tx, rx) = tokio::sync::oneshot::channel();
-    let _ = tx.send(r);
-    rx
-}
+pub use xmppd_actors::storage::ready;
 
 fn run<C: WriteConn>(
     mut conn: C,

@@ -94,11 +94,7 @@ impl Account {
         }
         .into_actor(self)
         .map(move |r, act, ctx| {
-            let ack = r.unwrap_or_else(|e| {
-                let (tx, rx) = tokio::sync::oneshot::channel();
-                let _ = tx.send(Err(e));
-                rx
-            });
+            let ack = r.unwrap_or_else(|e| crate::storage::ready(Err(e)));
             act.queued(sig, ack, ctx)
         })
         .wait(ctx);
