@@ -318,7 +318,7 @@ async fn a_held_sender_still_receives() {
         let c = rusqlite::Connection::open(db).expect("open db");
         c.execute_batch("BEGIN IMMEDIATE").expect("lock");
         locked_tx.send(()).expect("locked");
-        let _ = release_rx.recv_timeout(Duration::from_secs(4));
+        let _ = release_rx.recv_timeout(Duration::from_millis(4500));
         c.execute_batch("COMMIT").expect("unlock");
     });
     locked_rx.recv().expect("locked");
@@ -330,8 +330,27 @@ async fn a_held_sender_still_receives() {
     s.send(&all).await;
     s.send("<iq type='get' id='sync' to='localhost'><ping xmlns='urn:xmpp:ping'/></iq>")
         .await;
-    // by now the account's mailbox is full and the sender is held
+    // (sync is in the last batch read: answered whether or not that batch pauses)
+    // by now the account's mailbox is full and the rest waits in the registry: the
+    // session reads nothing more (a probe is not answered; one batch read before the
+    // pause took hold is allowed, so a second probe then)
     tokio::time::sleep(Duration::from_millis(800)).await;
+    let ping = |id: &str| {
+        format!("<iq type='get' id='{id}' to='localhost'><ping xmlns='urn:xmpp:ping'/></iq>")
+    };
+    let mut probe = None;
+    for id in ["p2", "p3"] {
+        s.send(&ping(id)).await;
+        let needle = format!("id='{id}'");
+        if s.try_read_until(&needle, Duration::from_millis(700))
+            .await
+            .is_none()
+        {
+            probe = Some(needle);
+            break;
+        }
+    }
+    let probe = probe.expect("the sender is not held: the test proves nothing");
     a.send(&format!(
         "<message to='{s_jid}' type='chat' id='third'><body>hi</body></message>\
          <iq type='get' id='aping' to='{s_jid}'><ping xmlns='urn:xmpp:ping'/></iq>"
@@ -341,12 +360,13 @@ async fn a_held_sender_still_receives() {
         let got = tokio::time::timeout(Duration::from_millis(1500), s.wait_for(id)).await;
         assert!(got.is_ok(), "{id} not written to the held sender");
     }
-    assert!(
-        !s.stash_has("id='sync'"),
-        "the sender was not held: the test proves nothing"
-    );
+    assert!(!s.stash_has(&probe), "the sender was not held throughout");
     release_tx.send(()).expect("release");
     locker.join().expect("locker");
+    let answer = tokio::time::timeout(Duration::from_secs(30), s.wait_for(&probe))
+        .await
+        .expect("read again once the lock went");
+    assert!(answer.contains("type='result'"), "{answer}");
     let pong = tokio::time::timeout(Duration::from_secs(30), s.wait_for("id='sync'"))
         .await
         .expect("all read once the lock went");
