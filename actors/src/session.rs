@@ -13,7 +13,6 @@ use crate::registry::routes;
 use crate::signals::backlog::Backlog;
 use crate::signals::to_registry::{Availability, FromSession, Unbind};
 use crate::signals::{AccountRef, Serialised, SessionRef, Signal, ToAccount, ToSession};
-use actix::dev::MessageResponse;
 use actix::prelude::*;
 use minidom::Element;
 use std::sync::Arc;
@@ -22,6 +21,10 @@ use xmpp_parsers::jid::{BareJid, FullJid, Jid};
 use xmppd_proto::ns;
 use xmppd_proto::stanza::{self, ErrorCondition, Kind};
 use xmppd_proto::stream::error::{Condition, StreamError};
+
+mod held;
+pub use held::HOLD_TIMEOUT;
+use held::Held;
 
 /// Signals waiting for one session before the registry refuses more.
 pub const MAILBOX: usize = 1024;
@@ -56,12 +59,16 @@ pub struct Session {
     closing: bool,
     /// Our closing tag is queued (nothing more is written after it).
     stream_ended: bool,
-    /// Signals for a registry or account actor whose mailbox was full.
+    /// Signals for a registry or account actor whose mailbox was full, in order.
     held: Vec<Held>,
+    /// A spawned future is handing `held` over (see [`Session::release_held`]).
+    releasing: bool,
+    /// Reads are paused until the backlog clears (see [`Session::pace`]).
+    pacing: bool,
     /// Signals handed to the registry and not yet routed by it (see `FromSession`).
     via_registry: Arc<AtomicUsize>,
     /// Signals of this session waiting in the registry for a busy account: while
-    /// any do, the session takes nothing more from its client (see `Paced`).
+    /// any do, the session takes nothing more from its client (see `Session::pace`).
     backlog: Arc<Backlog>,
     /// The connection in the monitor's registry, when the stream came from one.
     pub conn: Option<Arc<ConnInfo>>,
@@ -99,6 +106,8 @@ impl Session {
             closing: false,
             stream_ended: false,
             held: Vec::new(),
+            releasing: false,
+            pacing: false,
             via_registry: Arc::new(AtomicUsize::new(0)),
             backlog: Arc::new(Backlog::default()),
             conn: None,
@@ -166,7 +175,8 @@ impl Session {
         };
         // while the registry still holds something of ours, the direct path could
         // overtake it: everything goes the registry's way until it has caught up
-        let sig = if self.via_registry.load(Ordering::Acquire) == 0 {
+        // (and while some of ours wait there for a busy account)
+        let sig = if self.via_registry.load(Ordering::Acquire) == 0 && self.backlog.is_clear() {
             match self.fast_route(sig) {
                 Some(sig) => sig,
                 None => return,
@@ -180,6 +190,10 @@ impl Session {
             pending: self.via_registry.clone(),
             backlog: self.backlog.clone(),
         };
+        if self.releasing || !self.held.is_empty() {
+            // behind what is held: it goes in order
+            return self.held.push(Held::Registry(m));
+        }
         match self.ctx.registry.from_session.try_send(m) {
             Ok(()) => {}
             Err(SendError::Closed(_)) => {
@@ -196,30 +210,13 @@ impl Session {
             resource: self.jid.resource().to_string(),
             stanza,
         };
+        if self.releasing || !self.held.is_empty() {
+            return self.held.push(Held::Account(m));
+        }
         match self.account.try_send(m) {
             Ok(()) | Err(SendError::Closed(_)) => {}
             Err(SendError::Full(m)) => self.held.push(Held::Account(m)),
         }
-    }
-
-    /// Deliver what waited for room, pausing the session (and so the reading of its
-    /// client's stream) until it is delivered.
-    fn release_held(&mut self, ctx: &mut Context<Self>) {
-        if self.held.is_empty() {
-            return;
-        }
-        let held = std::mem::take(&mut self.held);
-        let (registry, account) = (self.ctx.registry.clone(), self.account.clone());
-        async move {
-            for h in held {
-                let _ = match h {
-                    Held::Registry(sig) => registry.from_session.send(sig).await,
-                    Held::Account(m) => account.send(m).await,
-                };
-            }
-        }
-        .into_actor(self)
-        .wait(ctx);
     }
 
     /// The fast path: when this arbiter's replica of the routing table names exactly
@@ -561,13 +558,15 @@ impl Actor for Session {
     }
 
     fn stopped(&mut self, _: &mut Context<Self>) {
+        // a paused I/O task reads again, finds its target gone and ends
+        self.out.resume_reads();
         slog::debug!(self.log, "session ended"; "jid" => %self.jid);
     }
 }
 
 impl Handler<Inbound> for Session {
-    type Result = Paced;
-    fn handle(&mut self, msg: Inbound, ctx: &mut Context<Self>) -> Paced {
+    type Result = ();
+    fn handle(&mut self, msg: Inbound, ctx: &mut Context<Self>) {
         for el in msg.0 {
             if self.closing || self.out.is_closed() {
                 break;
@@ -575,41 +574,7 @@ impl Handler<Inbound> for Session {
             self.client_stanza(el);
         }
         self.release_held(ctx);
-        if self.backlog.is_clear() {
-            Paced::Go
-        } else {
-            Paced::After(self.backlog.clone())
-        }
-    }
-}
-
-/// The answer to a batch of the client's stanzas, which its I/O task waits for before
-/// it reads more: at once, or once the session's signals waiting in the registry for
-/// busy accounts are handed over (back-pressure to the client). The session goes on
-/// meanwhile (deliveries to it are written); a session that stops drops the answer,
-/// which ends the I/O task.
-pub enum Paced {
-    Go,
-    After(Arc<Backlog>),
-}
-
-impl MessageResponse<Session, Inbound> for Paced {
-    fn handle(self, ctx: &mut Context<Session>, tx: Option<actix::dev::OneshotSender<()>>) {
-        match self {
-            Paced::Go => {
-                if let Some(tx) = tx {
-                    let _ = tx.send(());
-                }
-            }
-            Paced::After(backlog) => {
-                ctx.spawn(actix::fut::wrap_future(async move {
-                    backlog.clear().await;
-                    if let Some(tx) = tx {
-                        let _ = tx.send(());
-                    }
-                }));
-            }
-        }
+        self.pace(ctx);
     }
 }
 
@@ -625,6 +590,11 @@ impl Handler<ToSession> for Session {
                 }
             }
             ToSession::Offline(batch) => {
+                // the account gave up waiting (see OFFLINE_HANDOVER_TIMEOUT): they stay
+                // stored, and are handed over again later
+                if batch.written.is_closed() {
+                    return;
+                }
                 // stop at the first that cannot be written: it and the rest stay stored
                 let written = batch
                     .messages
@@ -708,10 +678,4 @@ impl Handler<Stop> for Session {
     fn handle(&mut self, _: Stop, ctx: &mut Context<Self>) {
         ctx.stop();
     }
-}
-
-/// What a session holds back while the actor it goes to is behind.
-enum Held {
-    Registry(FromSession),
-    Account(ToAccount),
 }

@@ -17,7 +17,8 @@ pub enum StorageError {
     Backend(String),
     #[error("storage task was cancelled")]
     Cancelled,
-    /// A per-account quota (offline messages) is reached.
+    /// A per-account quota (offline messages) is reached. A write that returns it
+    /// has written nothing (the writer commits the rest of its batch around it).
     #[error("storage quota reached")]
     Full,
 }
@@ -34,6 +35,13 @@ pub struct RosterData {
 /// The outcome of a write queued without waiting ([`Backend::offline_try_queue`]),
 /// answered once its transaction committed (or failed).
 pub type Ack = tokio::sync::oneshot::Receiver<Result<(), StorageError>>;
+
+/// An [`Ack`] that already holds its outcome.
+pub fn ready(r: Result<(), StorageError>) -> Ack {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let _ = tx.send(r);
+    rx
+}
 
 /// What a storage backend offers the engine.
 pub trait Backend: Send + Sync + 'static {
@@ -116,9 +124,7 @@ pub trait Backend: Send + Sync + 'static {
     /// [`Backend::offline_try_queue`] that waits for room in the queue (blocks: call it
     /// on the blocking pool). By default the message is stored before it returns.
     fn offline_queue(&self, domain: &str, user: &str, stanza: &str, limit: usize) -> Ack {
-        let (tx, rx) = tokio::sync::oneshot::channel();
-        let _ = tx.send(self.offline_push(domain, user, stanza, limit));
-        rx
+        ready(self.offline_push(domain, user, stanza, limit))
     }
     /// Whether any message is stored for the account.
     fn offline_waiting(&self, domain: &str, user: &str) -> Result<bool, StorageError>;

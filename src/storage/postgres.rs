@@ -523,17 +523,13 @@ impl Backend for Postgres {
         stanza: &str,
         limit: usize,
     ) -> Option<Ack> {
-        match offline_push_job(domain, user, stanza, limit) {
-            Ok(job) => self.writer.try_queue(job),
-            Err(e) => Some(super::writer::ready(Err(e))),
-        }
+        self.writer
+            .try_queue_built(offline_push_job(domain, user, stanza, limit))
     }
 
     fn offline_queue(&self, domain: &str, user: &str, stanza: &str, limit: usize) -> Ack {
-        match offline_push_job(domain, user, stanza, limit) {
-            Ok(job) => self.writer.queue(job),
-            Err(e) => super::writer::ready(Err(e)),
-        }
+        self.writer
+            .queue_built(offline_push_job(domain, user, stanza, limit))
     }
 
     fn offline_waiting(&self, domain: &str, user: &str) -> Result<bool, StorageError> {

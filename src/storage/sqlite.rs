@@ -188,6 +188,17 @@ fn offline_push_job(
     })
 }
 
+/// [`offline_push_job`] as a job for the writer.
+fn offline_job(
+    domain: &str,
+    user: &str,
+    stanza: &str,
+    limit: usize,
+) -> Result<impl FnMut(&mut Connection) -> Result<(), StorageError> + Send + 'static, StorageError>
+{
+    offline_push_job(domain, user, stanza, limit).map(|job| move |c: &mut Connection| job(c))
+}
+
 fn migrate(c: &Connection) -> Result<(), StorageError> {
     let done: usize = c
         .query_row("PRAGMA user_version", [], |r| r.get::<_, i64>(0))
@@ -427,17 +438,13 @@ impl Backend for Sqlite {
         stanza: &str,
         limit: usize,
     ) -> Option<Ack> {
-        match offline_push_job(domain, user, stanza, limit) {
-            Ok(job) => self.writer.try_queue(move |c| job(c)),
-            Err(e) => Some(super::writer::ready(Err(e))),
-        }
+        self.writer
+            .try_queue_built(offline_job(domain, user, stanza, limit))
     }
 
     fn offline_queue(&self, domain: &str, user: &str, stanza: &str, limit: usize) -> Ack {
-        match offline_push_job(domain, user, stanza, limit) {
-            Ok(job) => self.writer.queue(move |c| job(c)),
-            Err(e) => super::writer::ready(Err(e)),
-        }
+        self.writer
+            .queue_built(offline_job(domain, user, stanza, limit))
     }
 
     fn offline_waiting(&self, domain: &str, user: &str) -> Result<bool, StorageError> {

@@ -178,6 +178,29 @@ impl<C: WriteConn> Writer<C> {
 
     /// Queue `job` without waiting for its commit; waits for room when the queue is
     /// full. Blocks: call it from the blocking pool.
+    /// [`Writer::try_queue`] for a job that may have failed to build (its error is
+    /// the answer, at once).
+    pub fn try_queue_built<J>(&self, job: Result<J, StorageError>) -> Option<Ack>
+    where
+        J: FnMut(&mut C) -> Result<(), StorageError> + Send + 'static,
+    {
+        match job {
+            Ok(job) => self.try_queue(job),
+            Err(e) => Some(ready(Err(e))),
+        }
+    }
+
+    /// [`Writer::queue`] for a job that may have failed to build.
+    pub fn queue_built<J>(&self, job: Result<J, StorageError>) -> Ack
+    where
+        J: FnMut(&mut C) -> Result<(), StorageError> + Send + 'static,
+    {
+        match job {
+            Ok(job) => self.queue(job),
+            Err(e) => ready(Err(e)),
+        }
+    }
+
     pub fn queue(
         &self,
         job: impl FnMut(&mut C) -> Result<(), StorageError> + Send + 'static,
@@ -222,12 +245,7 @@ fn stopped() -> StorageError {
     StorageError::Backend("the storage writer has stopped".into())
 }
 
-/// An [`Ack`] that already holds its outcome.
-pub fn ready(r: Result<(), StorageError>) -> Ack {
-    let (tx, rx) = tokio::sync::oneshot::channel();
-    let _ = tx.send(r);
-    rx
-}
+pub use xmppd_actors::storage::ready;
 
 fn run<C: WriteConn>(
     mut conn: C,
@@ -258,21 +276,22 @@ fn commit_batch<C: WriteConn>(
 ) {
     if batch.len() > 1 {
         match without_savepoints(conn, batch) {
-            Ok(true) => {
+            Ok(Some(outcomes)) => {
                 stats.commits.fetch_add(1, Ordering::Relaxed);
-                stats
-                    .writes
-                    .fetch_add(batch.len() as u64, Ordering::Relaxed);
                 if stats.failing.swap(false, Ordering::Relaxed) {
                     slog::info!(log, "storage writes work again");
                 }
-                for req in batch.drain(..) {
-                    req.reply.send(Ok(()), stats);
+                for (req, r) in batch.drain(..).zip(outcomes) {
+                    match &r {
+                        Ok(()) => stats.writes.fetch_add(1, Ordering::Relaxed),
+                        Err(_) => stats.errors.fetch_add(1, Ordering::Relaxed),
+                    };
+                    req.reply.send(r, stats);
                 }
                 return;
             }
             // one write failed: all rolled back, run again with savepoints
-            Ok(false) => {}
+            Ok(None) => {}
             Err(e) => return fail_all(batch, e, stats, log),
         }
     }
@@ -351,25 +370,34 @@ fn commit_batch<C: WriteConn>(
     }
 }
 
-/// The whole batch in one transaction without savepoints: `Ok(true)` committed,
-/// `Ok(false)` a write failed and everything was rolled back, `Err` the transaction
-/// itself failed (begin or commit: the backend is unusable).
+/// The whole batch in one transaction without savepoints: `Ok(Some(outcomes))`
+/// committed (a write refused as [`StorageError::Full`] wrote nothing, so it is an
+/// outcome, not a reason to roll back), `Ok(None)` a write failed otherwise and
+/// everything was rolled back, `Err` the transaction itself failed (begin or commit:
+/// the backend is unusable).
 fn without_savepoints<C: WriteConn>(
     conn: &mut C,
     batch: &mut [Request<C>],
-) -> Result<bool, StorageError> {
+) -> Result<Option<Vec<Result<(), StorageError>>>, StorageError> {
     conn.begin()?;
+    let mut outcomes = Vec::with_capacity(batch.len());
     for req in batch.iter_mut() {
-        if guarded(&mut req.job, conn).is_err() {
-            conn.rollback();
-            return Ok(false);
+        match guarded(&mut req.job, conn) {
+            Err(StorageError::Full) if conn.in_transaction() => {
+                outcomes.push(Err(StorageError::Full))
+            }
+            Err(_) => {
+                conn.rollback();
+                return Ok(None);
+            }
+            Ok(()) => outcomes.push(Ok(())),
         }
     }
     if let Err(e) = conn.commit() {
         conn.rollback();
         return Err(e);
     }
-    Ok(true)
+    Ok(Some(outcomes))
 }
 
 /// Run one job; a panic in it fails that write only.

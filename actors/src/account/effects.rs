@@ -7,6 +7,9 @@ use super::*;
 use crate::signals::to_session::OfflineBatch;
 use xmppd_proto::im::account::{Effect, StoreOp};
 
+/// How long the account waits for a session to take the offline messages handed to it.
+const OFFLINE_HANDOVER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
 impl Account {
     /// Carry out `effects` in order. `sig` is the inbound signal they were decided on,
     /// for [`Effect::Deliver`], [`Effect::Bounce`] and a failed offline store.
@@ -102,8 +105,17 @@ impl Account {
             let (tx, rx) = tokio::sync::oneshot::channel();
             target.do_send(ToSession::Offline(OfflineBatch { messages, written: tx }));
             // the session answers at once (or drops the sender when it is gone); the
-            // account waits, so that no other flush lists the same messages meanwhile
-            async move { rx.await.unwrap_or(0) }
+            // account waits, so that no other flush lists the same messages meanwhile,
+            // but not forever: a session behind its mailbox could itself be waiting for
+            // this account. On expiry the messages stay stored (the session sees the
+            // answer dropped and writes none of them).
+            async move {
+                tokio::time::timeout(OFFLINE_HANDOVER_TIMEOUT, rx)
+                    .await
+                    .ok()
+                    .and_then(Result::ok)
+                    .unwrap_or(0)
+            }
                 .into_actor(act)
                 .map(move |written, act, ctx| {
                     let upto = if written == ids.len() { Some(last) } else { written.checked_sub(1).map(|i| ids[i]) };

@@ -132,7 +132,7 @@ impl Account {
         let call = async move { storage.run(move |b| f(b, &domain, &user)).await };
         // one waited future: actix runs the latest `wait` first, so a separate wait for
         // the queued stores would come after this call
-        pipeline::Acks
+        pipeline::Acks { spawned: false }
             .then(move |(), act: &mut Self, _| call.into_actor(act))
             .map(move |r, act, ctx| then(act, r, ctx))
             .wait(ctx);
@@ -450,7 +450,11 @@ struct StopAccount;
 impl Handler<StopAccount> for Account {
     type Result = ();
     fn handle(&mut self, _: StopAccount, ctx: &mut Context<Self>) {
-        ctx.stop();
+        // stores queued after the registry's idle answer are answered first (a stopping
+        // actor polls nothing, and a refused store would never go back to its sender)
+        pipeline::Acks { spawned: false }
+            .map(|(), _, ctx: &mut Context<Self>| ctx.stop())
+            .wait(ctx);
     }
 }
 

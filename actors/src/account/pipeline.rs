@@ -21,7 +21,12 @@ use std::task::Poll;
 /// Offline stores queued with the writer and not yet answered, oldest first, each with
 /// the signal it stores (to answer its sender if it fails).
 #[derive(Default)]
-pub(super) struct Pipeline(VecDeque<(Signal, Ack)>);
+pub(super) struct Pipeline(VecDeque<(Signal, Ack)>, Running);
+
+/// A spawned [`Acks`] is alive (it may not have seen the queue empty yet): no second
+/// one is spawned, so they do not pile up while the account waits on a storage call.
+#[derive(Default)]
+pub(super) struct Running(bool);
 
 impl Pipeline {
     pub(super) fn is_empty(&self) -> bool {
@@ -30,10 +35,12 @@ impl Pipeline {
 }
 
 /// Answers the queued stores in order as their outcomes arrive; ready once none is left.
-/// Spawned when the first store is queued, and waited for before any other storage call
-/// (several may run at once: they share the actor's task and its waker, so whichever
-/// runs answers the next outcome).
-pub(super) struct Acks;
+/// Spawned when a store is queued and none is spawned yet (`spawned`), and waited for
+/// before any other storage call (two may run at once: they share the actor's task and
+/// its waker, so whichever runs answers the next outcome).
+pub(super) struct Acks {
+    pub(super) spawned: bool,
+}
 
 impl ActorFuture<Account> for Acks {
     type Output = ();
@@ -53,6 +60,9 @@ impl ActorFuture<Account> for Acks {
             if let Some((sig, _)) = act.pipeline.0.pop_front() {
                 act.offline_stored(sig, r);
             }
+        }
+        if self.spawned {
+            act.pipeline.1 = Running(false);
         }
         Poll::Ready(())
     }
@@ -84,21 +94,16 @@ impl Account {
         }
         .into_actor(self)
         .map(move |r, act, ctx| {
-            let ack = r.unwrap_or_else(|e| {
-                let (tx, rx) = tokio::sync::oneshot::channel();
-                let _ = tx.send(Err(e));
-                rx
-            });
+            let ack = r.unwrap_or_else(|e| crate::storage::ready(Err(e)));
             act.queued(sig, ack, ctx)
         })
         .wait(ctx);
     }
 
     fn queued(&mut self, sig: Signal, ack: Ack, ctx: &mut Context<Self>) {
-        let first = self.pipeline.is_empty();
         self.pipeline.0.push_back((sig, ack));
-        if first {
-            ctx.spawn(Acks);
+        if !std::mem::replace(&mut self.pipeline.1.0, true) {
+            ctx.spawn(Acks { spawned: true });
         }
     }
 

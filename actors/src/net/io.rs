@@ -69,6 +69,9 @@ struct OutShared {
     closing: Cell<bool>,
     /// The I/O task has ended.
     closed: Cell<bool>,
+    /// The stanza target asked for a pause: the task reads nothing from the peer (it
+    /// still writes, and sees aborts and closes) until reads are resumed.
+    paused: Cell<bool>,
     wake: Notify,
     abort: Notify,
 }
@@ -116,6 +119,7 @@ impl Outbox {
             aborted: Cell::new(false),
             closing: Cell::new(false),
             closed: Cell::new(false),
+            paused: Cell::new(false),
             wake: Notify::new(),
             abort: Notify::new(),
         });
@@ -169,6 +173,20 @@ impl Outbox {
     pub fn close(&self) {
         self.shared.push(Out::Close);
         self.shared.closing.set(true);
+    }
+
+    /// Read nothing more from the peer until [`Outbox::resume_reads`] (back-pressure:
+    /// TCP then slows the peer down). Writes go on. A read already under way is still
+    /// handed over.
+    pub fn pause_reads(&self) {
+        self.shared.paused.set(true);
+    }
+
+    /// Read from the peer again after [`Outbox::pause_reads`].
+    pub fn resume_reads(&self) {
+        if self.shared.paused.replace(false) {
+            self.shared.wake.notify_one();
+        }
     }
 
     /// Drop the connection now, without writing what is queued.
@@ -317,7 +335,7 @@ async fn run<T: Transport>(
                 io.transport.park();
                 Ok(())
             }
-            r = shaped_readable(&io.transport, io.shaper.as_mut()), if io.reading => match r {
+            r = shaped_readable(&io.transport, io.shaper.as_mut()), if io.reading && !shared.paused.get() => match r {
                 Err(e) => Err(format!("read: {e}")),
                 Ok(()) => Box::pin(io.on_readable(shared, log)).await,
             },

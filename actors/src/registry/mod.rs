@@ -4,6 +4,7 @@
 //! signal and hands it to the session that takes it, answers what is addressed to the
 //! server, and returns what cannot be delivered to its sender as an error.
 
+mod accounts;
 mod admin;
 pub mod domains;
 mod remove;
@@ -65,11 +66,6 @@ pub struct Registry {
     sender: Option<Arc<crate::signals::backlog::Backlog>>,
 }
 
-/// Hand over what waits for an account (its mailbox had no room).
-#[derive(actix::Message)]
-#[rtype(result = "()")]
-struct DrainWaiting(BareJid);
-
 impl Registry {
     pub fn new(domains: impl IntoIterator<Item = String>, log: slog::Logger) -> Self {
         Registry {
@@ -88,82 +84,6 @@ impl Registry {
             me: None,
             sender: None,
         }
-    }
-
-    /// The account actor for `bare`, started on a worker arbiter if not running.
-    fn account(&mut self, bare: &BareJid) -> Option<AccountRef> {
-        if let Some(a) = self.accounts.get(bare).filter(|a| a.connected()) {
-            return Some(a.clone());
-        }
-        let ctx = self.ctx.clone()?;
-        let start = self.start_account.as_ref()?;
-        let worker = self
-            .workers
-            .get(self.next_worker % self.workers.len().max(1));
-        let addr = start(bare.clone(), ctx, worker);
-        self.next_worker = self.next_worker.wrapping_add(1);
-        self.accounts.insert(bare.clone(), addr.clone());
-        Some(addr)
-    }
-
-    /// Hand a signal to the account actor of its recipient; when its mailbox is full,
-    /// the signal waits (in order, bounded) instead of bouncing.
-    fn for_account(&mut self, sig: Signal) {
-        self.for_account_at(sig.to().to_bare(), sig)
-    }
-
-    /// [`Registry::for_account`] to the account `bare` (the recipient's, or for an
-    /// administration command the sender's); without an actor the signal bounces with
-    /// `internal-server-error`.
-    fn for_account_at(&mut self, bare: BareJid, sig: Signal) {
-        if self.waiting.is_waiting(&bare) {
-            return self.wait(bare, sig);
-        }
-        if let Some(sig) = self.try_account(&bare, sig) {
-            self.wait(bare, sig);
-        }
-    }
-
-    /// One attempt to hand `sig` to the account; the signal back when it must wait
-    /// (mailbox full, or the actor just stopped: the next attempt starts a new one).
-    fn try_account(&mut self, bare: &BareJid, sig: Signal) -> Option<Signal> {
-        let Some(a) = self.account(bare) else {
-            self.bounce(sig, ErrorCondition::InternalServerError, None);
-            return None;
-        };
-        match a.try_send(ToAccount::Signal(sig)) {
-            Ok(()) => None,
-            Err(SendError::Full(ToAccount::Signal(sig))) => Some(sig),
-            Err(SendError::Closed(ToAccount::Signal(sig))) => {
-                self.accounts.remove(bare);
-                Some(sig)
-            }
-            Err(_) => None,
-        }
-    }
-
-    fn wait(&mut self, bare: BareJid, sig: Signal) {
-        let first = !self.waiting.is_waiting(&bare);
-        match self.waiting.push(&bare, sig, self.sender.clone()) {
-            None if first => self.drain_later(bare),
-            None => {}
-            Some(sig) => self.bounce(
-                sig,
-                ErrorCondition::ResourceConstraint,
-                Some("recipient is overloaded"),
-            ),
-        }
-    }
-
-    /// Try the account again in a moment (its mailbox empties as it works).
-    fn drain_later(&self, bare: BareJid) {
-        let Some(me) = self.me.as_ref().and_then(|m| m.upgrade()) else {
-            return;
-        };
-        actix::spawn(async move {
-            tokio::time::sleep(std::time::Duration::from_millis(1)).await;
-            me.do_send(DrainWaiting(bare));
-        });
     }
 
     fn bounce(&mut self, sig: Signal, cond: ErrorCondition, text: Option<&str>) {
@@ -348,6 +268,11 @@ impl Registry {
                 if ty == Some("groupchat") {
                     return self.bounce(sig, ErrorCondition::ServiceUnavailable, None);
                 }
+                if self.waiting.is_waiting(&bare) {
+                    // older messages wait for the account: this one goes behind them
+                    // (the account delivers it to its sessions or stores it)
+                    return self.wait(bare, sig);
+                }
                 let targets = self.routes.message_targets(&bare, ty);
                 match (targets.is_empty(), ty) {
                     // RFC 6121 §8.5.2.1.1: a headline for nobody is dropped
@@ -444,27 +369,7 @@ impl Actor for Registry {
     fn started(&mut self, ctx: &mut Context<Self>) {
         ctx.set_mailbox_capacity(MAILBOX);
         self.me = Some(ctx.address().downgrade());
-    }
-}
-
-impl Handler<DrainWaiting> for Registry {
-    type Result = ();
-    fn handle(&mut self, DrainWaiting(bare): DrainWaiting, _: &mut Context<Self>) {
-        while let Some(mut e) = self.waiting.pop(&bare) {
-            // the sender's backlog is counted down only once the signal is handed over
-            let from = e.from.take();
-            match self.try_account(&bare, e.sig) {
-                Some(sig) => {
-                    self.waiting.unpop(&bare, waiting::Entry { sig, from });
-                    return self.drain_later(bare);
-                }
-                None => {
-                    if let Some(b) = from {
-                        b.done();
-                    }
-                }
-            }
-        }
+        self.expire_waiting(ctx);
     }
 }
 

@@ -19,16 +19,29 @@ use crate::signals::Signal;
 use crate::signals::backlog::Backlog;
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 use xmpp_parsers::jid::BareJid;
 
 /// A waiting signal, with the backlog of the session it came from (if it did).
 pub struct Entry {
     pub sig: Signal,
     pub from: Option<Arc<Backlog>>,
+    /// When it began to wait (see [`Waiting::expire`]).
+    pub since: Instant,
 }
 
-/// Signals waiting for busy accounts, all accounts together.
+/// Signals waiting for busy accounts, all accounts together, beyond which those not
+/// from a client's session are bounced.
 pub const MAX_WAITING: usize = 65_536;
+
+/// The hard ceiling: beyond it a session's signals are bounced too (a session reads
+/// nothing more while any of its signals wait, so only a burst of very many sessions
+/// at once reaches it).
+pub const MAX_WAITING_HARD: usize = 2 * MAX_WAITING;
+
+/// How long a signal may wait for its account before it is bounced
+/// (`resource-constraint`) and its session reads again.
+pub const WAIT_TIMEOUT: Duration = Duration::from_secs(30);
 
 #[derive(Default)]
 pub struct Waiting {
@@ -50,14 +63,18 @@ impl Waiting {
         sig: Signal,
         from: Option<Arc<Backlog>>,
     ) -> Option<Signal> {
-        if self.total >= MAX_WAITING && from.is_none() {
+        if self.total >= MAX_WAITING && from.is_none() || self.total >= MAX_WAITING_HARD {
             return Some(sig);
         }
         self.total += 1;
         if let Some(b) = &from {
             b.add();
         }
-        let e = Entry { sig, from };
+        let e = Entry {
+            sig,
+            from,
+            since: Instant::now(),
+        };
         self.queues.entry(bare.clone()).or_default().push_back(e);
         None
     }
@@ -80,6 +97,21 @@ impl Waiting {
     pub fn unpop(&mut self, bare: &BareJid, e: Entry) {
         self.total += 1;
         self.queues.entry(bare.clone()).or_default().push_front(e);
+    }
+
+    /// Take out every signal that has waited since before `before` (the oldest of a
+    /// queue come first, so each queue is cut at its front); still counted in their
+    /// sessions' backlogs (the caller bounces them and counts them down).
+    pub fn expire(&mut self, before: Instant) -> Vec<Entry> {
+        let mut out = Vec::new();
+        self.queues.retain(|_, q| {
+            while q.front().is_some_and(|e| e.since < before) {
+                out.extend(q.pop_front());
+            }
+            !q.is_empty()
+        });
+        self.total -= out.len();
+        out
     }
 
     #[cfg(test)]
@@ -155,5 +187,34 @@ mod tests {
         assert!(w.push(&b, msg("paced"), Some(session.clone())).is_none());
         assert!(!session.is_clear());
         assert_eq!(w.total(), MAX_WAITING + 1);
+        // up to the hard ceiling
+        for _ in MAX_WAITING + 1..MAX_WAITING_HARD {
+            assert!(w.push(&b, msg("m"), Some(session.clone())).is_none());
+        }
+        assert!(w.push(&b, msg("over"), Some(session.clone())).is_some());
+        assert_eq!(w.total(), MAX_WAITING_HARD);
+    }
+
+    #[test]
+    fn what_waited_too_long_expires_and_the_rest_stays_in_order() {
+        let (b, c) = (
+            BareJid::new("b@x").expect("jid"),
+            BareJid::new("c@x").expect("jid"),
+        );
+        let mut w = Waiting::default();
+        let session = Arc::new(Backlog::default());
+        assert!(w.push(&b, msg("old"), Some(session.clone())).is_none());
+        assert!(w.push(&c, msg("old-c"), None).is_none());
+        std::thread::sleep(Duration::from_millis(20));
+        let cut = Instant::now();
+        assert!(w.push(&b, msg("new"), Some(session.clone())).is_none());
+        let gone: Vec<String> = w.expire(cut).into_iter().map(|e| id(&done(e))).collect();
+        assert_eq!(gone.len(), 2);
+        assert!(gone.contains(&"old".to_string()) && gone.contains(&"old-c".to_string()));
+        assert!(!w.is_waiting(&c), "an emptied queue ends");
+        assert!(!session.is_clear(), "the new one still waits");
+        assert_eq!(w.pop(&b).map(|e| id(&done(e))).as_deref(), Some("new"));
+        assert!(session.is_clear());
+        assert_eq!(w.total(), 0);
     }
 }

@@ -3,8 +3,8 @@
 //! A signal for an account whose actor is busy waits in the registry
 //! (`registry/waiting.rs`). When it came from a client's session, the session learns it
 //! through its [`Backlog`]: while any of its signals wait there, the session takes
-//! nothing more from its stream (its I/O task waits for the answer to the last batch it
-//! handed over, stops reading, and TCP slows the client down). So a fast sender is
+//! nothing more from its stream (it pauses its I/O task's reads, which go on writing,
+//! and TCP slows the client down). So a fast sender is
 //! paced by the storage of its recipients instead of being refused, and what waits in
 //! the registry stays bounded by what the senders have in flight.
 

@@ -201,3 +201,37 @@ fn queued_writes_commit_in_order_together_and_are_answered_each() {
     let ack = w.queue(insert_job(8));
     assert_eq!(ack.blocking_recv().expect("answered"), Ok(()));
 }
+
+/// A write refused by its quota wrote nothing: its batch commits around it, once,
+/// without running the others again.
+#[test]
+fn a_quota_refusal_does_not_rerun_its_batch() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (w, release) = held_writer(&dir, LIMITS);
+    let runs = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counted = |k: i64| {
+        let runs = runs.clone();
+        move |c: &mut Connection| {
+            runs.fetch_add(1, Ordering::Relaxed);
+            c.execute("INSERT INTO t (k) VALUES (?1)", [k])
+                .map(|_| ())
+                .map_err(db_err)
+        }
+    };
+    let a = w.try_queue(counted(1)).expect("room");
+    let full = w
+        .try_queue(|_: &mut Connection| Err(StorageError::Full))
+        .expect("room");
+    let b = w.try_queue(counted(2)).expect("room");
+    drop(release);
+    assert_eq!(a.blocking_recv().expect("answered"), Ok(()));
+    assert_eq!(
+        full.blocking_recv().expect("answered"),
+        Err(StorageError::Full)
+    );
+    assert_eq!(b.blocking_recv().expect("answered"), Ok(()));
+    assert_eq!(runs.load(Ordering::Relaxed), 2, "the batch ran once");
+    // the held job's transaction, then one for the three
+    assert_eq!(w.stats.commits.load(Ordering::Relaxed), 2);
+    assert_eq!(w.stats.errors.load(Ordering::Relaxed), 1);
+}
