@@ -679,18 +679,19 @@ impl Handler<AccountIdle> for Registry {
 impl Handler<DialbackVerify> for Registry {
     type Result = bool;
     fn handle(&mut self, d: DialbackVerify, _: &mut Context<Self>) -> bool {
-        // rooms and components served here federate as their own domains
-        let local_ok = matches!(
-            self.domains.lookup(&d.local),
-            Domain::Local | Domain::Service(_)
-        );
-        let remote_ok = matches!(self.domains.lookup(&d.remote), Domain::Remote);
-        let q = if local_ok && remote_ok {
-            self.queue(&d.remote, &d.local)
-        } else {
-            Err(NoQueue::Disabled)
+        // the same test as the inbound stream's (Settings::served_here): rooms and
+        // components served here federate as their own domains, connected or not
+        let served = |name: &str| {
+            self.ctx
+                .as_ref()
+                .is_some_and(|c| c.settings.get().served_here(&name.to_ascii_lowercase()))
         };
-        match q {
+        if !served(&d.local) || served(&d.remote) {
+            // XEP-0220 §2.4: item-not-found for this pair, the stream stays
+            let _ = d.verify.reply.send(Verdict::NotServed);
+            return true;
+        }
+        match self.queue(&d.remote, &d.local) {
             Err(NoQueue::TooMany) => return false,
             Ok(q) => {
                 if let Err(e) = q.send.try_send(ToOutbound::Verify(d.verify))
@@ -699,9 +700,9 @@ impl Handler<DialbackVerify> for Registry {
                     let _ = v.reply.send(Verdict::Busy);
                 }
             }
-            // not a domain pair we verify for: not verified
+            // federation is off (or not wired yet): we cannot ask
             Err(NoQueue::Disabled) => {
-                let _ = d.verify.reply.send(Verdict::Invalid);
+                let _ = d.verify.reply.send(Verdict::Unreachable);
             }
         }
         true

@@ -16,7 +16,7 @@ use tokio::net::TcpStream;
 use tokio::sync::mpsc::Receiver;
 use xmppd_proto::config::Settings;
 use xmppd_proto::ns;
-use xmppd_proto::s2s::dialback::{self, Dialback};
+use xmppd_proto::s2s::dialback::{self, Answer, Dialback};
 use xmppd_proto::s2s::outgoing::{self, Failure, LinkState, Step};
 use xmppd_proto::stanza::ErrorCondition;
 use xmppd_proto::xml::escape::escape_attr;
@@ -53,9 +53,10 @@ pub enum Event {
     Open,
     /// Authenticated: stanzas may go.
     Up,
+    /// The authoritative server's answer to a `<db:verify>` we sent.
     Verified {
         id: String,
-        valid: bool,
+        verdict: dialback::Verdict,
     },
     /// The link failed; `retry` is false when trying again cannot help (a secure
     /// domain's requirement not met).
@@ -383,11 +384,23 @@ async fn link(
                         return Err(Fail::timeout(format!("stream error from the peer: {why}")));
                     }
                     match Dialback::parse(&el) {
-                        Ok(Dialback::ResultAnswer { from, to, valid })
+                        Ok(Dialback::ResultAnswer { from, to, answer })
                             if from == p.remote && to == p.local =>
                         {
-                            if !valid {
-                                return Err(Fail::timeout("the remote server refused our dialback"));
+                            match answer {
+                                Answer::Valid => {}
+                                Answer::Invalid => {
+                                    return Err(Fail::timeout("the remote server refused our dialback"));
+                                }
+                                // XEP-0220 §2.4: it could not check our key (it cannot
+                                // reach us, or does not serve the domain): this pair
+                                // fails for now, it was not refused; what waits is
+                                // retried within bounce_after
+                                Answer::Error(cond) => {
+                                    return Err(Fail::timeout(format!(
+                                        "the remote server could not verify our dialback key ({cond})"
+                                    )));
+                                }
                             }
                             if !authed {
                                 authed = true;
@@ -395,7 +408,10 @@ async fn link(
                                 tell(Event::Up);
                             }
                         }
-                        Ok(Dialback::VerifyAnswer { id, valid, .. }) => tell(Event::Verified { id, valid }),
+                        Ok(Dialback::VerifyAnswer { id, answer, .. }) => tell(Event::Verified {
+                            id,
+                            verdict: dialback::Verdict::of(&answer),
+                        }),
                         _ => {
                             slog::debug!(p.log, # "XMPPO", "ignored on an outgoing stream"; "element" => el.name());
                         }
