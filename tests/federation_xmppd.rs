@@ -549,10 +549,63 @@ async fn unauthenticated_server_streams_per_address_are_bounded() {
 }
 
 /// A peer that says every dialback key is valid, then never reads again.
-async fn deaf_peer() -> u16 {
-    let l = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
+/// A listener on loopback whose connections have a small receive buffer (32 KiB): what
+/// a peer that never reads holds in its kernel stays within what the sending server
+/// accounts for as perhaps delivered (its own send buffer and a little more).
+fn deaf_listener() -> tokio::net::TcpListener {
+    let sock = tokio::net::TcpSocket::new_v4().expect("socket");
+    sock.set_recv_buffer_size(32 * 1024).expect("rcvbuf");
+    sock.bind("127.0.0.1:0".parse().expect("addr"))
         .expect("bind");
+    sock.listen(16).expect("listen")
+}
+
+/// Send `n` large messages from `alice` to x@deaf.test until the server refuses one
+/// (`resource-constraint`: the sockets, the link's buffer and the queue are full);
+/// returns how many were sent and how many error replies came back meanwhile.
+async fn fill_towards_deaf(alice: &mut Raw, n: usize) -> (usize, usize) {
+    let body = "x".repeat(20_000);
+    let (mut sent, mut errors) = (0, 0);
+    for i in 0..n {
+        alice
+            .send(&format!(
+                "<message to='x@deaf.test' type='chat' id='d{i}'><body>{body}</body></message>"
+            ))
+            .await;
+        sent += 1;
+        let mut full = false;
+        while let Some(m) = alice
+            .try_read_until("</message>", Duration::from_millis(1))
+            .await
+        {
+            if m.contains("type='error'") {
+                errors += 1;
+                full |= m.contains("resource-constraint");
+            }
+        }
+        if full {
+            break;
+        }
+    }
+    (sent, errors)
+}
+
+/// Error replies that reach `alice` until none comes for 8 s.
+async fn errors_until_quiet(alice: &mut Raw) -> usize {
+    let mut errors = 0;
+    while let Some(m) = alice
+        .try_read_until("</message>", Duration::from_secs(8))
+        .await
+    {
+        if m.contains("type='error'") {
+            errors += 1;
+        }
+    }
+    errors
+}
+
+async fn deaf_peer() -> u16 {
+    let l = deaf_listener();
     let port = l.local_addr().expect("addr").port();
     tokio::spawn(async move {
         let mut held = Vec::new();
@@ -648,9 +701,7 @@ async fn a_peer_that_does_not_read_gets_a_bounded_queue() {
 /// A peer that says every dialback key is valid, never reads, drops the connection
 /// after `hold`, and accepts no other.
 async fn deaf_peer_that_hangs_up(hold: Duration) -> u16 {
-    let l = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
+    let l = deaf_listener();
     let port = l.local_addr().expect("addr").port();
     tokio::spawn(async move {
         let Ok((mut s, _)) = l.accept().await else {
@@ -710,35 +761,21 @@ async fn stanzas_buffered_for_a_stream_that_dies_return_to_their_sender() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     // fill the sockets, the link's buffer (256) and the queue (4)
-    let body = "x".repeat(20_000);
-    let mut sent = 0;
-    for i in 0..3000 {
-        alice
-            .send(&format!(
-                "<message to='x@deaf.test' type='chat' id='d{i}'><body>{body}</body></message>"
-            ))
-            .await;
-        sent += 1;
-        if alice
-            .try_read_until("resource-constraint", Duration::from_millis(1))
-            .await
-            .is_some()
-        {
-            break;
-        }
-    }
-    // the peer hangs up: what the link held comes back as errors, not silence
-    let mut returned = 0;
-    while alice
-        .try_read_until("remote-server", Duration::from_secs(8))
-        .await
-        .is_some()
-    {
-        returned += 1;
-    }
+    let (sent, early) = fill_towards_deaf(&mut alice, 3000).await;
+    // the peer hangs up having read nothing: every message (and the first, "hello")
+    // comes back as an error, none is lost in silence (those the kernel held when the
+    // connection died: "may not have been delivered")
+    let returned = early + errors_until_quiet(&mut alice).await;
+    assert_eq!(
+        returned,
+        sent + 1,
+        "{returned} of {} came back:\n{}",
+        sent + 1,
+        a.log()
+    );
     assert!(
-        returned > 200,
-        "{returned} of {sent} came back:\n{}",
+        a.log().contains("may not have been delivered"),
+        "{}",
         a.log()
     );
 }
@@ -768,32 +805,17 @@ async fn a_peer_that_stops_reading_is_given_up_after_the_write_timeout() {
     }
     // fill the sockets, the link's buffer and the queue; the peer keeps the connection
     // open and never reads
-    let body = "x".repeat(20_000);
-    for i in 0..3000 {
-        alice
-            .send(&format!(
-                "<message to='x@deaf.test' type='chat' id='d{i}'><body>{body}</body></message>"
-            ))
-            .await;
-        if alice
-            .try_read_until("resource-constraint", Duration::from_millis(1))
-            .await
-            .is_some()
-        {
-            break;
-        }
-    }
-    // the link gives up on the write: what it held waits again and returns to its
-    // sender, not only the few the queue kept
-    let mut returned = 0;
-    while alice
-        .try_read_until("remote-server", Duration::from_secs(8))
-        .await
-        .is_some()
-    {
-        returned += 1;
-    }
-    assert!(returned > 200, "{returned} came back:\n{}", a.log());
+    let (sent, early) = fill_towards_deaf(&mut alice, 3000).await;
+    // the link gives up on the write: everything comes back to its sender, what it held
+    // and what the kernel held (the peer read nothing: sent = bounced)
+    let returned = early + errors_until_quiet(&mut alice).await;
+    assert_eq!(
+        returned,
+        sent + 1,
+        "{returned} of {} came back:\n{}",
+        sent + 1,
+        a.log()
+    );
     assert!(a.log().contains("write timed out"), "{}", a.log());
 }
 

@@ -471,6 +471,18 @@ impl Handler<LinkEvent> for OutboundQueue {
             }
             return;
         }
+        if let Event::Uncertain(signals) = e.what {
+            // written just before the link failed: perhaps delivered, perhaps not;
+            // the sender is told rather than the peer getting them twice
+            for s in signals {
+                self.bounce(
+                    s,
+                    ErrorCondition::RemoteServerTimeout,
+                    "may not have been delivered: the server-to-server link failed after it was written",
+                );
+            }
+            return;
+        }
         if e.generation != self.generation {
             return;
         }
@@ -538,7 +550,7 @@ impl Handler<LinkEvent> for OutboundQueue {
                 }
                 let _ = ctx;
             }
-            Event::Unsent(_) => {}
+            Event::Unsent(_) | Event::Uncertain(_) => {}
             Event::Closed => {
                 self.link = None;
                 for r in self.asked.drain().flat_map(|(_, rs)| rs) {
