@@ -486,7 +486,9 @@ pub struct S2sSettings {
     /// link gives up and what it held waits again in its queue.
     pub write_timeout: u64,
     /// Seconds an inbound dialback request waits for the authoritative server's
-    /// answer; then `db:result type='error'` with `remote-server-not-found`.
+    /// answer; then `db:result type='error'` with `remote-server-not-found`. Reaching
+    /// that server may take `connect_timeout` plus 10 s for its dialback answer: keep
+    /// it at least that (the default, 40, is for `connect_timeout` = 30).
     pub verify_timeout: u64,
     /// First wait before retrying a failed connection; doubles up to `retry_max`.
     pub retry_initial: u64,
@@ -517,7 +519,7 @@ impl Default for S2sSettings {
             connect_timeout: 30,
             connect_attempt_timeout: 10,
             write_timeout: 30,
-            verify_timeout: 30,
+            verify_timeout: 40,
             retry_initial: 5,
             retry_max: 60,
             secure_domains: Vec::new(),

@@ -7,13 +7,13 @@
 mod accounts;
 mod admin;
 pub mod domains;
+mod outbound;
 mod remove;
 pub mod routes;
 mod waiting;
 
 use crate::context::Ctx;
 use crate::features::{self, Entity, Env, Who};
-use crate::signals::to_outbound::{DialbackVerify, ListQueues, OutboundIdle};
 use crate::signals::to_registry::{
     AccountIdle, AttachComponent, AttachError, Availability, Bind, BindError, DetachService,
     Dismiss, Dismissal, FromSession, ListSessions, SessionInfo, SetDomains, Unbind,
@@ -23,12 +23,12 @@ use crate::signals::{
 };
 use actix::prelude::*;
 use domains::{Domain, DomainTable, Service, ServiceKind};
+use outbound::NoQueue;
 use routes::{Route, RouteTable, RouteUpdate};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use xmpp_parsers::jid::{BareJid, FullJid};
-use xmppd_proto::s2s::dialback::Verdict;
 use xmppd_proto::stanza::ErrorCondition;
 
 /// Starts the account actor of a bare JID (on the given arbiter, if any). The registry
@@ -578,65 +578,6 @@ impl Handler<AccountIdle> for Registry {
         }
         self.accounts.remove(&a.bare);
         true
-    }
-}
-
-impl Handler<DialbackVerify> for Registry {
-    type Result = bool;
-    fn handle(&mut self, d: DialbackVerify, _: &mut Context<Self>) -> bool {
-        // rooms and components served here federate as their own domains
-        let local_ok = matches!(
-            self.domains.lookup(&d.local),
-            Domain::Local | Domain::Service(_)
-        );
-        let remote_ok = matches!(self.domains.lookup(&d.remote), Domain::Remote);
-        let q = if local_ok && remote_ok {
-            self.queue(&d.remote, &d.local)
-        } else {
-            Err(NoQueue::Disabled)
-        };
-        match q {
-            Err(NoQueue::TooMany) => return false,
-            Ok(q) => {
-                if let Err(e) = q.send.try_send(ToOutbound::Verify(d.verify))
-                    && let ToOutbound::Verify(v) = e.into_inner()
-                {
-                    let _ = v.reply.send(Verdict::Busy);
-                }
-            }
-            // not a domain pair we verify for: not verified
-            Err(NoQueue::Disabled) => {
-                let _ = d.verify.reply.send(Verdict::Invalid);
-            }
-        }
-        true
-    }
-}
-
-/// Why no outbound queue is available.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum NoQueue {
-    /// Federation is off (or the registry is not wired yet).
-    Disabled,
-    /// `s2s.max_outbound_queues` run already.
-    TooMany,
-}
-
-impl Handler<OutboundIdle> for Registry {
-    type Result = ();
-    fn handle(&mut self, i: OutboundIdle, _: &mut Context<Self>) {
-        let key = (i.remote, i.local);
-        if self.outbound.get(&key).is_some_and(|q| q.send == i.send) {
-            self.outbound.remove(&key);
-        }
-    }
-}
-
-impl Handler<ListQueues> for Registry {
-    type Result = MessageResult<ListQueues>;
-    fn handle(&mut self, _: ListQueues, _: &mut Context<Self>) -> Self::Result {
-        self.outbound.retain(|_, q| q.send.connected());
-        MessageResult(self.outbound.values().map(|q| q.state.clone()).collect())
     }
 }
 

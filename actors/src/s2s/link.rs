@@ -16,7 +16,7 @@ use tokio::net::TcpStream;
 use tokio::sync::mpsc::Receiver;
 use xmppd_proto::config::Settings;
 use xmppd_proto::ns;
-use xmppd_proto::s2s::dialback::{self, Dialback};
+use xmppd_proto::s2s::dialback::{self, Answer, Dialback};
 use xmppd_proto::s2s::outgoing::{self, Failure, LinkState, Step};
 use xmppd_proto::stanza::ErrorCondition;
 use xmppd_proto::xml::escape::escape_attr;
@@ -26,6 +26,15 @@ use xmppd_proto::xml::stream_parser::{Limits, StreamEvent};
 /// Bytes gathered from the queue's buffer into one write at most (one TLS record holds
 /// 16 KiB).
 const WRITE_BATCH: usize = 64 * 1024;
+
+/// SO_SNDBUF asked for on an outgoing server socket: it bounds what the kernel holds
+/// for the peer, so what is lost when a link fails is bounded and known.
+const SEND_BUFFER: u32 = 256 * 1024;
+
+/// Bytes of the latest written stanzas kept after their write: Linux doubles
+/// SO_SNDBUF (its bookkeeping), TLS adds its records, and one batch may be in flight.
+/// When the link fails these may not have reached the peer and are bounced.
+const IN_FLIGHT: usize = 2 * SEND_BUFFER as usize + 2 * WRITE_BATCH;
 
 /// What the queue tells its link.
 pub enum LinkCmd {
@@ -53,9 +62,10 @@ pub enum Event {
     Open,
     /// Authenticated: stanzas may go.
     Up,
+    /// The authoritative server's answer to a `<db:verify>` we sent.
     Verified {
         id: String,
-        valid: bool,
+        verdict: dialback::Verdict,
     },
     /// The link failed; `retry` is false when trying again cannot help (a secure
     /// domain's requirement not met).
@@ -70,6 +80,31 @@ pub enum Event {
     /// order, with their arrival times: they wait again, first. Sent before `Failed` or
     /// `Closed`; it concerns the queue whatever link generation is current.
     Unsent(Vec<(Signal, Instant)>),
+    /// Signals written within the last send buffer's worth of bytes before the link
+    /// failed: the kernel may have held them when the connection died, so they may or
+    /// may not have been delivered. They are bounced (never sent twice). Sent before
+    /// `Failed`.
+    Uncertain(Vec<Signal>),
+}
+
+/// The latest written signals, up to [`IN_FLIGHT`] bytes, with their sizes.
+#[derive(Default)]
+struct Recent {
+    sigs: VecDeque<(Signal, usize)>,
+    bytes: usize,
+}
+
+impl Recent {
+    fn push(&mut self, sig: Signal, size: usize) {
+        self.sigs.push_back((sig, size));
+        self.bytes += size;
+        while self.bytes > IN_FLIGHT {
+            match self.sigs.pop_front() {
+                Some((_, n)) => self.bytes -= n,
+                None => break,
+            }
+        }
+    }
 }
 
 pub struct LinkParams {
@@ -232,7 +267,8 @@ pub async fn run(p: LinkParams, mut cmds: Receiver<LinkCmd>, events: Recipient<L
         events.do_send(LinkEvent { generation, what });
     };
     let mut writing = Vec::new();
-    let outcome = link(&p, &mut cmds, &tell, &mut writing).await;
+    let mut recent = Recent::default();
+    let outcome = link(&p, &mut cmds, &tell, &mut writing, &mut recent).await;
     // nothing the queue handed over is dropped: what is left goes back
     cmds.close();
     let mut unsent: Vec<(Signal, Instant)> = writing;
@@ -247,6 +283,11 @@ pub async fn run(p: LinkParams, mut cmds: Receiver<LinkCmd>, events: Recipient<L
     match outcome {
         Ok(()) => tell(Event::Closed),
         Err(f) => {
+            if !recent.sigs.is_empty() {
+                tell(Event::Uncertain(
+                    recent.sigs.into_iter().map(|(s, _)| s).collect(),
+                ));
+            }
             slog::info!(p.log, # "XMPPO", "outgoing stream failed"; "remote" => &p.remote, "why" => &f.why);
             tell(Event::Failed {
                 condition: f.condition,
@@ -274,7 +315,21 @@ async fn connect(p: &LinkParams, tell: &impl Fn(Event)) -> Result<(TcpStream, Ta
         for addr in resolve::addresses(&p.settings, &t).await {
             found = true;
             slog::debug!(p.log, # "XMPPO", "connecting"; "remote" => &p.remote, "address" => %addr);
-            match tokio::time::timeout(timeout, TcpStream::connect(addr)).await {
+            let socket = if addr.is_ipv4() {
+                tokio::net::TcpSocket::new_v4()
+            } else {
+                tokio::net::TcpSocket::new_v6()
+            };
+            let socket = match socket {
+                Ok(s) => s,
+                Err(e) => {
+                    slog::debug!(p.log, # "XMPPO", "no socket"; "remote" => &p.remote, "error" => %e);
+                    continue;
+                }
+            };
+            // bounded: what the kernel holds for the peer is what a failure may lose
+            let _ = socket.set_send_buffer_size(SEND_BUFFER);
+            match tokio::time::timeout(timeout, socket.connect(addr)).await {
                 Ok(Ok(s)) => {
                     let _ = s.set_nodelay(true);
                     return Ok((s, t));
@@ -313,8 +368,10 @@ async fn link(
     cmds: &mut Receiver<LinkCmd>,
     tell: &impl Fn(Event),
     writing: &mut Vec<(Signal, Instant)>,
+    recent: &mut Recent,
 ) -> Result<(), Fail> {
     let mut out = Vec::with_capacity(WRITE_BATCH);
+    let mut sizes: Vec<usize> = Vec::new();
     let deadline =
         tokio::time::Instant::now() + Duration::from_secs(p.settings.s2s.connect_timeout.max(1));
     let negotiated = tokio::time::timeout_at(deadline, negotiate(p, tell)).await;
@@ -351,7 +408,9 @@ async fn link(
                         LinkCmd::Stanza(sig, at) => {
                             // jabber:client elements written without their namespace
                             // read as jabber:server on this stream: no renamed copy
+                            let before = out.len();
                             xmppd_proto::xml::writer::append_in(sig.stanza(), ns::CLIENT, &mut out);
+                            sizes.push(out.len() - before);
                             // kept until written: a failed write returns them to the queue
                             writing.push((sig, at));
                         }
@@ -370,7 +429,9 @@ async fn link(
                 if !out.is_empty() {
                     wire.write(&out).await?;
                 }
-                writing.clear();
+                for ((sig, _), n) in writing.drain(..).zip(sizes.drain(..)) {
+                    recent.push(sig, n);
+                }
                 if close {
                     wire.shutdown().await;
                     return Ok(());
@@ -383,11 +444,23 @@ async fn link(
                         return Err(Fail::timeout(format!("stream error from the peer: {why}")));
                     }
                     match Dialback::parse(&el) {
-                        Ok(Dialback::ResultAnswer { from, to, valid })
+                        Ok(Dialback::ResultAnswer { from, to, answer })
                             if from == p.remote && to == p.local =>
                         {
-                            if !valid {
-                                return Err(Fail::timeout("the remote server refused our dialback"));
+                            match answer {
+                                Answer::Valid => {}
+                                Answer::Invalid => {
+                                    return Err(Fail::timeout("the remote server refused our dialback"));
+                                }
+                                // XEP-0220 §2.4: it could not check our key (it cannot
+                                // reach us, or does not serve the domain): this pair
+                                // fails for now, it was not refused; what waits is
+                                // retried within bounce_after
+                                Answer::Error(cond) => {
+                                    return Err(Fail::timeout(format!(
+                                        "the remote server could not verify our dialback key ({cond})"
+                                    )));
+                                }
                             }
                             if !authed {
                                 authed = true;
@@ -395,7 +468,10 @@ async fn link(
                                 tell(Event::Up);
                             }
                         }
-                        Ok(Dialback::VerifyAnswer { id, valid, .. }) => tell(Event::Verified { id, valid }),
+                        Ok(Dialback::VerifyAnswer { id, answer, .. }) => tell(Event::Verified {
+                            id,
+                            verdict: dialback::Verdict::of(&answer),
+                        }),
                         _ => {
                             slog::debug!(p.log, # "XMPPO", "ignored on an outgoing stream"; "element" => el.name());
                         }

@@ -413,6 +413,13 @@ impl Handler<ToOutbound> for OutboundQueue {
                 }
             }
             ToOutbound::Verify(v) => {
+                // the inbound streams that gave up waiting (verify_timeout) or ended
+                // no longer count against the bound
+                self.asked.retain(|_, rs| {
+                    rs.retain(|r| !r.is_closed());
+                    !rs.is_empty()
+                });
+                self.verifies.retain(|v| !v.reply.is_closed());
                 if self.verifies.len() + self.asked.len() >= MAX_VERIFIES {
                     let _ = v.reply.send(Verdict::Busy);
                     return;
@@ -464,6 +471,18 @@ impl Handler<LinkEvent> for OutboundQueue {
             }
             return;
         }
+        if let Event::Uncertain(signals) = e.what {
+            // written just before the link failed: perhaps delivered, perhaps not;
+            // the sender is told rather than the peer getting them twice
+            for s in signals {
+                self.bounce(
+                    s,
+                    ErrorCondition::RemoteServerTimeout,
+                    "may not have been delivered: the server-to-server link failed after it was written",
+                );
+            }
+            return;
+        }
         if e.generation != self.generation {
             return;
         }
@@ -493,14 +512,9 @@ impl Handler<LinkEvent> for OutboundQueue {
                 self.last_used = Instant::now();
                 self.pump(ctx);
             }
-            Event::Verified { id, valid } => {
-                let v = if valid {
-                    Verdict::Valid
-                } else {
-                    Verdict::Invalid
-                };
+            Event::Verified { id, verdict } => {
                 for r in self.asked.remove(&id).unwrap_or_default() {
-                    let _ = r.send(v);
+                    let _ = r.send(verdict);
                 }
             }
             Event::Failed {
@@ -536,7 +550,7 @@ impl Handler<LinkEvent> for OutboundQueue {
                 }
                 let _ = ctx;
             }
-            Event::Unsent(_) => {}
+            Event::Unsent(_) | Event::Uncertain(_) => {}
             Event::Closed => {
                 self.link = None;
                 for r in self.asked.drain().flat_map(|(_, rs)| rs) {

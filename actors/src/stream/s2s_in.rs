@@ -283,12 +283,17 @@ fn dialback(conn: &mut Connection, el: Element, ctx: &mut Context<Connection>) {
                         slog::info!(core.log, # "XMPPI", "dialback not verified: the authoritative server is out of reach"; "remote" => &from, "local" => &to);
                     }
                     Verdict::Busy => {}
+                    Verdict::NotServed => {
+                        slog::info!(core.log, # "XMPPI", "dialback not verified: not a domain pair served here"; "remote" => &from, "local" => &to);
+                    }
                 }
             }));
         }
         Dialback::VerifyRequest { from, to, id, key } => {
             if !hosted(core, &to) {
-                return core.fail(StreamError::new(Condition::HostUnknown));
+                // XEP-0220 §2.2.2, §2.4: an error for this key, the stream stays
+                core.send(&dialback::verify_error(&to, &from, &id, "item-not-found"));
+                return;
             }
             // we made the key for (receiving = from, originating = to, id)
             let valid = dialback_key_matches(&core.ctx, &from, &to, &id, &key);

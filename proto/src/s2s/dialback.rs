@@ -45,7 +45,7 @@ pub enum Dialback {
     ResultAnswer {
         from: String,
         to: String,
-        valid: bool,
+        answer: Answer,
     },
     /// `<db:verify from to id>key</db:verify>`: are we the authority that made this key?
     VerifyRequest {
@@ -59,8 +59,39 @@ pub enum Dialback {
         from: String,
         to: String,
         id: String,
-        valid: bool,
+        answer: Answer,
     },
+}
+
+/// The `type` of a dialback answer (XEP-0220 §2.1.3, §2.4).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Answer {
+    /// `type='valid'`: the key was checked and is good.
+    Valid,
+    /// `type='invalid'` (or an unknown type): the key was checked and refused.
+    Invalid,
+    /// `type='error'`: the key could not be checked; the defined condition of its
+    /// `<error/>` child (e.g. `remote-server-not-found`, `item-not-found`), or
+    /// `undefined-condition` when it names none.
+    Error(String),
+}
+
+impl Answer {
+    fn of(el: &Element, ty: &str) -> Answer {
+        match ty {
+            "valid" => Answer::Valid,
+            "error" => {
+                let cond = el
+                    .children()
+                    .find(|c| c.name() == "error")
+                    .and_then(|e| e.children().find(|c| c.has_ns(ns::STANZAS)))
+                    .map(|c| c.name().to_string())
+                    .unwrap_or_else(|| "undefined-condition".to_string());
+                Answer::Error(cond)
+            }
+            _ => Answer::Invalid,
+        }
+    }
 }
 
 /// Why a dialback element was not understood.
@@ -95,7 +126,7 @@ impl Dialback {
             ("result", Some(t)) => Ok(Dialback::ResultAnswer {
                 from,
                 to,
-                valid: t == "valid",
+                answer: Answer::of(el, t),
             }),
             ("verify", ty) => {
                 let id = el
@@ -112,7 +143,7 @@ impl Dialback {
                         from,
                         to,
                         id,
-                        valid: t == "valid",
+                        answer: Answer::of(el, t),
                     }),
                 }
             }
@@ -186,6 +217,21 @@ pub enum Verdict {
     Unreachable,
     /// We could not ask (too many verifications running).
     Busy,
+    /// The pair is not one we verify for: the local domain is not served here, or the
+    /// remote one is (XEP-0220 §2.4 `item-not-found`).
+    NotServed,
+}
+
+impl Verdict {
+    /// The verdict an authoritative server's `<db:verify type/>` gives: an error
+    /// (it could not check the key, XEP-0220 §2.4) means out of reach, not forged.
+    pub fn of(a: &Answer) -> Verdict {
+        match a {
+            Answer::Valid => Verdict::Valid,
+            Answer::Invalid => Verdict::Invalid,
+            Answer::Error(_) => Verdict::Unreachable,
+        }
+    }
 }
 
 /// Our answer to a peer's `<db:result>` (we are the receiving server, `from` our
@@ -198,6 +244,7 @@ pub fn verdict_answer(from: &str, to: &str, v: Verdict) -> String {
         Verdict::Invalid => result_answer(from, to, false),
         Verdict::Unreachable => result_error(from, to, "remote-server-not-found"),
         Verdict::Busy => result_error(from, to, "resource-constraint"),
+        Verdict::NotServed => result_error(from, to, "item-not-found"),
     }
 }
 
@@ -210,6 +257,20 @@ pub fn verify_request(from: &str, to: &str, id: &str, key: &str) -> String {
         escape_attr(to),
         escape_attr(id),
         escape_text(key)
+    )
+}
+
+/// `<db:verify type='error'>` (XEP-0220 §2.2.2, §2.4): we cannot answer, e.g. the
+/// domain asked about is not served here (`item-not-found`).
+pub fn verify_error(from: &str, to: &str, id: &str, condition: &str) -> String {
+    format!(
+        "<db:verify xmlns:db='{}' from='{}' to='{}' id='{}' type='error'><error type='cancel'>\
+         <{condition} xmlns='{}'/></error></db:verify>",
+        ns::DIALBACK,
+        escape_attr(from),
+        escape_attr(to),
+        escape_attr(id),
+        ns::STANZAS
     )
 }
 
@@ -248,7 +309,7 @@ mod tests {
             Ok(Dialback::ResultAnswer {
                 from: "ours.example".into(),
                 to: "peer.example".into(),
-                valid: true
+                answer: Answer::Valid
             })
         );
         let invalid = verdict_answer("ours.example", "peer.example", Verdict::Invalid);
@@ -273,6 +334,56 @@ mod tests {
         let err = busy.get_child("error", ns::SERVER).expect("error child");
         assert_eq!(err.attr("type"), Some("wait"));
         assert!(err.has_child("resource-constraint", ns::STANZAS));
+    }
+
+    #[test]
+    fn an_error_answer_is_an_error_not_a_refusal() {
+        // XEP-0220 §2.4: `type='error'` means the key could not be checked
+        let parse = |x: &str| -> Element {
+            let wrapped: Element = format!("<s xmlns='{}'>{x}</s>", ns::SERVER)
+                .parse()
+                .expect("element");
+            wrapped.children().next().expect("child").clone()
+        };
+        let r = parse(&verdict_answer(
+            "ours.example",
+            "peer.example",
+            Verdict::Unreachable,
+        ));
+        let Ok(Dialback::ResultAnswer { answer, .. }) = Dialback::parse(&r) else {
+            panic!("not a result answer");
+        };
+        assert_eq!(answer, Answer::Error("remote-server-not-found".into()));
+        let v = parse(&verify_error(
+            "auth.example",
+            "ours.example",
+            "id1",
+            "item-not-found",
+        ));
+        let Ok(Dialback::VerifyAnswer { id, answer, .. }) = Dialback::parse(&v) else {
+            panic!("not a verify answer");
+        };
+        assert_eq!(id, "id1");
+        assert_eq!(answer, Answer::Error("item-not-found".into()));
+        // an authoritative server's error: out of reach, not a forged key
+        assert_eq!(Verdict::of(&answer), Verdict::Unreachable);
+        assert_eq!(Verdict::of(&Answer::Invalid), Verdict::Invalid);
+        assert_eq!(Verdict::of(&Answer::Valid), Verdict::Valid);
+        // an error naming no condition is still an error
+        let bare =
+            el("<verify xmlns='jabber:server:dialback' from='b' to='a' id='i' type='error'/>");
+        assert!(matches!(
+            Dialback::parse(&bare),
+            Ok(Dialback::VerifyAnswer { answer: Answer::Error(c), .. }) if c == "undefined-condition"
+        ));
+        // a pair we do not serve: item-not-found, still an error
+        let ns_ = parse(&verdict_answer(
+            "ours.example",
+            "peer.example",
+            Verdict::NotServed,
+        ));
+        let err = ns_.get_child("error", ns::SERVER).expect("error child");
+        assert!(err.has_child("item-not-found", ns::STANZAS));
     }
 
     #[test]
@@ -354,7 +465,10 @@ mod tests {
         let a = el("<result xmlns='jabber:server:dialback' from='b' to='a' type='valid'/>");
         assert!(matches!(
             Dialback::parse(&a),
-            Ok(Dialback::ResultAnswer { valid: true, .. })
+            Ok(Dialback::ResultAnswer {
+                answer: Answer::Valid,
+                ..
+            })
         ));
         let v = el("<verify xmlns='jabber:server:dialback' from='b' to='a' id='i'>k</verify>");
         assert!(matches!(
@@ -365,7 +479,10 @@ mod tests {
             el("<verify xmlns='jabber:server:dialback' from='b' to='a' id='i' type='invalid'/>");
         assert!(matches!(
             Dialback::parse(&va),
-            Ok(Dialback::VerifyAnswer { valid: false, .. })
+            Ok(Dialback::VerifyAnswer {
+                answer: Answer::Invalid,
+                ..
+            })
         ));
         let no_key = el("<result xmlns='jabber:server:dialback' from='b' to='a'/>");
         assert_eq!(Dialback::parse(&no_key), Err(DialbackError::Missing));
@@ -395,7 +512,7 @@ mod tests {
                 from: "a".into(),
                 to: "b".into(),
                 id: "x'y".into(),
-                valid: true
+                answer: Answer::Valid
             })
         );
     }
