@@ -64,5 +64,7 @@ async fn a_burst_to_a_full_and_a_bare_jid_arrives_in_order() {
             "r2: message {i} out of order: {m}"
         );
     }
-    alice.expect_only_presence(std::time::Duration::from_millis(300)).await;
+    alice
+        .expect_only_presence(std::time::Duration::from_millis(300))
+        .await;
 }
