@@ -6,16 +6,22 @@
 //! may be authorised on one stream (at most `s2s.max_domain_pairs`). Every stanza's
 //! `from` domain must have been verified on the stream for its `to` domain
 //! (`xmppd_proto::s2s::pairs`), else the stream ends with the error RFC 6120 names;
-//! accepted stanzas move to `jabber:client` and become signals for the registry.
+//! accepted stanzas move to `jabber:client` and become signals for the registry, or,
+//! on the direct path, go straight to the recipient's session (see [`direct`]).
 //! The stream stays with its `Connection` actor: it has no session to hand over to.
 
 use super::Kind;
 use super::core::{Connection, Phase, Strategy, StreamCore};
+use crate::registry::routes;
 use crate::s2s::queue::dialback_key_matches;
-use crate::signals::Signal;
+use crate::signals::backlog::Backlog;
 use crate::signals::to_outbound::{DialbackVerify, Verify};
+use crate::signals::to_registry::FromSession;
+use crate::signals::{Serialised, Signal, ToSession};
 use actix::prelude::*;
 use minidom::Element;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 use xmppd_proto::ns;
 use xmppd_proto::s2s::dialback::{self, Dialback, Verdict};
@@ -43,6 +49,13 @@ pub struct ServerStream {
     /// SASL EXTERNAL succeeded on this connection.
     sasl_done: bool,
     pairs: Pairs,
+    /// This stream's signals handed to the registry and not yet routed by it: while
+    /// any are, the direct path is not taken, so it cannot overtake them (RFC 6120
+    /// §10.1, as for a client's session).
+    via_registry: Arc<AtomicUsize>,
+    /// Required by [`FromSession`]; an inbound stream is not paused by it (a peer
+    /// that floods the registry's mailbox gets its stanzas back instead).
+    backlog: Arc<Backlog>,
 }
 
 fn start(_: &StreamCore) -> Kind {
@@ -52,6 +65,8 @@ fn start(_: &StreamCore) -> Kind {
         external: false,
         sasl_done: false,
         pairs: Pairs::default(),
+        via_registry: Arc::default(),
+        backlog: Arc::default(),
     }))
 }
 
@@ -324,21 +339,82 @@ fn stanza_in(conn: &mut Connection, el: Element) {
         return core.fail(StreamError::new(c));
     }
     let el = namespace::rename(&el, ns::SERVER, ns::CLIENT);
-    if let Some(sig) = Signal::new(from, to, el) {
-        core.ctx
-            .stats
-            .stanzas_in
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        // the registry's mailbox is bounded for streams (as for client sessions); a
-        // peer that floods it gets its stanzas back rather than growing it
-        if let Err(SendError::Full(sig)) | Err(SendError::Closed(sig)) =
-            core.ctx.registry.signal.try_send(sig)
-            && let Some(err) = sig.bounce(
-                stanza::ErrorCondition::ResourceConstraint,
-                Some("the server is overloaded"),
-            )
-        {
+    let Some(sig) = Signal::new(from, to, el) else {
+        return;
+    };
+    core.ctx.stats.stanzas_in.fetch_add(1, Ordering::Relaxed);
+    // while the registry still holds something of this stream's, the direct path
+    // could overtake it: everything goes the registry's way until it has caught up
+    let sig = if s.via_registry.load(Ordering::Acquire) == 0 {
+        match direct(core, sig) {
+            Some(sig) => sig,
+            None => return,
+        }
+    } else {
+        sig
+    };
+    s.via_registry.fetch_add(1, Ordering::Relaxed);
+    let m = FromSession {
+        sig,
+        pending: s.via_registry.clone(),
+        backlog: s.backlog.clone(),
+    };
+    // the registry's mailbox is bounded for streams (as for client sessions); a
+    // peer that floods it gets its stanzas back rather than growing it
+    if let Err(SendError::Full(m)) | Err(SendError::Closed(m)) =
+        core.ctx.registry.from_session.try_send(m)
+    {
+        s.via_registry.fetch_sub(1, Ordering::Relaxed);
+        if let Some(err) = m.sig.bounce(
+            stanza::ErrorCondition::ResourceConstraint,
+            Some("the server is overloaded"),
+        ) {
             core.ctx.registry.route(err);
         }
     }
+}
+
+/// The direct path for a message from a peer server: when this arbiter's replica of
+/// the routing table knows the session of its recipient's full JID, the message
+/// (type chat, normal or headline, or none) goes straight to that session, serialised
+/// here; the registry would deliver it to that same session. Anything else (another
+/// type, another kind of stanza, a bare JID, an unknown or just-ended session) is given
+/// back for the registry to decide. A full recipient's mailbox bounces the message with
+/// `resource-constraint`, as the registry does.
+fn direct(core: &StreamCore, sig: Signal) -> Option<Signal> {
+    let addr = match (&sig, sig.stanza_type()) {
+        (Signal::Message(m), None | Some("chat") | Some("normal") | Some("headline")) => {
+            m.to.try_as_full()
+                .ok()
+                .and_then(|full| routes::with_replica(|t| t.lookup(full)))
+        }
+        _ => None,
+    };
+    let (addr, m) = match (addr, sig) {
+        (Some(addr), Signal::Message(m)) => (addr, m),
+        (_, sig) => return Some(sig),
+    };
+    let (m, full) = match addr.try_send(ToSession::Serialised(Serialised::new(m))) {
+        Ok(()) => return None,
+        Err(SendError::Full(ToSession::Serialised(m))) => (m, true),
+        Err(SendError::Closed(ToSession::Serialised(m))) => (m, false),
+        Err(_) => return None,
+    };
+    let Some(sig) = m.into_signal() else {
+        slog::error!(
+            core.log,
+            "a serialised message does not parse back: dropped"
+        );
+        return None;
+    };
+    if !full {
+        return Some(sig);
+    }
+    if let Some(b) = sig.bounce(
+        stanza::ErrorCondition::ResourceConstraint,
+        Some("recipient is overloaded"),
+    ) {
+        core.ctx.registry.route(b);
+    }
+    None
 }
