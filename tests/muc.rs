@@ -602,7 +602,9 @@ async fn a_join_while_an_idle_room_stores_its_history_is_answered() {
     lock.busy_timeout(std::time::Duration::from_secs(5))
         .expect("timeout");
     lock.execute_batch("BEGIN IMMEDIATE;").expect("lock");
-    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    // the idle room starts its last write, which waits for the lock
+    d.wait_log("room idle: storing", 1);
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     b.send(&format!(
         "<presence to='{ROOM}/bob'><x xmlns='http://jabber.org/protocol/muc'/></presence>"
     ))

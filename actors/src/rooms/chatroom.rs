@@ -404,6 +404,7 @@ impl Chatroom {
             }));
             return;
         }
+        slog::debug!(self.log, "room idle: storing what it holds before it stops");
         // one wait: the row, then the history, then the question
         self.row_write(self.row_retry().into_iter().collect())
             .then(|(), act, _| act.write_pending())
