@@ -205,8 +205,8 @@ impl Storage {
             .map_err(|_| StorageError::Cancelled)?
     }
 
-    /// New SCRAM keys for `password` (fresh salt, `iterations`, the plain text kept
-    /// when `keep_plain`), derived on the blocking pool among the bounded derivations
+    /// New SCRAM keys for `password` (fresh salt, the configured iterations, the plain
+    /// text kept where the configured password format says so), derived on the blocking pool among the bounded derivations
     /// (`stream::derivation_permit`), then the account created (`create`: `Exists` when
     /// it is there) or its keys replaced. The one path of in-band registration, the
     /// in-band password change and the administration commands.
@@ -215,10 +215,11 @@ impl Storage {
         domain: String,
         user: String,
         password: String,
-        iterations: u32,
-        keep_plain: bool,
+        auth: &xmppd_proto::config::AuthSettings,
         create: bool,
     ) -> Result<(), StorageError> {
+        let iterations = auth.scram_iterations;
+        let keep_plain = auth.password_format == xmppd_proto::config::PasswordFormat::Plain;
         let _permit = crate::stream::derivation_permit().await;
         self.run(move |b| {
             let creds = Credentials::derive(&password, iterations, keep_plain);

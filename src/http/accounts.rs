@@ -13,8 +13,6 @@ use std::collections::HashMap;
 use std::time::Duration;
 use xmppd_actors::signals::to_registry::RemoveAccount;
 use xmppd_actors::storage::StorageError;
-use xmppd_proto::auth::scram::Credentials;
-use xmppd_proto::config::PasswordFormat;
 
 /// Accounts on one page of the list.
 pub const PAGE_SIZE: usize = 50;
@@ -83,25 +81,6 @@ fn account(shared: &Shared, jid: &str) -> Result<(String, String), String> {
     Ok((user, domain))
 }
 
-async fn credentials(shared: &Shared, password: &str) -> Result<Credentials, String> {
-    if password.is_empty() {
-        return Err("the password is empty".into());
-    }
-    let s = shared.ctx.settings.get();
-    let (iterations, keep_plain) = (
-        s.auth.scram_iterations,
-        s.auth.password_format == PasswordFormat::Plain,
-    );
-    let password = password.to_string();
-    let _permit = xmppd_actors::stream::derivation_permit().await;
-    shared
-        .ctx
-        .storage
-        .run(move |_| Ok(Credentials::derive(&password, iterations, keep_plain)))
-        .await
-        .map_err(|e| e.to_string())
-}
-
 /// Carry out `action` (create, password, delete) on `jid`.
 pub async fn act(shared: &Shared, f: &HashMap<String, String>) -> Outcome {
     let get = |k: &str| f.get(k).map(String::as_str).unwrap_or("");
@@ -112,48 +91,40 @@ pub async fn act(shared: &Shared, f: &HashMap<String, String>) -> Outcome {
     let jid = format!("{user}@{domain}");
     let log = &shared.ctx.log;
     match get("action") {
-        "create" => {
-            if xmppd_proto::xep::register::is_reserved(&user) {
+        action @ ("create" | "password") => {
+            let create = action == "create";
+            if create && xmppd_proto::xep::register::is_reserved(&user) {
                 return Outcome::refused(format!(
                     "names starting with {} are reserved for anonymous sessions",
                     xmppd_proto::xep::register::ANONYMOUS_PREFIX
                 ));
             }
-            let creds = match credentials(shared, get("password")).await {
-                Ok(c) => c,
-                Err(e) => return Outcome::refused(e),
-            };
-            let (d, u) = (domain.clone(), user.clone());
-            match shared
+            let password = get("password");
+            if password.is_empty() {
+                return Outcome::refused("the password is empty");
+            }
+            let settings = shared.ctx.settings.get();
+            let stored = shared
                 .ctx
                 .storage
-                .run(move |b| b.create_account(&d, &u, &creds))
-                .await
-            {
-                Ok(()) => {
+                .store_password(
+                    domain.clone(),
+                    user.clone(),
+                    password.to_string(),
+                    &settings.auth,
+                    create,
+                )
+                .await;
+            match stored {
+                Ok(()) if create => {
                     slog::info!(log, "WebAdmin: account created"; "jid" => &jid);
                     Outcome::done(format!("{jid} created"))
                 }
-                Err(StorageError::Exists) => Outcome::refused(format!("{jid} exists already")),
-                Err(e) => Outcome::refused(e.to_string()),
-            }
-        }
-        "password" => {
-            let creds = match credentials(shared, get("password")).await {
-                Ok(c) => c,
-                Err(e) => return Outcome::refused(e),
-            };
-            let (d, u) = (domain.clone(), user.clone());
-            match shared
-                .ctx
-                .storage
-                .run(move |b| b.set_credentials(&d, &u, &creds))
-                .await
-            {
                 Ok(()) => {
                     slog::info!(log, "WebAdmin: password reset"; "jid" => &jid);
                     Outcome::done(format!("password of {jid} changed"))
                 }
+                Err(StorageError::Exists) => Outcome::refused(format!("{jid} exists already")),
                 Err(StorageError::NotFound) => Outcome::refused(format!("no account {jid}")),
                 Err(e) => Outcome::refused(e.to_string()),
             }

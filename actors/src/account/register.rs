@@ -7,7 +7,6 @@
 
 use super::*;
 use std::time::Instant;
-use xmppd_proto::config::PasswordFormat;
 use xmppd_proto::stream::error::{Condition, StreamError};
 use xmppd_proto::xep::register::{self, Refusal, SetRequest};
 
@@ -82,9 +81,7 @@ impl Account {
                         },
                     );
                 }
-                let iterations = settings.auth.scram_iterations;
-                let keep_plain = settings.auth.password_format == PasswordFormat::Plain;
-                self.change_password(resource, iq, password, iterations, keep_plain, ctx)
+                self.change_password(resource, iq, password, ctx)
             }
         }
     }
@@ -96,15 +93,14 @@ impl Account {
         resource: String,
         iq: Element,
         password: String,
-        iterations: u32,
-        keep_plain: bool,
         ctx: &mut Context<Self>,
     ) {
         let storage = self.ctx.storage.clone();
+        let settings = self.ctx.settings.get();
         let (domain, user) = (self.domain.clone(), self.user.clone());
         async move {
             storage
-                .store_password(domain, user, password, iterations, keep_plain, false)
+                .store_password(domain, user, password, &settings.auth, false)
                 .await
         }
         .into_actor(self)

@@ -28,7 +28,6 @@ use actix::prelude::*;
 use minidom::Element;
 use std::time::Instant;
 use xmpp_parsers::jid::BareJid;
-use xmppd_proto::config::PasswordFormat;
 use xmppd_proto::ns;
 use xmppd_proto::stanza::{self, ErrorCondition};
 use xmppd_proto::xep::adhoc::{self, CmdError, Command, Outcome, Step, Task};
@@ -373,15 +372,13 @@ async fn set_password(
     create: bool,
 ) -> Result<(), StorageError> {
     let settings = server.settings.get();
-    let keep_plain = settings.auth.password_format == PasswordFormat::Plain;
     server
         .storage
         .store_password(
             domain.to_string(),
             user.to_string(),
             password,
-            settings.auth.scram_iterations,
-            keep_plain,
+            &settings.auth,
             create,
         )
         .await

@@ -11,7 +11,6 @@ use crate::storage::StorageError;
 use actix::prelude::*;
 use minidom::Element;
 use std::time::Instant;
-use xmppd_proto::config::PasswordFormat;
 use xmppd_proto::stanza::{self, ErrorCondition};
 use xmppd_proto::xep::register::{self, Refusal, SetRequest, SignupContext};
 use xmppd_proto::xep::register_limit::{LimitPolicy, Limited};
@@ -76,8 +75,6 @@ pub fn register_iq(conn: &mut Connection, el: Element, ctx: &mut Context<Connect
         let r = stanza::error_reply(&el, ErrorCondition::ResourceConstraint, Some(text));
         return core.send_opt(r);
     }
-    let iterations = settings.auth.scram_iterations;
-    let keep_plain = settings.auth.password_format == PasswordFormat::Plain;
     let storage = core.ctx.storage.clone();
     let user = signup.username.clone();
     core.busy = true;
@@ -88,8 +85,7 @@ pub fn register_iq(conn: &mut Connection, el: Element, ctx: &mut Context<Connect
                 domain,
                 signup.username,
                 signup.password,
-                iterations,
-                keep_plain,
+                &settings.auth,
                 true,
             )
             .await
