@@ -12,6 +12,7 @@ use crate::net::io::{FromIo, Inbound, Outbox, WriteError};
 use crate::registry::routes;
 use crate::signals::backlog::Backlog;
 use crate::signals::to_registry::{Availability, FromSession, Unbind};
+use crate::signals::to_session::deliver_serialised;
 use crate::signals::{AccountRef, Serialised, SessionRef, Signal, ToAccount, ToSession};
 use actix::prelude::*;
 use minidom::Element;
@@ -242,7 +243,14 @@ impl Session {
         });
         let Some(addr) = target else { return Some(sig) };
         let sig = match sig {
-            Signal::Message(m) => return self.send_serialised(&addr, Serialised::new(m)),
+            Signal::Message(m) => {
+                return deliver_serialised(
+                    &addr,
+                    Serialised::new(m),
+                    &self.ctx.registry,
+                    &self.log,
+                );
+            }
             other => other,
         };
         match addr.try_send(ToSession::Signal(sig)) {
@@ -259,39 +267,6 @@ impl Session {
             Err(SendError::Closed(ToSession::Signal(sig))) => Some(sig),
             Err(_) => None,
         }
-    }
-
-    /// [`Session::fast_route`] for a message: the same outcomes, the bytes rebuilt into
-    /// a signal only when it cannot be delivered here.
-    fn send_serialised(&self, addr: &SessionRef, m: Serialised) -> Option<Signal> {
-        let (m, full) = match addr.try_send(ToSession::Serialised(m)) {
-            Ok(()) => return None,
-            Err(SendError::Full(ToSession::Serialised(m))) => (m, true),
-            Err(SendError::Closed(ToSession::Serialised(m))) => (m, false),
-            Err(_) => return None,
-        };
-        let sig = self.rebuilt(m)?;
-        if !full {
-            return Some(sig);
-        }
-        if let Some(b) = sig.bounce(
-            ErrorCondition::ResourceConstraint,
-            Some("recipient is overloaded"),
-        ) {
-            self.ctx.registry.route(b);
-        }
-        None
-    }
-
-    fn rebuilt(&self, m: Serialised) -> Option<Signal> {
-        let sig = m.into_signal();
-        if sig.is_none() {
-            slog::error!(
-                self.log,
-                "a serialised message does not parse back: dropped"
-            );
-        }
-        sig
     }
 
     fn client_stanza(&mut self, mut el: Element) {
@@ -494,7 +469,7 @@ impl Session {
         };
         if self.closing || !taps::run(&call).passes() {
             // the paths that answer the sender need the tree
-            if let Some(sig) = self.rebuilt(m) {
+            if let Some(sig) = m.parsed(&self.log) {
                 self.deliver(sig);
             }
             return;
@@ -513,7 +488,7 @@ impl Session {
             Err((e, bytes)) => {
                 let cond = self.refused(e);
                 let m = Serialised { bytes, ..m };
-                if let Some(sig) = self.rebuilt(m) {
+                if let Some(sig) = m.parsed(&self.log) {
                     self.undeliverable(sig, cond);
                 }
             }

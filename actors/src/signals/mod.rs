@@ -112,6 +112,15 @@ impl Serialised {
             stanza: el,
         }))
     }
+
+    /// [`Serialised::into_signal`], logging the writer bug a `None` would mean.
+    pub fn parsed(self, log: &slog::Logger) -> Option<Signal> {
+        let sig = self.into_signal();
+        if sig.is_none() {
+            slog::error!(log, "a serialised message does not parse back: dropped");
+        }
+        sig
+    }
 }
 
 /// Any signal, as routed by the registry.

@@ -30,6 +30,37 @@ pub enum ToSession {
 /// The handle a session is reached by.
 pub type SessionRef = super::handle::Handle<ToSession>;
 
+/// The direct path's hand-over of a message to the session `addr` (a client session's
+/// or an inbound server stream's): `None` when it is delivered, bounced with
+/// `resource-constraint` because the session's mailbox is full (as the registry would),
+/// or dropped because its bytes do not parse back (logged); the signal back when the
+/// session has ended, for the registry to decide.
+pub fn deliver_serialised(
+    addr: &SessionRef,
+    m: Serialised,
+    registry: &super::RegistryRef,
+    log: &slog::Logger,
+) -> Option<Signal> {
+    use actix::dev::SendError;
+    let (m, full) = match addr.try_send(ToSession::Serialised(m)) {
+        Ok(()) => return None,
+        Err(SendError::Full(ToSession::Serialised(m))) => (m, true),
+        Err(SendError::Closed(ToSession::Serialised(m))) => (m, false),
+        Err(_) => return None,
+    };
+    let sig = m.parsed(log)?;
+    if !full {
+        return Some(sig);
+    }
+    if let Some(b) = sig.bounce(
+        xmppd_proto::stanza::ErrorCondition::ResourceConstraint,
+        Some("recipient is overloaded"),
+    ) {
+        registry.route(b);
+    }
+    None
+}
+
 /// Offline messages handed to a session, and where it answers how many it wrote. A
 /// session that is gone drops the sender: the account then keeps them all.
 #[derive(Debug)]

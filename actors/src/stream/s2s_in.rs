@@ -17,7 +17,8 @@ use crate::s2s::queue::dialback_key_matches;
 use crate::signals::backlog::Backlog;
 use crate::signals::to_outbound::{DialbackVerify, Verify};
 use crate::signals::to_registry::FromSession;
-use crate::signals::{Serialised, Signal, ToSession};
+use crate::signals::to_session::deliver_serialised;
+use crate::signals::{Serialised, Signal};
 use actix::prelude::*;
 use minidom::Element;
 use std::sync::Arc;
@@ -394,27 +395,5 @@ fn direct(core: &StreamCore, sig: Signal) -> Option<Signal> {
         (Some(addr), Signal::Message(m)) => (addr, m),
         (_, sig) => return Some(sig),
     };
-    let (m, full) = match addr.try_send(ToSession::Serialised(Serialised::new(m))) {
-        Ok(()) => return None,
-        Err(SendError::Full(ToSession::Serialised(m))) => (m, true),
-        Err(SendError::Closed(ToSession::Serialised(m))) => (m, false),
-        Err(_) => return None,
-    };
-    let Some(sig) = m.into_signal() else {
-        slog::error!(
-            core.log,
-            "a serialised message does not parse back: dropped"
-        );
-        return None;
-    };
-    if !full {
-        return Some(sig);
-    }
-    if let Some(b) = sig.bounce(
-        stanza::ErrorCondition::ResourceConstraint,
-        Some("recipient is overloaded"),
-    ) {
-        core.ctx.registry.route(b);
-    }
-    None
+    deliver_serialised(&addr, Serialised::new(m), &core.ctx.registry, &core.log)
 }
