@@ -4,9 +4,9 @@
 //! without dropping connections.
 
 mod common;
+use common::web::Web;
 use common::*;
 use std::collections::HashMap;
-use std::net::SocketAddr;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -14,23 +14,10 @@ use tokio::net::TcpStream;
 const D: &str = "localhost";
 
 /// The daemon's HTTP side: its address and the token of `DATA_DIR/http.token`.
-struct Http {
-    addr: SocketAddr,
-    token: String,
-}
+type Http = Web;
 
 fn http_addr(d: &Daemon) -> Http {
-    let read = |name: &str| {
-        let f = d.dir.path().join("data").join(name);
-        std::fs::read_to_string(&f)
-            .unwrap_or_else(|e| panic!("{}: {e}", f.display()))
-            .trim()
-            .to_string()
-    };
-    Http {
-        addr: read("admin.addr").parse().expect("HTTP address"),
-        token: read("http.token"),
-    }
+    Web::of(d)
 }
 
 /// One HTTP/1.1 request with the token as a bearer (none when empty); returns (status,
@@ -43,37 +30,20 @@ async fn http(
     headers: &[(&str, &str)],
     body: &str,
 ) -> (u16, String) {
-    let mut s = tokio::time::timeout(TIMEOUT, TcpStream::connect(h.addr))
-        .await
-        .expect("connect timeout")
-        .expect("connect");
-    let host = host.map_or_else(|| h.addr.to_string(), str::to_string);
-    let mut req = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\nContent-Length: {}\r\n",
-        body.len()
-    );
+    let bearer = format!("Bearer {}", h.token);
+    let mut all = headers.to_vec();
     if !h.token.is_empty() {
-        req.push_str(&format!("Authorization: Bearer {}\r\n", h.token));
+        all.push(("Authorization", bearer.as_str()));
     }
-    for (k, v) in headers {
-        req.push_str(&format!("{k}: {v}\r\n"));
-    }
-    req.push_str("\r\n");
-    req.push_str(body);
-    s.write_all(req.as_bytes()).await.expect("write");
-    let mut buf = Vec::new();
-    tokio::time::timeout(TIMEOUT, s.read_to_end(&mut buf))
-        .await
-        .expect("read timeout")
-        .expect("read");
-    let text = String::from_utf8_lossy(&buf).into_owned();
-    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-    let status = head
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    (status, body.to_string())
+    let web = Web {
+        addr: h.addr,
+        token: h.token.clone(),
+        cookie: None,
+        csrf: String::new(),
+        host: host.unwrap_or_default().to_string(),
+    };
+    let a = web.request(method, path, &all, body).await;
+    (a.status, a.body)
 }
 
 async fn get(addr: &Http, path: &str) -> String {
@@ -322,8 +292,8 @@ async fn the_monitor_lists_each_connection_with_its_fields() {
     // without the token of DATA_DIR/http.token or a WebAdmin login: 401 (the page
     // sends a browser to the login form), no JIDs
     let anon = Http {
-        addr: addr.addr,
         token: String::new(),
+        ..Web::of(&d)
     };
     for path in ["/monitor", "/monitor.json", "/stats"] {
         let (s, body) = http(&anon, "GET", path, None, &[], "").await;
