@@ -246,33 +246,7 @@ async fn delete_user_is_the_in_band_removal() {
     let (mut b, _) = Raw::login(d.starttls, DOMAIN, "bob", "bob-pw", "b").await;
     let (mut dave, _) = Raw::login(d.starttls, DOMAIN, "dave", "dave-pw", "d").await;
     // bob and dave are contacts both ways (and get roster pushes)
-    for r in [&mut b, &mut dave] {
-        ask(
-            r,
-            "<iq type='get' id='roster'><query xmlns='jabber:iq:roster'/></iq>",
-            "roster",
-        )
-        .await;
-    }
-    for (r, peer, id) in [(&mut b, "dave", "rb"), (&mut dave, "bob", "rd")] {
-        r.send(&format!(
-            "<iq type='set' id='{id}'><query xmlns='jabber:iq:roster'><item jid='{peer}@localhost'/></query></iq>"
-        ))
-        .await;
-        r.wait_for(&format!("id='{id}'")).await;
-        r.send(&format!(
-            "<presence to='{peer}@localhost' type='subscribe'/>"
-        ))
-        .await;
-    }
-    for (r, peer) in [(&mut dave, "bob"), (&mut b, "dave")] {
-        r.wait_for("type='subscribe'").await;
-        r.send(&format!(
-            "<presence to='{peer}@localhost' type='subscribed'/>"
-        ))
-        .await;
-    }
-    b.wait_for("subscription='both'").await;
+    mutual_contacts(&mut b, "bob", &mut dave, "dave").await;
 
     let r = ask(&mut a, &execute("e", "delete-user", "localhost"), "e").await;
     let sid = sessionid(&r);

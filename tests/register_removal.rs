@@ -14,30 +14,7 @@ async fn removal_answers_then_ends_every_session_and_the_account_is_gone() {
     let (mut a2, _) = Raw::login(d.starttls, DOMAIN, "alice", "alice-pw", "two").await;
     let (mut b, _) = Raw::login(d.starttls, DOMAIN, "bob", "bob-pw", "b").await;
     // alice and bob are contacts both ways
-    for r in [&mut a1, &mut b] {
-        r.send("<iq type='get' id='roster'><query xmlns='jabber:iq:roster'/></iq>")
-            .await;
-        r.wait_for("id='roster'").await;
-    }
-    for (r, peer, id) in [(&mut a1, "bob", "ra"), (&mut b, "alice", "rb")] {
-        r.send(&format!(
-            "<iq type='set' id='{id}'><query xmlns='jabber:iq:roster'><item jid='{peer}@localhost'/></query></iq>"
-        ))
-        .await;
-        r.wait_for(&format!("id='{id}'")).await;
-        r.send(&format!(
-            "<presence to='{peer}@localhost' type='subscribe'/>"
-        ))
-        .await;
-    }
-    for (r, peer) in [(&mut b, "alice"), (&mut a1, "bob")] {
-        r.wait_for("type='subscribe'").await;
-        r.send(&format!(
-            "<presence to='{peer}@localhost' type='subscribed'/>"
-        ))
-        .await;
-    }
-    b.wait_for("subscription='both'").await;
+    mutual_contacts(&mut a1, "alice", &mut b, "bob").await;
 
     a1.send("<iq type='set' id='rm'><query xmlns='jabber:iq:register'><remove/></query></iq>")
         .await;

@@ -860,6 +860,36 @@ impl Raw {
     }
 }
 
+/// `a` (the account `a_user@localhost`) and `b` (`b_user@localhost`), both online, fetch
+/// their rosters (so they get pushes) and become contacts both ways; returns once `b`
+/// sees `subscription='both'`.
+pub async fn mutual_contacts(a: &mut Raw, a_user: &str, b: &mut Raw, b_user: &str) {
+    for r in [&mut *a, &mut *b] {
+        r.send("<iq type='get' id='roster'><query xmlns='jabber:iq:roster'/></iq>")
+            .await;
+        r.wait_for("id='roster'").await;
+    }
+    for (r, peer, id) in [(&mut *a, b_user, "ra"), (&mut *b, a_user, "rb")] {
+        r.send(&format!(
+            "<iq type='set' id='{id}'><query xmlns='jabber:iq:roster'><item jid='{peer}@localhost'/></query></iq>"
+        ))
+        .await;
+        r.wait_for(&format!("id='{id}'")).await;
+        r.send(&format!(
+            "<presence to='{peer}@localhost' type='subscribe'/>"
+        ))
+        .await;
+    }
+    for (r, peer) in [(&mut *b, a_user), (&mut *a, b_user)] {
+        r.wait_for("type='subscribe'").await;
+        r.send(&format!(
+            "<presence to='{peer}@localhost' type='subscribed'/>"
+        ))
+        .await;
+    }
+    b.wait_for("subscription='both'").await;
+}
+
 fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
     hay.windows(needle.len()).position(|w| w == needle)
 }
